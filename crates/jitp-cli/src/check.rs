@@ -1,0 +1,105 @@
+//! `jitp check` and `jitp render`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use jitp_core::cert::MAX_PEM_BYTES;
+use jitp_core::decide::{CheckReport, check};
+use jitp_core::ids::CaCertificateId;
+
+use crate::common::{AwsArgs, ConfigArgs, Format, now, parse_time, read_bounded};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The registered CA certificate (PEM).
+    #[arg(long)]
+    ca: PathBuf,
+    /// The device certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The CA's id in AWS IoT (default: SHA-256 of its DER, as AWS IoT computes it).
+    #[arg(long)]
+    ca_id: Option<CaCertificateId>,
+    /// Decide as of this time (RFC 3339; default: now).
+    #[arg(long, value_parser = parse_time)]
+    at: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Check,
+    Render,
+}
+
+pub fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let aws = args.aws.context()?;
+    let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;
+    let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
+    let report = check(
+        &config,
+        &ca,
+        &cert,
+        args.ca_id.as_ref(),
+        args.at.unwrap_or_else(now),
+        &aws,
+    );
+    match (mode, args.format) {
+        (Mode::Check, Format::Json) => println!("{}", serde_json::to_string(&report)?),
+        (Mode::Check, Format::Text) => print_text(&report),
+        (Mode::Render, _) => match &report.policy {
+            Some(policy) => println!("{}", serde_json::to_string_pretty(policy)?),
+            None => eprintln!(
+                "jitp: rejected: {} {}",
+                report.reason.map(|r| r.as_str()).unwrap_or(""),
+                report.message
+            ),
+        },
+    }
+    Ok(if report.accepted() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_text(r: &CheckReport) {
+    match r.reason {
+        None => println!("ACCEPT  {}", r.message),
+        Some(reason) => println!("REJECT  {reason}: {}", r.message),
+    }
+    let line = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            println!("  {k:<15} {v}");
+        }
+    };
+    line("profile", r.profile.as_deref());
+    line("thing name", r.thing_name.as_deref());
+    line("policy name", r.policy_name.as_deref());
+    line("certificate id", r.certificate_id.as_deref());
+    line("CA id", r.ca_id.as_deref());
+    line("thing type", r.thing_type.as_deref());
+    for (k, v) in &r.attributes {
+        println!("  attribute       {k} = {v}");
+    }
+    for w in &r.warnings {
+        println!("  warning         [{}] {}", w.rule, w.message);
+    }
+    if let Some(policy) = &r.policy {
+        println!("  policy:");
+        for l in serde_json::to_string_pretty(policy)
+            .unwrap_or_default()
+            .lines()
+        {
+            println!("    {l}");
+        }
+    }
+}

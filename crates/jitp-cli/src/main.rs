@@ -1,0 +1,43 @@
+//! `jitp`: the command line of the jitp provisioning service. A thin dispatcher over the library crates.
+
+mod check;
+mod common;
+mod lint;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Just-in-time provisioning for AWS IoT Core.
+#[derive(Debug, Parser)]
+#[command(name = "jitp", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide offline whether a device certificate would be provisioned, and as what.
+    Check(check::CheckArgs),
+    /// Print only the policy document a device certificate would get.
+    Render(check::CheckArgs),
+    /// Render every profile's template for a synthetic device and lint it.
+    Lint(lint::LintArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&args, check::Mode::Check),
+        Command::Render(args) => check::run(&args, check::Mode::Render),
+        Command::Lint(args) => lint::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jitp: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! The pure decision: certificate + CA + profiles + now -> a [`Verdict`] or a [`Refusal`].
+//!
+//! `jitp check`, the HTTP preview and the provisioning workflow all call [`decide`]: one code path, so what
+//! the security team previews is what devices get.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cert::{self, Certificate, DeviceCheck, KeyKind};
+use crate::ids::{CaCertificateId, CertificateId, shown};
+use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
+use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use crate::reason::{ReasonCode, Rejection, reject};
+use crate::thing::{AttributeName, AttributeValue, ThingName};
+
+/// What to decide about.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The device certificate, PEM.
+    pub certificate_pem: &'a [u8],
+    /// The registered CA, parsed (see [`parse_ca`]).
+    pub ca: &'a Certificate,
+    /// The registered CA's id in AWS IoT.
+    pub ca_id: &'a CaCertificateId,
+    /// The decision time, Unix seconds.
+    pub now: i64,
+    /// The template context's `aws.*`.
+    pub aws: &'a AwsContext,
+}
+
+/// Yes: which profile, which thing, which policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The matching profile.
+    pub profile: String,
+    /// SHA-256 of the certificate DER (the id AWS IoT gives it).
+    pub certificate_id: CertificateId,
+    /// Serial number, hex.
+    pub serial: String,
+    /// The subject, one line.
+    pub subject: String,
+    /// Key algorithm and size.
+    pub key: KeyKind,
+    /// notBefore / notAfter, Unix seconds.
+    pub not_before: i64,
+    /// See `not_before`.
+    pub not_after: i64,
+    /// The thing to create or reuse; the MQTT client id must equal it.
+    pub thing_name: ThingName,
+    /// Thing type, if the profile sets one.
+    pub thing_type: Option<String>,
+    /// Thing groups.
+    pub thing_groups: Vec<String>,
+    /// Thing attributes, rendered and validated.
+    pub attributes: BTreeMap<AttributeName, AttributeValue>,
+    /// The policy.
+    pub policy: RenderedPolicy,
+    /// Per-thing or shared policy.
+    pub policy_mode: PolicyMode,
+    /// What to do if the thing has another active certificate.
+    pub on_duplicate: OnDuplicate,
+}
+
+/// No: the rejection, and the profile that governed it (for `on_reject`), if one had been selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Code and message.
+    pub rejection: Rejection,
+    /// The selected profile, if the decision got that far.
+    pub profile: Option<String>,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Self {
+            rejection,
+            profile: None,
+        }
+    }
+}
+
+/// Parse the registered CA; anything wrong with it is CA_INVALID.
+pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
+    Certificate::from_pem(pem).map_err(|e| {
+        reject!(
+            CaInvalid,
+            "the registered CA certificate cannot be read: {}",
+            e.message
+        )
+    })
+}
+
+/// Decide whether the certificate may be provisioned, and as what.
+pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
+    let device = Certificate::from_pem(input.certificate_pem)?;
+    let candidates: Vec<&Profile> = config
+        .profiles
+        .iter()
+        .filter(|p| p.ca.matches(input.ca_id))
+        .collect();
+    if candidates.is_empty() {
+        return Err(reject!(
+            UnknownCa,
+            "no profile in {} lists CA {}",
+            config.path.display(),
+            input.ca_id
+        )
+        .into());
+    }
+    let ca_ok = cert::verify_ca(input.ca)?;
+    let check = DeviceCheck {
+        now: input.now,
+        clock_skew_seconds: config.defaults.clock_skew_seconds,
+    };
+    cert::verify_device(&device, input.ca, ca_ok, check)?;
+
+    let profile = select_profile(&candidates, &device)?;
+    let with_profile = |rejection: Rejection| Refusal {
+        rejection,
+        profile: Some(profile.name.clone()),
+    };
+    profile_checks(profile, &device, input.ca).map_err(with_profile)?;
+    device_verdict(config, profile, &device, input).map_err(with_profile)
+}
+
+fn select_profile<'p>(
+    candidates: &[&'p Profile],
+    device: &Certificate,
+) -> Result<&'p Profile, Rejection> {
+    let mut first_miss = None;
+    for profile in candidates {
+        match subject_matches(profile, device) {
+            Ok(()) => return Ok(profile),
+            Err(e) => {
+                first_miss.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_miss.unwrap_or_else(|| reject!(SubjectMismatch, "no profile's subject rules match")))
+}
+
+fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Rejection> {
+    let subject = device.subject();
+    let cn = subject.single("cn")?.ok_or_else(|| {
+        reject!(
+            SubjectMismatch,
+            "the subject has no CN (profile {} requires one)",
+            profile.name
+        )
+    })?;
+    if !profile.common_name.is_match(cn) {
+        return Err(reject!(
+            SubjectMismatch,
+            "CN {} does not match profile {}'s common_name {}",
+            shown(cn),
+            profile.name,
+            shown(
+                profile
+                    .common_name
+                    .as_str()
+                    .trim_start_matches("^(?:")
+                    .trim_end_matches(")$")
+            )
+        ));
+    }
+    for (field, allowed) in [
+        ("o", &profile.organization),
+        ("ou", &profile.organizational_unit),
+        ("c", &profile.country),
+    ] {
+        let Some(allowed) = allowed else { continue };
+        match subject.single(field)? {
+            Some(value) if allowed.iter().any(|a| a == value) => {}
+            Some(value) => {
+                return Err(reject!(
+                    SubjectMismatch,
+                    "{} {} is not in profile {}'s allow-list {:?}",
+                    field.to_uppercase(),
+                    shown(value),
+                    profile.name,
+                    allowed
+                ));
+            }
+            None => {
+                return Err(reject!(
+                    SubjectMismatch,
+                    "the subject has no {} (profile {} requires one)",
+                    field.to_uppercase(),
+                    profile.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn profile_checks(
+    profile: &Profile,
+    device: &Certificate,
+    ca: &Certificate,
+) -> Result<(), Rejection> {
+    if !profile.ca_chain.is_empty() && !cert::chains_to(ca, &profile.ca_chain) {
+        return Err(reject!(
+            CaInvalid,
+            "the registered CA {:?} does not chain to profile {}'s ca_chain",
+            ca.subject_line(),
+            profile.name
+        ));
+    }
+    if let KeyKind::Rsa { bits } = device.key() {
+        if *bits < profile.min_rsa_bits {
+            return Err(reject!(
+                WeakKey,
+                "the RSA key has {bits} bits; profile {} requires at least {}",
+                profile.name,
+                profile.min_rsa_bits
+            ));
+        }
+    }
+    if let Some(days) = profile.max_validity_days {
+        let (not_before, not_after) = device.validity();
+        let lifetime = not_after.saturating_sub(not_before);
+        if lifetime > i64::from(days) * 86_400 {
+            return Err(reject!(
+                ValidityTooLong,
+                "the certificate is valid for {} days; profile {} allows at most {days}",
+                lifetime / 86_400,
+                profile.name
+            ));
+        }
+    }
+    let fingerprint = device.fingerprint_hex();
+    let serial = device.serial_hex();
+    if profile.deny.contains(&fingerprint) || profile.deny.contains(&serial) {
+        return Err(reject!(
+            CertDenied,
+            "the certificate (serial {serial}, SHA-256 {fingerprint}) is on profile {}'s deny list",
+            profile.name
+        ));
+    }
+    Ok(())
+}
+
+fn device_verdict(
+    config: &Config,
+    profile: &Profile,
+    device: &Certificate,
+    input: &Input<'_>,
+) -> Result<Verdict, Rejection> {
+    let engine = config.engine();
+    let certificate_id = CertificateId::of_der(device.der());
+    let serial = device.serial_hex();
+    let mut names_ctx = tera::Context::new();
+    names_ctx.insert("subject", &crate::policy::subject_map(device.subject()));
+    names_ctx.insert(
+        "certificate",
+        &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }),
+    );
+    names_ctx.insert("ca", &serde_json::json!({ "id": input.ca_id.as_str() }));
+    names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
+    let raw_name = engine.render_thing_name(profile, &names_ctx)?;
+    let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
+        reject!(
+            InvalidThingName,
+            "the thing name rendered for profile {} is invalid: {e}",
+            profile.name
+        )
+    })?;
+    names_ctx.insert("thing_name", thing_name.as_str());
+    let mut attributes = BTreeMap::new();
+    for name in profile.attributes.keys() {
+        let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
+        let value = AttributeValue::try_from(raw)
+            .map_err(|e| reject!(InvalidAttribute, "attribute {name}: {e}"))?;
+        attributes.insert(name.clone(), value);
+    }
+    let device_ctx = DeviceContext {
+        thing_name: &thing_name,
+        aws: input.aws,
+        certificate_id: certificate_id.as_str(),
+        certificate_serial: &serial,
+        ca_id: input.ca_id.as_str(),
+        subject: device.subject(),
+        profile,
+    };
+    let policy = engine.render_policy(&device_ctx)?;
+    let (not_before, not_after) = device.validity();
+    Ok(Verdict {
+        profile: profile.name.clone(),
+        certificate_id,
+        serial,
+        subject: device.subject_line(),
+        key: *device.key(),
+        not_before,
+        not_after,
+        thing_name,
+        thing_type: profile.thing_type.clone(),
+        thing_groups: profile.thing_groups.clone(),
+        attributes,
+        policy,
+        policy_mode: profile.policy_mode,
+        on_duplicate: profile.on_duplicate,
+    })
+}
+
+impl Refusal {
+    /// The reason code.
+    pub fn reason(&self) -> ReasonCode {
+        self.rejection.reason
+    }
+}
+
+/// The outcome of [`check`] in the shape `jitp check --format json` and `POST /v1/preview` print.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// `accept` or `reject`.
+    pub decision: &'static str,
+    /// The reason code of a rejection.
+    pub reason: Option<ReasonCode>,
+    /// One sentence for people.
+    pub message: String,
+    /// The selected profile.
+    pub profile: Option<String>,
+    /// The thing name.
+    pub thing_name: Option<String>,
+    /// The policy name.
+    pub policy_name: Option<String>,
+    /// The rendered policy document, as JSON.
+    pub policy: Option<serde_json::Value>,
+    /// Lint warnings on the policy.
+    pub warnings: Vec<crate::policy::Finding>,
+    /// The certificate id (SHA-256 of the DER), when the certificate parsed.
+    pub certificate_id: Option<String>,
+    /// The CA id the decision used.
+    pub ca_id: Option<String>,
+    /// Thing type, groups and attributes the thing would get.
+    pub thing_type: Option<String>,
+    /// See `thing_type`.
+    pub thing_groups: Vec<String>,
+    /// See `thing_type`.
+    pub attributes: BTreeMap<AttributeName, AttributeValue>,
+}
+
+impl CheckReport {
+    /// Did the certificate pass?
+    pub fn accepted(&self) -> bool {
+        self.decision == "accept"
+    }
+
+    fn rejected(refusal: Refusal, ca_id: Option<String>, certificate_id: Option<String>) -> Self {
+        Self {
+            decision: "reject",
+            reason: Some(refusal.rejection.reason),
+            message: refusal.rejection.message,
+            profile: refusal.profile,
+            thing_name: None,
+            policy_name: None,
+            policy: None,
+            warnings: Vec::new(),
+            certificate_id,
+            ca_id,
+            thing_type: None,
+            thing_groups: Vec::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The whole offline decision from PEM inputs, for `jitp check` and previews: no registry, no side effects.
+/// `ca_id` defaults to the SHA-256 of the CA's DER, as AWS IoT computes it.
+pub fn check(
+    config: &Config,
+    ca_pem: &[u8],
+    certificate_pem: &[u8],
+    ca_id: Option<&CaCertificateId>,
+    now: i64,
+    aws: &AwsContext,
+) -> CheckReport {
+    let certificate_id = cert::pem_to_der(certificate_pem)
+        .ok()
+        .map(|der| CertificateId::of_der(&der).to_string());
+    let ca = match parse_ca(ca_pem) {
+        Ok(ca) => ca,
+        Err(e) => {
+            return CheckReport::rejected(e.into(), ca_id.map(|i| i.to_string()), certificate_id);
+        }
+    };
+    let computed;
+    let ca_id = match ca_id {
+        Some(id) => id,
+        None => {
+            computed = CaCertificateId::of_der(ca.der());
+            &computed
+        }
+    };
+    let input = Input {
+        certificate_pem,
+        ca: &ca,
+        ca_id,
+        now,
+        aws,
+    };
+    match decide(config, &input) {
+        Ok(v) => CheckReport {
+            decision: "accept",
+            reason: None,
+            message: format!(
+                "certificate accepted by profile {} as thing {}",
+                v.profile, v.thing_name
+            ),
+            profile: Some(v.profile),
+            thing_name: Some(v.thing_name.to_string()),
+            policy_name: Some(v.policy.name.to_string()),
+            policy: Some(v.policy.json()),
+            warnings: v.policy.warnings,
+            certificate_id: Some(v.certificate_id.to_string()),
+            ca_id: Some(ca_id.to_string()),
+            thing_type: v.thing_type,
+            thing_groups: v.thing_groups,
+            attributes: v.attributes,
+        },
+        Err(refusal) => CheckReport::rejected(refusal, Some(ca_id.to_string()), certificate_id),
+    }
+}

@@ -1,0 +1,192 @@
+//! The certificate-registered event AWS IoT publishes on `$aws/events/certificates/registered/<caCertificateId>`.
+//!
+//! Parsed, never trusted: through SQS or HTTP anyone who can write to the queue or reach the endpoint can
+//! forge one, so the workflow re-reads the certificate and its CA from the registry and uses the event only
+//! to know which certificate to look at.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CaCertificateId, CertificateId};
+use crate::reason::{Rejection, reject};
+
+/// The largest event jitp parses. A real one is about 300 bytes.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+
+/// A certificate-registered event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationEvent {
+    /// The registered certificate.
+    pub certificate_id: CertificateId,
+    /// The CA the event claims signed it; checked against the registry.
+    pub ca_certificate_id: CaCertificateId,
+    /// When AWS IoT published the event, Unix milliseconds.
+    pub timestamp: u64,
+    /// The status at registration, normally PENDING_ACTIVATION.
+    pub certificate_status: CertificateStatus,
+    /// The account, 12 digits.
+    pub aws_account_id: AccountId,
+    /// When the certificate was registered, if AWS says.
+    #[serde(default)]
+    pub certificate_registration_timestamp: Option<String>,
+}
+
+/// AWS IoT certificate statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    /// Usable.
+    Active,
+    /// Disabled, may be re-activated.
+    Inactive,
+    /// Revoked for good.
+    Revoked,
+    /// Registered by auto-registration, waiting for a provisioner.
+    PendingActivation,
+    /// Being transferred to another account.
+    PendingTransfer,
+    /// Registered inactive.
+    RegisterInactive,
+}
+
+impl CertificateStatus {
+    /// AWS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+            Self::Revoked => "REVOKED",
+            Self::PendingActivation => "PENDING_ACTIVATION",
+            Self::PendingTransfer => "PENDING_TRANSFER",
+            Self::RegisterInactive => "REGISTER_INACTIVE",
+        }
+    }
+}
+
+impl std::fmt::Display for CertificateStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An AWS account id: exactly 12 digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = crate::ids::InvalidId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(value))
+        } else {
+            Err(crate::ids::InvalidId::new(
+                "an AWS account id",
+                "12 digits",
+                &value,
+            ))
+        }
+    }
+}
+
+impl std::str::FromStr for AccountId {
+    type Err = crate::ids::InvalidId;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::try_from(value.to_owned())
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(id: AccountId) -> String {
+        id.0
+    }
+}
+
+/// Parse an event from JSON bytes. Anything that is not exactly a registration event is MALFORMED_EVENT.
+pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(reject!(
+            MalformedEvent,
+            "the event is {} bytes, over the {MAX_EVENT_BYTES}-byte limit",
+            bytes.len()
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        reject!(
+            MalformedEvent,
+            "the event is not a certificate-registered event: {e}"
+        )
+    })
+}
+
+/// Parse an event from an already-decoded JSON value (the Lambda runtime hands one over).
+pub fn from_value(value: serde_json::Value) -> Result<RegistrationEvent, Rejection> {
+    serde_json::from_value(value).map_err(|e| {
+        reject!(
+            MalformedEvent,
+            "the event is not a certificate-registered event: {e}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::ReasonCode;
+
+    const GOOD: &str = r#"{"certificateId":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "caCertificateId":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "timestamp":1700000000000,"certificateStatus":"PENDING_ACTIVATION","awsAccountId":"123456789012",
+        "certificateRegistrationTimestamp":null}"#;
+
+    #[test]
+    fn parses_a_real_event() {
+        let event = parse(GOOD.as_bytes()).ok();
+        assert_eq!(
+            event.map(|e| e.certificate_status),
+            Some(CertificateStatus::PendingActivation)
+        );
+    }
+
+    #[test]
+    fn registration_timestamp_may_be_a_string_or_absent() {
+        let with = GOOD.replace("null", "\"1700000000000\"");
+        assert!(parse(with.as_bytes()).is_ok());
+        let without = GOOD.replace(",\n        \"certificateRegistrationTimestamp\":null", "");
+        assert!(parse(without.as_bytes()).is_ok(), "{without}");
+    }
+
+    #[test]
+    fn malformed_events() {
+        let cases = [
+            String::new(),
+            "null".into(),
+            "[]".into(),
+            "{}".into(),
+            GOOD.replace("aaaa", "AAAA"),
+            GOOD.replace("1700000000000", "\"soon\""),
+            GOOD.replace("1700000000000", "-1"),
+            GOOD.replace("PENDING_ACTIVATION", "WHATEVER"),
+            GOOD.replace("123456789012", "12345"),
+            GOOD.replace("\"certificateId\"", "\"certificateID\""),
+            format!("{GOOD}{GOOD}"),
+            "{".repeat(10_000),
+            " ".repeat(MAX_EVENT_BYTES + 1),
+        ];
+        for case in cases {
+            let r = parse(case.as_bytes());
+            assert_eq!(
+                r.err().map(|e| e.reason),
+                Some(ReasonCode::MalformedEvent),
+                "{case:.80}"
+            );
+        }
+    }
+}

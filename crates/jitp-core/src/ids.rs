@@ -1,0 +1,213 @@
+//! AWS IoT identifiers as newtypes: a value of these types is always well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An identifier did not have the required form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} must be {rule}; got {shown}")]
+pub struct InvalidId {
+    kind: &'static str,
+    rule: &'static str,
+    shown: String,
+}
+
+impl InvalidId {
+    pub(crate) fn new(kind: &'static str, rule: &'static str, value: &str) -> Self {
+        Self {
+            kind,
+            rule,
+            shown: shown(value),
+        }
+    }
+}
+
+/// Quote a value for an error message, bounded so a 10 MB input does not become a 10 MB message.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    let mut out: String = value.chars().take(MAX).collect();
+    if value.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+fn is_sha256_hex(value: &str) -> bool {
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+macro_rules! sha256_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id of a DER certificate as AWS IoT computes it: SHA-256 of the DER, lowercase hex.
+            pub fn of_der(der: &[u8]) -> Self {
+                use sha2::Digest as _;
+                Self(hex::encode(sha2::Sha256::digest(der)))
+            }
+
+            /// The 64 lowercase hex digits.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(value: String) -> Result<Self, InvalidId> {
+                if is_sha256_hex(&value) {
+                    Ok(Self(value))
+                } else {
+                    Err(InvalidId::new($kind, "64 lowercase hex digits", &value))
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(value: &str) -> Result<Self, InvalidId> {
+                Self::try_from(value.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+sha256_id!(
+    /// A device certificate's id in AWS IoT (64 lowercase hex).
+    CertificateId,
+    "a certificate id"
+);
+sha256_id!(
+    /// A CA certificate's id in AWS IoT (64 lowercase hex).
+    CaCertificateId,
+    "a CA certificate id"
+);
+
+/// An AWS IoT policy name: 1..=128 of `[\w+=,.@-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PolicyName(String);
+
+impl PolicyName {
+    /// The name as AWS IoT spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PolicyName {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, InvalidId> {
+        let ok = (1..=128).contains(&value.len())
+            && value.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-')
+            });
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(InvalidId::new(
+                "a policy name",
+                "1 to 128 of [A-Za-z0-9_+=,.@-]",
+                &value,
+            ))
+        }
+    }
+}
+
+impl FromStr for PolicyName {
+    type Err = InvalidId;
+    fn from_str(value: &str) -> Result<Self, InvalidId> {
+        Self::try_from(value.to_owned())
+    }
+}
+
+impl From<PolicyName> for String {
+    fn from(name: PolicyName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn certificate_id_accepts_only_lowercase_sha256_hex() {
+        let good = "a".repeat(64);
+        assert!(CertificateId::from_str(&good).is_ok());
+        assert!(CertificateId::from_str(&"A".repeat(64)).is_err());
+        assert!(CertificateId::from_str(&"a".repeat(63)).is_err());
+        assert!(CertificateId::from_str(&"g".repeat(64)).is_err());
+        assert!(CaCertificateId::from_str("").is_err());
+    }
+
+    #[test]
+    fn id_of_der_is_sha256_hex() {
+        let id = CertificateId::of_der(b"abc");
+        assert_eq!(
+            id.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn policy_name_rules() {
+        assert!(PolicyName::from_str("jitp-sensor-1").is_ok());
+        assert!(PolicyName::from_str("").is_err());
+        assert!(PolicyName::from_str("a/b").is_err());
+        assert!(PolicyName::from_str(&"p".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn error_message_is_bounded() {
+        let err = CertificateId::from_str(&"x".repeat(10_000))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.len() < 300, "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn certificate_id_parse_agrees_with_rule(s in "\\PC*|[0-9a-f]{64}") {
+            let ok = CertificateId::from_str(&s).is_ok();
+            prop_assert_eq!(ok, s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            if let Ok(id) = CertificateId::from_str(&s) { prop_assert_eq!(id.as_str(), s.as_str()); }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! jitp-core: the domain of just-in-time provisioning for AWS IoT Core.
+//!
+//! No AWS SDK and no HTTP here: parse and verify certificates ([`cert`]), select a CA profile ([`profile`]),
+//! derive the thing ([`thing`]), render and lint its policy ([`policy`]), and decide ([`decide`]). The
+//! provisioning workflow talks to AWS IoT only through the [`registry::IotRegistry`] port.
+
+pub mod cert;
+pub mod decide;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod policy;
+pub mod profile;
+pub mod reason;
+pub mod thing;
+
+pub use error::Error;
+pub use reason::{ReasonCode, Rejection};

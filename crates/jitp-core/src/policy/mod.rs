@@ -1,0 +1,425 @@
+//! Policy documents: render from the security team's Tera templates, then lint.
+//!
+//! Templates are compiled once, at start-up. Values taken from a certificate are untrusted: the renderer's
+//! escape function refuses, with INVALID_ATTRIBUTE, any printed value that carries a character that could
+//! widen a policy (see [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be
+//! JSON, version 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
+
+pub mod lint;
+pub mod review;
+
+use std::path::Path;
+
+use serde::Serialize;
+use tera::{Context, Kwargs, State, Tera};
+
+use crate::cert::Subject;
+use crate::error::Error;
+use crate::ids::{PolicyName, shown};
+use crate::profile::{PolicyMode, Profile, line_of};
+use crate::reason::{Rejection, reject};
+use crate::thing::ThingName;
+
+pub use lint::{Finding, Report, Rule, Scope, Severity};
+
+/// AWS IoT's policy document limit: 2048 characters, whitespace excluded.
+pub const MAX_POLICY_CHARS: usize = 2048;
+
+/// The characters no printed template value may contain, with why.
+pub const FORBIDDEN: &[(&str, &str)] = &[
+    ("\"", "a quote ends the JSON string"),
+    ("\\", "a backslash starts a JSON escape"),
+    ("*", "a policy wildcard"),
+    ("?", "a policy wildcard"),
+    ("+", "an MQTT wildcard"),
+    ("#", "an MQTT wildcard"),
+    ("/", "a topic level separator"),
+    ("$", "the start of a policy variable"),
+];
+
+/// Marker carried by the escape function's error so the renderer can tell it from other template errors.
+const REFUSED_MARKER: &str = "jitp-refused-value";
+
+/// Why `value` may not be printed into a policy, if it may not.
+pub fn forbidden_reason(value: &str) -> Option<String> {
+    for (s, why) in FORBIDDEN {
+        if value.contains(s) {
+            return Some(format!("contains {s:?} ({why})"));
+        }
+    }
+    value
+        .chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("contains the control character {:?}", c))
+}
+
+fn guard_escape(value: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    if forbidden_reason(value).is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            REFUSED_MARKER,
+        ));
+    }
+    out.write_all(value.as_bytes())
+}
+
+/// A filter that returns its input as an ordinary (escapable) string: installed under the names of Tera's
+/// filters that would mark a value safe, so that no template can print an unchecked value.
+fn not_safe(value: std::borrow::Cow<'_, str>, _: Kwargs, _: &State) -> String {
+    value.into_owned()
+}
+
+/// AWS placement of the rendered policy (template context `aws.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsContext {
+    /// `aws`, `aws-cn`, `aws-us-gov`.
+    pub partition: String,
+    /// e.g. `us-east-1`.
+    pub region: String,
+    /// 12 digits.
+    pub account_id: String,
+}
+
+impl Default for AwsContext {
+    fn default() -> Self {
+        Self {
+            partition: "aws".into(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        }
+    }
+}
+
+/// Everything a template may read about one device.
+#[derive(Debug, Clone)]
+pub struct DeviceContext<'a> {
+    /// The validated thing name.
+    pub thing_name: &'a ThingName,
+    /// Where the policy lives.
+    pub aws: &'a AwsContext,
+    /// The certificate id (64 hex).
+    pub certificate_id: &'a str,
+    /// The certificate serial (hex).
+    pub certificate_serial: &'a str,
+    /// The CA certificate id.
+    pub ca_id: &'a str,
+    /// The subject fields.
+    pub subject: &'a Subject,
+    /// The profile.
+    pub profile: &'a Profile,
+}
+
+/// A rendered, validated, linted policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RenderedPolicy {
+    /// The policy's name in AWS IoT.
+    pub name: PolicyName,
+    /// The document as sent to AWS IoT: compact JSON, keys in a stable order.
+    pub document: String,
+    /// Lint warnings (errors refuse the policy).
+    pub warnings: Vec<Finding>,
+}
+
+impl RenderedPolicy {
+    /// The document as a JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.document).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The compiled templates of a configuration.
+#[derive(Debug)]
+pub struct Engine {
+    /// Policy templates, with the guard escape function.
+    policies: Tera,
+    /// Thing-name and attribute expressions: printed raw, validated by their newtypes afterwards.
+    names: Tera,
+}
+
+fn thing_name_template(profile: &str) -> String {
+    format!("profile:{profile}:thing_name")
+}
+
+fn attribute_template(profile: &str, attribute: &str) -> String {
+    format!("profile:{profile}:attribute:{attribute}")
+}
+
+impl Engine {
+    /// Compile every template the profiles name; a syntax error names the file and line.
+    pub(crate) fn compile(
+        dir: &Path,
+        config_path: &Path,
+        profiles: &[Profile],
+    ) -> Result<Self, Error> {
+        let mut policies = Tera::new();
+        policies.autoescape_on(vec![""]);
+        policies.set_escape_fn(guard_escape);
+        for name in ["safe", "escape", "escape_html", "escape_xml"] {
+            policies.register_filter(name, not_safe);
+        }
+        let mut names = Tera::new();
+        names.autoescape_on(Vec::<&str>::new());
+        for profile in profiles {
+            if !policies.contains_template(&profile.policy) {
+                let file = dir.join(&profile.policy);
+                let source = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+                policies
+                    .add_raw_template(&profile.policy, &source)
+                    .map_err(|e| template_error(&file, &source, &e))?;
+            }
+            names
+                .add_raw_template(&thing_name_template(&profile.name), &profile.thing_name)
+                .map_err(|e| {
+                    Error::config(
+                        config_path,
+                        None,
+                        format!("profiles.{}.thing_name", profile.name),
+                        tera_message(&e),
+                    )
+                })?;
+            for (attr, expr) in &profile.attributes {
+                names
+                    .add_raw_template(&attribute_template(&profile.name, attr.as_str()), expr)
+                    .map_err(|e| {
+                        Error::config(
+                            config_path,
+                            None,
+                            format!("profiles.{}.attributes.{attr}", profile.name),
+                            tera_message(&e),
+                        )
+                    })?;
+            }
+        }
+        Ok(Self { policies, names })
+    }
+
+    /// Render `profile`'s thing-name expression (unvalidated text: the caller makes a ThingName of it).
+    pub fn render_thing_name(&self, profile: &Profile, ctx: &Context) -> Result<String, Rejection> {
+        self.names
+            .render(&thing_name_template(&profile.name), ctx)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                reject!(
+                    InvalidThingName,
+                    "the thing_name expression failed: {}",
+                    tera_message(&e)
+                )
+            })
+    }
+
+    /// Render one attribute expression.
+    pub fn render_attribute(
+        &self,
+        profile: &Profile,
+        attribute: &str,
+        ctx: &Context,
+    ) -> Result<String, Rejection> {
+        self.names
+            .render(&attribute_template(&profile.name, attribute), ctx)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                reject!(
+                    InvalidAttribute,
+                    "the attribute {attribute:?} failed to render: {}",
+                    tera_message(&e)
+                )
+            })
+    }
+
+    /// Render, check and lint the policy for one device.
+    pub fn render_policy(&self, device: &DeviceContext<'_>) -> Result<RenderedPolicy, Rejection> {
+        let (rendered, name, scope) = self.render_unchecked(device)?;
+        finish(&rendered, name, scope, &device.profile.policy)
+    }
+
+    /// Render the policy text and name, without the size, JSON and lint checks.
+    pub fn render_unchecked<'d>(
+        &self,
+        device: &DeviceContext<'d>,
+    ) -> Result<(String, PolicyName, Scope<'d>), Rejection> {
+        let profile = device.profile;
+        let (ctx, name, scope) = match profile.policy_mode {
+            PolicyMode::PerThing => {
+                let name = policy_name(&profile.policy_prefix, device.thing_name.as_str())?;
+                (
+                    device_context(device),
+                    name,
+                    Scope::Thing(device.thing_name.as_str()),
+                )
+            }
+            PolicyMode::Shared => {
+                // One document for every device: the template sees no device values, so it cannot depend on them.
+                let stem = profile.policy.rsplit('/').next().unwrap_or(&profile.policy);
+                let stem = stem.split('.').next().unwrap_or(stem);
+                (
+                    shared_context(device.aws, profile),
+                    policy_name(&profile.policy_prefix, stem)?,
+                    Scope::Shared,
+                )
+            }
+        };
+        let rendered = self.policies.render(&profile.policy, &ctx).map_err(|e| {
+            if format!("{e:?}").contains(REFUSED_MARKER) {
+                let fields = refused_fields(device);
+                reject!(
+                    InvalidAttribute,
+                    "a value printed into policy template {} is not allowed in a policy: {}",
+                    profile.policy,
+                    if fields.is_empty() {
+                        "a computed value carries a forbidden character".to_owned()
+                    } else {
+                        fields.join("; ")
+                    }
+                )
+            } else {
+                reject!(
+                    PolicyTemplateError,
+                    "policy template {} failed to render: {}",
+                    profile.policy,
+                    tera_message(&e)
+                )
+            }
+        })?;
+        Ok((rendered, name, scope))
+    }
+
+    /// Render a template with a context built elsewhere (`jitp lint` uses a synthetic device).
+    pub fn policy_template_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.get_template_names()
+    }
+}
+
+/// Check size, JSON and version, canonicalise, and lint a rendered document.
+pub fn finish(
+    rendered: &str,
+    name: PolicyName,
+    scope: Scope<'_>,
+    template: &str,
+) -> Result<RenderedPolicy, Rejection> {
+    let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
+    if size > MAX_POLICY_CHARS {
+        return Err(reject!(
+            PolicyTooLarge,
+            "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| {
+        reject!(
+            PolicyTemplateError,
+            "the policy rendered from {template} is not valid JSON: {e}"
+        )
+    })?;
+    if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
+        return Err(reject!(
+            PolicyTemplateError,
+            "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
+        ));
+    }
+    let report = lint::lint(rendered, scope);
+    if report.has_errors() {
+        let first: Vec<String> = report
+            .errors()
+            .take(3)
+            .map(|f| format!("[{}] {}", f.rule, f.message))
+            .collect();
+        return Err(reject!(
+            PolicyTooPermissive,
+            "the policy rendered from {template} is too permissive: {}",
+            first.join("; ")
+        ));
+    }
+    let document = serde_json::to_string(&value).unwrap_or_default();
+    Ok(RenderedPolicy {
+        name,
+        document,
+        warnings: report.warnings().cloned().collect(),
+    })
+}
+
+/// `prefix + name`, with `:` (legal in thing names, not in policy names) spelled `.` (illegal in thing names,
+/// so the mapping cannot collide).
+pub fn policy_name(prefix: &str, name: &str) -> Result<PolicyName, Rejection> {
+    let candidate = format!("{prefix}{}", name.replace(':', "."));
+    PolicyName::try_from(candidate.clone()).map_err(|_| {
+        reject!(
+            InvalidThingName,
+            "the policy name {} would not be valid (1 to 128 of [A-Za-z0-9_+=,.@-])",
+            shown(&candidate)
+        )
+    })
+}
+
+fn refused_fields(device: &DeviceContext<'_>) -> Vec<String> {
+    device
+        .subject
+        .fields()
+        .into_iter()
+        .filter_map(|(field, values)| {
+            let bad = values
+                .iter()
+                .find_map(|v| forbidden_reason(v).map(|why| (v, why)))?;
+            Some(format!("subject.{field} {} {}", shown(bad.0), bad.1))
+        })
+        .collect()
+}
+
+/// The template context of one device. Absent subject fields are left undefined, so a template that uses
+/// one without `| default(...)` fails and says which.
+pub fn device_context(device: &DeviceContext<'_>) -> Context {
+    let mut ctx = shared_context(device.aws, device.profile);
+    ctx.insert("thing_name", device.thing_name.as_str());
+    ctx.insert(
+        "certificate",
+        &serde_json::json!({ "id": device.certificate_id, "serial": device.certificate_serial }),
+    );
+    ctx.insert("ca", &serde_json::json!({ "id": device.ca_id }));
+    ctx.insert("subject", &subject_map(device.subject));
+    ctx
+}
+
+/// The context of a shared policy: no device values at all.
+pub fn shared_context(aws: &AwsContext, profile: &Profile) -> Context {
+    let mut ctx = Context::new();
+    ctx.insert("aws", aws);
+    ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
+    ctx
+}
+
+/// Subject fields with exactly one value, by template name.
+pub fn subject_map(subject: &Subject) -> serde_json::Map<String, serde_json::Value> {
+    subject
+        .fields()
+        .into_iter()
+        .filter_map(|(name, values)| match values {
+            [one] => Some((name.to_owned(), serde_json::Value::String(one.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn tera_message(e: &tera::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
+    let message = tera_message(e);
+    // Tera's report carries "name:line:col"; keep the line for the config error.
+    let line = message.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("-->")
+            .and_then(|rest| rest.rsplit(':').nth(1))
+            .and_then(|n| n.trim().parse().ok())
+    });
+    let _ = line_of(source, 0);
+    Error::config(file, line, "template", message)
+}

@@ -1,0 +1,644 @@
+//! CA profiles from `templates/jitp.toml`: which CA, which subject rules, which templates.
+//!
+//! Loaded once at start-up: regexes compiled, templates compiled, deny lists and CA chains read. Every
+//! mistake is a [`Error::Config`] naming the file, the key and the line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::cert::Certificate;
+use crate::error::Error;
+use crate::ids::CaCertificateId;
+use crate::policy::Engine;
+use crate::thing::AttributeName;
+
+/// What to do with a rejected certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReject {
+    /// UpdateCertificate to REVOKED: the device can never use it.
+    Revoke,
+    /// UpdateCertificate to INACTIVE: an operator may still activate it.
+    Deactivate,
+    /// Leave it PENDING_ACTIVATION (AWS keeps dropping the device's connections).
+    Leave,
+}
+
+/// Per-thing policies, or one shared policy per template scoped by policy variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyMode {
+    /// `jitp-<thing>`: one policy per device, the thing name written into it.
+    PerThing,
+    /// `jitp-<template>`: one policy for every device of a template, using `${iot:Connection.Thing.ThingName}`.
+    Shared,
+}
+
+/// What to do when the thing already has another ACTIVE certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDuplicate {
+    /// Reject with DUPLICATE_THING.
+    Reject,
+    /// Attach the new certificate too and leave the old one for the operator.
+    Rotate,
+}
+
+macro_rules! parse_enum_str {
+    ($t:ty) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t>::deserialize(
+                    serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s),
+                )
+                .map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+parse_enum_str!(OnReject);
+parse_enum_str!(PolicyMode);
+parse_enum_str!(OnDuplicate);
+
+/// Settings an operator may impose at deployment (Lambda environment, CLI flags), over `[defaults]`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `defaults.policy_mode`.
+    pub policy_mode: Option<PolicyMode>,
+    /// Replaces `defaults.policy_prefix`.
+    pub policy_prefix: Option<String>,
+    /// Replaces `defaults.on_reject`.
+    pub on_reject: Option<OnReject>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    profiles: Vec<RawProfile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: u32,
+    #[serde(default = "default_on_reject")]
+    on_reject: OnReject,
+    #[serde(default = "default_policy_mode")]
+    policy_mode: PolicyMode,
+    #[serde(default = "default_prefix")]
+    policy_prefix: String,
+    #[serde(default = "default_on_duplicate")]
+    on_duplicate: OnDuplicate,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        Self {
+            clock_skew_seconds: default_skew(),
+            on_reject: default_on_reject(),
+            policy_mode: default_policy_mode(),
+            policy_prefix: default_prefix(),
+            on_duplicate: default_on_duplicate(),
+        }
+    }
+}
+
+fn default_skew() -> u32 {
+    300
+}
+fn default_on_reject() -> OnReject {
+    OnReject::Revoke
+}
+fn default_policy_mode() -> PolicyMode {
+    PolicyMode::PerThing
+}
+fn default_prefix() -> String {
+    "jitp-".to_owned()
+}
+fn default_on_duplicate() -> OnDuplicate {
+    OnDuplicate::Reject
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Spanned<String>,
+    ca: Vec<Spanned<String>>,
+    common_name: Spanned<String>,
+    organization: Option<Vec<String>>,
+    organizational_unit: Option<Vec<String>>,
+    country: Option<Vec<String>>,
+    thing_name: Spanned<String>,
+    policy: Spanned<String>,
+    min_rsa_bits: Option<Spanned<u32>>,
+    max_validity_days: Option<u32>,
+    #[serde(default)]
+    ca_chain: Vec<Spanned<String>>,
+    deny_list: Option<Spanned<String>>,
+    thing_type: Option<Spanned<String>>,
+    #[serde(default)]
+    thing_groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Spanned<String>>,
+    on_reject: Option<OnReject>,
+    policy_mode: Option<PolicyMode>,
+    policy_prefix: Option<Spanned<String>>,
+    on_duplicate: Option<OnDuplicate>,
+}
+
+/// Which CAs a profile serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaMatch {
+    /// `"*"`: any registered CA.
+    Any,
+    /// These CA certificate ids.
+    Ids(Vec<CaCertificateId>),
+}
+
+impl CaMatch {
+    /// Does this profile serve `id`?
+    pub fn matches(&self, id: &CaCertificateId) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Ids(ids) => ids.contains(id),
+        }
+    }
+}
+
+/// The loaded configuration: defaults, profiles, compiled templates.
+#[derive(Debug)]
+pub struct Config {
+    /// The jitp.toml it came from.
+    pub path: PathBuf,
+    /// The `[defaults]` table, overrides applied.
+    pub defaults: Defaults,
+    /// Profiles in file order: the first whose CA and subject rules match wins.
+    pub profiles: Vec<Profile>,
+    pub(crate) engine: Engine,
+}
+
+/// The `[defaults]` table.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Tolerance for device clocks.
+    pub clock_skew_seconds: u32,
+    /// What to do on a rejection that no profile governs (e.g. UNKNOWN_CA).
+    pub on_reject: OnReject,
+    /// The default policy mode.
+    pub policy_mode: PolicyMode,
+    /// Policy name prefix.
+    pub policy_prefix: String,
+    /// The default duplicate handling.
+    pub on_duplicate: OnDuplicate,
+}
+
+/// One `[[profiles]]` entry, resolved against the defaults.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Its name (in audit records and metrics).
+    pub name: String,
+    /// Which CAs it serves.
+    pub ca: CaMatch,
+    /// The whole CN must match (the regex is anchored at both ends by jitp).
+    pub common_name: Regex,
+    /// Allow-lists; `None` means any (or none).
+    pub organization: Option<Vec<String>>,
+    /// See `organization`.
+    pub organizational_unit: Option<Vec<String>>,
+    /// See `organization`.
+    pub country: Option<Vec<String>>,
+    /// Tera expression for the thing name.
+    pub thing_name: String,
+    /// The policy template, relative to the config file (also its template name).
+    pub policy: String,
+    /// RSA keys below this are WEAK_KEY (at least 2048).
+    pub min_rsa_bits: usize,
+    /// notAfter - notBefore above this is VALIDITY_TOO_LONG.
+    pub max_validity_days: Option<u32>,
+    /// The registered CA must chain to one of these (roots and intermediates).
+    pub ca_chain: Vec<Certificate>,
+    /// Denied serials and fingerprints, lowercase hex.
+    pub deny: HashSet<String>,
+    /// Thing type for new things.
+    pub thing_type: Option<String>,
+    /// Thing groups for new things.
+    pub thing_groups: Vec<String>,
+    /// Attribute name -> Tera expression.
+    pub attributes: BTreeMap<AttributeName, String>,
+    /// Resolved settings.
+    pub on_reject: OnReject,
+    /// Resolved settings.
+    pub policy_mode: PolicyMode,
+    /// Resolved settings.
+    pub policy_prefix: String,
+    /// Resolved settings.
+    pub on_duplicate: OnDuplicate,
+}
+
+/// The minimum RSA modulus AWS IoT accepts; a profile may only raise it.
+pub const MIN_RSA_BITS_FLOOR: u32 = 2048;
+
+impl Config {
+    /// Load `path` and everything it names, with no overrides.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::load_with(path, &Overrides::default())
+    }
+
+    /// Load `path` and everything it names, applying deployment overrides to `[defaults]`.
+    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let source = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_str_at(&source, &path, overrides)
+    }
+
+    /// Parse configuration text as if read from `path` (relative paths resolve beside it).
+    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, Error> {
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            let line = e.span().map(|s| line_of(source, s.start));
+            Error::config(path, line, "jitp.toml", e.message().to_owned())
+        })?;
+        let mut defaults = raw.defaults;
+        if let Some(mode) = overrides.policy_mode {
+            defaults.policy_mode = mode;
+        }
+        if let Some(prefix) = &overrides.policy_prefix {
+            defaults.policy_prefix = prefix.clone();
+        }
+        if let Some(on_reject) = overrides.on_reject {
+            defaults.on_reject = on_reject;
+        }
+        let ctx = Loader {
+            source,
+            path: path.to_path_buf(),
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        ctx.check_prefix(&defaults.policy_prefix, None, "defaults.policy_prefix")?;
+        if raw.profiles.is_empty() {
+            return Err(Error::config(
+                path,
+                None,
+                "profiles",
+                "no [[profiles]]: jitp would reject every certificate",
+            ));
+        }
+        let mut profiles = Vec::with_capacity(raw.profiles.len());
+        let mut names = HashSet::new();
+        for (i, p) in raw.profiles.into_iter().enumerate() {
+            let profile = ctx.profile(i, p, &defaults)?;
+            if !names.insert(profile.name.clone()) {
+                return Err(Error::config(
+                    path,
+                    None,
+                    format!("profiles[{i}].name"),
+                    format!("duplicate profile name {:?}", profile.name),
+                ));
+            }
+            profiles.push(profile);
+        }
+        let engine = Engine::compile(&ctx.dir, path, &profiles)?;
+        let defaults = Defaults {
+            clock_skew_seconds: defaults.clock_skew_seconds,
+            on_reject: defaults.on_reject,
+            policy_mode: defaults.policy_mode,
+            policy_prefix: defaults.policy_prefix,
+            on_duplicate: defaults.on_duplicate,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            defaults,
+            profiles,
+            engine,
+        })
+    }
+
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The compiled templates.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// What to do with a rejection governed by `profile` (or by the defaults when none was selected).
+    pub fn on_reject(&self, profile: Option<&str>) -> OnReject {
+        profile
+            .and_then(|n| self.profile(n))
+            .map_or(self.defaults.on_reject, |p| p.on_reject)
+    }
+}
+
+struct Loader<'a> {
+    source: &'a str,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Loader<'_> {
+    fn err<T>(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: String,
+        message: impl Into<String>,
+    ) -> Result<T, Error> {
+        Err(Error::config(
+            &self.path,
+            span.map(|s| line_of(self.source, s.start)),
+            key,
+            message,
+        ))
+    }
+
+    fn check_prefix(
+        &self,
+        prefix: &str,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+    ) -> Result<(), Error> {
+        let ok = prefix.len() <= 64
+            && prefix.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-')
+            });
+        if ok {
+            Ok(())
+        } else {
+            self.err(span, key.to_owned(), format!("{prefix:?} is not a valid policy name prefix (at most 64 of [A-Za-z0-9_+=,.@-])"))
+        }
+    }
+
+    fn resolve(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn profile(&self, i: usize, p: RawProfile, d: &RawDefaults) -> Result<Profile, Error> {
+        let key = |k: &str| format!("profiles[{i}].{k}");
+        let name = p.name.get_ref().clone();
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if !name_ok {
+            return self.err(
+                Some(p.name.span()),
+                key("name"),
+                format!("{name:?} is not a valid profile name (1 to 64 of [A-Za-z0-9_-])"),
+            );
+        }
+        let ca = if p.ca.iter().any(|c| c.get_ref() == "*") {
+            if p.ca.len() > 1 {
+                return self.err(
+                    Some(p.ca[0].span()),
+                    key("ca"),
+                    "\"*\" matches every CA; list it alone",
+                );
+            }
+            CaMatch::Any
+        } else if p.ca.is_empty() {
+            return self.err(
+                Some(p.name.span()),
+                key("ca"),
+                "at least one CA certificate id (or \"*\") is required",
+            );
+        } else {
+            let mut ids = Vec::new();
+            for c in &p.ca {
+                match c.get_ref().parse::<CaCertificateId>() {
+                    Ok(id) => ids.push(id),
+                    Err(e) => return self.err(Some(c.span()), key("ca"), e.to_string()),
+                }
+            }
+            CaMatch::Ids(ids)
+        };
+        let cn_source = p.common_name.get_ref();
+        let common_name = regex::RegexBuilder::new(&format!("^(?:{cn_source})$"))
+            .size_limit(1 << 20)
+            .build()
+            .or_else(|e| {
+                self.err(
+                    Some(p.common_name.span()),
+                    key("common_name"),
+                    format!("invalid regex: {e}"),
+                )
+            })?;
+        let min_rsa_bits = match &p.min_rsa_bits {
+            Some(bits) if *bits.get_ref() < MIN_RSA_BITS_FLOOR => {
+                return self.err(
+                    Some(bits.span()),
+                    key("min_rsa_bits"),
+                    format!("must be at least {MIN_RSA_BITS_FLOOR} (AWS IoT's minimum)"),
+                );
+            }
+            Some(bits) => *bits.get_ref(),
+            None => MIN_RSA_BITS_FLOOR,
+        };
+        let policy_path = self.resolve(p.policy.get_ref());
+        if !policy_path.is_file() {
+            return self.err(
+                Some(p.policy.span()),
+                key("policy"),
+                format!("template {} not found", policy_path.display()),
+            );
+        }
+        let mut ca_chain = Vec::new();
+        for file in &p.ca_chain {
+            let full = self.resolve(file.get_ref());
+            let text = std::fs::read(&full).map_err(|source| Error::Io {
+                path: full.clone(),
+                source,
+            })?;
+            let certs = pem::parse_many(&text).or_else(|e| {
+                self.err(
+                    Some(file.span()),
+                    key("ca_chain"),
+                    format!("{}: {e}", full.display()),
+                )
+            })?;
+            if certs.is_empty() {
+                return self.err(
+                    Some(file.span()),
+                    key("ca_chain"),
+                    format!("{} holds no certificate", full.display()),
+                );
+            }
+            for block in certs {
+                let cert = Certificate::from_der(block.into_contents()).or_else(|e| {
+                    self.err(
+                        Some(file.span()),
+                        key("ca_chain"),
+                        format!("{}: {}", full.display(), e.message),
+                    )
+                })?;
+                ca_chain.push(cert);
+            }
+        }
+        let deny = match &p.deny_list {
+            Some(file) => self.deny_list(file, &key("deny_list"))?,
+            None => HashSet::new(),
+        };
+        let thing_type = match p.thing_type {
+            Some(t) => Some(self.aws_name(t, &key("thing_type"))?),
+            None => None,
+        };
+        let thing_groups = p
+            .thing_groups
+            .into_iter()
+            .map(|g| self.aws_name(g, &key("thing_groups")))
+            .collect::<Result<_, _>>()?;
+        let mut attributes = BTreeMap::new();
+        if p.attributes.len() > 50 {
+            return self.err(
+                Some(p.name.span()),
+                key("attributes"),
+                "AWS IoT allows at most 50 attributes per thing",
+            );
+        }
+        for (k, v) in p.attributes {
+            let name = AttributeName::try_from(k)
+                .or_else(|e| self.err(Some(v.span()), key("attributes"), e.to_string()))?;
+            attributes.insert(name, v.into_inner());
+        }
+        let policy_prefix = match p.policy_prefix {
+            Some(prefix) => {
+                self.check_prefix(prefix.get_ref(), Some(prefix.span()), &key("policy_prefix"))?;
+                prefix.into_inner()
+            }
+            None => d.policy_prefix.clone(),
+        };
+        Ok(Profile {
+            name,
+            ca,
+            common_name,
+            organization: p.organization,
+            organizational_unit: p.organizational_unit,
+            country: p.country,
+            thing_name: p.thing_name.into_inner(),
+            policy: p.policy.into_inner(),
+            min_rsa_bits: min_rsa_bits as usize,
+            max_validity_days: p.max_validity_days,
+            ca_chain,
+            deny,
+            thing_type,
+            thing_groups,
+            attributes,
+            on_reject: p.on_reject.unwrap_or(d.on_reject),
+            policy_mode: p.policy_mode.unwrap_or(d.policy_mode),
+            policy_prefix,
+            on_duplicate: p.on_duplicate.unwrap_or(d.on_duplicate),
+        })
+    }
+
+    fn aws_name(&self, value: Spanned<String>, key: &str) -> Result<String, Error> {
+        let v = value.get_ref();
+        let ok = (1..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
+        if ok {
+            Ok(value.into_inner())
+        } else {
+            self.err(
+                Some(value.span()),
+                key.to_owned(),
+                format!("{v:?} is not a valid name (1 to 128 of [A-Za-z0-9:_-])"),
+            )
+        }
+    }
+
+    fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<HashSet<String>, Error> {
+        let full = self.resolve(file.get_ref());
+        let text = std::fs::read_to_string(&full).map_err(|source| Error::Io {
+            path: full.clone(),
+            source,
+        })?;
+        let mut set = HashSet::new();
+        for (n, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let normalized = normalize_hex(entry).ok_or_else(|| {
+                Error::config(
+                    &full,
+                    Some(n + 1),
+                    key,
+                    format!("{entry:?} is neither a hex serial number nor a SHA-256 fingerprint"),
+                )
+            })?;
+            set.insert(normalized);
+        }
+        Ok(set)
+    }
+}
+
+/// Lowercase hex without separators or leading zeros pairs, so `00:AB:cd` and `abcd` compare equal.
+pub(crate) fn normalize_hex(entry: &str) -> Option<String> {
+    let cleaned: String = entry
+        .chars()
+        .filter(|c| *c != ':' && *c != ' ')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if cleaned.is_empty() || !cleaned.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if cleaned.len() == 64 {
+        return Some(cleaned);
+    }
+    let trimmed = cleaned.trim_start_matches('0');
+    let trimmed = if trimmed.is_empty() { "0" } else { trimmed };
+    // Serials print with an even number of digits.
+    Some(if trimmed.len() % 2 == 1 {
+        format!("0{trimmed}")
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+/// The 1-based line of byte offset `at` in `source`.
+pub(crate) fn line_of(source: &str, at: usize) -> usize {
+    source.get(..at).map_or(1, |s| s.matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_normalization() {
+        assert_eq!(normalize_hex("00:AB:cd").as_deref(), Some("abcd"));
+        assert_eq!(normalize_hex("0abc").as_deref(), Some("0abc"));
+        assert_eq!(normalize_hex("abc").as_deref(), Some("0abc"));
+        assert_eq!(normalize_hex("xyz"), None);
+        assert_eq!(
+            normalize_hex(&"A".repeat(64)).as_deref(),
+            Some("a".repeat(64).as_str())
+        );
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 1);
+    }
+
+    #[test]
+    fn enums_parse_from_their_config_spelling() {
+        assert_eq!("per-thing".parse::<PolicyMode>(), Ok(PolicyMode::PerThing));
+        assert_eq!("revoke".parse::<OnReject>(), Ok(OnReject::Revoke));
+        assert!("nope".parse::<OnDuplicate>().is_err());
+    }
+}

@@ -1,0 +1,446 @@
+//! One test per reason code of the decision, plus the accepted key types, over certificates generated in
+//! code (jitp-testkit) at a fixed clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use jitp_core::decide::{CheckReport, check};
+use jitp_core::ids::CaCertificateId;
+use jitp_core::policy::AwsContext;
+use jitp_core::profile::{Config, Overrides};
+use jitp_core::reason::ReasonCode;
+use jitp_testkit::{
+    Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all,
+    rsa_public_key, to_pem,
+};
+
+fn templates_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
+}
+
+fn repo_config() -> &'static Config {
+    static C: OnceLock<Config> = OnceLock::new();
+    C.get_or_init(|| Config::load(templates_dir().join("jitp.toml")).unwrap())
+}
+
+fn ca() -> &'static Ca {
+    static C: OnceLock<Ca> = OnceLock::new();
+    C.get_or_init(|| Ca::new("Acme Device CA", Alg::P256))
+}
+
+/// A config written beside the repo's templates, with extra profile keys.
+fn config_with(extra: &str) -> Config {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::copy(
+        templates_dir().join("policies/sensor.json.tera"),
+        dir.join("policies/sensor.json.tera"),
+    )
+    .unwrap();
+    let text = format!(
+        "[defaults]\nclock_skew_seconds = 300\n[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\n{extra}\n"
+    );
+    let path = dir.join("jitp.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load_with(&path, &Overrides::default()).unwrap()
+}
+
+fn tempdir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "jitp-core-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(config: &Config, ca: &Ca, cert_pem: &str) -> CheckReport {
+    check(
+        config,
+        ca.cert.pem.as_bytes(),
+        cert_pem.as_bytes(),
+        None,
+        NOW,
+        &AwsContext::default(),
+    )
+}
+
+#[track_caller]
+fn assert_reason(report: &CheckReport, expected: ReasonCode) {
+    assert_eq!(report.reason, Some(expected), "{}", report.message);
+    assert!(!report.message.is_empty());
+}
+
+const CN: &str = "sensor-0123456789ab";
+
+#[test]
+fn accepts_p256_and_names_the_thing_after_the_cn() {
+    let report = run(repo_config(), ca(), &ca().issue(&Device::new(CN)).pem);
+    assert!(report.accepted(), "{}", report.message);
+    assert_eq!(report.thing_name.as_deref(), Some(CN));
+    assert_eq!(report.profile.as_deref(), Some("sensors"));
+    assert_eq!(
+        report.policy_name.as_deref(),
+        Some("jitp-sensor-0123456789ab")
+    );
+    let policy = report.policy.unwrap().to_string();
+    assert!(policy.contains(&format!("client/{CN}")), "{policy}");
+}
+
+#[test]
+fn accepts_every_supported_key_type() {
+    for alg in [Alg::Rsa2048, Alg::Rsa3072, Alg::P256, Alg::P384, Alg::P521] {
+        let report = run(
+            repo_config(),
+            ca(),
+            &ca().issue(&Device::new(CN).alg(alg)).pem,
+        );
+        assert!(report.accepted(), "{alg:?}: {}", report.message);
+    }
+}
+
+#[test]
+fn accepts_rsa_and_p384_cas() {
+    for alg in [Alg::Rsa2048, Alg::P384] {
+        let ca = Ca::new(&format!("CA {alg:?}"), alg);
+        let report = run(repo_config(), &ca, &ca.issue(&Device::new(CN)).pem);
+        assert!(report.accepted(), "{alg:?}: {}", report.message);
+    }
+}
+
+#[test]
+fn malformed_certificates() {
+    let good = ca().issue(&Device::new(CN));
+    let truncated = to_pem(&good.der[..good.der.len() - 10]);
+    let mut trailing = good.der.clone();
+    trailing.extend_from_slice(&[0, 0]);
+    let cases = [
+        String::new(),
+        "not a certificate".into(),
+        truncated,
+        to_pem(&trailing),
+        format!("{}{}", good.pem, good.pem),
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n".into(),
+        "x".repeat(10 * 1024 * 1024),
+    ];
+    for case in cases {
+        assert_reason(
+            &run(repo_config(), ca(), &case),
+            ReasonCode::MalformedCertificate,
+        );
+    }
+}
+
+#[test]
+fn issuer_mismatch_when_another_ca_signed_it() {
+    let other = Ca::new("Someone Else CA", Alg::P256);
+    assert_reason(
+        &run(repo_config(), ca(), &other.issue(&Device::new(CN)).pem),
+        ReasonCode::IssuerMismatch,
+    );
+}
+
+#[test]
+fn signature_invalid_when_same_name_but_other_key() {
+    let impostor = Ca::new("Acme Device CA", Alg::P256); // same subject, different key
+    assert_reason(
+        &run(repo_config(), ca(), &impostor.issue(&Device::new(CN)).pem),
+        ReasonCode::SignatureInvalid,
+    );
+    let flipped = corrupt_signature(&ca().issue(&Device::new(CN)).der);
+    assert_reason(
+        &run(repo_config(), ca(), &to_pem(&flipped)),
+        ReasonCode::SignatureInvalid,
+    );
+}
+
+#[test]
+fn unsupported_algorithms() {
+    let rsa_ca = Ca::new("Acme RSA CA", Alg::Rsa2048);
+    let good = rsa_ca.issue(&Device::new(CN));
+    for bad in [oid::SHA1_RSA, oid::MD5_RSA] {
+        let der = replace_all(&good.der, oid::SHA256_RSA, bad);
+        assert_reason(
+            &run(repo_config(), &rsa_ca, &to_pem(&der)),
+            ReasonCode::UnsupportedAlgorithm,
+        );
+    }
+    let ed = ca().issue(&Device::new(CN).alg(Alg::Ed25519));
+    assert_reason(
+        &run(repo_config(), ca(), &ed.pem),
+        ReasonCode::UnsupportedAlgorithm,
+    );
+    let p192 = replace_all(&ca().issue(&Device::new(CN)).der, oid::P256, oid::P192);
+    // The CA's own key is P-256 too, but the surgery only hits the device's SPKI (the CA key is not in it).
+    assert_reason(
+        &run(repo_config(), ca(), &to_pem(&p192)),
+        ReasonCode::UnsupportedAlgorithm,
+    );
+    let ed_ca = Ca::new("Ed CA", Alg::Ed25519);
+    let report = run(repo_config(), &ed_ca, &ed_ca.issue(&Device::new(CN)).pem);
+    assert_reason(&report, ReasonCode::CaInvalid);
+}
+
+#[test]
+fn weak_rsa_keys() {
+    let mut device = Device::new(CN);
+    device.public_key = Some(rsa_public_key(1024));
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&device).pem),
+        ReasonCode::WeakKey,
+    );
+    let strict = config_with("min_rsa_bits = 3072");
+    assert_reason(
+        &run(
+            &strict,
+            ca(),
+            &ca().issue(&Device::new(CN).alg(Alg::Rsa2048)).pem,
+        ),
+        ReasonCode::WeakKey,
+    );
+}
+
+#[test]
+fn validity_window_with_clock_skew() {
+    let mut expired = Device::new(CN);
+    expired.not_before = NOW - 30 * DAY;
+    expired.not_after = NOW - 301;
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&expired).pem),
+        ReasonCode::CertExpired,
+    );
+    expired.not_after = NOW - 299;
+    assert!(
+        run(repo_config(), ca(), &ca().issue(&expired).pem).accepted(),
+        "within skew"
+    );
+
+    let mut future = Device::new(CN);
+    future.not_before = NOW + 301;
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&future).pem),
+        ReasonCode::CertNotYetValid,
+    );
+    future.not_before = NOW + 200;
+    assert!(
+        run(repo_config(), ca(), &ca().issue(&future).pem).accepted(),
+        "a device clock slightly ahead is fine"
+    );
+}
+
+#[test]
+fn device_cert_that_is_a_ca() {
+    let mut device = Device::new(CN);
+    device.is_ca = true;
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&device).pem),
+        ReasonCode::DeviceCertIsCa,
+    );
+}
+
+#[test]
+fn validity_too_long() {
+    let mut device = Device::new(CN);
+    device.not_after = NOW + 30 * 365 * DAY;
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&device).pem),
+        ReasonCode::ValidityTooLong,
+    );
+}
+
+#[test]
+fn ca_that_is_not_a_ca() {
+    let mut spec = CaSpec::new("Not A CA", Alg::P256);
+    spec.is_ca = false;
+    let not_ca = Ca::build(&spec, None);
+    assert_reason(
+        &run(repo_config(), &not_ca, &not_ca.issue(&Device::new(CN)).pem),
+        ReasonCode::CaInvalid,
+    );
+    let mut spec = CaSpec::new("No CertSign", Alg::P256);
+    spec.key_usages = vec![jitp_testkit::KeyUsage::DigitalSignature];
+    let no_sign = Ca::build(&spec, None);
+    assert_reason(
+        &run(
+            repo_config(),
+            &no_sign,
+            &no_sign.issue(&Device::new(CN)).pem,
+        ),
+        ReasonCode::CaInvalid,
+    );
+    let garbage = check(
+        repo_config(),
+        b"garbage",
+        ca().issue(&Device::new(CN)).pem.as_bytes(),
+        None,
+        NOW,
+        &AwsContext::default(),
+    );
+    assert_reason(&garbage, ReasonCode::CaInvalid);
+}
+
+#[test]
+fn ca_chain() {
+    let root = Ca::new("Acme Root", Alg::P384);
+    let issuing = Ca::build(&CaSpec::new("Acme Issuing", Alg::P256), Some(&root));
+    let dir = tempdir();
+    std::fs::write(dir.join("root.pem"), &root.cert.pem).unwrap();
+    let chained = config_with(&format!(
+        "ca_chain = [{:?}]",
+        dir.join("root.pem").display().to_string()
+    ));
+    assert!(run(&chained, &issuing, &issuing.issue(&Device::new(CN)).pem).accepted());
+    assert_reason(
+        &run(&chained, ca(), &ca().issue(&Device::new(CN)).pem),
+        ReasonCode::CaInvalid,
+    );
+}
+
+#[test]
+fn deny_list_by_serial_and_fingerprint() {
+    let device = ca().issue(&Device::new(CN));
+    let other = ca().issue(&Device::new("sensor-0000000000ff"));
+    let dir = tempdir();
+    let serial = hex_serial(&Device::new("sensor-0000000000ff").serial);
+    std::fs::write(
+        dir.join("denied.txt"),
+        format!("# lost devices\n{}\n{serial}\n", device.id().to_uppercase()),
+    )
+    .unwrap();
+    let config = config_with(&format!(
+        "deny_list = {:?}",
+        dir.join("denied.txt").display().to_string()
+    ));
+    assert_reason(&run(&config, ca(), &device.pem), ReasonCode::CertDenied);
+    assert_reason(&run(&config, ca(), &other.pem), ReasonCode::CertDenied);
+    assert!(
+        run(
+            &config,
+            ca(),
+            &ca().issue(&Device::new("sensor-00000000aaaa")).pem
+        )
+        .accepted()
+    );
+}
+
+fn hex_serial(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .trim_start_matches('0')
+        .to_owned()
+}
+
+#[test]
+fn unknown_ca() {
+    let config = config_with("").profiles.len();
+    assert_eq!(config, 1);
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::copy(
+        templates_dir().join("policies/sensor.json.tera"),
+        dir.join("policies/p.json.tera"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jitp.toml"),
+        format!(
+            "[[profiles]]\nname = \"x\"\nca = [\"{}\"]\ncommon_name = '.*'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+    let config = Config::load(dir.join("jitp.toml")).unwrap();
+    assert_reason(
+        &run(&config, ca(), &ca().issue(&Device::new(CN)).pem),
+        ReasonCode::UnknownCa,
+    );
+    let id: CaCertificateId = "ab".repeat(32).parse().unwrap();
+    let report = check(
+        &config,
+        ca().cert.pem.as_bytes(),
+        ca().issue(&Device::new(CN)).pem.as_bytes(),
+        Some(&id),
+        NOW,
+        &AwsContext::default(),
+    );
+    assert!(
+        report.accepted(),
+        "--ca-id selects the profile: {}",
+        report.message
+    );
+}
+
+#[test]
+fn subject_mismatch() {
+    let mut no_cn = Device::new(CN);
+    no_cn.cn = None;
+    for device in [
+        Device::new("sensor-XYZ"),
+        Device::new(&format!("x{CN}")),
+        Device::new(&format!("{CN}\n")),
+        no_cn,
+        Device::new(CN).with(Dn::CustomDnType(vec![2, 5, 4, 3]), "sensor-0123456789ac"), // a second CN
+        {
+            let mut d = Device::new(CN);
+            d.extra = vec![(Dn::OrganizationName, "Evil".into())];
+            d
+        },
+    ] {
+        assert_reason(
+            &run(repo_config(), ca(), &ca().issue(&device).pem),
+            ReasonCode::SubjectMismatch,
+        );
+    }
+}
+
+#[test]
+fn invalid_thing_name() {
+    let config = config_with("").profiles.len();
+    assert_eq!(config, 1);
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::copy(
+        templates_dir().join("policies/sensor.json.tera"),
+        dir.join("policies/p.json.tera"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jitp.toml"),
+        "[[profiles]]\nname = \"any\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
+    )
+    .unwrap();
+    let config = Config::load(dir.join("jitp.toml")).unwrap();
+    for cn in [
+        "a/b",
+        "sensor+1",
+        "sensor#",
+        "*",
+        "${iot:ClientId}",
+        "a b",
+        "\"quoted\"",
+        &"x".repeat(129),
+    ] {
+        assert_reason(
+            &run(&config, ca(), &ca().issue(&Device::new(cn)).pem),
+            ReasonCode::InvalidThingName,
+        );
+    }
+}
+
+#[test]
+fn extended_key_usage_must_allow_client_auth() {
+    let mut device = Device::new(CN);
+    device.eku = vec![Eku::ServerAuth];
+    assert_reason(
+        &run(repo_config(), ca(), &ca().issue(&device).pem),
+        ReasonCode::KeyUsageInvalid,
+    );
+    device.eku = vec![Eku::ClientAuth];
+    assert!(run(repo_config(), ca(), &ca().issue(&device).pem).accepted());
+}

@@ -1,0 +1,415 @@
+//! Fixtures for jitp's tests, benchmarks and demo: CAs and device certificates generated in code with rcgen
+//! at a fixed clock, plus byte surgery for the hostile cases rcgen refuses to produce (SHA-1 and MD5
+//! signatures, unsupported curves, tiny RSA moduli).
+//!
+//! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`]; nothing is read from disk.
+//! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
+
+use std::sync::OnceLock;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, RsaKeySize, SerialNumber, SignatureAlgorithm,
+};
+use sha2::Digest as _;
+use time::OffsetDateTime;
+
+/// The fixed clock: 2026-01-01T00:00:00Z.
+pub const NOW: i64 = 1_767_225_600;
+/// One day in seconds.
+pub const DAY: i64 = 86_400;
+
+/// Key algorithms fixtures can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    /// RSA-2048, PKCS#1 v1.5 SHA-256.
+    Rsa2048,
+    /// RSA-3072.
+    Rsa3072,
+    /// RSA-4096.
+    Rsa4096,
+    /// ECDSA P-256 SHA-256.
+    P256,
+    /// ECDSA P-384 SHA-384.
+    P384,
+    /// ECDSA P-521 SHA-512.
+    P521,
+    /// Ed25519 (AWS IoT does not accept it).
+    Ed25519,
+}
+
+impl Alg {
+    fn signature(self) -> &'static SignatureAlgorithm {
+        match self {
+            Alg::Rsa2048 | Alg::Rsa3072 | Alg::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+            Alg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Alg::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Alg::P521 => &rcgen::PKCS_ECDSA_P521_SHA512,
+            Alg::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    /// A key of this algorithm. RSA keys are generated once per process and shared (generation is slow).
+    pub fn key(self) -> KeyPair {
+        static RSA: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let rsa = |i: usize, size: RsaKeySize| {
+            let pem = RSA[i].get_or_init(|| {
+                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
+                    .unwrap()
+                    .serialize_pem()
+            });
+            KeyPair::from_pem(pem).unwrap()
+        };
+        match self {
+            Alg::Rsa2048 => rsa(0, RsaKeySize::_2048),
+            Alg::Rsa3072 => rsa(1, RsaKeySize::_3072),
+            Alg::Rsa4096 => rsa(2, RsaKeySize::_4096),
+            other => KeyPair::generate_for(other.signature()).unwrap(),
+        }
+    }
+}
+
+/// A certificate as PEM and DER.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    /// PEM text.
+    pub pem: String,
+    /// DER bytes.
+    pub der: Vec<u8>,
+}
+
+impl Pem {
+    fn new(der: Vec<u8>) -> Self {
+        Self {
+            pem: to_pem(&der),
+            der,
+        }
+    }
+
+    /// SHA-256 of the DER, lowercase hex: AWS IoT's certificate id.
+    pub fn id(&self) -> String {
+        hex::encode(sha2::Sha256::digest(&self.der))
+    }
+}
+
+/// PEM-encode a DER certificate.
+pub fn to_pem(der: &[u8]) -> String {
+    let b64 = base64(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn at(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap()
+}
+
+/// A certificate authority that can issue device certificates.
+#[derive(Debug)]
+pub struct Ca {
+    /// The CA certificate.
+    pub cert: Pem,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// How to build a CA.
+#[derive(Debug, Clone)]
+pub struct CaSpec {
+    /// Subject CN.
+    pub cn: String,
+    /// Key algorithm.
+    pub alg: Alg,
+    /// basicConstraints cA.
+    pub is_ca: bool,
+    /// Key usages (empty: no extension).
+    pub key_usages: Vec<KeyUsagePurpose>,
+}
+
+impl CaSpec {
+    /// A normal CA: cA=true, keyCertSign + cRLSign.
+    pub fn new(cn: &str, alg: Alg) -> Self {
+        Self {
+            cn: cn.into(),
+            alg,
+            is_ca: true,
+            key_usages: vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+        }
+    }
+}
+
+impl Ca {
+    /// A self-signed root CA, valid 2020..2040.
+    pub fn new(cn: &str, alg: Alg) -> Self {
+        Self::build(&CaSpec::new(cn, alg), None)
+    }
+
+    /// A CA from `spec`, self-signed or signed by `parent`.
+    pub fn build(spec: &CaSpec, parent: Option<&Ca>) -> Self {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "jitp test");
+        dn.push(DnType::CommonName, spec.cn.as_str());
+        params.distinguished_name = dn;
+        params.is_ca = if spec.is_ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        params.key_usages = spec.key_usages.clone();
+        params.not_before = at(NOW - 6 * 365 * DAY);
+        params.not_after = at(NOW + 14 * 365 * DAY);
+        params.serial_number = Some(SerialNumber::from_slice(
+            &sha2::Sha256::digest(spec.cn.as_bytes())[..8],
+        ));
+        let key = spec.alg.key();
+        let cert = match parent {
+            Some(p) => params.signed_by(&key, &p.issuer).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        let der = cert.der().to_vec();
+        Self {
+            cert: Pem::new(der),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// AWS IoT's id for this CA.
+    pub fn id(&self) -> String {
+        self.cert.id()
+    }
+
+    /// Issue a device certificate.
+    pub fn issue(&self, spec: &Device) -> Pem {
+        let params = spec.params();
+        let der = match &spec.public_key {
+            Some(raw) => params.signed_by(raw, &self.issuer).unwrap().der().to_vec(),
+            None => params
+                .signed_by(&spec.alg.key(), &self.issuer)
+                .unwrap()
+                .der()
+                .to_vec(),
+        };
+        Pem::new(der)
+    }
+}
+
+/// A device certificate to issue. `Device::new("sensor-...")` is a good one; change fields for bad ones.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// Subject CN (None: no CN at all).
+    pub cn: Option<String>,
+    /// Extra subject attributes in order (type, value); repeated types allowed.
+    pub extra: Vec<(DnType, String)>,
+    /// Key algorithm.
+    pub alg: Alg,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// basicConstraints cA=true.
+    pub is_ca: bool,
+    /// Serial number bytes.
+    pub serial: Vec<u8>,
+    /// Extended key usages (empty: none).
+    pub eku: Vec<ExtendedKeyUsagePurpose>,
+    /// A raw subject public key to certify instead of a generated one.
+    pub public_key: Option<RawPublicKey>,
+}
+
+impl Device {
+    /// A valid P-256 device certificate with `cn`, valid from a day before [`NOW`] for a year.
+    pub fn new(cn: &str) -> Self {
+        Self {
+            cn: Some(cn.into()),
+            extra: vec![(DnType::OrganizationName, "Acme".into())],
+            alg: Alg::P256,
+            not_before: NOW - DAY,
+            not_after: NOW + 365 * DAY,
+            is_ca: false,
+            serial: sha2::Sha256::digest(cn.as_bytes())[..8].to_vec(),
+            eku: vec![],
+            public_key: None,
+        }
+    }
+
+    /// Same, with another key algorithm.
+    pub fn alg(mut self, alg: Alg) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// Add a subject attribute.
+    pub fn with(mut self, ty: DnType, value: &str) -> Self {
+        self.extra.push((ty, value.into()));
+        self
+    }
+
+    fn params(&self) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for (ty, v) in &self.extra {
+            dn.push(ty.clone(), v.as_str());
+        }
+        if let Some(cn) = &self.cn {
+            dn.push(DnType::CommonName, cn.as_str());
+        }
+        params.distinguished_name = dn;
+        params.is_ca = if self.is_ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::NoCa
+        };
+        params.not_before = at(self.not_before);
+        params.not_after = at(self.not_after);
+        params.serial_number = Some(SerialNumber::from_slice(&self.serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = self.eku.clone();
+        params
+    }
+}
+
+/// A subject public key given as bytes, to certify keys rcgen cannot generate (RSA-1024).
+#[derive(Debug, Clone)]
+pub struct RawPublicKey {
+    /// The subjectPublicKey BIT STRING contents.
+    pub bytes: Vec<u8>,
+    /// The algorithm whose key OID goes into the SPKI.
+    pub alg: &'static SignatureAlgorithm,
+}
+
+impl PublicKeyData for RawPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.alg
+    }
+}
+
+/// An RSA public key with a modulus of `bits` bits (not a usable key: only its size matters to the checks).
+pub fn rsa_public_key(bits: usize) -> RawPublicKey {
+    let mut modulus = vec![0u8; bits / 8];
+    modulus[0] = 0xC1;
+    for (i, b) in modulus.iter_mut().enumerate().skip(1) {
+        *b = (i as u8).wrapping_mul(37) | 1;
+    }
+    let mut int = vec![0x00];
+    int.extend_from_slice(&modulus);
+    let modulus_der = der_tlv(0x02, &int);
+    let exponent_der = der_tlv(0x02, &[0x01, 0x00, 0x01]);
+    let mut seq = modulus_der;
+    seq.extend_from_slice(&exponent_der);
+    RawPublicKey {
+        bytes: der_tlv(0x30, &seq),
+        alg: &rcgen::PKCS_RSA_SHA256,
+    }
+}
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// OIDs (full TLV) used for surgery. Each replacement has the same length, so the DER stays well formed.
+pub mod oid {
+    /// sha256WithRSAEncryption.
+    pub const SHA256_RSA: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B,
+    ];
+    /// sha1WithRSAEncryption.
+    pub const SHA1_RSA: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x05,
+    ];
+    /// md5WithRSAEncryption.
+    pub const MD5_RSA: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x04,
+    ];
+    /// ecdsa-with-SHA256.
+    pub const ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02];
+    /// ecdsa-with-SHA1 is shorter; ecdsa-with-SHA224 (1.2.840.10045.4.3.1) has the same length.
+    pub const ECDSA_SHA224: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x01];
+    /// prime256v1 (P-256).
+    pub const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    /// prime192v1 (P-192), which AWS IoT does not accept.
+    pub const P192: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x01];
+}
+
+/// Replace every occurrence of `from` with `to` (same length) in `der`. Panics if none was found.
+pub fn replace_all(der: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "surgery must keep lengths");
+    let mut out = der.to_vec();
+    let mut found = false;
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            found = true;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(found, "pattern not found");
+    out
+}
+
+/// Flip one bit in the last byte (inside the signature).
+pub fn corrupt_signature(der: &[u8]) -> Vec<u8> {
+    let mut out = der.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last ^= 0x01;
+    }
+    out
+}
+
+/// A registration event for `cert` under `ca`, as AWS IoT publishes it.
+pub fn event(cert: &Pem, ca: &Ca) -> String {
+    event_for_ids(&cert.id(), &ca.id())
+}
+
+/// A registration event for raw ids.
+pub fn event_for_ids(certificate_id: &str, ca_id: &str) -> String {
+    serde_json::json!({
+        "certificateId": certificate_id,
+        "caCertificateId": ca_id,
+        "timestamp": NOW * 1000,
+        "certificateStatus": "PENDING_ACTIVATION",
+        "awsAccountId": "123456789012",
+        "certificateRegistrationTimestamp": null
+    })
+    .to_string()
+}
+
+pub use rcgen::{DnType as Dn, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as KeyUsage};
