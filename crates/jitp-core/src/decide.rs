@@ -73,61 +73,34 @@ pub struct Refusal {
 
 impl From<Rejection> for Refusal {
     fn from(rejection: Rejection) -> Self {
-        Self {
-            rejection,
-            profile: None,
-        }
+        Self { rejection, profile: None }
     }
 }
 
 /// Parse the registered CA; anything wrong with it is CA_INVALID.
 pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
-    Certificate::from_pem(pem).map_err(|e| {
-        reject!(
-            CaInvalid,
-            "the registered CA certificate cannot be read: {}",
-            e.message
-        )
-    })
+    Certificate::from_pem(pem)
+        .map_err(|e| reject!(CaInvalid, "the registered CA certificate cannot be read: {}", e.message))
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
 pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
     let device = Certificate::from_pem(input.certificate_pem)?;
-    let candidates: Vec<&Profile> = config
-        .profiles
-        .iter()
-        .filter(|p| p.ca.matches(input.ca_id))
-        .collect();
+    let candidates: Vec<&Profile> = config.profiles.iter().filter(|p| p.ca.matches(input.ca_id)).collect();
     if candidates.is_empty() {
-        return Err(reject!(
-            UnknownCa,
-            "no profile in {} lists CA {}",
-            config.path.display(),
-            input.ca_id
-        )
-        .into());
+        return Err(reject!(UnknownCa, "no profile in {} lists CA {}", config.path.display(), input.ca_id).into());
     }
     let ca_ok = cert::verify_ca(input.ca)?;
-    let check = DeviceCheck {
-        now: input.now,
-        clock_skew_seconds: config.defaults.clock_skew_seconds,
-    };
+    let check = DeviceCheck { now: input.now, clock_skew_seconds: config.defaults.clock_skew_seconds };
     cert::verify_device(&device, input.ca, ca_ok, check)?;
 
     let profile = select_profile(&candidates, &device)?;
-    let with_profile = |rejection: Rejection| Refusal {
-        rejection,
-        profile: Some(profile.name.clone()),
-    };
+    let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile.name.clone()) };
     profile_checks(profile, &device, input.ca).map_err(with_profile)?;
     device_verdict(config, profile, &device, input).map_err(with_profile)
 }
 
-fn select_profile<'p>(
-    candidates: &[&'p Profile],
-    device: &Certificate,
-) -> Result<&'p Profile, Rejection> {
+fn select_profile<'p>(candidates: &[&'p Profile], device: &Certificate) -> Result<&'p Profile, Rejection> {
     let mut first_miss = None;
     for profile in candidates {
         match subject_matches(profile, device) {
@@ -142,33 +115,21 @@ fn select_profile<'p>(
 
 fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Rejection> {
     let subject = device.subject();
-    let cn = subject.single("cn")?.ok_or_else(|| {
-        reject!(
-            SubjectMismatch,
-            "the subject has no CN (profile {} requires one)",
-            profile.name
-        )
-    })?;
+    let cn = subject
+        .single("cn")?
+        .ok_or_else(|| reject!(SubjectMismatch, "the subject has no CN (profile {} requires one)", profile.name))?;
     if !profile.common_name.is_match(cn) {
         return Err(reject!(
             SubjectMismatch,
             "CN {} does not match profile {}'s common_name {}",
             shown(cn),
             profile.name,
-            shown(
-                profile
-                    .common_name
-                    .as_str()
-                    .trim_start_matches("^(?:")
-                    .trim_end_matches(")$")
-            )
+            shown(profile.common_name.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
         ));
     }
-    for (field, allowed) in [
-        ("o", &profile.organization),
-        ("ou", &profile.organizational_unit),
-        ("c", &profile.country),
-    ] {
+    for (field, allowed) in
+        [("o", &profile.organization), ("ou", &profile.organizational_unit), ("c", &profile.country)]
+    {
         let Some(allowed) = allowed else { continue };
         match subject.single(field)? {
             Some(value) if allowed.iter().any(|a| a == value) => {}
@@ -195,11 +156,7 @@ fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Reject
     Ok(())
 }
 
-fn profile_checks(
-    profile: &Profile,
-    device: &Certificate,
-    ca: &Certificate,
-) -> Result<(), Rejection> {
+fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate) -> Result<(), Rejection> {
     if !profile.ca_chain.is_empty() && !cert::chains_to(ca, &profile.ca_chain) {
         return Err(reject!(
             CaInvalid,
@@ -253,26 +210,18 @@ fn device_verdict(
     let serial = device.serial_hex();
     let mut names_ctx = tera::Context::new();
     names_ctx.insert("subject", &crate::policy::subject_map(device.subject()));
-    names_ctx.insert(
-        "certificate",
-        &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }),
-    );
+    names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }));
     names_ctx.insert("ca", &serde_json::json!({ "id": input.ca_id.as_str() }));
     names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
     let raw_name = engine.render_thing_name(profile, &names_ctx)?;
     let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
-        reject!(
-            InvalidThingName,
-            "the thing name rendered for profile {} is invalid: {e}",
-            profile.name
-        )
+        reject!(InvalidThingName, "the thing name rendered for profile {} is invalid: {e}", profile.name)
     })?;
     names_ctx.insert("thing_name", thing_name.as_str());
     let mut attributes = BTreeMap::new();
     for name in profile.attributes.keys() {
         let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
-        let value = AttributeValue::try_from(raw)
-            .map_err(|e| reject!(InvalidAttribute, "attribute {name}: {e}"))?;
+        let value = AttributeValue::try_from(raw).map_err(|e| reject!(InvalidAttribute, "attribute {name}: {e}"))?;
         attributes.insert(name.clone(), value);
     }
     let device_ctx = DeviceContext {
@@ -377,9 +326,7 @@ pub fn check(
     now: i64,
     aws: &AwsContext,
 ) -> CheckReport {
-    let certificate_id = cert::pem_to_der(certificate_pem)
-        .ok()
-        .map(|der| CertificateId::of_der(&der).to_string());
+    let certificate_id = cert::pem_to_der(certificate_pem).ok().map(|der| CertificateId::of_der(&der).to_string());
     let ca = match parse_ca(ca_pem) {
         Ok(ca) => ca,
         Err(e) => {
@@ -394,21 +341,12 @@ pub fn check(
             &computed
         }
     };
-    let input = Input {
-        certificate_pem,
-        ca: &ca,
-        ca_id,
-        now,
-        aws,
-    };
+    let input = Input { certificate_pem, ca: &ca, ca_id, now, aws };
     match decide(config, &input) {
         Ok(v) => CheckReport {
             decision: "accept",
             reason: None,
-            message: format!(
-                "certificate accepted by profile {} as thing {}",
-                v.profile, v.thing_name
-            ),
+            message: format!("certificate accepted by profile {} as thing {}", v.profile, v.thing_name),
             profile: Some(v.profile),
             thing_name: Some(v.thing_name.to_string()),
             policy_name: Some(v.policy.name.to_string()),

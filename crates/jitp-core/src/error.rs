@@ -56,12 +56,7 @@ impl Error {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self::Config {
-            file: file.into(),
-            line,
-            key: key.into(),
-            message: message.into(),
-        }
+        Self::Config { file: file.into(), line, key: key.into(), message: message.into() }
     }
 
     /// Should the platform retry the event that hit this error?

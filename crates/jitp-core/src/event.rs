@@ -87,11 +87,7 @@ impl TryFrom<String> for AccountId {
         if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(value))
         } else {
-            Err(crate::ids::InvalidId::new(
-                "an AWS account id",
-                "12 digits",
-                &value,
-            ))
+            Err(crate::ids::InvalidId::new("an AWS account id", "12 digits", &value))
         }
     }
 }
@@ -118,22 +114,14 @@ pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {
             bytes.len()
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        reject!(
-            MalformedEvent,
-            "the event is not a certificate-registered event: {e}"
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| reject!(MalformedEvent, "the event is not a certificate-registered event: {e}"))
 }
 
 /// Parse an event from an already-decoded JSON value (the Lambda runtime hands one over).
 pub fn from_value(value: serde_json::Value) -> Result<RegistrationEvent, Rejection> {
-    serde_json::from_value(value).map_err(|e| {
-        reject!(
-            MalformedEvent,
-            "the event is not a certificate-registered event: {e}"
-        )
-    })
+    serde_json::from_value(value)
+        .map_err(|e| reject!(MalformedEvent, "the event is not a certificate-registered event: {e}"))
 }
 
 #[cfg(test)]
@@ -149,10 +137,7 @@ mod tests {
     #[test]
     fn parses_a_real_event() {
         let event = parse(GOOD.as_bytes()).ok();
-        assert_eq!(
-            event.map(|e| e.certificate_status),
-            Some(CertificateStatus::PendingActivation)
-        );
+        assert_eq!(event.map(|e| e.certificate_status), Some(CertificateStatus::PendingActivation));
     }
 
     #[test]
@@ -182,11 +167,7 @@ mod tests {
         ];
         for case in cases {
             let r = parse(case.as_bytes());
-            assert_eq!(
-                r.err().map(|e| e.reason),
-                Some(ReasonCode::MalformedEvent),
-                "{case:.80}"
-            );
+            assert_eq!(r.err().map(|e| e.reason), Some(ReasonCode::MalformedEvent), "{case:.80}");
         }
     }
 }

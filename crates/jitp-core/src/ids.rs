@@ -16,11 +16,7 @@ pub struct InvalidId {
 
 impl InvalidId {
     pub(crate) fn new(kind: &'static str, rule: &'static str, value: &str) -> Self {
-        Self {
-            kind,
-            rule,
-            shown: shown(value),
-        }
+        Self { kind, rule, shown: shown(value) }
     }
 }
 
@@ -35,10 +31,7 @@ pub(crate) fn shown(value: &str) -> String {
 }
 
 fn is_sha256_hex(value: &str) -> bool {
-    value.len() == 64
-        && value
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 macro_rules! sha256_id {
@@ -126,18 +119,13 @@ impl TryFrom<String> for PolicyName {
     type Error = InvalidId;
     fn try_from(value: String) -> Result<Self, InvalidId> {
         let ok = (1..=128).contains(&value.len())
-            && value.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-')
-            });
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-'));
         if ok {
             Ok(Self(value))
         } else {
-            Err(InvalidId::new(
-                "a policy name",
-                "1 to 128 of [A-Za-z0-9_+=,.@-]",
-                &value,
-            ))
+            Err(InvalidId::new("a policy name", "1 to 128 of [A-Za-z0-9_+=,.@-]", &value))
         }
     }
 }
@@ -179,10 +167,7 @@ mod tests {
     #[test]
     fn id_of_der_is_sha256_hex() {
         let id = CertificateId::of_der(b"abc");
-        assert_eq!(
-            id.as_str(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(id.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -195,10 +180,7 @@ mod tests {
 
     #[test]
     fn error_message_is_bounded() {
-        let err = CertificateId::from_str(&"x".repeat(10_000))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = CertificateId::from_str(&"x".repeat(10_000)).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.len() < 300, "{err}");
     }
 

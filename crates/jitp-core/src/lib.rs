@@ -4,14 +4,18 @@
 //! derive the thing ([`thing`]), render and lint its policy ([`policy`]), and decide ([`decide`]). The
 //! provisioning workflow talks to AWS IoT only through the [`registry::IotRegistry`] port.
 
+pub mod audit;
 pub mod cert;
 pub mod decide;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod memory;
 pub mod policy;
 pub mod profile;
+pub mod provision;
 pub mod reason;
+pub mod registry;
 pub mod thing;
 
 pub use error::Error;

@@ -53,10 +53,8 @@ macro_rules! parse_enum_str {
         impl std::str::FromStr for $t {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
-                <$t>::deserialize(
-                    serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s),
-                )
-                .map_err(|e| e.to_string())
+                <$t>::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s))
+                    .map_err(|e| e.to_string())
             }
         }
     };
@@ -256,10 +254,7 @@ impl Config {
     /// Load `path` and everything it names, applying deployment overrides to `[defaults]`.
     pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let source = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let source = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
         Self::from_str_at(&source, &path, overrides)
     }
 
@@ -279,19 +274,11 @@ impl Config {
         if let Some(on_reject) = overrides.on_reject {
             defaults.on_reject = on_reject;
         }
-        let ctx = Loader {
-            source,
-            path: path.to_path_buf(),
-            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
+        let ctx =
+            Loader { source, path: path.to_path_buf(), dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
         ctx.check_prefix(&defaults.policy_prefix, None, "defaults.policy_prefix")?;
         if raw.profiles.is_empty() {
-            return Err(Error::config(
-                path,
-                None,
-                "profiles",
-                "no [[profiles]]: jitp would reject every certificate",
-            ));
+            return Err(Error::config(path, None, "profiles", "no [[profiles]]: jitp would reject every certificate"));
         }
         let mut profiles = Vec::with_capacity(raw.profiles.len());
         let mut names = HashSet::new();
@@ -315,12 +302,7 @@ impl Config {
             policy_prefix: defaults.policy_prefix,
             on_duplicate: defaults.on_duplicate,
         };
-        Ok(Self {
-            path: path.to_path_buf(),
-            defaults,
-            profiles,
-            engine,
-        })
+        Ok(Self { path: path.to_path_buf(), defaults, profiles, engine })
     }
 
     /// The profile called `name`.
@@ -335,9 +317,7 @@ impl Config {
 
     /// What to do with a rejection governed by `profile` (or by the defaults when none was selected).
     pub fn on_reject(&self, profile: Option<&str>) -> OnReject {
-        profile
-            .and_then(|n| self.profile(n))
-            .map_or(self.defaults.on_reject, |p| p.on_reject)
+        profile.and_then(|n| self.profile(n)).map_or(self.defaults.on_reject, |p| p.on_reject)
     }
 }
 
@@ -354,29 +334,22 @@ impl Loader<'_> {
         key: String,
         message: impl Into<String>,
     ) -> Result<T, Error> {
-        Err(Error::config(
-            &self.path,
-            span.map(|s| line_of(self.source, s.start)),
-            key,
-            message,
-        ))
+        Err(Error::config(&self.path, span.map(|s| line_of(self.source, s.start)), key, message))
     }
 
-    fn check_prefix(
-        &self,
-        prefix: &str,
-        span: Option<std::ops::Range<usize>>,
-        key: &str,
-    ) -> Result<(), Error> {
+    fn check_prefix(&self, prefix: &str, span: Option<std::ops::Range<usize>>, key: &str) -> Result<(), Error> {
         let ok = prefix.len() <= 64
-            && prefix.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-')
-            });
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-'));
         if ok {
             Ok(())
         } else {
-            self.err(span, key.to_owned(), format!("{prefix:?} is not a valid policy name prefix (at most 64 of [A-Za-z0-9_+=,.@-])"))
+            self.err(
+                span,
+                key.to_owned(),
+                format!("{prefix:?} is not a valid policy name prefix (at most 64 of [A-Za-z0-9_+=,.@-])"),
+            )
         }
     }
 
@@ -389,9 +362,7 @@ impl Loader<'_> {
         let name = p.name.get_ref().clone();
         let name_ok = !name.is_empty()
             && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if !name_ok {
             return self.err(
                 Some(p.name.span()),
@@ -401,19 +372,11 @@ impl Loader<'_> {
         }
         let ca = if p.ca.iter().any(|c| c.get_ref() == "*") {
             if p.ca.len() > 1 {
-                return self.err(
-                    Some(p.ca[0].span()),
-                    key("ca"),
-                    "\"*\" matches every CA; list it alone",
-                );
+                return self.err(Some(p.ca[0].span()), key("ca"), "\"*\" matches every CA; list it alone");
             }
             CaMatch::Any
         } else if p.ca.is_empty() {
-            return self.err(
-                Some(p.name.span()),
-                key("ca"),
-                "at least one CA certificate id (or \"*\") is required",
-            );
+            return self.err(Some(p.name.span()), key("ca"), "at least one CA certificate id (or \"*\") is required");
         } else {
             let mut ids = Vec::new();
             for c in &p.ca {
@@ -428,13 +391,7 @@ impl Loader<'_> {
         let common_name = regex::RegexBuilder::new(&format!("^(?:{cn_source})$"))
             .size_limit(1 << 20)
             .build()
-            .or_else(|e| {
-                self.err(
-                    Some(p.common_name.span()),
-                    key("common_name"),
-                    format!("invalid regex: {e}"),
-                )
-            })?;
+            .or_else(|e| self.err(Some(p.common_name.span()), key("common_name"), format!("invalid regex: {e}")))?;
         let min_rsa_bits = match &p.min_rsa_bits {
             Some(bits) if *bits.get_ref() < MIN_RSA_BITS_FLOOR => {
                 return self.err(
@@ -457,17 +414,9 @@ impl Loader<'_> {
         let mut ca_chain = Vec::new();
         for file in &p.ca_chain {
             let full = self.resolve(file.get_ref());
-            let text = std::fs::read(&full).map_err(|source| Error::Io {
-                path: full.clone(),
-                source,
-            })?;
-            let certs = pem::parse_many(&text).or_else(|e| {
-                self.err(
-                    Some(file.span()),
-                    key("ca_chain"),
-                    format!("{}: {e}", full.display()),
-                )
-            })?;
+            let text = std::fs::read(&full).map_err(|source| Error::Io { path: full.clone(), source })?;
+            let certs = pem::parse_many(&text)
+                .or_else(|e| self.err(Some(file.span()), key("ca_chain"), format!("{}: {e}", full.display())))?;
             if certs.is_empty() {
                 return self.err(
                     Some(file.span()),
@@ -477,11 +426,7 @@ impl Loader<'_> {
             }
             for block in certs {
                 let cert = Certificate::from_der(block.into_contents()).or_else(|e| {
-                    self.err(
-                        Some(file.span()),
-                        key("ca_chain"),
-                        format!("{}: {}", full.display(), e.message),
-                    )
+                    self.err(Some(file.span()), key("ca_chain"), format!("{}: {}", full.display(), e.message))
                 })?;
                 ca_chain.push(cert);
             }
@@ -494,22 +439,15 @@ impl Loader<'_> {
             Some(t) => Some(self.aws_name(t, &key("thing_type"))?),
             None => None,
         };
-        let thing_groups = p
-            .thing_groups
-            .into_iter()
-            .map(|g| self.aws_name(g, &key("thing_groups")))
-            .collect::<Result<_, _>>()?;
+        let thing_groups =
+            p.thing_groups.into_iter().map(|g| self.aws_name(g, &key("thing_groups"))).collect::<Result<_, _>>()?;
         let mut attributes = BTreeMap::new();
         if p.attributes.len() > 50 {
-            return self.err(
-                Some(p.name.span()),
-                key("attributes"),
-                "AWS IoT allows at most 50 attributes per thing",
-            );
+            return self.err(Some(p.name.span()), key("attributes"), "AWS IoT allows at most 50 attributes per thing");
         }
         for (k, v) in p.attributes {
-            let name = AttributeName::try_from(k)
-                .or_else(|e| self.err(Some(v.span()), key("attributes"), e.to_string()))?;
+            let name =
+                AttributeName::try_from(k).or_else(|e| self.err(Some(v.span()), key("attributes"), e.to_string()))?;
             attributes.insert(name, v.into_inner());
         }
         let policy_prefix = match p.policy_prefix {
@@ -545,8 +483,7 @@ impl Loader<'_> {
     fn aws_name(&self, value: Spanned<String>, key: &str) -> Result<String, Error> {
         let v = value.get_ref();
         let ok = (1..=128).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
         if ok {
             Ok(value.into_inner())
         } else {
@@ -560,10 +497,7 @@ impl Loader<'_> {
 
     fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<HashSet<String>, Error> {
         let full = self.resolve(file.get_ref());
-        let text = std::fs::read_to_string(&full).map_err(|source| Error::Io {
-            path: full.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&full).map_err(|source| Error::Io { path: full.clone(), source })?;
         let mut set = HashSet::new();
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
@@ -586,11 +520,7 @@ impl Loader<'_> {
 
 /// Lowercase hex without separators or leading zeros pairs, so `00:AB:cd` and `abcd` compare equal.
 pub(crate) fn normalize_hex(entry: &str) -> Option<String> {
-    let cleaned: String = entry
-        .chars()
-        .filter(|c| *c != ':' && *c != ' ')
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let cleaned: String = entry.chars().filter(|c| *c != ':' && *c != ' ').collect::<String>().to_ascii_lowercase();
     if cleaned.is_empty() || !cleaned.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -600,11 +530,7 @@ pub(crate) fn normalize_hex(entry: &str) -> Option<String> {
     let trimmed = cleaned.trim_start_matches('0');
     let trimmed = if trimmed.is_empty() { "0" } else { trimmed };
     // Serials print with an even number of digits.
-    Some(if trimmed.len() % 2 == 1 {
-        format!("0{trimmed}")
-    } else {
-        trimmed.to_owned()
-    })
+    Some(if trimmed.len() % 2 == 1 { format!("0{trimmed}") } else { trimmed.to_owned() })
 }
 
 /// The 1-based line of byte offset `at` in `source`.
@@ -622,10 +548,7 @@ mod tests {
         assert_eq!(normalize_hex("0abc").as_deref(), Some("0abc"));
         assert_eq!(normalize_hex("abc").as_deref(), Some("0abc"));
         assert_eq!(normalize_hex("xyz"), None);
-        assert_eq!(
-            normalize_hex(&"A".repeat(64)).as_deref(),
-            Some("a".repeat(64).as_str())
-        );
+        assert_eq!(normalize_hex(&"A".repeat(64)).as_deref(), Some("a".repeat(64).as_str()));
     }
 
     #[test]

@@ -140,10 +140,7 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection with `reason` and `message`.
     pub fn new(reason: ReasonCode, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-        }
+        Self { reason, message: message.into() }
     }
 }
 
@@ -172,8 +169,7 @@ mod tests {
         for code in ReasonCode::ALL {
             let json = serde_json::to_string(code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
-            let back: ReasonCode =
-                serde_json::from_str(&json).unwrap_or(ReasonCode::MalformedEvent);
+            let back: ReasonCode = serde_json::from_str(&json).unwrap_or(ReasonCode::MalformedEvent);
             assert_eq!(back, *code);
         }
     }

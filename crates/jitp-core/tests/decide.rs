@@ -11,8 +11,7 @@ use jitp_core::policy::AwsContext;
 use jitp_core::profile::{Config, Overrides};
 use jitp_core::reason::ReasonCode;
 use jitp_testkit::{
-    Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all,
-    rsa_public_key, to_pem,
+    Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all, rsa_public_key, to_pem,
 };
 
 fn templates_dir() -> PathBuf {
@@ -33,11 +32,7 @@ fn ca() -> &'static Ca {
 fn config_with(extra: &str) -> Config {
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(
-        templates_dir().join("policies/sensor.json.tera"),
-        dir.join("policies/sensor.json.tera"),
-    )
-    .unwrap();
+    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera")).unwrap();
     let text = format!(
         "[defaults]\nclock_skew_seconds = 300\n[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\n{extra}\n"
     );
@@ -59,14 +54,7 @@ fn tempdir() -> PathBuf {
 }
 
 fn run(config: &Config, ca: &Ca, cert_pem: &str) -> CheckReport {
-    check(
-        config,
-        ca.cert.pem.as_bytes(),
-        cert_pem.as_bytes(),
-        None,
-        NOW,
-        &AwsContext::default(),
-    )
+    check(config, ca.cert.pem.as_bytes(), cert_pem.as_bytes(), None, NOW, &AwsContext::default())
 }
 
 #[track_caller]
@@ -83,10 +71,7 @@ fn accepts_p256_and_names_the_thing_after_the_cn() {
     assert!(report.accepted(), "{}", report.message);
     assert_eq!(report.thing_name.as_deref(), Some(CN));
     assert_eq!(report.profile.as_deref(), Some("sensors"));
-    assert_eq!(
-        report.policy_name.as_deref(),
-        Some("jitp-sensor-0123456789ab")
-    );
+    assert_eq!(report.policy_name.as_deref(), Some("jitp-sensor-0123456789ab"));
     let policy = report.policy.unwrap().to_string();
     assert!(policy.contains(&format!("client/{CN}")), "{policy}");
 }
@@ -94,11 +79,7 @@ fn accepts_p256_and_names_the_thing_after_the_cn() {
 #[test]
 fn accepts_every_supported_key_type() {
     for alg in [Alg::Rsa2048, Alg::Rsa3072, Alg::P256, Alg::P384, Alg::P521] {
-        let report = run(
-            repo_config(),
-            ca(),
-            &ca().issue(&Device::new(CN).alg(alg)).pem,
-        );
+        let report = run(repo_config(), ca(), &ca().issue(&Device::new(CN).alg(alg)).pem);
         assert!(report.accepted(), "{alg:?}: {}", report.message);
     }
 }
@@ -128,34 +109,22 @@ fn malformed_certificates() {
         "x".repeat(10 * 1024 * 1024),
     ];
     for case in cases {
-        assert_reason(
-            &run(repo_config(), ca(), &case),
-            ReasonCode::MalformedCertificate,
-        );
+        assert_reason(&run(repo_config(), ca(), &case), ReasonCode::MalformedCertificate);
     }
 }
 
 #[test]
 fn issuer_mismatch_when_another_ca_signed_it() {
     let other = Ca::new("Someone Else CA", Alg::P256);
-    assert_reason(
-        &run(repo_config(), ca(), &other.issue(&Device::new(CN)).pem),
-        ReasonCode::IssuerMismatch,
-    );
+    assert_reason(&run(repo_config(), ca(), &other.issue(&Device::new(CN)).pem), ReasonCode::IssuerMismatch);
 }
 
 #[test]
 fn signature_invalid_when_same_name_but_other_key() {
     let impostor = Ca::new("Acme Device CA", Alg::P256); // same subject, different key
-    assert_reason(
-        &run(repo_config(), ca(), &impostor.issue(&Device::new(CN)).pem),
-        ReasonCode::SignatureInvalid,
-    );
+    assert_reason(&run(repo_config(), ca(), &impostor.issue(&Device::new(CN)).pem), ReasonCode::SignatureInvalid);
     let flipped = corrupt_signature(&ca().issue(&Device::new(CN)).der);
-    assert_reason(
-        &run(repo_config(), ca(), &to_pem(&flipped)),
-        ReasonCode::SignatureInvalid,
-    );
+    assert_reason(&run(repo_config(), ca(), &to_pem(&flipped)), ReasonCode::SignatureInvalid);
 }
 
 #[test]
@@ -164,22 +133,13 @@ fn unsupported_algorithms() {
     let good = rsa_ca.issue(&Device::new(CN));
     for bad in [oid::SHA1_RSA, oid::MD5_RSA] {
         let der = replace_all(&good.der, oid::SHA256_RSA, bad);
-        assert_reason(
-            &run(repo_config(), &rsa_ca, &to_pem(&der)),
-            ReasonCode::UnsupportedAlgorithm,
-        );
+        assert_reason(&run(repo_config(), &rsa_ca, &to_pem(&der)), ReasonCode::UnsupportedAlgorithm);
     }
     let ed = ca().issue(&Device::new(CN).alg(Alg::Ed25519));
-    assert_reason(
-        &run(repo_config(), ca(), &ed.pem),
-        ReasonCode::UnsupportedAlgorithm,
-    );
+    assert_reason(&run(repo_config(), ca(), &ed.pem), ReasonCode::UnsupportedAlgorithm);
     let p192 = replace_all(&ca().issue(&Device::new(CN)).der, oid::P256, oid::P192);
     // The CA's own key is P-256 too, but the surgery only hits the device's SPKI (the CA key is not in it).
-    assert_reason(
-        &run(repo_config(), ca(), &to_pem(&p192)),
-        ReasonCode::UnsupportedAlgorithm,
-    );
+    assert_reason(&run(repo_config(), ca(), &to_pem(&p192)), ReasonCode::UnsupportedAlgorithm);
     let ed_ca = Ca::new("Ed CA", Alg::Ed25519);
     let report = run(repo_config(), &ed_ca, &ed_ca.issue(&Device::new(CN)).pem);
     assert_reason(&report, ReasonCode::CaInvalid);
@@ -189,19 +149,9 @@ fn unsupported_algorithms() {
 fn weak_rsa_keys() {
     let mut device = Device::new(CN);
     device.public_key = Some(rsa_public_key(1024));
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&device).pem),
-        ReasonCode::WeakKey,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&device).pem), ReasonCode::WeakKey);
     let strict = config_with("min_rsa_bits = 3072");
-    assert_reason(
-        &run(
-            &strict,
-            ca(),
-            &ca().issue(&Device::new(CN).alg(Alg::Rsa2048)).pem,
-        ),
-        ReasonCode::WeakKey,
-    );
+    assert_reason(&run(&strict, ca(), &ca().issue(&Device::new(CN).alg(Alg::Rsa2048)).pem), ReasonCode::WeakKey);
 }
 
 #[test]
@@ -209,47 +159,29 @@ fn validity_window_with_clock_skew() {
     let mut expired = Device::new(CN);
     expired.not_before = NOW - 30 * DAY;
     expired.not_after = NOW - 301;
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&expired).pem),
-        ReasonCode::CertExpired,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&expired).pem), ReasonCode::CertExpired);
     expired.not_after = NOW - 299;
-    assert!(
-        run(repo_config(), ca(), &ca().issue(&expired).pem).accepted(),
-        "within skew"
-    );
+    assert!(run(repo_config(), ca(), &ca().issue(&expired).pem).accepted(), "within skew");
 
     let mut future = Device::new(CN);
     future.not_before = NOW + 301;
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&future).pem),
-        ReasonCode::CertNotYetValid,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&future).pem), ReasonCode::CertNotYetValid);
     future.not_before = NOW + 200;
-    assert!(
-        run(repo_config(), ca(), &ca().issue(&future).pem).accepted(),
-        "a device clock slightly ahead is fine"
-    );
+    assert!(run(repo_config(), ca(), &ca().issue(&future).pem).accepted(), "a device clock slightly ahead is fine");
 }
 
 #[test]
 fn device_cert_that_is_a_ca() {
     let mut device = Device::new(CN);
     device.is_ca = true;
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&device).pem),
-        ReasonCode::DeviceCertIsCa,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&device).pem), ReasonCode::DeviceCertIsCa);
 }
 
 #[test]
 fn validity_too_long() {
     let mut device = Device::new(CN);
     device.not_after = NOW + 30 * 365 * DAY;
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&device).pem),
-        ReasonCode::ValidityTooLong,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&device).pem), ReasonCode::ValidityTooLong);
 }
 
 #[test]
@@ -257,21 +189,11 @@ fn ca_that_is_not_a_ca() {
     let mut spec = CaSpec::new("Not A CA", Alg::P256);
     spec.is_ca = false;
     let not_ca = Ca::build(&spec, None);
-    assert_reason(
-        &run(repo_config(), &not_ca, &not_ca.issue(&Device::new(CN)).pem),
-        ReasonCode::CaInvalid,
-    );
+    assert_reason(&run(repo_config(), &not_ca, &not_ca.issue(&Device::new(CN)).pem), ReasonCode::CaInvalid);
     let mut spec = CaSpec::new("No CertSign", Alg::P256);
     spec.key_usages = vec![jitp_testkit::KeyUsage::DigitalSignature];
     let no_sign = Ca::build(&spec, None);
-    assert_reason(
-        &run(
-            repo_config(),
-            &no_sign,
-            &no_sign.issue(&Device::new(CN)).pem,
-        ),
-        ReasonCode::CaInvalid,
-    );
+    assert_reason(&run(repo_config(), &no_sign, &no_sign.issue(&Device::new(CN)).pem), ReasonCode::CaInvalid);
     let garbage = check(
         repo_config(),
         b"garbage",
@@ -289,15 +211,9 @@ fn ca_chain() {
     let issuing = Ca::build(&CaSpec::new("Acme Issuing", Alg::P256), Some(&root));
     let dir = tempdir();
     std::fs::write(dir.join("root.pem"), &root.cert.pem).unwrap();
-    let chained = config_with(&format!(
-        "ca_chain = [{:?}]",
-        dir.join("root.pem").display().to_string()
-    ));
+    let chained = config_with(&format!("ca_chain = [{:?}]", dir.join("root.pem").display().to_string()));
     assert!(run(&chained, &issuing, &issuing.issue(&Device::new(CN)).pem).accepted());
-    assert_reason(
-        &run(&chained, ca(), &ca().issue(&Device::new(CN)).pem),
-        ReasonCode::CaInvalid,
-    );
+    assert_reason(&run(&chained, ca(), &ca().issue(&Device::new(CN)).pem), ReasonCode::CaInvalid);
 }
 
 #[test]
@@ -306,34 +222,16 @@ fn deny_list_by_serial_and_fingerprint() {
     let other = ca().issue(&Device::new("sensor-0000000000ff"));
     let dir = tempdir();
     let serial = hex_serial(&Device::new("sensor-0000000000ff").serial);
-    std::fs::write(
-        dir.join("denied.txt"),
-        format!("# lost devices\n{}\n{serial}\n", device.id().to_uppercase()),
-    )
-    .unwrap();
-    let config = config_with(&format!(
-        "deny_list = {:?}",
-        dir.join("denied.txt").display().to_string()
-    ));
+    std::fs::write(dir.join("denied.txt"), format!("# lost devices\n{}\n{serial}\n", device.id().to_uppercase()))
+        .unwrap();
+    let config = config_with(&format!("deny_list = {:?}", dir.join("denied.txt").display().to_string()));
     assert_reason(&run(&config, ca(), &device.pem), ReasonCode::CertDenied);
     assert_reason(&run(&config, ca(), &other.pem), ReasonCode::CertDenied);
-    assert!(
-        run(
-            &config,
-            ca(),
-            &ca().issue(&Device::new("sensor-00000000aaaa")).pem
-        )
-        .accepted()
-    );
+    assert!(run(&config, ca(), &ca().issue(&Device::new("sensor-00000000aaaa")).pem).accepted());
 }
 
 fn hex_serial(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .trim_start_matches('0')
-        .to_owned()
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().trim_start_matches('0').to_owned()
 }
 
 #[test]
@@ -342,11 +240,7 @@ fn unknown_ca() {
     assert_eq!(config, 1);
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(
-        templates_dir().join("policies/sensor.json.tera"),
-        dir.join("policies/p.json.tera"),
-    )
-    .unwrap();
+    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
     std::fs::write(
         dir.join("jitp.toml"),
         format!(
@@ -356,10 +250,7 @@ fn unknown_ca() {
     )
     .unwrap();
     let config = Config::load(dir.join("jitp.toml")).unwrap();
-    assert_reason(
-        &run(&config, ca(), &ca().issue(&Device::new(CN)).pem),
-        ReasonCode::UnknownCa,
-    );
+    assert_reason(&run(&config, ca(), &ca().issue(&Device::new(CN)).pem), ReasonCode::UnknownCa);
     let id: CaCertificateId = "ab".repeat(32).parse().unwrap();
     let report = check(
         &config,
@@ -369,11 +260,7 @@ fn unknown_ca() {
         NOW,
         &AwsContext::default(),
     );
-    assert!(
-        report.accepted(),
-        "--ca-id selects the profile: {}",
-        report.message
-    );
+    assert!(report.accepted(), "--ca-id selects the profile: {}", report.message);
 }
 
 #[test]
@@ -392,10 +279,7 @@ fn subject_mismatch() {
             d
         },
     ] {
-        assert_reason(
-            &run(repo_config(), ca(), &ca().issue(&device).pem),
-            ReasonCode::SubjectMismatch,
-        );
+        assert_reason(&run(repo_config(), ca(), &ca().issue(&device).pem), ReasonCode::SubjectMismatch);
     }
 }
 
@@ -405,31 +289,15 @@ fn invalid_thing_name() {
     assert_eq!(config, 1);
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(
-        templates_dir().join("policies/sensor.json.tera"),
-        dir.join("policies/p.json.tera"),
-    )
-    .unwrap();
+    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
     std::fs::write(
         dir.join("jitp.toml"),
         "[[profiles]]\nname = \"any\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
     )
     .unwrap();
     let config = Config::load(dir.join("jitp.toml")).unwrap();
-    for cn in [
-        "a/b",
-        "sensor+1",
-        "sensor#",
-        "*",
-        "${iot:ClientId}",
-        "a b",
-        "\"quoted\"",
-        &"x".repeat(129),
-    ] {
-        assert_reason(
-            &run(&config, ca(), &ca().issue(&Device::new(cn)).pem),
-            ReasonCode::InvalidThingName,
-        );
+    for cn in ["a/b", "sensor+1", "sensor#", "*", "${iot:ClientId}", "a b", "\"quoted\"", &"x".repeat(129)] {
+        assert_reason(&run(&config, ca(), &ca().issue(&Device::new(cn)).pem), ReasonCode::InvalidThingName);
     }
 }
 
@@ -437,10 +305,7 @@ fn invalid_thing_name() {
 fn extended_key_usage_must_allow_client_auth() {
     let mut device = Device::new(CN);
     device.eku = vec![Eku::ServerAuth];
-    assert_reason(
-        &run(repo_config(), ca(), &ca().issue(&device).pem),
-        ReasonCode::KeyUsageInvalid,
-    );
+    assert_reason(&run(repo_config(), ca(), &ca().issue(&device).pem), ReasonCode::KeyUsageInvalid);
     device.eku = vec![Eku::ClientAuth];
     assert!(run(repo_config(), ca(), &ca().issue(&device).pem).accepted());
 }

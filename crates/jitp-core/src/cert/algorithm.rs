@@ -61,12 +61,8 @@ impl KeyKind {
         let oid = spki.algorithm.oid;
         if oid == RSA_ENCRYPTION {
             let bytes = spki.subject_public_key.as_bytes().unwrap_or_default();
-            let key = RsaPublicKey::from_der(bytes).map_err(|e| {
-                reject!(
-                    MalformedCertificate,
-                    "the RSA public key is not valid DER: {e}"
-                )
-            })?;
+            let key = RsaPublicKey::from_der(bytes)
+                .map_err(|e| reject!(MalformedCertificate, "the RSA public key is not valid DER: {e}"))?;
             let modulus = key.modulus.as_bytes();
             let bits = match modulus.first() {
                 Some(first) => modulus.len() * 8 - first.leading_zeros() as usize,
@@ -75,11 +71,7 @@ impl KeyKind {
             return Ok(Self::Rsa { bits });
         }
         if oid == EC_PUBLIC_KEY {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.decode_as::<Oid>().ok());
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<Oid>().ok());
             return Ok(match curve {
                 Some(c) if c == P256 => Self::Ec { curve: Curve::P256 },
                 Some(c) if c == P384 => Self::Ec { curve: Curve::P384 },
@@ -93,10 +85,9 @@ impl KeyKind {
     /// Is this key one AWS IoT accepts (size limits aside from the profile's minimum)?
     pub fn check_supported(&self, spki: &SubjectPublicKeyInfoOwned) -> Result<(), Rejection> {
         match self {
-            Self::Rsa { bits } if *bits > MAX_RSA_BITS => Err(reject!(
-                UnsupportedAlgorithm,
-                "the RSA key has {bits} bits; jitp accepts at most {MAX_RSA_BITS}"
-            )),
+            Self::Rsa { bits } if *bits > MAX_RSA_BITS => {
+                Err(reject!(UnsupportedAlgorithm, "the RSA key has {bits} bits; jitp accepts at most {MAX_RSA_BITS}"))
+            }
             Self::Rsa { .. } | Self::Ec { .. } => Ok(()),
             Self::Unsupported => Err(reject!(
                 UnsupportedAlgorithm,
@@ -114,17 +105,8 @@ fn key_algorithm_name(spki: &SubjectPublicKeyInfoOwned) -> String {
         "1.2.840.10040.4.1" => "DSA",
         "1.2.840.113549.1.1.10" => "RSASSA-PSS key",
         "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.decode_as::<Oid>().ok());
-            return format!(
-                "ECDSA on curve {}",
-                curve
-                    .map(|c| curve_name(&c))
-                    .unwrap_or_else(|| "(none)".into())
-            );
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<Oid>().ok());
+            return format!("ECDSA on curve {}", curve.map(|c| curve_name(&c)).unwrap_or_else(|| "(none)".into()));
         }
         _ => return spki.algorithm.oid.to_string(),
     };
@@ -156,9 +138,7 @@ pub fn check_signature_algorithm(oid: &Oid) -> Result<(), Rejection> {
         "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption (SHA-224)".to_owned(),
         "1.2.840.10045.4.1" => "ecdsa-with-SHA1 (SHA-1)".to_owned(),
         "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224 (SHA-224)".to_owned(),
-        "1.2.840.10040.4.3" | "2.16.840.1.101.3.4.3.1" | "2.16.840.1.101.3.4.3.2" => {
-            "DSA".to_owned()
-        }
+        "1.2.840.10040.4.3" | "2.16.840.1.101.3.4.3.1" | "2.16.840.1.101.3.4.3.2" => "DSA".to_owned(),
         "1.3.101.112" => "Ed25519".to_owned(),
         "1.3.101.113" => "Ed448".to_owned(),
         other => other.to_owned(),

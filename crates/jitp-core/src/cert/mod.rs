@@ -5,7 +5,7 @@ mod algorithm;
 mod verify;
 
 pub use algorithm::{Curve, KeyKind};
-pub use verify::{CaCheck, DeviceCheck, chains_to, verify_ca, verify_device};
+pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device};
 
 use der::{Decode, Encode};
 use sha2::Digest as _;
@@ -62,12 +62,7 @@ impl Subject {
 
     /// The single value of a field, or a SUBJECT_MISMATCH if it occurs more than once.
     pub fn single(&self, field: &'static str) -> Result<Option<&str>, Rejection> {
-        let values = self
-            .fields()
-            .into_iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, v)| v)
-            .unwrap_or(&[]);
+        let values = self.fields().into_iter().find(|(name, _)| *name == field).map(|(_, v)| v).unwrap_or(&[]);
         match values {
             [] => Ok(None),
             [one] => Ok(Some(one.as_str())),
@@ -90,22 +85,12 @@ impl Certificate {
 
     /// Parse DER (strict: no BER, no trailing bytes).
     pub fn from_der(der: Vec<u8>) -> Result<Self, Rejection> {
-        let x509 = X509::from_der(&der).map_err(|e| {
-            reject!(
-                MalformedCertificate,
-                "the certificate is not valid DER X.509: {e}"
-            )
-        })?;
+        let x509 = X509::from_der(&der)
+            .map_err(|e| reject!(MalformedCertificate, "the certificate is not valid DER X.509: {e}"))?;
         let subject = parse_subject(x509.tbs_certificate().subject())?;
         let key = KeyKind::of(x509.tbs_certificate().subject_public_key_info())?;
         let fingerprint = sha2::Sha256::digest(&der).into();
-        Ok(Self {
-            der,
-            x509,
-            subject,
-            key,
-            fingerprint,
-        })
+        Ok(Self { der, x509, subject, key, fingerprint })
     }
 
     /// The DER bytes as received.
@@ -156,35 +141,20 @@ impl Certificate {
 
     /// basicConstraints cA, if the extension is present; an unreadable extension is MALFORMED.
     pub fn is_ca(&self) -> Result<bool, Rejection> {
-        match self
-            .x509
-            .tbs_certificate()
-            .get_extension::<BasicConstraints>()
-        {
+        match self.x509.tbs_certificate().get_extension::<BasicConstraints>() {
             Ok(found) => Ok(found.is_some_and(|(_, bc)| bc.ca)),
-            Err(e) => Err(reject!(
-                MalformedCertificate,
-                "the basicConstraints extension is invalid: {e}"
-            )),
+            Err(e) => Err(reject!(MalformedCertificate, "the basicConstraints extension is invalid: {e}")),
         }
     }
 
     /// The DER of the issuer and subject names, compared byte for byte as RFC 5280 path building does.
     pub fn issuer_der(&self) -> Vec<u8> {
-        self.x509
-            .tbs_certificate()
-            .issuer()
-            .to_der()
-            .unwrap_or_default()
+        self.x509.tbs_certificate().issuer().to_der().unwrap_or_default()
     }
 
     /// See [`Certificate::issuer_der`].
     pub fn subject_der(&self) -> Vec<u8> {
-        self.x509
-            .tbs_certificate()
-            .subject()
-            .to_der()
-            .unwrap_or_default()
+        self.x509.tbs_certificate().subject().to_der().unwrap_or_default()
     }
 
     /// The subject as a one-line RFC 4514 string, for messages.
@@ -209,27 +179,16 @@ pub fn pem_to_der(text: &[u8]) -> Result<Vec<u8>, Rejection> {
             text.len()
         ));
     }
-    let text = std::str::from_utf8(text).map_err(|_| {
-        reject!(
-            MalformedCertificate,
-            "the certificate is not PEM text (it is not UTF-8)"
-        )
-    })?;
+    let text = std::str::from_utf8(text)
+        .map_err(|_| reject!(MalformedCertificate, "the certificate is not PEM text (it is not UTF-8)"))?;
     if text.trim().is_empty() {
-        return Err(reject!(
-            MalformedCertificate,
-            "the certificate file is empty"
-        ));
+        return Err(reject!(MalformedCertificate, "the certificate file is empty"));
     }
     let blocks = text.matches(BEGIN).count();
     if blocks == 0 {
-        return Err(reject!(
-            MalformedCertificate,
-            "no PEM block found (expected -----BEGIN CERTIFICATE-----)"
-        ));
+        return Err(reject!(MalformedCertificate, "no PEM block found (expected -----BEGIN CERTIFICATE-----)"));
     }
-    let parsed = pem::parse_many(text)
-        .map_err(|e| reject!(MalformedCertificate, "the PEM is not valid: {e}"))?;
+    let parsed = pem::parse_many(text).map_err(|e| reject!(MalformedCertificate, "the PEM is not valid: {e}"))?;
     if let Some(key) = parsed.iter().find(|p| p.tag().contains("PRIVATE KEY")) {
         return Err(reject!(
             MalformedCertificate,
@@ -246,32 +205,17 @@ pub fn pem_to_der(text: &[u8]) -> Result<Vec<u8>, Rejection> {
     }
     let block = &parsed[0];
     if block.tag() != "CERTIFICATE" {
-        return Err(reject!(
-            MalformedCertificate,
-            "the PEM block is {}, not CERTIFICATE",
-            shown(block.tag())
-        ));
+        return Err(reject!(MalformedCertificate, "the PEM block is {}, not CERTIFICATE", shown(block.tag())));
     }
     // Only whitespace may surround the block: trailing data is how smuggling starts.
     let start = text.find(BEGIN).unwrap_or(0);
-    let end = text.find(END).and_then(|i| {
-        text[i + END.len()..]
-            .find("-----")
-            .map(|j| i + END.len() + j + 5)
-    });
-    let outside_ok =
-        text[..start].trim().is_empty() && end.is_some_and(|e| text[e..].trim().is_empty());
+    let end = text.find(END).and_then(|i| text[i + END.len()..].find("-----").map(|j| i + END.len() + j + 5));
+    let outside_ok = text[..start].trim().is_empty() && end.is_some_and(|e| text[e..].trim().is_empty());
     if !outside_ok {
-        return Err(reject!(
-            MalformedCertificate,
-            "the PEM file has data before or after the certificate block"
-        ));
+        return Err(reject!(MalformedCertificate, "the PEM file has data before or after the certificate block"));
     }
     if block.contents().is_empty() {
-        return Err(reject!(
-            MalformedCertificate,
-            "the certificate block is empty"
-        ));
+        return Err(reject!(MalformedCertificate, "the certificate block is empty"));
     }
     Ok(block.contents().to_vec())
 }
@@ -299,29 +243,13 @@ fn parse_subject(name: &x509_cert::name::Name) -> Result<Subject, Rejection> {
         };
         let value = &atv.value;
         let bad = |e: der::Error| {
-            reject!(
-                MalformedCertificate,
-                "a subject attribute ({}) is not a valid string: {e}",
-                atv.oid
-            )
+            reject!(MalformedCertificate, "a subject attribute ({}) is not a valid string: {e}", atv.oid)
         };
         let text = match value.tag() {
-            Tag::Utf8String => Utf8StringRef::try_from(value)
-                .map_err(bad)?
-                .as_str()
-                .to_owned(),
-            Tag::PrintableString => PrintableStringRef::try_from(value)
-                .map_err(bad)?
-                .as_str()
-                .to_owned(),
-            Tag::Ia5String => Ia5StringRef::try_from(value)
-                .map_err(bad)?
-                .as_str()
-                .to_owned(),
-            Tag::TeletexString => TeletexStringRef::try_from(value)
-                .map_err(bad)?
-                .as_str()
-                .to_owned(),
+            Tag::Utf8String => Utf8StringRef::try_from(value).map_err(bad)?.as_str().to_owned(),
+            Tag::PrintableString => PrintableStringRef::try_from(value).map_err(bad)?.as_str().to_owned(),
+            Tag::Ia5String => Ia5StringRef::try_from(value).map_err(bad)?.as_str().to_owned(),
+            Tag::TeletexString => TeletexStringRef::try_from(value).map_err(bad)?.as_str().to_owned(),
             Tag::BmpString => value.decode_as::<BmpString>().map_err(bad)?.to_string(),
             other => {
                 return Err(reject!(
@@ -352,53 +280,19 @@ mod tests {
         assert_eq!(code(pem_to_der(b"   \n")), m);
         assert_eq!(code(pem_to_der(b"hello")), m);
         assert_eq!(code(pem_to_der(&[0xff, 0xfe, 0x00])), m);
-        assert_eq!(
-            code(pem_to_der(
-                b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n"
-            )),
-            m
-        );
-        assert_eq!(
-            code(pem_to_der(
-                b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
-            )),
-            m
-        );
-        assert_eq!(
-            code(pem_to_der(
-                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-            )),
-            m
-        );
+        assert_eq!(code(pem_to_der(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n")), m);
+        assert_eq!(code(pem_to_der(b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")), m);
+        assert_eq!(code(pem_to_der(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")), m);
         assert_eq!(code(pem_to_der(&vec![b'A'; MAX_PEM_BYTES + 1])), m);
-        assert_eq!(
-            code(pem_to_der(
-                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\ntrailing"
-            )),
-            m
-        );
-        assert_eq!(
-            code(pem_to_der(
-                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-            )),
-            None
-        );
+        assert_eq!(code(pem_to_der(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\ntrailing")), m);
+        assert_eq!(code(pem_to_der(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")), None);
     }
 
     #[test]
     fn der_garbage_is_malformed_not_a_panic() {
-        for der in [
-            vec![],
-            vec![0x30],
-            vec![0x30, 0x82, 0xff, 0xff],
-            vec![0x30, 0x00],
-            vec![0u8; 100],
-        ] {
+        for der in [vec![], vec![0x30], vec![0x30, 0x82, 0xff, 0xff], vec![0x30, 0x00], vec![0u8; 100]] {
             let r = Certificate::from_der(der);
-            assert_eq!(
-                r.err().map(|e| e.reason),
-                Some(ReasonCode::MalformedCertificate)
-            );
+            assert_eq!(r.err().map(|e| e.reason), Some(ReasonCode::MalformedCertificate));
         }
     }
 }

@@ -30,9 +30,7 @@ pub struct DeviceCheck {
 /// Check the registered CA: a CA certificate (basicConstraints cA, keyCertSign when key usage is present)
 /// with a key AWS IoT accepts. Returns CA_INVALID otherwise.
 pub fn verify_ca(ca: &Certificate) -> Result<CaCheck, Rejection> {
-    let ca_flag = ca
-        .is_ca()
-        .map_err(|e| reject!(CaInvalid, "the CA certificate: {}", e.message))?;
+    let ca_flag = ca.is_ca().map_err(|e| reject!(CaInvalid, "the CA certificate: {}", e.message))?;
     if !ca_flag {
         return Err(reject!(
             CaInvalid,
@@ -42,17 +40,11 @@ pub fn verify_ca(ca: &Certificate) -> Result<CaCheck, Rejection> {
     }
     match ca.x509().tbs_certificate().get_extension::<KeyUsage>() {
         Ok(Some((_, ku))) if !ku.key_cert_sign() => {
-            return Err(reject!(
-                CaInvalid,
-                "the registered CA's key usage does not include keyCertSign"
-            ));
+            return Err(reject!(CaInvalid, "the registered CA's key usage does not include keyCertSign"));
         }
         Ok(_) => {}
         Err(e) => {
-            return Err(reject!(
-                CaInvalid,
-                "the registered CA's key usage extension is invalid: {e}"
-            ));
+            return Err(reject!(CaInvalid, "the registered CA's key usage extension is invalid: {e}"));
         }
     }
     ca.key()
@@ -73,9 +65,7 @@ pub fn verify_device(
     check: DeviceCheck,
 ) -> Result<(), Rejection> {
     let tbs = device.x509().tbs_certificate();
-    device
-        .key()
-        .check_supported(tbs.subject_public_key_info())?;
+    device.key().check_supported(tbs.subject_public_key_info())?;
     check_signature_algorithm(&device.x509().signature_algorithm().oid)?;
     if tbs.signature() != device.x509().signature_algorithm() {
         return Err(reject!(
@@ -105,12 +95,8 @@ pub fn verify_device(
     // given a time inside the window and the window is checked below with the profile's skew.
     let inside = check.now.clamp(not_before, not_after);
     let ca_der = CertificateDer::from(ca.der());
-    let anchor = webpki::anchor_from_trusted_cert(&ca_der).map_err(|e| {
-        reject!(
-            CaInvalid,
-            "the registered CA cannot be used as a trust anchor: {e}"
-        )
-    })?;
+    let anchor = webpki::anchor_from_trusted_cert(&ca_der)
+        .map_err(|e| reject!(CaInvalid, "the registered CA cannot be used as a trust anchor: {e}"))?;
     let device_der = CertificateDer::from(device.der());
     let end_entity = webpki::EndEntityCert::try_from(&device_der).map_err(map_webpki)?;
     end_entity
@@ -150,13 +136,10 @@ fn check_time(not_before: i64, not_after: i64, check: DeviceCheck) -> Result<(),
     Ok(())
 }
 
-pub(crate) fn rfc3339(unix: i64) -> String {
+pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -165,38 +148,23 @@ fn map_webpki(e: webpki::Error) -> Rejection {
     use webpki::Error as E;
     match e {
         E::InvalidSignatureForPublicKey => {
-            reject!(
-                SignatureInvalid,
-                "the signature does not verify with the registered CA's key"
-            )
+            reject!(SignatureInvalid, "the signature does not verify with the registered CA's key")
         }
-        E::UnknownIssuer => reject!(
-            IssuerMismatch,
-            "the certificate was not issued by the registered CA"
-        ),
+        E::UnknownIssuer => reject!(IssuerMismatch, "the certificate was not issued by the registered CA"),
         E::CaUsedAsEndEntity => {
             reject!(DeviceCertIsCa, "the device certificate is a CA certificate")
         }
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
-            reject!(
-                KeyUsageInvalid,
-                "the certificate's extended key usage does not allow TLS client authentication"
-            )
+            reject!(KeyUsageInvalid, "the certificate's extended key usage does not allow TLS client authentication")
         }
         E::UnsupportedSignatureAlgorithm
         | E::UnsupportedSignatureAlgorithmContext(_)
         | E::UnsupportedSignatureAlgorithmForPublicKey
         | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
         | E::SignatureAlgorithmMismatch => {
-            reject!(
-                UnsupportedAlgorithm,
-                "the signature algorithm is not supported for the CA's key ({e})"
-            )
+            reject!(UnsupportedAlgorithm, "the signature algorithm is not supported for the CA's key ({e})")
         }
-        other => reject!(
-            MalformedCertificate,
-            "the certificate failed structural validation: {other}"
-        ),
+        other => reject!(MalformedCertificate, "the certificate failed structural validation: {other}"),
     }
 }
 
@@ -209,9 +177,9 @@ pub fn chains_to(ca: &Certificate, roots: &[Certificate]) -> bool {
             return true;
         }
         let issuer = current.issuer_der();
-        let Some(parent) = roots.iter().find(|r| {
-            r.subject_der() == issuer && r.der() != current.der() && signed_by(current, r)
-        }) else {
+        let Some(parent) =
+            roots.iter().find(|r| r.subject_der() == issuer && r.der() != current.der() && signed_by(current, r))
+        else {
             return false;
         };
         current = parent;
@@ -235,18 +203,14 @@ fn signed_by(child: &Certificate, issuer: &Certificate) -> bool {
     let Ok(message) = child.x509().tbs_certificate().to_der() else {
         return false;
     };
-    let (Some(signature), Some(public_key)) = (
-        child.x509().signature().as_bytes(),
-        spki.subject_public_key.as_bytes(),
-    ) else {
+    let (Some(signature), Some(public_key)) = (child.x509().signature().as_bytes(), spki.subject_public_key.as_bytes())
+    else {
         return false;
     };
     VERIFICATION_ALGORITHMS.iter().any(|alg| {
         alg.signature_alg_id().as_ref() == sig_alg.as_slice()
             && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
-            && alg
-                .verify_signature(public_key, &message, signature)
-                .is_ok()
+            && alg.verify_signature(public_key, &message, signature).is_ok()
     })
 }
 
@@ -263,10 +227,7 @@ mod tests {
     use crate::reason::ReasonCode;
 
     fn at(now: i64) -> DeviceCheck {
-        DeviceCheck {
-            now,
-            clock_skew_seconds: 300,
-        }
+        DeviceCheck { now, clock_skew_seconds: 300 }
     }
 
     #[test]
@@ -274,14 +235,8 @@ mod tests {
         assert!(check_time(1000, 2000, at(1500)).is_ok());
         assert!(check_time(1000, 2000, at(700)).is_ok());
         assert!(check_time(1000, 2000, at(2300)).is_ok());
-        assert_eq!(
-            check_time(1000, 2000, at(699)).err().map(|e| e.reason),
-            Some(ReasonCode::CertNotYetValid)
-        );
-        assert_eq!(
-            check_time(1000, 2000, at(2301)).err().map(|e| e.reason),
-            Some(ReasonCode::CertExpired)
-        );
+        assert_eq!(check_time(1000, 2000, at(699)).err().map(|e| e.reason), Some(ReasonCode::CertNotYetValid));
+        assert_eq!(check_time(1000, 2000, at(2301)).err().map(|e| e.reason), Some(ReasonCode::CertExpired));
     }
 
     #[test]

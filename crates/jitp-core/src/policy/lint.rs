@@ -135,9 +135,7 @@ impl Rule {
     /// The severity of every finding of this rule.
     pub fn severity(self) -> Severity {
         match self {
-            Rule::DenyMqttWildcard | Rule::BroadReceive | Rule::ResourceTypeMismatch => {
-                Severity::Warning
-            }
+            Rule::DenyMqttWildcard | Rule::BroadReceive | Rule::ResourceTypeMismatch => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -246,16 +244,12 @@ impl Report {
 
     /// The error findings.
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
+        self.findings.iter().filter(|f| f.severity == Severity::Error)
     }
 
     /// The warning findings.
     pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
+        self.findings.iter().filter(|f| f.severity == Severity::Warning)
     }
 }
 
@@ -349,10 +343,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         // Linear search: the document is bounded by MAX_DOCUMENT_BYTES.
         while let Some(key) = map.next_key::<String>()? {
             if entries.iter().any(|(k, _)| *k == key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key {}",
-                    quoted(&key)
-                )));
+                return Err(de::Error::custom(format_args!("duplicate key {}", quoted(&key))));
             }
             let value = map.next_value()?;
             entries.push((key, value));
@@ -428,28 +419,12 @@ const DATA_PLANE: [DataAction; 16] = [
     data("iot:GetThingShadow", Some(Kind::Thing), Check::Thing),
     data("iot:UpdateThingShadow", Some(Kind::Thing), Check::Thing),
     data("iot:DeleteThingShadow", Some(Kind::Thing), Check::Thing),
-    data(
-        "iot:ListNamedShadowsForThing",
-        Some(Kind::Thing),
-        Check::Thing,
-    ),
+    data("iot:ListNamedShadowsForThing", Some(Kind::Thing), Check::Thing),
     data("iot:DescribeJobExecution", Some(Kind::Thing), Check::Thing),
-    data(
-        "iot:GetPendingJobExecutions",
-        Some(Kind::Thing),
-        Check::Thing,
-    ),
-    data(
-        "iot:StartNextPendingJobExecution",
-        Some(Kind::Thing),
-        Check::Thing,
-    ),
+    data("iot:GetPendingJobExecutions", Some(Kind::Thing), Check::Thing),
+    data("iot:StartNextPendingJobExecution", Some(Kind::Thing), Check::Thing),
     data("iot:UpdateJobExecution", Some(Kind::Thing), Check::Thing),
-    data(
-        "iot:AssumeRoleWithCertificate",
-        Some(Kind::RoleAlias),
-        Check::None,
-    ),
+    data("iot:AssumeRoleWithCertificate", Some(Kind::RoleAlias), Check::None),
 ];
 
 impl DataAction {
@@ -481,12 +456,8 @@ impl<'j> Action<'j> {
             None
         } else {
             let (service, name) = raw.split_once(':')?;
-            let service_ok = service
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || is_wild(b));
-            let name_ok = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || is_wild(b));
+            let service_ok = service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || is_wild(b));
+            let name_ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || is_wild(b));
             if service.is_empty() || name.is_empty() || !service_ok || !name_ok {
                 return None;
             }
@@ -495,20 +466,9 @@ impl<'j> Action<'j> {
         let wildcard = raw.bytes().any(is_wild);
         let data = DATA_PLANE
             .iter()
-            .filter(|d| {
-                if wildcard {
-                    glob_matches(raw, d.name)
-                } else {
-                    d.name.eq_ignore_ascii_case(raw)
-                }
-            })
+            .filter(|d| if wildcard { glob_matches(raw, d.name) } else { d.name.eq_ignore_ascii_case(raw) })
             .collect();
-        Some(Action {
-            raw,
-            wildcard,
-            service,
-            data,
-        })
+        Some(Action { raw, wildcard, service, data })
     }
 
     /// Exactly one known data-plane action, no wildcard.
@@ -558,9 +518,7 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    pattern
-        .get(p..)
-        .is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
+    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -615,11 +573,7 @@ fn parse_resource(raw: &str) -> Res<'_> {
         return Res::Malformed("has an empty partition, region or account");
     }
     let Some((type_name, name)) = resource.split_once('/') else {
-        return if has_wildcard(resource) {
-            Res::Everything
-        } else {
-            Res::Malformed("has no type/name resource part")
-        };
+        return if has_wildcard(resource) { Res::Everything } else { Res::Malformed("has no type/name resource part") };
     };
     if has_wildcard(type_name) {
         return Res::Everything;
@@ -636,12 +590,7 @@ fn parse_resource(raw: &str) -> Res<'_> {
         _ => Kind::Other,
     };
     let header_wildcard = header.iter().any(|part| has_wildcard(part));
-    Res::Arn(Arn {
-        header_wildcard,
-        kind,
-        type_name,
-        name,
-    })
+    Res::Arn(Arn { header_wildcard, kind, type_name, name })
 }
 
 /// The `/`-separated levels of `name` that end before its first wildcard, and whether it has one.
@@ -683,9 +632,7 @@ impl Arn<'_> {
         match levels.as_slice() {
             _ if !wildcard => None,
             [] => Some(format!("every {} resource", self.type_name)),
-            ["$aws"] | ["$aws", "things"] => {
-                Some("the reserved $aws topics of every thing".to_owned())
-            }
+            ["$aws"] | ["$aws", "things"] => Some("the reserved $aws topics of every thing".to_owned()),
             _ => None,
         }
     }
@@ -717,15 +664,12 @@ fn is_trusted_variable(variable: &str) -> bool {
         return true;
     }
     // Attribute names are 1..=128 of [a-zA-Z0-9_.,@/:#-] (AWS IoT CreateThing).
-    variable
-        .strip_prefix("${iot:Connection.Thing.Attributes[")
-        .and_then(|rest| rest.strip_suffix("]}"))
-        .is_some_and(|attr| {
+    variable.strip_prefix("${iot:Connection.Thing.Attributes[").and_then(|rest| rest.strip_suffix("]}")).is_some_and(
+        |attr| {
             (1..=128).contains(&attr.len())
-                && attr
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b))
-        })
+                && attr.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.,@/:#-".contains(&b))
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -743,18 +687,10 @@ impl<'s> Ctx<'s> {
         match scope {
             Scope::Thing(name) => {
                 let valid = (1..=128).contains(&name.len())
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
-                Ctx {
-                    thing: valid.then_some(name),
-                    label: format!("thing {}", quoted(name)),
-                }
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
+                Ctx { thing: valid.then_some(name), label: format!("thing {}", quoted(name)) }
             }
-            Scope::Shared => Ctx {
-                thing: None,
-                label: format!("the connecting thing ({THING_NAME_VARIABLE})"),
-            },
+            Scope::Shared => Ctx { thing: None, label: format!("the connecting thing ({THING_NAME_VARIABLE})") },
         }
     }
 
@@ -769,9 +705,7 @@ impl<'s> Ctx<'s> {
             // Reserved per-thing topics: the third level says whose shadow or jobs they are.
             ["$aws", "things", rest @ ..] => match rest.first() {
                 Some(level) if self.is_thing(level) => None,
-                _ => Some(
-                    "$aws/things/ topics must name this thing as their third level, before any wildcard",
-                ),
+                _ => Some("$aws/things/ topics must name this thing as their third level, before any wildcard"),
             },
             levels if levels.iter().any(|level| self.is_thing(level)) => None,
             _ => Some("the thing name must be a whole topic level before the first wildcard"),
@@ -788,10 +722,7 @@ enum Clause<T> {
 fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
     if document.len() > MAX_DOCUMENT_BYTES {
         let len = document.len();
-        sink.invalid(
-            None,
-            format!("the document is {len} bytes, over the {MAX_DOCUMENT_BYTES} the linter reads"),
-        );
+        sink.invalid(None, format!("the document is {len} bytes, over the {MAX_DOCUMENT_BYTES} the linter reads"));
         return;
     }
     let root = match serde_json::from_str::<Json>(document) {
@@ -801,10 +732,7 @@ fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
         }
     };
     let Json::Object(top) = &root else {
-        return sink.invalid(
-            None,
-            format!("the document is {}, not an object", root.describe()),
-        );
+        return sink.invalid(None, format!("the document is {}, not an object", root.describe()));
     };
     let (mut version, mut statements) = (None, None);
     for (key, value) in top {
@@ -825,10 +753,7 @@ fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
                 other.describe()
             ),
         ),
-        None => sink.invalid(
-            None,
-            format!("Version is missing; it must be \"{POLICY_VERSION}\""),
-        ),
+        None => sink.invalid(None, format!("Version is missing; it must be \"{POLICY_VERSION}\"")),
     }
     let list: Vec<&Json> = match statements {
         Some(Json::Array(items)) if !items.is_empty() => items.iter().collect(),
@@ -838,10 +763,7 @@ fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
             return sink.invalid(None, "Statement is an empty array".to_owned());
         }
         Some(other) => {
-            let message = format!(
-                "Statement is {}, not an array of statements",
-                other.describe()
-            );
+            let message = format!("Statement is {}, not an array of statements", other.describe());
             return sink.invalid(None, message);
         }
         None => return sink.invalid(None, "Statement is missing".to_owned()),
@@ -854,13 +776,9 @@ fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
 fn check_statement(index: usize, value: &Json, ctx: &Ctx<'_>, sink: &mut Sink) {
     let at = Some(index);
     let Json::Object(entries) = value else {
-        return sink.invalid(
-            at,
-            format!("the statement is {}, not an object", value.describe()),
-        );
+        return sink.invalid(at, format!("the statement is {}, not an object", value.describe()));
     };
-    let (mut effect, mut action, mut not_action, mut resource, mut not_resource) =
-        (None, None, None, None, None);
+    let (mut effect, mut action, mut not_action, mut resource, mut not_resource) = (None, None, None, None, None);
     for (key, value) in entries {
         match key.as_str() {
             "Effect" => effect = Some(value),
@@ -871,17 +789,12 @@ fn check_statement(index: usize, value: &Json, ctx: &Ctx<'_>, sink: &mut Sink) {
             "Sid" if matches!(value, Json::String(_)) => {}
             "Condition" if matches!(value, Json::Object(_)) => {}
             "Sid" | "Condition" => {
-                let expected = if key == "Sid" {
-                    "a string"
-                } else {
-                    "an object"
-                };
+                let expected = if key == "Sid" { "a string" } else { "an object" };
                 sink.invalid(at, format!("{key} is {}, not {expected}", value.describe()));
             }
-            "Principal" | "NotPrincipal" => sink.invalid(
-                at,
-                format!("{key} is not valid in an IoT policy: the principal is the certificate"),
-            ),
+            "Principal" | "NotPrincipal" => {
+                sink.invalid(at, format!("{key} is not valid in an IoT policy: the principal is the certificate"))
+            }
             other => sink.invalid(at, format!("unknown statement key {}", quoted(other))),
         }
     }
@@ -889,13 +802,7 @@ fn check_statement(index: usize, value: &Json, ctx: &Ctx<'_>, sink: &mut Sink) {
         Some(Json::String(e)) if e == "Allow" => Some(true),
         Some(Json::String(e)) if e == "Deny" => Some(false),
         Some(other) => {
-            sink.invalid(
-                at,
-                format!(
-                    "Effect is {}, not exactly \"Allow\" or \"Deny\"",
-                    other.describe()
-                ),
-            );
+            sink.invalid(at, format!("Effect is {}, not exactly \"Allow\" or \"Deny\"", other.describe()));
             None
         }
         None => {
@@ -903,36 +810,25 @@ fn check_statement(index: usize, value: &Json, ctx: &Ctx<'_>, sink: &mut Sink) {
             None
         }
     };
-    let actions = clause(index, ("Action", action), ("NotAction", not_action), sink).map(
-        |clause| match clause {
-            Clause::Listed(raws) => Clause::Listed(
-                raws.into_iter()
-                    .filter_map(|raw| {
-                        let parsed = Action::parse(raw);
-                        if parsed.is_none() {
-                            sink.invalid_action(index, raw);
-                        }
-                        parsed
-                    })
-                    .collect(),
-            ),
-            Clause::Negated => Clause::Negated,
-        },
-    );
-    let resources = clause(
-        index,
-        ("Resource", resource),
-        ("NotResource", not_resource),
-        sink,
-    )
-    .map(|clause| match clause {
+    let actions = clause(index, ("Action", action), ("NotAction", not_action), sink).map(|clause| match clause {
         Clause::Listed(raws) => Clause::Listed(
             raws.into_iter()
-                .map(|raw| (raw, parse_resource(raw)))
+                .filter_map(|raw| {
+                    let parsed = Action::parse(raw);
+                    if parsed.is_none() {
+                        sink.invalid_action(index, raw);
+                    }
+                    parsed
+                })
                 .collect(),
         ),
         Clause::Negated => Clause::Negated,
     });
+    let resources =
+        clause(index, ("Resource", resource), ("NotResource", not_resource), sink).map(|clause| match clause {
+            Clause::Listed(raws) => Clause::Listed(raws.into_iter().map(|raw| (raw, parse_resource(raw))).collect()),
+            Clause::Negated => Clause::Negated,
+        });
     // A statement whose effect or elements are unreadable cannot be judged further; it is an error already.
     let (Some(allow), Some(actions), Some(resources)) = (allow, actions, resources) else {
         return;
@@ -966,16 +862,10 @@ fn clause<'j>(
         (Some(value), None) => (name, value, false),
         (None, Some(value)) => (not_name, value, true),
         (Some(_), Some(_)) => {
-            return sink.invalid_none(
-                index,
-                format!("the statement has both {name} and {not_name}"),
-            );
+            return sink.invalid_none(index, format!("the statement has both {name} and {not_name}"));
         }
         (None, None) => {
-            return sink.invalid_none(
-                index,
-                format!("the statement has neither {name} nor {not_name}"),
-            );
+            return sink.invalid_none(index, format!("the statement has neither {name} nor {not_name}"));
         }
     };
     let strings: Vec<&str> = match value {
@@ -986,28 +876,16 @@ fn clause<'j>(
         Json::Array(items) => {
             let strings: Vec<&str> = items
                 .iter()
-                .filter_map(|item| {
-                    if let Json::String(s) = item {
-                        Some(s.as_str())
-                    } else {
-                        None
-                    }
-                })
+                .filter_map(|item| if let Json::String(s) = item { Some(s.as_str()) } else { None })
                 .collect();
             if strings.len() != items.len() {
-                return sink
-                    .invalid_none(index, format!("{name} must be an array of strings only"));
+                return sink.invalid_none(index, format!("{name} must be an array of strings only"));
             }
             strings
         }
         other => {
-            return sink.invalid_none(
-                index,
-                format!(
-                    "{name} is {}, not a string or array of strings",
-                    other.describe()
-                ),
-            );
+            return sink
+                .invalid_none(index, format!("{name} is {}, not a string or array of strings", other.describe()));
         }
     };
     if negated {
@@ -1022,19 +900,13 @@ fn clause<'j>(
     }
 }
 
-fn check_allow(
-    index: usize,
-    actions: &Clause<Action<'_>>,
-    resources: &Clause<(&str, Res<'_>)>,
-    sink: &mut Sink,
-) {
+fn check_allow(index: usize, actions: &Clause<Action<'_>>, resources: &Clause<(&str, Res<'_>)>, sink: &mut Sink) {
     let at = Some(index);
     let actions = match actions {
         Clause::Listed(actions) => actions.as_slice(),
         Clause::Negated => {
             sink.push(Rule::NotActionOrResource, at, None, None, || {
-                "NotAction in an Allow grants every action not listed, including control-plane ones"
-                    .to_owned()
+                "NotAction in an Allow grants every action not listed, including control-plane ones".to_owned()
             });
             &[]
         }
@@ -1043,9 +915,7 @@ fn check_allow(
         let (raw, a) = (Some(action.raw), quoted(action.raw));
         if action.wildcard {
             sink.push(Rule::AllowWildcardAction, at, raw, None, || {
-                format!(
-                    "{a} is a wildcard: it grants every action it matches, today's and future ones"
-                )
+                format!("{a} is a wildcard: it grants every action it matches, today's and future ones")
             });
         }
         if action.is_control_plane() {
@@ -1067,45 +937,28 @@ fn check_allow(
             Res::Everything => sink.push(Rule::AllowWildcardResource, at, None, resource, || {
                 format!("{r} matches every resource the statement's actions apply to")
             }),
-            Res::Arn(arn) if arn.header_wildcard => {
-                sink.push(Rule::AllowWildcardResource, at, None, resource, || {
-                    format!(
-                        "{r} has a wildcard before its resource type, which can match across ':'"
-                    )
-                })
-            }
+            Res::Arn(arn) if arn.header_wildcard => sink.push(Rule::AllowWildcardResource, at, None, resource, || {
+                format!("{r} has a wildcard before its resource type, which can match across ':'")
+            }),
             Res::Arn(arn) => {
                 if let Some(what) = arn.bare_wildcard() {
-                    sink.push(Rule::AllowWildcardResource, at, None, resource, || {
-                        format!("{r} matches {what}")
-                    });
+                    sink.push(Rule::AllowWildcardResource, at, None, resource, || format!("{r} matches {what}"));
                 }
             }
             Res::Malformed(why) if grants_iot => {
-                sink.push(Rule::InvalidDocument, at, None, resource, || {
-                    format!("resource {r} {why}")
-                })
+                sink.push(Rule::InvalidDocument, at, None, resource, || format!("resource {r} {why}"))
             }
             _ => {}
         }
         // Client ids are checked exactly by connect-foreign-client, which names `${iot:ClientId}` itself.
-        if matches!(
-            res,
-            Res::Arn(Arn {
-                kind: Kind::Client,
-                ..
-            })
-        ) {
+        if matches!(res, Res::Arn(Arn { kind: Kind::Client, .. })) {
             continue;
         }
         let untrusted = untrusted_variables(raw);
         if !untrusted.is_empty() {
             sink.push(Rule::PolicyVariableMisuse, at, None, resource, || {
                 let list: Vec<String> = untrusted.iter().map(|v| quoted(v)).collect();
-                format!(
-                    "{r} uses {}: only thing variables are trusted for scoping",
-                    list.join(", ")
-                )
+                format!("{r} uses {}: only thing variables are trusted for scoping", list.join(", "))
             });
         }
     }
@@ -1116,11 +969,7 @@ fn check_deny(index: usize, resources: &Clause<(&str, Res<'_>)>, sink: &mut Sink
         return;
     };
     for (raw, res) in resources {
-        if let Res::Arn(Arn {
-            kind: Kind::Topic | Kind::TopicFilter,
-            name,
-            ..
-        }) = res
+        if let Res::Arn(Arn { kind: Kind::Topic | Kind::TopicFilter, name, .. }) = res
             && name.contains(['+', '#'])
         {
             sink.push(Rule::DenyMqttWildcard, Some(index), None, Some(raw), || {
@@ -1132,13 +981,7 @@ fn check_deny(index: usize, resources: &Clause<(&str, Res<'_>)>, sink: &mut Sink
 
 /// Resources that no action of the statement applies to, and actions with no resource of their type:
 /// the statement grants (or denies) nothing there, which is rarely what its author meant.
-fn check_types(
-    index: usize,
-    allow: bool,
-    actions: &[Action<'_>],
-    resources: &[(&str, Res<'_>)],
-    sink: &mut Sink,
-) {
+fn check_types(index: usize, allow: bool, actions: &[Action<'_>], resources: &[(&str, Res<'_>)], sink: &mut Sink) {
     if actions.is_empty() {
         return; // every action was unreadable: already an invalid-document error
     }
@@ -1151,22 +994,10 @@ fn check_types(
                 continue; // already an invalid-document error
             }
             if !exact.iter().any(|d| d.applies_to(res)) {
-                sink.push(
-                    Rule::ResourceTypeMismatch,
-                    Some(index),
-                    None,
-                    Some(raw),
-                    || match res {
-                        Res::Malformed(why) => format!(
-                            "{} {why}, so the statement {verb} nothing there",
-                            quoted(raw)
-                        ),
-                        _ => format!(
-                            "no action of the statement applies to {}, so it {verb} nothing there",
-                            quoted(raw)
-                        ),
-                    },
-                );
+                sink.push(Rule::ResourceTypeMismatch, Some(index), None, Some(raw), || match res {
+                    Res::Malformed(why) => format!("{} {why}, so the statement {verb} nothing there", quoted(raw)),
+                    _ => format!("no action of the statement applies to {}, so it {verb} nothing there", quoted(raw)),
+                });
             }
         }
     }
@@ -1177,31 +1008,19 @@ fn check_types(
         if let Some(kind) = d.kind
             && !resources.iter().any(|(_, res)| d.applies_to(res))
         {
-            sink.push(
-                Rule::ResourceTypeMismatch,
-                Some(index),
-                Some(action.raw),
-                None,
-                || {
-                    format!(
-                        "{} needs a {} resource and the statement lists none, so it {verb} nothing",
-                        quoted(action.raw),
-                        kind.prefix()
-                    )
-                },
-            );
+            sink.push(Rule::ResourceTypeMismatch, Some(index), Some(action.raw), None, || {
+                format!(
+                    "{} needs a {} resource and the statement lists none, so it {verb} nothing",
+                    quoted(action.raw),
+                    kind.prefix()
+                )
+            });
         }
     }
 }
 
 /// Each (action, resource) pair of an Allow: is it confined to the thing?
-fn check_scoping(
-    index: usize,
-    actions: &[Action<'_>],
-    resources: &[(&str, Res<'_>)],
-    ctx: &Ctx<'_>,
-    sink: &mut Sink,
-) {
+fn check_scoping(index: usize, actions: &[Action<'_>], resources: &[(&str, Res<'_>)], ctx: &Ctx<'_>, sink: &mut Sink) {
     let at = Some(index);
     for action in actions {
         for (raw, res) in resources {
@@ -1295,12 +1114,7 @@ impl Sink {
             return;
         }
         let message = message();
-        if rule == Rule::InvalidDocument
-            && self
-                .findings
-                .iter()
-                .any(|f| same_place(f) && f.message == message)
-        {
+        if rule == Rule::InvalidDocument && self.findings.iter().any(|f| same_place(f) && f.message == message) {
             return;
         }
         let count = match rule.severity() {
@@ -1345,14 +1159,9 @@ impl Sink {
             .collect();
         self.findings.retain(|f| {
             f.rule != Rule::BroadReceive
-                || !unscoped
-                    .iter()
-                    .any(|(s, a, r)| *s == f.statement && *a == f.action && *r == f.resource)
+                || !unscoped.iter().any(|(s, a, r)| *s == f.statement && *a == f.action && *r == f.resource)
         });
-        Report {
-            findings: self.findings,
-            omitted: self.omitted,
-        }
+        Report { findings: self.findings, omitted: self.omitted }
     }
 }
 
@@ -1412,34 +1221,20 @@ mod tests {
 
     #[track_caller]
     fn assert_clean(report: &Report) {
-        assert!(
-            report.is_clean(),
-            "expected no findings, got {:#?}",
-            report.findings
-        );
+        assert!(report.is_clean(), "expected no findings, got {:#?}", report.findings);
     }
 
     #[track_caller]
     fn assert_has(report: &Report, rule: Rule) -> &Finding {
         let found = report.findings.iter().find(|f| f.rule == rule);
-        assert!(
-            found.is_some(),
-            "expected {rule}, got {:#?}",
-            report.findings
-        );
-        let Some(finding) = found else {
-            unreachable!("asserted above")
-        };
+        assert!(found.is_some(), "expected {rule}, got {:#?}", report.findings);
+        let Some(finding) = found else { unreachable!("asserted above") };
         finding
     }
 
     #[track_caller]
     fn assert_lacks(report: &Report, rule: Rule) {
-        assert!(
-            !report.findings.iter().any(|f| f.rule == rule),
-            "unexpected {rule} in {:#?}",
-            report.findings
-        );
+        assert!(!report.findings.iter().any(|f| f.rule == rule), "unexpected {rule} in {:#?}", report.findings);
     }
 
     /// Exactly these rules, in order.
@@ -1472,11 +1267,7 @@ mod tests {
                 ],
             ),
             allow(
-                &[
-                    "iot:GetThingShadow",
-                    "iot:UpdateThingShadow",
-                    "iot:DeleteThingShadow",
-                ],
+                &["iot:GetThingShadow", "iot:UpdateThingShadow", "iot:DeleteThingShadow"],
                 &[&format!("thing/{t}"), &format!("thing/{t}/config")],
             ),
             allow(
@@ -1488,10 +1279,7 @@ mod tests {
                 ],
                 &[&format!("thing/{t}")],
             ),
-            allow(
-                &["iot:GetRetainedMessage"],
-                &[&format!("topic/things/{t}/config")],
-            ),
+            allow(&["iot:GetRetainedMessage"], &[&format!("topic/things/{t}/config")]),
             deny(&["iot:Publish"], &[&format!("topic/things/{t}/admin/*")]),
         ]
     }
@@ -1515,10 +1303,7 @@ mod tests {
 
     #[test]
     fn thing_names_with_colons_and_underscores_are_clean() {
-        assert_clean(&run(
-            &least_privilege("plant:7_line-2"),
-            Scope::Thing("plant:7_line-2"),
-        ));
+        assert_clean(&run(&least_privilege("plant:7_line-2"), Scope::Thing("plant:7_line-2")));
     }
 
     #[test]
@@ -1541,15 +1326,8 @@ mod tests {
     #[track_caller]
     fn assert_invalid(document: &str, needle: &str) {
         let report = lint(document, THING);
-        let found = report
-            .findings
-            .iter()
-            .any(|f| f.rule == Rule::InvalidDocument && f.message.contains(needle));
-        assert!(
-            found,
-            "expected invalid-document mentioning {needle:?}, got {:#?}",
-            report.findings
-        );
+        let found = report.findings.iter().any(|f| f.rule == Rule::InvalidDocument && f.message.contains(needle));
+        assert!(found, "expected invalid-document mentioning {needle:?}, got {:#?}", report.findings);
         assert!(report.has_errors());
     }
 
@@ -1557,10 +1335,7 @@ mod tests {
     fn rejects_what_is_not_a_policy_object() {
         assert_invalid("", "not valid JSON");
         assert_invalid("{", "not valid JSON");
-        assert_invalid(
-            &format!("{} trailing", policy(&least_privilege("sensor-1"))),
-            "not valid JSON",
-        );
+        assert_invalid(&format!("{} trailing", policy(&least_privilege("sensor-1"))), "not valid JSON");
         assert_invalid("[]", "not an object");
         assert_invalid("\"policy\"", "not an object");
         assert_invalid(&" ".repeat(MAX_DOCUMENT_BYTES + 1), "bytes");
@@ -1576,10 +1351,7 @@ mod tests {
         );
         assert_invalid(&effect, "duplicate key \"Effect\"");
         // An escaped key is the same key once decoded.
-        assert_invalid(
-            &effect.replacen("\"Effect\":\"Allow\"", "\"Eff\\u0065ct\":\"Allow\"", 1),
-            "duplicate key",
-        );
+        assert_invalid(&effect.replacen("\"Effect\":\"Allow\"", "\"Eff\\u0065ct\":\"Allow\"", 1), "duplicate key");
         assert_invalid(
             r#"{"Version":"2012-10-17","Version":"2012-10-17","Statement":[]}"#,
             "duplicate key \"Version\"",
@@ -1593,116 +1365,41 @@ mod tests {
     #[test]
     fn rejects_bad_version_and_statement() {
         let ok = allow(&["iot:Connect"], &["client/sensor-1"]);
-        assert_invalid(
-            &json!({ "Version": "2008-10-17", "Statement": [ok] }).to_string(),
-            "\"2008-10-17\"",
-        );
-        assert_invalid(
-            &json!({ "Version": 2012, "Statement": [ok] }).to_string(),
-            "number",
-        );
-        assert_invalid(
-            &json!({ "Statement": [ok] }).to_string(),
-            "Version is missing",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17" }).to_string(),
-            "Statement is missing",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17", "Statement": [] }).to_string(),
-            "empty",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17", "Statement": "Allow" }).to_string(),
-            "not an array",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17", "Statement": [ok, "x"] }).to_string(),
-            "not an object",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17", "Statement": [ok], "Extra": 1 }).to_string(),
-            "\"Extra\"",
-        );
-        assert_invalid(
-            &json!({ "Version": "2012-10-17", "Statement": [ok], "Id": 7 }).to_string(),
-            "Id",
-        );
+        assert_invalid(&json!({ "Version": "2008-10-17", "Statement": [ok] }).to_string(), "\"2008-10-17\"");
+        assert_invalid(&json!({ "Version": 2012, "Statement": [ok] }).to_string(), "number");
+        assert_invalid(&json!({ "Statement": [ok] }).to_string(), "Version is missing");
+        assert_invalid(&json!({ "Version": "2012-10-17" }).to_string(), "Statement is missing");
+        assert_invalid(&json!({ "Version": "2012-10-17", "Statement": [] }).to_string(), "empty");
+        assert_invalid(&json!({ "Version": "2012-10-17", "Statement": "Allow" }).to_string(), "not an array");
+        assert_invalid(&json!({ "Version": "2012-10-17", "Statement": [ok, "x"] }).to_string(), "not an object");
+        assert_invalid(&json!({ "Version": "2012-10-17", "Statement": [ok], "Extra": 1 }).to_string(), "\"Extra\"");
+        assert_invalid(&json!({ "Version": "2012-10-17", "Statement": [ok], "Id": 7 }).to_string(), "Id");
     }
 
     #[test]
     fn rejects_bad_statements() {
         let c = arn("client/sensor-1");
         let cases = [
-            (
-                json!({ "Effect": "allow", "Action": "iot:Connect", "Resource": c }),
-                "not exactly",
-            ),
-            (
-                json!({ "Effect": ["Allow"], "Action": "iot:Connect", "Resource": c }),
-                "Effect is a JSON array",
-            ),
-            (
-                json!({ "Action": "iot:Connect", "Resource": c }),
-                "Effect is missing",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": 1, "Resource": c }),
-                "Action is a JSON number",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": ["iot:Connect", 1], "Resource": c }),
-                "strings only",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": [], "Resource": c }),
-                "empty array",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": "iot:Connect" }),
-                "neither Resource nor NotResource",
-            ),
-            (
-                json!({ "Effect": "Allow", "Resource": c }),
-                "neither Action nor NotAction",
-            ),
-            (
-                json!({ "Effect": "Deny", "Action": "iot:Connect", "NotAction": "iot:Publish", "Resource": c }),
-                "both",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": "iot:Connect", "Resource": {"a": 1} }),
-                "Resource is a JSON object",
-            ),
-            (
-                json!({ "Effect": "Allow", "Principal": "*", "Action": "iot:Connect", "Resource": c }),
-                "Principal",
-            ),
-            (
-                json!({ "Effect": "Deny", "NotPrincipal": {}, "Action": "iot:Connect", "Resource": c }),
-                "NotPrincipal",
-            ),
+            (json!({ "Effect": "allow", "Action": "iot:Connect", "Resource": c }), "not exactly"),
+            (json!({ "Effect": ["Allow"], "Action": "iot:Connect", "Resource": c }), "Effect is a JSON array"),
+            (json!({ "Action": "iot:Connect", "Resource": c }), "Effect is missing"),
+            (json!({ "Effect": "Allow", "Action": 1, "Resource": c }), "Action is a JSON number"),
+            (json!({ "Effect": "Allow", "Action": ["iot:Connect", 1], "Resource": c }), "strings only"),
+            (json!({ "Effect": "Allow", "Action": [], "Resource": c }), "empty array"),
+            (json!({ "Effect": "Allow", "Action": "iot:Connect" }), "neither Resource nor NotResource"),
+            (json!({ "Effect": "Allow", "Resource": c }), "neither Action nor NotAction"),
+            (json!({ "Effect": "Deny", "Action": "iot:Connect", "NotAction": "iot:Publish", "Resource": c }), "both"),
+            (json!({ "Effect": "Allow", "Action": "iot:Connect", "Resource": {"a": 1} }), "Resource is a JSON object"),
+            (json!({ "Effect": "Allow", "Principal": "*", "Action": "iot:Connect", "Resource": c }), "Principal"),
+            (json!({ "Effect": "Deny", "NotPrincipal": {}, "Action": "iot:Connect", "Resource": c }), "NotPrincipal"),
             (
                 json!({ "Effect": "Allow", "action": "iot:Connect", "Action": "iot:Connect", "Resource": c }),
                 "\"action\"",
             ),
-            (
-                json!({ "Effect": "Allow", "Sid": 1, "Action": "iot:Connect", "Resource": c }),
-                "Sid",
-            ),
-            (
-                json!({ "Effect": "Allow", "Condition": [], "Action": "iot:Connect", "Resource": c }),
-                "Condition",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": "iot Connect", "Resource": c }),
-                "\"iot Connect\"",
-            ),
-            (
-                json!({ "Effect": "Allow", "Action": "iot:Conn${x}", "Resource": c }),
-                "service:Action",
-            ),
+            (json!({ "Effect": "Allow", "Sid": 1, "Action": "iot:Connect", "Resource": c }), "Sid"),
+            (json!({ "Effect": "Allow", "Condition": [], "Action": "iot:Connect", "Resource": c }), "Condition"),
+            (json!({ "Effect": "Allow", "Action": "iot Connect", "Resource": c }), "\"iot Connect\""),
+            (json!({ "Effect": "Allow", "Action": "iot:Conn${x}", "Resource": c }), "service:Action"),
         ];
         for (stmt, needle) in cases {
             assert_invalid(&policy(&[stmt]), needle);
@@ -1716,10 +1413,7 @@ mod tests {
             ("arn:aws:iot:eu-west-1:123456789012", "form"),
             ("arn:aws:iot:eu-west-1:123456789012:topic", "type/name"),
             ("arn:aws:iot::123456789012:topic/things/sensor-1", "empty"),
-            (
-                "arn:aws:iot:eu-west-1:123456789012:topic/",
-                "empty resource name",
-            ),
+            ("arn:aws:iot:eu-west-1:123456789012:topic/", "empty resource name"),
         ] {
             let report = run(&[allow(&["iot:Publish"], &[resource])], THING);
             let f = assert_has(&report, Rule::InvalidDocument);
@@ -1731,15 +1425,8 @@ mod tests {
     #[test]
     fn malformed_arn_in_deny_is_only_a_warning() {
         let report = run(&[deny(&["iot:Publish"], &["raw:topic/things/x"])], THING);
-        assert_rules(
-            &report,
-            &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch],
-        );
-        assert!(
-            report.findings[0].message.contains("neither"),
-            "{}",
-            report.findings[0].message
-        );
+        assert_rules(&report, &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch]);
+        assert!(report.findings[0].message.contains("neither"), "{}", report.findings[0].message);
     }
 
     #[test]
@@ -1762,13 +1449,7 @@ mod tests {
 
     #[test]
     fn a_bad_statement_does_not_hide_the_others() {
-        let report = run(
-            &[
-                json!({ "Effect": "Permit" }),
-                allow(&["iot:*"], &["client/sensor-1"]),
-            ],
-            THING,
-        );
+        let report = run(&[json!({ "Effect": "Permit" }), allow(&["iot:*"], &["client/sensor-1"])], THING);
         assert_eq!(report.findings[0].statement, Some(0));
         let f = assert_has(&report, Rule::AllowWildcardAction);
         assert_eq!(f.statement, Some(1));
@@ -1778,15 +1459,7 @@ mod tests {
 
     #[test]
     fn wildcard_actions_in_allow_are_errors() {
-        for action in [
-            "*",
-            "iot:*",
-            "IOT:*",
-            "iot:Pub*",
-            "iot:*Shadow",
-            "iot:Publis?",
-            "i*:Publish",
-        ] {
+        for action in ["*", "iot:*", "IOT:*", "iot:Pub*", "iot:*Shadow", "iot:Publis?", "i*:Publish"] {
             let report = run(&[allow(&[action], &["topic/things/sensor-1/*"])], THING);
             let f = assert_has(&report, Rule::AllowWildcardAction);
             assert_eq!(f.action.as_deref(), Some(action));
@@ -1797,48 +1470,24 @@ mod tests {
 
     #[test]
     fn exact_and_case_variant_actions_are_not_wildcards() {
-        let report = run(
-            &[allow(
-                &["iot:Publish", "IoT:publish", "IOT:PUBLISH"],
-                &["topic/things/sensor-1/data"],
-            )],
-            THING,
-        );
+        let report =
+            run(&[allow(&["iot:Publish", "IoT:publish", "IOT:PUBLISH"], &["topic/things/sensor-1/data"])], THING);
         assert_clean(&report);
-        let report = run(
-            &[allow(&["IoT:publish"], &["topic/things/other/data"])],
-            THING,
-        );
+        let report = run(&[allow(&["IoT:publish"], &["topic/things/other/data"])], THING);
         assert_rules(&report, &[Rule::UnscopedTopicAccess]);
     }
 
     #[test]
     fn wildcard_actions_in_deny_are_fine() {
-        assert_clean(&run(
-            &[
-                deny(&["iot:*"], &["topic/things/other/*"]),
-                deny(&["*"], &["*"]),
-            ],
-            THING,
-        ));
+        assert_clean(&run(&[deny(&["iot:*"], &["topic/things/other/*"]), deny(&["*"], &["*"])], THING));
     }
 
     #[test]
     fn wildcard_actions_are_also_checked_as_what_they_match() {
         let report = run(&[allow(&["iot:*"], &["client/*"])], THING);
-        assert_rules(
-            &report,
-            &[
-                Rule::AllowWildcardAction,
-                Rule::AllowWildcardResource,
-                Rule::ConnectForeignClient,
-            ],
-        );
+        assert_rules(&report, &[Rule::AllowWildcardAction, Rule::AllowWildcardResource, Rule::ConnectForeignClient]);
         let report = run(&[allow(&["iot:*Shadow"], &["thing/other"])], THING);
-        assert_rules(
-            &report,
-            &[Rule::AllowWildcardAction, Rule::UnscopedTopicAccess],
-        );
+        assert_rules(&report, &[Rule::AllowWildcardAction, Rule::UnscopedTopicAccess]);
     }
 
     // ---- allow-wildcard-resource
@@ -1872,47 +1521,23 @@ mod tests {
 
     #[test]
     fn scoped_wildcards_are_not_wildcard_resources() {
-        let report = run(
-            &[allow(
-                &["iot:Publish"],
-                &["topic/things/sensor-1/*", "topic/things/*"],
-            )],
-            THING,
-        );
+        let report = run(&[allow(&["iot:Publish"], &["topic/things/sensor-1/*", "topic/things/*"])], THING);
         assert_rules(&report, &[Rule::UnscopedTopicAccess]);
-        assert_eq!(
-            report.findings[0].resource.as_deref(),
-            Some(arn("topic/things/*").as_str())
-        );
+        assert_eq!(report.findings[0].resource.as_deref(), Some(arn("topic/things/*").as_str()));
     }
 
     #[test]
     fn list_retained_messages_on_star_is_account_wide() {
         let report = run(&[allow(&["iot:ListRetainedMessages"], &["*"])], THING);
         assert_rules(&report, &[Rule::AllowWildcardResource]);
-        assert_clean(&run(
-            &[allow(
-                &["iot:ListRetainedMessages"],
-                &["topic/things/sensor-1/x"],
-            )],
-            THING,
-        ));
+        assert_clean(&run(&[allow(&["iot:ListRetainedMessages"], &["topic/things/sensor-1/x"])], THING));
     }
 
     #[test]
     fn role_aliases_must_be_named() {
-        let report = run(
-            &[allow(&["iot:AssumeRoleWithCertificate"], &["rolealias/*"])],
-            THING,
-        );
+        let report = run(&[allow(&["iot:AssumeRoleWithCertificate"], &["rolealias/*"])], THING);
         assert_rules(&report, &[Rule::AllowWildcardResource]);
-        assert_clean(&run(
-            &[allow(
-                &["iot:AssumeRoleWithCertificate"],
-                &["rolealias/device-uploads"],
-            )],
-            THING,
-        ));
+        assert_clean(&run(&[allow(&["iot:AssumeRoleWithCertificate"], &["rolealias/device-uploads"])], THING));
     }
 
     #[test]
@@ -1937,40 +1562,22 @@ mod tests {
             let report = run(&[allow(&["iot:Connect"], &[resource])], THING);
             let f = assert_has(&report, Rule::ConnectForeignClient);
             assert!(f.message.contains(needle), "{resource}: {}", f.message);
-            assert_eq!(
-                (f.action.as_deref(), f.statement),
-                (Some("iot:Connect"), Some(0))
-            );
+            assert_eq!((f.action.as_deref(), f.statement), (Some("iot:Connect"), Some(0)));
         }
     }
 
     #[test]
     fn client_id_variable_in_connect_is_reported_once() {
-        let report = run(
-            &[allow(&["iot:Connect"], &["client/${iot:ClientId}"])],
-            Scope::Shared,
-        );
+        let report = run(&[allow(&["iot:Connect"], &["client/${iot:ClientId}"])], Scope::Shared);
         assert_rules(&report, &[Rule::ConnectForeignClient]);
     }
 
     #[test]
     fn connect_on_own_client_id_is_clean_in_both_scopes() {
-        assert_clean(&run(
-            &[allow(&["iot:Connect"], &["client/sensor-1"])],
-            THING,
-        ));
-        assert_clean(&run(
-            &[allow(&["iot:Connect"], &[&format!("client/{VAR}")])],
-            THING,
-        ));
-        assert_clean(&run(
-            &[allow(&["iot:Connect"], &[&format!("client/{VAR}")])],
-            Scope::Shared,
-        ));
-        let report = run(
-            &[allow(&["iot:Connect"], &["client/sensor-1"])],
-            Scope::Shared,
-        );
+        assert_clean(&run(&[allow(&["iot:Connect"], &["client/sensor-1"])], THING));
+        assert_clean(&run(&[allow(&["iot:Connect"], &[&format!("client/{VAR}")])], THING));
+        assert_clean(&run(&[allow(&["iot:Connect"], &[&format!("client/{VAR}")])], Scope::Shared));
+        let report = run(&[allow(&["iot:Connect"], &["client/sensor-1"])], Scope::Shared);
         assert_rules(&report, &[Rule::ConnectForeignClient]);
     }
 
@@ -1978,10 +1585,7 @@ mod tests {
     fn invalid_scope_thing_name_fails_closed() {
         let report = run(&[allow(&["iot:Connect"], &["client/*"])], Scope::Thing("*"));
         assert_has(&report, Rule::ConnectForeignClient);
-        let report = run(
-            &[allow(&["iot:Publish"], &["topic/a/b/c"])],
-            Scope::Thing("b/c"),
-        );
+        let report = run(&[allow(&["iot:Publish"], &["topic/a/b/c"])], Scope::Thing("b/c"));
         assert_has(&report, Rule::UnscopedTopicAccess);
     }
 
@@ -1998,10 +1602,7 @@ mod tests {
             ("iot:RetainPublish", "topic/things/sensor-10/data"),
             ("iot:Publish", "topic/$aws/things/*/shadow/update"),
             ("iot:Publish", "topic/$aws/things/other-thing/shadow/update"),
-            (
-                "iot:Publish",
-                "topic/$aws/things/other-thing/shadow/sensor-1",
-            ),
+            ("iot:Publish", "topic/$aws/things/other-thing/shadow/sensor-1"),
             ("iot:Publish", "topic/$aws/things/sensor-1*/shadow/update"),
             ("iot:GetRetainedMessage", "topic/things/other/config"),
             ("iot:Subscribe", "topicfilter/$aws/things/+/jobs/#"),
@@ -2018,10 +1619,7 @@ mod tests {
         ] {
             let report = run(&[allow(&[action], &[resource])], THING);
             let f = assert_has(&report, Rule::UnscopedTopicAccess);
-            assert_eq!(
-                (f.action.as_deref(), f.resource.as_deref()),
-                (Some(action), Some(arn(resource).as_str()))
-            );
+            assert_eq!((f.action.as_deref(), f.resource.as_deref()), (Some(action), Some(arn(resource).as_str())));
             assert!(f.message.contains("\"sensor-1\""), "{}", f.message);
         }
     }
@@ -2033,18 +1631,12 @@ mod tests {
             ("iot:Publish", "topic/things/sensor-1/*"),
             ("iot:Publish", "topic/dt/app/sensor-1/data"),
             ("iot:Publish", "topic/sensor-1/#"),
-            (
-                "iot:Publish",
-                "topic/$aws/things/sensor-1/shadow/name/*/update",
-            ),
+            ("iot:Publish", "topic/$aws/things/sensor-1/shadow/name/*/update"),
             ("iot:Subscribe", "topicfilter/things/sensor-1/+/cmd"),
             ("iot:Subscribe", "topicfilter/$aws/things/sensor-1/jobs/#"),
             ("iot:GetThingShadow", "thing/sensor-1"),
             ("iot:GetThingShadow", "thing/sensor-1/*"),
-            (
-                "iot:Publish",
-                "topic/fleet/${iot:Connection.Thing.ThingTypeName}/sensor-1",
-            ),
+            ("iot:Publish", "topic/fleet/${iot:Connection.Thing.ThingTypeName}/sensor-1"),
         ] {
             assert_clean(&run(&[allow(&[action], &[resource])], THING));
         }
@@ -2055,10 +1647,7 @@ mod tests {
         let ok = format!("topic/things/{VAR}/${{iot:Connection.Thing.Attributes[site]}}/*");
         assert_clean(&run(&[allow(&["iot:Publish"], &[&ok])], Scope::Shared));
         let not_whole = format!("topic/things/x{VAR}/*");
-        assert_has(
-            &run(&[allow(&["iot:Publish"], &[&not_whole])], Scope::Shared),
-            Rule::UnscopedTopicAccess,
-        );
+        assert_has(&run(&[allow(&["iot:Publish"], &[&not_whole])], Scope::Shared), Rule::UnscopedTopicAccess);
     }
 
     // ---- not-action-or-resource
@@ -2066,25 +1655,16 @@ mod tests {
     #[test]
     fn not_action_and_not_resource_in_allow_are_errors() {
         let c = arn("client/sensor-1");
-        let report = run(
-            &[json!({ "Effect": "Allow", "NotAction": "iot:CreateThing", "Resource": c })],
-            THING,
-        );
+        let report = run(&[json!({ "Effect": "Allow", "NotAction": "iot:CreateThing", "Resource": c })], THING);
         assert_rules(&report, &[Rule::NotActionOrResource]);
-        let report = run(
-            &[json!({ "Effect": "Allow", "Action": "iot:Connect", "NotResource": c })],
-            THING,
-        );
+        let report = run(&[json!({ "Effect": "Allow", "Action": "iot:Connect", "NotResource": c })], THING);
         assert_rules(&report, &[Rule::NotActionOrResource]);
     }
 
     #[test]
     fn not_action_and_not_resource_in_deny_are_fine() {
         let t = arn("topic/things/sensor-1/*");
-        assert_clean(&run(
-            &[json!({ "Effect": "Deny", "NotAction": "iot:Publish", "NotResource": t })],
-            THING,
-        ));
+        assert_clean(&run(&[json!({ "Effect": "Deny", "NotAction": "iot:Publish", "NotResource": t })], THING));
     }
 
     // ---- control-plane-action
@@ -2107,28 +1687,16 @@ mod tests {
             let f = assert_has(&report, Rule::ControlPlaneAction);
             assert_eq!(f.action.as_deref(), Some(action));
         }
-        let report = run(
-            &[allow(&["iam:*"], &["arn:aws:iam::123456789012:role/x"])],
-            THING,
-        );
-        assert_rules(
-            &report,
-            &[Rule::AllowWildcardAction, Rule::ControlPlaneAction],
-        );
+        let report = run(&[allow(&["iam:*"], &["arn:aws:iam::123456789012:role/x"])], THING);
+        assert_rules(&report, &[Rule::AllowWildcardAction, Rule::ControlPlaneAction]);
     }
 
     #[test]
     fn data_plane_actions_are_not_control_plane() {
         for d in &DATA_PLANE {
-            assert_lacks(
-                &run(&[allow(&[d.name], &["topic/things/sensor-1"])], THING),
-                Rule::ControlPlaneAction,
-            );
+            assert_lacks(&run(&[allow(&[d.name], &["topic/things/sensor-1"])], THING), Rule::ControlPlaneAction);
         }
-        assert_clean(&run(
-            &[deny(&["iot:CreateThing", "iam:PassRole"], &["*"])],
-            THING,
-        ));
+        assert_clean(&run(&[deny(&["iot:CreateThing", "iam:PassRole"], &["*"])], THING));
     }
 
     // ---- policy-variable-misuse
@@ -2155,29 +1723,22 @@ mod tests {
             "topic/{VAR}/${{iot:Connection.Thing.ThingTypeName}}/${{iot:Connection.Thing.Attributes[room/no#1]}}"
         );
         assert_clean(&run(&[allow(&["iot:Publish"], &[&resource])], THING));
-        assert_clean(&run(
-            &[deny(&["iot:Publish"], &["topic/things/${iot:ClientId}/x"])],
-            THING,
-        ));
+        assert_clean(&run(&[deny(&["iot:Publish"], &["topic/things/${iot:ClientId}/x"])], THING));
     }
 
     // ---- deny-mqtt-wildcard
 
     #[test]
     fn mqtt_wildcards_in_deny_are_warnings() {
-        for (action, resource) in [
-            ("iot:Publish", "topic/things/sensor-1/admin/#"),
-            ("iot:Subscribe", "topicfilter/things/+/admin"),
-        ] {
+        for (action, resource) in
+            [("iot:Publish", "topic/things/sensor-1/admin/#"), ("iot:Subscribe", "topicfilter/things/+/admin")]
+        {
             let report = run(&[deny(&[action], &[resource])], THING);
             assert_rules(&report, &[Rule::DenyMqttWildcard]);
             assert!(!report.has_errors());
             assert_eq!(report.warnings().count(), 1);
         }
-        assert_clean(&run(
-            &[deny(&["iot:Publish"], &["topic/things/sensor-1/admin/*"])],
-            THING,
-        ));
+        assert_clean(&run(&[deny(&["iot:Publish"], &["topic/things/sensor-1/admin/*"])], THING));
     }
 
     // ---- broad-receive
@@ -2187,71 +1748,36 @@ mod tests {
         let report = run(&[allow(&["iot:Receive"], &["topic/broadcast/*"])], THING);
         assert_rules(&report, &[Rule::BroadReceive]);
         assert!(!report.has_errors());
-        assert_clean(&run(
-            &[allow(&["iot:Receive"], &["topic/things/sensor-1/*"])],
-            THING,
-        ));
+        assert_clean(&run(&[allow(&["iot:Receive"], &["topic/things/sensor-1/*"])], THING));
     }
 
     #[test]
     fn receive_through_a_wildcard_action_is_folded_into_the_error() {
         let report = run(&[allow(&["iot:*"], &["topic/broadcast/x"])], THING);
-        assert_rules(
-            &report,
-            &[Rule::AllowWildcardAction, Rule::UnscopedTopicAccess],
-        );
+        assert_rules(&report, &[Rule::AllowWildcardAction, Rule::UnscopedTopicAccess]);
     }
 
     // ---- resource-type-mismatch
 
     #[test]
     fn resources_of_the_wrong_type_are_warnings() {
-        let report = run(
-            &[allow(&["iot:Publish"], &["topicfilter/things/sensor-1/x"])],
-            THING,
-        );
-        assert_rules(
-            &report,
-            &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch],
-        );
+        let report = run(&[allow(&["iot:Publish"], &["topicfilter/things/sensor-1/x"])], THING);
+        assert_rules(&report, &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch]);
         assert!(!report.has_errors());
-        assert_eq!(
-            report.findings[0].resource.as_deref(),
-            Some(arn("topicfilter/things/sensor-1/x").as_str())
-        );
+        assert_eq!(report.findings[0].resource.as_deref(), Some(arn("topicfilter/things/sensor-1/x").as_str()));
         assert_eq!(report.findings[1].action.as_deref(), Some("iot:Publish"));
-        let report = run(
-            &[allow(
-                &["iot:GetThingShadow"],
-                &["topic/$aws/things/sensor-1/shadow/get"],
-            )],
-            THING,
-        );
+        let report = run(&[allow(&["iot:GetThingShadow"], &["topic/$aws/things/sensor-1/shadow/get"])], THING);
         assert_has(&report, Rule::ResourceTypeMismatch);
-        let report = run(
-            &[allow(&["iot:Subscribe"], &["arn:aws:s3:::bucket/*"])],
-            THING,
-        );
-        assert_rules(
-            &report,
-            &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch],
-        );
+        let report = run(&[allow(&["iot:Subscribe"], &["arn:aws:s3:::bucket/*"])], THING);
+        assert_rules(&report, &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch]);
         let report = run(&[deny(&["iot:Connect"], &["topic/x"])], THING);
-        assert!(
-            report
-                .findings
-                .iter()
-                .all(|f| f.rule == Rule::ResourceTypeMismatch && f.message.contains("denies"))
-        );
+        assert!(report.findings.iter().all(|f| f.rule == Rule::ResourceTypeMismatch && f.message.contains("denies")));
     }
 
     #[test]
     fn mixed_statements_with_matching_types_are_clean() {
         let report = run(
-            &[allow(
-                &["iot:Publish", "iot:Subscribe"],
-                &["topic/things/sensor-1/x", "topicfilter/things/sensor-1/x"],
-            )],
+            &[allow(&["iot:Publish", "iot:Subscribe"], &["topic/things/sensor-1/x", "topicfilter/things/sensor-1/x"])],
             THING,
         );
         assert_clean(&report);
@@ -2265,11 +1791,7 @@ mod tests {
             assert_eq!(Rule::from_id(rule.id()), Some(rule));
             assert_eq!(rule.to_string(), rule.id());
             assert_eq!(serde_json::to_value(rule).ok(), Some(json!(rule.id())));
-            assert!(
-                rule.id()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'-')
-            );
+            assert!(rule.id().bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
             assert!(!rule.hint().is_empty());
         }
         assert_eq!(Rule::from_id("nope"), None);
@@ -2292,28 +1814,14 @@ mod tests {
             "omitted": 0,
         });
         assert_eq!(value, Some(expected));
-        assert!(
-            report.findings[0]
-                .to_string()
-                .starts_with("error[allow-wildcard-action] statement 0: \"iot:*\"")
-        );
+        assert!(report.findings[0].to_string().starts_with("error[allow-wildcard-action] statement 0: \"iot:*\""));
     }
 
     #[test]
     fn messages_escape_hostile_values() {
-        let report = run(
-            &[allow(
-                &["iot:Publish"],
-                &["topic/things/other\n\u{1b}[31m/x"],
-            )],
-            THING,
-        );
+        let report = run(&[allow(&["iot:Publish"], &["topic/things/other\n\u{1b}[31m/x"])], THING);
         let f = assert_has(&report, Rule::UnscopedTopicAccess);
-        assert!(
-            !f.message.contains('\n') && !f.message.contains('\u{1b}'),
-            "{}",
-            f.message
-        );
+        assert!(!f.message.contains('\n') && !f.message.contains('\u{1b}'), "{}", f.message);
         let long = format!("topic/{}", "a".repeat(1000));
         let report = run(&[allow(&["iot:Publish"], &[&long])], THING);
         assert!(report.findings[0].message.len() < 400);
@@ -2322,17 +1830,9 @@ mod tests {
     #[test]
     fn findings_are_capped_without_losing_errors() {
         // Enough warnings to fill the cap, then one error: it must still be reported.
-        let many: Vec<String> = (0..150)
-            .map(|i| format!("topic/things/sensor-1/{i}/#"))
-            .collect();
+        let many: Vec<String> = (0..150).map(|i| format!("topic/things/sensor-1/{i}/#")).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        let report = run(
-            &[
-                deny(&["iot:Publish"], &many),
-                allow(&["iot:*"], &["client/sensor-1"]),
-            ],
-            THING,
-        );
+        let report = run(&[deny(&["iot:Publish"], &many), allow(&["iot:*"], &["client/sensor-1"])], THING);
         assert_eq!(report.warnings().count(), MAX_FINDINGS_PER_SEVERITY);
         assert_eq!(report.omitted, 50);
         assert!(report.has_errors());
@@ -2347,13 +1847,7 @@ mod tests {
                 "iot:publish"
                     .chars()
                     .enumerate()
-                    .map(|(b, c)| {
-                        if i >> b & 1 == 1 {
-                            c.to_ascii_uppercase()
-                        } else {
-                            c
-                        }
-                    })
+                    .map(|(b, c)| if i >> b & 1 == 1 { c.to_ascii_uppercase() } else { c })
                     .collect()
             })
             .collect();
@@ -2374,12 +1868,7 @@ mod tests {
                 let mut mutated = document.clone();
                 mutated.insert_str(at, insert);
                 let report = lint(&mutated, THING);
-                assert!(
-                    report
-                        .findings
-                        .iter()
-                        .all(|f| f.severity == f.rule.severity())
-                );
+                assert!(report.findings.iter().all(|f| f.severity == f.rule.severity()));
             }
         }
     }
@@ -2389,10 +1878,7 @@ mod tests {
         assert!(glob_matches("iot:*", "iot:Publish"));
         assert!(glob_matches("IOT:pub*", "iot:Publish"));
         assert!(glob_matches("*Shadow", "iot:GetThingShadow"));
-        assert!(glob_matches(
-            "iot:*Job*",
-            "iot:StartNextPendingJobExecution"
-        ));
+        assert!(glob_matches("iot:*Job*", "iot:StartNextPendingJobExecution"));
         assert!(glob_matches("iot:Publis?", "iot:Publish"));
         assert!(!glob_matches("iot:Publis?", "iot:Publis"));
         assert!(!glob_matches("iot:Pub", "iot:Publish"));

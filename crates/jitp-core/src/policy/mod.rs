@@ -47,18 +47,12 @@ pub fn forbidden_reason(value: &str) -> Option<String> {
             return Some(format!("contains {s:?} ({why})"));
         }
     }
-    value
-        .chars()
-        .find(|c| c.is_control())
-        .map(|c| format!("contains the control character {:?}", c))
+    value.chars().find(|c| c.is_control()).map(|c| format!("contains the control character {:?}", c))
 }
 
 fn guard_escape(value: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     if forbidden_reason(value).is_some() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            REFUSED_MARKER,
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, REFUSED_MARKER));
     }
     out.write_all(value.as_bytes())
 }
@@ -82,11 +76,7 @@ pub struct AwsContext {
 
 impl Default for AwsContext {
     fn default() -> Self {
-        Self {
-            partition: "aws".into(),
-            region: "us-east-1".into(),
-            account_id: "123456789012".into(),
-        }
+        Self { partition: "aws".into(), region: "us-east-1".into(), account_id: "123456789012".into() }
     }
 }
 
@@ -146,11 +136,7 @@ fn attribute_template(profile: &str, attribute: &str) -> String {
 
 impl Engine {
     /// Compile every template the profiles name; a syntax error names the file and line.
-    pub(crate) fn compile(
-        dir: &Path,
-        config_path: &Path,
-        profiles: &[Profile],
-    ) -> Result<Self, Error> {
+    pub(crate) fn compile(dir: &Path, config_path: &Path, profiles: &[Profile]) -> Result<Self, Error> {
         let mut policies = Tera::new();
         policies.autoescape_on(vec![""]);
         policies.set_escape_fn(guard_escape);
@@ -162,35 +148,22 @@ impl Engine {
         for profile in profiles {
             if !policies.contains_template(&profile.policy) {
                 let file = dir.join(&profile.policy);
-                let source = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-                    path: file.clone(),
-                    source,
-                })?;
-                policies
-                    .add_raw_template(&profile.policy, &source)
-                    .map_err(|e| template_error(&file, &source, &e))?;
+                let source =
+                    std::fs::read_to_string(&file).map_err(|source| Error::Io { path: file.clone(), source })?;
+                policies.add_raw_template(&profile.policy, &source).map_err(|e| template_error(&file, &source, &e))?;
             }
-            names
-                .add_raw_template(&thing_name_template(&profile.name), &profile.thing_name)
-                .map_err(|e| {
+            names.add_raw_template(&thing_name_template(&profile.name), &profile.thing_name).map_err(|e| {
+                Error::config(config_path, None, format!("profiles.{}.thing_name", profile.name), tera_message(&e))
+            })?;
+            for (attr, expr) in &profile.attributes {
+                names.add_raw_template(&attribute_template(&profile.name, attr.as_str()), expr).map_err(|e| {
                     Error::config(
                         config_path,
                         None,
-                        format!("profiles.{}.thing_name", profile.name),
+                        format!("profiles.{}.attributes.{attr}", profile.name),
                         tera_message(&e),
                     )
                 })?;
-            for (attr, expr) in &profile.attributes {
-                names
-                    .add_raw_template(&attribute_template(&profile.name, attr.as_str()), expr)
-                    .map_err(|e| {
-                        Error::config(
-                            config_path,
-                            None,
-                            format!("profiles.{}.attributes.{attr}", profile.name),
-                            tera_message(&e),
-                        )
-                    })?;
             }
         }
         Ok(Self { policies, names })
@@ -201,32 +174,14 @@ impl Engine {
         self.names
             .render(&thing_name_template(&profile.name), ctx)
             .map(|s| s.trim().to_owned())
-            .map_err(|e| {
-                reject!(
-                    InvalidThingName,
-                    "the thing_name expression failed: {}",
-                    tera_message(&e)
-                )
-            })
+            .map_err(|e| reject!(InvalidThingName, "the thing_name expression failed: {}", tera_message(&e)))
     }
 
     /// Render one attribute expression.
-    pub fn render_attribute(
-        &self,
-        profile: &Profile,
-        attribute: &str,
-        ctx: &Context,
-    ) -> Result<String, Rejection> {
-        self.names
-            .render(&attribute_template(&profile.name, attribute), ctx)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| {
-                reject!(
-                    InvalidAttribute,
-                    "the attribute {attribute:?} failed to render: {}",
-                    tera_message(&e)
-                )
-            })
+    pub fn render_attribute(&self, profile: &Profile, attribute: &str, ctx: &Context) -> Result<String, Rejection> {
+        self.names.render(&attribute_template(&profile.name, attribute), ctx).map(|s| s.trim().to_owned()).map_err(
+            |e| reject!(InvalidAttribute, "the attribute {attribute:?} failed to render: {}", tera_message(&e)),
+        )
     }
 
     /// Render, check and lint the policy for one device.
@@ -244,21 +199,13 @@ impl Engine {
         let (ctx, name, scope) = match profile.policy_mode {
             PolicyMode::PerThing => {
                 let name = policy_name(&profile.policy_prefix, device.thing_name.as_str())?;
-                (
-                    device_context(device),
-                    name,
-                    Scope::Thing(device.thing_name.as_str()),
-                )
+                (device_context(device), name, Scope::Thing(device.thing_name.as_str()))
             }
             PolicyMode::Shared => {
                 // One document for every device: the template sees no device values, so it cannot depend on them.
                 let stem = profile.policy.rsplit('/').next().unwrap_or(&profile.policy);
                 let stem = stem.split('.').next().unwrap_or(stem);
-                (
-                    shared_context(device.aws, profile),
-                    policy_name(&profile.policy_prefix, stem)?,
-                    Scope::Shared,
-                )
+                (shared_context(device.aws, profile), policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
             }
         };
         let rendered = self.policies.render(&profile.policy, &ctx).map_err(|e| {
@@ -293,12 +240,7 @@ impl Engine {
 }
 
 /// Check size, JSON and version, canonicalise, and lint a rendered document.
-pub fn finish(
-    rendered: &str,
-    name: PolicyName,
-    scope: Scope<'_>,
-    template: &str,
-) -> Result<RenderedPolicy, Rejection> {
+pub fn finish(rendered: &str, name: PolicyName, scope: Scope<'_>, template: &str) -> Result<RenderedPolicy, Rejection> {
     let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
     if size > MAX_POLICY_CHARS {
         return Err(reject!(
@@ -306,12 +248,8 @@ pub fn finish(
             "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
         ));
     }
-    let value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| {
-        reject!(
-            PolicyTemplateError,
-            "the policy rendered from {template} is not valid JSON: {e}"
-        )
-    })?;
+    let value: serde_json::Value = serde_json::from_str(rendered)
+        .map_err(|e| reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}"))?;
     if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
         return Err(reject!(
             PolicyTemplateError,
@@ -320,11 +258,7 @@ pub fn finish(
     }
     let report = lint::lint(rendered, scope);
     if report.has_errors() {
-        let first: Vec<String> = report
-            .errors()
-            .take(3)
-            .map(|f| format!("[{}] {}", f.rule, f.message))
-            .collect();
+        let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
         return Err(reject!(
             PolicyTooPermissive,
             "the policy rendered from {template} is too permissive: {}",
@@ -332,11 +266,7 @@ pub fn finish(
         ));
     }
     let document = serde_json::to_string(&value).unwrap_or_default();
-    Ok(RenderedPolicy {
-        name,
-        document,
-        warnings: report.warnings().cloned().collect(),
-    })
+    Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
 }
 
 /// `prefix + name`, with `:` (legal in thing names, not in policy names) spelled `.` (illegal in thing names,
@@ -358,9 +288,7 @@ fn refused_fields(device: &DeviceContext<'_>) -> Vec<String> {
         .fields()
         .into_iter()
         .filter_map(|(field, values)| {
-            let bad = values
-                .iter()
-                .find_map(|v| forbidden_reason(v).map(|why| (v, why)))?;
+            let bad = values.iter().find_map(|v| forbidden_reason(v).map(|why| (v, why)))?;
             Some(format!("subject.{field} {} {}", shown(bad.0), bad.1))
         })
         .collect()
@@ -369,19 +297,23 @@ fn refused_fields(device: &DeviceContext<'_>) -> Vec<String> {
 /// The template context of one device. Absent subject fields are left undefined, so a template that uses
 /// one without `| default(...)` fails and says which.
 pub fn device_context(device: &DeviceContext<'_>) -> Context {
-    let mut ctx = shared_context(device.aws, device.profile);
+    let mut ctx = base_context(device.aws, device.profile);
     ctx.insert("thing_name", device.thing_name.as_str());
-    ctx.insert(
-        "certificate",
-        &serde_json::json!({ "id": device.certificate_id, "serial": device.certificate_serial }),
-    );
+    ctx.insert("certificate", &serde_json::json!({ "id": device.certificate_id, "serial": device.certificate_serial }));
     ctx.insert("ca", &serde_json::json!({ "id": device.ca_id }));
     ctx.insert("subject", &subject_map(device.subject));
     ctx
 }
 
-/// The context of a shared policy: no device values at all.
+/// The context of a shared policy: no device values at all. `thing_name` is the policy variable AWS IoT
+/// resolves at connection time, so one template serves both modes.
 pub fn shared_context(aws: &AwsContext, profile: &Profile) -> Context {
+    let mut ctx = base_context(aws, profile);
+    ctx.insert_value("thing_name", tera::Value::safe_string(lint::THING_NAME_VARIABLE));
+    ctx
+}
+
+fn base_context(aws: &AwsContext, profile: &Profile) -> Context {
     let mut ctx = Context::new();
     ctx.insert("aws", aws);
     ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
@@ -415,10 +347,7 @@ fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
     let message = tera_message(e);
     // Tera's report carries "name:line:col"; keep the line for the config error.
     let line = message.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("-->")
-            .and_then(|rest| rest.rsplit(':').nth(1))
-            .and_then(|n| n.trim().parse().ok())
+        l.trim().strip_prefix("-->").and_then(|rest| rest.rsplit(':').nth(1)).and_then(|n| n.trim().parse().ok())
     });
     let _ = line_of(source, 0);
     Error::config(file, line, "template", message)

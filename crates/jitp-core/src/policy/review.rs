@@ -36,11 +36,7 @@ pub struct LocatedFinding {
 impl TemplateReport {
     /// Errors make `jitp lint` fail.
     pub fn has_errors(&self) -> bool {
-        self.error.is_some()
-            || self
-                .findings
-                .iter()
-                .any(|f| f.finding.severity == Severity::Error)
+        self.error.is_some() || self.findings.iter().any(|f| f.finding.severity == Severity::Error)
     }
 }
 
@@ -62,20 +58,10 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
         .profiles
         .iter()
         .map(|profile| {
-            let subject = synthetic_subject(
-                profile
-                    .organization
-                    .as_ref()
-                    .and_then(|o| o.first())
-                    .map(String::as_str),
-            );
+            let subject = synthetic_subject(profile.organization.as_ref().and_then(|o| o.first()).map(String::as_str));
             let thing_name = ThingName::try_from("example-thing".to_owned()).ok();
             let source = std::fs::read_to_string(
-                config
-                    .path
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join(&profile.policy),
+                config.path.parent().unwrap_or(std::path::Path::new(".")).join(&profile.policy),
             )
             .unwrap_or_default();
             let mut report = TemplateReport {
@@ -124,10 +110,5 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
 
 /// The line of the `index`-th `"Effect"` key in a template: where statement `index` is written.
 fn statement_line(source: &str, index: usize) -> Option<usize> {
-    source
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains("\"Effect\""))
-        .nth(index)
-        .map(|(n, _)| n + 1)
+    source.lines().enumerate().filter(|(_, l)| l.contains("\"Effect\"")).nth(index).map(|(n, _)| n + 1)
 }

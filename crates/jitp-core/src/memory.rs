@@ -1,0 +1,641 @@
+//! An in-memory [`IotRegistry`] with AWS IoT's semantics: the backend of the demo, the tests and the benches.
+//!
+//! It keeps what matters to jitp the way AWS does: certificate statuses and legal transitions, CreateThing
+//! idempotent for an identical configuration and AlreadyExists otherwise, CreatePolicy AlreadyExists, at most
+//! 5 policy versions, attachments, exclusive thing principals. On top: token-bucket quotas per API, scripted
+//! faults (before or after the write takes effect, and latency), an invariant check after every call, and a
+//! persistence file so `jitp provision --registry memory:PATH` can be run repeatedly.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::event::CertificateStatus;
+use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use crate::registry::{
+    CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
+    RegistryError, ThingDescription, ThingSpec,
+};
+use crate::thing::ThingName;
+
+/// AWS IoT keeps at most this many versions of a policy.
+pub const MAX_POLICY_VERSIONS: usize = 5;
+
+/// Default API quotas (requests per second), after AWS IoT Core's published defaults for these APIs.
+pub fn aws_default_quotas() -> HashMap<Operation, f64> {
+    use Operation as O;
+    let ten = [
+        O::DescribeCACertificate,
+        O::UpdateCertificate,
+        O::CreatePolicy,
+        O::CreatePolicyVersion,
+        O::DeletePolicyVersion,
+        O::ListPolicyVersions,
+        O::ListThingPrincipals,
+    ];
+    let fifteen = [
+        O::AttachPolicy,
+        O::AttachThingPrincipal,
+        O::GetPolicy,
+        O::ListAttachedPolicies,
+        O::CreateThing,
+        O::UpdateThing,
+    ];
+    let hundred = [O::DescribeCertificate, O::DescribeThing, O::AddThingToThingGroup];
+    ten.iter()
+        .map(|o| (*o, 10.0))
+        .chain(fifteen.iter().map(|o| (*o, 15.0)))
+        .chain(hundred.iter().map(|o| (*o, 100.0)))
+        .collect()
+}
+
+/// A scripted fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Throttled before the call takes effect.
+    ThrottleBefore,
+    /// 5xx before the call takes effect.
+    UnavailableBefore,
+    /// The call takes effect, then the answer is lost (5xx): the caller cannot know it worked.
+    UnavailableAfter,
+    /// The call is delayed.
+    Latency(Duration),
+}
+
+/// Inject `kind` on the `nth` (1-based) call of `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    /// Which API.
+    pub op: Operation,
+    /// Which call of it (1-based, counted per registry).
+    pub nth: u64,
+    /// What happens.
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Cert {
+    pem: String,
+    status: Option<CertificateStatus>,
+    ca: Option<CaCertificateId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ca {
+    pem: String,
+    status: CaStatus,
+    auto_registration: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Thing {
+    thing_type: Option<String>,
+    attributes: BTreeMap<String, String>,
+    groups: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Policy {
+    versions: BTreeMap<u64, String>,
+    default: u64,
+    next: u64,
+}
+
+/// Everything the registry holds (the persistence file is this, as JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    account: String,
+    region: String,
+    certificates: BTreeMap<CertificateId, Cert>,
+    cas: BTreeMap<CaCertificateId, Ca>,
+    things: BTreeMap<ThingName, Thing>,
+    policies: BTreeMap<PolicyName, Policy>,
+    /// principal ARN -> policies
+    policy_targets: BTreeMap<String, BTreeSet<PolicyName>>,
+    /// thing -> principal ARNs
+    thing_principals: BTreeMap<ThingName, BTreeSet<String>>,
+    /// principal ARN -> (thing, exclusive)
+    principal_things: BTreeMap<String, BTreeMap<ThingName, bool>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Runtime {
+    calls: HashMap<Operation, u64>,
+    throttled: HashMap<Operation, u64>,
+    buckets: HashMap<Operation, Bucket>,
+    faults: Vec<Fault>,
+    violations: Vec<String>,
+}
+
+/// The in-memory registry.
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    state: Mutex<State>,
+    runtime: Mutex<Runtime>,
+    path: Option<PathBuf>,
+}
+
+impl Default for MemoryRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cert_arn(state: &State, id: &CertificateId) -> String {
+    format!("arn:aws:iot:{}:{}:cert/{id}", state.region, state.account)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the maps half-written in a way that matters to a test
+    // registry; keep serving.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl MemoryRegistry {
+    /// An empty registry for account 123456789012 in us-east-1, no quotas, no faults.
+    pub fn new() -> Self {
+        let state = State { account: "123456789012".into(), region: "us-east-1".into(), ..State::default() };
+        Self { state: Mutex::new(state), runtime: Mutex::default(), path: None }
+    }
+
+    /// Open a persistence file (a missing file starts empty); [`MemoryRegistry::save`] writes it back.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let mut registry = Self::new();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::config(&path, Some(e.line()), "registry", format!("not a jitp memory registry file: {e}"))
+                })?;
+                registry.state = Mutex::new(state);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::Io { path, source }),
+        }
+        registry.path = Some(path);
+        Ok(registry)
+    }
+
+    /// Write the state to the persistence file, atomically (temp file + rename).
+    pub fn save(&self) -> Result<(), Error> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let json = serde_json::to_vec_pretty(&*lock(&self.state)).unwrap_or_default();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.clone(), source })
+    }
+
+    /// Enforce token-bucket quotas (requests per second per API), each multiplied by `scale`.
+    pub fn with_quotas(self, quotas: &HashMap<Operation, f64>, scale: f64) -> Self {
+        {
+            let mut rt = lock(&self.runtime);
+            for (op, rate) in quotas {
+                let rate = rate * scale;
+                rt.buckets.insert(*op, Bucket { rate, tokens: rate.max(1.0), last: Instant::now() });
+            }
+        }
+        self
+    }
+
+    /// Script faults.
+    pub fn with_faults(self, faults: impl IntoIterator<Item = Fault>) -> Self {
+        lock(&self.runtime).faults.extend(faults);
+        self
+    }
+
+    /// Register a CA as AWS's RegisterCACertificate does; its id is the SHA-256 of its DER.
+    pub fn register_ca(&self, pem: &str, auto_registration: bool) -> Result<CaCertificateId, RegistryError> {
+        let der = crate::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
+        let id = CaCertificateId::of_der(&der);
+        lock(&self.state).cas.entry(id.clone()).or_insert(Ca {
+            pem: pem.to_owned(),
+            status: CaStatus::Active,
+            auto_registration,
+        });
+        Ok(id)
+    }
+
+    /// Set a CA's status.
+    pub fn set_ca_status(&self, id: &CaCertificateId, status: CaStatus) {
+        if let Some(ca) = lock(&self.state).cas.get_mut(id) {
+            ca.status = status;
+        }
+    }
+
+    /// What AWS IoT does on a device's first connection with an unknown certificate from an auto-registering CA:
+    /// register it PENDING_ACTIVATION (idempotent). Its id is the SHA-256 of its DER.
+    pub fn register_certificate(&self, pem: &str, ca: &CaCertificateId) -> Result<CertificateId, RegistryError> {
+        let der = crate::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
+        let id = CertificateId::of_der(&der);
+        let mut state = lock(&self.state);
+        if !state.cas.contains_key(ca) {
+            return Err(RegistryError::NotFound(format!("CA {ca}")));
+        }
+        state.certificates.entry(id.clone()).or_insert(Cert {
+            pem: pem.to_owned(),
+            status: Some(CertificateStatus::PendingActivation),
+            ca: Some(ca.clone()),
+        });
+        Ok(id)
+    }
+
+    /// A certificate's status.
+    pub fn certificate_status(&self, id: &CertificateId) -> Option<CertificateStatus> {
+        lock(&self.state).certificates.get(id).and_then(|c| c.status)
+    }
+
+    /// A certificate's ARN.
+    pub fn certificate_arn(&self, id: &CertificateId) -> String {
+        cert_arn(&lock(&self.state), id)
+    }
+
+    /// Things that exist.
+    pub fn thing_names(&self) -> Vec<ThingName> {
+        lock(&self.state).things.keys().cloned().collect()
+    }
+
+    /// Policies that exist, with their number of versions.
+    pub fn policies(&self) -> BTreeMap<PolicyName, usize> {
+        lock(&self.state).policies.iter().map(|(n, p)| (n.clone(), p.versions.len())).collect()
+    }
+
+    /// Policies attached to a certificate.
+    pub fn attached_policies(&self, id: &CertificateId) -> Vec<PolicyName> {
+        let state = lock(&self.state);
+        state.policy_targets.get(&cert_arn(&state, id)).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Things attached to a certificate.
+    pub fn attached_things(&self, id: &CertificateId) -> Vec<ThingName> {
+        let state = lock(&self.state);
+        state.principal_things.get(&cert_arn(&state, id)).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Calls made so far, by operation (including throttled and faulted ones).
+    pub fn call_counts(&self) -> HashMap<Operation, u64> {
+        lock(&self.runtime).calls.clone()
+    }
+
+    /// Calls refused by the quotas, by operation.
+    pub fn throttle_counts(&self) -> HashMap<Operation, u64> {
+        lock(&self.runtime).throttled.clone()
+    }
+
+    /// Invariant violations seen after any call: an ACTIVE certificate without a thing or a policy attached.
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.runtime).violations.clone()
+    }
+
+    /// A fingerprint of the whole state (for "same final state" comparisons), ignoring certificate ids' order.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::to_value(&*lock(&self.state)).unwrap_or_default()
+    }
+
+    /// Admission: count the call, apply quota and faults. Returns the fault to apply after the write, if any.
+    async fn admit(&self, op: Operation) -> Result<bool, RegistryError> {
+        let (fault, throttled) = {
+            let mut rt = lock(&self.runtime);
+            let n = {
+                let c = rt.calls.entry(op).or_default();
+                *c += 1;
+                *c
+            };
+            let fault = rt.faults.iter().find(|f| f.op == op && f.nth == n).map(|f| f.kind);
+            let throttled = rt.buckets.get_mut(&op).is_some_and(|b| !b.take());
+            if throttled {
+                *rt.throttled.entry(op).or_default() += 1;
+            }
+            (fault, throttled)
+        };
+        if throttled {
+            return Err(RegistryError::Throttled(format!("{op}: rate exceeded")));
+        }
+        match fault {
+            Some(FaultKind::ThrottleBefore) => Err(RegistryError::Throttled(format!("{op}: injected throttle"))),
+            Some(FaultKind::UnavailableBefore) => Err(RegistryError::Unavailable(format!("{op}: injected 503"))),
+            Some(FaultKind::UnavailableAfter) => Ok(true),
+            Some(FaultKind::Latency(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Apply a write under the state lock, check the invariant, then apply an after-fault.
+    fn finish<T>(&self, op: Operation, fail_after: bool, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        self.check_invariants();
+        if fail_after && result.is_ok() {
+            return Err(RegistryError::Unavailable(format!("{op}: injected 503 after the write")));
+        }
+        result
+    }
+
+    fn check_invariants(&self) {
+        let state = lock(&self.state);
+        let mut found = Vec::new();
+        for (id, cert) in &state.certificates {
+            if cert.status != Some(CertificateStatus::Active) {
+                continue;
+            }
+            let arn = cert_arn(&state, id);
+            if state.principal_things.get(&arn).is_none_or(BTreeMap::is_empty) {
+                found.push(format!("certificate {id} is ACTIVE without a thing"));
+            }
+            if state.policy_targets.get(&arn).is_none_or(BTreeSet::is_empty) {
+                found.push(format!("certificate {id} is ACTIVE without a policy"));
+            }
+        }
+        drop(state);
+        if !found.is_empty() {
+            let mut rt = lock(&self.runtime);
+            for v in found {
+                if !rt.violations.contains(&v) {
+                    rt.violations.push(v);
+                }
+            }
+        }
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+        f(&mut lock(&self.state))
+    }
+}
+
+fn cert_id_of_arn(arn: &str) -> Option<CertificateId> {
+    arn.rsplit('/').next()?.parse().ok()
+}
+
+#[async_trait]
+impl IotRegistry for MemoryRegistry {
+    async fn describe_certificate(&self, id: &CertificateId) -> Result<CertificateDescription, RegistryError> {
+        let after = self.admit(Operation::DescribeCertificate).await?;
+        let r = self.with_state(|s| {
+            let c = s.certificates.get(id).ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
+            Ok(CertificateDescription {
+                id: id.clone(),
+                arn: cert_arn(s, id),
+                pem: c.pem.clone(),
+                status: c.status.unwrap_or(CertificateStatus::PendingActivation),
+                ca_certificate_id: c.ca.clone(),
+            })
+        });
+        self.finish(Operation::DescribeCertificate, after, r)
+    }
+
+    async fn describe_ca_certificate(&self, id: &CaCertificateId) -> Result<CaDescription, RegistryError> {
+        let after = self.admit(Operation::DescribeCACertificate).await?;
+        let r = self.with_state(|s| {
+            let c = s.cas.get(id).ok_or_else(|| RegistryError::NotFound(format!("CA {id}")))?;
+            Ok(CaDescription {
+                id: id.clone(),
+                pem: c.pem.clone(),
+                status: c.status,
+                auto_registration: c.auto_registration,
+            })
+        });
+        self.finish(Operation::DescribeCACertificate, after, r)
+    }
+
+    async fn update_certificate(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::UpdateCertificate).await?;
+        let r = self.with_state(|s| {
+            if matches!(status, CertificateStatus::PendingActivation | CertificateStatus::PendingTransfer) {
+                return Err(RegistryError::InvalidRequest(format!("cannot set status {status}")));
+            }
+            let c = s.certificates.get_mut(id).ok_or_else(|| RegistryError::NotFound(format!("certificate {id}")))?;
+            let current = c.status.unwrap_or(CertificateStatus::PendingActivation);
+            if current == status {
+                return Ok(());
+            }
+            if matches!(current, CertificateStatus::Revoked | CertificateStatus::PendingTransfer) {
+                return Err(RegistryError::Conflict(format!("certificate {id} is {current}")));
+            }
+            c.status = Some(status);
+            Ok(())
+        });
+        self.finish(Operation::UpdateCertificate, after, r)
+    }
+
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::CreateThing).await?;
+        let r = self.with_state(|s| match s.things.get(&spec.name) {
+            Some(t) if t.thing_type == spec.thing_type && t.attributes == spec.attributes => Ok(()),
+            Some(_) => {
+                Err(RegistryError::AlreadyExists(format!("thing {} exists with a different configuration", spec.name)))
+            }
+            None => {
+                s.things.insert(
+                    spec.name.clone(),
+                    Thing {
+                        thing_type: spec.thing_type.clone(),
+                        attributes: spec.attributes.clone(),
+                        groups: BTreeSet::new(),
+                    },
+                );
+                Ok(())
+            }
+        });
+        self.finish(Operation::CreateThing, after, r)
+    }
+
+    async fn describe_thing(&self, name: &ThingName) -> Result<ThingDescription, RegistryError> {
+        let after = self.admit(Operation::DescribeThing).await?;
+        let r = self.with_state(|s| {
+            let t = s.things.get(name).ok_or_else(|| RegistryError::NotFound(format!("thing {name}")))?;
+            Ok(ThingDescription {
+                name: name.clone(),
+                thing_type: t.thing_type.clone(),
+                attributes: t.attributes.clone(),
+            })
+        });
+        self.finish(Operation::DescribeThing, after, r)
+    }
+
+    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::UpdateThing).await?;
+        let r = self.with_state(|s| {
+            let t =
+                s.things.get_mut(&spec.name).ok_or_else(|| RegistryError::NotFound(format!("thing {}", spec.name)))?;
+            t.thing_type = spec.thing_type.clone();
+            t.attributes = spec.attributes.clone();
+            Ok(())
+        });
+        self.finish(Operation::UpdateThing, after, r)
+    }
+
+    async fn add_thing_to_thing_group(&self, thing: &ThingName, group: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::AddThingToThingGroup).await?;
+        let r = self.with_state(|s| {
+            let t = s.things.get_mut(thing).ok_or_else(|| RegistryError::NotFound(format!("thing {thing}")))?;
+            t.groups.insert(group.to_owned());
+            Ok(())
+        });
+        self.finish(Operation::AddThingToThingGroup, after, r)
+    }
+
+    async fn list_thing_principals(&self, thing: &ThingName) -> Result<Vec<String>, RegistryError> {
+        let after = self.admit(Operation::ListThingPrincipals).await?;
+        let r = self.with_state(|s| {
+            if !s.things.contains_key(thing) {
+                return Err(RegistryError::NotFound(format!("thing {thing}")));
+            }
+            Ok(s.thing_principals.get(thing).map(|p| p.iter().cloned().collect()).unwrap_or_default())
+        });
+        self.finish(Operation::ListThingPrincipals, after, r)
+    }
+
+    async fn create_policy(&self, name: &PolicyName, document: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::CreatePolicy).await?;
+        let r = self.with_state(|s| {
+            if s.policies.contains_key(name) {
+                return Err(RegistryError::AlreadyExists(format!("policy {name}")));
+            }
+            if serde_json::from_str::<serde_json::Value>(document).is_err() {
+                return Err(RegistryError::InvalidRequest("MalformedPolicyException: not JSON".into()));
+            }
+            s.policies.insert(
+                name.clone(),
+                Policy { versions: BTreeMap::from([(1, document.to_owned())]), default: 1, next: 2 },
+            );
+            Ok(())
+        });
+        self.finish(Operation::CreatePolicy, after, r)
+    }
+
+    async fn get_policy(&self, name: &PolicyName) -> Result<PolicyDescription, RegistryError> {
+        let after = self.admit(Operation::GetPolicy).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            Ok(PolicyDescription {
+                name: name.clone(),
+                document: p.versions.get(&p.default).cloned().unwrap_or_default(),
+                default_version_id: p.default.to_string(),
+            })
+        });
+        self.finish(Operation::GetPolicy, after, r)
+    }
+
+    async fn create_policy_version(&self, name: &PolicyName, document: &str) -> Result<String, RegistryError> {
+        let after = self.admit(Operation::CreatePolicyVersion).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get_mut(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            if p.versions.len() >= MAX_POLICY_VERSIONS {
+                return Err(RegistryError::VersionsLimitExceeded(format!(
+                    "policy {name} has {MAX_POLICY_VERSIONS} versions"
+                )));
+            }
+            let id = p.next;
+            p.next += 1;
+            p.versions.insert(id, document.to_owned());
+            p.default = id;
+            Ok(id.to_string())
+        });
+        self.finish(Operation::CreatePolicyVersion, after, r)
+    }
+
+    async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError> {
+        let after = self.admit(Operation::ListPolicyVersions).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            Ok(p.versions
+                .keys()
+                .map(|v| PolicyVersion { version_id: v.to_string(), is_default: *v == p.default })
+                .collect())
+        });
+        self.finish(Operation::ListPolicyVersions, after, r)
+    }
+
+    async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::DeletePolicyVersion).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get_mut(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            let v: u64 =
+                version_id.parse().map_err(|_| RegistryError::InvalidRequest(format!("version {version_id:?}")))?;
+            if v == p.default {
+                return Err(RegistryError::Conflict("cannot delete the default version".into()));
+            }
+            p.versions
+                .remove(&v)
+                .map(|_| ())
+                .ok_or_else(|| RegistryError::NotFound(format!("policy {name} version {v}")))
+        });
+        self.finish(Operation::DeletePolicyVersion, after, r)
+    }
+
+    async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::AttachPolicy).await?;
+        let r = self.with_state(|s| {
+            if !s.policies.contains_key(name) {
+                return Err(RegistryError::NotFound(format!("policy {name}")));
+            }
+            if !cert_id_of_arn(target).is_some_and(|id| s.certificates.contains_key(&id)) {
+                return Err(RegistryError::NotFound(format!("target {target}")));
+            }
+            s.policy_targets.entry(target.to_owned()).or_default().insert(name.clone());
+            Ok(())
+        });
+        self.finish(Operation::AttachPolicy, after, r)
+    }
+
+    async fn list_attached_policies(&self, target: &str) -> Result<Vec<PolicyName>, RegistryError> {
+        let after = self.admit(Operation::ListAttachedPolicies).await?;
+        let r = self
+            .with_state(|s| Ok(s.policy_targets.get(target).map(|p| p.iter().cloned().collect()).unwrap_or_default()));
+        self.finish(Operation::ListAttachedPolicies, after, r)
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        thing: &ThingName,
+        principal: &str,
+        exclusive: bool,
+    ) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::AttachThingPrincipal).await?;
+        let r = self.with_state(|s| {
+            if !s.things.contains_key(thing) {
+                return Err(RegistryError::NotFound(format!("thing {thing}")));
+            }
+            if !cert_id_of_arn(principal).is_some_and(|id| s.certificates.contains_key(&id)) {
+                return Err(RegistryError::NotFound(format!("principal {principal}")));
+            }
+            let attached = s.principal_things.entry(principal.to_owned()).or_default();
+            let others: Vec<(&ThingName, &bool)> = attached.iter().filter(|(t, _)| *t != thing).collect();
+            if (exclusive && !others.is_empty()) || others.iter().any(|(_, ex)| **ex) {
+                return Err(RegistryError::InvalidRequest(format!(
+                    "principal {principal} is attached exclusively elsewhere"
+                )));
+            }
+            attached.insert(thing.clone(), exclusive);
+            s.thing_principals.entry(thing.clone()).or_default().insert(principal.to_owned());
+            Ok(())
+        });
+        self.finish(Operation::AttachThingPrincipal, after, r)
+    }
+}

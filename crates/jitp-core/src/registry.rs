@@ -1,0 +1,243 @@
+//! The port: the AWS IoT calls jitp needs, with typed results and errors.
+//!
+//! Implementations: [`crate::memory::MemoryRegistry`] (AWS semantics in memory, for the demo, tests and
+//! benches) and `jitp_aws::AwsRegistry` (aws-sdk-iot). Errors are classified so that the workflow can tell
+//! "already done" (converge) from "try again later" (transient) from "this will never work".
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::event::CertificateStatus;
+use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use crate::thing::ThingName;
+
+/// A registry call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// ResourceNotFoundException.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// ResourceAlreadyExistsException (for things: exists with a different configuration).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A state conflict: CertificateStateException, ConflictException, DeleteConflictException.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// VersionsLimitExceededException: a policy has 5 versions.
+    #[error("policy versions limit exceeded: {0}")]
+    VersionsLimitExceeded(String),
+    /// ThrottlingException, LimitExceededException: retry later.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// 5xx, timeouts, connection failures: retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// InvalidRequestException and other 4xx: a retry will not help.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl RegistryError {
+    /// Throttled or unavailable: the call may succeed if repeated later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Throttled(_) | Self::Unavailable(_))
+    }
+}
+
+/// The registry calls, by their AWS names (audit records count them under these names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub enum Operation {
+    DescribeCertificate,
+    DescribeCACertificate,
+    UpdateCertificate,
+    CreateThing,
+    DescribeThing,
+    UpdateThing,
+    AddThingToThingGroup,
+    ListThingPrincipals,
+    CreatePolicy,
+    GetPolicy,
+    CreatePolicyVersion,
+    ListPolicyVersions,
+    DeletePolicyVersion,
+    AttachPolicy,
+    ListAttachedPolicies,
+    AttachThingPrincipal,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: &'static [Operation] = &[
+        Self::DescribeCertificate,
+        Self::DescribeCACertificate,
+        Self::UpdateCertificate,
+        Self::CreateThing,
+        Self::DescribeThing,
+        Self::UpdateThing,
+        Self::AddThingToThingGroup,
+        Self::ListThingPrincipals,
+        Self::CreatePolicy,
+        Self::GetPolicy,
+        Self::CreatePolicyVersion,
+        Self::ListPolicyVersions,
+        Self::DeletePolicyVersion,
+        Self::AttachPolicy,
+        Self::ListAttachedPolicies,
+        Self::AttachThingPrincipal,
+    ];
+
+    /// The AWS API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DescribeCertificate => "DescribeCertificate",
+            Self::DescribeCACertificate => "DescribeCACertificate",
+            Self::UpdateCertificate => "UpdateCertificate",
+            Self::CreateThing => "CreateThing",
+            Self::DescribeThing => "DescribeThing",
+            Self::UpdateThing => "UpdateThing",
+            Self::AddThingToThingGroup => "AddThingToThingGroup",
+            Self::ListThingPrincipals => "ListThingPrincipals",
+            Self::CreatePolicy => "CreatePolicy",
+            Self::GetPolicy => "GetPolicy",
+            Self::CreatePolicyVersion => "CreatePolicyVersion",
+            Self::ListPolicyVersions => "ListPolicyVersions",
+            Self::DeletePolicyVersion => "DeletePolicyVersion",
+            Self::AttachPolicy => "AttachPolicy",
+            Self::ListAttachedPolicies => "ListAttachedPolicies",
+            Self::AttachThingPrincipal => "AttachThingPrincipal",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// DescribeCertificate's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateDescription {
+    /// The certificate id.
+    pub id: CertificateId,
+    /// Its ARN (the principal attached to things and policies).
+    pub arn: String,
+    /// PEM as registered.
+    pub pem: String,
+    /// Current status.
+    pub status: CertificateStatus,
+    /// The CA AWS IoT says signed it; `None` where the registry does not say (moto).
+    pub ca_certificate_id: Option<CaCertificateId>,
+}
+
+/// ACTIVE or INACTIVE, for CA certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CaStatus {
+    /// Signs certificates AWS IoT accepts.
+    Active,
+    /// Disabled.
+    Inactive,
+}
+
+/// DescribeCACertificate's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaDescription {
+    /// The CA id.
+    pub id: CaCertificateId,
+    /// PEM as registered.
+    pub pem: String,
+    /// Current status.
+    pub status: CaStatus,
+    /// Auto-registration on?
+    pub auto_registration: bool,
+}
+
+/// A thing as jitp creates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingSpec {
+    /// Name.
+    pub name: ThingName,
+    /// Thing type (must exist in the account).
+    pub thing_type: Option<String>,
+    /// Attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// DescribeThing's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingDescription {
+    /// Name.
+    pub name: ThingName,
+    /// Thing type.
+    pub thing_type: Option<String>,
+    /// Attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// GetPolicy's answer (the default version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDescription {
+    /// Name.
+    pub name: PolicyName,
+    /// The default version's document.
+    pub document: String,
+    /// The default version id.
+    pub default_version_id: String,
+}
+
+/// One entry of ListPolicyVersions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    /// Version id ("1", "2", ...).
+    pub version_id: String,
+    /// Is it the default?
+    pub is_default: bool,
+}
+
+/// The AWS IoT calls jitp needs.
+#[async_trait]
+pub trait IotRegistry: Send + Sync {
+    /// DescribeCertificate.
+    async fn describe_certificate(&self, id: &CertificateId) -> Result<CertificateDescription, RegistryError>;
+    /// DescribeCACertificate.
+    async fn describe_ca_certificate(&self, id: &CaCertificateId) -> Result<CaDescription, RegistryError>;
+    /// UpdateCertificate (ACTIVE, INACTIVE, REVOKED).
+    async fn update_certificate(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), RegistryError>;
+    /// CreateThing: Ok if created or identical; AlreadyExists if it exists with another configuration.
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError>;
+    /// DescribeThing.
+    async fn describe_thing(&self, name: &ThingName) -> Result<ThingDescription, RegistryError>;
+    /// UpdateThing: set the type and replace the attributes.
+    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError>;
+    /// AddThingToThingGroup.
+    async fn add_thing_to_thing_group(&self, thing: &ThingName, group: &str) -> Result<(), RegistryError>;
+    /// ListThingPrincipals: the ARNs of the certificates attached to the thing.
+    async fn list_thing_principals(&self, thing: &ThingName) -> Result<Vec<String>, RegistryError>;
+    /// CreatePolicy: AlreadyExists if the name is taken.
+    async fn create_policy(&self, name: &PolicyName, document: &str) -> Result<(), RegistryError>;
+    /// GetPolicy (default version).
+    async fn get_policy(&self, name: &PolicyName) -> Result<PolicyDescription, RegistryError>;
+    /// CreatePolicyVersion, set as default; VersionsLimitExceeded at 5 versions.
+    async fn create_policy_version(&self, name: &PolicyName, document: &str) -> Result<String, RegistryError>;
+    /// ListPolicyVersions.
+    async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
+    /// DeletePolicyVersion (not the default).
+    async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    /// AttachPolicy to a certificate ARN (idempotent).
+    async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError>;
+    /// ListAttachedPolicies of a certificate ARN.
+    async fn list_attached_policies(&self, target: &str) -> Result<Vec<PolicyName>, RegistryError>;
+    /// AttachThingPrincipal; `exclusive` asks for EXCLUSIVE_THING.
+    async fn attach_thing_principal(
+        &self,
+        thing: &ThingName,
+        principal: &str,
+        exclusive: bool,
+    ) -> Result<(), RegistryError>;
+}
