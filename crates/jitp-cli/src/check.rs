@@ -44,31 +44,16 @@ pub fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let aws = args.aws.context()?;
     let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
-    let report = check(
-        &config,
-        &ca,
-        &cert,
-        args.ca_id.as_ref(),
-        args.at.unwrap_or_else(now),
-        &aws,
-    );
+    let report = check(&config, &ca, &cert, args.ca_id.as_ref(), args.at.unwrap_or_else(now), &aws);
     match (mode, args.format) {
         (Mode::Check, Format::Json) => println!("{}", serde_json::to_string(&report)?),
         (Mode::Check, Format::Text) => print_text(&report),
         (Mode::Render, _) => match &report.policy {
             Some(policy) => println!("{}", serde_json::to_string_pretty(policy)?),
-            None => eprintln!(
-                "jitp: rejected: {} {}",
-                report.reason.map(|r| r.as_str()).unwrap_or(""),
-                report.message
-            ),
+            None => eprintln!("jitp: rejected: {} {}", report.reason.map(|r| r.as_str()).unwrap_or(""), report.message),
         },
     }
-    Ok(if report.accepted() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn print_text(r: &CheckReport) {
@@ -95,10 +80,7 @@ fn print_text(r: &CheckReport) {
     }
     if let Some(policy) = &r.policy {
         println!("  policy:");
-        for l in serde_json::to_string_pretty(policy)
-            .unwrap_or_default()
-            .lines()
-        {
+        for l in serde_json::to_string_pretty(policy).unwrap_or_default().lines() {
             println!("    {l}");
         }
     }

@@ -47,25 +47,13 @@ pub struct AwsArgs {
 
 impl AwsArgs {
     pub fn context(&self) -> anyhow::Result<AwsContext> {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 32
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        };
+        let ok = |s: &str| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         anyhow::ensure!(
             self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()),
             "--account-id must be 12 digits"
         );
-        anyhow::ensure!(
-            ok(&self.region),
-            "--region {:?} is not a region name",
-            self.region
-        );
-        anyhow::ensure!(
-            ok(&self.partition),
-            "--partition {:?} is not a partition name",
-            self.partition
-        );
+        anyhow::ensure!(ok(&self.region), "--region {:?} is not a region name", self.region);
+        anyhow::ensure!(ok(&self.partition), "--partition {:?} is not a partition name", self.partition);
         Ok(AwsContext {
             partition: self.partition.clone(),
             region: self.region.clone(),
@@ -76,12 +64,9 @@ impl AwsArgs {
 
 /// Read at most `limit + 1` bytes: enough for the parser to say "too large" without reading a huge file.
 pub fn read_bounded(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(bytes)
 }
 

@@ -23,53 +23,25 @@ pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let reports = lint_templates(&config, &args.aws.context()?);
     let failed = reports.iter().any(|r| r.has_errors());
     if args.format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?
-        );
+        println!("{}", serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?);
     } else {
-        let dir = config
-            .path
-            .parent()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
+        let dir = config.path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         for r in &reports {
-            let file = if dir.is_empty() {
-                r.template.clone()
-            } else {
-                format!("{dir}/{}", r.template)
-            };
+            let file = if dir.is_empty() { r.template.clone() } else { format!("{dir}/{}", r.template) };
             if let Some(e) = &r.error {
-                println!(
-                    "{file}: error: {}: {} (profile {})",
-                    e.reason, e.message, r.profile
-                );
+                println!("{file}: error: {}: {} (profile {})", e.reason, e.message, r.profile);
             }
             for f in &r.findings {
-                let at = f
-                    .line
-                    .map(|l| format!("{file}:{l}"))
-                    .unwrap_or_else(|| file.clone());
+                let at = f.line.map(|l| format!("{file}:{l}")).unwrap_or_else(|| file.clone());
                 let sev = format!("{:?}", f.finding.severity).to_lowercase();
-                println!(
-                    "{at}: {sev}[{}]: {} (profile {})",
-                    f.finding.rule, f.finding.message, r.profile
-                );
+                println!("{at}: {sev}[{}]: {} (profile {})", f.finding.rule, f.finding.message, r.profile);
                 println!("    hint: {}", f.finding.hint);
             }
             if !r.has_errors() && r.findings.is_empty() {
-                println!(
-                    "{file}: ok (profile {}, policy {})",
-                    r.profile,
-                    r.policy_name.as_deref().unwrap_or("?")
-                );
+                println!("{file}: ok (profile {}, policy {})", r.profile, r.policy_name.as_deref().unwrap_or("?"));
             }
         }
         println!("{}", if failed { "lint failed" } else { "lint passed" });
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -2,7 +2,10 @@
 
 mod check;
 mod common;
+mod demo;
 mod lint;
+mod provision;
+mod registry;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,12 @@ enum Command {
     Render(check::CheckArgs),
     /// Render every profile's template for a synthetic device and lint it.
     Lint(lint::LintArgs),
+    /// Run one certificate-registered event through the workflow and print its audit record.
+    Provision(provision::ProvisionArgs),
+    /// Register a CA and a device certificate in the embedded registry, as AWS IoT does on first connection.
+    Register(provision::RegisterArgs),
+    /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +41,9 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args, check::Mode::Check),
         Command::Render(args) => check::run(&args, check::Mode::Render),
         Command::Lint(args) => lint::run(&args),
+        Command::Provision(args) => runtime().and_then(|rt| rt.block_on(provision::run(&args))),
+        Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
     };
     match result {
         Ok(code) => code,
@@ -40,4 +52,8 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

@@ -6,11 +6,13 @@
 //! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 
+pub mod moto;
+
 use std::sync::OnceLock;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, RsaKeySize, SerialNumber, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, RsaKeySize, SerialNumber, SignatureAlgorithm,
 };
 use sha2::Digest as _;
 use time::OffsetDateTime;
@@ -54,11 +56,8 @@ impl Alg {
     pub fn key(self) -> KeyPair {
         static RSA: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
         let rsa = |i: usize, size: RsaKeySize| {
-            let pem = RSA[i].get_or_init(|| {
-                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size)
-                    .unwrap()
-                    .serialize_pem()
-            });
+            let pem = RSA[i]
+                .get_or_init(|| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size).unwrap().serialize_pem());
             KeyPair::from_pem(pem).unwrap()
         };
         match self {
@@ -81,10 +80,7 @@ pub struct Pem {
 
 impl Pem {
     fn new(der: Vec<u8>) -> Self {
-        Self {
-            pem: to_pem(&der),
-            der,
-        }
+        Self { pem: to_pem(&der), der }
     }
 
     /// SHA-256 of the DER, lowercase hex: AWS IoT's certificate id.
@@ -109,9 +105,8 @@ fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -173,27 +168,18 @@ impl Ca {
         dn.push(DnType::OrganizationName, "jitp test");
         dn.push(DnType::CommonName, spec.cn.as_str());
         params.distinguished_name = dn;
-        params.is_ca = if spec.is_ca {
-            IsCa::Ca(BasicConstraints::Unconstrained)
-        } else {
-            IsCa::ExplicitNoCa
-        };
+        params.is_ca = if spec.is_ca { IsCa::Ca(BasicConstraints::Unconstrained) } else { IsCa::ExplicitNoCa };
         params.key_usages = spec.key_usages.clone();
         params.not_before = at(NOW - 6 * 365 * DAY);
         params.not_after = at(NOW + 14 * 365 * DAY);
-        params.serial_number = Some(SerialNumber::from_slice(
-            &sha2::Sha256::digest(spec.cn.as_bytes())[..8],
-        ));
+        params.serial_number = Some(SerialNumber::from_slice(&sha2::Sha256::digest(spec.cn.as_bytes())[..8]));
         let key = spec.alg.key();
         let cert = match parent {
             Some(p) => params.signed_by(&key, &p.issuer).unwrap(),
             None => params.self_signed(&key).unwrap(),
         };
         let der = cert.der().to_vec();
-        Self {
-            cert: Pem::new(der),
-            issuer: Issuer::new(params, key),
-        }
+        Self { cert: Pem::new(der), issuer: Issuer::new(params, key) }
     }
 
     /// AWS IoT's id for this CA.
@@ -206,11 +192,7 @@ impl Ca {
         let params = spec.params();
         let der = match &spec.public_key {
             Some(raw) => params.signed_by(raw, &self.issuer).unwrap().der().to_vec(),
-            None => params
-                .signed_by(&spec.alg.key(), &self.issuer)
-                .unwrap()
-                .der()
-                .to_vec(),
+            None => params.signed_by(&spec.alg.key(), &self.issuer).unwrap().der().to_vec(),
         };
         Pem::new(der)
     }
@@ -277,11 +259,7 @@ impl Device {
             dn.push(DnType::CommonName, cn.as_str());
         }
         params.distinguished_name = dn;
-        params.is_ca = if self.is_ca {
-            IsCa::Ca(BasicConstraints::Unconstrained)
-        } else {
-            IsCa::NoCa
-        };
+        params.is_ca = if self.is_ca { IsCa::Ca(BasicConstraints::Unconstrained) } else { IsCa::NoCa };
         params.not_before = at(self.not_before);
         params.not_after = at(self.not_after);
         params.serial_number = Some(SerialNumber::from_slice(&self.serial));
@@ -322,10 +300,7 @@ pub fn rsa_public_key(bits: usize) -> RawPublicKey {
     let exponent_der = der_tlv(0x02, &[0x01, 0x00, 0x01]);
     let mut seq = modulus_der;
     seq.extend_from_slice(&exponent_der);
-    RawPublicKey {
-        bytes: der_tlv(0x30, &seq),
-        alg: &rcgen::PKCS_RSA_SHA256,
-    }
+    RawPublicKey { bytes: der_tlv(0x30, &seq), alg: &rcgen::PKCS_RSA_SHA256 }
 }
 
 fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -345,17 +320,11 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 /// OIDs (full TLV) used for surgery. Each replacement has the same length, so the DER stays well formed.
 pub mod oid {
     /// sha256WithRSAEncryption.
-    pub const SHA256_RSA: &[u8] = &[
-        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B,
-    ];
+    pub const SHA256_RSA: &[u8] = &[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B];
     /// sha1WithRSAEncryption.
-    pub const SHA1_RSA: &[u8] = &[
-        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x05,
-    ];
+    pub const SHA1_RSA: &[u8] = &[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x05];
     /// md5WithRSAEncryption.
-    pub const MD5_RSA: &[u8] = &[
-        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x04,
-    ];
+    pub const MD5_RSA: &[u8] = &[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x04];
     /// ecdsa-with-SHA256.
     pub const ECDSA_SHA256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02];
     /// ecdsa-with-SHA1 is shorter; ecdsa-with-SHA224 (1.2.840.10045.4.3.1) has the same length.

@@ -1,0 +1,182 @@
+//! `jitp demo`: the whole flow offline. A demo CA and device certificates (plus deliberately bad ones) are
+//! registered PENDING_ACTIVATION in the embedded registry, with AWS's API quotas enforced, and every
+//! registration event runs through the workflow with the repo's templates.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use jitp_core::audit::{AuditRecord, Outcome};
+use jitp_core::memory::{MemoryRegistry, aws_default_quotas};
+use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::registry::IotRegistry;
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, rsa_public_key};
+use tokio::sync::Semaphore;
+
+use crate::common::ConfigArgs;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Good device certificates to provision.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Deliberately bad certificates (expired, wrong CA, hostile CN, duplicate, weak key, CA flag) mixed in.
+    #[arg(long, default_value_t = 6)]
+    bad: usize,
+    /// Multiply AWS's default API quotas by this (10 keeps the demo short; 1 is AWS's real pace).
+    #[arg(long, default_value_t = 10.0)]
+    quota_scale: f64,
+    /// Events in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print every audit record as a JSON line.
+    #[arg(long)]
+    verbose: bool,
+}
+
+const BAD_KINDS: [&str; 6] = ["expired", "wrong CA", "hostile CN", "duplicate CN", "weak key", "CA flag"];
+
+pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(args.config.load()?);
+    eprintln!("jitp demo: generating a demo CA and {} device certificates ({} bad)…", args.devices, args.bad);
+    let ca = Ca::new("jitp demo CA", Alg::P256);
+    let rogue = Ca::new("jitp demo CA", Alg::P256); // same name, different key: a forgery
+    let other = Ca::new("Someone else's CA", Alg::P256);
+    let mut pems = Vec::with_capacity(args.devices + args.bad);
+    for i in 0..args.devices {
+        pems.push(ca.issue(&Device::new(&format!("sensor-{:012x}", i))).pem);
+    }
+    for i in 0..args.bad {
+        let cn = format!("sensor-{:012x}", 0xbad0_0000 + i);
+        let pem = match i % BAD_KINDS.len() {
+            0 => {
+                let mut d = Device::new(&cn);
+                d.not_before = NOW - 400 * DAY;
+                d.not_after = NOW - 30 * DAY;
+                ca.issue(&d).pem
+            }
+            1 => {
+                if i % 2 == 0 {
+                    rogue.issue(&Device::new(&cn)).pem
+                } else {
+                    other.issue(&Device::new(&cn)).pem
+                }
+            }
+            2 => ca.issue(&Device::new("sensor-*\"},{\"Effect\":\"Allow")).pem,
+            3 => {
+                let mut d = Device::new(&format!("sensor-{:012x}", 0));
+                d.serial = vec![0x5a, i as u8, 1, 2, 3, 4, 5, 6];
+                ca.issue(&d).pem
+            }
+            4 => {
+                let mut d = Device::new(&cn);
+                d.public_key = Some(rsa_public_key(1024));
+                ca.issue(&d).pem
+            }
+            _ => {
+                let mut d = Device::new(&cn);
+                d.is_ca = true;
+                ca.issue(&d).pem
+            }
+        };
+        pems.push(pem);
+    }
+
+    let registry = Arc::new(MemoryRegistry::new().with_quotas(&aws_default_quotas(), args.quota_scale));
+    let ca_id = registry.register_ca(&ca.cert.pem, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut events = Vec::with_capacity(pems.len());
+    for pem in &pems {
+        let id = registry.register_certificate(pem, &ca_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+        events.push(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()));
+    }
+    // Good devices first, so the duplicate-CN certificates meet an already provisioned thing.
+    let provisioner = Arc::new(Provisioner::new(config, registry.clone() as Arc<dyn IotRegistry>, Settings::default()));
+    let bar = ProgressBar::new(events.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let records = run_all(&provisioner, &events[..args.devices], args.concurrency, &bar).await;
+    let mut all = records;
+    all.extend(run_all(&provisioner, &events[args.devices..], args.concurrency, &bar).await);
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    if args.verbose {
+        for r in &all {
+            println!("{}", r.to_json_line());
+        }
+    }
+    print_summary(&all, elapsed.as_secs_f64(), args.quota_scale, &registry);
+    let lost = all.iter().filter(|r| r.outcome == Outcome::Error).count();
+    Ok(if lost == 0 && registry.violations().is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn run_all(
+    provisioner: &Arc<Provisioner>,
+    events: &[String],
+    concurrency: usize,
+    bar: &ProgressBar,
+) -> Vec<AuditRecord> {
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(events.len());
+    for event in events {
+        let provisioner = provisioner.clone();
+        let gate = gate.clone();
+        let event = event.clone();
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            // The demo certificates are generated at the fixed test clock; decide at that time too.
+            let record = provisioner.handle_bytes(event.as_bytes(), NOW).await;
+            bar.inc(1);
+            if let Some(reason) = record.reason {
+                bar.set_message(format!("last rejection: {reason}"));
+            }
+            record
+        }));
+    }
+    let mut records = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(r) = t.await {
+            records.push(r);
+        }
+    }
+    records
+}
+
+fn print_summary(records: &[AuditRecord], seconds: f64, scale: f64, registry: &MemoryRegistry) {
+    let mut by_outcome: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records {
+        *by_outcome.entry(r.outcome.as_str()).or_default() += 1;
+        if let Some(reason) = r.reason {
+            *by_reason.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    let provisioned: Vec<&AuditRecord> = records.iter().filter(|r| r.outcome == Outcome::Provisioned).collect();
+    let calls: u32 = provisioned.iter().map(|r| r.api_call_count).sum();
+    let retries: u32 = records.iter().map(|r| r.retries).sum();
+    let throttles: u64 = registry.throttle_counts().values().sum();
+    println!("jitp demo — {} events, AWS quotas x{scale}", records.len());
+    println!("  {:<28} {:>8}", "outcome", "events");
+    for (k, v) in &by_outcome {
+        println!("  {k:<28} {v:>8}");
+    }
+    if !by_reason.is_empty() {
+        println!("  {:<28} {:>8}", "rejected by reason", "");
+        for (k, v) in &by_reason {
+            println!("    {k:<26} {v:>8}");
+        }
+    }
+    let per_device = if provisioned.is_empty() { 0.0 } else { f64::from(calls) / provisioned.len() as f64 };
+    println!("  {:<28} {:>8.2}", "API calls per provisioned", per_device);
+    println!("  {:<28} {:>8.1}", "devices per second", provisioned.len() as f64 / seconds.max(1e-9));
+    println!("  {:<28} {:>8}", "throttled calls (retried)", format!("{throttles}/{retries}"));
+    println!("  {:<28} {:>8}", "invariant violations", registry.violations().len());
+}

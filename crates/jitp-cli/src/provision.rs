@@ -1,0 +1,97 @@
+//! `jitp provision` and `jitp register`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use jitp_core::audit::Outcome;
+use jitp_core::cert::MAX_PEM_BYTES;
+use jitp_core::event::MAX_EVENT_BYTES;
+use jitp_core::provision::{Provisioner, Settings};
+
+use crate::common::{AwsArgs, ConfigArgs, now, read_bounded};
+use crate::registry::{RegistryArg, open};
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The certificate-registered event (JSON file, or - for stdin).
+    #[arg(long)]
+    event: PathBuf,
+    /// Where the things live: aws, memory or memory:PATH (a file kept between runs).
+    #[arg(long, default_value = "memory")]
+    registry: RegistryArg,
+    /// AWS IoT endpoint override (an emulator), for --registry aws.
+    #[arg(long, env = "JITP_AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+}
+
+/// Exit status of `jitp provision`: 0 provisioned (or already), 1 rejected, 3 transient (deliver again).
+pub async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(args.config.load()?);
+    let bytes = if args.event.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), MAX_EVENT_BYTES as u64 + 1), &mut buf)?;
+        buf
+    } else {
+        read_bounded(&args.event, MAX_EVENT_BYTES)?
+    };
+    let opened = open(&args.registry, args.endpoint_url.clone()).await?;
+    let settings = Settings { aws: args.aws.context()?, ..Settings::default() };
+    let provisioner = Provisioner::new(config, opened.registry.clone(), settings);
+    let record = provisioner.handle_bytes(&bytes, now()).await;
+    opened.save()?;
+    println!("{}", record.to_json_line());
+    Ok(match record.outcome {
+        Outcome::Provisioned | Outcome::AlreadyProvisioned => ExitCode::SUCCESS,
+        Outcome::Rejected => ExitCode::from(1),
+        Outcome::Error => ExitCode::from(3),
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The embedded registry's file (created if missing).
+    #[arg(long)]
+    registry: RegistryArg,
+    /// The CA certificate (PEM); registered with auto-registration on if new.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The device certificate (PEM); registered PENDING_ACTIVATION.
+    #[arg(long)]
+    cert: PathBuf,
+}
+
+/// Do what AWS IoT does on a device's first connection, and print the registration event.
+pub async fn register(args: &RegisterArgs) -> anyhow::Result<ExitCode> {
+    let RegistryArg::Memory(_) = &args.registry else {
+        anyhow::bail!(
+            "jitp register works on the embedded registry (memory:PATH); AWS IoT registers certificates itself"
+        );
+    };
+    let opened = open(&args.registry, None).await?;
+    let memory = opened.memory.clone().context("memory registry")?;
+    let ca_pem = String::from_utf8(read_bounded(&args.ca, MAX_PEM_BYTES)?).context("the CA file is not PEM text")?;
+    let cert_pem =
+        String::from_utf8(read_bounded(&args.cert, MAX_PEM_BYTES)?).context("the certificate file is not PEM text")?;
+    let ca_id = memory.register_ca(&ca_pem, true).map_err(|e| anyhow::anyhow!("cannot register the CA: {e}"))?;
+    let cert_id = memory
+        .register_certificate(&cert_pem, &ca_id)
+        .map_err(|e| anyhow::anyhow!("cannot register the certificate: {e}"))?;
+    opened.save()?;
+    let event = serde_json::json!({
+        "certificateId": cert_id,
+        "caCertificateId": ca_id,
+        "timestamp": now() * 1000,
+        "certificateStatus": "PENDING_ACTIVATION",
+        "awsAccountId": "123456789012",
+        "certificateRegistrationTimestamp": null,
+    });
+    println!("{event}");
+    Ok(ExitCode::SUCCESS)
+}

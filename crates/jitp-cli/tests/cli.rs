@@ -1,0 +1,184 @@
+//! The built `jitp` binary: stdout JSON and exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jitp-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn jitp() -> Command {
+    let mut cmd = Command::cargo_bin("jitp").unwrap();
+    cmd.current_dir(repo());
+    cmd
+}
+
+const AT: &str = "2026-01-01T00:00:00Z";
+
+fn write_pair(dir: &Path, ca: &Ca, device: &Device) -> (PathBuf, PathBuf) {
+    let ca_path = dir.join("ca.pem");
+    let cert_path = dir.join("device.pem");
+    std::fs::write(&ca_path, &ca.cert.pem).unwrap();
+    std::fs::write(&cert_path, ca.issue(device).pem).unwrap();
+    (ca_path, cert_path)
+}
+
+fn check_json(ca: &Path, cert: &Path) -> (i32, serde_json::Value) {
+    let out = jitp()
+        .args(["check", "--format", "json", "--at", AT, "--ca"])
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn check_accepts_and_prints_policy() {
+    let dir = tmp("accept");
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (ca_path, cert_path) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
+    let (code, json) = check_json(&ca_path, &cert_path);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["decision"], "accept");
+    assert_eq!(json["reason"], serde_json::Value::Null);
+    assert_eq!(json["profile"], "sensors");
+    assert_eq!(json["thing_name"], "sensor-0123456789ab");
+    assert_eq!(json["policy_name"], "jitp-sensor-0123456789ab");
+    assert_eq!(json["policy"]["Version"], "2012-10-17");
+    assert_eq!(json["ca_id"], ca.id());
+}
+
+#[test]
+fn check_rejects_with_reason_and_exit_1() {
+    let dir = tmp("reject");
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let mut expired = Device::new("sensor-0123456789ab");
+    expired.not_before = NOW - 30 * DAY;
+    expired.not_after = NOW - DAY;
+    let (ca_path, cert_path) = write_pair(&dir, &ca, &expired);
+    let (code, json) = check_json(&ca_path, &cert_path);
+    assert_eq!(code, 1);
+    assert_eq!(json["decision"], "reject");
+    assert_eq!(json["reason"], "CERT_EXPIRED");
+    assert!(json["message"].as_str().unwrap().contains("expired"));
+}
+
+#[test]
+fn check_survives_garbage_and_huge_files() {
+    let dir = tmp("garbage");
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (ca_path, _) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
+    let huge = dir.join("huge.pem");
+    std::fs::write(&huge, vec![0xffu8; 10 * 1024 * 1024]).unwrap();
+    let (code, json) = check_json(&ca_path, &huge);
+    assert_eq!((code, json["reason"].as_str()), (1, Some("MALFORMED_CERTIFICATE")));
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let (code, json) = check_json(&ca_path, &empty);
+    assert_eq!((code, json["reason"].as_str()), (1, Some("MALFORMED_CERTIFICATE")));
+}
+
+#[test]
+fn usage_and_config_errors_exit_2() {
+    jitp().args(["check", "--ca", "/nonexistent", "--cert", "/nonexistent"]).assert().code(2);
+    jitp().args(["check", "--config", "/nonexistent.toml", "--ca", "x", "--cert", "y"]).assert().code(2);
+    jitp().args(["check", "--at", "yesterday", "--ca", "x", "--cert", "y"]).assert().code(2);
+    let dir = tmp("badconfig");
+    std::fs::write(dir.join("jitp.toml"), "[[profiles]]\nname = \"x\"\nsurprise = 1\n").unwrap();
+    let out = jitp().args(["lint", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("jitp.toml:") && stderr.contains("surprise"), "names file, line and key: {stderr}");
+}
+
+#[test]
+fn lint_passes_on_shipped_templates_and_fails_on_permissive_ones() {
+    jitp().args(["lint", "--config", "templates/jitp.toml"]).assert().code(0);
+    let dir = tmp("permissive");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/open.json.tera"),
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jitp.toml"),
+        "[[profiles]]\nname = \"open\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/open.json.tera\"\n",
+    )
+    .unwrap();
+    let out = jitp().args(["lint", "--format", "json", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules: Vec<&str> =
+        json["templates"][0]["findings"].as_array().unwrap().iter().filter_map(|f| f["rule"].as_str()).collect();
+    assert!(rules.contains(&"allow-wildcard-action") && rules.contains(&"allow-wildcard-resource"), "{rules:?}");
+}
+
+#[test]
+fn render_prints_only_the_policy() {
+    let dir = tmp("render");
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (ca_path, cert_path) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
+    let out = jitp().args(["render", "--at", AT, "--ca"]).arg(&ca_path).arg("--cert").arg(&cert_path).output().unwrap();
+    assert!(out.status.success());
+    let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(policy["Version"], "2012-10-17");
+}
+
+#[test]
+fn register_then_provision_twice_with_a_persistent_registry() {
+    let dir = tmp("flow");
+    // A certificate valid now: provision decides at the real clock.
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let mut device = Device::new("sensor-0123456789ab");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    device.not_before = now - DAY;
+    device.not_after = now + 30 * DAY;
+    let (ca_path, cert_path) = write_pair(&dir, &ca, &device);
+    let registry = format!("memory:{}", dir.join("registry.json").display());
+    let out = jitp()
+        .args(["register", "--registry", &registry, "--ca"])
+        .arg(&ca_path)
+        .arg("--cert")
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let event_path = dir.join("event.json");
+    std::fs::write(&event_path, &out.stdout).unwrap();
+    let first = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stdout));
+    let record: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(record["outcome"], "PROVISIONED");
+    let second = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(record["outcome"], "ALREADY_PROVISIONED");
+    assert_eq!(record["api_call_count"], 1);
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"nope\":1}").unwrap();
+    let out = jitp().args(["provision", "--event"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["reason"], "MALFORMED_EVENT");
+}
+
+#[test]
+fn demo_runs_offline() {
+    let out = jitp().args(["demo", "--devices", "12", "--bad", "6"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("PROVISIONED") && stdout.contains("DUPLICATE_THING"), "{stdout}");
+}
