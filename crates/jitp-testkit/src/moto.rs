@@ -1,0 +1,164 @@
+//! moto's server, an emulator that speaks AWS IoT's HTTP API, started per test on a free loopback port.
+//!
+//! The binary comes from `JITP_MOTO_SERVER`, else `<repo>/.venv/moto/bin/moto_server` (made by
+//! `scripts/setup-moto.sh`). Without it, [`MotoServer::start`] returns `None` and prints a SKIP line, so a
+//! plain `cargo test` works on a machine without Python; with `CI` or `JITP_REQUIRE_MOTO` set it panics
+//! instead, so CI cannot pass by skipping. Where moto differs from AWS, see `tests/README.md`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable naming the moto_server binary.
+pub const SERVER_ENV: &str = "JITP_MOTO_SERVER";
+/// Where `scripts/setup-moto.sh` installs it, relative to the repository root.
+pub const VENV_SERVER: &str = ".venv/moto/bin/moto_server";
+/// How long moto may take to answer its first request (a cold Python start imports a lot).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running moto server, killed on drop.
+#[derive(Debug)]
+pub struct MotoServer {
+    /// `http://127.0.0.1:PORT`: the endpoint URL to give the SDK.
+    pub endpoint: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Where moto's own log goes (one file per server, in the temp directory).
+    pub log: PathBuf,
+    child: Child,
+}
+
+fn required() -> bool {
+    ["CI", "JITP_REQUIRE_MOTO"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "0" | "false")))
+}
+
+/// The moto_server binary, if there is one.
+pub fn find_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(SERVER_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let starts = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+        std::env::current_dir().ok(),
+    ];
+    starts
+        .into_iter()
+        .flatten()
+        .find_map(|start| start.ancestors().map(|dir| dir.join(VENV_SERVER)).find(|p| p.is_file()))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    // Bind port 0, read the port, release it for moto. Another process could take it in between; `start`
+    // retries with a new port if moto fails to come up.
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+impl MotoServer {
+    /// Start a server, or `None` (after a SKIP line on stderr) if moto is not installed and not required.
+    ///
+    /// Panics if moto is required but missing, or installed but does not come up.
+    pub fn start() -> Option<MotoServer> {
+        let Some(binary) = find_server() else {
+            let msg = format!(
+                "moto_server not found (set {SERVER_ENV} or run scripts/setup-moto.sh to create {VENV_SERVER})"
+            );
+            if required() {
+                panic!("{msg}; CI or JITP_REQUIRE_MOTO is set, so the moto suites may not be skipped");
+            }
+            eprintln!("SKIP: {msg}");
+            return None;
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::spawn(&binary) {
+                Ok(server) => return Some(server),
+                Err(e) => last = e,
+            }
+        }
+        panic!("moto_server {} did not start: {last}", binary.display());
+    }
+
+    fn spawn(binary: &Path) -> Result<MotoServer, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let log = std::env::temp_dir().join(format!("jitp-moto-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let mut server = MotoServer { endpoint: format!("http://{addr}"), addr, log, child };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("it exited with {status}; log:\n{}", self.log_tail()));
+            }
+            if matches!(self.request("GET", "/moto-api/", ""), Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no answer within {READY_TIMEOUT:?}; log:\n{}", self.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Forget every resource (`POST /moto-api/reset`), to reuse one server across cases.
+    pub fn reset(&self) {
+        match self.request("POST", "/moto-api/reset", "") {
+            Ok((200, _)) => {}
+            other => panic!("moto reset failed: {other:?}"),
+        }
+    }
+
+    /// One HTTP/1.1 request to the server over a fresh connection: (status, body).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:.80}")))?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Ok((status, body))
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
