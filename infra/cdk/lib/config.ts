@@ -1,0 +1,161 @@
+// Deployment settings for the jitp stack, read from CDK context (cdk.json or `-c key=value`) and validated
+// before anything is synthesized, so a typo fails `cdk synth` instead of a deployment.
+//
+// The same settings are the Parameters of the SAM template (infra/sam/template.yaml); keep the two in step.
+
+/** How the certificate-registered events reach the function. */
+export type DeliveryMode = 'sqs' | 'direct';
+/** One AWS IoT policy per thing, or one policy shared by every thing of a profile. */
+export type PolicyMode = 'per-thing' | 'shared';
+/** What jitp does to a certificate it rejects. */
+export type OnReject = 'revoke' | 'deactivate' | 'leave';
+/** AWS IoT's account-wide log level (AWS::IoT::Logging DefaultLogLevel). */
+export type IotLogLevel = 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'DISABLED';
+
+export interface JitpConfig {
+  /** Ids of the CA certificates registered with auto-registration on: one topic rule each. */
+  readonly caCertificateIds: string[];
+  readonly policyMode: PolicyMode;
+  /** Prefix of the AWS IoT policies jitp creates; the function may only touch policies with this prefix. */
+  readonly policyPrefix: string;
+  readonly onReject: OnReject;
+  /** Email address subscribed to the alarm topic; no topic is created without it. */
+  readonly alarmEmail?: string;
+  readonly deliveryMode: DeliveryMode;
+  /**
+   * Create AWS::IoT::Logging (account-wide, one per account and Region), its role and the AWSIotLogsV2 log group.
+   * Set to false when the account already has AWS IoT logging: the DUPLICATE_CLIENT_ID filter then attaches to the
+   * existing AWSIotLogsV2 log group.
+   */
+  readonly manageIotLogging: boolean;
+  readonly iotLogLevel: IotLogLevel;
+  /** Upper bound on concurrent invocations: the SQS event source's maximum concurrency and the reserved concurrency. */
+  readonly maxConcurrency: number;
+  /** RUST_LOG for the function. */
+  readonly rustLog: string;
+}
+
+export const CA_CERTIFICATE_ID = /^[0-9a-f]{64}$/;
+// AWS IoT policy names are [\w+=,.@-]{1,128}; the prefix leaves room for the rest of the name and can hold no
+// wildcard, so `policy/<prefix>*` in the function's role stays narrow.
+export const POLICY_PREFIX = /^[A-Za-z0-9_+=,.@-]{1,64}$/;
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const RUST_LOG = /^[A-Za-z0-9_:=,.-]{1,256}$/;
+
+export const DEFAULTS = {
+  policyMode: 'per-thing' as PolicyMode,
+  policyPrefix: 'jitp-',
+  onReject: 'revoke' as OnReject,
+  deliveryMode: 'sqs' as DeliveryMode,
+  manageIotLogging: true,
+  iotLogLevel: 'ERROR' as IotLogLevel,
+  maxConcurrency: 3,
+  rustLog: 'info',
+};
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new Error(`${name} must be one of ${allowed.join(', ')}; got '${value}'`);
+  }
+  return value as T;
+}
+
+function asList(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  if (Array.isArray(value)) return value.map((v) => String(v).trim()).filter((v) => v !== '');
+  return String(value)
+    .split(',')
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
+}
+
+function asBool(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined || value === null || value === '') return fallback;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new Error(`${name} must be true or false; got '${String(value)}'`);
+}
+
+/** Validate settings given as plain values (from context, tests, or another app). */
+export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>): JitpConfig {
+  const caCertificateIds = asList(input.caCertificateIds);
+  if (caCertificateIds.length === 0) {
+    throw new Error(
+      'caCertificateIds is required: the ids of the CA certificates registered with --allow-auto-registration ' +
+        '(cdk deploy -c jitp:caCertificateIds=<id>[,<id>...])',
+    );
+  }
+  for (const id of caCertificateIds) {
+    if (!CA_CERTIFICATE_ID.test(id)) {
+      throw new Error(`caCertificateIds: '${id}' is not a CA certificate id (64 lowercase hex characters)`);
+    }
+  }
+  if (new Set(caCertificateIds).size !== caCertificateIds.length) {
+    throw new Error('caCertificateIds: duplicate id');
+  }
+
+  const policyPrefix = input.policyPrefix === undefined ? DEFAULTS.policyPrefix : String(input.policyPrefix);
+  if (!POLICY_PREFIX.test(policyPrefix)) {
+    throw new Error(`policyPrefix must match ${POLICY_PREFIX}; got '${policyPrefix}'`);
+  }
+
+  const alarmEmail =
+    input.alarmEmail === undefined || input.alarmEmail === null || input.alarmEmail === ''
+      ? undefined
+      : String(input.alarmEmail);
+  if (alarmEmail !== undefined && !EMAIL.test(alarmEmail)) {
+    throw new Error(`alarmEmail is not an email address: '${alarmEmail}'`);
+  }
+
+  const maxConcurrency = input.maxConcurrency === undefined ? DEFAULTS.maxConcurrency : Number(input.maxConcurrency);
+  // 2 is the smallest maximum concurrency an SQS event source mapping accepts.
+  if (!Number.isInteger(maxConcurrency) || maxConcurrency < 2 || maxConcurrency > 100) {
+    throw new Error(`maxConcurrency must be an integer from 2 to 100; got '${String(input.maxConcurrency)}'`);
+  }
+
+  const rustLog = input.rustLog === undefined ? DEFAULTS.rustLog : String(input.rustLog);
+  if (!RUST_LOG.test(rustLog)) {
+    throw new Error(`rustLog is not a RUST_LOG filter: '${rustLog}'`);
+  }
+
+  return {
+    caCertificateIds,
+    policyMode: oneOf('policyMode', String(input.policyMode ?? DEFAULTS.policyMode), ['per-thing', 'shared'] as const),
+    policyPrefix,
+    onReject: oneOf('onReject', String(input.onReject ?? DEFAULTS.onReject), ['revoke', 'deactivate', 'leave'] as const),
+    alarmEmail,
+    deliveryMode: oneOf('deliveryMode', String(input.deliveryMode ?? DEFAULTS.deliveryMode), ['sqs', 'direct'] as const),
+    manageIotLogging: asBool('manageIotLogging', input.manageIotLogging, DEFAULTS.manageIotLogging),
+    iotLogLevel: oneOf('iotLogLevel', String(input.iotLogLevel ?? DEFAULTS.iotLogLevel), [
+      'ERROR',
+      'WARN',
+      'INFO',
+      'DEBUG',
+      'DISABLED',
+    ] as const),
+    maxConcurrency,
+    rustLog,
+  };
+}
+
+/** Read the settings from CDK context keys `jitp:<name>`. */
+export function configFromContext(tryGetContext: (key: string) => unknown): JitpConfig {
+  const keys: (keyof JitpConfig)[] = [
+    'caCertificateIds',
+    'policyMode',
+    'policyPrefix',
+    'onReject',
+    'alarmEmail',
+    'deliveryMode',
+    'manageIotLogging',
+    'iotLogLevel',
+    'maxConcurrency',
+    'rustLog',
+  ];
+  const input: Partial<Record<keyof JitpConfig, unknown>> = {};
+  for (const key of keys) {
+    const value = tryGetContext(`jitp:${key}`);
+    if (value !== undefined) input[key] = value;
+  }
+  return resolveConfig(input);
+}

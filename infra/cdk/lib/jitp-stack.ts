@@ -1,0 +1,521 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ArnFormat, Aws, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import { JitpConfig } from './config';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sizing. The same numbers are in infra/sam/template.yaml.
+//
+// Each device costs the function about 6 AWS IoT control-plane calls (DescribeCertificate, DescribeCACertificate
+// (cached per process), CreateThing/DescribeThing, CreatePolicy/GetPolicy, AttachPolicy, AttachThingPrincipal,
+// UpdateCertificate). The account-wide AWS IoT quotas that bind first are UpdateCertificate and DescribeCACertificate
+// at about 10 TPS and AttachPolicy at 15 TPS; most other calls allow 100 TPS. So the whole account can activate at
+// most ~10 devices per second, however many functions run. One invocation handles its batch one record at a time,
+// ~6 calls x ~50 ms = ~0.3 s per device, i.e. ~3 devices/s per concurrent invocation: 3 concurrent invocations
+// reach the 10 TPS UpdateCertificate quota. More concurrency only buys throttling (which the function retries with
+// backoff, but which eats into the quota other tools in the account need). A burst of first connections waits in
+// the queue instead; devices retry their connection with backoff until they are activated.
+// ---------------------------------------------------------------------------------------------------------------
+export const FUNCTION_TIMEOUT = Duration.seconds(60);
+export const FUNCTION_MEMORY_MB = 256;
+/** Records per invocation; failures are reported per record (ReportBatchItemFailures). */
+export const BATCH_SIZE = 10;
+/** Receives before a message moves to the dead-letter queue. */
+export const MAX_RECEIVE_COUNT = 5;
+/** AWS asks for a visibility timeout of at least 6x the function timeout on an SQS event source. */
+export const QUEUE_VISIBILITY_TIMEOUT = Duration.seconds(FUNCTION_TIMEOUT.toSeconds() * 6);
+export const QUEUE_RETENTION = Duration.days(14);
+/** Audit records are kept a year. */
+export const LOG_RETENTION = logs.RetentionDays.ONE_YEAR;
+/** The log group AWS IoT writes to; fixed by AWS IoT. */
+export const IOT_LOG_GROUP_NAME = 'AWSIotLogsV2';
+
+/** IoT actions jitp calls. Nothing else of AWS IoT is granted. */
+export const IOT_ACTIONS = [
+  'iot:DescribeCertificate',
+  'iot:UpdateCertificate',
+  'iot:DescribeCACertificate',
+  'iot:CreateThing',
+  'iot:DescribeThing',
+  'iot:UpdateThing',
+  'iot:ListThingPrincipals',
+  'iot:ListPrincipalThings',
+  'iot:AttachThingPrincipal',
+  'iot:AddThingToThingGroup',
+  'iot:CreatePolicy',
+  'iot:GetPolicy',
+  'iot:CreatePolicyVersion',
+  'iot:ListPolicyVersions',
+  'iot:DeletePolicyVersion',
+  'iot:AttachPolicy',
+  'iot:ListAttachedPolicies',
+];
+
+/** Metric filters on the function's audit records (one JSON line per event, top-level `outcome` and `reason`). */
+export const AUDIT_METRICS: { id: string; metricName: string; pattern: string }[] = [
+  { id: 'Provisioned', metricName: 'Provisioned', pattern: '{ $.outcome = "PROVISIONED" }' },
+  { id: 'AlreadyProvisioned', metricName: 'AlreadyProvisioned', pattern: '{ $.outcome = "ALREADY_PROVISIONED" }' },
+  { id: 'Rejected', metricName: 'Rejected', pattern: '{ $.outcome = "REJECTED" }' },
+  { id: 'AuditError', metricName: 'Errors', pattern: '{ $.outcome = "ERROR" }' },
+  { id: 'DuplicateThing', metricName: 'DuplicateThing', pattern: '{ $.reason = "DUPLICATE_THING" }' },
+];
+
+/**
+ * AWS IoT's Disconnect log entry for a client kicked off by another connection with the same client id. The entry
+ * carries `reason` and `disconnectReason`; lifecycle events spell the value DUPLICATE_CLIENTID, so match all three.
+ */
+export const DUPLICATE_CLIENT_ID_PATTERN =
+  '{ ($.reason = "DUPLICATE_CLIENT_ID") || ($.disconnectReason = "DUPLICATE_CLIENT_ID") || ($.disconnectReason = "DUPLICATE_CLIENTID") }';
+
+export interface JitpStackProps extends StackProps {
+  readonly config: JitpConfig;
+  /** Repository root (holds Cargo.toml and templates/). Found from this file's location when omitted. */
+  readonly repoRoot?: string;
+}
+
+/** The repository root: the nearest ancestor holding the workspace Cargo.toml and templates/. */
+export function findRepoRoot(start: string = __dirname): string {
+  let dir = path.resolve(start);
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'Cargo.toml')) && fs.existsSync(path.join(dir, 'templates'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`no Cargo.toml with a templates/ directory above ${start}`);
+    dir = parent;
+  }
+}
+
+/** Checkov suppressions live beside the resource they apply to, each with its reason. */
+function skipCheckov(construct: Construct, skips: { id: string; comment: string }[]): void {
+  const resource = construct instanceof CfnResource ? construct : (construct.node.defaultChild as CfnResource);
+  resource.addMetadata('checkov', { skip: skips });
+}
+
+const LOG_GROUP_KMS_SKIP = {
+  id: 'CKV_AWS_158',
+  comment:
+    'CloudWatch Logs encrypts every log group at rest by default; these hold audit records, undelivered ' +
+    'certificate-registered events and AWS IoT logs (certificate ids, thing names, client ids), no secrets, and a ' +
+    'customer managed key would add a key policy to run for no gain.',
+};
+
+export class JitpStack extends Stack {
+  public readonly function: lambda.Function;
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly queue?: sqs.Queue;
+  public readonly rules: iot.CfnTopicRule[] = [];
+
+  constructor(scope: Construct, id: string, props: JitpStackProps) {
+    super(scope, id, props);
+    const config = props.config;
+    const repoRoot = props.repoRoot ?? findRepoRoot();
+    const metricNamespace = `jitp/${this.stackName}`;
+
+    // ---- queues -----------------------------------------------------------------------------------------------
+    // Encrypted with the AWS managed key alias/aws/sqs: its key policy lets SQS use it for any principal of the
+    // account, so neither the rule's role nor the function's needs KMS permissions.
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: QUEUE_RETENTION,
+    });
+    if (config.deliveryMode === 'sqs') {
+      this.queue = new sqs.Queue(this, 'EventQueue', {
+        encryption: sqs.QueueEncryption.KMS_MANAGED,
+        enforceSSL: true,
+        retentionPeriod: QUEUE_RETENTION,
+        visibilityTimeout: QUEUE_VISIBILITY_TIMEOUT,
+        deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: MAX_RECEIVE_COUNT },
+      });
+    }
+
+    // ---- function ---------------------------------------------------------------------------------------------
+    const functionLogGroup = new logs.LogGroup(this, 'FunctionLogGroup', {
+      retention: LOG_RETENTION,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(functionLogGroup, [LOG_GROUP_KMS_SKIP]);
+
+    // Own role, no AWSLambdaBasicExecutionRole: logs go to the one log group below, nowhere else.
+    const functionRole = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'jitp provisioning function: the AWS IoT calls it makes, its log group, its queues',
+    });
+    functionLogGroup.grantWrite(functionRole);
+    this.addIotStatements(functionRole, config);
+
+    this.function = new RustFunction(this, 'Function', {
+      manifestPath: path.join(repoRoot, 'Cargo.toml'),
+      binaryName: 'jitp-lambda',
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      bundling: {
+        architecture: lambda.Architecture.ARM_64,
+        // The security team's templates ship beside the binary: $LAMBDA_TASK_ROOT/templates/jitp.toml.
+        commandHooks: {
+          beforeBundling: () => [],
+          afterBundling: (inputDir: string, outputDir: string) => [
+            `cp -R "${inputDir}/templates" "${outputDir}/templates"`,
+          ],
+        },
+      },
+      description: 'jitp: just-in-time provisioning of devices registered through AWS IoT CA auto-registration',
+      memorySize: FUNCTION_MEMORY_MB,
+      timeout: FUNCTION_TIMEOUT,
+      reservedConcurrentExecutions: config.maxConcurrency,
+      role: functionRole,
+      logGroup: functionLogGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      // Asynchronous invocations (the direct rule -> Lambda path) that still fail after Lambda's retries land
+      // here too, so one queue and one alarm cover both delivery modes.
+      deadLetterQueue: this.deadLetterQueue,
+      retryAttempts: 2,
+      environment: {
+        JITP_CONFIG: '/var/task/templates/jitp.toml',
+        JITP_POLICY_MODE: config.policyMode,
+        JITP_POLICY_PREFIX: config.policyPrefix,
+        JITP_ON_REJECT: config.onReject,
+        RUST_LOG: config.rustLog,
+      },
+    });
+    // CDK makes the function depend on its role both through GetAtt and DependsOn; the second is redundant.
+    (this.function.node.defaultChild as CfnResource).addMetadata('cfn-lint', {
+      config: { ignore_checks: ['W3005'] },
+    });
+    skipCheckov(this.function, [
+      {
+        id: 'CKV_AWS_117',
+        comment:
+          'The function only calls the AWS IoT control plane and CloudWatch Logs and reaches no private resource; ' +
+          'a VPC would need a NAT gateway or interface endpoints and add no isolation.',
+      },
+      {
+        id: 'CKV_AWS_173',
+        comment:
+          'The environment holds no secrets (a file path, modes, a policy name prefix, a log filter); Lambda ' +
+          'encrypts it at rest with an AWS managed key already.',
+      },
+    ]);
+
+    // ---- delivery: IoT rule per CA -> SQS -> function, or IoT rule -> function --------------------------------
+    const ruleErrorLogGroup = new logs.LogGroup(this, 'RuleErrorLogGroup', {
+      retention: LOG_RETENTION,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(ruleErrorLogGroup, [LOG_GROUP_KMS_SKIP]);
+    const ruleErrorRole = new iam.Role(this, 'RuleErrorActionRole', {
+      assumedBy: iotServicePrincipal(),
+      description: 'jitp topic rules: error action writes to the rule error log group',
+    });
+    ruleErrorRole.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteRuleErrors',
+        actions: ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'],
+        resources: [ruleErrorLogGroup.logGroupArn],
+      }),
+    );
+
+    let ruleQueueRole: iam.Role | undefined;
+    if (this.queue) {
+      ruleQueueRole = new iam.Role(this, 'RuleQueueRole', {
+        assumedBy: iotServicePrincipal(),
+        description: 'jitp topic rules: send certificate-registered events to the event queue',
+      });
+      ruleQueueRole.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'SendEvents',
+          actions: ['sqs:SendMessage'],
+          resources: [this.queue.queueArn],
+        }),
+      );
+      this.function.addEventSource(
+        new SqsEventSource(this.queue, {
+          batchSize: BATCH_SIZE,
+          reportBatchItemFailures: true,
+          maxConcurrency: config.maxConcurrency,
+        }),
+      );
+    }
+
+    for (const caId of config.caCertificateIds) {
+      const topic = `$aws/events/certificates/registered/${caId}`;
+      const action: iot.CfnTopicRule.ActionProperty =
+        this.queue && ruleQueueRole
+          ? { sqs: { queueUrl: this.queue.queueUrl, roleArn: ruleQueueRole.roleArn, useBase64: false } }
+          : { lambda: { functionArn: this.function.functionArn } };
+      const rule = new iot.CfnTopicRule(this, `CertificateRegisteredRule${caId.slice(0, 12)}`, {
+        topicRulePayload: {
+          description: `jitp: certificates registered under CA ${caId}`,
+          awsIotSqlVersion: '2016-03-23',
+          sql: `SELECT * FROM '${topic}'`,
+          ruleDisabled: false,
+          actions: [action],
+          errorAction: {
+            cloudwatchLogs: { logGroupName: ruleErrorLogGroup.logGroupName, roleArn: ruleErrorRole.roleArn },
+          },
+        },
+      });
+      this.rules.push(rule);
+      if (config.deliveryMode === 'direct') {
+        // Without this permission AWS IoT cannot invoke the function, and nothing fails loudly: the rule's
+        // error action (below, alarmed) is the only trace. Scoped to this rule in this account.
+        this.function.addPermission(`InvokeFromRule${caId.slice(0, 12)}`, {
+          principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+          action: 'lambda:InvokeFunction',
+          sourceArn: rule.attrArn,
+          sourceAccount: Aws.ACCOUNT_ID,
+        });
+      }
+    }
+
+    // ---- AWS IoT logging ---------------------------------------------------------------------------------------
+    let iotLogGroupName: string = IOT_LOG_GROUP_NAME;
+    if (config.manageIotLogging) {
+      const iotLogGroup = new logs.LogGroup(this, 'IotLogGroup', {
+        logGroupName: IOT_LOG_GROUP_NAME,
+        retention: LOG_RETENTION,
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      skipCheckov(iotLogGroup, [LOG_GROUP_KMS_SKIP]);
+      iotLogGroupName = iotLogGroup.logGroupName;
+      const iotLoggingRole = new iam.Role(this, 'IotLoggingRole', {
+        assumedBy: iotServicePrincipal(),
+        description: 'AWS IoT logging to AWSIotLogsV2',
+      });
+      const iotLoggingPolicy = new iam.Policy(this, 'IotLoggingPolicy', {
+        roles: [iotLoggingRole],
+        statements: [
+          new iam.PolicyStatement({
+            sid: 'WriteIotLogs',
+            actions: [
+              'logs:CreateLogGroup',
+              'logs:CreateLogStream',
+              'logs:DescribeLogStreams',
+              'logs:PutLogEvents',
+              'logs:PutMetricFilter',
+              'logs:PutRetentionPolicy',
+            ],
+            // The group itself (CreateLogGroup, PutMetricFilter, PutRetentionPolicy) and its streams.
+            resources: [
+              this.formatArn({
+                service: 'logs',
+                resource: 'log-group',
+                resourceName: IOT_LOG_GROUP_NAME,
+                arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+              }),
+              iotLogGroup.logGroupArn,
+            ],
+          }),
+        ],
+      });
+      const logging = new iot.CfnLogging(this, 'IotLogging', {
+        accountId: Aws.ACCOUNT_ID,
+        defaultLogLevel: config.iotLogLevel,
+        roleArn: iotLoggingRole.roleArn,
+      });
+      // The role's policy must exist before AWS IoT first uses it.
+      logging.node.addDependency(iotLoggingPolicy);
+    }
+
+    // ---- metrics and alarms ------------------------------------------------------------------------------------
+    const metrics: Record<string, cloudwatch.Metric> = {};
+    for (const m of AUDIT_METRICS) {
+      const filter = new logs.MetricFilter(this, `${m.id}MetricFilter`, {
+        logGroup: functionLogGroup,
+        filterPattern: logs.FilterPattern.literal(m.pattern),
+        metricNamespace,
+        metricName: m.metricName,
+        metricValue: '1',
+        defaultValue: 0,
+      });
+      metrics[m.id] = filter.metric({ statistic: 'Sum', period: Duration.minutes(5) });
+    }
+    const ruleErrorFilter = new logs.MetricFilter(this, 'RuleErrorMetricFilter', {
+      logGroup: ruleErrorLogGroup,
+      filterPattern: logs.FilterPattern.allEvents(),
+      metricNamespace,
+      metricName: 'RuleActionErrors',
+      metricValue: '1',
+      defaultValue: 0,
+    });
+    const duplicateClientIdFilter = new logs.CfnMetricFilter(this, 'DuplicateClientIdMetricFilter', {
+      logGroupName: iotLogGroupName,
+      filterPattern: DUPLICATE_CLIENT_ID_PATTERN,
+      metricTransformations: [
+        { metricNamespace, metricName: 'DuplicateClientId', metricValue: '1', defaultValue: 0 },
+      ],
+    });
+    const duplicateClientIdMetric = new cloudwatch.Metric({
+      namespace: metricNamespace,
+      metricName: 'DuplicateClientId',
+      statistic: 'Sum',
+      period: Duration.minutes(5),
+    });
+
+    const alarms: cloudwatch.Alarm[] = [
+      new cloudwatch.Alarm(this, 'RejectionsAlarm', {
+        alarmDescription:
+          'jitp rejected a certificate (outcome REJECTED). The audit record in the function log group names the ' +
+          'certificate and the reason code; see infra/README.md, "Reading the alarms".',
+        metric: metrics.Rejected,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'AuditErrorsAlarm', {
+        alarmDescription:
+          'jitp could not finish provisioning (outcome ERROR); the event is retried and then dead-lettered.',
+        metric: metrics.AuditError,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'FunctionErrorsAlarm', {
+        alarmDescription: 'The jitp function failed invocations (crash, timeout, or an error for the whole batch).',
+        metric: this.function.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'DeadLetterQueueAlarm', {
+        alarmDescription:
+          'Events that jitp failed to process after all retries are waiting in the dead-letter queue.',
+        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          statistic: 'Maximum',
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'RuleErrorsAlarm', {
+        alarmDescription:
+          'An AWS IoT topic rule could not deliver a certificate-registered event (missing permission, queue or ' +
+          'function unavailable). The rule error log group holds the failed event.',
+        metric: ruleErrorFilter.metric({ statistic: 'Sum', period: Duration.minutes(5) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'DuplicateClientIdAlarm', {
+        alarmDescription:
+          'AWS IoT keeps disconnecting clients because another connection uses the same client id: two devices ' +
+          'share a certificate or thing name, or a device does not use its thing name as client id.',
+        metric: duplicateClientIdMetric,
+        threshold: 5,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+    alarms[alarms.length - 1].node.addDependency(duplicateClientIdFilter);
+
+    if (config.alarmEmail) {
+      const topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'jitp alarms', enforceSSL: true });
+      skipCheckov(topic, [
+        {
+          id: 'CKV_AWS_26',
+          comment:
+            'CloudWatch alarms cannot publish to a topic encrypted with the AWS managed key alias/aws/sns, and ' +
+            'alarm notifications carry no secrets (alarm name, state, metric value).',
+        },
+      ]);
+      topic.addSubscription(new subs.EmailSubscription(config.alarmEmail));
+      for (const alarm of alarms) {
+        alarm.addAlarmAction(new cwActions.SnsAction(topic));
+        alarm.addOkAction(new cwActions.SnsAction(topic));
+      }
+    }
+
+    // ---- outputs -----------------------------------------------------------------------------------------------
+    new CfnOutput(this, 'FunctionName', { value: this.function.functionName });
+    new CfnOutput(this, 'FunctionLogGroupName', { value: functionLogGroup.logGroupName });
+    new CfnOutput(this, 'RuleErrorLogGroupName', { value: ruleErrorLogGroup.logGroupName });
+    new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
+    if (this.queue) new CfnOutput(this, 'EventQueueUrl', { value: this.queue.queueUrl });
+  }
+
+  /**
+   * The AWS IoT part of the function's role. Resource types per action follow the Service Authorization Reference
+   * ("Actions, resources, and condition keys for AWS IoT"); infra/tests/check_iam.py checks both templates against
+   * the copy of it that the pinned cfn-lint ships.
+   */
+  private addIotStatements(role: iam.Role, config: JitpConfig): void {
+    const arn = (resource: string) => `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
+    const cert = arn('cert/*');
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'Certificates',
+        // AttachThingPrincipal and AttachPolicy are authorized on the certificate (the principal) only: the
+        // reference lists no thing or policy resource for them, so the policy prefix cannot narrow AttachPolicy.
+        actions: [
+          'iot:DescribeCertificate',
+          'iot:UpdateCertificate',
+          'iot:ListPrincipalThings',
+          'iot:AttachThingPrincipal',
+          'iot:AttachPolicy',
+        ],
+        resources: [cert],
+      }),
+      new iam.PolicyStatement({
+        sid: 'CaCertificates',
+        actions: ['iot:DescribeCACertificate'],
+        resources: [arn('cacert/*')],
+      }),
+      new iam.PolicyStatement({
+        sid: 'Things',
+        // No action here takes a thingtype resource, so none is granted.
+        actions: ['iot:CreateThing', 'iot:DescribeThing', 'iot:UpdateThing', 'iot:ListThingPrincipals'],
+        resources: [arn('thing/*')],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ThingGroups',
+        actions: ['iot:AddThingToThingGroup'],
+        resources: [arn('thing/*'), arn('thinggroup/*')],
+      }),
+      new iam.PolicyStatement({
+        sid: 'JitpPolicies',
+        actions: [
+          'iot:CreatePolicy',
+          'iot:GetPolicy',
+          'iot:CreatePolicyVersion',
+          'iot:ListPolicyVersions',
+          'iot:DeletePolicyVersion',
+        ],
+        resources: [arn(`policy/${config.policyPrefix}*`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'ListAttachedPolicies',
+        // The one wildcard: ListAttachedPolicies supports no resource-level permission (the reference lists no
+        // resource type for it), so an ARN here would never match and every call would be denied.
+        actions: ['iot:ListAttachedPolicies'],
+        resources: ['*'],
+      }),
+    ];
+    for (const statement of statements) role.addToPolicy(statement);
+  }
+}
+
+/** AWS IoT as a principal, limited to this account's AWS IoT (confused-deputy protection). */
+function iotServicePrincipal(): iam.IPrincipal {
+  return new iam.ServicePrincipal('iot.amazonaws.com').withConditions({
+    StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+    ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:*` },
+  });
+}

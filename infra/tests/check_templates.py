@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Offline checks of the two jitp templates: the SAM template and the template synthesized from the CDK app.
+
+    python infra/tests/check_templates.py --sam infra/sam/template.yaml --cdk <cdk.out>/Jitp.template.json
+
+Run with the infra virtualenv (it needs cfn-lint, whose package carries the IAM action and resource-type data of
+the Service Authorization Reference: cfnlint/data/AdditionalSpecs/Policies.json).
+
+What it checks:
+  * IAM, in both templates: no wildcard action; the function may call exactly the AWS IoT actions jitp needs; every
+    AWS IoT resource ARN is of a resource type the action is authorized on; `Resource: "*"` only for an action that
+    supports no resource-level permission; no other statement uses `Resource: "*"`.
+  * Parity: both templates grant the same AWS IoT actions on the same resources.
+  * SAM template structure: the topic rules, the queue wiring, the direct-mode permissions, log retention, alarms.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import re
+import sys
+from typing import Any, Callable, Iterator
+
+from cfnlint.decode import decode
+
+IOT_ACTIONS = {
+    "iot:DescribeCertificate",
+    "iot:UpdateCertificate",
+    "iot:DescribeCACertificate",
+    "iot:CreateThing",
+    "iot:DescribeThing",
+    "iot:UpdateThing",
+    "iot:ListThingPrincipals",
+    "iot:ListPrincipalThings",
+    "iot:AttachThingPrincipal",
+    "iot:AddThingToThingGroup",
+    "iot:CreatePolicy",
+    "iot:GetPolicy",
+    "iot:CreatePolicyVersion",
+    "iot:ListPolicyVersions",
+    "iot:DeletePolicyVersion",
+    "iot:AttachPolicy",
+    "iot:ListAttachedPolicies",
+}
+
+RESULTS: list[tuple[str, str | None]] = []
+
+
+def check(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    def register(fn: Callable[[], None]) -> Callable[[], None]:
+        try:
+            fn()
+            RESULTS.append((name, None))
+            print(f"ok   {name}")
+        except AssertionError as err:
+            RESULTS.append((name, str(err) or "assertion failed"))
+            print(f"FAIL {name}: {err}")
+        return fn
+
+    return register
+
+
+# ---- loading ---------------------------------------------------------------------------------------------------
+def load(path: str) -> dict[str, Any]:
+    template, matches = decode(path)
+    if matches or template is None:
+        raise SystemExit(f"{path}: cannot parse: {matches}")
+    return template
+
+
+def iot_reference() -> dict[str, Any]:
+    data = importlib.resources.files("cfnlint.data.AdditionalSpecs").joinpath("Policies.json").read_text()
+    return json.loads(data)["iot"]
+
+
+# ---- intrinsic-function helpers --------------------------------------------------------------------------------
+def literal(value: Any) -> str | None:
+    """The text of an ARN written as a string, Fn::Sub or Fn::Join (placeholders kept as ${...}); None otherwise."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Fn::Sub":
+            return arg if isinstance(arg, str) else arg[0]
+        if fn == "Fn::Join":
+            sep, parts = arg
+            return sep.join(p if isinstance(p, str) else "${token}" for p in parts)
+        if fn == "Ref":
+            return "${" + arg + "}"
+    return None
+
+
+def branches(value: Any) -> Iterator[Any]:
+    """Both sides of every Fn::If, recursively; AWS::NoValue dropped."""
+    if isinstance(value, dict) and list(value) == ["Fn::If"]:
+        for side in value["Fn::If"][1:]:
+            yield from branches(side)
+    elif isinstance(value, dict) and value == {"Ref": "AWS::NoValue"}:
+        return
+    else:
+        yield value
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def identity_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Allow statements of identity policies (AWS::IAM::Policy, ManagedPolicy, Role.Policies), Fn::If expanded."""
+    documents = []
+    for resource in template.get("Resources", {}).values():
+        kind, props = resource.get("Type"), resource.get("Properties", {})
+        if kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(props["PolicyDocument"])
+        elif kind == "AWS::IAM::Role":
+            documents.extend(p["PolicyDocument"] for p in props.get("Policies", []))
+    statements = []
+    for document in documents:
+        for entry in as_list(document["Statement"]):
+            for statement in branches(entry):
+                if statement.get("Effect") == "Allow":
+                    statements.append(statement)
+    return statements
+
+
+def arn_regex(arn_format: str) -> re.Pattern[str]:
+    pattern = re.escape(arn_format).replace(r"\.\*", ".*")
+    pattern = re.sub(r"\\\$\\\{[A-Za-z]+\\\}", "[^:]+", pattern)
+    return re.compile(pattern)
+
+
+def normalize(arn: str) -> str:
+    return re.sub(r"\$\{[^}]+\}", "X", arn)
+
+
+# ---- IAM checks, per template ----------------------------------------------------------------------------------
+def iot_grants(template: dict[str, Any]) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for statement in identity_statements(template):
+        for action in as_list(statement["Action"]):
+            if action.startswith("iot:"):
+                for resource in as_list(statement["Resource"]):
+                    text = literal(resource)
+                    assert text is not None, f"{action}: resource {resource!r} is not a literal ARN"
+                    grants.setdefault(action, set()).add(normalize(text))
+    return grants
+
+
+def check_iam(name: str, template: dict[str, Any], reference: dict[str, Any]) -> None:
+    actions_ref = reference["Actions"]
+    resource_types = reference["Resources"]
+
+    @check(f"{name}: no wildcard action anywhere")
+    def _() -> None:
+        for statement in identity_statements(template):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"wildcard action {action}"
+
+    @check(f"{name}: the function may call exactly the AWS IoT actions jitp needs")
+    def _() -> None:
+        granted = set(iot_grants(template))
+        assert granted == IOT_ACTIONS, f"extra {sorted(granted - IOT_ACTIONS)}, missing {sorted(IOT_ACTIONS - granted)}"
+
+    @check(f"{name}: every AWS IoT ARN is of a resource type its action is authorized on")
+    def _() -> None:
+        for action, arns in iot_grants(template).items():
+            known = actions_ref.get(action.split(":", 1)[1].lower())
+            assert known is not None, f"{action} is not an AWS IoT action"
+            allowed = known.get("Resources", [])
+            for arn in arns:
+                if arn == "*":
+                    assert not allowed, f"{action} on '*' but it supports resource types {allowed}"
+                    continue
+                fits = [t for t in allowed for f in resource_types[t]["ARNFormats"] if arn_regex(f).fullmatch(arn)]
+                assert fits, f"{action} on {arn}: not one of its resource types {allowed}"
+
+    @check(f"{name}: Resource '*' only where AWS allows nothing narrower")
+    def _() -> None:
+        for statement in identity_statements(template):
+            if "*" in as_list(statement["Resource"]):
+                for action in as_list(statement["Action"]):
+                    assert action.startswith("iot:"), f"{action} on '*'"
+                    assert not actions_ref[action.split(":", 1)[1].lower()].get("Resources"), f"{action} on '*'"
+
+
+# ---- SAM structure -------------------------------------------------------------------------------------------
+def check_sam(sam: dict[str, Any]) -> None:
+    resources = sam["Resources"]
+    of_type = lambda kind: {k: v for k, v in resources.items() if v["Type"] == kind}  # noqa: E731
+
+    @check("sam: one topic rule per CA slot on $aws/events/certificates/registered/<id>, SQL 2016-03-23")
+    def _() -> None:
+        rules = of_type("AWS::IoT::TopicRule")
+        assert len(rules) == 5, len(rules)
+        for i, (rid, rule) in enumerate(sorted(rules.items())):
+            payload = rule["Properties"]["TopicRulePayload"]
+            assert payload["AwsIotSqlVersion"] == "2016-03-23"
+            sql, subs = payload["Sql"]["Fn::Sub"]
+            assert sql == "SELECT * FROM '$aws/events/certificates/registered/${CaId}'", sql
+            assert subs["CaId"]["Fn::Select"][0] == i, (rid, subs)
+            assert ("Condition" in rule) == (i > 0), rid
+            actions = payload["Actions"][0]["Fn::If"]
+            assert actions[0] == "IsDirect" and "Lambda" in actions[1] and "Sqs" in actions[2], actions
+            assert "CloudwatchLogs" in payload["ErrorAction"], payload["ErrorAction"]
+
+    @check("sam: direct mode grants lambda:InvokeFunction per rule, scoped by SourceArn and SourceAccount")
+    def _() -> None:
+        permissions = of_type("AWS::Lambda::Permission")
+        assert len(permissions) == 5
+        for pid, permission in permissions.items():
+            props = permission["Properties"]
+            assert props["Principal"] == "iot.amazonaws.com" and props["Action"] == "lambda:InvokeFunction"
+            rule_id = props["SourceArn"]["Fn::GetAtt"][0]
+            assert resources[rule_id]["Type"] == "AWS::IoT::TopicRule", pid
+            assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}, pid
+            assert permission["Condition"].endswith("Direct") or permission["Condition"] == "IsDirect", pid
+
+    @check("sam: SQS event source with batch size, max concurrency, ReportBatchItemFailures; DLQ after N receives")
+    def _() -> None:
+        esm = resources["EventSourceMapping"]["Properties"]
+        assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert esm["BatchSize"] == 10
+        assert esm["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "MaxConcurrency"}
+        queue = resources["EventQueue"]["Properties"]
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+        timeout = resources["Function"]["Properties"]["Timeout"]
+        assert queue["VisibilityTimeout"] >= 6 * timeout, (queue["VisibilityTimeout"], timeout)
+        for q in of_type("AWS::SQS::Queue").values():
+            assert q["Properties"]["KmsMasterKeyId"] == "alias/aws/sqs"
+
+    @check("sam: function is provided.al2023 arm64 built by cargo-lambda, JSON logs, reserved concurrency")
+    def _() -> None:
+        fn = resources["Function"]
+        assert fn["Metadata"]["BuildMethod"] == "rust-cargolambda"
+        assert fn["Metadata"]["BuildProperties"]["Binary"] == "jitp-lambda"
+        props = fn["Properties"]
+        assert props["Runtime"] == "provided.al2023" and props["Architectures"] == ["arm64"]
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrency"}
+        env = props["Environment"]["Variables"]
+        assert set(env) == {"JITP_CONFIG", "JITP_POLICY_MODE", "JITP_POLICY_PREFIX", "JITP_ON_REJECT", "RUST_LOG"}
+
+    @check("sam: every log group has a retention")
+    def _() -> None:
+        groups = of_type("AWS::Logs::LogGroup")
+        assert len(groups) == 3
+        for gid, group in groups.items():
+            assert group["Properties"].get("RetentionInDays") == 365, gid
+
+    @check("sam: metric filters on audit outcomes, DUPLICATE_THING and DUPLICATE_CLIENT_ID")
+    def _() -> None:
+        patterns = {f["Properties"]["FilterPattern"] for f in of_type("AWS::Logs::MetricFilter").values()}
+        for p in ('{ $.outcome = "PROVISIONED" }', '{ $.outcome = "REJECTED" }', '{ $.outcome = "ERROR" }',
+                  '{ $.reason = "DUPLICATE_THING" }'):
+            assert p in patterns, p
+        assert any('$.reason = "DUPLICATE_CLIENT_ID"' in p for p in patterns)
+
+    @check("sam: alarms on rejections, audit errors, function errors, DLQ depth, rule errors, duplicate client ids")
+    def _() -> None:
+        names = sorted(a["Properties"]["MetricName"] for a in of_type("AWS::CloudWatch::Alarm").values())
+        assert names == ["ApproximateNumberOfMessagesVisible", "DuplicateClientId", "Errors", "Errors", "Rejected",
+                         "RuleActionErrors"], names
+
+    @check("sam: AWS IoT logging at the chosen level (default ERROR) with its own role")
+    def _() -> None:
+        logging = resources["IotLogging"]["Properties"]
+        assert logging["DefaultLogLevel"] == {"Ref": "IotLogLevel"}
+        assert sam["Parameters"]["IotLogLevel"]["Default"] == "ERROR"
+        assert logging["RoleArn"] == {"Fn::GetAtt": ["IotLoggingRole", "Arn"]}
+
+    @check("sam: every checkov suppression carries a reason")
+    def _() -> None:
+        skips = 0
+        for rid, resource in resources.items():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                skips += 1
+                assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), (rid, skip)
+                assert len(skip.get("comment", "")) > 40, (rid, skip["id"])
+        assert skips
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sam", required=True)
+    parser.add_argument("--cdk", required=True, nargs="+", help="one or more synthesized CDK templates")
+    args = parser.parse_args()
+
+    reference = iot_reference()
+    sam = load(args.sam)
+    check_iam("sam", sam, reference)
+
+    def shape(template: dict[str, Any]) -> dict[str, list[str]]:
+        # ${AWS::Partition} and ${token} both normalize to X.
+        return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template).items()}
+
+    # The SAM policy prefix is a parameter (policy/X*); the CDK templates are synthesized with the default, jitp-.
+    sam_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam).items()}
+    for path in args.cdk:
+        name = f"cdk ({path})"
+        cdk = load(path)
+        check_iam(name, cdk, reference)
+
+        @check(f"parity: SAM and {name} grant the same AWS IoT actions on the same resources")
+        def _() -> None:
+            assert sam_shape == shape(cdk), json.dumps({"sam": sam_shape, "cdk": shape(cdk)}, indent=1)
+
+    check_sam(sam)
+
+    failed = [name for name, err in RESULTS if err]
+    print(f"check_templates: {len(RESULTS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
