@@ -165,15 +165,15 @@ fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate) -> 
             profile.name
         ));
     }
-    if let KeyKind::Rsa { bits } = device.key() {
-        if *bits < profile.min_rsa_bits {
-            return Err(reject!(
-                WeakKey,
-                "the RSA key has {bits} bits; profile {} requires at least {}",
-                profile.name,
-                profile.min_rsa_bits
-            ));
-        }
+    if let KeyKind::Rsa { bits } = device.key()
+        && *bits < profile.min_rsa_bits
+    {
+        return Err(reject!(
+            WeakKey,
+            "the RSA key has {bits} bits; profile {} requires at least {}",
+            profile.name,
+            profile.min_rsa_bits
+        ));
     }
     if let Some(days) = profile.max_validity_days {
         let (not_before, not_after) = device.validity();

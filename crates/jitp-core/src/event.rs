@@ -69,41 +69,13 @@ impl std::fmt::Display for CertificateStatus {
     }
 }
 
-/// An AWS account id: exactly 12 digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AccountId(String);
-
-impl AccountId {
-    /// The digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for AccountId {
-    type Error = crate::ids::InvalidId;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(Self(value))
-        } else {
-            Err(crate::ids::InvalidId::new("an AWS account id", "12 digits", &value))
-        }
-    }
-}
-
-impl std::str::FromStr for AccountId {
-    type Err = crate::ids::InvalidId;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::try_from(value.to_owned())
-    }
-}
-
-impl From<AccountId> for String {
-    fn from(id: AccountId) -> String {
-        id.0
-    }
-}
+crate::ids::validated_string!(
+    /// An AWS account id: exactly 12 digits.
+    AccountId,
+    "an AWS account id",
+    "12 digits",
+    |v| v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit())
+);
 
 /// Parse an event from JSON bytes. Anything that is not exactly a registration event is MALFORMED_EVENT.
 pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {

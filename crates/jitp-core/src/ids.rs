@@ -103,51 +103,66 @@ sha256_id!(
     "a CA certificate id"
 );
 
-/// An AWS IoT policy name: 1..=128 of `[\w+=,.@-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PolicyName(String);
+/// A string newtype that can only hold values accepted by `$valid`: `TryFrom<String>`, `FromStr`, serde
+/// (`try_from`), `Display`, `as_str`, and `Into<String>`.
+macro_rules! validated_string {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $valid:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl PolicyName {
-    /// The name as AWS IoT spells it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for PolicyName {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        let ok = (1..=128).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-'));
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(InvalidId::new("a policy name", "1 to 128 of [A-Za-z0-9_+=,.@-]", &value))
+        impl $name {
+            /// The value.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
-}
 
-impl FromStr for PolicyName {
-    type Err = InvalidId;
-    fn from_str(value: &str) -> Result<Self, InvalidId> {
-        Self::try_from(value.to_owned())
-    }
-}
+        impl TryFrom<String> for $name {
+            type Error = $crate::ids::InvalidId;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                let valid: fn(&str) -> bool = $valid;
+                if valid(&value) { Ok(Self(value)) } else { Err($crate::ids::InvalidId::new($kind, $rule, &value)) }
+            }
+        }
 
-impl From<PolicyName> for String {
-    fn from(name: PolicyName) -> String {
-        name.0
-    }
-}
+        impl std::str::FromStr for $name {
+            type Err = $crate::ids::InvalidId;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::try_from(value.to_owned())
+            }
+        }
 
-impl fmt::Display for PolicyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
 }
+pub(crate) use validated_string;
+
+validated_string!(
+    /// An AWS IoT policy name: 1..=128 of `[A-Za-z0-9_+=,.@-]`.
+    PolicyName,
+    "a policy name",
+    "1 to 128 of [A-Za-z0-9_+=,.@-]",
+    |v| (1..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-'))
+);
 
 #[cfg(test)]
 mod tests {

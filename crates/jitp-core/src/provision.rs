@@ -302,10 +302,10 @@ impl Provisioner {
     }
 
     async fn ca(&self, id: &CaCertificateId, tally: &mut Tally<'_>) -> Result<Arc<CachedCa>, Stop> {
-        if let Some(hit) = self.cas.lock().ok().and_then(|m| m.get(id).cloned()) {
-            if hit.fetched.elapsed() < self.settings.ca_cache_ttl {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cas.lock().ok().and_then(|m| m.get(id).cloned())
+            && hit.fetched.elapsed() < self.settings.ca_cache_ttl
+        {
+            return Ok(hit);
         }
         let described = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
             Ok(d) => d,
@@ -409,10 +409,10 @@ impl Provisioner {
         document: &str,
         tally: &mut Tally<'_>,
     ) -> Result<String, Stop> {
-        if let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned()) {
-            if doc == document {
-                return Ok(version);
-            }
+        if let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
+            && doc == document
+        {
+            return Ok(version);
         }
         let version = self.ensure_policy(name, document, tally).await?;
         if let Ok(mut map) = self.shared_policies.lock() {

@@ -1,152 +1,52 @@
 //! Thing names and thing attributes: only values AWS IoT accepts, and that are safe to bind to a policy, can exist.
 
-use std::fmt;
-use std::str::FromStr;
+use crate::ids::validated_string;
 
-use serde::{Deserialize, Serialize};
-
-use crate::ids::InvalidId;
-
-/// An AWS IoT thing name, restricted to 1..=128 of `[A-Za-z0-9:_-]`.
-///
-/// That set is narrower than what AWS accepts for thing names: it keeps out every character that could
-/// widen a policy (`*`, `?`, `+`, `#`, `/`, `$`, quotes), so a thing name may be placed in a topic or a
-/// client ARN as it is. The MQTT client id must equal it.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ThingName(String);
+validated_string!(
+    /// An AWS IoT thing name, restricted to 1..=128 of `[A-Za-z0-9:_-]`.
+    ///
+    /// That set is narrower than what AWS accepts for thing names: it keeps out every character that could
+    /// widen a policy (`*`, `?`, `+`, `#`, `/`, `$`, quotes), so a thing name may be placed in a topic or a
+    /// client ARN as it is. The MQTT client id must equal it.
+    ThingName,
+    "a thing name",
+    "1 to 128 characters of [A-Za-z0-9:_-]",
+    |v| (1..=ThingName::MAX_LEN).contains(&v.len()) && v.bytes().all(is_thing_name_byte)
+);
 
 impl ThingName {
     /// The longest thing name AWS IoT accepts.
     pub const MAX_LEN: usize = 128;
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 fn is_thing_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-')
 }
 
-impl TryFrom<String> for ThingName {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        if (1..=Self::MAX_LEN).contains(&value.len()) && value.bytes().all(is_thing_name_byte) {
-            Ok(Self(value))
-        } else {
-            Err(InvalidId::new("a thing name", "1 to 128 characters of [A-Za-z0-9:_-]", &value))
-        }
-    }
-}
+validated_string!(
+    /// A thing attribute name: AWS's `[a-zA-Z0-9_.,@/:#-]+`, at most 128 characters.
+    AttributeName,
+    "an attribute name",
+    "1 to 128 of [A-Za-z0-9_.,@/:#-]",
+    |v| (1..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b',' | b'@' | b'/' | b':' | b'#' | b'-'))
+);
 
-impl FromStr for ThingName {
-    type Err = InvalidId;
-    fn from_str(value: &str) -> Result<Self, InvalidId> {
-        Self::try_from(value.to_owned())
-    }
-}
-
-impl From<ThingName> for String {
-    fn from(name: ThingName) -> String {
-        name.0
-    }
-}
-
-impl fmt::Display for ThingName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ThingName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ThingName({})", self.0)
-    }
-}
-
-/// A thing attribute name: AWS's `[a-zA-Z0-9_.,@/:#-]+`, at most 128 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AttributeName(String);
-
-/// A thing attribute value: AWS's `[a-zA-Z0-9_.,@/:#=\[\]-]*`, at most 800 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct AttributeValue(String);
-
-impl AttributeName {
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl AttributeValue {
-    /// The value.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for AttributeName {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        let ok = (1..=128).contains(&value.len())
-            && value.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b',' | b'@' | b'/' | b':' | b'#' | b'-')
-            });
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(InvalidId::new("an attribute name", "1 to 128 of [A-Za-z0-9_.,@/:#-]", &value))
-        }
-    }
-}
-
-impl TryFrom<String> for AttributeValue {
-    type Error = InvalidId;
-    fn try_from(value: String) -> Result<Self, InvalidId> {
-        let ok = value.len() <= 800
-            && value.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'.' | b',' | b'@' | b'/' | b':' | b'#' | b'=' | b'[' | b']' | b'-')
-            });
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(InvalidId::new("an attribute value", "at most 800 of [A-Za-z0-9_.,@/:#=[]-]", &value))
-        }
-    }
-}
-
-impl From<AttributeName> for String {
-    fn from(v: AttributeName) -> String {
-        v.0
-    }
-}
-
-impl From<AttributeValue> for String {
-    fn from(v: AttributeValue) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for AttributeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for AttributeValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+validated_string!(
+    /// A thing attribute value: AWS's `[a-zA-Z0-9_.,@/:#=\[\]-]*`, at most 800 characters.
+    AttributeValue,
+    "an attribute value",
+    "at most 800 of [A-Za-z0-9_.,@/:#=[]-]",
+    |v| v.len() <= 800
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b',' | b'@' | b'/' | b':' | b'#' | b'=' | b'[' | b']' | b'-')
+        })
+);
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
     use proptest::prelude::*;
 

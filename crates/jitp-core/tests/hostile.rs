@@ -71,7 +71,11 @@ proptest! {
 fn template_syntax_errors_name_file_and_line() {
     let dir = std::env::temp_dir().join(format!("jitp-syntax-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/p.json.tera"), "{\n  \"Version\": \"2012-10-17\",\n  \"x\": \"{{ thing_name \"\n}\n").unwrap();
+    std::fs::write(
+        dir.join("policies/p.json.tera"),
+        "{\n  \"Version\": \"2012-10-17\",\n  \"x\": \"{{ thing_name \"\n}\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("jitp.toml"),
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",

@@ -49,7 +49,8 @@ fn snapshot_shipped_templates() {
 fn config_printing(expr: &str) -> Config {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("jitp-policy-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let dir =
+        std::env::temp_dir().join(format!("jitp-policy-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     let template = format!(
         r#"{{"Version":"2012-10-17","Statement":[
@@ -69,7 +70,13 @@ fn config_printing(expr: &str) -> Config {
 fn every_forbidden_character_in_every_subject_field_is_refused() {
     let fields = ["cn", "o", "ou", "c", "st", "serial_number"];
     let mut hostile: Vec<String> = FORBIDDEN.iter().map(|(s, _)| format!("x{s}y")).collect();
-    hostile.extend(["${iot:ClientId}".into(), "a\u{0}b".into(), "a\nb".into(), "a\u{7f}".into(), "\"},{\"Effect\":\"Allow\"".into()]);
+    hostile.extend([
+        "${iot:ClientId}".into(),
+        "a\u{0}b".into(),
+        "a\nb".into(),
+        "a\u{7f}".into(),
+        "\"},{\"Effect\":\"Allow\"".into(),
+    ]);
     for field in fields {
         let config = config_printing(&format!("{{{{ subject.{field} }}}}"));
         for value in &hostile {

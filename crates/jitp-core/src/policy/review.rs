@@ -95,10 +95,10 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
                             finding: f,
                         })
                         .collect();
-                    if let Err(e) = super::finish(&text, name, scope, &profile.policy) {
-                        if e.reason != crate::reason::ReasonCode::PolicyTooPermissive {
-                            report.error = Some(e);
-                        }
+                    if let Err(e) = super::finish(&text, name, scope, &profile.policy)
+                        && e.reason != crate::reason::ReasonCode::PolicyTooPermissive
+                    {
+                        report.error = Some(e);
                     }
                 }
                 Err(e) => report.error = Some(e),
