@@ -6,6 +6,7 @@ mod demo;
 mod lint;
 mod provision;
 mod registry;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     Register(provision::RegisterArgs),
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
+    /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Provision(args) => runtime().and_then(|rt| rt.block_on(provision::run(&args))),
         Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(&args))),
     };
     match result {
         Ok(code) => code,

@@ -59,6 +59,7 @@ pub async fn open(arg: &RegistryArg, endpoint_url: Option<String>) -> anyhow::Re
 }
 
 async fn aws(endpoint_url: Option<String>) -> anyhow::Result<Opened> {
-    let _ = endpoint_url;
-    anyhow::bail!("the aws registry is not built into this jitp yet")
+    // Credentials and region come from the default chain (environment, profile, instance role).
+    let registry = jitp_aws::AwsRegistry::from_env(endpoint_url).await;
+    Ok(Opened { registry: Arc::new(registry), memory: None })
 }

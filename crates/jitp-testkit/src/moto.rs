@@ -36,11 +36,15 @@ fn required() -> bool {
         .any(|v| std::env::var(v).is_ok_and(|s| !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "0" | "false")))
 }
 
-/// The moto_server binary, if there is one.
-pub fn find_server() -> Option<PathBuf> {
+/// The moto_server binary, or why there is none.
+pub fn find_server() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(SERVER_ENV).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{SERVER_ENV}={} is not a file (run scripts/setup-moto.sh)", path.display()))
+        };
     }
     let starts = [
         std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
@@ -51,6 +55,9 @@ pub fn find_server() -> Option<PathBuf> {
         .into_iter()
         .flatten()
         .find_map(|start| start.ancestors().map(|dir| dir.join(VENV_SERVER)).find(|p| p.is_file()))
+        .ok_or_else(|| {
+            format!("moto_server not found: set {SERVER_ENV}, or run scripts/setup-moto.sh to create {VENV_SERVER}")
+        })
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -64,15 +71,15 @@ impl MotoServer {
     ///
     /// Panics if moto is required but missing, or installed but does not come up.
     pub fn start() -> Option<MotoServer> {
-        let Some(binary) = find_server() else {
-            let msg = format!(
-                "moto_server not found (set {SERVER_ENV} or run scripts/setup-moto.sh to create {VENV_SERVER})"
-            );
-            if required() {
-                panic!("{msg}; CI or JITP_REQUIRE_MOTO is set, so the moto suites may not be skipped");
+        let binary = match find_server() {
+            Ok(binary) => binary,
+            Err(msg) => {
+                if required() {
+                    panic!("{msg}; CI or JITP_REQUIRE_MOTO is set, so the moto suites may not be skipped");
+                }
+                eprintln!("SKIP: {msg}");
+                return None;
             }
-            eprintln!("SKIP: {msg}");
-            return None;
         };
         let mut last = String::new();
         for _ in 0..3 {

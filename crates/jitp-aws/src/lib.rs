@@ -1,0 +1,465 @@
+//! jitp-aws: the [`IotRegistry`] port over the AWS SDK for Rust (aws-sdk-iot).
+//!
+//! One [`AwsRegistry`] per process: it holds one SDK client built from the default credential chain and
+//! region, with the SDK's adaptive retry mode (client-side rate limiting when AWS IoT throttles) and bounded
+//! time per attempt and per call. Every SDK error is classified once, in `error_map`, into
+//! [`RegistryError`] so the workflow can tell "already done" from "retry later" from "will never work".
+//!
+//! What stays out: the CA description cache and the API-call counting belong to the workflow
+//! (`jitp_core::provision`), so that every registry backend gets them.
+//!
+//! `JITP_AWS_ENDPOINT_URL` (or [`AwsRegistryBuilder::endpoint_url`]) points the client at an emulator such
+//! as moto's server; see `tests/README.md` at the repository root for where moto and AWS differ.
+
+mod error_map;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_iot::config::http::HttpResponse;
+use aws_sdk_iot::config::retry::RetryConfig;
+use aws_sdk_iot::config::timeout::TimeoutConfig;
+use aws_sdk_iot::config::{Credentials, Region};
+use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iot::types as sdk;
+use jitp_core::event::CertificateStatus;
+use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_core::registry::{
+    CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
+    RegistryError, ThingDescription, ThingSpec,
+};
+use jitp_core::thing::ThingName;
+
+/// The environment variable naming an endpoint to use instead of AWS IoT's (an emulator).
+pub const ENDPOINT_ENV: &str = "JITP_AWS_ENDPOINT_URL";
+
+/// Default bound on one call, retries included: well inside a Lambda's timeout, and long enough for the
+/// adaptive retry mode to wait out a short burst of throttling.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on one attempt: AWS IoT's control plane answers in tens of milliseconds.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default bound on establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default attempts per call (the SDK's standard), in adaptive mode.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Pages followed at most for one list call. AWS allows 10 policies per certificate and returns up to 250
+/// per page, and a thing has a handful of principals: running out means the registry is looping.
+const MAX_PAGES: usize = 100;
+
+/// The retry configuration [`AwsRegistry`] uses: adaptive mode, `max_attempts` attempts.
+pub fn retry_config(max_attempts: u32) -> RetryConfig {
+    RetryConfig::adaptive().with_max_attempts(max_attempts)
+}
+
+/// The timeout configuration [`AwsRegistry`] uses.
+pub fn timeout_config(operation: Duration, attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_timeout(operation)
+        .operation_attempt_timeout(attempt)
+        .connect_timeout(DEFAULT_CONNECT_TIMEOUT.min(attempt))
+        .build()
+}
+
+/// [`IotRegistry`] over aws-sdk-iot. Cheap to clone (the SDK client is an `Arc` inside).
+#[derive(Debug, Clone)]
+pub struct AwsRegistry {
+    client: aws_sdk_iot::Client,
+}
+
+/// Builds an [`AwsRegistry`] from the default credential chain and region, with overrides.
+#[derive(Debug, Clone)]
+pub struct AwsRegistryBuilder {
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    credentials: Option<Credentials>,
+    operation_timeout: Duration,
+    attempt_timeout: Duration,
+    max_attempts: u32,
+}
+
+impl Default for AwsRegistryBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            region: None,
+            credentials: None,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl AwsRegistryBuilder {
+    /// Send requests to `url` instead of AWS IoT's regional endpoint (an emulator such as moto's server).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Same, optional.
+    pub fn set_endpoint_url(mut self, url: Option<String>) -> Self {
+        self.endpoint_url = url;
+        self
+    }
+
+    /// Use this region instead of the default chain's (`AWS_REGION`, profile, IMDS).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Use fixed credentials instead of the default chain (for emulators and tests: nothing is looked up).
+    pub fn static_credentials(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
+        self.credentials = Some(Credentials::new(access_key_id, secret_access_key, None, None, "jitp-static"));
+        self
+    }
+
+    /// Bound on one call, retries included.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Bound on one attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Attempts per call (1 disables retries).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Load the shared AWS configuration and build the client. Credentials are resolved lazily, on the first
+    /// call, so this does not fail; a missing region surfaces as an error of the first call.
+    pub async fn build(self) -> AwsRegistry {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(retry_config(self.max_attempts))
+            .timeout_config(timeout_config(self.operation_timeout, self.attempt_timeout));
+        if let Some(url) = self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(region) = self.region {
+            loader = loader.region(Region::new(region));
+        }
+        if let Some(credentials) = self.credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        let shared = loader.load().await;
+        AwsRegistry::from_client(aws_sdk_iot::Client::new(&shared))
+    }
+}
+
+impl AwsRegistry {
+    /// A builder with the defaults: default credential chain and region, adaptive retries, timeouts.
+    pub fn builder() -> AwsRegistryBuilder {
+        AwsRegistryBuilder::default()
+    }
+
+    /// The registry a binary uses: default credential chain and region; `endpoint_url`, else the
+    /// `JITP_AWS_ENDPOINT_URL` environment variable if set and not empty, else AWS IoT's endpoint.
+    pub async fn from_env(endpoint_url: Option<String>) -> AwsRegistry {
+        let endpoint = resolve_endpoint(endpoint_url, std::env::var(ENDPOINT_ENV).ok());
+        Self::builder().set_endpoint_url(endpoint).build().await
+    }
+
+    /// Wrap a client built elsewhere (tests: a replaying HTTP client). Its retry and timeout configuration is
+    /// used as it is.
+    pub fn from_client(client: aws_sdk_iot::Client) -> AwsRegistry {
+        AwsRegistry { client }
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &aws_sdk_iot::Client {
+        &self.client
+    }
+}
+
+/// The argument wins over the environment; blank means unset.
+fn resolve_endpoint(argument: Option<String>, environment: Option<String>) -> Option<String> {
+    [argument, environment].into_iter().flatten().map(|url| url.trim().to_owned()).find(|url| !url.is_empty())
+}
+
+/// Run one SDK call: time it, classify its error, log the outcome at debug level.
+async fn call<T, E, F>(op: Operation, request: F) -> Result<T, RegistryError>
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let started = Instant::now();
+    let result = request.await.map_err(|e| error_map::map_sdk_error(op, &e));
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match &result {
+        Ok(_) => tracing::debug!(operation = %op, elapsed_ms, outcome = "ok", "aws iot call"),
+        Err(e) => {
+            tracing::debug!(operation = %op, elapsed_ms, outcome = error_map::outcome(e), error = %e, "aws iot call");
+        }
+    }
+    result
+}
+
+/// A response that lacks what the API promises: a fault on the service's side, worth a retry.
+fn malformed(op: Operation, what: &str) -> RegistryError {
+    RegistryError::Unavailable(format!("{op}: the response {what}"))
+}
+
+fn to_sdk_status(status: CertificateStatus) -> sdk::CertificateStatus {
+    match status {
+        CertificateStatus::Active => sdk::CertificateStatus::Active,
+        CertificateStatus::Inactive => sdk::CertificateStatus::Inactive,
+        CertificateStatus::Revoked => sdk::CertificateStatus::Revoked,
+        CertificateStatus::PendingActivation => sdk::CertificateStatus::PendingActivation,
+        CertificateStatus::PendingTransfer => sdk::CertificateStatus::PendingTransfer,
+        CertificateStatus::RegisterInactive => sdk::CertificateStatus::RegisterInactive,
+    }
+}
+
+fn from_sdk_status(status: &sdk::CertificateStatus) -> Option<CertificateStatus> {
+    Some(match status {
+        sdk::CertificateStatus::Active => CertificateStatus::Active,
+        sdk::CertificateStatus::Inactive => CertificateStatus::Inactive,
+        sdk::CertificateStatus::Revoked => CertificateStatus::Revoked,
+        sdk::CertificateStatus::PendingActivation => CertificateStatus::PendingActivation,
+        sdk::CertificateStatus::PendingTransfer => CertificateStatus::PendingTransfer,
+        sdk::CertificateStatus::RegisterInactive => CertificateStatus::RegisterInactive,
+        _ => return None,
+    })
+}
+
+fn attribute_payload(attributes: &BTreeMap<String, String>, merge: bool) -> sdk::AttributePayload {
+    sdk::AttributePayload::builder()
+        .set_attributes(Some(attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        .merge(merge)
+        .build()
+}
+
+#[async_trait]
+impl IotRegistry for AwsRegistry {
+    async fn describe_certificate(&self, id: &CertificateId) -> Result<CertificateDescription, RegistryError> {
+        const OP: Operation = Operation::DescribeCertificate;
+        let out = call(OP, self.client.describe_certificate().certificate_id(id.as_str()).send()).await?;
+        let d = out.certificate_description.ok_or_else(|| malformed(OP, "has no certificateDescription"))?;
+        let returned_id = d.certificate_id.as_deref().unwrap_or(id.as_str());
+        let id = returned_id
+            .parse::<CertificateId>()
+            .map_err(|e| malformed(OP, &format!("has a bad certificateId: {e}")))?;
+        let status = d.status.as_ref().ok_or_else(|| malformed(OP, "has no status"))?;
+        let status = from_sdk_status(status)
+            .ok_or_else(|| malformed(OP, &format!("has an unknown status {}", status.as_str())))?;
+        // Absent is normal for certificates registered without a CA, and for moto, which never returns it.
+        let ca_certificate_id = match d.ca_certificate_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(ca) => Some(ca.parse().map_err(|e| malformed(OP, &format!("has a bad caCertificateId: {e}")))?),
+            None => None,
+        };
+        Ok(CertificateDescription {
+            id,
+            arn: d.certificate_arn.ok_or_else(|| malformed(OP, "has no certificateArn"))?,
+            pem: d.certificate_pem.ok_or_else(|| malformed(OP, "has no certificatePem"))?,
+            status,
+            ca_certificate_id,
+        })
+    }
+
+    async fn describe_ca_certificate(&self, id: &CaCertificateId) -> Result<CaDescription, RegistryError> {
+        const OP: Operation = Operation::DescribeCACertificate;
+        let out = call(OP, self.client.describe_ca_certificate().certificate_id(id.as_str()).send()).await?;
+        let d = out.certificate_description.ok_or_else(|| malformed(OP, "has no certificateDescription"))?;
+        let returned_id = d.certificate_id.as_deref().unwrap_or(id.as_str());
+        let id = returned_id
+            .parse::<CaCertificateId>()
+            .map_err(|e| malformed(OP, &format!("has a bad certificateId: {e}")))?;
+        let status = match d.status.as_ref().ok_or_else(|| malformed(OP, "has no status"))? {
+            sdk::CaCertificateStatus::Active => CaStatus::Active,
+            sdk::CaCertificateStatus::Inactive => CaStatus::Inactive,
+            other => return Err(malformed(OP, &format!("has an unknown status {}", other.as_str()))),
+        };
+        Ok(CaDescription {
+            id,
+            pem: d.certificate_pem.ok_or_else(|| malformed(OP, "has no certificatePem"))?,
+            status,
+            // AWS always says; moto never does, and absent reads as off.
+            auto_registration: matches!(d.auto_registration_status, Some(sdk::AutoRegistrationStatus::Enable)),
+        })
+    }
+
+    async fn update_certificate(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), RegistryError> {
+        let request =
+            self.client.update_certificate().certificate_id(id.as_str()).new_status(to_sdk_status(status)).send();
+        call(Operation::UpdateCertificate, request).await.map(drop)
+    }
+
+    async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        // AWS answers an identical CreateThing with success and a different one with
+        // ResourceAlreadyExistsException, which maps to AlreadyExists: no read-before-write needed here.
+        let mut request =
+            self.client.create_thing().thing_name(spec.name.as_str()).set_thing_type_name(spec.thing_type.clone());
+        if !spec.attributes.is_empty() {
+            request = request.attribute_payload(attribute_payload(&spec.attributes, false));
+        }
+        call(Operation::CreateThing, request.send()).await.map(drop)
+    }
+
+    async fn describe_thing(&self, name: &ThingName) -> Result<ThingDescription, RegistryError> {
+        let out = call(Operation::DescribeThing, self.client.describe_thing().thing_name(name.as_str()).send()).await?;
+        Ok(ThingDescription {
+            name: name.clone(),
+            thing_type: out.thing_type_name.filter(|t| !t.is_empty()),
+            attributes: out.attributes.unwrap_or_default().into_iter().collect(),
+        })
+    }
+
+    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+        let mut request = self
+            .client
+            .update_thing()
+            .thing_name(spec.name.as_str())
+            .attribute_payload(attribute_payload(&spec.attributes, false));
+        request = match &spec.thing_type {
+            Some(t) => request.thing_type_name(t),
+            None => request.remove_thing_type(true),
+        };
+        call(Operation::UpdateThing, request.send()).await.map(drop)
+    }
+
+    async fn add_thing_to_thing_group(&self, thing: &ThingName, group: &str) -> Result<(), RegistryError> {
+        let request = self.client.add_thing_to_thing_group().thing_name(thing.as_str()).thing_group_name(group).send();
+        call(Operation::AddThingToThingGroup, request).await.map(drop)
+    }
+
+    async fn list_thing_principals(&self, thing: &ThingName) -> Result<Vec<String>, RegistryError> {
+        const OP: Operation = Operation::ListThingPrincipals;
+        let mut principals = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let request =
+                self.client.list_thing_principals().thing_name(thing.as_str()).set_next_token(token.take()).send();
+            let page = call(OP, request).await?;
+            principals.extend(page.principals.unwrap_or_default());
+            match page.next_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(principals),
+            }
+        }
+        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+    }
+
+    async fn create_policy(&self, name: &PolicyName, document: &str) -> Result<(), RegistryError> {
+        let request = self.client.create_policy().policy_name(name.as_str()).policy_document(document).send();
+        call(Operation::CreatePolicy, request).await.map(drop)
+    }
+
+    async fn get_policy(&self, name: &PolicyName) -> Result<PolicyDescription, RegistryError> {
+        const OP: Operation = Operation::GetPolicy;
+        let out = call(OP, self.client.get_policy().policy_name(name.as_str()).send()).await?;
+        Ok(PolicyDescription {
+            name: name.clone(),
+            document: out.policy_document.ok_or_else(|| malformed(OP, "has no policyDocument"))?,
+            default_version_id: out.default_version_id.ok_or_else(|| malformed(OP, "has no defaultVersionId"))?,
+        })
+    }
+
+    async fn create_policy_version(&self, name: &PolicyName, document: &str) -> Result<String, RegistryError> {
+        const OP: Operation = Operation::CreatePolicyVersion;
+        let request = self
+            .client
+            .create_policy_version()
+            .policy_name(name.as_str())
+            .policy_document(document)
+            .set_as_default(true)
+            .send();
+        let out = call(OP, request).await?;
+        out.policy_version_id.ok_or_else(|| malformed(OP, "has no policyVersionId"))
+    }
+
+    async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError> {
+        // ListPolicyVersions is not paginated: AWS returns every version (at most 5) in one answer.
+        const OP: Operation = Operation::ListPolicyVersions;
+        let out = call(OP, self.client.list_policy_versions().policy_name(name.as_str()).send()).await?;
+        out.policy_versions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                Ok(PolicyVersion {
+                    version_id: v.version_id.ok_or_else(|| malformed(OP, "has a version without versionId"))?,
+                    is_default: v.is_default_version,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let request =
+            self.client.delete_policy_version().policy_name(name.as_str()).policy_version_id(version_id).send();
+        call(Operation::DeletePolicyVersion, request).await.map(drop)
+    }
+
+    async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
+        let request = self.client.attach_policy().policy_name(name.as_str()).target(target).send();
+        call(Operation::AttachPolicy, request).await.map(drop)
+    }
+
+    async fn list_attached_policies(&self, target: &str) -> Result<Vec<PolicyName>, RegistryError> {
+        const OP: Operation = Operation::ListAttachedPolicies;
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let request = self.client.list_attached_policies().target(target).set_marker(marker.take()).send();
+            let page = call(OP, request).await?;
+            for policy in page.policies.unwrap_or_default() {
+                let name = policy.policy_name.ok_or_else(|| malformed(OP, "has a policy without policyName"))?;
+                names.push(name.parse().map_err(|e| malformed(OP, &format!("has a bad policy name: {e}")))?);
+            }
+            match page.next_marker.filter(|m| !m.is_empty()) {
+                Some(next) => marker = Some(next),
+                None => return Ok(names),
+            }
+        }
+        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        thing: &ThingName,
+        principal: &str,
+        exclusive: bool,
+    ) -> Result<(), RegistryError> {
+        let mut request = self.client.attach_thing_principal().thing_name(thing.as_str()).principal(principal);
+        if exclusive {
+            request = request.thing_principal_type(sdk::ThingPrincipalType::ExclusiveThing);
+        }
+        call(Operation::AttachThingPrincipal, request.send()).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_argument_wins_over_environment_and_blank_is_unset() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(resolve_endpoint(s("http://a"), s("http://b")), s("http://a"));
+        assert_eq!(resolve_endpoint(None, s(" http://b ")), s("http://b"));
+        assert_eq!(resolve_endpoint(s(""), s("http://b")), s("http://b"));
+        assert_eq!(resolve_endpoint(None, s("  ")), None);
+        assert_eq!(resolve_endpoint(None, None), None);
+    }
+
+    #[test]
+    fn status_round_trips_through_the_sdk_enum() {
+        use CertificateStatus as S;
+        for status in
+            [S::Active, S::Inactive, S::Revoked, S::PendingActivation, S::PendingTransfer, S::RegisterInactive]
+        {
+            assert_eq!(to_sdk_status(status).as_str(), status.as_str());
+            assert_eq!(from_sdk_status(&to_sdk_status(status)), Some(status));
+        }
+        assert_eq!(from_sdk_status(&sdk::CertificateStatus::from("SOMETHING_NEW")), None);
+    }
+}

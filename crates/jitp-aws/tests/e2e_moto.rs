@@ -1,0 +1,353 @@
+//! The provisioning workflow end to end: `Provisioner` over `AwsRegistry` over moto's server, with the shipped
+//! `templates/jitp.toml`, and moto's state read back through the SDK afterwards.
+//!
+//! moto's certificate ids hash the PEM text, not the DER (tests/README.md), so every event here is built from
+//! the id moto returned at registration, as AWS IoT would build it from its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_iot::types::CertificateStatus as SdkStatus;
+use jitp_aws::AwsRegistry;
+use jitp_core::audit::{AuditRecord, Outcome};
+use jitp_core::decide::{self, Input};
+use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_core::policy::AwsContext;
+use jitp_core::profile::Config;
+use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
+use jitp_core::reason::ReasonCode;
+use jitp_core::registry::IotRegistry;
+use jitp_testkit::moto::MotoServer;
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, event_for_ids, to_pem};
+
+const CN: &str = "sensor-0a1b2c3d4e5f";
+
+fn config() -> Arc<Config> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
+    Arc::new(Config::load(path).unwrap())
+}
+
+/// A moto server, the SDK and a provisioner over it, with thing type `sensor` (the profile's) created.
+struct World {
+    _server: MotoServer,
+    registry: Arc<AwsRegistry>,
+    provisioner: Provisioner,
+}
+
+/// A registered device certificate.
+struct Registered {
+    pem: Pem,
+    id: CertificateId,
+    arn: String,
+}
+
+impl World {
+    async fn start() -> Option<World> {
+        let server = MotoServer::start()?;
+        let registry = AwsRegistry::builder()
+            .endpoint_url(&server.endpoint)
+            .region("us-east-1")
+            .static_credentials("testing", "testing")
+            .build()
+            .await;
+        let registry = Arc::new(registry);
+        registry.client().create_thing_type().thing_type_name("sensor").send().await.unwrap();
+        // moto's default account and region: the policy ARNs render with them.
+        let settings = Settings { aws: AwsContext::default(), ..Settings::default() };
+        let provisioner = Provisioner::new(config(), registry.clone() as Arc<dyn IotRegistry>, settings);
+        Some(World { _server: server, registry, provisioner })
+    }
+
+    fn sdk(&self) -> &aws_sdk_iot::Client {
+        self.registry.client()
+    }
+
+    async fn register_ca(&self, ca: &Ca, active: bool) -> CaCertificateId {
+        let out = self
+            .sdk()
+            .register_ca_certificate()
+            .ca_certificate(&ca.cert.pem)
+            .set_as_active(active)
+            .allow_auto_registration(true)
+            .send()
+            .await
+            .unwrap();
+        out.certificate_id.unwrap().parse().unwrap()
+    }
+
+    /// Register as auto-registration does: with the CA, PENDING_ACTIVATION.
+    async fn register(&self, pem: Pem, ca: &Ca) -> Registered {
+        let out = self
+            .sdk()
+            .register_certificate()
+            .certificate_pem(&pem.pem)
+            .ca_certificate_pem(&ca.cert.pem)
+            .status(SdkStatus::PendingActivation)
+            .send()
+            .await
+            .unwrap();
+        Registered { pem, id: out.certificate_id.unwrap().parse().unwrap(), arn: out.certificate_arn.unwrap() }
+    }
+
+    async fn handle(&self, device: &Registered, ca_id: &CaCertificateId) -> AuditRecord {
+        let event = event_for_ids(device.id.as_str(), ca_id.as_str());
+        self.provisioner.handle_bytes(event.as_bytes(), NOW).await
+    }
+
+    async fn status(&self, id: &CertificateId) -> SdkStatus {
+        let out = self.sdk().describe_certificate().certificate_id(id.as_str()).send().await.unwrap();
+        out.certificate_description.unwrap().status.unwrap()
+    }
+
+    async fn thing_names(&self) -> Vec<String> {
+        let out = self.sdk().list_things().send().await.unwrap();
+        out.things.unwrap_or_default().into_iter().filter_map(|t| t.thing_name).collect()
+    }
+
+    async fn policy_names(&self) -> Vec<String> {
+        let out = self.sdk().list_policies().send().await.unwrap();
+        out.policies.unwrap_or_default().into_iter().filter_map(|p| p.policy_name).collect()
+    }
+
+    /// (version id, default?) of every version, from moto.
+    async fn versions(&self, policy: &str) -> Vec<(String, bool)> {
+        let out = self.sdk().list_policy_versions().policy_name(policy).send().await.unwrap();
+        out.policy_versions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.version_id.unwrap(), v.is_default_version))
+            .collect()
+    }
+}
+
+macro_rules! world_or_skip {
+    () => {
+        match World::start().await {
+            Some(w) => w,
+            None => return,
+        }
+    };
+}
+
+/// What jitp-core decides for `pem` under `ca` (the policy document it must have written).
+fn verdict(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> decide::Verdict {
+    let ca_cert = decide::parse_ca(ca.cert.pem.as_bytes()).unwrap();
+    let aws = AwsContext::default();
+    let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca_cert, ca_id, now: NOW, aws: &aws };
+    decide::decide(&config(), &input).unwrap()
+}
+
+fn calls(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test]
+async fn provisions_a_sensor() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+    let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
+
+    let record = world.handle(&device, &ca_id).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(record.reason, None);
+    assert_eq!(record.thing_name.as_deref(), Some(CN));
+    // moto's DescribeCertificate has no caCertificateId: the event's CA was used, and verified by signature.
+    assert_eq!(record.ca_source.as_deref(), Some("event"));
+    assert_eq!(
+        record.api_calls,
+        calls(&[
+            ("AttachPolicy", 1),
+            ("AttachThingPrincipal", 1),
+            ("CreatePolicy", 1),
+            ("CreateThing", 1),
+            ("DescribeCACertificate", 1),
+            ("DescribeCertificate", 1),
+            ("UpdateCertificate", 1),
+        ])
+    );
+
+    // moto's state.
+    assert_eq!(world.status(&device.id).await, SdkStatus::Active);
+    let thing = world.sdk().describe_thing().thing_name(CN).send().await.unwrap();
+    assert_eq!(thing.thing_type_name.as_deref(), Some("sensor"));
+    let attributes: BTreeMap<String, String> = thing.attributes.unwrap_or_default().into_iter().collect();
+    let want: BTreeMap<String, String> =
+        [("batch", "unassigned"), ("profile", "sensors"), (CERTIFICATE_ATTRIBUTE, device.id.as_str())]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    assert_eq!(attributes, want);
+
+    let expected = verdict(&device.pem, &ca, &ca_id);
+    let policy_name = expected.policy.name.as_str();
+    assert_eq!(record.policy_name.as_deref(), Some(policy_name));
+    let policy = world.sdk().get_policy().policy_name(policy_name).send().await.unwrap();
+    assert_eq!(policy.policy_document.as_deref(), Some(expected.policy.document.as_str()));
+    assert_eq!(policy.default_version_id.as_deref(), Some("1"));
+
+    let attached = world.sdk().list_attached_policies().target(&device.arn).send().await.unwrap();
+    let attached: Vec<String> =
+        attached.policies.unwrap_or_default().into_iter().filter_map(|p| p.policy_name).collect();
+    assert_eq!(attached, [policy_name]);
+    let principals = world.sdk().list_thing_principals().thing_name(CN).send().await.unwrap();
+    assert_eq!(principals.principals.unwrap_or_default(), [device.arn.as_str()]);
+    let things = world.sdk().list_principal_things().principal(&device.arn).send().await.unwrap();
+    assert_eq!(things.things.unwrap_or_default(), [CN]);
+}
+
+#[tokio::test]
+async fn a_replay_writes_nothing() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e replay CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+    let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
+    assert_eq!(world.handle(&device, &ca_id).await.outcome, Outcome::Provisioned);
+    let policy_name = format!("jitp-{CN}");
+    let before = (world.thing_names().await, world.policy_names().await, world.versions(&policy_name).await);
+
+    let replay = world.handle(&device, &ca_id).await;
+    assert_eq!(replay.outcome, Outcome::AlreadyProvisioned, "{}", replay.message);
+    assert_eq!(replay.api_calls, calls(&[("DescribeCertificate", 1)]));
+    let after = (world.thing_names().await, world.policy_names().await, world.versions(&policy_name).await);
+    assert_eq!(before, after);
+    assert_eq!(world.status(&device.id).await, SdkStatus::Active);
+}
+
+#[tokio::test]
+async fn rejected_certificates_are_revoked_and_nothing_is_created() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e reject CA", Alg::P256);
+    let other = Ca::new("Someone else's CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+
+    let mut wrong_org = Device::new("sensor-0000000000aa");
+    wrong_org.extra = vec![(jitp_testkit::Dn::OrganizationName, "Evil".into())];
+    let mut expired = Device::new("sensor-0000000000bb");
+    expired.not_before = NOW - 400 * DAY;
+    expired.not_after = NOW - 30 * DAY;
+    let cases: Vec<(Pem, ReasonCode)> = vec![
+        (ca.issue(&Device::new("camera-0000000000cc")), ReasonCode::SubjectMismatch),
+        (ca.issue(&wrong_org), ReasonCode::SubjectMismatch),
+        (ca.issue(&expired), ReasonCode::CertExpired),
+        // moto registers these under our CA without a check; jitp verifies the signature itself.
+        (other.issue(&Device::new("sensor-0000000000dd")), ReasonCode::IssuerMismatch),
+        (
+            {
+                let der = jitp_testkit::corrupt_signature(&ca.issue(&Device::new("sensor-0000000000ee")).der);
+                Pem { pem: to_pem(&der), der }
+            },
+            ReasonCode::SignatureInvalid,
+        ),
+    ];
+    for (pem, reason) in cases {
+        let device = world.register(pem, &ca).await;
+        let record = world.handle(&device, &ca_id).await;
+        assert_eq!(record.outcome, Outcome::Rejected, "{}", record.message);
+        assert_eq!(record.reason, Some(reason), "{}", record.message);
+        assert_eq!(record.certificate_action.as_deref(), Some("REVOKED"));
+        assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
+        assert!(!record.api_calls.contains_key("CreateThing"), "{:?}", record.api_calls);
+    }
+    assert!(world.thing_names().await.is_empty());
+    assert!(world.policy_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_inactive_ca_is_refused() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e inactive CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, false).await;
+    let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
+    let record = world.handle(&device, &ca_id).await;
+    assert_eq!(
+        (record.outcome, record.reason),
+        (Outcome::Rejected, Some(ReasonCode::CaNotActive)),
+        "{}",
+        record.message
+    );
+    assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
+    assert!(world.thing_names().await.is_empty());
+}
+
+/// moto never says which CA signed a certificate, so the event's claim is checked by the signature: an event
+/// naming another registered, active CA is refused.
+#[tokio::test]
+async fn an_event_naming_the_wrong_ca_is_refused() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e real CA", Alg::P256);
+    let decoy = Ca::new("Acme e2e decoy CA", Alg::P256);
+    world.register_ca(&ca, true).await;
+    let decoy_id = world.register_ca(&decoy, true).await;
+    let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
+    let record = world.handle(&device, &decoy_id).await;
+    assert_eq!(
+        (record.outcome, record.reason),
+        (Outcome::Rejected, Some(ReasonCode::IssuerMismatch)),
+        "{}",
+        record.message
+    );
+    assert!(world.thing_names().await.is_empty());
+}
+
+#[tokio::test]
+async fn policy_versions_are_pruned_at_five() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e prune CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+    let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
+    let expected = verdict(&device.pem, &ca, &ca_id);
+    let name = expected.policy.name.as_str();
+
+    // An older policy of that name already at AWS's limit of five versions, default the newest.
+    let old = |n: u32| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"Old{n}","Effect":"Deny","Action":"iot:*","Resource":"*"}}]}}"#
+        )
+    };
+    world.sdk().create_policy().policy_name(name).policy_document(old(1)).send().await.unwrap();
+    for n in 2..=5 {
+        world
+            .sdk()
+            .create_policy_version()
+            .policy_name(name)
+            .policy_document(old(n))
+            .set_as_default(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let record = world.handle(&device, &ca_id).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(record.policy_version.as_deref(), Some("6"));
+    assert_eq!(record.api_calls.get("DeletePolicyVersion"), Some(&1));
+    let versions = world.versions(name).await;
+    let want: Vec<(String, bool)> = (2..=6).map(|n| (n.to_string(), n == 6)).collect();
+    assert_eq!(versions, want, "the oldest non-default version went");
+    let policy = world.sdk().get_policy().policy_name(name).send().await.unwrap();
+    assert_eq!(policy.policy_document.as_deref(), Some(expected.policy.document.as_str()));
+    assert_eq!(policy.default_version_id.as_deref(), Some("6"));
+}
+
+/// Measured deviation: on AWS, CreateThing for a second certificate with the same CN fails (the thing exists
+/// with another `jitp_certificate` attribute), jitp finds the thing bound to an ACTIVE certificate and rejects
+/// DUPLICATE_THING. moto's CreateThing overwrites instead, so the duplicate is provisioned there. The AWS path
+/// is covered by jitp-core's provision tests (memory registry) and by the replay test
+/// `create_thing_with_another_configuration_is_already_exists`.
+#[tokio::test]
+async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
+    let world = world_or_skip!();
+    let ca = Ca::new("Acme e2e duplicate CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+    let first = world.register(ca.issue(&Device::new(CN)), &ca).await;
+    assert_eq!(world.handle(&first, &ca_id).await.outcome, Outcome::Provisioned);
+    let second = world.register(ca.issue(&Device::new(CN).alg(Alg::P384)), &ca).await;
+    let record = world.handle(&second, &ca_id).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "moto: {}", record.message);
+    assert!(!record.api_calls.contains_key("ListThingPrincipals"), "no ownership check ran: {:?}", record.api_calls);
+    let thing = world.sdk().describe_thing().thing_name(CN).send().await.unwrap();
+    assert_eq!(thing.attributes.unwrap_or_default().get(CERTIFICATE_ATTRIBUTE), Some(&second.id.to_string()));
+}

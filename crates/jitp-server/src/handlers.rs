@@ -1,0 +1,278 @@
+//! The handlers, and the admission middleware in front of `/v1/*`.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::LengthLimitError;
+use jitp_core::ReasonCode;
+use jitp_core::audit::{AuditRecord, Outcome};
+use jitp_core::decide::check;
+use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_core::registry::RegistryError;
+use serde::Deserialize;
+use tracing::Instrument as _;
+
+use crate::confirmation::{self, Recognised, StoredConfirmation};
+use crate::error::AppError;
+use crate::metrics::Refusal;
+use crate::state::{AppState, EVENT_BODY_LIMIT, Intake, PREVIEW_BODY_LIMIT, TOKEN_HEADER, lock};
+
+/// The span every request's log lines carry: method, path and request id (never headers: the secret is one).
+pub(crate) fn request_span(request: &Request) -> tracing::Span {
+    let id = request.headers().get(crate::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+}
+
+/// The concurrency limit (shed at once with 503, no queue) and the request timeout (503), for `/v1/*`.
+pub(crate) async fn admission(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let retry_after = state.options.retry_after_secs();
+    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+        state.shared.metrics.refused(Refusal::Overloaded);
+        tracing::warn!(limit = state.options.max_concurrency, "concurrency limit reached; shedding");
+        return Err(AppError::Overloaded { retry_after });
+    };
+    let timeout = state.options.request_timeout;
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => Ok(response),
+        Err(_) => {
+            state.shared.metrics.refused(Refusal::Timeout);
+            tracing::warn!(timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), "request timed out");
+            Err(AppError::Timeout { after: timeout, retry_after })
+        }
+    }
+}
+
+/// Read a body of at most `limit` bytes: a declared length over it is refused before reading anything.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, what: &'static str) -> Result<Bytes, AppError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AppError::PayloadTooLarge { what, limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner.is::<LengthLimitError>() {
+            AppError::PayloadTooLarge { what, limit }
+        } else {
+            AppError::BadRequest(format!("cannot read the request body: {inner}"))
+        }
+    })
+}
+
+/// `POST /v1/events`: one certificate-registered event (or the destination confirmation) from an IoT rule.
+pub(crate) async fn event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
+    let Intake::Enabled(token) = &state.shared.intake else {
+        return Err(AppError::NotFound);
+    };
+    let bytes = read_body(&headers, body, EVENT_BODY_LIMIT, "event").await.inspect_err(|e| {
+        if matches!(e, AppError::PayloadTooLarge { .. }) {
+            state.shared.metrics.refused(Refusal::TooLarge);
+        }
+    })?;
+    let authenticated = headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes()));
+    match confirmation::recognise(&bytes) {
+        Recognised::NotConfirmation => {}
+        Recognised::Valid(message) => return Ok(record_confirmation(&state, message, authenticated)),
+        Recognised::Invalid(why) if authenticated => return Err(AppError::BadRequest(why)),
+        // Unauthenticated and not even a well-formed confirmation: say no more than to any stranger.
+        Recognised::Invalid(_) => {}
+    }
+    if !authenticated {
+        state.shared.metrics.refused(Refusal::Unauthorized);
+        tracing::warn!(header_present = headers.contains_key(TOKEN_HEADER), "event refused: wrong or missing secret");
+        return Err(AppError::Unauthorized);
+    }
+    let record = handle_event(&state, bytes).await?;
+    match record.outcome {
+        Outcome::Error => {
+            Err(AppError::Retry { record: Box::new(record), retry_after: state.options.retry_after_secs() })
+        }
+        Outcome::Rejected if record.reason == Some(ReasonCode::MalformedEvent) => {
+            Err(AppError::MalformedEvent(Box::new(record)))
+        }
+        Outcome::Provisioned | Outcome::AlreadyProvisioned | Outcome::Rejected => Ok(Json(record).into_response()),
+    }
+}
+
+/// Run the workflow in a tracked task: it finishes even if the client goes away or the request times out (a
+/// half-done convergence is safe but pointless), shutdown waits for it, and its audit line and metrics are
+/// written either way.
+async fn handle_event(state: &AppState, bytes: Bytes) -> Result<AuditRecord, AppError> {
+    let started = Instant::now();
+    let now = state.now();
+    let worker = state.clone();
+    let work = async move {
+        let record = worker.shared.provisioner.handle_bytes(&bytes, now).await;
+        worker.shared.metrics.event(&record, started.elapsed());
+        tracing::info!(
+            target: "jitp::audit",
+            outcome = record.outcome.as_str(),
+            reason = record.reason.map(|r| r.as_str()).unwrap_or(""),
+            "{}",
+            record.to_json_line()
+        );
+        record
+    };
+    state
+        .shared
+        .tasks
+        .spawn(work.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| AppError::Internal(format!("the event task failed: {e}")))
+}
+
+fn record_confirmation(state: &AppState, message: confirmation::Confirmation, authenticated: bool) -> Response {
+    tracing::warn!(
+        arn = %message.arn,
+        token_verified = authenticated,
+        "IoT rule destination confirmation received; read it with GET /v1/confirmation and confirm the destination"
+    );
+    state.shared.metrics.confirmation();
+    let received_at = jitp_core::cert::rfc3339(state.now());
+    let arn = message.arn.clone();
+    *lock(&state.shared.confirmation) =
+        Some(StoredConfirmation { message, received_at, token_verified: authenticated });
+    let body = serde_json::json!({
+        "status": "recorded",
+        "arn": arn,
+        "message": "destination confirmation recorded, not acted on: an operator confirms it (GET /v1/confirmation)",
+    });
+    Json(body).into_response()
+}
+
+/// `GET /v1/confirmation`: the latest destination confirmation, for the operator (needs the secret).
+pub(crate) async fn confirmation(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let Intake::Enabled(token) = &state.shared.intake else {
+        return Err(AppError::NotFound);
+    };
+    if !headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes())) {
+        state.shared.metrics.refused(Refusal::Unauthorized);
+        return Err(AppError::Unauthorized);
+    }
+    let stored = lock(&state.shared.confirmation).clone().ok_or(AppError::NoConfirmation)?;
+    let mut body = serde_json::to_value(&stored).map_err(|e| AppError::Internal(e.to_string()))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "confirm_with".into(),
+            format!(
+                "aws iot confirm-topic-rule-destination --confirmation-token '{}' (or open enableUrl); check the account in arn first",
+                stored.message.confirmation_token
+            )
+            .into(),
+        );
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The body of `POST /v1/preview`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewRequest {
+    /// The registered CA certificate, PEM.
+    ca_pem: String,
+    /// The device certificate, PEM.
+    cert_pem: String,
+    /// The CA's id in AWS IoT (default: SHA-256 of its DER).
+    #[serde(default)]
+    ca_id: Option<String>,
+    /// Decide as of this time, RFC 3339 (default: now).
+    #[serde(default)]
+    at: Option<String>,
+}
+
+/// `POST /v1/preview`: what `jitp check --format json` says about a certificate. No side effects.
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let bytes = read_body(&headers, body, PREVIEW_BODY_LIMIT, "preview request").await?;
+    let request: PreviewRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::BadRequest(format!(
+            "the body must be {{\"ca_pem\": PEM, \"cert_pem\": PEM, \"ca_id\"?: 64 hex, \"at\"?: RFC 3339}}: {e}"
+        ))
+    })?;
+    let ca_id = request
+        .ca_id
+        .as_deref()
+        .map(str::parse::<CaCertificateId>)
+        .transpose()
+        .map_err(|e| AppError::BadRequest(format!("ca_id: {e}")))?;
+    let now = match request.at.as_deref() {
+        None => state.now(),
+        Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z")))?,
+    };
+    let report = check(
+        &state.shared.config,
+        request.ca_pem.as_bytes(),
+        request.cert_pem.as_bytes(),
+        ca_id.as_ref(),
+        now,
+        &state.shared.aws,
+    );
+    state.shared.metrics.preview(report.decision);
+    Ok(Json(report).into_response())
+}
+
+/// `GET /v1/lint`: the lint report of the templates loaded at start-up, as `jitp lint --format json` prints it.
+pub(crate) async fn lint(State(state): State<AppState>) -> Response {
+    Json(state.shared.lint.clone()).into_response()
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: configuration loaded (it is, or the state would not exist) and the registry reachable.
+///
+/// The probe is a DescribeCertificate of an id no certificate has: NotFound (or any answer from AWS IoT) means
+/// reachable; Unavailable, a timeout or InvalidRequest (credentials, permissions, region) mean not ready.
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, AppError> {
+    let fresh = lock(&state.shared.ready_at).is_some_and(|at| at.elapsed() < state.options.ready_cache);
+    if !fresh {
+        let zero: CertificateId = "0".repeat(64).parse().map_err(|e| AppError::Internal(format!("probe id: {e}")))?;
+        let probe =
+            tokio::time::timeout(state.options.ready_timeout, state.shared.registry.describe_certificate(&zero));
+        let ready = match probe.await {
+            Ok(Ok(_) | Err(RegistryError::NotFound(_) | RegistryError::Throttled(_))) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", state.options.ready_timeout)),
+        };
+        if let Err(why) = ready {
+            *lock(&state.shared.ready_at) = None;
+            tracing::warn!(error = %why, "not ready: registry probe failed");
+            return Err(AppError::NotReady);
+        }
+        *lock(&state.shared.ready_at) = Some(Instant::now());
+    }
+    let body = serde_json::json!({
+        "status": "ready",
+        "profiles": state.shared.config.profiles.len(),
+        "intake": state.intake_enabled(),
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let in_flight = state.options.max_concurrency.max(1).saturating_sub(state.permits.available_permits());
+    let text = state.shared.metrics.render(in_flight);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// Anything else.
+pub(crate) async fn not_found() -> AppError {
+    AppError::NotFound
+}

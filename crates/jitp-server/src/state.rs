@@ -1,0 +1,295 @@
+//! The shared state: configuration, workflow, secret, metrics. Built once at start-up, cloned per request.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use jitp_core::policy::AwsContext;
+use jitp_core::policy::review::lint_templates;
+use jitp_core::profile::Config;
+use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::registry::IotRegistry;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::confirmation::StoredConfirmation;
+use crate::metrics::Metrics;
+
+/// The environment variable the CLI reads the intake secret from.
+pub const TOKEN_ENV: &str = "JITP_HTTP_TOKEN";
+/// The request header that carries the intake secret.
+pub const TOKEN_HEADER: &str = "x-jitp-token";
+/// The largest event body accepted: the same bound as the parser's ([`jitp_core::event::MAX_EVENT_BYTES`]);
+/// a real event is about 300 bytes.
+pub const EVENT_BODY_LIMIT: usize = jitp_core::event::MAX_EVENT_BYTES;
+/// The largest preview body accepted: a CA and a device certificate in PEM are a few KiB.
+pub const PREVIEW_BODY_LIMIT: usize = 64 * 1024;
+
+/// Shortest secret accepted: 16 bytes of a random token is 128 bits if generated well; shorter is a password.
+const MIN_TOKEN_BYTES: usize = 16;
+/// Longest secret accepted: header values beyond this are a mistake (a file's content, a certificate).
+const MAX_TOKEN_BYTES: usize = 1024;
+
+/// The clock: Unix seconds. Tests pin it (`Arc::new(|| jitp_testkit::NOW)`).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The intake secret is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Intake enabled but no secret given.
+    #[error(
+        "{TOKEN_ENV} is not set: set it to a shared secret of at least {MIN_TOKEN_BYTES} characters (the IoT rule's HTTP action sends it in the {TOKEN_HEADER} header), or serve without event intake (--no-intake)"
+    )]
+    Missing,
+    /// Too short or too long.
+    #[error("the intake secret is {len} bytes; it must be {MIN_TOKEN_BYTES} to {MAX_TOKEN_BYTES}")]
+    Length {
+        /// Its length.
+        len: usize,
+    },
+    /// Not something an HTTP header can carry unchanged.
+    #[error("the intake secret must be printable ASCII without spaces (it travels in an HTTP header)")]
+    Characters,
+}
+
+/// The shared secret of event intake. Only its SHA-256 is kept; `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct IntakeToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for IntakeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntakeToken(<redacted>)")
+    }
+}
+
+impl IntakeToken {
+    /// Check and keep a secret.
+    pub fn new(secret: &str) -> Result<Self, TokenError> {
+        let len = secret.len();
+        if !(MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&len) {
+            return Err(TokenError::Length { len });
+        }
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TokenError::Characters);
+        }
+        Ok(Self { digest: Sha256::digest(secret.as_bytes()).into() })
+    }
+
+    /// Does `presented` match? Constant time: both sides are hashed first, so neither the content nor the
+    /// length of the secret shows in the timing.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        bool::from(self.digest.ct_eq(&presented))
+    }
+}
+
+/// Whether `POST /v1/events` is served, and with which secret.
+#[derive(Debug, Clone)]
+pub enum Intake {
+    /// Events are accepted with this secret in `x-jitp-token`.
+    Enabled(IntakeToken),
+    /// Previews, lint, health and metrics only: `/v1/events` and `/v1/confirmation` are not routed (404).
+    Disabled,
+}
+
+impl Intake {
+    /// Intake with `secret`.
+    pub fn token(secret: &str) -> Result<Self, TokenError> {
+        IntakeToken::new(secret).map(Self::Enabled)
+    }
+
+    /// What `jitp serve` does: disabled with `--no-intake`, else the secret in `JITP_HTTP_TOKEN`, which must be
+    /// set (the server refuses to start with open intake).
+    pub fn from_env(no_intake: bool) -> Result<Self, TokenError> {
+        if no_intake {
+            return Ok(Self::Disabled);
+        }
+        match std::env::var(TOKEN_ENV) {
+            Ok(secret) if !secret.is_empty() => Self::token(&secret),
+            _ => Err(TokenError::Missing),
+        }
+    }
+}
+
+/// Tunables of the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A `/v1/*` request running longer is answered 503 with `Retry-After`. Keep it above the workflow's
+    /// `Settings::retry_deadline` (20 s by default), so that a slow registry shows as the workflow's own transient
+    /// ERROR record rather than as a bare timeout. An event cut off this way still runs to its end in the
+    /// background; every step of the workflow is safe to repeat when the platform delivers it again.
+    pub request_timeout: Duration,
+    /// `/v1/*` requests handled at once; beyond, 503 with `Retry-After` at once (load shedding, no queue).
+    pub max_concurrency: usize,
+    /// The `Retry-After` advertised on 503 answers.
+    pub retry_after: Duration,
+    /// How long a successful readiness probe is reused, so that a busy health checker does not spend the
+    /// DescribeCertificate quota the workflow needs. Failures are never reused.
+    pub ready_cache: Duration,
+    /// Bound on the readiness probe.
+    pub ready_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            max_concurrency: 64,
+            retry_after: Duration::from_secs(5),
+            ready_cache: Duration::from_secs(10),
+            ready_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Options {
+    /// `Retry-After` in whole seconds, at least 1.
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs().max(1)
+    }
+}
+
+/// Everything built once: the configuration (templates compiled), the workflow, the lint report.
+pub(crate) struct Shared {
+    pub(crate) provisioner: Provisioner,
+    pub(crate) config: Arc<Config>,
+    pub(crate) registry: Arc<dyn IotRegistry>,
+    pub(crate) aws: AwsContext,
+    pub(crate) intake: Intake,
+    /// `{"ok": bool, "templates": [...]}`, as `jitp lint --format json` prints it.
+    pub(crate) lint: serde_json::Value,
+    pub(crate) metrics: Metrics,
+    pub(crate) confirmation: Mutex<Option<StoredConfirmation>>,
+    /// When the registry last answered the readiness probe.
+    pub(crate) ready_at: Mutex<Option<Instant>>,
+    /// Events being handled, so that shutdown waits for them even when their client has gone.
+    pub(crate) tasks: TaskTracker,
+}
+
+/// The state every handler gets. Cheap to clone: a few `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) options: Arc<Options>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.shared.config.path)
+            .field("intake", &self.shared.intake)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state for `config` (loaded once, templates compiled) over `registry`, with the workflow `settings`
+    /// (whose `aws` context previews and lint use too), default [`Options`] and the system clock.
+    pub fn new(config: Arc<Config>, registry: Arc<dyn IotRegistry>, settings: Settings, intake: Intake) -> Self {
+        let aws = settings.aws.clone();
+        let reports = lint_templates(&config, &aws);
+        let ok = !reports.iter().any(|r| r.has_errors());
+        if !ok {
+            tracing::warn!(config = %config.path.display(), "the loaded templates have lint errors; see GET /v1/lint");
+        }
+        let lint = serde_json::json!({ "ok": ok, "templates": reports });
+        let provisioner = Provisioner::new(config.clone(), registry.clone(), settings);
+        let options = Options::default();
+        let permits = Arc::new(Semaphore::new(options.max_concurrency));
+        let shared = Shared {
+            provisioner,
+            config,
+            registry,
+            aws,
+            intake,
+            lint,
+            metrics: Metrics::default(),
+            confirmation: Mutex::new(None),
+            ready_at: Mutex::new(None),
+            tasks: TaskTracker::new(),
+        };
+        Self { shared: Arc::new(shared), options: Arc::new(options), permits, clock: Arc::new(system_now) }
+    }
+
+    /// Replace the [`Options`].
+    pub fn with_options(mut self, options: Options) -> Self {
+        self.permits = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
+        self.options = Arc::new(options);
+        self
+    }
+
+    /// Replace the clock (tests pin `jitp_testkit::NOW`).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Is `POST /v1/events` served?
+    pub fn intake_enabled(&self) -> bool {
+        matches!(self.shared.intake, Intake::Enabled(_))
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    pub(crate) fn tasks(&self) -> TaskTracker {
+        self.shared.tasks.clone()
+    }
+}
+
+fn system_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Lock, shrugging off poisoning: every value behind these locks is replaced whole, never left half-written.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rules() {
+        assert!(IntakeToken::new("0123456789abcdef").is_ok());
+        assert_eq!(IntakeToken::new("short").err(), Some(TokenError::Length { len: 5 }));
+        assert_eq!(IntakeToken::new(&"x".repeat(2000)).err(), Some(TokenError::Length { len: 2000 }));
+        assert_eq!(IntakeToken::new("0123456789abcdef ").err(), Some(TokenError::Characters));
+        assert_eq!(IntakeToken::new("0123456789abcdef\n").err(), Some(TokenError::Characters));
+    }
+
+    #[test]
+    fn token_matches_only_itself() {
+        let token = IntakeToken::new("0123456789abcdef").ok();
+        let token = token.as_ref();
+        assert_eq!(token.map(|t| t.matches(b"0123456789abcdef")), Some(true));
+        for other in [&b""[..], b"0123456789abcdeF", b"0123456789abcdef0", b"0123456789abcde"] {
+            assert_eq!(token.map(|t| t.matches(other)), Some(false), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let token = IntakeToken::new("0123456789abcdef").map(|t| format!("{t:?}"));
+        assert_eq!(token.as_deref(), Ok("IntakeToken(<redacted>)"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Fixtures shared by the server's test suites: the repository's templates, a CA, devices, a memory registry.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_core::profile::Config;
+use jitp_core::provision::Settings;
+use jitp_core::registry::{IotRegistry, Operation};
+use jitp_server::{AppState, Intake, Options};
+use jitp_testkit::{Alg, Ca, Device, NOW, Pem, event_for_ids};
+
+/// The intake secret of every test server.
+pub const TOKEN: &str = "test-secret-0123456789abcdef";
+
+/// The repository's templates/jitp.toml, loaded once per test binary.
+pub fn config() -> Arc<Config> {
+    static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
+            Arc::new(Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        })
+        .clone()
+}
+
+/// The device CA.
+pub fn ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| Ca::new("Acme Device CA", Alg::P256))
+}
+
+/// A certificate the `sensors` profile accepts.
+pub fn sensor(serial: &str) -> Pem {
+    ca().issue(&Device::new(&format!("sensor-{serial}")))
+}
+
+/// A certificate no profile accepts (SUBJECT_MISMATCH).
+pub fn stranger() -> Pem {
+    ca().issue(&Device::new("camera-42"))
+}
+
+/// Fast retries, so a transient failure gives up in well under a second.
+pub fn settings() -> Settings {
+    Settings {
+        retry_deadline: Duration::from_millis(200),
+        retry_base: Duration::from_millis(1),
+        retry_max: Duration::from_millis(20),
+        ..Settings::default()
+    }
+}
+
+/// A registry with the CA registered.
+pub fn registry() -> (Arc<MemoryRegistry>, CaCertificateId) {
+    with_registry(MemoryRegistry::new())
+}
+
+/// Same, over a registry with faults.
+pub fn with_registry(registry: MemoryRegistry) -> (Arc<MemoryRegistry>, CaCertificateId) {
+    let ca_id = registry.register_ca(&ca().cert.pem, true).unwrap();
+    (Arc::new(registry), ca_id)
+}
+
+/// Every DescribeCertificate call fails with a 503 (the first `n`).
+pub fn unavailable(n: u64) -> MemoryRegistry {
+    MemoryRegistry::new().with_faults((1..=n).map(|nth| Fault {
+        op: Operation::DescribeCertificate,
+        nth,
+        kind: FaultKind::UnavailableBefore,
+    }))
+}
+
+/// The first DescribeCertificate takes `d`.
+pub fn slow(d: Duration) -> MemoryRegistry {
+    MemoryRegistry::new().with_faults([Fault {
+        op: Operation::DescribeCertificate,
+        nth: 1,
+        kind: FaultKind::Latency(d),
+    }])
+}
+
+/// Register `cert` PENDING_ACTIVATION and return its id and event.
+pub fn pending(registry: &MemoryRegistry, ca_id: &CaCertificateId, cert: &Pem) -> (CertificateId, String) {
+    let id = registry.register_certificate(&cert.pem, ca_id).unwrap();
+    let event = event_for_ids(id.as_str(), ca_id.as_str());
+    (id, event)
+}
+
+/// A server state over `registry` with intake enabled, the clock pinned at NOW.
+pub fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
+    let registry: Arc<dyn IotRegistry> = registry;
+    AppState::new(config(), registry, settings(), Intake::token(TOKEN).unwrap())
+        .with_options(options)
+        .with_clock(Arc::new(|| NOW))
+}
