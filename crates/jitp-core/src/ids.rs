@@ -103,6 +103,13 @@ sha256_id!(
     "a CA certificate id"
 );
 
+impl CertificateId {
+    /// The id in a certificate ARN (`arn:aws:iot:REGION:ACCOUNT:cert/ID`), if it is one.
+    pub fn from_arn(arn: &str) -> Option<Self> {
+        arn.strip_prefix("arn:")?.rsplit_once(":cert/")?.1.parse().ok()
+    }
+}
+
 /// A string newtype that can only hold values accepted by `$valid`: `TryFrom<String>`, `FromStr`, serde
 /// (`try_from`), `Display`, `as_str`, and `Into<String>`.
 macro_rules! validated_string {
@@ -183,6 +190,15 @@ mod tests {
     fn id_of_der_is_sha256_hex() {
         let id = CertificateId::of_der(b"abc");
         assert_eq!(id.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn certificate_id_from_arn() {
+        let id = "a".repeat(64);
+        let arn = format!("arn:aws:iot:us-east-1:123456789012:cert/{id}");
+        assert_eq!(CertificateId::from_arn(&arn).map(|i| i.to_string()), Some(id.clone()));
+        assert_eq!(CertificateId::from_arn(&format!("arn:aws:iot:us-east-1:1:thing/{id}")), None);
+        assert_eq!(CertificateId::from_arn(&id), None);
     }
 
     #[test]

@@ -388,10 +388,6 @@ impl MemoryRegistry {
     }
 }
 
-fn cert_id_of_arn(arn: &str) -> Option<CertificateId> {
-    arn.rsplit('/').next()?.parse().ok()
-}
-
 #[async_trait]
 impl IotRegistry for MemoryRegistry {
     async fn describe_certificate(&self, id: &CertificateId) -> Result<CertificateDescription, RegistryError> {
@@ -595,7 +591,7 @@ impl IotRegistry for MemoryRegistry {
             if !s.policies.contains_key(name) {
                 return Err(RegistryError::NotFound(format!("policy {name}")));
             }
-            if !cert_id_of_arn(target).is_some_and(|id| s.certificates.contains_key(&id)) {
+            if !CertificateId::from_arn(target).is_some_and(|id| s.certificates.contains_key(&id)) {
                 return Err(RegistryError::NotFound(format!("target {target}")));
             }
             s.policy_targets.entry(target.to_owned()).or_default().insert(name.clone());
@@ -622,7 +618,7 @@ impl IotRegistry for MemoryRegistry {
             if !s.things.contains_key(thing) {
                 return Err(RegistryError::NotFound(format!("thing {thing}")));
             }
-            if !cert_id_of_arn(principal).is_some_and(|id| s.certificates.contains_key(&id)) {
+            if !CertificateId::from_arn(principal).is_some_and(|id| s.certificates.contains_key(&id)) {
                 return Err(RegistryError::NotFound(format!("principal {principal}")));
             }
             let attached = s.principal_things.entry(principal.to_owned()).or_default();

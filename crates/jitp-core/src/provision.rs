@@ -384,7 +384,7 @@ impl Provisioner {
         let thing = &verdict.thing_name;
         let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await?;
         for arn in principals.iter().filter(|a| **a != cert.arn) {
-            let Some(other) = arn.rsplit('/').next().and_then(|id| id.parse::<CertificateId>().ok()) else { continue };
+            let Some(other) = CertificateId::from_arn(arn) else { continue };
             let status = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(&other)).await? {
                 Ok(d) => d.status,
                 Err(RegistryError::NotFound(_)) => continue,

@@ -234,22 +234,24 @@ fn hex_serial(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().trim_start_matches('0').to_owned()
 }
 
-#[test]
-fn unknown_ca() {
-    let config = config_with("").profiles.len();
-    assert_eq!(config, 1);
+/// A one-profile config with the sensor template, `ca` and `common_name` as given.
+fn single_profile(ca: &str, common_name: &str) -> Config {
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
     std::fs::write(
         dir.join("jitp.toml"),
         format!(
-            "[[profiles]]\nname = \"x\"\nca = [\"{}\"]\ncommon_name = '.*'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n",
-            "ab".repeat(32)
+            "[[profiles]]\nname = \"p\"\nca = [{ca:?}]\ncommon_name = '{common_name}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n"
         ),
     )
     .unwrap();
-    let config = Config::load(dir.join("jitp.toml")).unwrap();
+    Config::load(dir.join("jitp.toml")).unwrap()
+}
+
+#[test]
+fn unknown_ca() {
+    let config = single_profile(&"ab".repeat(32), ".*");
     assert_reason(&run(&config, ca(), &ca().issue(&Device::new(CN)).pem), ReasonCode::UnknownCa);
     let id: CaCertificateId = "ab".repeat(32).parse().unwrap();
     let report = check(
@@ -285,17 +287,7 @@ fn subject_mismatch() {
 
 #[test]
 fn invalid_thing_name() {
-    let config = config_with("").profiles.len();
-    assert_eq!(config, 1);
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
-        "[[profiles]]\nname = \"any\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
-    )
-    .unwrap();
-    let config = Config::load(dir.join("jitp.toml")).unwrap();
+    let config = single_profile("*", ".*");
     for cn in ["a/b", "sensor+1", "sensor#", "*", "${iot:ClientId}", "a b", "\"quoted\"", &"x".repeat(129)] {
         assert_reason(&run(&config, ca(), &ca().issue(&Device::new(cn)).pem), ReasonCode::InvalidThingName);
     }
