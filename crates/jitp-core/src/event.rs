@@ -86,7 +86,9 @@ pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {
             bytes.len()
         ));
     }
-    serde_json::from_slice(bytes)
+    // JSON is UTF-8 (RFC 8259); serde_json does not check the bytes of fields it skips, so check them all here.
+    let text = std::str::from_utf8(bytes).map_err(|e| reject!(MalformedEvent, "the event is not UTF-8 text: {e}"))?;
+    serde_json::from_str(text)
         .map_err(|e| reject!(MalformedEvent, "the event is not a certificate-registered event: {e}"))
 }
 
@@ -137,6 +139,9 @@ mod tests {
             "{".repeat(10_000),
             " ".repeat(MAX_EVENT_BYTES + 1),
         ];
+        let mut invalid_utf8 = GOOD.trim_end_matches('}').as_bytes().to_vec();
+        invalid_utf8.extend_from_slice(b",\"extra\":\"\xff\xfe\"}");
+        assert_eq!(parse(&invalid_utf8).err().map(|e| e.reason), Some(ReasonCode::MalformedEvent));
         for case in cases {
             let r = parse(case.as_bytes());
             assert_eq!(r.err().map(|e| e.reason), Some(ReasonCode::MalformedEvent), "{case:.80}");
