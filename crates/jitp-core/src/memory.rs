@@ -5,6 +5,10 @@
 //! 5 policy versions, attachments, exclusive thing principals. On top: token-bucket quotas per API, scripted
 //! faults (before or after the write takes effect, and latency), an invariant check after every call, and a
 //! persistence file so `jitp provision --registry memory:PATH` can be run repeatedly.
+//!
+//! Known difference: AWS requires thing types and thing groups to exist before CreateThing and
+//! AddThingToThingGroup name them; this registry accepts any, so that the demo and tests need no account setup.
+//! The workflow reports AWS's NotFound for a missing thing type as a setup error naming the type.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -365,6 +365,17 @@ impl Provisioner {
                 self.check_ownership(cert, verdict, tally).await?;
                 tally.must(Operation::UpdateThing, |r| r.update_thing(&spec)).await?;
             }
+            Err(RegistryError::NotFound(what)) => {
+                // AWS IoT creates neither thing types nor groups on the fly: an operator's setup step was missed.
+                return Err(Error::Registry {
+                    operation: "CreateThing",
+                    message: format!(
+                        "{what}: create thing type {:?} in the account first (see infra/README.md)",
+                        spec.thing_type.as_deref().unwrap_or("")
+                    ),
+                }
+                .into());
+            }
             Err(e) => return Err(Error::Registry { operation: "CreateThing", message: e.to_string() }.into()),
         }
         for group in &verdict.thing_groups {
