@@ -1,0 +1,341 @@
+//! The handler: one invocation is either one certificate-registered event (the IoT rule's Lambda action) or a
+//! batch of them (the rule's SQS action, consumed through an event source mapping).
+//!
+//! What the platform sees:
+//! - Direct event: PROVISIONED, ALREADY_PROVISIONED and REJECTED are final and return success (the verdict is
+//!   in the audit log); a transient failure returns an error, so Lambda's asynchronous invocation retries it; a
+//!   malformed event is logged with MALFORMED_EVENT and returns success, since no retry can fix it.
+//! - SQS batch: a partial batch response (`batchItemFailures`) naming the messages that failed transiently, so
+//!   only those come back; a poison message (malformed body) is logged and deleted, never reported. A batch
+//!   whose records do not parse as SQS messages at all fails whole, so its messages reach the dead-letter queue.
+//!
+//! One audit line per event goes to stdout as a JSON object whose top-level keys are the [`AuditRecord`]'s, so
+//! CloudWatch metric filters such as `{ $.outcome = "REJECTED" }` match it.
+
+use std::sync::{Arc, OnceLock};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt as _;
+use jitp_core::audit::AuditRecord;
+use jitp_core::memory::MemoryRegistry;
+use jitp_core::profile::Config;
+use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::registry::IotRegistry;
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use crate::audit_log::{self, Sink};
+use crate::config::LambdaConfig;
+
+/// The current time, Unix seconds. The binary reads the system clock; tests pass a fixed one.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    })
+}
+
+/// What an invocation returns.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// A direct event's audit record (ignored by asynchronous invocations; handy for `aws lambda invoke`).
+    Direct(Box<AuditRecord>),
+    /// An SQS batch's partial batch response.
+    Batch(SqsBatchResponse),
+}
+
+/// An invocation that should be delivered again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// A transient failure (throttling, AWS IoT unavailable) outlasted the retry budget.
+    #[error("transient failure for certificate {certificate}, deliver the event again: {message}")]
+    Transient {
+        /// The certificate id from the event.
+        certificate: String,
+        /// The cause.
+        message: String,
+    },
+    /// An event shaped like an SQS batch (`Records` from `aws:sqs`) whose records do not parse.
+    #[error("an SQS batch whose records do not parse: {0}")]
+    MalformedBatch(String),
+    /// SQS messages failed transiently but carry no messageId to report: fail the whole batch instead.
+    #[error("{0} SQS message(s) failed transiently and have no messageId; failing the whole batch")]
+    UnreportableBatch(usize),
+}
+
+impl HandlerError {
+    /// The `errorType` reported to the Runtime API.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Transient { .. } => "jitp.TransientFailure",
+            Self::MalformedBatch(_) => "jitp.MalformedBatch",
+            Self::UnreportableBatch(_) => "jitp.UnreportableBatch",
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        Diagnostic { error_type: e.error_type().to_owned(), error_message: e.to_string() }
+    }
+}
+
+/// Does `payload` look like an SQS event: an object whose `Records` are all `"eventSource": "aws:sqs"`?
+pub fn is_sqs_batch(payload: &Value) -> bool {
+    match payload.get("Records").and_then(Value::as_array) {
+        Some(records) if !records.is_empty() => {
+            records.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        }
+        _ => false,
+    }
+}
+
+/// The function: templates, registry, clock and log sink, built once at init. Cheap to clone.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    registry: Arc<dyn IotRegistry>,
+    lambda: LambdaConfig,
+    settings: Settings,
+    /// Built on the first invocation unless the `aws.*` context is fully configured: the account and partition
+    /// then come from the function's own ARN.
+    provisioner: OnceLock<Provisioner>,
+    clock: Clock,
+    sink: Sink,
+    /// Saved after each invocation (`JITP_REGISTRY=memory:PATH`).
+    memory: Option<Arc<MemoryRegistry>>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("config", &self.inner.config.path)
+            .field("sqs_concurrency", &self.inner.lambda.sqs_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Handler`].
+pub struct HandlerBuilder {
+    config: Arc<Config>,
+    registry: Arc<dyn IotRegistry>,
+    lambda: LambdaConfig,
+    settings: Settings,
+    clock: Clock,
+    sink: Sink,
+    memory: Option<Arc<MemoryRegistry>>,
+}
+
+impl std::fmt::Debug for HandlerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerBuilder").field("config", &self.config.path).finish_non_exhaustive()
+    }
+}
+
+impl HandlerBuilder {
+    /// Use this clock instead of the system's.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Write audit lines here instead of stdout.
+    pub fn sink(mut self, sink: Sink) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Workflow tunables (`aws` is replaced by the one derived from the [`LambdaConfig`]).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Save this memory registry after each invocation.
+    pub fn save_after_each_invocation(mut self, memory: Arc<MemoryRegistry>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
+
+    /// The handler.
+    pub fn build(self) -> Handler {
+        let provisioner = OnceLock::new();
+        let mut settings = self.settings;
+        if self.lambda.aws_context_is_complete() {
+            settings.aws = self.lambda.aws_context(None);
+            // Set once, on a fresh cell: cannot fail.
+            let _ = provisioner.set(Provisioner::new(self.config.clone(), self.registry.clone(), settings.clone()));
+        }
+        Handler {
+            inner: Arc::new(Inner {
+                config: self.config,
+                registry: self.registry,
+                lambda: self.lambda,
+                settings,
+                provisioner,
+                clock: self.clock,
+                sink: self.sink,
+                memory: self.memory,
+            }),
+        }
+    }
+}
+
+/// Where an event came from, for the audit line.
+#[derive(Debug, Clone, Copy)]
+enum Trigger<'a> {
+    Direct,
+    Sqs { message_id: Option<&'a str> },
+}
+
+impl<'a> Trigger<'a> {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Sqs { .. } => "sqs",
+        }
+    }
+
+    fn message_id(self) -> Option<&'a str> {
+        match self {
+            Self::Direct => None,
+            Self::Sqs { message_id } => message_id,
+        }
+    }
+}
+
+impl Handler {
+    /// A handler over `registry` with the profiles of `config`, the system clock and stdout.
+    pub fn builder(config: Arc<Config>, registry: Arc<dyn IotRegistry>, lambda: LambdaConfig) -> HandlerBuilder {
+        let settings = Settings { retry_deadline: lambda.retry_deadline, ..Settings::default() };
+        HandlerBuilder {
+            config,
+            registry,
+            lambda,
+            settings,
+            clock: system_clock(),
+            sink: audit_log::stdout(),
+            memory: None,
+        }
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn provisioner(&self, ctx: &Context) -> &Provisioner {
+        self.inner.provisioner.get_or_init(|| {
+            let arn = Some(ctx.invoked_function_arn.as_str());
+            let aws = self.inner.lambda.aws_context(arn);
+            if crate::config::FunctionArn::parse(&ctx.invoked_function_arn).is_none()
+                && self.inner.lambda.account_id.is_none()
+            {
+                tracing::warn!(
+                    account_id = %aws.account_id,
+                    "no JITP_AWS_ACCOUNT_ID and no function ARN to take the account from: policies use a placeholder account"
+                );
+            }
+            tracing::info!(partition = %aws.partition, region = %aws.region, account_id = %aws.account_id, "policy context");
+            let settings = Settings { aws, ..self.inner.settings.clone() };
+            Provisioner::new(self.inner.config.clone(), self.inner.registry.clone(), settings)
+        })
+    }
+
+    /// Handle one invocation: an SQS batch or a direct event, told apart by shape.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Response, HandlerError> {
+        let (payload, ctx) = event.into_parts();
+        let result = if is_sqs_batch(&payload) {
+            match serde_json::from_value::<SqsEvent>(payload) {
+                Ok(batch) => self.handle_sqs(batch, &ctx).await.map(Response::Batch),
+                // Not from SQS (whose every field fits): fail the whole batch rather than drop it, so that its
+                // messages end in the queue's dead-letter queue for someone to look at.
+                Err(e) => Err(HandlerError::MalformedBatch(e.to_string())),
+            }
+        } else {
+            self.handle_direct(payload, &ctx).await.map(|r| Response::Direct(Box::new(r)))
+        };
+        if let Some(Err(e)) = self.inner.memory.as_ref().map(|memory| memory.save()) {
+            tracing::error!(error = %e, "cannot save the memory registry");
+        }
+        result
+    }
+
+    /// Handle a direct event: success unless the failure is transient.
+    pub async fn handle_direct(&self, payload: Value, ctx: &Context) -> Result<AuditRecord, HandlerError> {
+        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+        let record = self.run(&bytes, ctx, Trigger::Direct).await;
+        if record.is_retryable() {
+            return Err(HandlerError::Transient {
+                certificate: record.certificate_id.clone().unwrap_or_default(),
+                message: record.message,
+            });
+        }
+        Ok(record)
+    }
+
+    /// Handle an SQS batch, up to `JITP_SQS_CONCURRENCY` messages at once; report the transient failures.
+    pub async fn handle_sqs(&self, batch: SqsEvent, ctx: &Context) -> Result<SqsBatchResponse, HandlerError> {
+        let concurrency = self.inner.lambda.sqs_concurrency.max(1);
+        let results: Vec<(Option<String>, bool)> = futures::stream::iter(batch.records)
+            .map(|message| async move {
+                let retry = self.handle_message(&message, ctx).await;
+                (message.message_id, retry)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        let mut unreportable = 0;
+        for (message_id, retry) in results {
+            match (retry, message_id) {
+                (false, _) => {}
+                (true, Some(id)) => response.add_failure(id),
+                (true, None) => unreportable += 1,
+            }
+        }
+        if unreportable > 0 {
+            return Err(HandlerError::UnreportableBatch(unreportable));
+        }
+        Ok(response)
+    }
+
+    /// One SQS message; `true` if it should come back.
+    async fn handle_message(&self, message: &SqsMessage, ctx: &Context) -> bool {
+        let trigger = Trigger::Sqs { message_id: message.message_id.as_deref() };
+        // The IoT rule's SQS action writes the event JSON as the body (its `useBase64` must be off).
+        let body = message.body.as_deref().unwrap_or_default();
+        self.run(body.as_bytes(), ctx, trigger).await.is_retryable()
+    }
+
+    async fn run(&self, bytes: &[u8], ctx: &Context, trigger: Trigger<'_>) -> AuditRecord {
+        let span = match trigger {
+            Trigger::Direct => tracing::info_span!("jitp.event", trigger = "direct", request_id = %ctx.request_id),
+            Trigger::Sqs { message_id } => tracing::info_span!(
+                "jitp.event",
+                trigger = "sqs",
+                request_id = %ctx.request_id,
+                message_id = message_id.unwrap_or_default()
+            ),
+        };
+        let now = (self.inner.clock)();
+        let record = self.provisioner(ctx).handle_bytes(bytes, now).instrument(span).await;
+        let meta =
+            audit_log::Meta { request_id: &ctx.request_id, trigger: trigger.name(), message_id: trigger.message_id() };
+        let line = audit_log::line(&record, &meta);
+        (self.inner.sink)(&line);
+        record
+    }
+}
