@@ -194,6 +194,16 @@ fn ca_that_is_not_a_ca() {
     spec.key_usages = vec![jitp_testkit::KeyUsage::DigitalSignature];
     let no_sign = Ca::build(&spec, None);
     assert_reason(&run(repo_config(), &no_sign, &no_sign.issue(&Device::new(CN)).pem), ReasonCode::CaInvalid);
+    let weak = jitp_testkit::Ca::with_public_key_for_tests(jitp_testkit::rsa_public_key(1024));
+    let report = check(
+        repo_config(),
+        weak.as_bytes(),
+        ca().issue(&Device::new(CN)).pem.as_bytes(),
+        None,
+        NOW,
+        &AwsContext::default(),
+    );
+    assert_reason(&report, ReasonCode::CaInvalid);
     let garbage = check(
         repo_config(),
         b"garbage",

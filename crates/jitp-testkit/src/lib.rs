@@ -382,3 +382,20 @@ pub fn event_for_ids(certificate_id: &str, ca_id: &str) -> String {
 }
 
 pub use rcgen::{DnType as Dn, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as KeyUsage};
+
+impl Ca {
+    /// The PEM of a CA certificate (cA=true, keyCertSign) that certifies `key`, signed by a throwaway root. It
+    /// cannot issue anything; it exists to test how a CA with an unusable key is judged.
+    pub fn with_public_key_for_tests(key: RawPublicKey) -> String {
+        let root = Ca::new("Throwaway Root", Alg::P256);
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Weak Key CA");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        params.not_before = at(NOW - 365 * DAY);
+        params.not_after = at(NOW + 365 * DAY);
+        params.signed_by(&key, &root.issuer).unwrap().pem()
+    }
+}

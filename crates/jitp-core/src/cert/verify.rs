@@ -50,6 +50,11 @@ pub fn verify_ca(ca: &Certificate) -> Result<CaCheck, Rejection> {
     ca.key()
         .check_supported(ca.x509().tbs_certificate().subject_public_key_info())
         .map_err(|e| reject!(CaInvalid, "the registered CA: {}", e.message))?;
+    if let super::KeyKind::Rsa { bits } = ca.key()
+        && *bits < usize::try_from(crate::profile::MIN_RSA_BITS_FLOOR).unwrap_or(2048)
+    {
+        return Err(reject!(CaInvalid, "the registered CA's RSA key has {bits} bits; at least 2048 are required"));
+    }
     Ok(CaCheck(()))
 }
 
