@@ -1,0 +1,159 @@
+//! The decision's cost per certificate, in-process: the whole of `decide::decide` for RSA-2048, RSA-4096,
+//! P-256 and P-384 device certificates (each issued by a CA of the same algorithm), and each stage on its own,
+//! so that BENCHMARKS.md can give each stage's share. Plus what is paid once at start-up, for comparison.
+//!
+//! `cargo bench -p jitp-bench --bench decide`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // benchmark harness
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jitp_bench::{ALGS, Pair, config};
+use jitp_core::cert::{self, Certificate, DeviceCheck};
+use jitp_core::decide::{self, Input};
+use jitp_core::ids::CertificateId;
+use jitp_core::policy::{AwsContext, DeviceContext, Scope, lint, subject_map};
+use jitp_core::profile::{Config, Overrides};
+use jitp_core::thing::ThingName;
+use jitp_testkit::NOW;
+use rustls_pki_types::CertificateDer;
+
+fn benches(c: &mut Criterion) {
+    let config = config(&Overrides::default());
+    let aws = AwsContext::default();
+    let profile = config.profile("sensors").expect("the sensors profile");
+    let pairs: Vec<(Pair, &str)> = ALGS.iter().map(|(alg, label)| (Pair::new(*alg), *label)).collect();
+
+    // The whole decision, per algorithm.
+    let mut group = c.benchmark_group("decide");
+    for (pair, label) in &pairs {
+        let input = Input {
+            certificate_pem: pair.device.pem.as_bytes(),
+            ca: &pair.ca_cert,
+            ca_id: &pair.ca_id,
+            now: NOW,
+            aws: &aws,
+        };
+        let verdict = decide::decide(&config, &input);
+        assert!(verdict.is_ok(), "{label}: {:?}", verdict.err());
+        group.bench_function(*label, |b| b.iter(|| decide::decide(black_box(&config), black_box(&input))));
+    }
+    group.finish();
+
+    // Stage 1: parse the device PEM (PEM, DER, subject, key, SHA-256).
+    let mut group = c.benchmark_group("parse");
+    for (pair, label) in &pairs {
+        let pem = pair.device.pem.as_bytes();
+        group.bench_function(*label, |b| b.iter(|| Certificate::from_pem(black_box(pem))));
+    }
+    group.finish();
+
+    // Stage 2: verify the CA and the device certificate against it (signature by webpki, validity).
+    let check = DeviceCheck { now: NOW, clock_skew_seconds: config.defaults.clock_skew_seconds };
+    let mut group = c.benchmark_group("verify");
+    for (pair, label) in &pairs {
+        let device = Certificate::from_pem(pair.device.pem.as_bytes()).unwrap();
+        group.bench_function(*label, |b| {
+            b.iter(|| {
+                let ok = cert::verify_ca(black_box(&pair.ca_cert))?;
+                cert::verify_device(black_box(&device), &pair.ca_cert, ok, check)
+            })
+        });
+    }
+    group.finish();
+
+    // Parts of stage 2 that depend only on the CA, i.e. could be done once per CA instead of per event.
+    let mut group = c.benchmark_group("verify_parts");
+    for (pair, label) in &pairs {
+        group.bench_function(format!("verify_ca/{label}"), |b| b.iter(|| cert::verify_ca(black_box(&pair.ca_cert))));
+        let der = CertificateDer::from(pair.ca_cert.der());
+        group.bench_function(format!("trust_anchor/{label}"), |b| {
+            b.iter(|| webpki::anchor_from_trusted_cert(black_box(&der)).map(|a| a.to_owned()))
+        });
+        group.bench_function(format!("ca_subject_der/{label}"), |b| b.iter(|| black_box(&pair.ca_cert).subject_der()));
+    }
+    group.finish();
+
+    // Stages 3-5 do not depend on the key algorithm: one P-256 device.
+    let (p256, _) = pairs.iter().find(|(_, l)| *l == "p256").expect("p256 pair");
+    let device = Certificate::from_pem(p256.device.pem.as_bytes()).unwrap();
+    let certificate_id = CertificateId::of_der(device.der());
+    let serial = device.serial_hex();
+    let cn = device.subject().cn[0].clone();
+
+    // Stage 3: profile match (the CN regex, compiled at load, and the O allow-list).
+    let mut group = c.benchmark_group("profile_match");
+    group.bench_function("sensors", |b| {
+        b.iter(|| {
+            let subject = black_box(&device).subject();
+            let cn = subject.single("cn").ok().flatten().unwrap_or_default();
+            let o = subject.single("o").ok().flatten().unwrap_or_default();
+            profile.common_name.is_match(cn)
+                && profile.organization.as_ref().is_some_and(|allowed| allowed.iter().any(|a| a == o))
+        })
+    });
+    group.finish();
+
+    // Stage 4: the thing name and attributes (Tera, compiled at load), then the policy.
+    let engine = config.engine();
+    let mut group = c.benchmark_group("render");
+    group.bench_function("thing_name_and_attributes", |b| {
+        b.iter(|| {
+            let mut ctx = tera::Context::new();
+            ctx.insert("subject", &subject_map(device.subject()));
+            ctx.insert("certificate", &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }));
+            ctx.insert("ca", &serde_json::json!({ "id": p256.ca_id.as_str() }));
+            ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
+            let name = engine.render_thing_name(profile, &ctx)?;
+            for attribute in profile.attributes.keys() {
+                black_box(engine.render_attribute(profile, attribute.as_str(), &ctx)?);
+            }
+            Ok::<_, jitp_core::Rejection>(name)
+        })
+    });
+    let thing_name = ThingName::try_from(cn).unwrap();
+    let device_ctx = DeviceContext {
+        thing_name: &thing_name,
+        aws: &aws,
+        certificate_id: certificate_id.as_str(),
+        certificate_serial: &serial,
+        ca_id: p256.ca_id.as_str(),
+        subject: device.subject(),
+        profile,
+    };
+    // The template alone (context + Tera), no checks.
+    group.bench_function("policy_template", |b| b.iter(|| engine.render_unchecked(black_box(&device_ctx))));
+    // What the workflow calls: template, size, JSON and version checks, lint, canonical JSON.
+    group.bench_function("render_policy", |b| b.iter(|| engine.render_policy(black_box(&device_ctx))));
+    group.finish();
+
+    // Stage 5: the lint alone, on the rendered document.
+    let (rendered, _, _) = engine.render_unchecked(&device_ctx).unwrap();
+    let mut group = c.benchmark_group("lint");
+    group.bench_function("sensor_policy", |b| {
+        b.iter(|| lint::lint(black_box(&rendered), Scope::Thing(thing_name.as_str())))
+    });
+    group.finish();
+
+    // What else decide does per event, outside the stages above.
+    let mut group = c.benchmark_group("other");
+    // The one-line subject in the Verdict (x509-cert's Display, which looks attribute names up by OID).
+    group.bench_function("subject_line", |b| b.iter(|| black_box(&device).subject_line()));
+    // The certificate id: a second SHA-256 of the DER (from_der already computed the fingerprint).
+    group.bench_function("certificate_id", |b| b.iter(|| CertificateId::of_der(black_box(&device).der())));
+    group.bench_function("fingerprint_and_serial_hex", |b| {
+        b.iter(|| (black_box(&device).fingerprint_hex(), device.serial_hex()))
+    });
+    group.finish();
+
+    // Paid once at start-up, not per event: for scale.
+    let mut group = c.benchmark_group("startup");
+    group.sample_size(20);
+    let path = jitp_bench::config_path();
+    group.bench_function("config_load", |b| b.iter(|| Config::load(black_box(&path)).map(|c| c.profiles.len())));
+    group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));
+    group.finish();
+}
+
+criterion_group!(decide_benches, benches);
+criterion_main!(decide_benches);
