@@ -86,10 +86,13 @@ pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {
             bytes.len()
         ));
     }
-    // JSON is UTF-8 (RFC 8259); serde_json does not check the bytes of fields it skips, so check them all here.
+    // JSON is UTF-8 (RFC 8259). serde_json skips the values of fields it ignores without checking their bytes or
+    // escapes (found by fuzzing: invalid UTF-8, lone surrogates), so the whole document is read as a JSON value
+    // first: parse accepts exactly what from_value accepts, which is what the Lambda runtime hands over.
     let text = std::str::from_utf8(bytes).map_err(|e| reject!(MalformedEvent, "the event is not UTF-8 text: {e}"))?;
-    serde_json::from_str(text)
-        .map_err(|e| reject!(MalformedEvent, "the event is not a certificate-registered event: {e}"))
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| reject!(MalformedEvent, "the event is not JSON: {e}"))?;
+    from_value(value)
 }
 
 /// Parse an event from an already-decoded JSON value (the Lambda runtime hands one over).
@@ -142,6 +145,9 @@ mod tests {
         let mut invalid_utf8 = GOOD.trim_end_matches('}').as_bytes().to_vec();
         invalid_utf8.extend_from_slice(b",\"extra\":\"\xff\xfe\"}");
         assert_eq!(parse(&invalid_utf8).err().map(|e| e.reason), Some(ReasonCode::MalformedEvent));
+        let lone_surrogate = GOOD.replace("\"timestamp\"", "\"x\":\"\\udd62\",\"timestamp\"");
+        assert!(lone_surrogate.contains("udd62"));
+        assert_eq!(parse(lone_surrogate.as_bytes()).err().map(|e| e.reason), Some(ReasonCode::MalformedEvent));
         for case in cases {
             let r = parse(case.as_bytes());
             assert_eq!(r.err().map(|e| e.reason), Some(ReasonCode::MalformedEvent), "{case:.80}");
