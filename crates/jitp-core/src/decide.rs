@@ -38,8 +38,6 @@ pub struct Verdict {
     pub certificate_id: CertificateId,
     /// Serial number, hex.
     pub serial: String,
-    /// The subject, one line.
-    pub subject: String,
     /// Key algorithm and size.
     pub key: KeyKind,
     /// notBefore / notAfter, Unix seconds.
@@ -206,7 +204,8 @@ fn device_verdict(
     input: &Input<'_>,
 ) -> Result<Verdict, Rejection> {
     let engine = config.engine();
-    let certificate_id = CertificateId::of_der(device.der());
+    // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
+    let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
     let mut names_ctx = tera::Context::new();
     names_ctx.insert("subject", &crate::policy::subject_map(device.subject()));
@@ -239,7 +238,6 @@ fn device_verdict(
         profile: profile.name.clone(),
         certificate_id,
         serial,
-        subject: device.subject_line(),
         key: *device.key(),
         not_before,
         not_after,

@@ -48,6 +48,11 @@ macro_rules! sha256_id {
                 Self(hex::encode(sha2::Sha256::digest(der)))
             }
 
+            /// The id from an already computed SHA-256 of the DER.
+            pub fn from_fingerprint(sha256: [u8; 32]) -> Self {
+                Self(hex::encode(sha256))
+            }
+
             /// The 64 lowercase hex digits.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -190,6 +195,8 @@ mod tests {
     fn id_of_der_is_sha256_hex() {
         let id = CertificateId::of_der(b"abc");
         assert_eq!(id.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        use sha2::Digest as _;
+        assert_eq!(CertificateId::from_fingerprint(sha2::Sha256::digest(b"abc").into()), id);
     }
 
     #[test]
