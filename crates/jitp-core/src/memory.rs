@@ -313,6 +313,8 @@ impl MemoryRegistry {
 
     /// Invariant violations seen after any call: an ACTIVE certificate without a thing or a policy attached.
     pub fn violations(&self) -> Vec<String> {
+        let all: Vec<CertificateId> = lock(&self.state).certificates.keys().cloned().collect();
+        self.check_invariants(&all);
         lock(&self.runtime).violations.clone()
     }
 
@@ -353,18 +355,29 @@ impl MemoryRegistry {
     }
 
     /// Apply a write under the state lock, check the invariant, then apply an after-fault.
-    fn finish<T>(&self, op: Operation, fail_after: bool, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
-        self.check_invariants();
+    /// `touched`: the certificate the call may have changed (its status or attachments), whose invariant is
+    /// checked now; calls that touch no certificate cannot break it. `violations()` re-checks all of them.
+    fn finish<T>(
+        &self,
+        op: Operation,
+        fail_after: bool,
+        touched: Option<&CertificateId>,
+        result: Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        if let Some(id) = touched {
+            self.check_invariants(std::slice::from_ref(id));
+        }
         if fail_after && result.is_ok() {
             return Err(RegistryError::Unavailable(format!("{op}: injected 503 after the write")));
         }
         result
     }
 
-    fn check_invariants(&self) {
+    fn check_invariants(&self, ids: &[CertificateId]) {
         let state = lock(&self.state);
         let mut found = Vec::new();
-        for (id, cert) in &state.certificates {
+        for id in ids {
+            let Some(cert) = state.certificates.get(id) else { continue };
             if cert.status != Some(CertificateStatus::Active) {
                 continue;
             }
@@ -406,7 +419,7 @@ impl IotRegistry for MemoryRegistry {
                 ca_certificate_id: c.ca.clone(),
             })
         });
-        self.finish(Operation::DescribeCertificate, after, r)
+        self.finish(Operation::DescribeCertificate, after, None, r)
     }
 
     async fn describe_ca_certificate(&self, id: &CaCertificateId) -> Result<CaDescription, RegistryError> {
@@ -420,7 +433,7 @@ impl IotRegistry for MemoryRegistry {
                 auto_registration: c.auto_registration,
             })
         });
-        self.finish(Operation::DescribeCACertificate, after, r)
+        self.finish(Operation::DescribeCACertificate, after, None, r)
     }
 
     async fn update_certificate(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), RegistryError> {
@@ -440,7 +453,7 @@ impl IotRegistry for MemoryRegistry {
             c.status = Some(status);
             Ok(())
         });
-        self.finish(Operation::UpdateCertificate, after, r)
+        self.finish(Operation::UpdateCertificate, after, Some(id), r)
     }
 
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
@@ -462,7 +475,7 @@ impl IotRegistry for MemoryRegistry {
                 Ok(())
             }
         });
-        self.finish(Operation::CreateThing, after, r)
+        self.finish(Operation::CreateThing, after, None, r)
     }
 
     async fn describe_thing(&self, name: &ThingName) -> Result<ThingDescription, RegistryError> {
@@ -475,7 +488,7 @@ impl IotRegistry for MemoryRegistry {
                 attributes: t.attributes.clone(),
             })
         });
-        self.finish(Operation::DescribeThing, after, r)
+        self.finish(Operation::DescribeThing, after, None, r)
     }
 
     async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
@@ -487,7 +500,7 @@ impl IotRegistry for MemoryRegistry {
             t.attributes = spec.attributes.clone();
             Ok(())
         });
-        self.finish(Operation::UpdateThing, after, r)
+        self.finish(Operation::UpdateThing, after, None, r)
     }
 
     async fn add_thing_to_thing_group(&self, thing: &ThingName, group: &str) -> Result<(), RegistryError> {
@@ -497,7 +510,7 @@ impl IotRegistry for MemoryRegistry {
             t.groups.insert(group.to_owned());
             Ok(())
         });
-        self.finish(Operation::AddThingToThingGroup, after, r)
+        self.finish(Operation::AddThingToThingGroup, after, None, r)
     }
 
     async fn list_thing_principals(&self, thing: &ThingName) -> Result<Vec<String>, RegistryError> {
@@ -508,7 +521,7 @@ impl IotRegistry for MemoryRegistry {
             }
             Ok(s.thing_principals.get(thing).map(|p| p.iter().cloned().collect()).unwrap_or_default())
         });
-        self.finish(Operation::ListThingPrincipals, after, r)
+        self.finish(Operation::ListThingPrincipals, after, None, r)
     }
 
     async fn create_policy(&self, name: &PolicyName, document: &str) -> Result<(), RegistryError> {
@@ -526,7 +539,7 @@ impl IotRegistry for MemoryRegistry {
             );
             Ok(())
         });
-        self.finish(Operation::CreatePolicy, after, r)
+        self.finish(Operation::CreatePolicy, after, None, r)
     }
 
     async fn get_policy(&self, name: &PolicyName) -> Result<PolicyDescription, RegistryError> {
@@ -539,7 +552,7 @@ impl IotRegistry for MemoryRegistry {
                 default_version_id: p.default.to_string(),
             })
         });
-        self.finish(Operation::GetPolicy, after, r)
+        self.finish(Operation::GetPolicy, after, None, r)
     }
 
     async fn create_policy_version(&self, name: &PolicyName, document: &str) -> Result<String, RegistryError> {
@@ -557,7 +570,7 @@ impl IotRegistry for MemoryRegistry {
             p.default = id;
             Ok(id.to_string())
         });
-        self.finish(Operation::CreatePolicyVersion, after, r)
+        self.finish(Operation::CreatePolicyVersion, after, None, r)
     }
 
     async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError> {
@@ -569,7 +582,7 @@ impl IotRegistry for MemoryRegistry {
                 .map(|v| PolicyVersion { version_id: v.to_string(), is_default: *v == p.default })
                 .collect())
         });
-        self.finish(Operation::ListPolicyVersions, after, r)
+        self.finish(Operation::ListPolicyVersions, after, None, r)
     }
 
     async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
@@ -586,7 +599,7 @@ impl IotRegistry for MemoryRegistry {
                 .map(|_| ())
                 .ok_or_else(|| RegistryError::NotFound(format!("policy {name} version {v}")))
         });
-        self.finish(Operation::DeletePolicyVersion, after, r)
+        self.finish(Operation::DeletePolicyVersion, after, None, r)
     }
 
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
@@ -601,14 +614,14 @@ impl IotRegistry for MemoryRegistry {
             s.policy_targets.entry(target.to_owned()).or_default().insert(name.clone());
             Ok(())
         });
-        self.finish(Operation::AttachPolicy, after, r)
+        self.finish(Operation::AttachPolicy, after, CertificateId::from_arn(target).as_ref(), r)
     }
 
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<PolicyName>, RegistryError> {
         let after = self.admit(Operation::ListAttachedPolicies).await?;
         let r = self
             .with_state(|s| Ok(s.policy_targets.get(target).map(|p| p.iter().cloned().collect()).unwrap_or_default()));
-        self.finish(Operation::ListAttachedPolicies, after, r)
+        self.finish(Operation::ListAttachedPolicies, after, None, r)
     }
 
     async fn attach_thing_principal(
@@ -636,6 +649,43 @@ impl IotRegistry for MemoryRegistry {
             s.thing_principals.entry(thing.clone()).or_default().insert(principal.to_owned());
             Ok(())
         });
-        self.finish(Operation::AttachThingPrincipal, after, r)
+        self.finish(Operation::AttachThingPrincipal, after, CertificateId::from_arn(principal).as_ref(), r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+
+    #[tokio::test]
+    async fn activating_a_bare_certificate_is_a_violation() {
+        let registry = MemoryRegistry::new();
+        let ca = registry.register_ca(CA, true).unwrap_or_else(|e| unreachable!("{e}"));
+        let id = registry
+            .register_certificate("-----BEGIN CERTIFICATE-----\nMAE=\n-----END CERTIFICATE-----\n", &ca)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(registry.violations().is_empty());
+        registry.update_certificate(&id, CertificateStatus::Active).await.unwrap_or_else(|e| unreachable!("{e}"));
+        let violations = registry.violations();
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(violations[0].contains("without a thing") && violations[1].contains("without a policy"));
+    }
+
+    #[tokio::test]
+    async fn revoked_certificates_stay_revoked() {
+        let registry = MemoryRegistry::new();
+        let ca = registry.register_ca(CA, true).unwrap_or_else(|e| unreachable!("{e}"));
+        let id = registry
+            .register_certificate("-----BEGIN CERTIFICATE-----\nMAE=\n-----END CERTIFICATE-----\n", &ca)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(registry.update_certificate(&id, CertificateStatus::Revoked).await, Ok(()));
+        let again = registry.update_certificate(&id, CertificateStatus::Active).await;
+        assert!(matches!(again, Err(RegistryError::Conflict(_))), "{again:?}");
+        assert!(matches!(
+            registry.update_certificate(&id, CertificateStatus::PendingActivation).await,
+            Err(RegistryError::InvalidRequest(_))
+        ));
     }
 }
