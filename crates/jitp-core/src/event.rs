@@ -89,9 +89,11 @@ pub fn parse(bytes: &[u8]) -> Result<RegistrationEvent, Rejection> {
     // JSON is UTF-8 (RFC 8259). serde_json skips the values of fields it ignores without checking their bytes or
     // escapes (found by fuzzing: invalid UTF-8, lone surrogates), so the whole document is read as a JSON value
     // first: parse accepts exactly what from_value accepts, which is what the Lambda runtime hands over.
-    let text = std::str::from_utf8(bytes).map_err(|e| reject!(MalformedEvent, "the event is not UTF-8 text: {e}"))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| reject!(MalformedEvent, "the event is not JSON: {e}"))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        reject!(MalformedEvent, "the event is not a certificate-registered event: not UTF-8 text ({e})")
+    })?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| reject!(MalformedEvent, "the event is not a certificate-registered event: not JSON ({e})"))?;
     from_value(value)
 }
 
