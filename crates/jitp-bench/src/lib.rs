@@ -6,6 +6,8 @@
 //!   default quotas as token buckets: devices per second against the quota bound.
 //! - `jitp-coldstart`: the release `jitp-lambda` binary against a local Runtime API: time to the first `next`
 //!   and peak RSS after 1000 events.
+//! - `jitp-moto-compare`: per-event wall time of jitp and of the boto3 JITR baseline (`benches/baseline/`, a
+//!   comparison point only) on one moto server.
 //! - `jitp-seed`: seed corpora for the fuzz targets under `fuzz/corpus/`, from the test fixtures.
 //!
 //! Nothing here is a test of behaviour: the figures are measured and written down, never asserted on time.
