@@ -56,6 +56,7 @@ fn classify(code: Option<&str>, status: Option<u16>) -> fn(String) -> RegistryEr
         Some("ResourceAlreadyExistsException") => RegistryError::AlreadyExists,
         Some("ResourceNotFoundException") => RegistryError::NotFound,
         Some("VersionsLimitExceededException") => RegistryError::VersionsLimitExceeded,
+        Some("VersionConflictException") => RegistryError::VersionConflict,
         Some("InvalidRequestException" | "UnauthorizedException") => RegistryError::InvalidRequest,
         Some(
             "CertificateStateException"
@@ -101,6 +102,7 @@ pub(crate) fn outcome(err: &RegistryError) -> &'static str {
         RegistryError::NotFound(_) => "not_found",
         RegistryError::AlreadyExists(_) => "already_exists",
         RegistryError::Conflict(_) => "conflict",
+        RegistryError::VersionConflict(_) => "version_conflict",
         RegistryError::VersionsLimitExceeded(_) => "versions_limit_exceeded",
         RegistryError::Throttled(_) => "throttled",
         RegistryError::Unavailable(_) => "unavailable",
@@ -132,6 +134,7 @@ mod tests {
         assert_eq!(kind(Some("CertificateStateException"), Some(406)), "conflict");
         assert_eq!(kind(Some("ConflictException"), Some(409)), "conflict");
         assert_eq!(kind(Some("DeleteConflictException"), Some(409)), "conflict");
+        assert_eq!(kind(Some("VersionConflictException"), Some(409)), "version_conflict");
     }
 
     #[test]

@@ -311,14 +311,16 @@ impl IotRegistry for AwsRegistry {
             name: name.clone(),
             thing_type: out.thing_type_name.filter(|t| !t.is_empty()),
             attributes: out.attributes.unwrap_or_default().into_iter().collect(),
+            version: out.version,
         })
     }
 
-    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+    async fn update_thing(&self, spec: &ThingSpec, expected_version: Option<i64>) -> Result<(), RegistryError> {
         let mut request = self
             .client
             .update_thing()
             .thing_name(spec.name.as_str())
+            .set_expected_version(expected_version)
             .attribute_payload(attribute_payload(&spec.attributes, false));
         request = match &spec.thing_type {
             Some(t) => request.thing_type_name(t),
@@ -434,6 +436,11 @@ impl IotRegistry for AwsRegistry {
             request = request.thing_principal_type(sdk::ThingPrincipalType::ExclusiveThing);
         }
         call(Operation::AttachThingPrincipal, request.send()).await.map(drop)
+    }
+
+    async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError> {
+        let request = self.client.detach_thing_principal().thing_name(thing.as_str()).principal(principal).send();
+        call(Operation::DetachThingPrincipal, request).await.map(drop)
     }
 }
 

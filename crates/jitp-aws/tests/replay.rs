@@ -168,7 +168,7 @@ error_mapping_tests! {
     errors_update_certificate, "UpdateCertificate", |r| r.update_certificate(&cert_id(), CertificateStatus::Active);
     errors_create_thing, "CreateThing", |r| r.create_thing(&spec(Some("sensor"), &[("batch", "b1")]));
     errors_describe_thing, "DescribeThing", |r| r.describe_thing(&thing());
-    errors_update_thing, "UpdateThing", |r| r.update_thing(&spec(None, &[]));
+    errors_update_thing, "UpdateThing", |r| r.update_thing(&spec(None, &[]), None);
     errors_add_thing_to_thing_group, "AddThingToThingGroup", |r| r.add_thing_to_thing_group(&thing(), "sensors");
     errors_list_thing_principals, "ListThingPrincipals", |r| r.list_thing_principals(&thing());
     errors_create_policy, "CreatePolicy", |r| r.create_policy(&policy(), "{}");
@@ -337,15 +337,15 @@ async fn describe_thing_maps_fields() {
 #[tokio::test]
 async fn update_thing_replaces_attributes_and_sets_or_removes_the_type() {
     let (registry, http) = replay(vec![ok(), ok()]);
-    registry.update_thing(&spec(Some("sensor"), &[("batch", "b2")])).await.unwrap();
-    registry.update_thing(&spec(None, &[])).await.unwrap();
+    registry.update_thing(&spec(Some("sensor"), &[("batch", "b2")]), Some(3)).await.unwrap();
+    registry.update_thing(&spec(None, &[]), None).await.unwrap();
     let reqs = requests(&http);
     assert_eq!(reqs[0].method(), "PATCH");
     assert!(reqs[0].uri().ends_with("/things/sensor-0a1b2c3d4e5f"), "{}", reqs[0].uri());
     // merge=false (the default, so not on the wire): the attributes replace the stored ones.
     assert_eq!(
         body_json(reqs[0]),
-        serde_json::json!({"thingTypeName": "sensor", "attributePayload": {"attributes": {"batch": "b2"}}})
+        serde_json::json!({"thingTypeName": "sensor", "expectedVersion": 3, "attributePayload": {"attributes": {"batch": "b2"}}})
     );
     assert_eq!(
         body_json(reqs[1]),

@@ -51,6 +51,7 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
         Outcome::Provisioned | Outcome::AlreadyProvisioned => ExitCode::SUCCESS,
         Outcome::Rejected => ExitCode::from(1),
         Outcome::Error => ExitCode::from(3),
+        Outcome::Held => ExitCode::from(4),
     })
 }
 

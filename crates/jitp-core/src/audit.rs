@@ -17,8 +17,12 @@ pub enum Outcome {
     Provisioned,
     /// The certificate was already ACTIVE: nothing written.
     AlreadyProvisioned,
-    /// A final no, with a reason code; never retried.
+    /// A final no for a certificate at fault (or a forged or stale event), with a reason code; never retried.
     Rejected,
+    /// An operator's mistake (template, CA, configuration; see [`crate::reason::Fault::Operator`]) stops an
+    /// acceptable device: the certificate is left PENDING_ACTIVATION and the event is handed back, so that it
+    /// provisions the device once the mistake is fixed (redrive the dead-letter queue after the fix).
+    Held,
     /// A transient failure: the platform should deliver the event again.
     Error,
 }
@@ -30,6 +34,7 @@ impl Outcome {
             Self::Provisioned => "PROVISIONED",
             Self::AlreadyProvisioned => "ALREADY_PROVISIONED",
             Self::Rejected => "REJECTED",
+            Self::Held => "HELD",
             Self::Error => "ERROR",
         }
     }
@@ -49,6 +54,8 @@ pub struct AuditRecord {
     pub status: String,
     /// The reason code of a rejection (or of an error's cause where one applies).
     pub reason: Option<ReasonCode>,
+    /// Whose mistake the rejection is (`device`, `operator`, `none`), from the reason code.
+    pub fault: Option<crate::reason::Fault>,
     /// One sentence for people.
     pub message: String,
     /// The certificate.
@@ -65,7 +72,8 @@ pub struct AuditRecord {
     pub policy_version: Option<String>,
     /// The profile that decided.
     pub profile: Option<String>,
-    /// What was done to a rejected certificate: `REVOKED`, `INACTIVE` or `LEFT`.
+    /// What was done to a rejected or held certificate: `REVOKED`, `INACTIVE`, `LEFT` (on_reject = "leave") or
+    /// `LEFT_PENDING` (held: an operator's mistake never costs a device its certificate).
     pub certificate_action: Option<String>,
     /// API calls made, by operation.
     pub api_calls: BTreeMap<String, u32>,
@@ -86,6 +94,7 @@ impl AuditRecord {
             outcome: Outcome::Error,
             status: "Failure".into(),
             reason: None,
+            fault: None,
             message: String::new(),
             certificate_id: None,
             ca_certificate_id: None,
@@ -104,7 +113,7 @@ impl AuditRecord {
 
     /// Should the platform deliver this event again?
     pub fn is_retryable(&self) -> bool {
-        self.outcome == Outcome::Error
+        matches!(self.outcome, Outcome::Error | Outcome::Held)
     }
 
     /// The record as one JSON line.

@@ -101,6 +101,13 @@ struct Thing {
     thing_type: Option<String>,
     attributes: BTreeMap<String, String>,
     groups: BTreeSet<String>,
+    /// AWS IoT's thing version: 1 at creation, +1 on every UpdateThing.
+    #[serde(default = "first_version")]
+    version: i64,
+}
+
+fn first_version() -> i64 {
+    1
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -470,6 +477,7 @@ impl IotRegistry for MemoryRegistry {
                         thing_type: spec.thing_type.clone(),
                         attributes: spec.attributes.clone(),
                         groups: BTreeSet::new(),
+                        version: first_version(),
                     },
                 );
                 Ok(())
@@ -486,18 +494,28 @@ impl IotRegistry for MemoryRegistry {
                 name: name.clone(),
                 thing_type: t.thing_type.clone(),
                 attributes: t.attributes.clone(),
+                version: t.version,
             })
         });
         self.finish(Operation::DescribeThing, after, None, r)
     }
 
-    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError> {
+    async fn update_thing(&self, spec: &ThingSpec, expected_version: Option<i64>) -> Result<(), RegistryError> {
         let after = self.admit(Operation::UpdateThing).await?;
         let r = self.with_state(|s| {
             let t =
                 s.things.get_mut(&spec.name).ok_or_else(|| RegistryError::NotFound(format!("thing {}", spec.name)))?;
+            if let Some(expected) = expected_version
+                && expected != t.version
+            {
+                return Err(RegistryError::VersionConflict(format!(
+                    "thing {} is at version {}, not {expected}",
+                    spec.name, t.version
+                )));
+            }
             t.thing_type = spec.thing_type.clone();
             t.attributes = spec.attributes.clone();
+            t.version += 1;
             Ok(())
         });
         self.finish(Operation::UpdateThing, after, None, r)
@@ -650,6 +668,23 @@ impl IotRegistry for MemoryRegistry {
             Ok(())
         });
         self.finish(Operation::AttachThingPrincipal, after, CertificateId::from_arn(principal).as_ref(), r)
+    }
+
+    async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::DetachThingPrincipal).await?;
+        let r = self.with_state(|s| {
+            if !s.things.contains_key(thing) {
+                return Err(RegistryError::NotFound(format!("thing {thing}")));
+            }
+            if let Some(things) = s.principal_things.get_mut(principal) {
+                things.remove(thing);
+            }
+            if let Some(principals) = s.thing_principals.get_mut(thing) {
+                principals.remove(principal);
+            }
+            Ok(())
+        });
+        self.finish(Operation::DetachThingPrincipal, after, CertificateId::from_arn(principal).as_ref(), r)
     }
 }
 

@@ -363,7 +363,7 @@ impl Provisioner {
             Ok(()) => {}
             Err(RegistryError::AlreadyExists(_)) => {
                 self.check_ownership(cert, verdict, tally).await?;
-                tally.must(Operation::UpdateThing, |r| r.update_thing(&spec)).await?;
+                tally.must(Operation::UpdateThing, |r| r.update_thing(&spec, None)).await?;
             }
             Err(RegistryError::NotFound(what)) => {
                 // AWS IoT creates neither thing types nor groups on the fly: an operator's setup step was missed.

@@ -38,28 +38,47 @@ pub enum ReasonCode {
     CaInvalid,
     /// The registered CA is not ACTIVE in the registry.
     CaNotActive,
+    /// The registered CA's notAfter is in the past at the decision time.
+    CaExpired,
+    /// The registered CA's notBefore is in the future at the decision time.
+    CaNotYetValid,
     /// The certificate's serial or fingerprint is on the profile's deny list.
     CertDenied,
     /// No profile lists this CA.
     UnknownCa,
     /// No profile's subject rules match the certificate's subject.
     SubjectMismatch,
-    /// The rendered thing name is not 1..=128 characters of `[A-Za-z0-9:_-]`.
+    /// The rendered thing name is not 1..=128 characters of `[A-Za-z0-9:_-]`, exactly as the subject spells it.
     InvalidThingName,
     /// A value bound for a thing attribute or a policy is not allowed there.
     InvalidAttribute,
-    /// The policy template failed to render (syntax, undefined field, not JSON).
+    /// A template (the policy, the thing name or an attribute expression) failed to render for a subject its
+    /// profile accepts (an undefined field, not JSON): the template's mistake, not the device's.
     PolicyTemplateError,
     /// The rendered policy failed the least-privilege lint.
     PolicyTooPermissive,
     /// The rendered policy exceeds AWS IoT's 2048-character limit (whitespace excluded).
     PolicyTooLarge,
-    /// The thing is already bound to another ACTIVE certificate.
+    /// The thing is owned by another certificate (its `jitp_certificate` attribute names another certificate,
+    /// whatever that certificate's status), and the profile's `on_duplicate` is `reject`, or the other
+    /// certificate is newer and `on_duplicate` is `rotate`.
     DuplicateThing,
     /// The certificate does not exist in the registry.
     CertNotFound,
     /// The certificate is REVOKED or INACTIVE (someone else decided): left alone.
     CertNotPending,
+    /// The device certificate marks an extension critical that jitp does not process (RFC 5280 4.2).
+    UnsupportedCriticalExtension,
+    /// The public key is not a valid key: an RSA exponent that is even or too small, an even modulus, an EC
+    /// point that is not on its curve, is the point at infinity, has the wrong length or names another curve.
+    InvalidPublicKey,
+    /// The device certificate carries the registered CA's own public key.
+    DeviceKeyIsCaKey,
+    /// The device certificate's names fall outside the registered CA's name constraints.
+    NameConstraintViolation,
+    /// The thing exists but jitp did not create it (it has no `jitp_certificate` attribute): jitp never adopts a
+    /// thing it did not create.
+    ThingNotManaged,
 }
 
 impl ReasonCode {
@@ -89,6 +108,13 @@ impl ReasonCode {
         Self::DuplicateThing,
         Self::CertNotFound,
         Self::CertNotPending,
+        Self::CaExpired,
+        Self::CaNotYetValid,
+        Self::UnsupportedCriticalExtension,
+        Self::InvalidPublicKey,
+        Self::DeviceKeyIsCaKey,
+        Self::NameConstraintViolation,
+        Self::ThingNotManaged,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -118,8 +144,71 @@ impl ReasonCode {
             Self::DuplicateThing => "DUPLICATE_THING",
             Self::CertNotFound => "CERT_NOT_FOUND",
             Self::CertNotPending => "CERT_NOT_PENDING",
+            Self::CaExpired => "CA_EXPIRED",
+            Self::CaNotYetValid => "CA_NOT_YET_VALID",
+            Self::UnsupportedCriticalExtension => "UNSUPPORTED_CRITICAL_EXTENSION",
+            Self::InvalidPublicKey => "INVALID_PUBLIC_KEY",
+            Self::DeviceKeyIsCaKey => "DEVICE_KEY_IS_CA_KEY",
+            Self::NameConstraintViolation => "NAME_CONSTRAINT_VIOLATION",
+            Self::ThingNotManaged => "THING_NOT_MANAGED",
         }
     }
+
+    /// Whose mistake a rejection with this code is, which decides what jitp may do to the certificate.
+    ///
+    /// - [`Fault::Device`]: the certificate itself is unacceptable (forged, malformed, weak, expired, denied, a
+    ///   hostile subject, another device's name). The profile's `on_reject` applies: revoke, deactivate or leave.
+    /// - [`Fault::Operator`]: the account's or the security team's setup stops an acceptable device: a template
+    ///   that fails or renders too wide, a CA that is not ACTIVE, expired or not configured, a thing jitp does
+    ///   not manage. The certificate is never revoked or deactivated: it stays PENDING_ACTIVATION, the event is
+    ///   handed back (outcome `HELD`), and once the mistake is fixed a redelivered event provisions the device.
+    /// - [`Fault::None`]: nobody's verdict on the certificate (a forged or stale event, a certificate someone
+    ///   else already decided on): nothing is written.
+    pub fn fault(self) -> Fault {
+        match self {
+            Self::MalformedEvent | Self::CertNotFound | Self::CertNotPending => Fault::None,
+            Self::CaInvalid
+            | Self::CaNotActive
+            | Self::CaExpired
+            | Self::CaNotYetValid
+            | Self::UnknownCa
+            | Self::PolicyTemplateError
+            | Self::PolicyTooPermissive
+            | Self::PolicyTooLarge
+            | Self::ThingNotManaged => Fault::Operator,
+            Self::MalformedCertificate
+            | Self::IssuerMismatch
+            | Self::SignatureInvalid
+            | Self::UnsupportedAlgorithm
+            | Self::WeakKey
+            | Self::CertExpired
+            | Self::CertNotYetValid
+            | Self::DeviceCertIsCa
+            | Self::KeyUsageInvalid
+            | Self::ValidityTooLong
+            | Self::CertDenied
+            | Self::SubjectMismatch
+            | Self::InvalidThingName
+            | Self::InvalidAttribute
+            | Self::DuplicateThing
+            | Self::UnsupportedCriticalExtension
+            | Self::InvalidPublicKey
+            | Self::DeviceKeyIsCaKey
+            | Self::NameConstraintViolation => Fault::Device,
+        }
+    }
+}
+
+/// Whose mistake a rejection is: see [`ReasonCode::fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// The certificate is unacceptable: the profile's `on_reject` applies.
+    Device,
+    /// The setup stops an acceptable device: the certificate stays PENDING and the event is handed back.
+    Operator,
+    /// No verdict on the certificate: nothing is written.
+    None,
 }
 
 impl fmt::Display for ReasonCode {
@@ -163,6 +252,16 @@ pub(crate) use reject;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_with_a_fault() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ReasonCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} listed twice");
+            let _ = code.fault();
+        }
+        assert_eq!(seen.len(), ReasonCode::ALL.len());
+    }
 
     #[test]
     fn serde_name_equals_as_str_for_every_code() {

@@ -26,6 +26,10 @@ pub enum RegistryError {
     /// A state conflict: CertificateStateException, ConflictException, DeleteConflictException.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// VersionConflictException: UpdateThing's `expectedVersion` is not the thing's version (someone else wrote
+    /// the thing since it was read).
+    #[error("version conflict: {0}")]
+    VersionConflict(String),
     /// VersionsLimitExceededException: a policy has 5 versions.
     #[error("policy versions limit exceeded: {0}")]
     VersionsLimitExceeded(String),
@@ -68,6 +72,7 @@ pub enum Operation {
     AttachPolicy,
     ListAttachedPolicies,
     AttachThingPrincipal,
+    DetachThingPrincipal,
 }
 
 impl Operation {
@@ -89,6 +94,7 @@ impl Operation {
         Self::AttachPolicy,
         Self::ListAttachedPolicies,
         Self::AttachThingPrincipal,
+        Self::DetachThingPrincipal,
     ];
 
     /// The AWS API name.
@@ -110,6 +116,31 @@ impl Operation {
             Self::AttachPolicy => "AttachPolicy",
             Self::ListAttachedPolicies => "ListAttachedPolicies",
             Self::AttachThingPrincipal => "AttachThingPrincipal",
+            Self::DetachThingPrincipal => "DetachThingPrincipal",
+        }
+    }
+
+    /// The IAM action that authorises the call. [`Operation::ALL`] mapped through this is the whole set of
+    /// actions the function role needs: the source of truth that infra/ is tested against.
+    pub fn iam_action(self) -> &'static str {
+        match self {
+            Self::DescribeCertificate => "iot:DescribeCertificate",
+            Self::DescribeCACertificate => "iot:DescribeCACertificate",
+            Self::UpdateCertificate => "iot:UpdateCertificate",
+            Self::CreateThing => "iot:CreateThing",
+            Self::DescribeThing => "iot:DescribeThing",
+            Self::UpdateThing => "iot:UpdateThing",
+            Self::AddThingToThingGroup => "iot:AddThingToThingGroup",
+            Self::ListThingPrincipals => "iot:ListThingPrincipals",
+            Self::CreatePolicy => "iot:CreatePolicy",
+            Self::GetPolicy => "iot:GetPolicy",
+            Self::CreatePolicyVersion => "iot:CreatePolicyVersion",
+            Self::ListPolicyVersions => "iot:ListPolicyVersions",
+            Self::DeletePolicyVersion => "iot:DeletePolicyVersion",
+            Self::AttachPolicy => "iot:AttachPolicy",
+            Self::ListAttachedPolicies => "iot:ListAttachedPolicies",
+            Self::AttachThingPrincipal => "iot:AttachThingPrincipal",
+            Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
         }
     }
 }
@@ -178,6 +209,9 @@ pub struct ThingDescription {
     pub thing_type: Option<String>,
     /// Attributes.
     pub attributes: BTreeMap<String, String>,
+    /// The thing's version: AWS IoT increments it on every update, and UpdateThing with `expectedVersion`
+    /// succeeds only while it is unchanged (the compare-and-set jitp moves ownership with).
+    pub version: i64,
 }
 
 /// GetPolicy's answer (the default version).
@@ -213,8 +247,9 @@ pub trait IotRegistry: Send + Sync {
     async fn create_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError>;
     /// DescribeThing.
     async fn describe_thing(&self, name: &ThingName) -> Result<ThingDescription, RegistryError>;
-    /// UpdateThing: set the type and replace the attributes.
-    async fn update_thing(&self, spec: &ThingSpec) -> Result<(), RegistryError>;
+    /// UpdateThing: set the type and replace the attributes. With `expected_version`, only if the thing's
+    /// version is still that one (VersionConflict otherwise): an atomic compare-and-set.
+    async fn update_thing(&self, spec: &ThingSpec, expected_version: Option<i64>) -> Result<(), RegistryError>;
     /// AddThingToThingGroup.
     async fn add_thing_to_thing_group(&self, thing: &ThingName, group: &str) -> Result<(), RegistryError>;
     /// ListThingPrincipals: the ARNs of the certificates attached to the thing.
@@ -240,4 +275,6 @@ pub trait IotRegistry: Send + Sync {
         principal: &str,
         exclusive: bool,
     ) -> Result<(), RegistryError>;
+    /// DetachThingPrincipal (idempotent: detaching what is not attached succeeds).
+    async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
 }

@@ -93,7 +93,7 @@ pub(crate) async fn event(State(state): State<AppState>, headers: HeaderMap, bod
     }
     let record = handle_event(&state, bytes).await?;
     match record.outcome {
-        Outcome::Error => {
+        Outcome::Error | Outcome::Held => {
             Err(AppError::Retry { record: Box::new(record), retry_after: state.options.retry_after_secs() })
         }
         Outcome::Rejected if record.reason == Some(ReasonCode::MalformedEvent) => {
