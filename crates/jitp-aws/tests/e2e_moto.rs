@@ -3,6 +3,11 @@
 //!
 //! moto's certificate ids hash the PEM text, not the DER (tests/README.md), so every event here is built from
 //! the id moto returned at registration, as AWS IoT would build it from its own.
+//!
+//! The server is moto patched to AWS IoT's documented CreateThing, UpdateThing `expectedVersion` and
+//! EXCLUSIVE_THING behaviour (`tests/moto_aws_semantics.py`): the one-identity-per-device guarantee rests on
+//! them and plain moto deviates on all three, so a test on plain moto would prove nothing. One test measures
+//! the deviation itself on plain moto.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -44,8 +49,17 @@ struct Registered {
 }
 
 impl World {
+    /// moto with AWS's semantics.
     async fn start() -> Option<World> {
-        let server = MotoServer::start()?;
+        Self::on(MotoServer::start_with_aws_semantics()?).await
+    }
+
+    /// Plain moto, to measure a deviation.
+    async fn start_plain() -> Option<World> {
+        Self::on(MotoServer::start()?).await
+    }
+
+    async fn on(server: MotoServer) -> Option<World> {
         let registry = AwsRegistry::builder()
             .endpoint_url(&server.endpoint)
             .region("us-east-1")
@@ -210,7 +224,16 @@ async fn a_replay_writes_nothing() {
 
     let replay = world.handle(&device, &ca_id).await;
     assert_eq!(replay.outcome, Outcome::AlreadyProvisioned, "{}", replay.message);
-    assert_eq!(replay.api_calls, calls(&[("DescribeCertificate", 1)]));
+    assert_eq!(
+        replay.api_calls,
+        calls(&[
+            ("DescribeCertificate", 1),
+            ("DescribeThing", 1),
+            ("ListAttachedPolicies", 1),
+            ("ListThingPrincipals", 1)
+        ]),
+        "reads only: the certificate, then its ownership, attachment and policy at once"
+    );
     let after = (world.thing_names().await, world.policy_names().await, world.versions(&policy_name).await);
     assert_eq!(before, after);
     assert_eq!(world.status(&device.id).await, SdkStatus::Active);
@@ -262,14 +285,25 @@ async fn an_inactive_ca_is_refused() {
     let ca_id = world.register_ca(&ca, false).await;
     let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
     let record = world.handle(&device, &ca_id).await;
-    assert_eq!(
-        (record.outcome, record.reason),
-        (Outcome::Rejected, Some(ReasonCode::CaNotActive)),
-        "{}",
-        record.message
-    );
-    assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
+    assert_eq!((record.outcome, record.reason), (Outcome::Held, Some(ReasonCode::CaNotActive)), "{}", record.message);
+    // The operator's mistake: the device keeps its certificate, and provisions once the CA is activated.
+    assert_eq!(world.status(&device.id).await, SdkStatus::PendingActivation);
     assert!(world.thing_names().await.is_empty());
+    world
+        .sdk()
+        .update_ca_certificate()
+        .certificate_id(ca_id.as_str())
+        .new_status(aws_sdk_iot::types::CaCertificateStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    let world = World {
+        provisioner: Provisioner::new(config(), world.registry.clone() as Arc<dyn IotRegistry>, Settings::default()),
+        ..world
+    };
+    let record = world.handle(&device, &ca_id).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(world.status(&device.id).await, SdkStatus::Active);
 }
 
 /// moto never says which CA signed a certificate, so the event's claim is checked by the signature: an event
@@ -332,14 +366,14 @@ async fn policy_versions_are_pruned_at_five() {
     assert_eq!(policy.default_version_id.as_deref(), Some("6"));
 }
 
-/// Measured deviation: on AWS, CreateThing for a second certificate with the same CN fails (the thing exists
-/// with another `jitp_certificate` attribute), jitp finds the thing bound to an ACTIVE certificate and rejects
-/// DUPLICATE_THING. moto's CreateThing overwrites instead, so the duplicate is provisioned there. The AWS path
-/// is covered by jitp-core's provision tests (memory registry) and by the replay test
-/// `create_thing_with_another_configuration_is_already_exists`.
+/// Measured deviation, on plain moto: on AWS, CreateThing for a second certificate with the same CN fails (the
+/// thing exists with another `jitp_certificate` attribute) and jitp rejects DUPLICATE_THING. moto's CreateThing
+/// overwrites instead, so the duplicate is provisioned there. The AWS path is covered on the patched server by
+/// `k_certificates_for_one_name_at_once_give_one_identity`, by jitp-core's identity tests (memory registry) and
+/// by the replay test `create_thing_with_another_configuration_is_already_exists`.
 #[tokio::test]
 async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
-    let world = world_or_skip!();
+    let Some(world) = World::start_plain().await else { return };
     let ca = Ca::new("Acme e2e duplicate CA", Alg::P256);
     let ca_id = world.register_ca(&ca, true).await;
     let first = world.register(ca.issue(&Device::new(CN)), &ca).await;
@@ -347,7 +381,109 @@ async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
     let second = world.register(ca.issue(&Device::new(CN).alg(Alg::P384)), &ca).await;
     let record = world.handle(&second, &ca_id).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "moto: {}", record.message);
-    assert!(!record.api_calls.contains_key("ListThingPrincipals"), "no ownership check ran: {:?}", record.api_calls);
+    assert!(!record.api_calls.contains_key("DescribeThing"), "no ownership check ran: {:?}", record.api_calls);
     let thing = world.sdk().describe_thing().thing_name(CN).send().await.unwrap();
     assert_eq!(thing.attributes.unwrap_or_default().get(CERTIFICATE_ATTRIBUTE), Some(&second.id.to_string()));
+}
+
+/// Every call to the wrapped registry first waits 10-40 ms, as a call to AWS does, so that the windows between
+/// one event's calls are as wide as they are there (moto answers in a few ms).
+struct Slow(Arc<AwsRegistry>);
+
+macro_rules! slow {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        #[async_trait::async_trait]
+        impl IotRegistry for Slow {
+            $(async fn $name(&self, $($arg: $ty),*) -> $out {
+                tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(10..=40))).await;
+                self.0.$name($($arg),*).await
+            })*
+        }
+    };
+}
+
+use jitp_core::event::CertificateStatus;
+use jitp_core::ids::PolicyName;
+use jitp_core::registry::{
+    CaDescription, CertificateDescription, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingSpec,
+};
+use jitp_core::thing::ThingName;
+slow! {
+    describe_certificate(id: &CertificateId) -> Result<CertificateDescription, RegistryError>;
+    describe_ca_certificate(id: &CaCertificateId) -> Result<CaDescription, RegistryError>;
+    update_certificate(id: &CertificateId, status: CertificateStatus) -> Result<(), RegistryError>;
+    create_thing(spec: &ThingSpec) -> Result<(), RegistryError>;
+    describe_thing(name: &ThingName) -> Result<ThingDescription, RegistryError>;
+    update_thing(spec: &ThingSpec, expected_version: Option<i64>) -> Result<(), RegistryError>;
+    add_thing_to_thing_group(thing: &ThingName, group: &str) -> Result<(), RegistryError>;
+    list_thing_principals(thing: &ThingName) -> Result<Vec<String>, RegistryError>;
+    create_policy(name: &PolicyName, document: &str) -> Result<(), RegistryError>;
+    get_policy(name: &PolicyName) -> Result<PolicyDescription, RegistryError>;
+    create_policy_version(name: &PolicyName, document: &str) -> Result<String, RegistryError>;
+    list_policy_versions(name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
+    delete_policy_version(name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    attach_policy(name: &PolicyName, target: &str) -> Result<(), RegistryError>;
+    list_attached_policies(target: &str) -> Result<Vec<PolicyName>, RegistryError>;
+    attach_thing_principal(thing: &ThingName, principal: &str, exclusive: bool) -> Result<(), RegistryError>;
+    detach_thing_principal(thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
+}
+
+/// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,
+/// for several rounds, on moto with AWS's CreateThing semantics: one ACTIVE, attached, owning certificate; every
+/// other REVOKED DUPLICATE_THING and attached to nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn k_certificates_for_one_name_at_once_give_one_identity() {
+    const ROUNDS: usize = 6;
+    const K: usize = 5;
+    let world = world_or_skip!();
+    let slow = Arc::new(Slow(world.registry.clone()));
+    for round in 0..ROUNDS {
+        let ca = Ca::new(&format!("Acme e2e race CA {round}"), Alg::P256);
+        let ca_id = world.register_ca(&ca, true).await;
+        let name = format!("sensor-00000000{round:04x}");
+        let mut devices = Vec::new();
+        for i in 0..K {
+            let mut d = Device::new(&name);
+            d.serial = vec![0x20 + u8::try_from(i).unwrap(); 8];
+            devices.push(world.register(ca.issue(&d), &ca).await);
+        }
+        let provisioner =
+            Arc::new(Provisioner::new(config(), slow.clone() as Arc<dyn IotRegistry>, Settings::default()));
+        let mut tasks = Vec::new();
+        for device in devices.iter().chain(devices.iter()) {
+            let event = event_for_ids(device.id.as_str(), ca_id.as_str());
+            let provisioner = provisioner.clone();
+            tasks.push(tokio::spawn(async move { provisioner.handle_bytes(event.as_bytes(), NOW).await }));
+        }
+        let mut records = Vec::new();
+        for t in tasks {
+            records.push(t.await.unwrap());
+        }
+        let mut active = Vec::new();
+        for d in &devices {
+            if world.status(&d.id).await == SdkStatus::Active {
+                active.push(d);
+            }
+        }
+        let messages: Vec<&str> = records.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(active.len(), 1, "round {round}: {messages:#?}");
+        let thing = world.sdk().describe_thing().thing_name(&name).send().await.unwrap();
+        assert_eq!(
+            thing.attributes.unwrap_or_default().get(CERTIFICATE_ATTRIBUTE),
+            Some(&active[0].id.to_string()),
+            "round {round}"
+        );
+        let principals = world.sdk().list_thing_principals().thing_name(&name).send().await.unwrap();
+        assert_eq!(principals.principals.unwrap_or_default(), [active[0].arn.as_str()], "round {round}");
+        for d in devices.iter().filter(|d| d.id != active[0].id) {
+            assert_eq!(world.status(&d.id).await, SdkStatus::Revoked, "round {round}");
+            let attached = world.sdk().list_attached_policies().target(&d.arn).send().await.unwrap();
+            assert!(attached.policies.unwrap_or_default().is_empty(), "round {round}: a loser has a policy");
+        }
+        assert!(
+            records.iter().all(|r| r.certificate_id.as_deref() == Some(active[0].id.as_str())
+                || matches!(r.reason, Some(ReasonCode::DuplicateThing | ReasonCode::CertNotPending))),
+            "round {round}: {messages:#?}"
+        );
+    }
 }

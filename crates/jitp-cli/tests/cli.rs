@@ -166,7 +166,8 @@ fn register_then_provision_twice_with_a_persistent_registry() {
     let second = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
     let record: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(record["outcome"], "ALREADY_PROVISIONED");
-    assert_eq!(record["api_call_count"], 1);
+    // A new process: the certificate, its CA (cached per process), then ownership, attachment and policy.
+    assert_eq!(record["api_call_count"], 5);
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"nope\":1}").unwrap();
     let out = jitp().args(["provision", "--event"]).arg(&bad).output().unwrap();

@@ -75,6 +75,10 @@ pub struct AuditRecord {
     /// What was done to a rejected or held certificate: `REVOKED`, `INACTIVE`, `LEFT` (on_reject = "leave") or
     /// `LEFT_PENDING` (held: an operator's mistake never costs a device its certificate).
     pub certificate_action: Option<String>,
+    /// With `on_duplicate = "rotate"`: the older certificates this one replaced on its thing (deactivated and
+    /// detached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced_certificates: Vec<String>,
     /// API calls made, by operation.
     pub api_calls: BTreeMap<String, u32>,
     /// Their total.
@@ -104,6 +108,7 @@ impl AuditRecord {
             policy_version: None,
             profile: None,
             certificate_action: None,
+            replaced_certificates: Vec::new(),
             api_calls: BTreeMap::new(),
             api_call_count: 0,
             retries: 0,

@@ -162,6 +162,8 @@ struct Runtime {
     buckets: HashMap<Operation, Bucket>,
     faults: Vec<Fault>,
     violations: Vec<String>,
+    /// Every call waits a uniformly random time in this range, as a call to AWS does (tens of ms).
+    latency: Option<(Duration, Duration)>,
 }
 
 /// The in-memory registry.
@@ -231,6 +233,13 @@ impl MemoryRegistry {
                 rt.buckets.insert(*op, Bucket { rate, tokens: rate.max(1.0), last: Instant::now() });
             }
         }
+        self
+    }
+
+    /// Delay every call by a uniformly random time in `min..=max`, before it takes effect, so that concurrent
+    /// events interleave as widely as they do against AWS (tens of milliseconds a call).
+    pub fn with_latency(self, min: Duration, max: Duration) -> Self {
+        lock(&self.runtime).latency = Some((min, max.max(min)));
         self
     }
 
@@ -332,6 +341,10 @@ impl MemoryRegistry {
 
     /// Admission: count the call, apply quota and faults. Returns the fault to apply after the write, if any.
     async fn admit(&self, op: Operation) -> Result<bool, RegistryError> {
+        let latency = lock(&self.runtime).latency;
+        if let Some((min, max)) = latency {
+            tokio::time::sleep(rand::random_range(min..=max)).await;
+        }
         let (fault, throttled) = {
             let mut rt = lock(&self.runtime);
             let n = {

@@ -2,15 +2,53 @@
 //!
 //! Events arrive at least once, in bursts, sometimes concurrently. Every step tolerates "already done", so a
 //! replay or a concurrent copy converges to the same state; activation is the last write, so a certificate is
-//! never ACTIVE without its thing and policy; a rejection is final and never activates.
+//! never ACTIVE without its thing and policy; a rejection never activates.
 //!
 //! Calls for a first provisioning: DescribeCertificate, CreateThing, CreatePolicy (per-thing mode, or once per
-//! process in shared mode), AttachPolicy, AttachThingPrincipal, UpdateCertificate: 6 per-thing, 5 shared. A
-//! replay of a provisioned device: 1 (DescribeCertificate). DescribeCACertificate is cached per process.
-//! Ownership is detected without an extra call: the thing carries a `jitp_certificate` attribute, so
-//! CreateThing for another certificate's thing fails with AlreadyExists and only then is ownership examined.
+//! process in shared mode), AttachPolicy, AttachThingPrincipal, UpdateCertificate: 6 per-thing, 5 shared.
+//! DescribeCACertificate is cached per process. A replay of a provisioned device proves it complete with
+//! DescribeCertificate, then DescribeThing, ListThingPrincipals and ListAttachedPolicies at once: 4 calls.
+//!
+//! # One identity per device: who owns a thing
+//!
+//! The thing carries the attribute [`CERTIFICATE_ATTRIBUTE`] = the id of the certificate it belongs to, written
+//! by the CreateThing that creates it. Ownership rests on two atomic primitives of AWS IoT, never on "is another
+//! certificate ACTIVE right now":
+//!
+//! 1. **CreateThing is a conditional create.** AWS IoT creates a thing name at most once; a CreateThing for an
+//!    existing name succeeds only if the configuration (type and attributes) is identical, and answers
+//!    ResourceAlreadyExistsException otherwise. Two certificates always send different configurations (the
+//!    owner attribute differs), so of any number of concurrent CreateThing calls for one name, exactly one
+//!    certificate's can create it; every other certificate gets AlreadyExists, reads the owner (DescribeThing)
+//!    and, finding another certificate there, stops before it attaches anything. A replay of the owner's own
+//!    event sends the identical configuration and succeeds, so an owner whose provisioning was interrupted
+//!    (PENDING, maybe half attached) still owns the thing and its redelivered event completes it.
+//! 2. **UpdateThing with `expectedVersion` is a compare-and-set.** Every later change of a thing (the owner's
+//!    configuration drifted; a rotation moves the thing to a newer certificate) is made against the version
+//!    just read and fails with VersionConflictException if anyone wrote in between; the claim then starts over.
+//!    With `on_duplicate = "reject"` the owner attribute is therefore written once and never changes.
+//!
+//! # `on_duplicate = "rotate"`
+//!
+//! Certificates for one thing are ordered by (notBefore, certificate id): "newer" means issued later. A newer
+//! certificate of the same CA takes the thing over by compare-and-set of the owner attribute; an older one, or
+//! one of another CA, is rejected DUPLICATE_THING. Ownership therefore only moves forward, and the newest
+//! certificate ends as the owner however events interleave. After activating, the owner re-reads the thing:
+//! if a newer certificate took it meanwhile, it deactivates itself; otherwise it deactivates every older
+//! certificate of the same CA attached to the thing, recorded as `replaced_certificates`. Every activation is
+//! followed by such a re-read in the same event, so no older certificate stays ACTIVE: either its own re-read
+//! sees the newer owner, or the newer owner's clean-up runs after it.
+//!
+//! Retired certificates are INACTIVE (reversible, never REVOKED) and stay attached to the thing, so an
+//! operator can roll a device back by activating its previous certificate. Nobody detaches them: AWS IoT has
+//! no conditional activation, so detaching a certificate whose own event may be activating it at that moment
+//! could leave it ACTIVE without its thing. In reject mode a certificate that does not own its thing never
+//! reaches activation, so there the one detachment jitp makes (of an ACTIVE certificate someone activated by
+//! hand without owning its thing, after deactivating it) is safe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,11 +60,15 @@ use crate::event::{CertificateStatus, RegistrationEvent};
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::policy::AwsContext;
 use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode};
-use crate::reason::{Rejection, reject};
+use crate::reason::{Fault, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
 
-/// The thing attribute that records which certificate jitp bound the thing to.
+/// The thing attribute that records which certificate owns the thing (see the module docs).
 pub const CERTIFICATE_ATTRIBUTE: &str = "jitp_certificate";
+
+/// How often a claim re-reads a thing that keeps changing under it (deleted, or written by another event
+/// between the read and the compare-and-set) before the event is handed back for redelivery.
+const MAX_CLAIM_ROUNDS: usize = 5;
 
 /// Tunables of the workflow.
 #[derive(Debug, Clone)]
@@ -78,10 +120,41 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
+/// A rejection on its way out of the workflow.
+struct Refused {
+    rejection: Rejection,
+    /// The profile that governed it, once one was selected.
+    profile: Option<String>,
+    /// The certificate was ACTIVE when the event was handled: jitp writes no verdict on it.
+    active: bool,
+    /// The workflow already set the certificate's status itself (a superseded or duplicate ACTIVE one).
+    written: Option<CertificateStatus>,
+}
+
 /// Why the workflow stopped early.
 enum Stop {
-    Reject(Rejection, Option<String>),
+    Reject(Box<Refused>),
     Fail(Error),
+}
+
+impl Stop {
+    /// Fill in what the caller knows: the governing profile (unless set) and whether the certificate is ACTIVE.
+    fn governed(self, profile: Option<&str>, active: bool) -> Self {
+        match self {
+            Self::Reject(mut r) => {
+                if r.profile.is_none() {
+                    r.profile = profile.map(str::to_owned);
+                }
+                r.active = active;
+                Self::Reject(r)
+            }
+            fail => fail,
+        }
+    }
+
+    fn written(rejection: Rejection, status: CertificateStatus) -> Self {
+        Self::Reject(Box::new(Refused { rejection, profile: None, active: false, written: Some(status) }))
+    }
 }
 
 impl From<Error> for Stop {
@@ -91,22 +164,30 @@ impl From<Error> for Stop {
 }
 
 impl From<Rejection> for Stop {
-    fn from(r: Rejection) -> Self {
-        Self::Reject(r, None)
+    fn from(rejection: Rejection) -> Self {
+        Self::Reject(Box::new(Refused { rejection, profile: None, active: false, written: None }))
     }
 }
 
-/// Per-event bookkeeping: calls, retries.
+fn registry_error(op: Operation, e: &RegistryError) -> Error {
+    Error::Registry { operation: op.as_str(), message: e.to_string() }
+}
+
+/// Per-event bookkeeping: calls, retries. Shared by reference between calls that run at once.
 struct Tally<'a> {
     registry: &'a dyn IotRegistry,
     settings: &'a Settings,
-    calls: BTreeMap<String, u32>,
-    retries: u32,
+    calls: Mutex<BTreeMap<String, u32>>,
+    retries: AtomicU32,
 }
 
 impl<'a> Tally<'a> {
+    fn new(registry: &'a dyn IotRegistry, settings: &'a Settings) -> Self {
+        Self { registry, settings, calls: Mutex::default(), retries: AtomicU32::new(0) }
+    }
+
     /// Make one registry call, retrying transient failures with jittered exponential backoff until the deadline.
-    async fn call<T, F, Fut>(&mut self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
+    async fn call<T, F, Fut>(&self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
     where
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
@@ -114,14 +195,16 @@ impl<'a> Tally<'a> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
-            *self.calls.entry(op.as_str().to_owned()).or_default() += 1;
+            if let Ok(mut calls) = self.calls.lock() {
+                *calls.entry(op.as_str().to_owned()).or_default() += 1;
+            }
             match f(self.registry).await {
                 Err(e) if e.is_transient() => {
                     let backoff = self.backoff(attempt);
                     if started.elapsed() + backoff > self.settings.retry_deadline {
                         return Err(Error::Transient { operation: op.as_str(), message: e.to_string() });
                     }
-                    self.retries += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
                     attempt = attempt.saturating_add(1);
                     tokio::time::sleep(backoff).await;
                 }
@@ -137,13 +220,63 @@ impl<'a> Tally<'a> {
     }
 
     /// Like `call`, with any non-transient error a hard failure.
-    async fn must<T, F, Fut>(&mut self, op: Operation, f: F) -> Result<T, Error>
+    async fn must<T, F, Fut>(&self, op: Operation, f: F) -> Result<T, Error>
     where
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
-        self.call(op, f).await?.map_err(|e| Error::Registry { operation: op.as_str(), message: e.to_string() })
+        self.call(op, f).await?.map_err(|e| registry_error(op, &e))
     }
+
+    /// Set a certificate's status where "already so", "REVOKED" and "gone" all mean there is nothing to do.
+    async fn set_status(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), Error> {
+        match self.call(Operation::UpdateCertificate, |r| r.update_certificate(id, status)).await? {
+            Ok(()) | Err(RegistryError::Conflict(_) | RegistryError::NotFound(_)) => Ok(()),
+            Err(e) => Err(registry_error(Operation::UpdateCertificate, &e)),
+        }
+    }
+
+    /// Detach a certificate from a thing; already detached (or the thing gone) is done.
+    async fn detach(&self, thing: &crate::thing::ThingName, principal: &str) -> Result<(), Error> {
+        match self.call(Operation::DetachThingPrincipal, |r| r.detach_thing_principal(thing, principal)).await? {
+            Ok(()) | Err(RegistryError::NotFound(_)) => Ok(()),
+            Err(e) => Err(registry_error(Operation::DetachThingPrincipal, &e)),
+        }
+    }
+
+    fn into_counts(self) -> (BTreeMap<String, u32>, u32) {
+        (self.calls.into_inner().unwrap_or_default(), self.retries.into_inner())
+    }
+}
+
+/// What one event knows about the certificate it provisions, for claims and rotations.
+struct Subject<'a> {
+    cert: &'a CertificateDescription,
+    verdict: &'a Verdict,
+    ca_id: &'a CaCertificateId,
+    ca: &'a Certificate,
+}
+
+impl Subject<'_> {
+    /// The rotation order: later notBefore is newer; the certificate id breaks ties.
+    fn rank(&self) -> (i64, &CertificateId) {
+        (self.verdict.not_before, &self.cert.id)
+    }
+
+    fn spec(&self) -> ThingSpec {
+        let mut attributes: BTreeMap<String, String> =
+            self.verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        attributes.insert(CERTIFICATE_ATTRIBUTE.into(), self.cert.id.to_string());
+        ThingSpec { name: self.verdict.thing_name.clone(), thing_type: self.verdict.thing_type.clone(), attributes }
+    }
+}
+
+/// Another certificate found on a thing, as the rotation rules see it.
+enum Other {
+    /// Deleted from the registry.
+    Gone,
+    /// Present: its rank, whether the same CA issued it, its status.
+    Present { not_before: i64, same_ca: bool, status: CertificateStatus },
 }
 
 impl Provisioner {
@@ -169,71 +302,68 @@ impl Provisioner {
         }
     }
 
-    /// Handle one registration event at time `now` (Unix seconds). Never panics; a record with
-    /// `Outcome::Error` means "deliver the event again".
+    /// Handle one registration event at time `now` (Unix seconds). Never panics; a record whose
+    /// [`AuditRecord::is_retryable`] is true (ERROR, HELD) means "deliver the event again".
     pub async fn handle(&self, event: &RegistrationEvent, now: i64) -> AuditRecord {
         let started = Instant::now();
         let mut record = AuditRecord::new(now);
         record.certificate_id = Some(event.certificate_id.to_string());
         record.ca_certificate_id = Some(event.ca_certificate_id.to_string());
-        let mut tally =
-            Tally { registry: self.registry.as_ref(), settings: &self.settings, calls: BTreeMap::new(), retries: 0 };
-        let result = self.run(event, now, &mut tally, &mut record).await;
-        match result {
+        let tally = Tally::new(self.registry.as_ref(), &self.settings);
+        match self.run(event, now, &tally, &mut record).await {
             Ok(outcome) => {
                 record.outcome = outcome;
                 record.status = "Success".into();
             }
-            Err(Stop::Reject(rejection, profile)) => {
-                let action = if rejection_writes(&rejection) { Some(self.on_reject(profile.as_deref())) } else { None };
-                match self.apply_rejection(event, action, &mut tally).await {
-                    Ok(done) => {
-                        finish_rejected(&mut record, &rejection, profile);
-                        record.certificate_action = done;
-                    }
-                    Err(e) => fail(&mut record, &e),
+            Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &tally).await {
+                Ok(action) => {
+                    finish_rejected(&mut record, &refused.rejection, refused.profile.clone());
+                    record.certificate_action = action;
                 }
-            }
+                Err(e) => fail(&mut record, &e),
+            },
             Err(Stop::Fail(e)) => fail(&mut record, &e),
         }
-        record.api_call_count = tally.calls.values().sum();
-        record.api_calls = tally.calls;
-        record.retries = tally.retries;
+        let (calls, retries) = tally.into_counts();
+        record.api_call_count = calls.values().sum();
+        record.api_calls = calls;
+        record.retries = retries;
         record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record
     }
 
-    fn on_reject(&self, profile: Option<&str>) -> OnReject {
-        self.config.on_reject(profile)
-    }
-
+    /// What a rejection does to the certificate: only a device at fault, still PENDING, gets its profile's
+    /// `on_reject`; an operator's mistake leaves it PENDING for the redelivery after the fix.
     async fn apply_rejection(
         &self,
         event: &RegistrationEvent,
-        action: Option<OnReject>,
-        tally: &mut Tally<'_>,
+        refused: &Refused,
+        tally: &Tally<'_>,
     ) -> Result<Option<String>, Error> {
-        let status = match action {
-            None => return Ok(None),
-            Some(OnReject::Leave) => return Ok(Some("LEFT".into())),
-            Some(OnReject::Revoke) => CertificateStatus::Revoked,
-            Some(OnReject::Deactivate) => CertificateStatus::Inactive,
-        };
-        let id = &event.certificate_id;
-        match tally.call(Operation::UpdateCertificate, |r| r.update_certificate(id, status)).await? {
-            // Already revoked, deleted or changed by an operator: the rejection stands either way.
-            Ok(()) | Err(RegistryError::Conflict(_)) | Err(RegistryError::NotFound(_)) => {
-                Ok(Some(status.as_str().into()))
-            }
-            Err(e) => Err(Error::Registry { operation: "UpdateCertificate", message: e.to_string() }),
+        if let Some(done) = refused.written {
+            return Ok(Some(done.as_str().into()));
         }
+        if refused.active {
+            return Ok(None);
+        }
+        let status = match refused.rejection.reason.fault() {
+            Fault::None => return Ok(None),
+            Fault::Operator => return Ok(Some("LEFT_PENDING".into())),
+            Fault::Device => match self.config.on_reject(refused.profile.as_deref()) {
+                OnReject::Leave => return Ok(Some("LEFT".into())),
+                OnReject::Revoke => CertificateStatus::Revoked,
+                OnReject::Deactivate => CertificateStatus::Inactive,
+            },
+        };
+        tally.set_status(&event.certificate_id, status).await?;
+        Ok(Some(status.as_str().into()))
     }
 
     async fn run(
         &self,
         event: &RegistrationEvent,
         now: i64,
-        tally: &mut Tally<'_>,
+        tally: &Tally<'_>,
         record: &mut AuditRecord,
     ) -> Result<Outcome, Stop> {
         let cert_id = &event.certificate_id;
@@ -242,7 +372,7 @@ impl Provisioner {
             Err(RegistryError::NotFound(_)) => {
                 return Err(reject!(CertNotFound, "certificate {cert_id} does not exist in the registry").into());
             }
-            Err(e) => return Err(Error::Registry { operation: "DescribeCertificate", message: e.to_string() }.into()),
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, &e).into()),
         };
         let ca_id = match &cert.ca_certificate_id {
             Some(id) if *id != event.ca_certificate_id => {
@@ -263,12 +393,9 @@ impl Provisioner {
             }
         };
         record.ca_certificate_id = Some(ca_id.to_string());
-        match cert.status {
-            CertificateStatus::PendingActivation => {}
-            CertificateStatus::Active => {
-                record.message = "the certificate is already ACTIVE; nothing to do".into();
-                return Ok(Outcome::AlreadyProvisioned);
-            }
+        let active = match cert.status {
+            CertificateStatus::PendingActivation => false,
+            CertificateStatus::Active => true,
             other => {
                 return Err(reject!(
                     CertNotPending,
@@ -276,15 +403,18 @@ impl Provisioner {
                 )
                 .into());
             }
-        }
-        let ca = self.ca(&ca_id, tally).await?;
-        let ca_cert = ca.cert.as_ref().map_err(|e| Stop::Reject(e.clone(), None))?;
+        };
+        let ca = self.ca(&ca_id, tally).await.map_err(|s| s.governed(None, active))?;
+        let ca_cert = ca.cert.as_ref().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
         if !ca.active {
-            return Err(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry").into());
+            return Err(
+                Stop::from(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")).governed(None, active)
+            );
         }
         let input =
             Input { certificate_pem: cert.pem.as_bytes(), ca: ca_cert, ca_id: &ca_id, now, aws: &self.settings.aws };
-        let verdict = decide::decide(&self.config, &input).map_err(|r| Stop::Reject(r.rejection, r.profile))?;
+        let verdict = decide::decide(&self.config, &input)
+            .map_err(|r| Stop::from(r.rejection).governed(r.profile.as_deref(), active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.
             tracing::debug!(registry = %cert.id, der = %verdict.certificate_id, "certificate id is not the SHA-256 of the DER");
@@ -292,16 +422,92 @@ impl Provisioner {
         record.profile = Some(verdict.profile.clone());
         record.thing_name = Some(verdict.thing_name.to_string());
         record.policy_name = Some(verdict.policy.name.to_string());
-        let profile = Some(verdict.profile.clone());
-        self.converge(&cert, &verdict, tally, record).await.map_err(|stop| match stop {
-            Stop::Reject(r, None) => Stop::Reject(r, profile.clone()),
-            other => other,
-        })?;
+        let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
+        let outcome = if active {
+            self.recheck_active(&subject, tally, record).await
+        } else {
+            self.provision(&subject, tally, record).await
+        };
+        outcome.map_err(|s| s.governed(Some(&verdict.profile), active))
+    }
+
+    /// A PENDING certificate: claim the thing, converge, activate last.
+    async fn provision(
+        &self,
+        subject: &Subject<'_>,
+        tally: &Tally<'_>,
+        record: &mut AuditRecord,
+    ) -> Result<Outcome, Stop> {
+        let verdict = subject.verdict;
+        self.claim_thing(subject, tally).await?;
+        self.converge(subject, tally, record).await?;
+        // Last: only now may the device connect.
+        let id = &subject.cert.id;
+        tally.must(Operation::UpdateCertificate, |r| r.update_certificate(id, CertificateStatus::Active)).await?;
+        if verdict.on_duplicate == OnDuplicate::Rotate {
+            record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+        }
         record.message = format!("provisioned thing {} with policy {}", verdict.thing_name, verdict.policy.name);
         Ok(Outcome::Provisioned)
     }
 
-    async fn ca(&self, id: &CaCertificateId, tally: &mut Tally<'_>) -> Result<Arc<CachedCa>, Stop> {
+    /// An ACTIVE certificate: ALREADY_PROVISIONED only if it owns its thing, is attached to it, and has its
+    /// policy; otherwise complete what is missing (it is already active, so "activate last" is moot), or, if
+    /// the thing belongs to another certificate, deactivate it: an ACTIVE certificate must not hold another
+    /// device's identity.
+    async fn recheck_active(
+        &self,
+        subject: &Subject<'_>,
+        tally: &Tally<'_>,
+        record: &mut AuditRecord,
+    ) -> Result<Outcome, Stop> {
+        let (cert, verdict) = (subject.cert, subject.verdict);
+        let (thing, arn, policy) = (&verdict.thing_name, &cert.arn, &verdict.policy.name);
+        let (described, principals, policies) = tokio::join!(
+            tally.call(Operation::DescribeThing, |r| r.describe_thing(thing)),
+            tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)),
+            tally.call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn)),
+        );
+        let present = |op, answer: Result<bool, RegistryError>| match answer {
+            Ok(found) => Ok(found),
+            Err(RegistryError::NotFound(_)) => Ok(false),
+            Err(e) => Err(registry_error(op, &e)),
+        };
+        let owns = present(
+            Operation::DescribeThing,
+            described?.map(|d| d.attributes.get(CERTIFICATE_ATTRIBUTE) == Some(&cert.id.to_string())),
+        )?;
+        let attached = present(Operation::ListThingPrincipals, principals?.map(|p| p.contains(arn)))?;
+        let has_policy = present(Operation::ListAttachedPolicies, policies?.map(|p| p.contains(policy)))?;
+        if owns && attached && has_policy {
+            record.message = format!("already provisioned: owns thing {thing}, attached, with policy {policy}");
+            return Ok(Outcome::AlreadyProvisioned);
+        }
+        let missing: Vec<&str> = [(!owns, "thing ownership"), (!attached, "thing attachment"), (!has_policy, "policy")]
+            .into_iter()
+            .filter_map(|(gap, what)| gap.then_some(what))
+            .collect();
+        match self.claim_thing(subject, tally).await {
+            Err(Stop::Reject(refused)) if refused.rejection.reason == crate::ReasonCode::DuplicateThing => {
+                tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
+                tally.detach(thing, arn).await?;
+                let mut rejection = refused.rejection;
+                rejection
+                    .message
+                    .push_str("; this certificate was ACTIVE without owning the thing, so jitp deactivated it");
+                return Err(Stop::written(rejection, CertificateStatus::Inactive));
+            }
+            other => other?,
+        }
+        self.converge(subject, tally, record).await?;
+        if verdict.on_duplicate == OnDuplicate::Rotate {
+            record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+        }
+        record.message = format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "));
+        Ok(Outcome::Provisioned)
+    }
+
+    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop> {
         if let Some(hit) = self.cas.lock().ok().and_then(|m| m.get(id).cloned())
             && hit.fetched.elapsed() < self.settings.ca_cache_ttl
         {
@@ -312,7 +518,7 @@ impl Provisioner {
             Err(RegistryError::NotFound(_)) => {
                 return Err(reject!(UnknownCa, "CA {id} is not registered in this account").into());
             }
-            Err(e) => return Err(Error::Registry { operation: "DescribeCACertificate", message: e.to_string() }.into()),
+            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, &e).into()),
         };
         let cached = Arc::new(CachedCa {
             active: described.status == CaStatus::Active,
@@ -325,14 +531,13 @@ impl Provisioner {
         Ok(cached)
     }
 
-    async fn converge(
-        &self,
-        cert: &CertificateDescription,
-        verdict: &Verdict,
-        tally: &mut Tally<'_>,
-        record: &mut AuditRecord,
-    ) -> Result<(), Stop> {
-        self.converge_thing(cert, verdict, tally).await?;
+    /// Groups, policy and attachments, after the thing is claimed.
+    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, record: &mut AuditRecord) -> Result<(), Stop> {
+        let (cert, verdict) = (subject.cert, subject.verdict);
+        for group in &verdict.thing_groups {
+            let name = &verdict.thing_name;
+            tally.must(Operation::AddThingToThingGroup, |r| r.add_thing_to_thing_group(name, group)).await?;
+        }
         let version = match verdict.policy_mode {
             PolicyMode::PerThing => self.ensure_policy(&verdict.policy.name, &verdict.policy.document, tally).await?,
             PolicyMode::Shared => {
@@ -344,82 +549,161 @@ impl Provisioner {
         tally.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)).await?;
         let thing = &verdict.thing_name;
         tally.must(Operation::AttachThingPrincipal, |r| r.attach_thing_principal(thing, &cert.arn, true)).await?;
-        // Last: only now may the device connect.
-        tally.must(Operation::UpdateCertificate, |r| r.update_certificate(&cert.id, CertificateStatus::Active)).await?;
         Ok(())
     }
 
-    async fn converge_thing(
-        &self,
-        cert: &CertificateDescription,
-        verdict: &Verdict,
-        tally: &mut Tally<'_>,
-    ) -> Result<(), Stop> {
-        let mut attributes: BTreeMap<String, String> =
-            verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        attributes.insert(CERTIFICATE_ATTRIBUTE.into(), cert.id.to_string());
-        let spec = ThingSpec { name: verdict.thing_name.clone(), thing_type: verdict.thing_type.clone(), attributes };
-        match tally.call(Operation::CreateThing, |r| r.create_thing(&spec)).await? {
-            Ok(()) => {}
-            Err(RegistryError::AlreadyExists(_)) => {
-                self.check_ownership(cert, verdict, tally).await?;
-                tally.must(Operation::UpdateThing, |r| r.update_thing(&spec, None)).await?;
-            }
-            Err(RegistryError::NotFound(what)) => {
-                // AWS IoT creates neither thing types nor groups on the fly: an operator's setup step was missed.
-                return Err(Error::Registry {
-                    operation: "CreateThing",
-                    message: format!(
-                        "{what}: create thing type {:?} in the account first (see infra/README.md)",
-                        spec.thing_type.as_deref().unwrap_or("")
-                    ),
+    /// Make this certificate the owner of its thing, or refuse (see the module docs for why this is atomic).
+    async fn claim_thing(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop> {
+        let (cert, verdict) = (subject.cert, subject.verdict);
+        let spec = subject.spec();
+        let name = &verdict.thing_name;
+        for _ in 0..MAX_CLAIM_ROUNDS {
+            // The conditional create: succeeds for the first certificate, and for its own replays.
+            match tally.call(Operation::CreateThing, |r| r.create_thing(&spec)).await? {
+                Ok(()) => return Ok(()),
+                Err(RegistryError::AlreadyExists(_)) => {}
+                Err(RegistryError::NotFound(what)) => {
+                    // AWS IoT creates neither thing types nor groups on the fly: an operator's setup step was missed.
+                    return Err(Error::Registry {
+                        operation: "CreateThing",
+                        message: format!(
+                            "{what}: create thing type {:?} in the account first (see infra/README.md)",
+                            spec.thing_type.as_deref().unwrap_or("")
+                        ),
+                    }
+                    .into());
                 }
-                .into());
+                Err(e) => return Err(registry_error(Operation::CreateThing, &e).into()),
             }
-            Err(e) => return Err(Error::Registry { operation: "CreateThing", message: e.to_string() }.into()),
-        }
-        for group in &verdict.thing_groups {
-            let name = &verdict.thing_name;
-            tally.must(Operation::AddThingToThingGroup, |r| r.add_thing_to_thing_group(name, group)).await?;
-        }
-        Ok(())
-    }
-
-    /// The thing exists with another configuration: is it bound to another ACTIVE certificate?
-    async fn check_ownership(
-        &self,
-        cert: &CertificateDescription,
-        verdict: &Verdict,
-        tally: &mut Tally<'_>,
-    ) -> Result<(), Stop> {
-        let thing = &verdict.thing_name;
-        let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await?;
-        for arn in principals.iter().filter(|a| **a != cert.arn) {
-            let Some(other) = CertificateId::from_arn(arn) else { continue };
-            let status = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(&other)).await? {
-                Ok(d) => d.status,
-                Err(RegistryError::NotFound(_)) => continue,
-                Err(e) => {
-                    return Err(Error::Registry { operation: "DescribeCertificate", message: e.to_string() }.into());
-                }
+            let current = match tally.call(Operation::DescribeThing, |r| r.describe_thing(name)).await? {
+                Ok(d) => d,
+                Err(RegistryError::NotFound(_)) => continue, // deleted since: create again
+                Err(e) => return Err(registry_error(Operation::DescribeThing, &e).into()),
             };
-            if status == CertificateStatus::Active && verdict.on_duplicate == OnDuplicate::Reject {
+            let Some(owner) = current.attributes.get(CERTIFICATE_ATTRIBUTE) else {
                 return Err(reject!(
-                    DuplicateThing,
-                    "thing {thing} is already bound to ACTIVE certificate {other}; one identity per device (on_duplicate = \"rotate\" allows a second)"
+                    ThingNotManaged,
+                    "thing {name} exists but jitp did not create it (it has no {CERTIFICATE_ATTRIBUTE} attribute); jitp never adopts a thing: delete it, or set {CERTIFICATE_ATTRIBUTE}={} on it to hand it to this certificate",
+                    cert.id
                 )
                 .into());
+            };
+            let replacing = if *owner == cert.id.to_string() {
+                false // ours, with another configuration (the profile changed): update it in place
+            } else {
+                self.may_take_over(subject, owner, tally).await?;
+                true
+            };
+            // The compare-and-set: only if nobody wrote the thing since it was read.
+            match tally.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
+                Ok(()) => {
+                    if replacing {
+                        tracing::info!(thing = %name, from = %owner, to = %cert.id, "rotation: thing moved to a newer certificate");
+                    }
+                    return Ok(());
+                }
+                Err(RegistryError::VersionConflict(_) | RegistryError::NotFound(_)) => continue,
+                Err(e) => return Err(registry_error(Operation::UpdateThing, &e).into()),
             }
         }
-        Ok(())
+        Err(Error::Transient {
+            operation: "UpdateThing",
+            message: format!(
+                "thing {name} changed under every one of {MAX_CLAIM_ROUNDS} claims; deliver the event again"
+            ),
+        }
+        .into())
     }
 
-    async fn ensure_shared_policy(
+    /// The thing is owned by `owner`, another certificate: may this one take it over?
+    async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, tally: &Tally<'_>) -> Result<(), Stop> {
+        let name = &subject.verdict.thing_name;
+        if subject.verdict.on_duplicate == OnDuplicate::Reject {
+            return Err(reject!(
+                DuplicateThing,
+                "thing {name} belongs to certificate {owner} (whatever its status: an owner whose provisioning is in flight keeps its thing); one identity per device (on_duplicate = \"rotate\" lets a newer certificate of the same CA take over)"
+            )
+            .into());
+        }
+        let Ok(other) = owner.parse::<CertificateId>() else {
+            return Err(reject!(
+                ThingNotManaged,
+                "thing {name} has {CERTIFICATE_ATTRIBUTE}={owner:?}, which is not a certificate id; jitp leaves it to the operator"
+            )
+            .into());
+        };
+        match self.other_certificate(subject, &other, tally).await? {
+            Other::Gone => Ok(()),
+            Other::Present { same_ca: false, .. } => Err(reject!(
+                DuplicateThing,
+                "thing {name} belongs to certificate {other} of another CA; rotation replaces only a certificate of the same CA"
+            )
+            .into()),
+            Other::Present { not_before, .. } if (not_before, &other) > subject.rank() => Err(reject!(
+                DuplicateThing,
+                "thing {name} belongs to newer certificate {other} (notBefore {}); rotation only moves a thing to a newer certificate",
+                crate::cert::rfc3339(not_before)
+            )
+            .into()),
+            Other::Present { .. } => Ok(()),
+        }
+    }
+
+    async fn other_certificate(
         &self,
-        name: &PolicyName,
-        document: &str,
-        tally: &mut Tally<'_>,
-    ) -> Result<String, Stop> {
+        subject: &Subject<'_>,
+        other: &CertificateId,
+        tally: &Tally<'_>,
+    ) -> Result<Other, Stop> {
+        let described = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(other)).await? {
+            Ok(d) => d,
+            Err(RegistryError::NotFound(_)) => return Ok(Other::Gone),
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, &e).into()),
+        };
+        // A certificate jitp cannot read was never provisioned by it: rank it oldest, of another CA.
+        let Ok(parsed) = Certificate::from_pem(described.pem.as_bytes()) else {
+            return Ok(Other::Present { not_before: i64::MIN, same_ca: false, status: described.status });
+        };
+        let same_ca = parsed.issuer_der() == subject.ca.subject_der()
+            && described.ca_certificate_id.as_ref().is_none_or(|id| id == subject.ca_id);
+        Ok(Other::Present { not_before: parsed.validity().0, same_ca, status: described.status })
+    }
+
+    /// After activation in rotate mode: step back if a newer certificate took the thing meanwhile, else retire
+    /// (deactivate) the older certificates of the same CA attached to it. Returns the ids it deactivated.
+    async fn settle_rotation(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<Vec<String>, Stop> {
+        let (cert, name) = (subject.cert, &subject.verdict.thing_name);
+        let current = tally.must(Operation::DescribeThing, |r| r.describe_thing(name)).await?;
+        let owner = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned().unwrap_or_default();
+        if owner != cert.id.to_string() {
+            tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
+            return Err(Stop::written(
+                reject!(
+                    DuplicateThing,
+                    "thing {name} was taken over by newer certificate {owner} while this one was provisioned; jitp deactivated this one (it stays attached, for a rollback)"
+                ),
+                CertificateStatus::Inactive,
+            ));
+        }
+        let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
+        let mut retired = Vec::new();
+        for arn in principals.iter().filter(|a| **a != cert.arn) {
+            let Some(other) = CertificateId::from_arn(arn) else { continue };
+            match self.other_certificate(subject, &other, tally).await? {
+                Other::Present { not_before, same_ca: true, status } if (not_before, &other) < subject.rank() => {
+                    if matches!(status, CertificateStatus::Active | CertificateStatus::PendingActivation) {
+                        tally.set_status(&other, CertificateStatus::Inactive).await?;
+                        retired.push(other.to_string());
+                    }
+                }
+                // Gone, newer (it retires this one), or of another CA (attached by an operator): not ours.
+                Other::Gone | Other::Present { .. } => {}
+            }
+        }
+        Ok(retired)
+    }
+
+    async fn ensure_shared_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop> {
         if let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
             && doc == document
         {
@@ -434,11 +718,11 @@ impl Provisioner {
 
     /// Create the policy, or make `document` its default version; at AWS's limit of 5 versions, prune the oldest
     /// non-default one first.
-    async fn ensure_policy(&self, name: &PolicyName, document: &str, tally: &mut Tally<'_>) -> Result<String, Stop> {
+    async fn ensure_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop> {
         match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
             Ok(()) => return Ok("1".into()),
             Err(RegistryError::AlreadyExists(_)) => {}
-            Err(e) => return Err(Error::Registry { operation: "CreatePolicy", message: e.to_string() }.into()),
+            Err(e) => return Err(registry_error(Operation::CreatePolicy, &e).into()),
         }
         let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
         if same_document(&current.document, document) {
@@ -458,16 +742,10 @@ impl Provisioner {
                     match tally.call(Operation::DeletePolicyVersion, |r| r.delete_policy_version(name, &oldest)).await?
                     {
                         Ok(()) | Err(RegistryError::NotFound(_)) => {}
-                        Err(e) => {
-                            return Err(
-                                Error::Registry { operation: "DeletePolicyVersion", message: e.to_string() }.into()
-                            );
-                        }
+                        Err(e) => return Err(registry_error(Operation::DeletePolicyVersion, &e).into()),
                     }
                 }
-                Err(e) => {
-                    return Err(Error::Registry { operation: "CreatePolicyVersion", message: e.to_string() }.into());
-                }
+                Err(e) => return Err(registry_error(Operation::CreatePolicyVersion, &e).into()),
             }
         }
         Err(Error::Registry {
@@ -486,16 +764,12 @@ fn same_document(a: &str, b: &str) -> bool {
     }
 }
 
-/// Rejections that change the certificate: not a forged event, not a certificate someone else already decided on.
-fn rejection_writes(rejection: &Rejection) -> bool {
-    use crate::reason::ReasonCode as R;
-    !matches!(rejection.reason, R::MalformedEvent | R::CertNotPending | R::CertNotFound)
-}
-
 fn finish_rejected(record: &mut AuditRecord, rejection: &Rejection, profile: Option<String>) {
-    record.outcome = Outcome::Rejected;
+    let fault = rejection.reason.fault();
+    record.outcome = if fault == Fault::Operator { Outcome::Held } else { Outcome::Rejected };
     record.status = "Failure".into();
     record.reason = Some(rejection.reason);
+    record.fault = Some(fault);
     record.message = rejection.message.clone();
     if profile.is_some() {
         record.profile = profile;

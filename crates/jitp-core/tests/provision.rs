@@ -89,10 +89,14 @@ async fn first_event_provisions_with_six_calls_and_activates_last() {
     assert_eq!(record.outcome, Outcome::Provisioned);
     assert_eq!(record.api_call_count, 6, "{:?}", record.api_calls);
 
-    // A replay reads the certificate and stops.
+    // A replay reads the certificate, proves it complete (owner, attachment, policy: three reads at once), stops.
     let replay = world.run(&event).await;
-    assert_eq!(replay.outcome, Outcome::AlreadyProvisioned);
-    assert_eq!(replay.api_call_count, 1);
+    assert_eq!(replay.outcome, Outcome::AlreadyProvisioned, "{}", replay.message);
+    assert_eq!(replay.api_call_count, 4, "{:?}", replay.api_calls);
+    assert_eq!(
+        replay.api_calls.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["DescribeCertificate", "DescribeThing", "ListAttachedPolicies", "ListThingPrincipals"]
+    );
 }
 
 #[tokio::test]
@@ -264,7 +268,7 @@ async fn second_certificate_with_the_same_cn_is_a_duplicate() {
 }
 
 #[tokio::test]
-async fn rotate_attaches_the_new_certificate_and_leaves_the_old() {
+async fn rotate_moves_the_thing_to_the_newer_certificate_and_retires_the_old() {
     let dir = std::env::temp_dir().join(format!("jitp-rotate-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -282,13 +286,23 @@ async fn rotate_attaches_the_new_certificate_and_leaves_the_old() {
     assert_eq!(world.run(&first).await.outcome, Outcome::Provisioned);
     let mut second_device = Device::new(CN);
     second_device.serial = vec![0x42; 8];
+    second_device.not_before += 3600; // issued later: newer
     let (second_id, second) = world.register(&second_device);
     let record = world.run(&second).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
-    assert_eq!(world.registry.certificate_status(&first_id), Some(CertificateStatus::Active), "left for the operator");
+    assert_eq!(record.replaced_certificates, [first_id.to_string()]);
+    assert_eq!(world.registry.certificate_status(&first_id), Some(CertificateStatus::Inactive), "retired, reversibly");
+    assert_eq!(world.registry.attached_things(&first_id).len(), 1, "left attached, for a rollback");
     assert_eq!(world.registry.certificate_status(&second_id), Some(CertificateStatus::Active));
     assert_eq!(world.registry.attached_things(&second_id).iter().map(|t| t.to_string()).collect::<Vec<_>>(), [CN]);
     assert_eq!(world.registry.attached_policies(&second_id).len(), 1);
+    assert!(world.registry.violations().is_empty(), "{:?}", world.registry.violations());
+
+    // The older certificate cannot take its thing back.
+    let (third_id, third) = world.register(&Device { serial: vec![0x43; 8], ..Device::new(CN) });
+    let record = world.run(&third).await;
+    assert_eq!(record.reason, Some(ReasonCode::DuplicateThing), "{}", record.message);
+    assert_ne!(world.registry.certificate_status(&third_id), Some(CertificateStatus::Active));
 }
 
 #[tokio::test]

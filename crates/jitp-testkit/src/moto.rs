@@ -4,6 +4,10 @@
 //! `scripts/setup-moto.sh`). Without it, [`MotoServer::start`] returns `None` and prints a SKIP line, so a
 //! plain `cargo test` works on a machine without Python; with `CI` or `JITP_REQUIRE_MOTO` set it panics
 //! instead, so CI cannot pass by skipping. Where moto differs from AWS, see `tests/README.md`.
+//!
+//! [`MotoServer::start_with_aws_semantics`] starts the same server through `tests/moto_aws_semantics.py`,
+//! which reproduces AWS IoT's documented CreateThing, UpdateThing `expectedVersion` and EXCLUSIVE_THING
+//! behaviour: the workflow's ownership guarantee rests on them, and plain moto deviates on all three.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +19,8 @@ use std::time::{Duration, Instant};
 pub const SERVER_ENV: &str = "JITP_MOTO_SERVER";
 /// Where `scripts/setup-moto.sh` installs it, relative to the repository root.
 pub const VENV_SERVER: &str = ".venv/moto/bin/moto_server";
+/// The launcher that patches moto to AWS's semantics, relative to the repository root.
+pub const AWS_SEMANTICS_LAUNCHER: &str = "tests/moto_aws_semantics.py";
 /// How long moto may take to answer its first request (a cold Python start imports a lot).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -60,6 +66,20 @@ pub fn find_server() -> Result<PathBuf, String> {
         })
 }
 
+/// `[python, launcher]`: the interpreter beside `moto_server` (the venv's) and the repository's launcher.
+fn aws_semantics_command(moto_server: &Path) -> Result<Vec<PathBuf>, String> {
+    let python = moto_server.with_file_name("python");
+    if !python.is_file() {
+        return Err(format!("no python beside {} for the AWS-semantics launcher", moto_server.display()));
+    }
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(AWS_SEMANTICS_LAUNCHER))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{AWS_SEMANTICS_LAUNCHER} not found above {}", env!("CARGO_MANIFEST_DIR")))?;
+    Ok(vec![python, launcher])
+}
+
 fn free_port() -> std::io::Result<u16> {
     // Bind port 0, read the port, release it for moto. Another process could take it in between; `start`
     // retries with a new port if moto fails to come up.
@@ -71,6 +91,17 @@ impl MotoServer {
     ///
     /// Panics if moto is required but missing, or installed but does not come up.
     pub fn start() -> Option<MotoServer> {
+        Self::start_as(false)
+    }
+
+    /// Like [`MotoServer::start`], with moto patched to AWS IoT's documented behaviour where moto deviates on
+    /// what jitp's guarantees rest on (see `tests/moto_aws_semantics.py`): the launcher runs under the Python
+    /// of moto's own virtual environment, found beside the moto_server binary.
+    pub fn start_with_aws_semantics() -> Option<MotoServer> {
+        Self::start_as(true)
+    }
+
+    fn start_as(aws_semantics: bool) -> Option<MotoServer> {
         let binary = match find_server() {
             Ok(binary) => binary,
             Err(msg) => {
@@ -81,9 +112,17 @@ impl MotoServer {
                 return None;
             }
         };
+        let program = if aws_semantics {
+            match aws_semantics_command(&binary) {
+                Ok(program) => program,
+                Err(msg) => panic!("{msg}"),
+            }
+        } else {
+            vec![binary.clone()]
+        };
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::spawn(&binary) {
+            match Self::spawn(&program) {
                 Ok(server) => return Some(server),
                 Err(e) => last = e,
             }
@@ -91,12 +130,14 @@ impl MotoServer {
         panic!("moto_server {} did not start: {last}", binary.display());
     }
 
-    fn spawn(binary: &Path) -> Result<MotoServer, String> {
+    fn spawn(program: &[PathBuf]) -> Result<MotoServer, String> {
+        let (binary, leading) = program.split_first().ok_or("no program")?;
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let log = std::env::temp_dir().join(format!("jitp-moto-{}-{port}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(binary)
+            .args(leading)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
