@@ -185,14 +185,8 @@ fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate) -> 
             ));
         }
     }
-    let fingerprint = device.fingerprint_hex();
-    let serial = device.serial_hex();
-    if profile.deny.contains(&fingerprint) || profile.deny.contains(&serial) {
-        return Err(reject!(
-            CertDenied,
-            "the certificate (serial {serial}, SHA-256 {fingerprint}) is on profile {}'s deny list",
-            profile.name
-        ));
+    if let Some(matched) = profile.deny.matches(device) {
+        return Err(reject!(CertDenied, "the certificate ({matched}) is on profile {}'s deny list", profile.name));
     }
     Ok(())
 }

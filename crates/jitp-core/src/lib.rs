@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod memory;
+mod naming;
 pub mod policy;
 pub mod profile;
 pub mod provision;

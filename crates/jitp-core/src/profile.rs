@@ -224,8 +224,8 @@ pub struct Profile {
     pub max_validity_days: Option<u32>,
     /// The registered CA must chain to one of these (roots and intermediates).
     pub ca_chain: Vec<Certificate>,
-    /// Denied serials and fingerprints, lowercase hex.
-    pub deny: HashSet<String>,
+    /// Denied serials and fingerprints.
+    pub deny: DenyList,
     /// Thing type for new things.
     pub thing_type: Option<String>,
     /// Thing groups for new things.
@@ -242,8 +242,128 @@ pub struct Profile {
     pub on_duplicate: OnDuplicate,
 }
 
+/// A profile's deny list: serial numbers, SHA-256 and SHA-1 fingerprints of the DER, each entry matching
+/// exactly what it names (see [`DenyList::parse_entry`]).
+#[derive(Debug, Clone, Default)]
+pub struct DenyList {
+    serials: HashSet<String>,
+    sha256: HashSet<String>,
+    sha1: HashSet<String>,
+}
+
+/// Which kind of value a deny-list entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyKind {
+    /// The certificate's serial number.
+    Serial,
+    /// SHA-256 of the DER (AWS IoT's certificate id).
+    Sha256,
+    /// SHA-1 of the DER (the fingerprint many tools print).
+    Sha1,
+}
+
+/// RFC 5280 4.1.2.2: a serial number is at most 20 octets.
+const MAX_SERIAL_HEX: usize = 40;
+
+impl DenyList {
+    /// Parse one entry: `serial:HEX`, `sha256:HEX` (64 digits), `sha1:HEX` (40 digits), or bare hex: 64 digits
+    /// are a SHA-256, up to 39 a serial. Bare 40 digits are refused (a 20-octet serial and a SHA-1 look alike),
+    /// as is anything else: every entry either matches what it names or is refused. Hex may carry `:` or spaces
+    /// between digits and either case.
+    pub fn parse_entry(entry: &str) -> Result<(DenyKind, String), String> {
+        let lowered = entry.to_ascii_lowercase();
+        let (kind, hex_text) = match lowered.split_once(':') {
+            Some(("serial", rest)) => (Some(DenyKind::Serial), rest),
+            Some(("sha256" | "sha-256", rest)) => (Some(DenyKind::Sha256), rest),
+            Some(("sha1" | "sha-1", rest)) => (Some(DenyKind::Sha1), rest),
+            _ => (None, lowered.as_str()),
+        };
+        let digits: String = hex_text.chars().filter(|c| *c != ':' && *c != ' ').collect();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{entry:?} is not hex (write serial:HEX, sha256:HEX or sha1:HEX)"));
+        }
+        let kind = match (kind, digits.len()) {
+            (Some(DenyKind::Sha256), 64) | (None, 64) => DenyKind::Sha256,
+            (Some(DenyKind::Sha1), 40) => DenyKind::Sha1,
+            (Some(k @ (DenyKind::Sha256 | DenyKind::Sha1)), n) => {
+                let want = if k == DenyKind::Sha256 { 64 } else { 40 };
+                return Err(format!("{entry:?} has {n} hex digits; a {k:?} fingerprint has {want}"));
+            }
+            (Some(DenyKind::Serial), n) if n <= 2 * MAX_SERIAL_HEX => DenyKind::Serial,
+            (None, 40) => {
+                return Err(format!(
+                    "{entry:?} is 40 hex digits: a SHA-1 fingerprint or a 20-octet serial number; write sha1:{digits} or serial:{digits}"
+                ));
+            }
+            (None, n) if n < MAX_SERIAL_HEX => DenyKind::Serial,
+            (_, n) => {
+                return Err(format!(
+                    "{entry:?} has {n} hex digits: longer than a serial number (at most {MAX_SERIAL_HEX}) and not a 64-digit SHA-256"
+                ));
+            }
+        };
+        let value = if kind == DenyKind::Serial { normalize_serial(&digits) } else { digits };
+        Ok((kind, value))
+    }
+
+    fn insert(&mut self, kind: DenyKind, value: String) {
+        match kind {
+            DenyKind::Serial => self.serials.insert(value),
+            DenyKind::Sha256 => self.sha256.insert(value),
+            DenyKind::Sha1 => self.sha1.insert(value),
+        };
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.serials.len() + self.sha256.len() + self.sha1.len()
+    }
+
+    /// No entries?
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What matched `cert`, if anything: `serial ab12`, `SHA-256 …`, `SHA-1 …`.
+    pub fn matches(&self, cert: &Certificate) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let serial = cert.serial_hex();
+        if self.serials.contains(&serial) {
+            return Some(format!("serial {serial}"));
+        }
+        let sha256 = cert.fingerprint_hex();
+        if self.sha256.contains(&sha256) {
+            return Some(format!("SHA-256 {sha256}"));
+        }
+        if !self.sha1.is_empty() {
+            use sha1::Digest as _;
+            let sha1 = hex::encode(sha1::Sha1::digest(cert.der()));
+            if self.sha1.contains(&sha1) {
+                return Some(format!("SHA-1 {sha1}"));
+            }
+        }
+        None
+    }
+}
+
 /// The minimum RSA modulus AWS IoT accepts; a profile may only raise it.
 pub const MIN_RSA_BITS_FLOOR: u32 = 2048;
+
+/// AWS IoT's limits on thing attributes: 3 for a thing without a type, 50 with one (jitp's own included).
+const MAX_ATTRIBUTES_UNTYPED: usize = 3;
+const MAX_ATTRIBUTES_TYPED: usize = 50;
+/// AWS IoT's limit on a policy name.
+const MAX_POLICY_NAME: usize = 128;
+
+impl Profile {
+    /// The common_name pattern as written in jitp.toml (jitp anchors it as `^(?:…)$`).
+    pub fn common_name_source(&self) -> &str {
+        let anchored = self.common_name.as_str();
+        anchored.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(anchored)
+    }
+}
 
 impl Config {
     /// Load `path` and everything it names, with no overrides.
@@ -294,6 +414,11 @@ impl Config {
             }
             profiles.push(profile);
         }
+        for profile in &profiles {
+            ctx.check_policy_name_length(profile)?;
+        }
+        crate::naming::check(&profiles, |rel| std::fs::read_to_string(ctx.resolve(rel)).ok())
+            .or_else(|message| ctx.err(None, "profiles".to_owned(), message))?;
         let engine = Engine::compile(&ctx.dir, path, &profiles)?;
         let defaults = Defaults {
             clock_skew_seconds: defaults.clock_skew_seconds,
@@ -353,6 +478,29 @@ impl Loader<'_> {
         }
     }
 
+    /// Refuse what AWS would refuse for the profile's longest possible name: a per-thing policy name over 128.
+    fn check_policy_name_length(&self, profile: &Profile) -> Result<(), Error> {
+        if profile.policy_mode != PolicyMode::PerThing {
+            return Ok(());
+        }
+        let language = crate::naming::thing_language(profile);
+        let (true, Some(longest)) = (language.exact, language.max_len) else { return Ok(()) };
+        let total = profile.policy_prefix.len() + longest;
+        if total > MAX_POLICY_NAME {
+            return self.err(
+                None,
+                format!("profiles.{}.policy_prefix", profile.name),
+                format!(
+                    "thing names of profile {:?} can be {longest} characters long, so its policy names ({:?} + thing name) can be {total}; AWS IoT allows {MAX_POLICY_NAME}: bound common_name to at most {} characters or shorten the prefix",
+                    profile.name,
+                    profile.policy_prefix,
+                    MAX_POLICY_NAME.saturating_sub(profile.policy_prefix.len())
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn resolve(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }
@@ -388,6 +536,15 @@ impl Loader<'_> {
             CaMatch::Ids(ids)
         };
         let cn_source = p.common_name.get_ref();
+        // jitp anchors the pattern as ^(?:…)$; a pattern that is not a regex on its own (an unbalanced `)`)
+        // could close that group and escape the anchors, so it must parse alone first.
+        if let Err(e) = regex_syntax::Parser::new().parse(cn_source) {
+            return self.err(
+                Some(p.common_name.span()),
+                key("common_name"),
+                format!("invalid regex (it must be a complete pattern on its own; jitp anchors it at both ends): {e}"),
+            );
+        }
         let common_name = regex::RegexBuilder::new(&format!("^(?:{cn_source})$"))
             .size_limit(1 << 20)
             .build()
@@ -433,7 +590,7 @@ impl Loader<'_> {
         }
         let deny = match &p.deny_list {
             Some(file) => self.deny_list(file, &key("deny_list"))?,
-            None => HashSet::new(),
+            None => DenyList::default(),
         };
         let thing_type = match p.thing_type {
             Some(t) => Some(self.aws_name(t, &key("thing_type"))?),
@@ -442,8 +599,33 @@ impl Loader<'_> {
         let thing_groups =
             p.thing_groups.into_iter().map(|g| self.aws_name(g, &key("thing_groups"))).collect::<Result<_, _>>()?;
         let mut attributes = BTreeMap::new();
-        if p.attributes.len() > 50 {
-            return self.err(Some(p.name.span()), key("attributes"), "AWS IoT allows at most 50 attributes per thing");
+        let limit = if thing_type.is_some() { MAX_ATTRIBUTES_TYPED } else { MAX_ATTRIBUTES_UNTYPED };
+        if p.attributes.len() + 1 > limit {
+            return self.err(
+                Some(p.name.span()),
+                key("attributes"),
+                format!(
+                    "{} attributes plus jitp's own ({}) make {}; AWS IoT allows {limit} for a thing {}",
+                    p.attributes.len(),
+                    crate::provision::CERTIFICATE_ATTRIBUTE,
+                    p.attributes.len() + 1,
+                    if thing_type.is_some() {
+                        "with a thing type"
+                    } else {
+                        "without a thing type (set thing_type for up to 50)"
+                    }
+                ),
+            );
+        }
+        if let Some(v) = p.attributes.get(crate::provision::CERTIFICATE_ATTRIBUTE) {
+            return self.err(
+                Some(v.span()),
+                key("attributes"),
+                format!(
+                    "{} is jitp's own attribute (it records which certificate owns the thing)",
+                    crate::provision::CERTIFICATE_ATTRIBUTE
+                ),
+            );
         }
         for (k, v) in p.attributes {
             let name =
@@ -495,42 +677,29 @@ impl Loader<'_> {
         }
     }
 
-    fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<HashSet<String>, Error> {
+    fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<DenyList, Error> {
         let full = self.resolve(file.get_ref());
         let text = std::fs::read_to_string(&full).map_err(|source| Error::Io { path: full.clone(), source })?;
-        let mut set = HashSet::new();
+        let mut list = DenyList::default();
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
             if entry.is_empty() {
                 continue;
             }
-            let normalized = normalize_hex(entry).ok_or_else(|| {
-                Error::config(
-                    &full,
-                    Some(n + 1),
-                    key,
-                    format!("{entry:?} is neither a hex serial number nor a SHA-256 fingerprint"),
-                )
-            })?;
-            set.insert(normalized);
+            let (kind, value) =
+                DenyList::parse_entry(entry).map_err(|message| Error::config(&full, Some(n + 1), key, message))?;
+            list.insert(kind, value);
         }
-        Ok(set)
+        Ok(list)
     }
 }
 
-/// Lowercase hex without separators or leading zeros pairs, so `00:AB:cd` and `abcd` compare equal.
-pub(crate) fn normalize_hex(entry: &str) -> Option<String> {
-    let cleaned: String = entry.chars().filter(|c| *c != ':' && *c != ' ').collect::<String>().to_ascii_lowercase();
-    if cleaned.is_empty() || !cleaned.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    if cleaned.len() == 64 {
-        return Some(cleaned);
-    }
-    let trimmed = cleaned.trim_start_matches('0');
+/// A serial's lowercase hex as [`Certificate::serial_hex`] prints it: no leading zero bytes, an even number of
+/// digits, so `00:0A:BC`, `0abc` and `abc` compare equal.
+fn normalize_serial(digits: &str) -> String {
+    let trimmed = digits.trim_start_matches('0');
     let trimmed = if trimmed.is_empty() { "0" } else { trimmed };
-    // Serials print with an even number of digits.
-    Some(if trimmed.len() % 2 == 1 { format!("0{trimmed}") } else { trimmed.to_owned() })
+    if trimmed.len() % 2 == 1 { format!("0{trimmed}") } else { trimmed.to_owned() }
 }
 
 /// The 1-based line of byte offset `at` in `source`.
@@ -543,12 +712,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_normalization() {
-        assert_eq!(normalize_hex("00:AB:cd").as_deref(), Some("abcd"));
-        assert_eq!(normalize_hex("0abc").as_deref(), Some("0abc"));
-        assert_eq!(normalize_hex("abc").as_deref(), Some("0abc"));
-        assert_eq!(normalize_hex("xyz"), None);
-        assert_eq!(normalize_hex(&"A".repeat(64)).as_deref(), Some("a".repeat(64).as_str()));
+    fn deny_entries_name_one_kind_or_are_refused() {
+        let ok = |e: &str| DenyList::parse_entry(e).unwrap_or((DenyKind::Serial, "ERR".into()));
+        assert_eq!(ok("00:AB:cd"), (DenyKind::Serial, "abcd".into()));
+        assert_eq!(ok("0abc"), (DenyKind::Serial, "0abc".into()));
+        assert_eq!(ok("abc"), (DenyKind::Serial, "0abc".into()));
+        assert_eq!(ok("serial:00:0a:bc"), (DenyKind::Serial, "0abc".into()));
+        assert_eq!(ok(&"A".repeat(64)), (DenyKind::Sha256, "a".repeat(64)));
+        assert_eq!(ok(&format!("SHA256:{}", "b".repeat(64))), (DenyKind::Sha256, "b".repeat(64)));
+        assert_eq!(ok(&format!("sha1:{}", "C".repeat(40))), (DenyKind::Sha1, "c".repeat(40)));
+        assert_eq!(ok(&format!("serial:{}", "1".repeat(40))), (DenyKind::Serial, "1".repeat(40)));
+        for bad in [
+            "xyz".to_owned(),
+            "".to_owned(),
+            "sha1:".to_owned(),
+            "1".repeat(40), // SHA-1 or 20-octet serial: ambiguous
+            "1".repeat(41), // neither
+            "1".repeat(63),
+            format!("sha1:{}", "1".repeat(64)),
+            format!("sha256:{}", "1".repeat(40)),
+            format!("md5:{}", "1".repeat(32)),
+        ] {
+            assert!(DenyList::parse_entry(&bad).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]

@@ -240,6 +240,41 @@ fn deny_list_by_serial_and_fingerprint() {
     assert!(run(&config, ca(), &ca().issue(&Device::new("sensor-00000000aaaa")).pem).accepted());
 }
 
+/// Every entry form matches what it names: SHA-1 (the fingerprint most tools print) included; an entry that
+/// could name two things, or nothing jitp can match, is refused with its line number.
+#[test]
+fn deny_list_by_sha1_and_refused_forms() {
+    use sha1::Digest as _;
+    let device = ca().issue(&Device::new(CN));
+    let sha1 = hex::encode(sha1::Sha1::digest(&device.der));
+    let dir = tempdir();
+    let write = |text: String| {
+        std::fs::write(dir.join("denied.txt"), text).unwrap();
+        let toml = dir.join("jitp.toml");
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera"))
+            .unwrap();
+        std::fs::write(
+            &toml,
+            "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"\n",
+        )
+        .unwrap();
+        Config::load(&toml)
+    };
+    let spaced: String =
+        sha1.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap().to_uppercase()).collect::<Vec<_>>().join(":");
+    for entry in [format!("sha1:{sha1}"), format!("SHA-1:{spaced}")] {
+        let config = write(format!("# lost\n{entry}\n")).unwrap();
+        let report = run(&config, ca(), &device.pem);
+        assert_reason(&report, ReasonCode::CertDenied);
+        assert!(report.message.contains("SHA-1"), "{}", report.message);
+    }
+    for (entry, needle) in [(sha1.clone(), "sha1:"), ("1".repeat(41), "41 hex digits"), ("nothex".into(), "not hex")] {
+        let err = write(format!("# lost\n\n{entry}\n")).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("denied.txt:3") && err.contains(needle), "{entry}: {err}");
+    }
+}
+
 fn hex_serial(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().trim_start_matches('0').to_owned()
 }

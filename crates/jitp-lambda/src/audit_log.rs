@@ -46,7 +46,7 @@ pub fn line(record: &AuditRecord, meta: &Meta<'_>) -> String {
         // An AuditRecord is a plain struct of strings and numbers: it always serializes to an object.
         return record.to_json_line();
     };
-    let level = if record.outcome == Outcome::Error { "WARN" } else { "INFO" };
+    let level = if matches!(record.outcome, Outcome::Error | Outcome::Held) { "WARN" } else { "INFO" };
     map.insert("level".into(), level.into());
     map.insert("requestId".into(), meta.request_id.into());
     map.insert("trigger".into(), meta.trigger.into());

@@ -1,0 +1,215 @@
+//! Which policy names a profile can give its devices, and the configurations in which two profiles could give
+//! one name to two devices.
+//!
+//! A per-thing policy is named `policy_prefix + thing name` (`:` spelled `.`), a shared one `policy_prefix +
+//! template stem`. Two different (profile, thing) pairs that get one policy name share one AWS policy whose
+//! default version is whichever document was written last: one device's permissions become another's. So
+//! [`check`] refuses, at load, every pair of profiles whose policy-name sets can intersect.
+//!
+//! The set of thing names a profile can produce is a regular language when its `thing_name` is the CN with
+//! literal text around it (`{{ subject.cn }}`, `sensor-{{ subject.cn }}`): the literal text, the profile's
+//! common_name regex, intersected with what a thing name may be (1 to 128 of `[A-Za-z0-9:_-]`). Any other
+//! expression is taken to produce every thing name (an over-approximation: it can only refuse more). Whether
+//! two such languages meet is decided exactly by a breadth-first search of the product of their DFAs
+//! (regex-automata), bounded; a search too large to finish counts as "they may meet".
+
+use std::collections::{HashSet, VecDeque};
+
+use regex_automata::dfa::{Automaton, dense};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::{Anchored, MatchKind};
+
+use crate::profile::{PolicyMode, Profile};
+use crate::thing::ThingName;
+
+/// The thing-name alphabet: the only bytes a search needs to try.
+const THING_BYTES: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_-";
+/// Every thing name.
+const ANY_THING: &str = "[A-Za-z0-9:_-]{1,128}";
+/// States of a product search before it gives up and assumes the languages meet.
+const MAX_PRODUCT_STATES: usize = 200_000;
+/// Bytes one DFA may take: common_name regexes are small; a huge one is refused as "may meet".
+const MAX_DFA_BYTES: usize = 8 << 20;
+
+/// The thing names a profile can produce, as a regex over the whole name (unanchored text; anchored by users).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ThingLanguage {
+    /// The regex, e.g. `(?:sensor-)(?:[0-9a-f]{12})`.
+    pub pattern: String,
+    /// The longest name, when the expression bounds it.
+    pub max_len: Option<usize>,
+    /// The expression is the CN with literal text around it (else every thing name is assumed).
+    pub exact: bool,
+}
+
+/// The language of `profile`'s thing names.
+pub(crate) fn thing_language(profile: &Profile) -> ThingLanguage {
+    let any = ThingLanguage { pattern: ANY_THING.to_owned(), max_len: Some(ThingName::MAX_LEN), exact: false };
+    let expr = profile.thing_name.as_str();
+    let Some((before, rest)) = expr.split_once("{{") else {
+        // No expression at all: every device gets this one name.
+        return if expr.contains("{%") || expr.contains("{#") {
+            any
+        } else {
+            ThingLanguage { pattern: regex_syntax::escape(expr), max_len: Some(expr.len()), exact: true }
+        };
+    };
+    let Some((inner, after)) = rest.split_once("}}") else { return any };
+    let literal = |s: &str| !s.contains('{') && !s.contains('}');
+    if inner.trim() != "subject.cn" || !literal(before) || !literal(after) {
+        return any;
+    }
+    let cn = profile.common_name_source();
+    let cn_max = regex_syntax::parse(cn).ok().and_then(|hir| hir.properties().maximum_len());
+    ThingLanguage {
+        pattern: format!("(?:{})(?:{cn})(?:{})", regex_syntax::escape(before), regex_syntax::escape(after)),
+        max_len: cn_max.map(|m| (before.len() + m + after.len()).min(ThingName::MAX_LEN)),
+        exact: true,
+    }
+}
+
+/// Why two profiles could share a policy name, in a sentence naming both.
+/// `source` reads a policy template by its path relative to jitp.toml.
+pub(crate) fn check(profiles: &[Profile], source: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    for (i, a) in profiles.iter().enumerate() {
+        for b in &profiles[i + 1..] {
+            if let Some(why) = collision(a, b, &source) {
+                return Err(why);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shared policy name of a profile in shared mode (`prefix + template stem`).
+pub(crate) fn shared_name(profile: &Profile) -> String {
+    let stem = profile.policy.rsplit('/').next().unwrap_or(&profile.policy);
+    let stem = stem.split('.').next().unwrap_or(stem);
+    format!("{}{stem}", profile.policy_prefix)
+}
+
+fn collision(a: &Profile, b: &Profile, source: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let names = |p: &Profile| match p.policy_mode {
+        PolicyMode::PerThing => format!("per-thing policies {}<thing name>", p.policy_prefix),
+        PolicyMode::Shared => format!("shared policy {}", shared_name(p)),
+    };
+    let meet = match (a.policy_mode, b.policy_mode) {
+        (PolicyMode::Shared, PolicyMode::Shared) => {
+            shared_name(a) == shared_name(b) && (a.policy != b.policy || mentions_profile(source(&a.policy)))
+        }
+        (PolicyMode::Shared, PolicyMode::PerThing) => per_thing_has(b, &shared_name(a)),
+        (PolicyMode::PerThing, PolicyMode::Shared) => per_thing_has(a, &shared_name(b)),
+        (PolicyMode::PerThing, PolicyMode::PerThing) => per_thing_meet(a, b),
+    };
+    meet.then(|| {
+        format!(
+            "profiles {:?} ({}) and {:?} ({}) can give two different devices the same policy name, so one device would get the other's permissions; give them policy prefixes neither of which starts the other, or common_name patterns that cannot produce each other's names",
+            a.name,
+            names(a),
+            b.name,
+            names(b)
+        )
+    })
+}
+
+/// A shared template that reads the profile (its name) renders differently per profile; unreadable counts as yes.
+fn mentions_profile(template: Option<String>) -> bool {
+    template.is_none_or(|s| s.contains("profile"))
+}
+
+/// Can per-thing profile `p` produce policy name `name`?
+fn per_thing_has(p: &Profile, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&p.policy_prefix) else { return false };
+    let Some(thing) = unmap(rest) else { return false };
+    meet(&[&thing_language(p).pattern, ANY_THING, &regex_syntax::escape(&thing)])
+}
+
+/// Do two per-thing profiles' policy-name sets intersect? `pa + f(ta) == pb + f(tb)` needs one prefix to start
+/// the other; with `pb = pa + d`, it needs `ta = f⁻¹(d) + tb` (`f` spells `:` as `.`, and is injective).
+fn per_thing_meet(a: &Profile, b: &Profile) -> bool {
+    let (short, long) = if a.policy_prefix.len() <= b.policy_prefix.len() { (a, b) } else { (b, a) };
+    let Some(d) = long.policy_prefix.strip_prefix(&short.policy_prefix) else { return false };
+    let Some(d) = unmap(d) else { return false };
+    let long_shifted = format!("(?:{})(?:{})", regex_syntax::escape(&d), thing_language(long).pattern);
+    meet(&[&thing_language(short).pattern, ANY_THING, &long_shifted])
+}
+
+/// Policy-name text back to thing-name text (`.` was `:`), or `None` if no thing name spells it.
+fn unmap(policy_text: &str) -> Option<String> {
+    let thing = policy_text.replace('.', ":");
+    thing.bytes().all(|b| THING_BYTES.contains(&b)).then_some(thing)
+}
+
+/// Is there a string, made of thing-name bytes, that every pattern matches whole? A pattern that cannot be
+/// compiled to a DFA within the bounds, or a search that does not finish, answers yes.
+pub(crate) fn meet(patterns: &[&str]) -> bool {
+    let mut dfas = Vec::new();
+    for p in patterns {
+        let built = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .match_kind(MatchKind::All)
+                    .dfa_size_limit(Some(MAX_DFA_BYTES))
+                    .determinize_size_limit(Some(MAX_DFA_BYTES)),
+            )
+            .build(&format!("^(?:{p})$"));
+        match built {
+            Ok(dfa) => dfas.push(dfa),
+            Err(_) => return true,
+        }
+    }
+    let anchored = start::Config::new().anchored(Anchored::Yes);
+    let mut first = Vec::new();
+    for dfa in &dfas {
+        match dfa.start_state(&anchored) {
+            Ok(s) => first.push(s),
+            Err(_) => return true,
+        }
+    }
+    let mut seen: HashSet<Vec<StateID>> = HashSet::from([first.clone()]);
+    let mut queue = VecDeque::from([first]);
+    while let Some(states) = queue.pop_front() {
+        let accepts = dfas.iter().zip(&states).all(|(dfa, s)| dfa.is_match_state(dfa.next_eoi_state(*s)));
+        if accepts {
+            return true;
+        }
+        for byte in THING_BYTES {
+            let next: Vec<StateID> = dfas.iter().zip(&states).map(|(dfa, s)| dfa.next_state(*s, *byte)).collect();
+            if dfas.iter().zip(&next).any(|(dfa, s)| dfa.is_dead_state(*s) || dfa.is_quit_state(*s)) {
+                continue;
+            }
+            if seen.insert(next.clone()) {
+                if seen.len() > MAX_PRODUCT_STATES {
+                    return true;
+                }
+                queue.push_back(next);
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meet_decides_intersection() {
+        assert!(meet(&["gw-[a-z]{2}", ANY_THING]));
+        assert!(!meet(&["gw-[a-z]{2}", "sensor-[0-9]+"]));
+        assert!(meet(&["(?:gw-)(?:ab12)", "gw-.*"]));
+        assert!(!meet(&["a{129}", ANY_THING]), "longer than a thing name");
+        assert!(!meet(&["caf\u{e9}", ANY_THING]), "not thing-name bytes");
+        assert!(meet(&["(?i)K", "k"]));
+        assert!(!meet(&["\u{212a}", ANY_THING]), "KELVIN SIGN is no thing-name byte");
+        assert!(meet(&["x|xy", "xy"]), "all matches, not leftmost-first");
+    }
+
+    #[test]
+    fn unmap_spells_dots_as_colons_and_refuses_the_rest() {
+        assert_eq!(unmap("a.b").as_deref(), Some("a:b"));
+        assert_eq!(unmap("a+b"), None);
+        assert_eq!(unmap("").as_deref(), Some(""));
+    }
+}

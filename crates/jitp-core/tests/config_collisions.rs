@@ -1,0 +1,160 @@
+//! Configurations that would silently share a policy between devices, or that AWS would refuse on every event,
+//! are refused at load with an error naming both profiles; the rest load.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use jitp_core::profile::{Config, Overrides};
+use proptest::prelude::*;
+
+fn templates() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/policies")
+}
+
+/// A directory with the shipped sensor template under several names.
+fn dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    for name in ["sensor.json.tera", "sensor.v2.json.tera", "gateway.json.tera", "other.json.tera"] {
+        std::fs::copy(templates().join("sensor.json.tera"), dir.path().join("policies").join(name)).unwrap();
+    }
+    dir
+}
+
+/// A profile table; `extra` lines go inside it.
+fn profile(name: &str, cn: &str, extra: &str) -> String {
+    format!(
+        "[[profiles]]\nname = \"{name}\"\nca = [\"*\"]\ncommon_name = '{cn}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\nthing_type = \"t\"\n{extra}\n"
+    )
+}
+
+fn load(dir: &Path, toml: &str) -> Result<Config, String> {
+    Config::from_str_at(toml, &dir.join("jitp.toml"), &Overrides::default()).map_err(|e| e.to_string())
+}
+
+#[track_caller]
+fn refused(toml: &str, needles: &[&str]) {
+    let d = dir();
+    match load(d.path(), toml) {
+        Ok(_) => panic!("loaded, but must be refused:\n{toml}"),
+        Err(e) => {
+            for n in needles {
+                assert!(e.contains(n), "{e:?} should mention {n:?}");
+            }
+        }
+    }
+}
+
+#[track_caller]
+fn loads(toml: &str) {
+    let d = dir();
+    if let Err(e) = load(d.path(), toml) {
+        panic!("must load: {e}\n{toml}");
+    }
+}
+
+#[test]
+fn prefixes_that_overlap_through_the_cn_are_refused() {
+    // The measured case: jitp- + gw-ab12 == jitp-gw- + ab12.
+    let toml = profile("a", "gw-[a-z0-9]{4}", "policy_prefix = \"jitp-\"")
+        + &profile("b", "[a-z0-9]{4}", "policy_prefix = \"jitp-gw-\"");
+    refused(&toml, &["\"a\"", "\"b\"", "same policy name"]);
+    // Same, the other way round in file order.
+    let toml = profile("b", "[a-z0-9]{4}", "policy_prefix = \"jitp-gw-\"")
+        + &profile("a", "gw-[a-z0-9]{4}", "policy_prefix = \"jitp-\"");
+    refused(&toml, &["\"a\"", "\"b\""]);
+    // `:` in a thing name is `.` in its policy name: p- + a:b == p-a. + b.
+    let toml = profile("a", "a:b", "policy_prefix = \"p-\"") + &profile("b", "b", "policy_prefix = \"p-a.\"");
+    refused(&toml, &["\"a\"", "\"b\""]);
+}
+
+#[test]
+fn prefixes_that_cannot_meet_load() {
+    // jitp-gw- + anything vs jitp- + sensor-…: a sensor name never starts with gw-.
+    loads(
+        &(profile("a", "sensor-[0-9a-f]{12}", "policy_prefix = \"jitp-\"")
+            + &profile("b", "[a-z0-9]{4}", "policy_prefix = \"jitp-gw-\"")),
+    );
+    // `+` is in no thing name, so jitp+ never equals jitp-…
+    loads(
+        &(profile("a", "[a-z+]{1,8}", "policy_prefix = \"jitp+\"")
+            + &profile("b", "[a-z]{1,8}", "policy_prefix = \"jitp-\"")),
+    );
+    // The shipped shape: one prefix, disjoint CN patterns.
+    loads(&(profile("s", "sensor-[0-9a-f]{12}", "") + &profile("g", "gw-[a-z]{2}-[0-9]{4}", "")));
+}
+
+#[test]
+fn one_prefix_and_overlapping_names_are_refused() {
+    refused(&(profile("a", "dev-[0-9]{2}", "") + &profile("b", "dev-.*", "")), &["\"a\"", "\"b\""]);
+    // A thing name jitp cannot bound (not the CN) is taken to be any name: it overlaps everything.
+    let odd = profile("a", "dev-[0-9]{2}", "").replace("{{ subject.cn }}", "{{ subject.serial_number }}");
+    refused(&(odd + &profile("b", "x", "")), &["\"a\"", "\"b\""]);
+}
+
+#[test]
+fn shared_policies_with_one_name_and_different_documents_are_refused() {
+    let shared = |name: &str, policy: &str| {
+        profile(name, &format!("{name}-[0-9]{{4}}"), "policy_mode = \"shared\"")
+            .replace("policies/sensor.json.tera", policy)
+    };
+    // sensor.json.tera and sensor.v2.json.tera both make jitp-sensor.
+    refused(
+        &(shared("a", "policies/sensor.json.tera") + &shared("b", "policies/sensor.v2.json.tera")),
+        &["\"a\"", "\"b\"", "jitp-sensor"],
+    );
+    // One template, one document: one shared policy is what shared mode means.
+    loads(&(shared("a", "policies/sensor.json.tera") + &shared("b", "policies/sensor.json.tera")));
+    loads(&(shared("a", "policies/sensor.json.tera") + &shared("b", "policies/other.json.tera")));
+    // A per-thing profile whose thing could be named "sensor" meets the shared policy jitp-sensor.
+    refused(&(shared("a", "policies/sensor.json.tera") + &profile("b", "sens.r", "")), &["\"a\"", "\"b\""]);
+    loads(&(shared("a", "policies/sensor.json.tera") + &profile("b", "gw-[0-9]{4}", "")));
+}
+
+#[test]
+fn what_aws_would_refuse_on_every_event_is_refused_at_load() {
+    // A 60-character prefix and CNs of up to 69 characters: policy names of up to 129.
+    let prefix = format!("policy_prefix = \"{}\"", "p".repeat(60));
+    refused(
+        &profile("a", &format!("{}[a-z]{{1,11}}", "c".repeat(58)), &prefix),
+        &["69 characters", "129", "allows 128"],
+    );
+    loads(&profile("a", &format!("{}[a-z]{{1,10}}", "c".repeat(58)), &prefix));
+    // Attributes: 3 without a thing type, jitp's own included; 50 with one.
+    let untyped = |n: usize| {
+        let attrs: Vec<String> = (0..n).map(|i| format!("a{i} = \"x\"")).collect();
+        profile("a", "x", &format!("attributes = {{ {} }}", attrs.join(", "))).replace("thing_type = \"t\"\n", "")
+    };
+    loads(&untyped(2));
+    refused(&untyped(3), &["3 attributes", "jitp_certificate", "allows 3"]);
+    let typed: Vec<String> = (0..50).map(|i| format!("a{i} = \"x\"")).collect();
+    refused(&profile("a", "x", &format!("attributes = {{ {} }}", typed.join(", "))), &["allows 50"]);
+    refused(&profile("a", "x", "attributes = { jitp_certificate = \"{{ subject.cn }}\" }"), &["jitp's own attribute"]);
+}
+
+#[test]
+fn a_cn_pattern_must_be_a_regex_on_its_own() {
+    // `a)|(.*` would close jitp's anchoring group: ^(?:a)|(.*)$ matches anything.
+    for bad in ["a)|(.*", "a)", "(a", "a)(?:b"] {
+        refused(&profile("a", bad, ""), &["common_name", "on its own"]);
+    }
+}
+
+proptest! {
+    /// Over literal CNs and prefixes from a tiny alphabet the answer is known exactly: the two profiles collide
+    /// iff prefix_a + f(cn_a) == prefix_b + f(cn_b) (f spells `:` as `.`). The loader must refuse exactly then.
+    #[test]
+    fn the_collision_check_is_exact_on_literals(
+        pa in "[a.-]{0,3}", pb in "[a.-]{0,3}", ca in "[a:-]{1,3}", cb in "[a:-]{1,3}",
+    ) {
+        prop_assume!(!pa.is_empty() || !pb.is_empty() || ca != cb);
+        let f = |s: &str| s.replace(':', ".");
+        let collide = format!("{pa}{}", f(&ca)) == format!("{pb}{}", f(&cb));
+        let esc = |s: &str| s.replace('.', "\\.").replace('-', "\\-");
+        let toml = profile("a", &esc(&ca), &format!("policy_prefix = \"{pa}\""))
+            + &profile("b", &esc(&cb), &format!("policy_prefix = \"{pb}\""));
+        let d = dir();
+        let result = load(d.path(), &toml);
+        prop_assert_eq!(result.is_err(), collide, "{:?}", result.err());
+    }
+}
