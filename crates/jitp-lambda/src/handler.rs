@@ -63,6 +63,18 @@ pub enum HandlerError {
         /// The cause.
         message: String,
     },
+    /// An operator's mistake (a template, a CA, an unmanaged thing: outcome HELD) stops an acceptable device. Its
+    /// certificate stays PENDING; the event fails so that Lambda's retries, then the on-failure destination or
+    /// dead-letter queue, keep it until the mistake is fixed and it is redriven.
+    #[error("held for an operator's fix, certificate {certificate} left PENDING_ACTIVATION: {reason}: {message}")]
+    Held {
+        /// The certificate id from the event.
+        certificate: String,
+        /// The reason code.
+        reason: String,
+        /// What the operator must fix.
+        message: String,
+    },
     /// An event shaped like an SQS batch (`Records` from `aws:sqs`) whose records do not parse.
     #[error("an SQS batch whose records do not parse: {0}")]
     MalformedBatch(String),
@@ -76,6 +88,7 @@ impl HandlerError {
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::Transient { .. } => "jitp.TransientFailure",
+            Self::Held { .. } => "jitp.HeldForOperator",
             Self::MalformedBatch(_) => "jitp.MalformedBatch",
             Self::UnreportableBatch(_) => "jitp.UnreportableBatch",
         }
@@ -273,10 +286,17 @@ impl Handler {
         result
     }
 
-    /// Handle a direct event: success unless the failure is transient.
+    /// Handle a direct event: success unless the failure is transient or held for an operator.
     pub async fn handle_direct(&self, payload: Value, ctx: &Context) -> Result<AuditRecord, HandlerError> {
         let bytes = serde_json::to_vec(&payload).unwrap_or_default();
         let record = self.run(&bytes, ctx, Trigger::Direct).await;
+        if record.outcome == jitp_core::audit::Outcome::Held {
+            return Err(HandlerError::Held {
+                certificate: record.certificate_id.clone().unwrap_or_default(),
+                reason: record.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                message: record.message,
+            });
+        }
         if record.is_retryable() {
             return Err(HandlerError::Transient {
                 certificate: record.certificate_id.clone().unwrap_or_default(),

@@ -198,6 +198,27 @@ async fn a_transient_failure_of_a_direct_event_is_an_error_so_lambda_retries() {
     assert_eq!(f.status(&id), Some(CertificateStatus::Active));
 }
 
+/// An operator's mistake (here: the CA deactivated) holds the device: a direct event fails so that Lambda keeps
+/// it, an SQS message is reported as a batch item failure, and the certificate stays PENDING (that the same event
+/// then provisions the device once fixed is `operator_mistakes_hold_the_device_pending_until_fixed` in jitp-core).
+#[tokio::test]
+async fn an_operator_mistake_is_held_and_handed_back_never_revoked() {
+    let f = Fixture::new(MemoryRegistry::new(), &[]);
+    f.memory.set_ca_status(&f.ca_id, jitp_core::registry::CaStatus::Inactive);
+    let (id, event) = f.device(&Device::new("sensor-0123456789ab"));
+    let err = f.invoke(event.clone()).await.unwrap_err();
+    assert!(matches!(&err, HandlerError::Held { reason, .. } if reason == "CA_NOT_ACTIVE"), "{err}");
+    assert_eq!(Diagnostic::from(err).error_type, "jitp.HeldForOperator");
+    let body = event.to_string();
+    assert_eq!(batch_failures(f.invoke(sqs(&[("m-1", &body)])).await), ["m-1"]);
+    for line in f.lines() {
+        assert_eq!((line["outcome"].as_str(), line["fault"].as_str()), (Some("HELD"), Some("operator")), "{line}");
+        assert_eq!(line["certificate_action"], "LEFT_PENDING");
+        assert_eq!(line["level"], "WARN");
+    }
+    assert_eq!(f.status(&id), Some(CertificateStatus::PendingActivation));
+}
+
 #[tokio::test]
 async fn the_workflow_retries_within_its_budget_before_giving_up() {
     // The default budget rides out a single 5xx: the platform never sees it.
