@@ -211,7 +211,10 @@ async fn things() {
     assert_eq!((d.thing_type.as_deref(), d.attributes), (Some("gateway"), attrs(&[("batch", "b2")])));
 
     // UpdateThing replaces the attributes (merge=false) and sets or removes the type.
-    moto.registry.update_thing(&spec("sensor-00000000000a", Some("sensor"), &[("profile", "sensors")]), None).await.unwrap();
+    moto.registry
+        .update_thing(&spec("sensor-00000000000a", Some("sensor"), &[("profile", "sensors")]), None)
+        .await
+        .unwrap();
     let d = moto.registry.describe_thing(&s.name).await.unwrap();
     assert_eq!((d.thing_type.as_deref(), d.attributes), (Some("sensor"), attrs(&[("profile", "sensors")])));
     moto.registry.update_thing(&spec("sensor-00000000000a", None, &[("a", "1")]), None).await.unwrap();
