@@ -7,7 +7,10 @@ Run with the infra virtualenv (it needs cfn-lint, whose package carries the IAM 
 the Service Authorization Reference: cfnlint/data/AdditionalSpecs/Policies.json).
 
 What it checks:
-  * IAM, in both templates: no wildcard action; the function may call exactly the AWS IoT actions jitp needs; every
+  * infra/iam-actions.json (the one list of the AWS IoT actions jitp calls, with each one's resource types) against
+    the reference: real actions, resource types the reference gives each, '*' only where it gives none.
+  * IAM, in both templates: no wildcard action; the function may call exactly the AWS IoT actions of the list, each
+    on exactly the resources the list gives it (no extra, none missing); every
     AWS IoT resource ARN is of a resource type the action is authorized on; `Resource: "*"` only for an action that
     supports no resource-level permission; no other statement uses `Resource: "*"`.
   * Parity: both templates grant the same AWS IoT actions on the same resources.
@@ -20,29 +23,29 @@ import importlib.resources
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cfnlint.decode import decode
 
-IOT_ACTIONS = {
-    "iot:DescribeCertificate",
-    "iot:UpdateCertificate",
-    "iot:DescribeCACertificate",
-    "iot:CreateThing",
-    "iot:DescribeThing",
-    "iot:UpdateThing",
-    "iot:ListThingPrincipals",
-    "iot:ListPrincipalThings",
-    "iot:AttachThingPrincipal",
-    "iot:AddThingToThingGroup",
-    "iot:CreatePolicy",
-    "iot:GetPolicy",
-    "iot:CreatePolicyVersion",
-    "iot:ListPolicyVersions",
-    "iot:DeletePolicyVersion",
-    "iot:AttachPolicy",
-    "iot:ListAttachedPolicies",
-}
+IAM_ACTIONS_FILE = Path(__file__).resolve().parents[1] / "iam-actions.json"
+
+
+def load_iam_actions(path: Path) -> dict[str, Any]:
+    """infra/iam-actions.json: {"resources": {type: ARN resource part}, "actions": {action: [type, ...] or ["*"]}}."""
+    data = json.loads(path.read_text())
+    assert set(data) >= {"resources", "actions"}, f"{path}: needs resources and actions"
+    return data
+
+
+def expected_grants(iam: dict[str, Any], policy_prefix: str) -> dict[str, list[str]]:
+    """Per action, the resource tails (after arn:X:iot:X:X:) or '*' that iam-actions.json grants it."""
+    out = {}
+    for action, types in iam["actions"].items():
+        out[action] = sorted("*" if t == "*" else iam["resources"][t].replace("${PolicyPrefix}", policy_prefix)
+                             for t in types)
+    return out
+
 
 RESULTS: list[tuple[str, str | None]] = []
 
@@ -147,7 +150,41 @@ def iot_grants(template: dict[str, Any]) -> dict[str, set[str]]:
     return grants
 
 
-def check_iam(name: str, template: dict[str, Any], reference: dict[str, Any]) -> None:
+def shape(template: dict[str, Any]) -> dict[str, list[str]]:
+    """Per AWS IoT action, its resources without the arn:PARTITION:iot:REGION:ACCOUNT: head (placeholders are X)."""
+    return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template).items()}
+
+
+def check_iam_list(iam: dict[str, Any], reference: dict[str, Any]) -> None:
+    actions_ref = reference["Actions"]
+
+    @check("iam-actions.json: every action is an AWS IoT action, on resource types the reference gives it")
+    def _() -> None:
+        for action, types in iam["actions"].items():
+            assert action.startswith("iot:") and "*" not in action, action
+            known = actions_ref.get(action.split(":", 1)[1].lower())
+            assert known is not None, f"{action} is not an AWS IoT action"
+            allowed = known.get("Resources", [])
+            if types == ["*"]:
+                assert not allowed, f"{action} on '*' but the reference allows {allowed}: use those"
+            else:
+                assert types and "*" not in types, f"{action}: {types}"
+                assert set(types) <= set(allowed), f"{action}: {sorted(set(types) - set(allowed))} not in {allowed}"
+
+    @check("iam-actions.json: every resource type is one of the reference's, with a narrowed ARN")
+    def _() -> None:
+        for rtype, tail in iam["resources"].items():
+            assert rtype in reference["Resources"], rtype
+            assert tail.endswith("*") and tail.startswith(f"{rtype}/"), (rtype, tail)
+
+    @check("iam-actions.json: no iot:ListPrincipalThings (nothing calls it)")
+    def _() -> None:
+        assert "iot:ListPrincipalThings" not in iam["actions"]
+
+
+def check_iam(
+    name: str, template: dict[str, Any], reference: dict[str, Any], iam: dict[str, Any], policy_prefix: str
+) -> None:
     actions_ref = reference["Actions"]
     resource_types = reference["Resources"]
 
@@ -157,10 +194,17 @@ def check_iam(name: str, template: dict[str, Any], reference: dict[str, Any]) ->
             for action in as_list(statement["Action"]):
                 assert "*" not in action, f"wildcard action {action}"
 
-    @check(f"{name}: the function may call exactly the AWS IoT actions jitp needs")
+    @check(f"{name}: the function may call exactly the AWS IoT actions of infra/iam-actions.json")
     def _() -> None:
-        granted = set(iot_grants(template))
-        assert granted == IOT_ACTIONS, f"extra {sorted(granted - IOT_ACTIONS)}, missing {sorted(IOT_ACTIONS - granted)}"
+        granted, listed = set(iot_grants(template)), set(iam["actions"])
+        assert granted == listed, f"extra {sorted(granted - listed)}, missing {sorted(listed - granted)}"
+
+    @check(f"{name}: each AWS IoT action on exactly the resources infra/iam-actions.json gives it")
+    def _() -> None:
+        actual = shape(template)
+        expected = expected_grants(iam, policy_prefix)
+        wrong = {a: {"template": actual.get(a), "iam-actions.json": r} for a, r in expected.items() if actual.get(a) != r}
+        assert not wrong, json.dumps(wrong, indent=1)
 
     @check(f"{name}: every AWS IoT ARN is of a resource type its action is authorized on")
     def _() -> None:
@@ -285,22 +329,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sam", required=True)
     parser.add_argument("--cdk", required=True, nargs="+", help="one or more synthesized CDK templates")
+    parser.add_argument("--iam", type=Path, default=IAM_ACTIONS_FILE, help="the list (default infra/iam-actions.json)")
     args = parser.parse_args()
 
     reference = iot_reference()
+    iam = load_iam_actions(args.iam)
+    check_iam_list(iam, reference)
     sam = load(args.sam)
-    check_iam("sam", sam, reference)
-
-    def shape(template: dict[str, Any]) -> dict[str, list[str]]:
-        # ${AWS::Partition} and ${token} both normalize to X.
-        return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template).items()}
+    # The SAM policy prefix is a parameter, ${PolicyPrefix}, which normalizes to X.
+    check_iam("sam", sam, reference, iam, "X")
 
     # The SAM policy prefix is a parameter (policy/X*); the CDK templates are synthesized with the default, jitp-.
     sam_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam).items()}
     for path in args.cdk:
         name = f"cdk ({path})"
         cdk = load(path)
-        check_iam(name, cdk, reference)
+        check_iam(name, cdk, reference, iam, "jitp-")
 
         @check(f"parity: SAM and {name} grant the same AWS IoT actions on the same resources")
         def _() -> None:

@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Serve previews, lint, health and metrics only: no POST /v1/events, no JITP_HTTP_TOKEN needed.
     #[arg(long)]
     no_intake: bool,
+    /// Serve POST /v1/preview and GET /v1/lint without the intake secret. They show the account's policies, so
+    /// by default, with intake on, they need x-jitp-token like POST /v1/events. (Without intake they are open.)
+    #[arg(long)]
+    public_previews: bool,
     /// Seconds a /v1 request may take before a 503.
     #[arg(long, default_value_t = 30)]
     request_timeout: u64,
@@ -52,6 +56,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let state = AppState::new(config, opened.registry.clone(), settings, intake).with_options(Options {
         request_timeout: Duration::from_secs(args.request_timeout),
         max_concurrency: args.max_concurrency,
+        public_previews: args.public_previews,
         ..Options::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

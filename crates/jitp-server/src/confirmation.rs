@@ -5,8 +5,15 @@
 //! It carries none of the action's headers, so it cannot present the intake secret. jitp therefore takes it
 //! without the secret, but only records it: the operator reads it back (`GET /v1/confirmation`, which needs the
 //! secret) and confirms the destination (open the `enableUrl`, or `aws iot confirm-topic-rule-destination`).
-//! jitp never follows the URL itself. Only AWS-shaped messages are recorded, and whether the secret came with it
-//! is shown, so that a forged one stands out.
+//! jitp never follows the URL itself. Only AWS-shaped messages are recorded.
+//!
+//! Anyone who can reach the server can post one, and a forgery can have AWS's shape. So nothing received is
+//! ever replaced or evicted: the first [`Options::max_confirmations`] are kept in arrival order, each with when
+//! it arrived and where from (peer address, forwarding headers, whether the secret came with it), and later
+//! ones are only counted. A flood can therefore crowd out AWS's message but never hide one already kept, and
+//! the count says that it happened. The operator picks the one whose `arn` is the destination they created.
+//!
+//! [`Options::max_confirmations`]: crate::Options::max_confirmations
 
 use serde::{Deserialize, Serialize};
 
@@ -27,15 +34,122 @@ pub struct Confirmation {
     pub enable_url: String,
 }
 
-/// The latest confirmation, as `GET /v1/confirmation` shows it.
+/// The default bound on kept confirmations. AWS sends one per destination created (and one more each time the
+/// operator asks for it again), so a real deployment sees a handful; 64 leaves room for a few rounds of retries
+/// and costs at most 64 x ~17 KiB (the field bounds above plus [`MAX_ORIGIN_VALUE`] per origin header) of memory.
+pub const DEFAULT_MAX_CONFIRMATIONS: usize = 64;
+
+/// Request headers that say where a request came from (set by proxies and load balancers in front of jitp, or by
+/// the sender itself: they are claims, not facts). Recorded with each confirmation when present.
+pub const ORIGIN_HEADERS: [&str; 7] =
+    ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via", "user-agent"];
+
+/// Longest origin header value kept, bytes; longer ones are cut (at a character boundary) and marked with `...`.
+pub const MAX_ORIGIN_VALUE: usize = 512;
+
+/// Where a confirmation came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The TCP peer (`ip:port`): the sender, or the proxy in front of jitp. `None` when the transport gives none
+    /// (in-process tests).
+    pub peer: Option<String>,
+    /// The [`ORIGIN_HEADERS`] present, by lower-case name; repeated headers joined with `, `.
+    pub headers: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Origin {
+    /// The origin of a request from `peer` with `headers`.
+    pub fn new(peer: Option<std::net::SocketAddr>, headers: &axum::http::HeaderMap) -> Self {
+        let mut kept = std::collections::BTreeMap::new();
+        for name in ORIGIN_HEADERS {
+            let values: Vec<String> =
+                headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            if !values.is_empty() {
+                kept.insert(name, truncate(values.join(", "), MAX_ORIGIN_VALUE));
+            }
+        }
+        Self { peer: peer.map(|p| p.to_string()), headers: kept }
+    }
+}
+
+fn truncate(mut value: String, max: usize) -> String {
+    if value.len() > max {
+        let mut end = max;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value.truncate(end);
+        value.push_str("...");
+    }
+    value
+}
+
+/// One kept confirmation, as `GET /v1/confirmation` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StoredConfirmation {
+    /// Its place in arrival order among all received since start (dropped ones included), from 1.
+    pub(crate) seq: u64,
     #[serde(flatten)]
     pub(crate) message: Confirmation,
     /// When it arrived (RFC 3339).
     pub(crate) received_at: String,
+    /// Where it came from.
+    pub(crate) origin: Origin,
     /// Did the request carry the intake secret? AWS's own confirmation does not.
     pub(crate) token_verified: bool,
+}
+
+/// Every confirmation received since start: the first `limit` kept, the rest counted.
+#[derive(Debug, Default)]
+pub(crate) struct Confirmations {
+    kept: Vec<StoredConfirmation>,
+    received: u64,
+    dropped: u64,
+}
+
+/// What became of a received confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Kept, with this sequence number.
+    Yes(u64),
+    /// Not kept: `limit` were kept already. Counted only.
+    Dropped(u64),
+}
+
+impl Confirmations {
+    /// Record one. Never replaces or evicts a kept one: past `limit`, it is only counted.
+    pub(crate) fn record(
+        &mut self,
+        message: Confirmation,
+        received_at: String,
+        origin: Origin,
+        token_verified: bool,
+        limit: usize,
+    ) -> Kept {
+        self.received += 1;
+        let seq = self.received;
+        if self.kept.len() >= limit {
+            self.dropped += 1;
+            return Kept::Dropped(seq);
+        }
+        self.kept.push(StoredConfirmation { seq, message, received_at, origin, token_verified });
+        Kept::Yes(seq)
+    }
+
+    /// The kept ones, oldest first.
+    pub(crate) fn kept(&self) -> &[StoredConfirmation] {
+        &self.kept
+    }
+
+    /// How many arrived since start, kept or not.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// How many arrived after the bound was reached.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
 }
 
 /// What a body is, as far as confirmations go.

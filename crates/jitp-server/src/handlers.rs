@@ -1,13 +1,14 @@
 //! The handlers, and the admission middleware in front of `/v1/*`.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use http_body_util::LengthLimitError;
 use jitp_core::ReasonCode;
 use jitp_core::audit::{AuditRecord, Outcome};
@@ -17,10 +18,10 @@ use jitp_core::registry::RegistryError;
 use serde::Deserialize;
 use tracing::Instrument as _;
 
-use crate::confirmation::{self, Recognised, StoredConfirmation};
+use crate::confirmation::{self, Kept, Origin, Recognised};
 use crate::error::AppError;
 use crate::metrics::Refusal;
-use crate::state::{AppState, EVENT_BODY_LIMIT, Intake, PREVIEW_BODY_LIMIT, TOKEN_HEADER, lock};
+use crate::state::{AppState, EVENT_BODY_LIMIT, Intake, IntakeToken, PREVIEW_BODY_LIMIT, TOKEN_HEADER, lock};
 
 /// The span every request's log lines carry: method, path and request id (never headers: the secret is one).
 pub(crate) fn request_span(request: &Request) -> tracing::Span {
@@ -69,7 +70,12 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize, what: &'static
 }
 
 /// `POST /v1/events`: one certificate-registered event (or the destination confirmation) from an IoT rule.
-pub(crate) async fn event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
+pub(crate) async fn event(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
     let Intake::Enabled(token) = &state.shared.intake else {
         return Err(AppError::NotFound);
     };
@@ -81,7 +87,10 @@ pub(crate) async fn event(State(state): State<AppState>, headers: HeaderMap, bod
     let authenticated = headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes()));
     match confirmation::recognise(&bytes) {
         Recognised::NotConfirmation => {}
-        Recognised::Valid(message) => return Ok(record_confirmation(&state, message, authenticated)),
+        Recognised::Valid(message) => {
+            let origin = Origin::new(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
+            return Ok(record_confirmation(&state, message, origin, authenticated));
+        }
         Recognised::Invalid(why) if authenticated => return Err(AppError::BadRequest(why)),
         // Unauthenticated and not even a well-formed confirmation: say no more than to any stranger.
         Recognised::Invalid(_) => {}
@@ -130,46 +139,106 @@ async fn handle_event(state: &AppState, bytes: Bytes) -> Result<AuditRecord, App
         .map_err(|e| AppError::Internal(format!("the event task failed: {e}")))
 }
 
-fn record_confirmation(state: &AppState, message: confirmation::Confirmation, authenticated: bool) -> Response {
-    tracing::warn!(
-        arn = %message.arn,
-        token_verified = authenticated,
-        "IoT rule destination confirmation received; read it with GET /v1/confirmation and confirm the destination"
-    );
+/// Check the secret in `x-jitp-token`: 401 (and counted) when missing or wrong.
+fn authenticate(state: &AppState, token: &IntakeToken, headers: &HeaderMap) -> Result<(), AppError> {
+    if headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes())) {
+        return Ok(());
+    }
+    state.shared.metrics.refused(Refusal::Unauthorized);
+    tracing::warn!(header_present = headers.contains_key(TOKEN_HEADER), "refused: wrong or missing secret");
+    Err(AppError::Unauthorized)
+}
+
+fn record_confirmation(
+    state: &AppState,
+    message: confirmation::Confirmation,
+    origin: Origin,
+    authenticated: bool,
+) -> Response {
     state.shared.metrics.confirmation();
     let received_at = jitp_core::cert::rfc3339(state.now());
     let arn = message.arn.clone();
-    *lock(&state.shared.confirmation) =
-        Some(StoredConfirmation { message, received_at, token_verified: authenticated });
-    let body = serde_json::json!({
-        "status": "recorded",
-        "arn": arn,
-        "message": "destination confirmation recorded, not acted on: an operator confirms it (GET /v1/confirmation)",
-    });
+    let limit = state.options.max_confirmations;
+    let peer = origin.peer.clone().unwrap_or_else(|| "-".into());
+    let kept = lock(&state.shared.confirmations).record(message, received_at, origin, authenticated, limit);
+    let body = match kept {
+        Kept::Yes(seq) => {
+            tracing::warn!(
+                seq,
+                %arn,
+                %peer,
+                token_verified = authenticated,
+                "IoT rule destination confirmation received; read it with GET /v1/confirmation and confirm the destination"
+            );
+            serde_json::json!({
+                "status": "recorded",
+                "seq": seq,
+                "arn": arn,
+                "message": "destination confirmation recorded, not acted on: an operator confirms it (GET /v1/confirmation)",
+            })
+        }
+        Kept::Dropped(seq) => {
+            state.shared.metrics.confirmation_dropped();
+            tracing::warn!(
+                seq,
+                %arn,
+                %peer,
+                token_verified = authenticated,
+                limit,
+                "IoT rule destination confirmation NOT kept: the first {limit} are kept already; see GET /v1/confirmation"
+            );
+            serde_json::json!({
+                "status": "dropped",
+                "seq": seq,
+                "arn": arn,
+                "message": format!("destination confirmation not kept: {limit} were received before it and are kept"),
+            })
+        }
+    };
     Json(body).into_response()
 }
 
-/// `GET /v1/confirmation`: the latest destination confirmation, for the operator (needs the secret).
+/// What `GET /v1/confirmation` tells the operator before the list.
+const CONFIRMATION_NOTE: &str = "Anyone who can reach this server can post a destination confirmation, and jitp \
+cannot tell AWS's from a forgery: these are every one received since start, oldest first, none acted on. Confirm \
+only the one whose arn is the topic rule destination you created (aws iot list-topic-rule-destinations), and never \
+one whose enableUrl or confirmationToken you do not expect. AWS's own message comes without the secret \
+(token_verified false); origin.headers are the sender's claims. If dropped is above 0 and none matches, restart \
+jitp serve and have AWS send a new one (aws iot update-topic-rule-destination --arn ARN --status IN_PROGRESS).";
+
+/// `GET /v1/confirmation`: every destination confirmation kept, oldest first, for the operator (needs the secret).
 pub(crate) async fn confirmation(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     let Intake::Enabled(token) = &state.shared.intake else {
         return Err(AppError::NotFound);
     };
-    if !headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes())) {
-        state.shared.metrics.refused(Refusal::Unauthorized);
-        return Err(AppError::Unauthorized);
+    authenticate(&state, token, &headers)?;
+    let store = lock(&state.shared.confirmations);
+    if store.received() == 0 {
+        return Err(AppError::NoConfirmation);
     }
-    let stored = lock(&state.shared.confirmation).clone().ok_or(AppError::NoConfirmation)?;
-    let mut body = serde_json::to_value(&stored).map_err(|e| AppError::Internal(e.to_string()))?;
-    if let Some(map) = body.as_object_mut() {
-        map.insert(
-            "confirm_with".into(),
-            format!(
-                "aws iot confirm-topic-rule-destination --confirmation-token '{}' (or open enableUrl); check the account in arn first",
-                stored.message.confirmation_token
-            )
-            .into(),
-        );
+    let mut entries = Vec::with_capacity(store.kept().len());
+    for stored in store.kept() {
+        let mut entry = serde_json::to_value(stored).map_err(|e| AppError::Internal(e.to_string()))?;
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(
+                "confirm_with".into(),
+                format!(
+                    "aws iot confirm-topic-rule-destination --confirmation-token '{}' (or open enableUrl), only if arn is your destination",
+                    stored.message.confirmation_token
+                )
+                .into(),
+            );
+        }
+        entries.push(entry);
     }
+    let body = serde_json::json!({
+        "note": CONFIRMATION_NOTE,
+        "limit": state.options.max_confirmations,
+        "received": store.received(),
+        "kept": entries.len(),
+        "dropped": store.dropped(),
+        "confirmations": entries,
+    });
     Ok(Json(body).into_response())
 }
 
@@ -189,12 +258,17 @@ struct PreviewRequest {
     at: Option<String>,
 }
 
-/// `POST /v1/preview`: what `jitp check --format json` says about a certificate. No side effects.
+/// `POST /v1/preview`: what `jitp check --format json` says about a certificate. No side effects. Needs the
+/// secret when intake is on, unless `Options::public_previews`.
 pub(crate) async fn preview(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
+    // Before reading the body: a stranger gets nothing, not even a parse error.
+    if let Some(token) = state.preview_token() {
+        authenticate(&state, token, &headers)?;
+    }
     let bytes = read_body(&headers, body, PREVIEW_BODY_LIMIT, "preview request").await?;
     let request: PreviewRequest = serde_json::from_slice(&bytes).map_err(|e| {
         AppError::BadRequest(format!(
@@ -226,8 +300,12 @@ pub(crate) async fn preview(
 }
 
 /// `GET /v1/lint`: the lint report of the templates loaded at start-up, as `jitp lint --format json` prints it.
-pub(crate) async fn lint(State(state): State<AppState>) -> Response {
-    Json(state.shared.lint.clone()).into_response()
+/// Needs the secret when previews do ([`AppState::preview_token`]).
+pub(crate) async fn lint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if let Some(token) = state.preview_token() {
+        authenticate(&state, token, &headers)?;
+    }
+    Ok(Json(state.shared.lint.clone()).into_response())
 }
 
 /// `GET /healthz`: the process is up.

@@ -3,7 +3,8 @@
 //! Two users. Platforms that run jitp as a container fed by an AWS IoT rule's HTTP action post each
 //! certificate-registered event to `POST /v1/events` (authenticated by a shared secret in `x-jitp-token`), and
 //! the security team previews what a certificate would get (`POST /v1/preview`) and lints the loaded templates
-//! (`GET /v1/lint`). `GET /healthz`, `GET /readyz` and `GET /metrics` serve the orchestrator and Prometheus.
+//! (`GET /v1/lint`); these show the account's policies, so they need the same secret when intake is on (unless
+//! [`Options::public_previews`]). `GET /healthz`, `GET /readyz` and `GET /metrics` serve the orchestrator and Prometheus.
 //!
 //! Everything that decides lives in jitp-core: an event goes through the same [`Provisioner`] as in the Lambda,
 //! a preview through the same [`jitp_core::decide::check`] as `jitp check`. This crate only maps HTTP onto them:
@@ -28,7 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-pub use confirmation::Confirmation;
+pub use confirmation::{Confirmation, DEFAULT_MAX_CONFIRMATIONS, MAX_ORIGIN_VALUE, ORIGIN_HEADERS, Origin};
 pub use error::AppError;
 pub use state::{
     AppState, Clock, EVENT_BODY_LIMIT, Intake, IntakeToken, Options, PREVIEW_BODY_LIMIT, TOKEN_ENV, TOKEN_HEADER,
@@ -85,7 +86,20 @@ pub async fn serve(
         Ok(addr) => tracing::info!(%addr, intake = state.intake_enabled(), "jitp server listening"),
         Err(e) => tracing::warn!(error = %e, "jitp server listening on an unknown address"),
     }
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    if state.preview_token().is_none() {
+        let why = if state.intake_enabled() {
+            "--public-previews"
+        } else {
+            "no intake (--no-intake), so no secret to ask for"
+        };
+        tracing::warn!(
+            why,
+            "POST /v1/preview and GET /v1/lint are open to anyone who can reach this server: they show the account's policies"
+        );
+    }
+    // With connect info, so that destination confirmations record the peer they came from.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     tasks.close();
     if !tasks.is_empty() {
         tracing::info!(events = tasks.len(), "waiting for in-flight events");

@@ -53,6 +53,7 @@ struct Inner {
     refused: BTreeMap<Refusal, u64>,
     previews: BTreeMap<&'static str, u64>,
     confirmations: u64,
+    confirmations_dropped: u64,
 }
 
 /// The server's metrics. One lock: updates are a few map increments per request.
@@ -88,6 +89,10 @@ impl Metrics {
 
     pub(crate) fn confirmation(&self) {
         lock(&self.inner).confirmations += 1;
+    }
+
+    pub(crate) fn confirmation_dropped(&self) {
+        lock(&self.inner).confirmations_dropped += 1;
     }
 
     /// The exposition text. `in_flight` is the number of `/v1/*` requests running now.
@@ -136,6 +141,13 @@ impl Metrics {
             "IoT rule destination confirmations received.",
         );
         let _ = writeln!(out, "jitp_destination_confirmations_total {}", m.confirmations);
+        header(
+            &mut out,
+            "jitp_destination_confirmations_dropped_total",
+            "counter",
+            "IoT rule destination confirmations not kept because the bound was reached (see GET /v1/confirmation).",
+        );
+        let _ = writeln!(out, "jitp_destination_confirmations_dropped_total {}", m.confirmations_dropped);
         header(&mut out, "jitp_http_in_flight", "gauge", "Work requests (/v1/*) being handled now.");
         let _ = writeln!(out, "jitp_http_in_flight {in_flight}");
         out

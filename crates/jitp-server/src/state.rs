@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::confirmation::StoredConfirmation;
+use crate::confirmation::{Confirmations, DEFAULT_MAX_CONFIRMATIONS};
 use crate::metrics::Metrics;
 
 /// The environment variable the CLI reads the intake secret from.
@@ -132,6 +132,13 @@ pub struct Options {
     pub ready_cache: Duration,
     /// Bound on the readiness probe.
     pub ready_timeout: Duration,
+    /// Destination confirmations kept (the first ones received; later ones are counted, never stored in their
+    /// place). Default [`DEFAULT_MAX_CONFIRMATIONS`].
+    pub max_confirmations: usize,
+    /// Serve `POST /v1/preview` and `GET /v1/lint` without the intake secret even when intake is on
+    /// (`jitp serve --public-previews`). They show the account's policies, so by default, with intake on, they
+    /// need `x-jitp-token` like `POST /v1/events`. Without intake there is no secret and they are open anyway.
+    pub public_previews: bool,
 }
 
 impl Default for Options {
@@ -142,6 +149,8 @@ impl Default for Options {
             retry_after: Duration::from_secs(5),
             ready_cache: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(5),
+            max_confirmations: DEFAULT_MAX_CONFIRMATIONS,
+            public_previews: false,
         }
     }
 }
@@ -163,7 +172,8 @@ pub(crate) struct Shared {
     /// `{"ok": bool, "templates": [...]}`, as `jitp lint --format json` prints it.
     pub(crate) lint: serde_json::Value,
     pub(crate) metrics: Metrics,
-    pub(crate) confirmation: Mutex<Option<StoredConfirmation>>,
+    /// Every destination confirmation received (the first `Options::max_confirmations` kept).
+    pub(crate) confirmations: Mutex<Confirmations>,
     /// When the registry last answered the readiness probe.
     pub(crate) ready_at: Mutex<Option<Instant>>,
     /// Events being handled, so that shutdown waits for them even when their client has gone.
@@ -211,7 +221,7 @@ impl AppState {
             intake,
             lint,
             metrics: Metrics::default(),
-            confirmation: Mutex::new(None),
+            confirmations: Mutex::new(Confirmations::default()),
             ready_at: Mutex::new(None),
             tasks: TaskTracker::new(),
         };
@@ -244,6 +254,15 @@ impl AppState {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The secret `POST /v1/preview` and `GET /v1/lint` need: the intake secret, unless intake is off or the
+    /// operator made them public ([`Options::public_previews`]).
+    pub(crate) fn preview_token(&self) -> Option<&IntakeToken> {
+        match &self.shared.intake {
+            Intake::Enabled(token) if !self.options.public_previews => Some(token),
+            Intake::Enabled(_) | Intake::Disabled => None,
+        }
     }
 
     pub(crate) fn now(&self) -> i64 {

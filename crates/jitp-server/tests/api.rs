@@ -6,11 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use common::*;
-use http_body_util::BodyExt as _;
 use jitp_core::decide::check;
 use jitp_core::event::CertificateStatus;
 use jitp_core::policy::AwsContext;
@@ -19,50 +17,6 @@ use jitp_core::registry::{IotRegistry, Operation};
 use jitp_server::{AppState, Intake, Options, app};
 use jitp_testkit::{DAY, NOW, event_for_ids};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer { status, headers, body }
-}
-
-fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
-    let mut builder =
-        Request::builder().method(Method::POST).uri(path).header(header::CONTENT_TYPE, "application/json");
-    if let Some(token) = token {
-        builder = builder.header("x-jitp-token", token);
-    }
-    builder.body(body.into()).unwrap()
-}
-
-fn get(path: &str, token: Option<&str>) -> Request<Body> {
-    let mut builder = Request::builder().uri(path);
-    if let Some(token) = token {
-        builder = builder.header("x-jitp-token", token);
-    }
-    builder.body(Body::empty()).unwrap()
-}
 
 fn event(body: &str) -> Request<Body> {
     post("/v1/events", Some(TOKEN), body.to_owned())
@@ -227,8 +181,11 @@ async fn preview_is_exactly_jitp_check() {
     let (registry, _) = registry();
     let app = app(state(registry.clone(), Options::default()));
     let cert = sensor("00000000beef");
-    let a = send(&app, post("/v1/preview", None, json!({ "ca_pem": ca().cert.pem, "cert_pem": cert.pem }).to_string()))
-        .await;
+    let a = send(
+        &app,
+        post("/v1/preview", Some(TOKEN), json!({ "ca_pem": ca().cert.pem, "cert_pem": cert.pem }).to_string()),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let expected = check(&config(), ca().cert.pem.as_bytes(), cert.pem.as_bytes(), None, NOW, &AwsContext::default());
     assert_eq!(a.json(), serde_json::to_value(&expected).unwrap());
@@ -242,7 +199,7 @@ async fn preview_is_exactly_jitp_check() {
 async fn preview_rejections_are_200_with_the_decision() {
     let (registry, _) = registry();
     let app = app(state(registry, Options::default()));
-    let preview = |body: Value| post("/v1/preview", None, body.to_string());
+    let preview = |body: Value| post("/v1/preview", Some(TOKEN), body.to_string());
     let a = send(&app, preview(json!({ "ca_pem": ca().cert.pem, "cert_pem": stranger().pem }))).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["decision"], "reject");
@@ -277,12 +234,12 @@ async fn preview_bad_requests_are_400() {
         (json!({ "ca_pem": pem, "cert_pem": pem, "at": "yesterday" }).to_string(), "at: not an RFC 3339 time"),
     ];
     for (body, expected) in cases {
-        let a = send(&app, post("/v1/preview", None, body.clone())).await;
+        let a = send(&app, post("/v1/preview", Some(TOKEN), body.clone())).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
         let error = a.json()["error"].as_str().unwrap().to_owned();
         assert!(error.contains(expected), "{body}: {error}");
     }
-    let a = send(&app, post("/v1/preview", None, vec![b' '; 64 * 1024 + 1])).await;
+    let a = send(&app, post("/v1/preview", Some(TOKEN), vec![b' '; 64 * 1024 + 1])).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.json()["error"], "the preview request is over the 65536-byte limit");
 }
@@ -291,7 +248,7 @@ async fn preview_bad_requests_are_400() {
 async fn lint_is_exactly_jitp_lint() {
     let (registry, _) = registry();
     let app = app(state(registry, Options::default()));
-    let a = send(&app, get("/v1/lint", None)).await;
+    let a = send(&app, get("/v1/lint", Some(TOKEN))).await;
     assert_eq!(a.status, StatusCode::OK);
     let reports = lint_templates(&config(), &AwsContext::default());
     let ok = !reports.iter().any(|r| r.has_errors());
@@ -339,8 +296,11 @@ async fn metrics_count_events_calls_and_latency() {
     send(&app, event(&good)).await;
     send(&app, event(&bad)).await;
     send(&app, event("{}")).await;
-    send(&app, post("/v1/preview", None, json!({ "ca_pem": ca().cert.pem, "cert_pem": stranger().pem }).to_string()))
-        .await;
+    send(
+        &app,
+        post("/v1/preview", Some(TOKEN), json!({ "ca_pem": ca().cert.pem, "cert_pem": stranger().pem }).to_string()),
+    )
+    .await;
     let a = send(&app, get("/metrics", None)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.headers[header::CONTENT_TYPE], "text/plain; version=0.0.4; charset=utf-8");
@@ -370,64 +330,6 @@ async fn metrics_count_events_calls_and_latency() {
     }
 }
 
-const CONFIRMATION_ARN: &str =
-    "arn:aws:iot:us-east-1:123456789012:ruledestination/http/8a4b4c4d-1111-2222-3333-444455556666";
-
-fn confirmation_body() -> String {
-    json!({
-        "arn": CONFIRMATION_ARN,
-        "confirmationToken": "AYADeMXYZ1234confirm",
-        "enableUrl": "https://iot.us-east-1.amazonaws.com/confirmdestination/AYADeMXYZ1234confirm",
-    })
-    .to_string()
-}
-
-#[tokio::test]
-async fn destination_confirmation_is_recorded_not_acted_on() {
-    let (registry, _) = registry();
-    let app = app(state(registry.clone(), Options::default()));
-    assert_eq!(send(&app, get("/v1/confirmation", Some(TOKEN))).await.status, StatusCode::NOT_FOUND);
-    // AWS sends it without the action's headers.
-    let a = send(&app, post("/v1/events", None, confirmation_body())).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
-    assert_eq!(a.json()["status"], "recorded");
-    assert!(registry.call_counts().is_empty(), "a confirmation never reaches the registry");
-    // Reading it back needs the secret.
-    assert_eq!(send(&app, get("/v1/confirmation", None)).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(send(&app, get("/v1/confirmation", Some("nope"))).await.status, StatusCode::UNAUTHORIZED);
-    let a = send(&app, get("/v1/confirmation", Some(TOKEN))).await;
-    assert_eq!(a.status, StatusCode::OK);
-    let v = a.json();
-    assert_eq!(v["arn"], CONFIRMATION_ARN);
-    assert_eq!(v["confirmationToken"], "AYADeMXYZ1234confirm");
-    assert_eq!(v["enableUrl"], "https://iot.us-east-1.amazonaws.com/confirmdestination/AYADeMXYZ1234confirm");
-    assert_eq!(v["token_verified"], false);
-    assert_eq!(v["received_at"], "2026-01-01T00:00:00Z");
-    assert!(v["confirm_with"].as_str().unwrap().contains("confirm-topic-rule-destination"));
-    // With the secret it is marked verified.
-    send(&app, post("/v1/events", Some(TOKEN), confirmation_body())).await;
-    assert_eq!(send(&app, get("/v1/confirmation", Some(TOKEN))).await.json()["token_verified"], true);
-    let metrics = send(&app, get("/metrics", None)).await.text();
-    assert!(metrics.contains("jitp_destination_confirmations_total 2"), "{metrics}");
-}
-
-#[tokio::test]
-async fn forged_confirmation_is_not_recorded() {
-    let (registry, _) = registry();
-    let app = app(state(registry, Options::default()));
-    let forged = json!({
-        "arn": CONFIRMATION_ARN,
-        "confirmationToken": "t",
-        "enableUrl": "https://evil.example/confirmdestination/t",
-    })
-    .to_string();
-    assert_eq!(send(&app, post("/v1/events", None, forged.clone())).await.status, StatusCode::UNAUTHORIZED);
-    let a = send(&app, post("/v1/events", Some(TOKEN), forged)).await;
-    assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.json()["error"].as_str().unwrap().contains("enableUrl"), "{}", a.text());
-    assert_eq!(send(&app, get("/v1/confirmation", Some(TOKEN))).await.status, StatusCode::NOT_FOUND);
-}
-
 #[tokio::test]
 async fn saturated_server_sheds_with_503() {
     let (registry, ca_id) = with_registry(slow(Duration::from_millis(500)));
@@ -441,7 +343,7 @@ async fn saturated_server_sheds_with_503() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = send(&app, get("/metrics", None)).await.text();
     assert!(metrics.contains("jitp_http_in_flight 1"), "{metrics}");
-    let shed = send(&app, post("/v1/preview", None, "{}")).await;
+    let shed = send(&app, post("/v1/preview", Some(TOKEN), "{}")).await;
     assert_eq!(shed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", shed.text());
     assert_eq!(shed.headers[header::RETRY_AFTER], "5");
     assert!(shed.json()["error"].as_str().unwrap().contains("retry later"));

@@ -128,6 +128,32 @@ async fn memory_registry_over_a_socket() {
     server.stop().await;
 }
 
+/// Over a real connection the peer address is known, and each confirmation keeps its own.
+#[tokio::test]
+async fn confirmations_over_a_socket_record_the_peer() {
+    let (registry, _) = registry();
+    let server = Running::start(state(registry, Options::default())).await;
+    for tag in ["first", "second"] {
+        let body = serde_json::json!({
+            "arn": "arn:aws:iot:us-east-1:123456789012:ruledestination/http/8a4b4c4d-1111-2222-3333-444455556666",
+            "confirmationToken": format!("AYADe{tag}"),
+            "enableUrl": format!("https://iot.us-east-1.amazonaws.com/confirmdestination/AYADe{tag}"),
+        });
+        let (status, answer) = server.event(None, &body.to_string()).await;
+        assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("recorded")), "{answer}");
+    }
+    let (status, v) = server.request(Method::GET, "/v1/confirmation", Some(TOKEN), Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let list = v["confirmations"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["confirmationToken"], "AYADefirst");
+    for c in list {
+        let peer: SocketAddr = c["origin"]["peer"].as_str().unwrap().parse().unwrap();
+        assert!(peer.ip().is_loopback(), "{peer}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_finishes_in_flight_events() {
     let (registry, ca_id) = with_registry(slow(Duration::from_millis(700)));

@@ -42,26 +42,37 @@ export const LOG_RETENTION = logs.RetentionDays.ONE_YEAR;
 /** The log group AWS IoT writes to; fixed by AWS IoT. */
 export const IOT_LOG_GROUP_NAME = 'AWSIotLogsV2';
 
-/** IoT actions jitp calls. Nothing else of AWS IoT is granted. */
-export const IOT_ACTIONS = [
-  'iot:DescribeCertificate',
-  'iot:UpdateCertificate',
-  'iot:DescribeCACertificate',
-  'iot:CreateThing',
-  'iot:DescribeThing',
-  'iot:UpdateThing',
-  'iot:ListThingPrincipals',
-  'iot:ListPrincipalThings',
-  'iot:AttachThingPrincipal',
-  'iot:AddThingToThingGroup',
-  'iot:CreatePolicy',
-  'iot:GetPolicy',
-  'iot:CreatePolicyVersion',
-  'iot:ListPolicyVersions',
-  'iot:DeletePolicyVersion',
-  'iot:AttachPolicy',
-  'iot:ListAttachedPolicies',
-];
+/**
+ * infra/iam-actions.json: the AWS IoT actions jitp calls and, per action, the resource types it is granted on. The
+ * one list for the Rust code (crates/jitp-aws/tests/iam.rs), this app and the SAM template
+ * (infra/tests/check_templates.py). Nothing else of AWS IoT is granted.
+ */
+export interface IamActions {
+  /** Resource type -> the ARN resource part granted, e.g. `cert/*`; `${PolicyPrefix}` is the policy name prefix. */
+  readonly resources: Record<string, string>;
+  /** Action -> its resource types, or `['*']` for an action that supports no resource-level permission. */
+  readonly actions: Record<string, string[]>;
+}
+
+export const IAM_ACTIONS_FILE = path.join('infra', 'iam-actions.json');
+
+/** Read and check infra/iam-actions.json. */
+export function loadIamActions(repoRoot: string = findRepoRoot()): IamActions {
+  const file = path.join(repoRoot, IAM_ACTIONS_FILE);
+  const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as IamActions;
+  for (const [action, types] of Object.entries(parsed.actions)) {
+    if (!action.startsWith('iot:') || action.includes('*')) throw new Error(`${file}: bad action ${action}`);
+    if (types.length === 0) throw new Error(`${file}: ${action} has no resource type`);
+    for (const t of types) {
+      if (t !== '*' && !(t in parsed.resources)) throw new Error(`${file}: ${action}: unknown resource type ${t}`);
+    }
+    if (types.includes('*') && types.length > 1) throw new Error(`${file}: ${action}: '*' with narrower types`);
+  }
+  return parsed;
+}
+
+/** The AWS IoT actions granted, in the order of infra/iam-actions.json. */
+export const IOT_ACTIONS: string[] = Object.keys(loadIamActions().actions);
 
 /** Metric filters on the function's audit records (one JSON line per event, top-level `outcome` and `reason`). */
 export const AUDIT_METRICS: { id: string; metricName: string; pattern: string }[] = [
@@ -153,7 +164,7 @@ export class JitpStack extends Stack {
       description: 'jitp provisioning function: the AWS IoT calls it makes, its log group, its queues',
     });
     functionLogGroup.grantWrite(functionRole);
-    this.addIotStatements(functionRole, config);
+    this.addIotStatements(functionRole, config, repoRoot);
 
     this.function = new RustFunction(this, 'Function', {
       manifestPath: path.join(repoRoot, 'Cargo.toml'),
@@ -452,64 +463,34 @@ export class JitpStack extends Stack {
   }
 
   /**
-   * The AWS IoT part of the function's role. Resource types per action follow the Service Authorization Reference
-   * ("Actions, resources, and condition keys for AWS IoT"); infra/tests/check_iam.py checks both templates against
-   * the copy of it that the pinned cfn-lint ships.
+   * The AWS IoT part of the function's role, built from infra/iam-actions.json: one statement per set of resource
+   * types, each action on exactly the types listed for it (the Service Authorization Reference's, narrowest first;
+   * infra/tests/check_templates.py checks both templates against the copy of it that the pinned cfn-lint ships).
    */
-  private addIotStatements(role: iam.Role, config: JitpConfig): void {
+  private addIotStatements(role: iam.Role, config: JitpConfig, repoRoot: string): void {
+    const list = loadIamActions(repoRoot);
     const arn = (resource: string) => `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
-    const cert = arn('cert/*');
-    const statements = [
-      new iam.PolicyStatement({
-        sid: 'Certificates',
-        // AttachThingPrincipal and AttachPolicy are authorized on the certificate (the principal) only: the
-        // reference lists no thing or policy resource for them, so the policy prefix cannot narrow AttachPolicy.
-        actions: [
-          'iot:DescribeCertificate',
-          'iot:UpdateCertificate',
-          'iot:ListPrincipalThings',
-          'iot:AttachThingPrincipal',
-          'iot:AttachPolicy',
-        ],
-        resources: [cert],
-      }),
-      new iam.PolicyStatement({
-        sid: 'CaCertificates',
-        actions: ['iot:DescribeCACertificate'],
-        resources: [arn('cacert/*')],
-      }),
-      new iam.PolicyStatement({
-        sid: 'Things',
-        // No action here takes a thingtype resource, so none is granted.
-        actions: ['iot:CreateThing', 'iot:DescribeThing', 'iot:UpdateThing', 'iot:ListThingPrincipals'],
-        resources: [arn('thing/*')],
-      }),
-      new iam.PolicyStatement({
-        sid: 'ThingGroups',
-        actions: ['iot:AddThingToThingGroup'],
-        resources: [arn('thing/*'), arn('thinggroup/*')],
-      }),
-      new iam.PolicyStatement({
-        sid: 'JitpPolicies',
-        actions: [
-          'iot:CreatePolicy',
-          'iot:GetPolicy',
-          'iot:CreatePolicyVersion',
-          'iot:ListPolicyVersions',
-          'iot:DeletePolicyVersion',
-        ],
-        resources: [arn(`policy/${config.policyPrefix}*`)],
-      }),
-      new iam.PolicyStatement({
-        sid: 'ListAttachedPolicies',
-        // The one wildcard: ListAttachedPolicies supports no resource-level permission (the reference lists no
-        // resource type for it), so an ARN here would never match and every call would be denied.
-        actions: ['iot:ListAttachedPolicies'],
-        resources: ['*'],
-      }),
-    ];
-    for (const statement of statements) role.addToPolicy(statement);
+    const groups = new Map<string, { types: string[]; actions: string[] }>();
+    for (const [action, types] of Object.entries(list.actions)) {
+      const key = types.join(',');
+      const group = groups.get(key) ?? { types, actions: [] };
+      group.actions.push(action);
+      groups.set(key, group);
+    }
+    for (const { types, actions } of groups.values()) {
+      const sid = types[0] === '*' ? 'IotAnyResource' : `Iot${types.map(capitalize).join('And')}`;
+      const resources =
+        types[0] === '*'
+          ? // Only for actions that support no resource-level permission: an ARN would never match them.
+            ['*']
+          : types.map((t) => arn(list.resources[t].replace('${PolicyPrefix}', config.policyPrefix)));
+      role.addToPolicy(new iam.PolicyStatement({ sid, actions, resources }));
+    }
   }
+}
+
+function capitalize(word: string): string {
+  return word.charAt(0).toUpperCase() + word.slice(1);
 }
 
 /** AWS IoT as a principal, limited to this account's AWS IoT (confused-deputy protection). */

@@ -11,6 +11,7 @@ import {
   FUNCTION_TIMEOUT,
   IOT_ACTIONS,
   JitpStack,
+  loadIamActions,
   MAX_RECEIVE_COUNT,
 } from '../lib/jitp-stack';
 
@@ -218,25 +219,17 @@ describe('IAM', () => {
   }
 
   it('scopes each IoT action to the resource types it is authorized on', () => {
-    const expected: Record<string, string[]> = {
-      'iot:DescribeCertificate': [':cert/*'],
-      'iot:UpdateCertificate': [':cert/*'],
-      'iot:ListPrincipalThings': [':cert/*'],
-      'iot:AttachThingPrincipal': [':cert/*'],
-      'iot:AttachPolicy': [':cert/*'],
-      'iot:DescribeCACertificate': [':cacert/*'],
-      'iot:CreateThing': [':thing/*'],
-      'iot:DescribeThing': [':thing/*'],
-      'iot:UpdateThing': [':thing/*'],
-      'iot:ListThingPrincipals': [':thing/*'],
-      'iot:AddThingToThingGroup': [':thing/*', ':thinggroup/*'],
-      'iot:CreatePolicy': [':policy/jitp-*'],
-      'iot:GetPolicy': [':policy/jitp-*'],
-      'iot:CreatePolicyVersion': [':policy/jitp-*'],
-      'iot:ListPolicyVersions': [':policy/jitp-*'],
-      'iot:DeletePolicyVersion': [':policy/jitp-*'],
-      'iot:ListAttachedPolicies': ['*'],
-    };
+    // From infra/iam-actions.json, the one list: each action on exactly its resource types, nothing else.
+    const list = loadIamActions();
+    const expected: Record<string, string[]> = {};
+    for (const [action, types] of Object.entries(list.actions)) {
+      expected[action] = types
+        .map((t) => (t === '*' ? '*' : `:${list.resources[t].replace('${PolicyPrefix}', 'jitp-')}`))
+        .sort();
+    }
+    assert.equal(expected['iot:ListPrincipalThings'], undefined, 'nothing calls ListPrincipalThings');
+    assert.deepEqual(expected['iot:DetachThingPrincipal'], [':cert/*']);
+    assert.deepEqual(expected['iot:ListAttachedPolicies'], ['*']);
     const actual: Record<string, string[]> = {};
     for (const s of statementsOf(sqsDefault)) {
       for (const action of asList(s.Action).filter((a) => a.startsWith('iot:'))) {
@@ -248,7 +241,7 @@ describe('IAM', () => {
 
   it('follows the policy prefix', () => {
     const t = synth({ policyPrefix: 'fleet-' });
-    const policyStatement = statementsOf(t).find((s) => s.Sid === 'JitpPolicies');
+    const policyStatement = statementsOf(t).find((s) => s.Sid === 'IotPolicy');
     assert.ok(policyStatement);
     assert.equal(arnTail(policyStatement.Resource), ':policy/fleet-*');
   });

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::profile::Config;
@@ -12,6 +16,8 @@ use jitp_core::provision::Settings;
 use jitp_core::registry::{IotRegistry, Operation};
 use jitp_server::{AppState, Intake, Options};
 use jitp_testkit::{Alg, Ca, Device, NOW, Pem, event_for_ids};
+use serde_json::Value;
+use tower::ServiceExt as _;
 
 /// The intake secret of every test server.
 pub const TOKEN: &str = "test-secret-0123456789abcdef";
@@ -95,4 +101,51 @@ pub fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
     AppState::new(config(), registry, settings(), Intake::token(TOKEN).unwrap())
         .with_options(options)
         .with_clock(Arc::new(|| NOW))
+}
+
+/// A response, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send one request through the router.
+pub async fn send(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer { status, headers, body }
+}
+
+/// A POST with an optional `x-jitp-token`.
+pub fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut builder =
+        Request::builder().method(Method::POST).uri(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        builder = builder.header("x-jitp-token", token);
+    }
+    builder.body(body.into()).unwrap()
+}
+
+/// A GET with an optional `x-jitp-token`.
+pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().uri(path);
+    if let Some(token) = token {
+        builder = builder.header("x-jitp-token", token);
+    }
+    builder.body(Body::empty()).unwrap()
 }

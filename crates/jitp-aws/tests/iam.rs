@@ -1,0 +1,81 @@
+//! The function role's AWS IoT actions come from one list, `infra/iam-actions.json`. This test ties it to the
+//! Rust code: the list is exactly `Operation::ALL` mapped through `Operation::iam_action`, and the adapter calls
+//! the SDK for exactly those operations. (infra/tests/check_templates.py ties it to the SAM and CDK templates.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use jitp_core::registry::Operation;
+use serde_json::Value;
+
+fn repo_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+}
+
+fn iam_list() -> Value {
+    let path = repo_file("infra/iam-actions.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn listed_actions() -> BTreeSet<String> {
+    iam_list()["actions"].as_object().expect("actions is an object").keys().cloned().collect()
+}
+
+#[test]
+fn iam_actions_json_is_exactly_operation_all() {
+    let code: BTreeSet<String> = Operation::ALL.iter().map(|op| op.iam_action().to_owned()).collect();
+    assert_eq!(code.len(), Operation::ALL.len(), "two operations share an IAM action");
+    let json = listed_actions();
+    let extra: Vec<_> = json.difference(&code).collect();
+    let missing: Vec<_> = code.difference(&json).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "infra/iam-actions.json differs from Operation::ALL: in the JSON only {extra:?}, in the code only {missing:?}"
+    );
+}
+
+#[test]
+fn every_action_names_known_resource_types() {
+    let list = iam_list();
+    let types: BTreeSet<&str> = list["resources"].as_object().unwrap().keys().map(String::as_str).collect();
+    for (action, scoped) in list["actions"].as_object().unwrap() {
+        let scoped: Vec<&str> = scoped.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert!(!scoped.is_empty(), "{action}: no resource type");
+        if scoped.contains(&"*") {
+            assert_eq!(scoped, ["*"], "{action}: '*' alongside narrower types grants everything anyway");
+        }
+        for t in scoped.iter().filter(|t| **t != "*") {
+            assert!(types.contains(t), "{action}: resource type {t} is not in resources");
+        }
+    }
+    assert!(!listed_actions().contains("iot:ListPrincipalThings"), "nothing calls ListPrincipalThings");
+}
+
+/// The SDK methods `src/lib.rs` calls on its client (`client.describe_certificate()` and the like).
+fn sdk_calls(source: &str) -> BTreeSet<String> {
+    let mut calls = BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("client") {
+        rest = &rest[at + "client".len()..];
+        let after = rest.trim_start();
+        let Some(method) = after.strip_prefix('.') else { continue };
+        let name: String = method.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+        if !name.is_empty() && method[name.len()..].starts_with("()") {
+            calls.insert(name);
+        }
+    }
+    calls
+}
+
+#[test]
+fn the_adapter_calls_exactly_the_listed_operations() {
+    let path = repo_file("crates/jitp-aws/src/lib.rs");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let called: BTreeSet<String> = sdk_calls(&source).into_iter().map(|m| m.replace('_', "")).collect();
+    // describe_ca_certificate is DescribeCACertificate: compare without case and underscores.
+    let listed: BTreeSet<String> =
+        listed_actions().iter().map(|a| a.trim_start_matches("iot:").to_ascii_lowercase()).collect();
+    assert_eq!(called, listed, "SDK calls in src/lib.rs vs infra/iam-actions.json");
+}
