@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 
 pub mod moto;
+pub mod surgery;
 
 use std::sync::OnceLock;
 
