@@ -12,7 +12,7 @@ mod verify;
 pub use algorithm::{Curve, KeyKind};
 pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
 pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
-pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device};
+pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device, verify_device_as_server};
 
 use der::{Decode, Encode};
 use sha2::Digest as _;

@@ -136,8 +136,31 @@ pub struct CaCheck(());
 pub fn verify_device(
     device: &Certificate,
     ca: &Certificate,
+    ca_ok: CaCheck,
+    check: DeviceCheck,
+) -> Result<(), Rejection> {
+    verify_device_for(device, ca, ca_ok, check, webpki::KeyUsage::client_auth())
+}
+
+/// [`verify_device`] with TLS server authentication as the required extended key usage instead of client
+/// authentication: for running public path-validation suites (x509-limbo), whose leaves are servers. jitp
+/// itself never calls it.
+#[doc(hidden)]
+pub fn verify_device_as_server(
+    device: &Certificate,
+    ca: &Certificate,
+    ca_ok: CaCheck,
+    check: DeviceCheck,
+) -> Result<(), Rejection> {
+    verify_device_for(device, ca, ca_ok, check, webpki::KeyUsage::server_auth())
+}
+
+fn verify_device_for(
+    device: &Certificate,
+    ca: &Certificate,
     _ca_ok: CaCheck,
     check: DeviceCheck,
+    usage: webpki::KeyUsage,
 ) -> Result<(), Rejection> {
     let tbs = device.x509().tbs_certificate();
     device.key().check_supported(tbs.subject_public_key_info())?;
@@ -202,7 +225,7 @@ pub fn verify_device(
             &[anchor],
             &[],
             UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(inside).unwrap_or(0))),
-            webpki::KeyUsage::client_auth(),
+            usage,
             None,
             None,
         )
