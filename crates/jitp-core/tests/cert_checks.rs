@@ -407,6 +407,16 @@ fn a_device_carrying_the_ca_key() {
     }
 }
 
+#[test]
+fn a_ca_and_a_device_of_the_same_algorithm_have_different_keys() {
+    // The testkit shares RSA keys per process; CAs draw from their own pool, or every RSA CA would issue its
+    // own key to RSA devices (jitp-bench's pairs did, and DEVICE_KEY_IS_CA_KEY caught it).
+    for alg in [Alg::Rsa2048, Alg::Rsa3072, Alg::P256, Alg::P384, Alg::P521] {
+        let ca = Ca::new(&format!("Same {alg:?} CA"), alg);
+        assert_accepted(&run(&ca, &ca.issue(&Device::new(CN).alg(alg)).pem));
+    }
+}
+
 // ---- name constraints ------------------------------------------------------------------------------------
 
 fn constrained_ca(permitted: &[Name], excluded: &[Name]) -> Ca {

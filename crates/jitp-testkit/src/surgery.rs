@@ -233,7 +233,7 @@ impl CaBuild {
         params.not_after = at(self.not_after);
         params.serial_number = Some(SerialNumber::from_slice(&sha2::Sha256::digest(self.cn.as_bytes())[..8]));
         params.custom_extensions = self.extensions.iter().map(Ext::custom).collect();
-        let key = self.alg.key();
+        let key = self.alg.ca_key();
         let cert = params.self_signed(&key).unwrap();
         Ca { cert: Pem::new(cert.der().to_vec()), issuer: Issuer::new(params, key) }
     }
