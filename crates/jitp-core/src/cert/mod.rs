@@ -36,6 +36,9 @@ pub struct Certificate {
     fingerprint: [u8; 32],
     /// Set when a validity time is before 1970 and `x509` was parsed from a shifted copy (see [`pre_epoch`]).
     shifted: Option<Box<pre_epoch::Shifted>>,
+    /// [`key_check::check_valid`]'s answer, computed once: the registered CA is parsed once and cached by the
+    /// workflow, and validating an EC point costs 1-3 µs.
+    key_validity: std::sync::OnceLock<Result<(), Rejection>>,
 }
 
 /// The subject attributes jitp uses, each decoded to text. An attribute type can occur more than once in a
@@ -111,7 +114,7 @@ impl Certificate {
         let subject = parse_subject(x509.tbs_certificate().subject())?;
         let key = KeyKind::of(x509.tbs_certificate().subject_public_key_info())?;
         let fingerprint = sha2::Sha256::digest(&der).into();
-        Ok(Self { der, x509, subject, key, fingerprint, shifted })
+        Ok(Self { der, x509, subject, key, fingerprint, shifted, key_validity: std::sync::OnceLock::new() })
     }
 
     /// The DER bytes as received.
@@ -152,6 +155,14 @@ impl Certificate {
     /// The public key's algorithm and size.
     pub fn key(&self) -> &KeyKind {
         &self.key
+    }
+
+    /// Is the public key a valid key (INVALID_PUBLIC_KEY otherwise; the rules are in `key_check`)? Computed
+    /// on first use and remembered.
+    pub(crate) fn key_validity(&self) -> Result<(), Rejection> {
+        self.key_validity
+            .get_or_init(|| key_check::check_valid(&self.key, self.x509.tbs_certificate().subject_public_key_info()))
+            .clone()
     }
 
     /// SHA-256 of the DER: AWS IoT's certificate id and the deny list's fingerprint.

@@ -43,7 +43,6 @@ use super::extensions::{
     CA_PROCESSED, DEVICE_PROCESSED, check_ca_name_constraints, check_device_key_usage, describe_name_constraints,
     describe_sans, unprocessed_critical,
 };
-use super::key_check::check_valid;
 use crate::reason::{Rejection, reject};
 
 /// How deep a `ca_chain` may go above the registered CA: enough for root -> policy CA -> issuing CA,
@@ -94,7 +93,7 @@ pub fn verify_ca(ca: &Certificate, check: DeviceCheck) -> Result<CaCheck, Reject
     {
         return Err(reject!(CaInvalid, "the registered CA's RSA key has {bits} bits; at least 2048 are required"));
     }
-    check_valid(ca.key(), spki).map_err(|e| reject!(CaInvalid, "the registered CA's key: {}", e.message))?;
+    ca.key_validity().map_err(|e| reject!(CaInvalid, "the registered CA's key: {}", e.message))?;
     check_ca_name_constraints(ca)?;
     check_ca_time(ca, check)?;
     Ok(CaCheck(()))
@@ -164,7 +163,7 @@ fn verify_device_for(
 ) -> Result<(), Rejection> {
     let tbs = device.x509().tbs_certificate();
     device.key().check_supported(tbs.subject_public_key_info())?;
-    check_valid(device.key(), tbs.subject_public_key_info())?;
+    device.key_validity()?;
     check_signature_algorithm(&device.x509().signature_algorithm().oid)?;
     if tbs.signature() != device.x509().signature_algorithm() {
         return Err(reject!(
