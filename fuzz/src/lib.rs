@@ -68,7 +68,7 @@ pub fn event_parse(data: &[u8]) {
 pub fn certificate(data: &[u8]) {
     let f = fixed();
     let check = DeviceCheck { now: NOW, clock_skew_seconds: 300 };
-    let ca_ok = cert::verify_ca(&f.ca).expect("the fixed CA is a valid CA");
+    let ca_ok = cert::verify_ca(&f.ca, check).expect("the fixed CA is a valid CA");
     for parsed in [Certificate::from_pem(data), Certificate::from_der(data.to_vec())] {
         let Ok(device) = parsed else { continue };
         let _ = (device.subject_line(), device.serial_hex(), device.validity(), device.is_ca());
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn the_fixed_ca_and_configurations_load() {
         let f = fixed();
-        assert!(cert::verify_ca(&f.ca).is_ok());
+        assert!(cert::verify_ca(&f.ca, DeviceCheck { now: NOW, clock_skew_seconds: 300 }).is_ok());
         assert!(!f.repo.profiles.is_empty() && !f.fuzz.profiles.is_empty());
     }
 

@@ -88,8 +88,8 @@ pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
     if candidates.is_empty() {
         return Err(reject!(UnknownCa, "no profile in {} lists CA {}", config.path.display(), input.ca_id).into());
     }
-    let ca_ok = cert::verify_ca(input.ca)?;
     let check = DeviceCheck { now: input.now, clock_skew_seconds: config.defaults.clock_skew_seconds };
+    let ca_ok = cert::verify_ca(input.ca, check)?;
     cert::verify_device(&device, input.ca, ca_ok, check)?;
 
     let profile = select_profile(&candidates, &device)?;

@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 
 pub mod moto;
+pub mod surgery;
 
 use std::sync::OnceLock;
 
@@ -54,9 +55,19 @@ impl Alg {
 
     /// A key of this algorithm. RSA keys are generated once per process and shared (generation is slow).
     pub fn key(self) -> KeyPair {
-        static RSA: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        self.pooled_key(0)
+    }
+
+    /// A key for a CA. RSA keys come from another pool than [`Alg::key`]'s, so a CA never shares its key with
+    /// a device certificate it issues (which jitp refuses as DEVICE_KEY_IS_CA_KEY).
+    pub fn ca_key(self) -> KeyPair {
+        self.pooled_key(1)
+    }
+
+    fn pooled_key(self, pool: usize) -> KeyPair {
+        static RSA: [[OnceLock<String>; 3]; 2] = [const { [const { OnceLock::new() }; 3] }; 2];
         let rsa = |i: usize, size: RsaKeySize| {
-            let pem = RSA[i]
+            let pem = RSA[pool][i]
                 .get_or_init(|| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size).unwrap().serialize_pem());
             KeyPair::from_pem(pem).unwrap()
         };
@@ -173,7 +184,7 @@ impl Ca {
         params.not_before = at(NOW - 6 * 365 * DAY);
         params.not_after = at(NOW + 14 * 365 * DAY);
         params.serial_number = Some(SerialNumber::from_slice(&sha2::Sha256::digest(spec.cn.as_bytes())[..8]));
-        let key = spec.alg.key();
+        let key = spec.alg.ca_key();
         let cert = match parent {
             Some(p) => params.signed_by(&key, &p.issuer).unwrap(),
             None => params.self_signed(&key).unwrap(),

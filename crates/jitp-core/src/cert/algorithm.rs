@@ -48,11 +48,11 @@ pub enum KeyKind {
     Unsupported,
 }
 
+/// RSAPublicKey (RFC 8017 A.1.1).
 #[derive(Sequence)]
-struct RsaPublicKey<'a> {
-    modulus: UintRef<'a>,
-    #[allow(dead_code)] // decoded to validate the structure
-    public_exponent: UintRef<'a>,
+pub(super) struct RsaPublicKey<'a> {
+    pub(super) modulus: UintRef<'a>,
+    pub(super) public_exponent: UintRef<'a>,
 }
 
 impl KeyKind {

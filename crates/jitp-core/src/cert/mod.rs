@@ -1,11 +1,18 @@
 //! X.509 certificates: parse at the edge (x509-cert), inspect the subject and key, verify against the
 //! registered CA (rustls-webpki). Every byte here is attacker-controlled.
+//!
+//! The checks, their order and the reasons for them are in [`verify`] and in this directory's README.md.
 
 mod algorithm;
+mod extensions;
+mod key_check;
+mod pre_epoch;
 mod verify;
 
 pub use algorithm::{Curve, KeyKind};
-pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device};
+pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
+pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
+pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device, verify_device_as_server};
 
 use der::{Decode, Encode};
 use sha2::Digest as _;
@@ -27,6 +34,11 @@ pub struct Certificate {
     subject: Subject,
     key: KeyKind,
     fingerprint: [u8; 32],
+    /// Set when a validity time is before 1970 and `x509` was parsed from a shifted copy (see [`pre_epoch`]).
+    shifted: Option<Box<pre_epoch::Shifted>>,
+    /// [`key_check::check_valid`]'s answer, computed once: the registered CA is parsed once and cached by the
+    /// workflow, and validating an EC point costs 1-3 µs.
+    key_validity: std::sync::OnceLock<Result<(), Rejection>>,
 }
 
 /// The subject attributes jitp uses, each decoded to text. An attribute type can occur more than once in a
@@ -84,13 +96,25 @@ impl Certificate {
     }
 
     /// Parse DER (strict: no BER, no trailing bytes).
+    ///
+    /// Validity times from 1950 (UTCTime `50`-`69`, RFC 5280 4.1.2.5.1) or earlier (GeneralizedTime) are
+    /// accepted; [`Certificate::validity`] then returns negative Unix seconds.
     pub fn from_der(der: Vec<u8>) -> Result<Self, Rejection> {
-        let x509 = X509::from_der(&der)
-            .map_err(|e| reject!(MalformedCertificate, "the certificate is not valid DER X.509: {e}"))?;
+        let (x509, shifted) = match X509::from_der(&der) {
+            Ok(x509) => (x509, None),
+            // x509-cert (der) cannot represent times before the Unix epoch: retry with them moved there.
+            Err(e) => match pre_epoch::shift(&der) {
+                Some(shifted) => match X509::from_der(&shifted.der) {
+                    Ok(x509) => (x509, Some(Box::new(shifted))),
+                    Err(_) => return Err(reject!(MalformedCertificate, "the certificate is not valid DER X.509: {e}")),
+                },
+                None => return Err(reject!(MalformedCertificate, "the certificate is not valid DER X.509: {e}")),
+            },
+        };
         let subject = parse_subject(x509.tbs_certificate().subject())?;
         let key = KeyKind::of(x509.tbs_certificate().subject_public_key_info())?;
         let fingerprint = sha2::Sha256::digest(&der).into();
-        Ok(Self { der, x509, subject, key, fingerprint })
+        Ok(Self { der, x509, subject, key, fingerprint, shifted, key_validity: std::sync::OnceLock::new() })
     }
 
     /// The DER bytes as received.
@@ -98,9 +122,29 @@ impl Certificate {
         &self.der
     }
 
-    /// The parsed structure, for checks this module does not wrap.
+    /// The parsed structure, for checks this module does not wrap. Its validity is not the certificate's
+    /// when a time is before 1970 (x509-cert cannot hold those): use [`Certificate::validity`].
     pub fn x509(&self) -> &X509 {
         &self.x509
+    }
+
+    /// The DER webpki reads the structure from: the certificate's own, or the pre-1970-shifted copy.
+    pub(crate) fn structure_der(&self) -> &[u8] {
+        self.shifted.as_ref().map_or(&self.der, |s| &s.der)
+    }
+
+    /// The shifted copy's details, if a validity time is before 1970.
+    pub(crate) fn shifted(&self) -> Option<&pre_epoch::Shifted> {
+        self.shifted.as_deref()
+    }
+
+    /// The signed tbsCertificate TLV, exactly as received.
+    pub(crate) fn tbs_der(&self) -> Option<&[u8]> {
+        let range = match &self.shifted {
+            Some(s) => s.tbs.clone(),
+            None => pre_epoch::tbs_range(&self.der)?,
+        };
+        self.der.get(range)
     }
 
     /// The subject fields jitp uses.
@@ -111,6 +155,14 @@ impl Certificate {
     /// The public key's algorithm and size.
     pub fn key(&self) -> &KeyKind {
         &self.key
+    }
+
+    /// Is the public key a valid key (INVALID_PUBLIC_KEY otherwise; the rules are in `key_check`)? Computed
+    /// on first use and remembered.
+    pub(crate) fn key_validity(&self) -> Result<(), Rejection> {
+        self.key_validity
+            .get_or_init(|| key_check::check_valid(&self.key, self.x509.tbs_certificate().subject_public_key_info()))
+            .clone()
     }
 
     /// SHA-256 of the DER: AWS IoT's certificate id and the deny list's fingerprint.
@@ -133,8 +185,11 @@ impl Certificate {
         hex::encode(trimmed)
     }
 
-    /// notBefore and notAfter as Unix seconds.
+    /// notBefore and notAfter as Unix seconds (negative before 1970).
     pub fn validity(&self) -> (i64, i64) {
+        if let Some(s) = &self.shifted {
+            return (s.not_before, s.not_after);
+        }
         let v = self.x509.tbs_certificate().validity();
         (unix_seconds(v.not_before), unix_seconds(v.not_after))
     }

@@ -1,24 +1,55 @@
 //! Verification of a device certificate against the registered CA, and of the CA itself.
 //!
-//! The checks run in a fixed order so that a certificate with several faults gets the most specific code:
-//! algorithms, then issuer name, then the CA flag, then the signature (webpki, with the CA as trust anchor),
-//! then the validity window widened by the clock skew.
+//! The checks run in a fixed order, cheap and structural first, so that a certificate with several faults
+//! gets the most specific code; the first failing check decides.
+//!
+//! [`verify_ca`], all CA_INVALID unless noted:
+//! 1. basicConstraints cA is true;
+//! 2. keyUsage, if present, asserts keyCertSign;
+//! 3. no critical extension outside [`super::CA_PROCESSED`] (the message names the OID);
+//! 4. the key is RSA (2048-8192 bits) or ECDSA P-256/P-384/P-521;
+//! 5. the key is a valid key (the rules of [`super::key_check`]);
+//! 6. nameConstraints decode and constrain no form jitp cannot evaluate (directoryName);
+//! 7. notBefore <= notAfter, then the decision time, widened by the clock skew, is inside the CA's validity:
+//!    CA_NOT_YET_VALID, CA_EXPIRED.
+//!
+//! [`verify_device`]:
+//! 1. the key is supported (UNSUPPORTED_ALGORITHM), then valid (INVALID_PUBLIC_KEY);
+//! 2. the signature algorithm is supported (UNSUPPORTED_ALGORITHM) and the same inside and outside the
+//!    signed part (MALFORMED_CERTIFICATE);
+//! 3. the issuer name is the CA's subject (ISSUER_MISMATCH);
+//! 4. basicConstraints cA is not true (DEVICE_CERT_IS_CA);
+//! 5. no critical extension outside [`super::DEVICE_PROCESSED`] (UNSUPPORTED_CRITICAL_EXTENSION);
+//! 6. keyUsage, if present, asserts digitalSignature and neither keyCertSign nor cRLSign (KEY_USAGE_INVALID);
+//! 7. notBefore <= notAfter (MALFORMED_CERTIFICATE);
+//! 8. webpki, with the CA as the only trust anchor: the structure, extKeyUsage allows clientAuth
+//!    (KEY_USAGE_INVALID), the signature (SIGNATURE_INVALID), then the CA's name constraints
+//!    (NAME_CONSTRAINT_VIOLATION);
+//! 9. the key is not the CA's own key (DEVICE_KEY_IS_CA_KEY): after the signature, so that it is only said of
+//!    a certificate the CA really signed;
+//! 10. the decision time, widened by the clock skew, is inside the validity (CERT_NOT_YET_VALID, CERT_EXPIRED).
 
 use std::time::Duration;
 
 use der::{Decode, Encode};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{
+    AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm, UnixTime,
+};
 use x509_cert::ext::pkix::KeyUsage;
 
 use super::Certificate;
 use super::algorithm::{VERIFICATION_ALGORITHMS, check_signature_algorithm};
+use super::extensions::{
+    CA_PROCESSED, DEVICE_PROCESSED, check_ca_name_constraints, check_device_key_usage, describe_name_constraints,
+    describe_sans, unprocessed_critical,
+};
 use crate::reason::{Rejection, reject};
 
 /// How deep a `ca_chain` may go above the registered CA: enough for root -> policy CA -> issuing CA,
 /// small enough to bound the signature checks spent on a hostile configuration.
 const MAX_CHAIN_DEPTH: usize = 4;
 
-/// What the device check needs besides the two certificates.
+/// The decision time and the clock skew tolerated around validity windows, for the device and the CA alike.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceCheck {
     /// The decision time, Unix seconds.
@@ -27,9 +58,10 @@ pub struct DeviceCheck {
     pub clock_skew_seconds: u32,
 }
 
-/// Check the registered CA: a CA certificate (basicConstraints cA, keyCertSign when key usage is present)
-/// with a key AWS IoT accepts. Returns CA_INVALID otherwise.
-pub fn verify_ca(ca: &Certificate) -> Result<CaCheck, Rejection> {
+/// Check the registered CA at `check.now`: a CA certificate (basicConstraints cA, keyCertSign when key usage is
+/// present) with a valid key AWS IoT accepts, no critical extension jitp ignores, and inside its validity.
+/// Returns CA_INVALID, CA_NOT_YET_VALID or CA_EXPIRED otherwise; the order is in the module doc.
+pub fn verify_ca(ca: &Certificate, check: DeviceCheck) -> Result<CaCheck, Rejection> {
     let ca_flag = ca.is_ca().map_err(|e| reject!(CaInvalid, "the CA certificate: {}", e.message))?;
     if !ca_flag {
         return Err(reject!(
@@ -47,15 +79,52 @@ pub fn verify_ca(ca: &Certificate) -> Result<CaCheck, Rejection> {
             return Err(reject!(CaInvalid, "the registered CA's key usage extension is invalid: {e}"));
         }
     }
-    ca.key()
-        .check_supported(ca.x509().tbs_certificate().subject_public_key_info())
-        .map_err(|e| reject!(CaInvalid, "the registered CA: {}", e.message))?;
+    if let Some(extension) = unprocessed_critical(ca, CA_PROCESSED) {
+        return Err(reject!(
+            CaInvalid,
+            "the registered CA marks {extension} critical; on a CA jitp processes only basicConstraints, keyUsage \
+             and nameConstraints, and RFC 5280 4.2 forbids ignoring a critical extension"
+        ));
+    }
+    let spki = ca.x509().tbs_certificate().subject_public_key_info();
+    ca.key().check_supported(spki).map_err(|e| reject!(CaInvalid, "the registered CA: {}", e.message))?;
     if let super::KeyKind::Rsa { bits } = ca.key()
         && *bits < usize::try_from(crate::profile::MIN_RSA_BITS_FLOOR).unwrap_or(2048)
     {
         return Err(reject!(CaInvalid, "the registered CA's RSA key has {bits} bits; at least 2048 are required"));
     }
+    ca.key_validity().map_err(|e| reject!(CaInvalid, "the registered CA's key: {}", e.message))?;
+    check_ca_name_constraints(ca)?;
+    check_ca_time(ca, check)?;
     Ok(CaCheck(()))
+}
+
+fn check_ca_time(ca: &Certificate, check: DeviceCheck) -> Result<(), Rejection> {
+    let (not_before, not_after) = ca.validity();
+    if not_before > not_after {
+        return Err(reject!(
+            CaInvalid,
+            "the registered CA's notBefore {} is after its notAfter {}",
+            rfc3339(not_before),
+            rfc3339(not_after)
+        ));
+    }
+    let skew = i64::from(check.clock_skew_seconds);
+    match outside(not_before, not_after, check) {
+        Some(Outside::NotYet(by)) => Err(reject!(
+            CaNotYetValid,
+            "the registered CA {:?} is valid from {} ({by}s from now, beyond the {skew}s clock skew allowed)",
+            ca.subject_line(),
+            rfc3339(not_before)
+        )),
+        Some(Outside::Expired(ago)) => Err(reject!(
+            CaExpired,
+            "the registered CA {:?} expired at {} ({ago}s ago, beyond the {skew}s clock skew allowed)",
+            ca.subject_line(),
+            rfc3339(not_after)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Proof that [`verify_ca`] passed.
@@ -66,11 +135,35 @@ pub struct CaCheck(());
 pub fn verify_device(
     device: &Certificate,
     ca: &Certificate,
+    ca_ok: CaCheck,
+    check: DeviceCheck,
+) -> Result<(), Rejection> {
+    verify_device_for(device, ca, ca_ok, check, webpki::KeyUsage::client_auth())
+}
+
+/// [`verify_device`] with TLS server authentication as the required extended key usage instead of client
+/// authentication: for running public path-validation suites (x509-limbo), whose leaves are servers. jitp
+/// itself never calls it.
+#[doc(hidden)]
+pub fn verify_device_as_server(
+    device: &Certificate,
+    ca: &Certificate,
+    ca_ok: CaCheck,
+    check: DeviceCheck,
+) -> Result<(), Rejection> {
+    verify_device_for(device, ca, ca_ok, check, webpki::KeyUsage::server_auth())
+}
+
+fn verify_device_for(
+    device: &Certificate,
+    ca: &Certificate,
     _ca_ok: CaCheck,
     check: DeviceCheck,
+    usage: webpki::KeyUsage,
 ) -> Result<(), Rejection> {
     let tbs = device.x509().tbs_certificate();
     device.key().check_supported(tbs.subject_public_key_info())?;
+    device.key_validity()?;
     check_signature_algorithm(&device.x509().signature_algorithm().oid)?;
     if tbs.signature() != device.x509().signature_algorithm() {
         return Err(reject!(
@@ -92,53 +185,134 @@ pub fn verify_device(
             "the device certificate has basicConstraints cA=true; a device certificate must not be a CA"
         ));
     }
+    if let Some(extension) = unprocessed_critical(device, DEVICE_PROCESSED) {
+        return Err(reject!(
+            UnsupportedCriticalExtension,
+            "the device certificate marks {extension} critical; on a device certificate jitp processes only \
+             basicConstraints, keyUsage, extKeyUsage and subjectAltName, and RFC 5280 4.2 forbids ignoring a \
+             critical extension"
+        ));
+    }
+    check_device_key_usage(device)?;
     let (not_before, not_after) = device.validity();
     if not_before > not_after {
         return Err(reject!(MalformedCertificate, "notBefore is after notAfter"));
     }
-    // webpki checks the signature, the structure and the key usage. Its time check has no skew, so it is
-    // given a time inside the window and the window is checked below with the profile's skew.
+    // webpki checks the signature, the structure, the extended key usage and the name constraints. Its time
+    // check has no skew, so it is given a time inside the window and the window is checked below with the
+    // profile's skew. (Pre-1970 times were moved to the epoch in the copy webpki reads, so the clamped time,
+    // floored at the epoch, is inside that copy's window too.)
     let inside = check.now.clamp(not_before, not_after);
-    let ca_der = CertificateDer::from(ca.der());
+    let ca_der = CertificateDer::from(ca.structure_der());
     let anchor = webpki::anchor_from_trusted_cert(&ca_der)
         .map_err(|e| reject!(CaInvalid, "the registered CA cannot be used as a trust anchor: {e}"))?;
-    let device_der = CertificateDer::from(device.der());
+    let device_der = CertificateDer::from(device.structure_der());
     let end_entity = webpki::EndEntityCert::try_from(&device_der).map_err(map_webpki)?;
+    // A shifted copy's signed bytes are not the certificate's: the signature is checked over the real ones.
+    let wrapped: Vec<SignedBytes<'_>> = match device.shifted().and_then(|s| s.tbs(device.der())) {
+        Some((signed, shown)) => {
+            VERIFICATION_ALGORITHMS.iter().map(|inner| SignedBytes { inner: *inner, shown, signed }).collect()
+        }
+        None => Vec::new(),
+    };
+    let wrapped_refs: Vec<&dyn SignatureVerificationAlgorithm> =
+        wrapped.iter().map(|w| w as &dyn SignatureVerificationAlgorithm).collect();
+    let algorithms = if wrapped_refs.is_empty() { VERIFICATION_ALGORITHMS } else { &wrapped_refs };
     end_entity
         .verify_for_usage(
-            VERIFICATION_ALGORITHMS,
+            algorithms,
             &[anchor],
             &[],
             UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(inside).unwrap_or(0))),
-            webpki::KeyUsage::client_auth(),
+            usage,
             None,
             None,
         )
-        .map_err(map_webpki)?;
+        .map_err(|e| match e {
+            webpki::Error::NameConstraintViolation => reject!(
+                NameConstraintViolation,
+                "the device certificate's names ({}, subject {:?}) are outside the registered CA's name \
+                 constraints ({})",
+                describe_sans(device),
+                device.subject_line(),
+                describe_name_constraints(ca)
+            ),
+            other => map_webpki(other),
+        })?;
+    let device_key = tbs.subject_public_key_info().subject_public_key.raw_bytes();
+    if device_key == ca.x509().tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes() {
+        return Err(reject!(
+            DeviceKeyIsCaKey,
+            "the device certificate carries the registered CA's own public key (the CA {:?}); a device must have \
+             its own key",
+            ca.subject_line()
+        ));
+    }
     check_time(not_before, not_after, check)
+}
+
+/// A verification algorithm that checks the signature over `signed` when webpki asks about `shown`: webpki
+/// reads the pre-1970-shifted copy of a certificate, whose tbsCertificate differs from the signed one only
+/// inside the validity times, which jitp checks itself.
+#[derive(Debug)]
+struct SignedBytes<'a> {
+    inner: &'static dyn SignatureVerificationAlgorithm,
+    shown: &'a [u8],
+    signed: &'a [u8],
+}
+
+impl SignatureVerificationAlgorithm for SignedBytes<'_> {
+    fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
+        let message = if message == self.shown { self.signed } else { message };
+        self.inner.verify_signature(public_key, message, signature)
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.public_key_alg_id()
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.signature_alg_id()
+    }
+
+    fn fips_status(&self) -> rustls_pki_types::FipsStatus {
+        self.inner.fips_status()
+    }
+}
+
+enum Outside {
+    /// notBefore is this many seconds after now, beyond the skew.
+    NotYet(i64),
+    /// notAfter was this many seconds before now, beyond the skew.
+    Expired(i64),
+}
+
+fn outside(not_before: i64, not_after: i64, check: DeviceCheck) -> Option<Outside> {
+    let skew = i64::from(check.clock_skew_seconds);
+    if check.now.saturating_add(skew) < not_before {
+        return Some(Outside::NotYet(not_before.saturating_sub(check.now)));
+    }
+    if check.now.saturating_sub(skew) > not_after {
+        return Some(Outside::Expired(check.now.saturating_sub(not_after)));
+    }
+    None
 }
 
 fn check_time(not_before: i64, not_after: i64, check: DeviceCheck) -> Result<(), Rejection> {
     let skew = i64::from(check.clock_skew_seconds);
-    if check.now.saturating_add(skew) < not_before {
-        return Err(reject!(
+    match outside(not_before, not_after, check) {
+        Some(Outside::NotYet(by)) => Err(reject!(
             CertNotYetValid,
-            "the certificate is valid from {} ({}s from now, beyond the {}s clock skew allowed)",
-            rfc3339(not_before),
-            not_before.saturating_sub(check.now),
-            skew
-        ));
-    }
-    if check.now.saturating_sub(skew) > not_after {
-        return Err(reject!(
+            "the certificate is valid from {} ({by}s from now, beyond the {skew}s clock skew allowed)",
+            rfc3339(not_before)
+        )),
+        Some(Outside::Expired(ago)) => Err(reject!(
             CertExpired,
-            "the certificate expired at {} ({}s ago, beyond the {}s clock skew allowed)",
-            rfc3339(not_after),
-            check.now.saturating_sub(not_after),
-            skew
-        ));
+            "the certificate expired at {} ({ago}s ago, beyond the {skew}s clock skew allowed)",
+            rfc3339(not_after)
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn rfc3339(unix: i64) -> String {
@@ -161,6 +335,16 @@ fn map_webpki(e: webpki::Error) -> Rejection {
         }
         E::RequiredEkuNotFound | E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
             reject!(KeyUsageInvalid, "the certificate's extended key usage does not allow TLS client authentication")
+        }
+        E::UnsupportedCriticalExtension => reject!(
+            UnsupportedCriticalExtension,
+            "the device certificate has a critical extension webpki does not process"
+        ),
+        E::NameConstraintViolation => {
+            reject!(NameConstraintViolation, "the device certificate's names are outside the CA's name constraints")
+        }
+        E::MalformedNameConstraint | E::InvalidNetworkMaskConstraint => {
+            reject!(CaInvalid, "the registered CA's nameConstraints are malformed ({e})")
         }
         E::UnsupportedSignatureAlgorithm
         | E::UnsupportedSignatureAlgorithmContext(_)
@@ -205,7 +389,8 @@ fn signed_by(child: &Certificate, issuer: &Certificate) -> bool {
     let (Some(sig_alg), Some(key_alg)) = (sig_alg, key_alg) else {
         return false;
     };
-    let Ok(message) = child.x509().tbs_certificate().to_der() else {
+    // The bytes as signed, not a re-encoding (which would differ for a pre-1970 time).
+    let Some(message) = child.tbs_der() else {
         return false;
     };
     let (Some(signature), Some(public_key)) = (child.x509().signature().as_bytes(), spki.subject_public_key.as_bytes())
@@ -215,7 +400,7 @@ fn signed_by(child: &Certificate, issuer: &Certificate) -> bool {
     VERIFICATION_ALGORITHMS.iter().any(|alg| {
         alg.signature_alg_id().as_ref() == sig_alg.as_slice()
             && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
-            && alg.verify_signature(public_key, &message, signature).is_ok()
+            && alg.verify_signature(public_key, message, signature).is_ok()
     })
 }
 
