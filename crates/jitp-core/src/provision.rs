@@ -490,7 +490,11 @@ impl Provisioner {
         match self.claim_thing(subject, tally).await {
             Err(Stop::Reject(refused)) if refused.rejection.reason == crate::ReasonCode::DuplicateThing => {
                 tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
-                tally.detach(thing, arn).await?;
+                // Detaching is safe only where no copy of this certificate's event can be activating it now:
+                // in reject mode a non-owner never reaches activation; in rotate mode it may (module docs).
+                if verdict.on_duplicate == OnDuplicate::Reject {
+                    tally.detach(thing, arn).await?;
+                }
                 let mut rejection = refused.rejection;
                 rejection
                     .message
