@@ -112,7 +112,11 @@ fn select_profile<'p>(candidates: &[&'p Profile], device: &Certificate) -> Resul
 }
 
 fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Rejection> {
-    let subject = device.subject();
+    subject_accepted(profile, device.subject())
+}
+
+/// Do `profile`'s subject rules (common_name, allow-lists, single-valued fields) accept `subject`?
+pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Rejection> {
     let cn = subject
         .single("cn")?
         .ok_or_else(|| reject!(SubjectMismatch, "the subject has no CN (profile {} requires one)", profile.name))?;

@@ -5,6 +5,7 @@
 //! widen a policy (see [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be
 //! JSON, version 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
 
+pub mod branches;
 mod filters;
 pub mod lint;
 pub mod review;
@@ -179,19 +180,31 @@ impl Engine {
     }
 
     /// Render `profile`'s thing-name expression (unvalidated text: the caller makes a ThingName of it).
+    /// An expression that fails to render (an undefined field...) is the template's fault:
+    /// POLICY_TEMPLATE_ERROR, which holds the device instead of revoking it.
     ///
     /// The text is returned exactly as rendered: nothing is trimmed or normalised, so a subject value with a
     /// stray space or a look-alike character cannot become another device's name (it fails validation).
     pub fn render_thing_name(&self, profile: &Profile, ctx: &Context) -> Result<String, Rejection> {
-        self.names
-            .render(&thing_name_template(&profile.name), ctx)
-            .map_err(|e| reject!(InvalidThingName, "the thing_name expression failed: {}", tera_message(&e)))
+        self.names.render(&thing_name_template(&profile.name), ctx).map_err(|e| {
+            reject!(
+                PolicyTemplateError,
+                "the thing_name expression of profile {} failed to render: {}",
+                profile.name,
+                tera_message(&e)
+            )
+        })
     }
 
     /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]).
     pub fn render_attribute(&self, profile: &Profile, attribute: &str, ctx: &Context) -> Result<String, Rejection> {
         self.names.render(&attribute_template(&profile.name, attribute), ctx).map_err(|e| {
-            reject!(InvalidAttribute, "the attribute {attribute:?} failed to render: {}", tera_message(&e))
+            reject!(
+                PolicyTemplateError,
+                "the attribute {attribute:?} expression of profile {} failed to render: {}",
+                profile.name,
+                tera_message(&e)
+            )
         })
     }
 
