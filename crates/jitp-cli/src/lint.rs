@@ -37,8 +37,21 @@ pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                 println!("{at}: {sev}[{}]: {} (profile {})", f.finding.rule, f.finding.message, r.profile);
                 println!("    hint: {}", f.finding.hint);
             }
+            for b in &r.branches {
+                let path = if dir.is_empty() { b.file.clone() } else { format!("{dir}/{}", b.file) };
+                let at = b.line.map(|l| format!("{path}:{l}")).unwrap_or(path);
+                println!("{at}: error[branch]: {}: {} (profile {})", b.reason, b.message, r.profile);
+                if !b.subject.is_empty() {
+                    println!("    subject: {}", b.subject);
+                }
+            }
             if !r.has_errors() && r.findings.is_empty() {
-                println!("{file}: ok (profile {}, policy {})", r.profile, r.policy_name.as_deref().unwrap_or("?"));
+                println!(
+                    "{file}: ok (profile {}, policy {}, {} synthetic subjects)",
+                    r.profile,
+                    r.policy_name.as_deref().unwrap_or("?"),
+                    r.subjects
+                );
             }
         }
         println!("{}", if failed { "lint failed" } else { "lint passed" });

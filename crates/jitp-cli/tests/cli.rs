@@ -128,6 +128,30 @@ fn lint_passes_on_shipped_templates_and_fails_on_permissive_ones() {
 }
 
 #[test]
+fn lint_fails_on_a_branch_only_some_subjects_take_naming_line_and_subject() {
+    let dir = tmp("branch");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/ops.json.tera"),
+        "{\"Version\":\"2012-10-17\",\"Statement\":[\n{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\
+         \"Resource\":\"arn:aws:iot:us-east-1:123456789012:client/{{ thing_name }}\"}\n\
+         {% if subject.ou == \"ops\" %},\n{\"Effect\":\"Allow\",\"Action\":\"iot:Subscribe\",\
+         \"Resource\":\"arn:aws:iot:us-east-1:123456789012:topicfilter/#\"}{% endif %}]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("jitp.toml"),
+        "[[profiles]]\nname = \"ops\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9]{4}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/ops.json.tera\"\n",
+    )
+    .unwrap();
+    let out = jitp().args(["lint", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("policies/ops.json.tera:4: error[branch]: POLICY_TOO_PERMISSIVE"), "{stdout}");
+    assert!(stdout.contains("subject: CN=") && stdout.contains("OU=\"ops\""), "{stdout}");
+}
+
+#[test]
 fn render_prints_only_the_policy() {
     let dir = tmp("render");
     let ca = Ca::new("CLI CA", Alg::P256);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cert::{self, Certificate, DeviceCheck, KeyKind};
+use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject};
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
 use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
@@ -112,7 +112,11 @@ fn select_profile<'p>(candidates: &[&'p Profile], device: &Certificate) -> Resul
 }
 
 fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Rejection> {
-    let subject = device.subject();
+    subject_accepted(profile, device.subject())
+}
+
+/// Do `profile`'s subject rules (common_name, allow-lists, single-valued fields) accept `subject`?
+pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Rejection> {
     let cn = subject
         .single("cn")?
         .ok_or_else(|| reject!(SubjectMismatch, "the subject has no CN (profile {} requires one)", profile.name))?;
@@ -191,6 +195,74 @@ fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate) -> 
     Ok(())
 }
 
+/// The thing name and attributes a profile's expressions give one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The validated thing name.
+    pub thing_name: ThingName,
+    /// The validated attributes.
+    pub attributes: BTreeMap<AttributeName, AttributeValue>,
+}
+
+/// Render and validate `profile`'s thing_name and attribute expressions for `subject`: the one code path
+/// that [`decide`] and `jitp lint` share. The rendered text is used exactly as it is; a name or value that is
+/// not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE, naming the subject field whose
+/// value carries the offending character), an expression that fails to render is the template's.
+pub fn render_names(
+    config: &Config,
+    profile: &Profile,
+    subject: &Subject,
+    certificate_id: &str,
+    serial: &str,
+    ca_id: &str,
+) -> Result<Names, Rejection> {
+    let engine = config.engine();
+    let mut names_ctx = tera::Context::new();
+    names_ctx.insert("subject", &crate::policy::subject_map(subject));
+    names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id, "serial": serial }));
+    names_ctx.insert("ca", &serde_json::json!({ "id": ca_id }));
+    names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
+    let raw_name = engine.render_thing_name(profile, &names_ctx)?;
+    let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
+        reject!(
+            InvalidThingName,
+            "the thing name {} rendered for profile {} is invalid: {e}{}",
+            shown(&raw_name),
+            profile.name,
+            culprits(subject, &raw_name, |c| c.is_ascii_alphanumeric() || ":_-".contains(c))
+        )
+    })?;
+    names_ctx.insert("thing_name", thing_name.as_str());
+    let mut attributes = BTreeMap::new();
+    for name in profile.attributes.keys() {
+        let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
+        let value = AttributeValue::try_from(raw.clone()).map_err(|e| {
+            reject!(
+                InvalidAttribute,
+                "attribute {name} of profile {}: {e}{}",
+                profile.name,
+                culprits(subject, &raw, |c| { c.is_ascii_alphanumeric() || "_.,@/:#=[]-".contains(c) })
+            )
+        })?;
+        attributes.insert(name.clone(), value);
+    }
+    Ok(Names { thing_name, attributes })
+}
+
+/// `; subject.cn "sensor-1 " contains U+0020 ' '` for each subject field whose value carries a character
+/// that `rendered` (an invalid name or value) also carries and that names and values may not hold: which
+/// field of the certificate made it invalid. Empty when no single field is to blame (e.g. a name too long).
+fn culprits(subject: &Subject, rendered: &str, allowed: fn(char) -> bool) -> String {
+    let mut out = String::new();
+    for (field, values) in subject.fields() {
+        let [value] = values else { continue };
+        if let Some(c) = value.chars().find(|c| !allowed(*c) && rendered.contains(*c)) {
+            out.push_str(&format!("; subject.{field} {} contains {}", shown(value), crate::policy::describe_char(c)));
+        }
+    }
+    out
+}
+
 fn device_verdict(
     config: &Config,
     profile: &Profile,
@@ -201,22 +273,8 @@ fn device_verdict(
     // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
-    let mut names_ctx = tera::Context::new();
-    names_ctx.insert("subject", &crate::policy::subject_map(device.subject()));
-    names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }));
-    names_ctx.insert("ca", &serde_json::json!({ "id": input.ca_id.as_str() }));
-    names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-    let raw_name = engine.render_thing_name(profile, &names_ctx)?;
-    let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
-        reject!(InvalidThingName, "the thing name rendered for profile {} is invalid: {e}", profile.name)
-    })?;
-    names_ctx.insert("thing_name", thing_name.as_str());
-    let mut attributes = BTreeMap::new();
-    for name in profile.attributes.keys() {
-        let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
-        let value = AttributeValue::try_from(raw).map_err(|e| reject!(InvalidAttribute, "attribute {name}: {e}"))?;
-        attributes.insert(name.clone(), value);
-    }
+    let Names { thing_name, attributes } =
+        render_names(config, profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str())?;
     let device_ctx = DeviceContext {
         thing_name: &thing_name,
         aws: input.aws,

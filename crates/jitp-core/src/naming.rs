@@ -4,7 +4,9 @@
 //! A per-thing policy is named `policy_prefix + thing name` (`:` spelled `.`), a shared one `policy_prefix +
 //! template stem`. Two different (profile, thing) pairs that get one policy name share one AWS policy whose
 //! default version is whichever document was written last: one device's permissions become another's. So
-//! [`check`] refuses, at load, every pair of profiles whose policy-name sets can intersect.
+//! [`check`] refuses, at load, every pair of profiles that can give two different things one policy name (one
+//! thing name is one identity, guarded by the ownership claim, so the same name from two profiles is not such a
+//! pair).
 //!
 //! The set of thing names a profile can produce is a regular language when its `thing_name` is the CN with
 //! literal text around it (`{{ subject.cn }}`, `sensor-{{ subject.cn }}`): the literal text, the profile's
@@ -125,11 +127,17 @@ fn per_thing_has(p: &Profile, name: &str) -> bool {
     meet(&[&thing_language(p).pattern, ANY_THING, &regex_syntax::escape(&thing)])
 }
 
-/// Do two per-thing profiles' policy-name sets intersect? `pa + f(ta) == pb + f(tb)` needs one prefix to start
-/// the other; with `pb = pa + d`, it needs `ta = f⁻¹(d) + tb` (`f` spells `:` as `.`, and is injective).
+/// Can two per-thing profiles give two different things one policy name? `pa + f(ta) == pb + f(tb)` needs one
+/// prefix to start the other; with `pb = pa + d`, it needs `ta = f⁻¹(d) + tb` (`f` spells `:` as `.`, and is
+/// injective). With one prefix (`d` empty) that means `ta == tb`: one thing, whose single owner is settled by the
+/// ownership claim before any policy is written (see `provision`), so the policy follows the thing's one
+/// identity and no second device ever writes it. Profiles that share a prefix (selected by O, say) are fine.
 fn per_thing_meet(a: &Profile, b: &Profile) -> bool {
     let (short, long) = if a.policy_prefix.len() <= b.policy_prefix.len() { (a, b) } else { (b, a) };
     let Some(d) = long.policy_prefix.strip_prefix(&short.policy_prefix) else { return false };
+    if d.is_empty() {
+        return false;
+    }
     let Some(d) = unmap(d) else { return false };
     let long_shifted = format!("(?:{})(?:{})", regex_syntax::escape(&d), thing_language(long).pattern);
     meet(&[&thing_language(short).pattern, ANY_THING, &long_shifted])

@@ -5,6 +5,8 @@
 //! widen a policy (see [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be
 //! JSON, version 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
 
+pub mod branches;
+mod filters;
 pub mod lint;
 pub mod review;
 
@@ -143,8 +145,10 @@ impl Engine {
         for name in ["safe", "escape", "escape_html", "escape_xml"] {
             policies.register_filter(name, not_safe);
         }
+        filters::install(&mut policies);
         let mut names = Tera::new();
         names.autoescape_on(Vec::<&str>::new());
+        filters::install(&mut names);
         for profile in profiles {
             if !policies.contains_template(&profile.policy) {
                 let file = dir.join(&profile.policy);
@@ -152,10 +156,16 @@ impl Engine {
                     std::fs::read_to_string(&file).map_err(|source| Error::Io { path: file.clone(), source })?;
                 policies.add_raw_template(&profile.policy, &source).map_err(|e| template_error(&file, &source, &e))?;
             }
+            check_no_outer_whitespace(
+                config_path,
+                &format!("profiles.{}.thing_name", profile.name),
+                &profile.thing_name,
+            )?;
             names.add_raw_template(&thing_name_template(&profile.name), &profile.thing_name).map_err(|e| {
                 Error::config(config_path, None, format!("profiles.{}.thing_name", profile.name), tera_message(&e))
             })?;
             for (attr, expr) in &profile.attributes {
+                check_no_outer_whitespace(config_path, &format!("profiles.{}.attributes.{attr}", profile.name), expr)?;
                 names.add_raw_template(&attribute_template(&profile.name, attr.as_str()), expr).map_err(|e| {
                     Error::config(
                         config_path,
@@ -170,18 +180,32 @@ impl Engine {
     }
 
     /// Render `profile`'s thing-name expression (unvalidated text: the caller makes a ThingName of it).
+    /// An expression that fails to render (an undefined field...) is the template's fault:
+    /// POLICY_TEMPLATE_ERROR, which holds the device instead of revoking it.
+    ///
+    /// The text is returned exactly as rendered: nothing is trimmed or normalised, so a subject value with a
+    /// stray space or a look-alike character cannot become another device's name (it fails validation).
     pub fn render_thing_name(&self, profile: &Profile, ctx: &Context) -> Result<String, Rejection> {
-        self.names
-            .render(&thing_name_template(&profile.name), ctx)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| reject!(InvalidThingName, "the thing_name expression failed: {}", tera_message(&e)))
+        self.names.render(&thing_name_template(&profile.name), ctx).map_err(|e| {
+            reject!(
+                PolicyTemplateError,
+                "the thing_name expression of profile {} failed to render: {}",
+                profile.name,
+                tera_message(&e)
+            )
+        })
     }
 
-    /// Render one attribute expression.
+    /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]).
     pub fn render_attribute(&self, profile: &Profile, attribute: &str, ctx: &Context) -> Result<String, Rejection> {
-        self.names.render(&attribute_template(&profile.name, attribute), ctx).map(|s| s.trim().to_owned()).map_err(
-            |e| reject!(InvalidAttribute, "the attribute {attribute:?} failed to render: {}", tera_message(&e)),
-        )
+        self.names.render(&attribute_template(&profile.name, attribute), ctx).map_err(|e| {
+            reject!(
+                PolicyTemplateError,
+                "the attribute {attribute:?} expression of profile {} failed to render: {}",
+                profile.name,
+                tera_message(&e)
+            )
+        })
     }
 
     /// Render, check and lint the policy for one device.
@@ -330,6 +354,33 @@ pub fn subject_map(subject: &Subject) -> serde_json::Map<String, serde_json::Val
             _ => None,
         })
         .collect()
+}
+
+/// A thing_name or attribute expression may not begin or end with whitespace of its own: the rendered text is
+/// used as it is (never trimmed, so that no subject value is trimmed either), and such whitespace would make
+/// every name invalid. Whitespace inside `{{ }}` or `{% %}` is syntax and is fine.
+fn check_no_outer_whitespace(config_path: &Path, key: &str, expr: &str) -> Result<(), Error> {
+    let bad =
+        expr.chars().next().filter(|c| c.is_whitespace()).or_else(|| expr.chars().last().filter(|c| c.is_whitespace()));
+    match bad {
+        Some(c) => Err(Error::config(
+            config_path,
+            None,
+            key,
+            format!(
+                "the expression {} begins or ends with whitespace ({}); jitp uses the rendered text exactly as it is \
+                 and never trims it: remove the whitespace",
+                shown(expr),
+                describe_char(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `U+00A0 ('\u{a0}')`: a character named so that invisible ones show.
+pub(crate) fn describe_char(c: char) -> String {
+    format!("U+{:04X} {c:?}", u32::from(c))
 }
 
 fn tera_message(e: &tera::Error) -> String {

@@ -1,12 +1,19 @@
-//! `jitp lint` and `GET /v1/lint`: render every profile's template for a synthetic device and lint it, so the
-//! security team sees problems before any device does.
+//! `jitp lint` and `GET /v1/lint`: render every profile's template for a synthetic device and lint it, then
+//! render the names and the policy for every synthetic subject of [`super::branches`] through the same code
+//! path as a real device, so that a branch that is too wide, or fails to render, for some subject the profile
+//! accepts is found before any device takes it.
 
 use serde::Serialize;
 
+use super::branches::{self, MAX_SUBJECTS};
 use super::{AwsContext, DeviceContext, Finding, Severity};
 use crate::cert::Subject;
-use crate::profile::Config;
+use crate::decide::{Names, render_names, subject_accepted};
+use crate::profile::{Config, Profile};
+use crate::reason::{ReasonCode, Rejection};
 use crate::thing::ThingName;
+
+const ZERO_ID: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The lint result of one profile's template.
 #[derive(Debug, Clone, Serialize)]
@@ -21,7 +28,29 @@ pub struct TemplateReport {
     pub findings: Vec<LocatedFinding>,
     /// A rendering failure (reason code and message), if the template did not render.
     pub error: Option<crate::reason::Rejection>,
+    /// How many synthetic subjects were rendered.
+    pub subjects: usize,
+    /// Subjects the profile accepts for which a template renders too wide, too large, or not at all.
+    pub branches: Vec<BranchFinding>,
 }
+
+/// A subject the profile accepts, for which a template fails: the template's fault, found at lint time.
+#[derive(Debug, Clone, Serialize)]
+pub struct BranchFinding {
+    /// The file at fault: the policy template, or the config for a thing_name/attribute expression.
+    pub file: String,
+    /// 1-based line in `file`, when known.
+    pub line: Option<usize>,
+    /// What a device with this subject would get.
+    pub reason: ReasonCode,
+    /// Why.
+    pub message: String,
+    /// The subject that triggers it, e.g. `CN="gw-aa-0000", O="Acme" (no OU, ST)`.
+    pub subject: String,
+}
+
+/// At most this many branch findings per template: the first of each kind is what the author needs.
+pub const MAX_BRANCH_FINDINGS: usize = 20;
 
 /// A finding plus where in the template it comes from.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +65,9 @@ pub struct LocatedFinding {
 impl TemplateReport {
     /// Errors make `jitp lint` fail.
     pub fn has_errors(&self) -> bool {
-        self.error.is_some() || self.findings.iter().any(|f| f.finding.severity == Severity::Error)
+        self.error.is_some()
+            || !self.branches.is_empty()
+            || self.findings.iter().any(|f| f.finding.severity == Severity::Error)
     }
 }
 
@@ -70,7 +101,10 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
                 policy_name: None,
                 findings: Vec::new(),
                 error: None,
+                subjects: 0,
+                branches: Vec::new(),
             };
+            branches(config, profile, aws, &source, &mut report);
             let Some(thing_name) = thing_name else {
                 return report;
             };
@@ -111,4 +145,114 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
 /// The line of the `index`-th `"Effect"` key in a template: where statement `index` is written.
 fn statement_line(source: &str, index: usize) -> Option<usize> {
     source.lines().enumerate().filter(|(_, l)| l.contains("\"Effect\"")).nth(index).map(|(n, _)| n + 1)
+}
+
+/// Render every synthetic subject of `profile` and record the ones a template fails for.
+fn branches(config: &Config, profile: &Profile, aws: &AwsContext, source: &str, report: &mut TemplateReport) {
+    let config_file = config.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let scan = branches::scan(profile, source);
+    let subjects = match branches::subjects(profile, &scan) {
+        Ok(s) => s,
+        Err(n) => {
+            report.branches.push(BranchFinding {
+                file: profile.policy.clone(),
+                line: None,
+                reason: ReasonCode::PolicyTemplateError,
+                message: format!(
+                    "the templates of profile {} read subject values in {n} combinations, over the {MAX_SUBJECTS} \
+                     jitp lint can check; they cannot be proven safe: branch on fewer fields or literals",
+                    profile.name
+                ),
+                subject: String::new(),
+            });
+            return;
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    for subject in &subjects {
+        if subject_accepted(profile, subject).is_err() {
+            continue;
+        }
+        report.subjects += 1;
+        let Some((file, line, rejection)) = failure(config, profile, aws, source, subject, &config_file) else {
+            continue;
+        };
+        let key = (file.clone(), line, rejection.reason, first_words(&rejection.message));
+        if report.branches.len() < MAX_BRANCH_FINDINGS && seen.insert(key) {
+            report.branches.push(BranchFinding {
+                file,
+                line,
+                reason: rejection.reason,
+                message: rejection.message,
+                subject: branches::describe(subject),
+            });
+        }
+    }
+}
+
+/// The template failure one accepted subject meets, if any: `(file, line, rejection)`. Rejections that are
+/// the device's fault for a value that earns them (a refused character, an invalid name from a hostile or
+/// long value) are the guard working, not a failure.
+fn failure(
+    config: &Config,
+    profile: &Profile,
+    aws: &AwsContext,
+    source: &str,
+    subject: &Subject,
+    config_file: &str,
+) -> Option<(String, Option<usize>, Rejection)> {
+    let names = render_names(config, profile, subject, ZERO_ID, "01", ZERO_ID);
+    let Names { thing_name, .. } = match names {
+        Ok(n) => n,
+        Err(e) if e.reason.fault() == crate::reason::Fault::Device && !benign(subject) => return None,
+        Err(e) => return Some((config_file.to_owned(), None, e)),
+    };
+    let device = DeviceContext {
+        thing_name: &thing_name,
+        aws,
+        certificate_id: ZERO_ID,
+        certificate_serial: "01",
+        ca_id: ZERO_ID,
+        subject,
+        profile,
+    };
+    let (rejection, line) = match config.engine().render_unchecked(&device) {
+        Err(e) => (e, None),
+        Ok((text, name, scope)) => match super::finish(&text, name, scope, &profile.policy) {
+            Ok(_) => return None,
+            Err(e) => {
+                let line = super::lint::lint(&text, scope)
+                    .errors()
+                    .find_map(|f| f.statement)
+                    .and_then(|i| statement_line(source, i));
+                (e, line)
+            }
+        },
+    };
+    let refused_value = subject.fields().iter().any(|(_, v)| v.iter().any(|v| super::forbidden_reason(v).is_some()));
+    if rejection.reason == ReasonCode::InvalidAttribute && refused_value {
+        return None;
+    }
+    let line = line.or_else(|| tera_line(&rejection.message));
+    Some((profile.policy.clone(), line, rejection))
+}
+
+/// Every value short and of thing-name characters: a subject whose names must be valid.
+fn benign(subject: &Subject) -> bool {
+    subject.fields().iter().all(|(_, values)| {
+        values.iter().all(|v| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    })
+}
+
+/// The line in a Tera error report (`--> name:line:col`).
+fn tera_line(message: &str) -> Option<usize> {
+    message.split("-->").nth(1).and_then(|rest| {
+        let loc = rest.split_whitespace().next()?;
+        loc.rsplit(':').nth(1)?.parse().ok()
+    })
+}
+
+/// The message without the quoted values, to tell kinds of failure apart.
+fn first_words(message: &str) -> String {
+    message.split(['"', '(']).next().unwrap_or(message).chars().take(120).collect()
 }
