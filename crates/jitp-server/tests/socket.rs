@@ -180,7 +180,7 @@ async fn shutdown_finishes_in_flight_events() {
 /// moto's server behind `jitp_aws::AwsRegistry`: the same flow as an IoT rule would drive it.
 #[tokio::test]
 async fn moto_registry_over_a_socket() {
-    let Some(moto) = jitp_testkit::moto::MotoServer::start() else {
+    let Some(moto) = jitp_testkit::moto::MotoServer::start_with_aws_semantics() else {
         println!("SKIP moto_registry_over_a_socket: moto_server is not installed");
         return;
     };
