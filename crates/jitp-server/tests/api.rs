@@ -48,7 +48,11 @@ async fn replay_is_already_provisioned() {
     let a = send(&app, event(&body)).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["outcome"], "ALREADY_PROVISIONED");
-    assert_eq!(a.json()["api_calls"], json!({ "DescribeCertificate": 1 }));
+    assert_eq!(
+        a.json()["api_calls"],
+        json!({ "DescribeCertificate": 1, "DescribeThing": 1, "ListAttachedPolicies": 1, "ListThingPrincipals": 1 }),
+        "reads only: the certificate, then its ownership, attachment and policy"
+    );
     assert_eq!(registry.snapshot(), before);
 }
 
