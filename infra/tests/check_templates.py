@@ -297,15 +297,15 @@ def check_sam(sam: dict[str, Any]) -> None:
     def _() -> None:
         patterns = {f["Properties"]["FilterPattern"] for f in of_type("AWS::Logs::MetricFilter").values()}
         for p in ('{ $.outcome = "PROVISIONED" }', '{ $.outcome = "REJECTED" }', '{ $.outcome = "ERROR" }',
-                  '{ $.reason = "DUPLICATE_THING" }'):
+                  '{ $.outcome = "HELD" }', '{ $.reason = "DUPLICATE_THING" }'):
             assert p in patterns, p
         assert any('$.reason = "DUPLICATE_CLIENT_ID"' in p for p in patterns)
 
-    @check("sam: alarms on rejections, audit errors, function errors, DLQ depth, rule errors, duplicate client ids")
+    @check("sam: alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids")
     def _() -> None:
         names = sorted(a["Properties"]["MetricName"] for a in of_type("AWS::CloudWatch::Alarm").values())
-        assert names == ["ApproximateNumberOfMessagesVisible", "DuplicateClientId", "Errors", "Errors", "Rejected",
-                         "RuleActionErrors"], names
+        assert names == ["ApproximateNumberOfMessagesVisible", "DuplicateClientId", "Errors", "Errors", "Held",
+                         "Rejected", "RuleActionErrors"], names
 
     @check("sam: AWS IoT logging at the chosen level (default ERROR) with its own role")
     def _() -> None:

@@ -80,6 +80,7 @@ export const AUDIT_METRICS: { id: string; metricName: string; pattern: string }[
   { id: 'AlreadyProvisioned', metricName: 'AlreadyProvisioned', pattern: '{ $.outcome = "ALREADY_PROVISIONED" }' },
   { id: 'Rejected', metricName: 'Rejected', pattern: '{ $.outcome = "REJECTED" }' },
   { id: 'AuditError', metricName: 'Errors', pattern: '{ $.outcome = "ERROR" }' },
+  { id: 'Held', metricName: 'Held', pattern: '{ $.outcome = "HELD" }' },
   { id: 'DuplicateThing', metricName: 'DuplicateThing', pattern: '{ $.reason = "DUPLICATE_THING" }' },
 ];
 
@@ -389,6 +390,16 @@ export class JitpStack extends Stack {
         alarmDescription:
           'jitp could not finish provisioning (outcome ERROR); the event is retried and then dead-lettered.',
         metric: metrics.AuditError,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'HeldAlarm', {
+        alarmDescription:
+          'An operator mistake (a policy template, a CA, an unmanaged thing) holds devices PENDING (outcome HELD): ' +
+          'fix it, then redrive the dead-lettered events. The audit record names the reason code.',
+        metric: metrics.Held,
         threshold: 1,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

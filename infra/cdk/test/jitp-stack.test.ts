@@ -275,6 +275,7 @@ describe('observability', () => {
       '{ $.outcome = "PROVISIONED" }',
       '{ $.outcome = "REJECTED" }',
       '{ $.outcome = "ERROR" }',
+      '{ $.outcome = "HELD" }',
       '{ $.reason = "DUPLICATE_THING" }',
       DUPLICATE_CLIENT_ID_PATTERN,
     ]) {
@@ -283,7 +284,7 @@ describe('observability', () => {
     assert.match(DUPLICATE_CLIENT_ID_PATTERN, /\$\.reason = "DUPLICATE_CLIENT_ID"/);
   });
 
-  it('alarms on rejections, audit errors, function errors, DLQ depth, rule errors and duplicate client ids', () => {
+  it('alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors and duplicate client ids', () => {
     const alarms = Object.values(sqsDefault.findResources('AWS::CloudWatch::Alarm'));
     const metricNames = alarms.map((a) => a.Properties.MetricName).sort();
     assert.deepEqual(metricNames, [
@@ -291,6 +292,7 @@ describe('observability', () => {
       'DuplicateClientId',
       'Errors',
       'Errors',
+      'Held',
       'Rejected',
       'RuleActionErrors',
     ]);
