@@ -22,7 +22,7 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
-use crate::profile::{PolicyMode, Profile};
+use crate::profile::{OnDuplicate, PolicyMode, Profile};
 use crate::thing::ThingName;
 
 /// The thing-name alphabet: the only bytes a search needs to try.
@@ -74,6 +74,11 @@ pub(crate) fn thing_language(profile: &Profile) -> ThingLanguage {
 /// Why two profiles could share a policy name, in a sentence naming both.
 /// `source` reads a policy template by its path relative to jitp.toml.
 pub(crate) fn check(profiles: &[Profile], source: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    for p in profiles {
+        if let Some(why) = rotation_needs_one_document(p, &source) {
+            return Err(why);
+        }
+    }
     for (i, a) in profiles.iter().enumerate() {
         for b in &profiles[i + 1..] {
             if let Some(why) = collision(a, b, &source) {
@@ -91,6 +96,22 @@ pub(crate) fn shared_name(profile: &Profile) -> String {
     format!("{}{stem}", profile.policy_prefix)
 }
 
+/// With `on_duplicate = "rotate"` a thing's per-thing policy can be written by a certificate that has just lost
+/// the thing to a newer one (its event was in flight). That is harmless only if every certificate of the thing
+/// writes the same document: the template may read the thing name, `aws` and the profile, not the subject, the
+/// certificate or the CA. A template that cannot be read counts as reading them.
+fn rotation_needs_one_document(p: &Profile, source: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if p.on_duplicate != OnDuplicate::Rotate || p.policy_mode != PolicyMode::PerThing {
+        return None;
+    }
+    let text = source(&p.policy).unwrap_or_else(|| "subject".to_owned());
+    let reads = ["subject", "certificate", "ca."].into_iter().find(|v| text.contains(v))?;
+    Some(format!(
+        "profile {:?} has on_duplicate = \"rotate\" and per-thing policies, but its template {} reads {reads:?}: during a rotation the outgoing certificate may write the thing's policy after the incoming one, so the document must depend on the thing alone (thing_name, aws, profile); use shared mode, on_duplicate = \"reject\", or a template without device values",
+        p.name, p.policy
+    ))
+}
+
 fn collision(a: &Profile, b: &Profile, source: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let names = |p: &Profile| match p.policy_mode {
         PolicyMode::PerThing => format!("per-thing policies {}<thing name>", p.policy_prefix),
@@ -102,7 +123,9 @@ fn collision(a: &Profile, b: &Profile, source: &dyn Fn(&str) -> Option<String>) 
         }
         (PolicyMode::Shared, PolicyMode::PerThing) => per_thing_has(b, &shared_name(a)),
         (PolicyMode::PerThing, PolicyMode::Shared) => per_thing_has(a, &shared_name(b)),
-        (PolicyMode::PerThing, PolicyMode::PerThing) => per_thing_meet(a, b),
+        (PolicyMode::PerThing, PolicyMode::PerThing) => {
+            per_thing_meet(a, b) || (rotating(a, b) && same_names_differ(a, b, source))
+        }
     };
     meet.then(|| {
         format!(
@@ -113,6 +136,20 @@ fn collision(a: &Profile, b: &Profile, source: &dyn Fn(&str) -> Option<String>) 
             names(b)
         )
     })
+}
+
+/// Either profile lets a newer certificate take a thing over (from a certificate of the other profile).
+fn rotating(a: &Profile, b: &Profile) -> bool {
+    a.on_duplicate == OnDuplicate::Rotate || b.on_duplicate == OnDuplicate::Rotate
+}
+
+/// Same prefix, overlapping thing names, and documents that can differ: in rotate mode the thing (and so its
+/// policy name) can pass from one profile's certificate to the other's, and a late write of the outgoing one's
+/// document would stand.
+fn same_names_differ(a: &Profile, b: &Profile, source: &dyn Fn(&str) -> Option<String>) -> bool {
+    a.policy_prefix == b.policy_prefix
+        && (a.policy != b.policy || mentions_profile(source(&a.policy)))
+        && meet(&[&thing_language(a).pattern, ANY_THING, &thing_language(b).pattern])
 }
 
 /// A shared template that reads the profile (its name) renders differently per profile; unreadable counts as yes.

@@ -39,6 +39,13 @@
 //! followed by such a re-read in the same event, so no older certificate stays ACTIVE: either its own re-read
 //! sees the newer owner, or the newer owner's clean-up runs after it.
 //!
+//! A replay of the owner's event that finds it complete runs the clean-up again, so a first delivery that failed
+//! between activation and clean-up cannot leave an older certificate ACTIVE. A superseded owner still in flight
+//! may write the thing's per-thing policy after the new owner did; that write is harmless because in rotate mode
+//! the configuration must make the policy a function of the thing alone (`naming` refuses templates that read
+//! the subject, the certificate or the CA, and same-prefix rotate profiles with different templates), so every
+//! certificate of one thing writes the same document.
+//!
 //! Retired certificates are INACTIVE (reversible, never REVOKED) and stay attached to the thing, so an
 //! operator can roll a device back by activating its previous certificate. Nobody detaches them: AWS IoT has
 //! no conditional activation, so detaching a certificate whose own event may be activating it at that moment
@@ -480,6 +487,11 @@ impl Provisioner {
         let attached = present(Operation::ListThingPrincipals, principals?.map(|p| p.contains(arn)))?;
         let has_policy = present(Operation::ListAttachedPolicies, policies?.map(|p| p.contains(policy)))?;
         if owns && attached && has_policy {
+            if verdict.on_duplicate == OnDuplicate::Rotate {
+                // The first delivery may have failed between activation and its clean-up: retire the older
+                // certificates now, or they would stay ACTIVE once no event of theirs is left to run.
+                record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+            }
             record.message = format!("already provisioned: owns thing {thing}, attached, with policy {policy}");
             return Ok(Outcome::AlreadyProvisioned);
         }

@@ -135,6 +135,25 @@ fn what_aws_would_refuse_on_every_event_is_refused_at_load() {
     refused(&profile("a", "x", "attributes = { jitp_certificate = \"{{ subject.cn }}\" }"), &["jitp's own attribute"]);
 }
 
+/// In rotate mode an outgoing certificate may write the thing's policy after the incoming one: the document must
+/// be the same whichever certificate writes it.
+#[test]
+fn rotation_needs_a_policy_that_depends_on_the_thing_alone() {
+    let d = dir();
+    let reads_subject = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:Connect", "Resource": "arn:aws:iot:us-east-1:123456789012:client/{{ thing_name }}-{{ subject.ou | default(value='x') }}"}]}"#;
+    std::fs::write(d.path().join("policies/other.json.tera"), reads_subject).unwrap();
+    let rotate = "on_duplicate = \"rotate\"";
+    let toml = profile("a", "x", rotate).replace("sensor.json.tera", "other.json.tera");
+    assert!(load(d.path(), &toml).is_err_and(|e| e.contains("rotate") && e.contains("subject")));
+    assert!(load(d.path(), &toml.replace(rotate, "")).is_ok(), "reject mode may read the subject");
+    loads(&profile("a", "x", rotate));
+    // Same prefix, overlapping names, different templates: the thing can pass between the profiles.
+    let two = profile("a", "dev-[0-9]", rotate)
+        + &profile("b", "dev-.*", rotate).replace("sensor.json.tera", "gateway.json.tera");
+    refused(&two, &["\"a\"", "\"b\""]);
+    loads(&(profile("a", "dev-[0-9]", rotate) + &profile("b", "dev-.*", rotate)));
+}
+
 #[test]
 fn a_cn_pattern_must_be_a_regex_on_its_own() {
     // `a)|(.*` would close jitp's anchoring group: ^(?:a)|(.*)$ matches anything.

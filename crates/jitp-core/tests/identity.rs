@@ -411,3 +411,31 @@ async fn already_provisioned_means_complete() {
     assert_eq!(later.certificate_action, None);
     assert_eq!(world.status(&id), CertificateStatus::Active);
 }
+
+/// A rotation whose clean-up failed after activation (the older certificate still ACTIVE) is finished by the
+/// replay of the newer certificate's event, although that replay finds the newer one complete.
+#[tokio::test]
+async fn a_rotation_interrupted_after_activation_is_finished_by_the_replay() {
+    // DescribeThing: #1 the older one's clean-up; #2 the newer one's claim; #3-#5 its clean-up, failing.
+    let faults = (3..=5).map(|nth| Fault { op: Operation::DescribeThing, nth, kind: FaultKind::UnavailableBefore });
+    let world = World::new(MemoryRegistry::new().with_faults(faults));
+    let [older, newer] = [0, 1].map(|i| devices()[i].clone());
+    let (old_id, old_event) = world.register(&older);
+    let (new_id, new_event) = world.register(&newer);
+    let provisioner = world.provisioner(rotate());
+    assert_eq!(provisioner.handle_bytes(old_event.as_bytes(), NOW).await.outcome, Outcome::Provisioned);
+    let impatient = Provisioner::new(
+        rotate(),
+        world.registry.clone() as Arc<dyn IotRegistry>,
+        Settings { retry_deadline: Duration::ZERO, ..settings() },
+    );
+    let failed = impatient.handle_bytes(new_event.as_bytes(), NOW).await;
+    assert_eq!(failed.outcome, Outcome::Error, "{}", failed.message);
+    assert_eq!((world.status(&old_id), world.status(&new_id)), (CertificateStatus::Active, CertificateStatus::Active));
+
+    let replay = provisioner.handle_bytes(new_event.as_bytes(), NOW).await;
+    assert_eq!(replay.outcome, Outcome::AlreadyProvisioned, "{}", replay.message);
+    assert_eq!(replay.replaced_certificates, [old_id.to_string()]);
+    assert_eq!(world.status(&old_id), CertificateStatus::Inactive);
+    assert!(world.registry.violations().is_empty(), "{:?}", world.registry.violations());
+}
