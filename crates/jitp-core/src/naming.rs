@@ -91,9 +91,14 @@ pub(crate) fn check(profiles: &[Profile], source: impl Fn(&str) -> Option<String
 
 /// The shared policy name of a profile in shared mode (`prefix + template stem`).
 pub(crate) fn shared_name(profile: &Profile) -> String {
-    let stem = profile.policy.rsplit('/').next().unwrap_or(&profile.policy);
-    let stem = stem.split('.').next().unwrap_or(stem);
-    format!("{}{stem}", profile.policy_prefix)
+    format!("{}{}", profile.policy_prefix, template_stem(&profile.policy))
+}
+
+/// A policy template's file stem (`policies/sensor.v2.json.tera` → `sensor`): the shared policy's name after
+/// the prefix. The renderer and the collision check both name shared policies with it.
+pub(crate) fn template_stem(policy: &str) -> &str {
+    let file = policy.rsplit('/').next().unwrap_or(policy);
+    file.split('.').next().unwrap_or(file)
 }
 
 /// With `on_duplicate = "rotate"` a thing's per-thing policy can be written by a certificate that has just lost

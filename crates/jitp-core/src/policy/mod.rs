@@ -227,8 +227,7 @@ impl Engine {
             }
             PolicyMode::Shared => {
                 // One document for every device: the template sees no device values, so it cannot depend on them.
-                let stem = profile.policy.rsplit('/').next().unwrap_or(&profile.policy);
-                let stem = stem.split('.').next().unwrap_or(stem);
+                let stem = crate::naming::template_stem(&profile.policy);
                 (shared_context(device.aws, profile), policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
             }
         };
