@@ -147,14 +147,15 @@ macro_rules! world_or_skip {
 
 /// What jitp-core decides for `pem` under `ca` (the policy document it must have written).
 fn verdict(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> decide::Verdict {
-    let ca_cert = decide::parse_ca(ca.cert.pem.as_bytes()).unwrap();
+    let config = config();
+    let ca = decide::RegisteredCa::new(&config, ca_id.clone(), ca.cert.pem.as_bytes());
     let aws = AwsContext::default();
-    let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca_cert, ca_id, now: NOW, aws: &aws };
-    decide::decide(&config(), &input).unwrap()
+    let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
+    decide::decide(&config, &input).unwrap()
 }
 
-fn calls(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+fn calls(pairs: &[(&str, u32)]) -> BTreeMap<jitp_core::registry::Operation, u32> {
+    pairs.iter().map(|(k, v)| (k.parse().unwrap(), *v)).collect()
 }
 
 #[tokio::test]
@@ -169,7 +170,7 @@ async fn provisions_a_sensor() {
     assert_eq!(record.reason, None);
     assert_eq!(record.thing_name.as_deref(), Some(CN));
     // moto's DescribeCertificate has no caCertificateId: the event's CA was used, and verified by signature.
-    assert_eq!(record.ca_source.as_deref(), Some("event"));
+    assert_eq!(record.ca_source, Some(jitp_core::audit::CaSource::Event));
     assert_eq!(
         record.api_calls,
         calls(&[
@@ -270,9 +271,9 @@ async fn rejected_certificates_are_revoked_and_nothing_is_created() {
         let record = world.handle(&device, &ca_id).await;
         assert_eq!(record.outcome, Outcome::Rejected, "{}", record.message);
         assert_eq!(record.reason, Some(reason), "{}", record.message);
-        assert_eq!(record.certificate_action.as_deref(), Some("REVOKED"));
+        assert_eq!(record.certificate_action.map(|a| a.as_str()), Some("REVOKED"));
         assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
-        assert!(!record.api_calls.contains_key("CreateThing"), "{:?}", record.api_calls);
+        assert!(!record.api_calls.contains_key(&jitp_core::registry::Operation::CreateThing), "{:?}", record.api_calls);
     }
     assert!(world.thing_names().await.is_empty());
     assert!(world.policy_names().await.is_empty());
@@ -357,7 +358,7 @@ async fn policy_versions_are_pruned_at_five() {
     let record = world.handle(&device, &ca_id).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(record.policy_version.as_deref(), Some("6"));
-    assert_eq!(record.api_calls.get("DeletePolicyVersion"), Some(&1));
+    assert_eq!(record.api_calls.get(&jitp_core::registry::Operation::DeletePolicyVersion), Some(&1));
     let versions = world.versions(name).await;
     let want: Vec<(String, bool)> = (2..=6).map(|n| (n.to_string(), n == 6)).collect();
     assert_eq!(versions, want, "the oldest non-default version went");
@@ -381,7 +382,11 @@ async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
     let second = world.register(ca.issue(&Device::new(CN).alg(Alg::P384)), &ca).await;
     let record = world.handle(&second, &ca_id).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "moto: {}", record.message);
-    assert!(!record.api_calls.contains_key("DescribeThing"), "no ownership check ran: {:?}", record.api_calls);
+    assert!(
+        !record.api_calls.contains_key(&jitp_core::registry::Operation::DescribeThing),
+        "no ownership check ran: {:?}",
+        record.api_calls
+    );
     let thing = world.sdk().describe_thing().thing_name(CN).send().await.unwrap();
     assert_eq!(thing.attributes.unwrap_or_default().get(CERTIFICATE_ATTRIBUTE), Some(&second.id.to_string()));
 }

@@ -109,7 +109,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     if args.verbose {
         for r in &all {
-            println!("{}", r.to_json_line());
+            println!("{}", r.line(&jitp_core::audit::Origin { trigger: "demo", request_id: None, message_id: None }));
         }
     }
     print_summary(&all, elapsed.as_secs_f64(), args.quota_scale, &registry);

@@ -46,7 +46,9 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
     let provisioner = Provisioner::new(config, opened.registry.clone(), settings);
     let record = provisioner.handle_bytes(&bytes, now()).await;
     opened.save()?;
-    println!("{}", record.to_json_line());
+    let origin = jitp_core::audit::Origin { trigger: "cli", request_id: None, message_id: None };
+    (jitp_core::audit::stdout())(&record.line(&origin));
+    record.count();
     Ok(match record.outcome {
         Outcome::Provisioned | Outcome::AlreadyProvisioned => ExitCode::SUCCESS,
         Outcome::Rejected => ExitCode::from(1),

@@ -185,8 +185,9 @@ fn register_then_provision_twice_with_a_persistent_registry() {
     std::fs::write(&event_path, &out.stdout).unwrap();
     let first = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stdout));
-    let record: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let record = jitp_testkit::audit_line::check(String::from_utf8_lossy(&first.stdout).trim_end());
     assert_eq!(record["outcome"], "PROVISIONED");
+    assert_eq!(record["trigger"], "cli");
     let second = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
     let record: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(record["outcome"], "ALREADY_PROVISIONED");

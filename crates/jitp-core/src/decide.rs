@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject};
+use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject, TrustedCa};
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
 use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
@@ -19,10 +19,8 @@ use crate::thing::{AttributeName, AttributeValue, ThingName};
 pub struct Input<'a> {
     /// The device certificate, PEM.
     pub certificate_pem: &'a [u8],
-    /// The registered CA, parsed (see [`parse_ca`]).
-    pub ca: &'a Certificate,
-    /// The registered CA's id in AWS IoT.
-    pub ca_id: &'a CaCertificateId,
+    /// The registered CA, checked (see [`RegisteredCa`]).
+    pub ca: &'a RegisteredCa,
     /// The decision time, Unix seconds.
     pub now: i64,
     /// The template context's `aws.*`.
@@ -81,28 +79,101 @@ pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
         .map_err(|e| reject!(CaInvalid, "the registered CA certificate cannot be read: {}", e.message))
 }
 
+/// A registered CA as the decision uses it: parsed, checked once ([`TrustedCa::check`]), and with every
+/// matching profile's `ca_chain` verified once, so that a decision checks only the CA's validity window. The
+/// workflow builds one when the CA enters its cache; `jitp check` builds one per call. Built for one
+/// [`Config`]: the profile checks are by position in `config.profiles`.
+#[derive(Debug, Clone)]
+pub struct RegisteredCa {
+    id: CaCertificateId,
+    state: CaState,
+}
+
+#[derive(Debug, Clone)]
+enum CaState {
+    /// The PEM does not parse: the workflow refuses before it looks at the CA's status.
+    Unreadable(Rejection),
+    /// Parsed, but not a CA jitp trusts: the decision says so after it has found a profile for the CA.
+    Untrusted { cert: Certificate, why: Rejection },
+    /// Trusted; `chains[i]`: does profile `i` accept it (an empty `ca_chain`, or the CA chains to it)?
+    Trusted { ca: TrustedCa, chains: Vec<bool> },
+}
+
+impl RegisteredCa {
+    /// Parse and check the CA `id` registered with `pem`, for the profiles of `config`.
+    pub fn new(config: &Config, id: CaCertificateId, pem: &[u8]) -> Self {
+        let state = match parse_ca(pem) {
+            Err(why) => CaState::Unreadable(why),
+            Ok(cert) => match TrustedCa::check(cert.clone()) {
+                Err(why) => CaState::Untrusted { cert, why },
+                Ok(ca) => {
+                    let chains = config
+                        .profiles
+                        .iter()
+                        .map(|p| {
+                            !p.ca.matches(&id)
+                                || p.ca_chain.is_empty()
+                                || cert::chains_to(ca.certificate(), &p.ca_chain)
+                        })
+                        .collect();
+                    CaState::Trusted { ca, chains }
+                }
+            },
+        };
+        Self { id, state }
+    }
+
+    /// The CA's id in AWS IoT.
+    pub fn id(&self) -> &CaCertificateId {
+        &self.id
+    }
+
+    /// The parsed certificate, or CA_INVALID if the PEM does not parse.
+    pub fn certificate(&self) -> Result<&Certificate, &Rejection> {
+        match &self.state {
+            CaState::Unreadable(why) => Err(why),
+            CaState::Untrusted { cert, .. } => Ok(cert),
+            CaState::Trusted { ca, .. } => Ok(ca.certificate()),
+        }
+    }
+
+    fn trusted(&self) -> Result<(&TrustedCa, &[bool]), Rejection> {
+        match &self.state {
+            CaState::Unreadable(why) | CaState::Untrusted { why, .. } => Err(why.clone()),
+            CaState::Trusted { ca, chains } => Ok((ca, chains)),
+        }
+    }
+}
+
 /// Decide whether the certificate may be provisioned, and as what.
 pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
     let device = Certificate::from_pem(input.certificate_pem)?;
-    let candidates: Vec<&Profile> = config.profiles.iter().filter(|p| p.ca.matches(input.ca_id)).collect();
+    let ca_id = input.ca.id();
+    let candidates: Vec<(usize, &Profile)> =
+        config.profiles.iter().enumerate().filter(|(_, p)| p.ca.matches(ca_id)).collect();
     if candidates.is_empty() {
-        return Err(reject!(UnknownCa, "no profile in {} lists CA {}", config.path.display(), input.ca_id).into());
+        return Err(reject!(UnknownCa, "no profile in {} lists CA {ca_id}", config.path.display()).into());
     }
     let check = DeviceCheck { now: input.now, clock_skew_seconds: config.defaults.clock_skew_seconds };
-    let ca_ok = cert::verify_ca(input.ca, check)?;
-    cert::verify_device(&device, input.ca, ca_ok, check)?;
+    let (ca, chains) = input.ca.trusted()?;
+    let ca_ok = ca.valid_at(check)?;
+    cert::verify_device(&device, ca.certificate(), ca_ok, check)?;
 
-    let profile = select_profile(&candidates, &device)?;
+    let (index, profile) = select_profile(&candidates, &device)?;
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile.name.clone()) };
-    profile_checks(profile, &device, input.ca).map_err(with_profile)?;
+    let chains = chains.get(index).copied().unwrap_or(false);
+    profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
     device_verdict(config, profile, &device, input).map_err(with_profile)
 }
 
-fn select_profile<'p>(candidates: &[&'p Profile], device: &Certificate) -> Result<&'p Profile, Rejection> {
+fn select_profile<'p>(
+    candidates: &[(usize, &'p Profile)],
+    device: &Certificate,
+) -> Result<(usize, &'p Profile), Rejection> {
     let mut first_miss = None;
-    for profile in candidates {
+    for &(index, profile) in candidates {
         match subject_matches(profile, device) {
-            Ok(()) => return Ok(profile),
+            Ok(()) => return Ok((index, profile)),
             Err(e) => {
                 first_miss.get_or_insert(e);
             }
@@ -158,8 +229,9 @@ pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Reje
     Ok(())
 }
 
-fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate) -> Result<(), Rejection> {
-    if !profile.ca_chain.is_empty() && !cert::chains_to(ca, &profile.ca_chain) {
+/// The selected profile's own rules; `chains`: the CA satisfies its `ca_chain` (checked once, by [`RegisteredCa`]).
+fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate, chains: bool) -> Result<(), Rejection> {
+    if !chains {
         return Err(reject!(
             CaInvalid,
             "the registered CA {:?} does not chain to profile {}'s ca_chain",
@@ -274,13 +346,13 @@ fn device_verdict(
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
     let Names { thing_name, attributes } =
-        render_names(config, profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str())?;
+        render_names(config, profile, device.subject(), certificate_id.as_str(), &serial, input.ca.id().as_str())?;
     let device_ctx = DeviceContext {
         thing_name: &thing_name,
         aws: input.aws,
         certificate_id: certificate_id.as_str(),
         certificate_serial: &serial,
-        ca_id: input.ca_id.as_str(),
+        ca_id: input.ca.id().as_str(),
         subject: device.subject(),
         profile,
     };
@@ -383,15 +455,9 @@ pub fn check(
             return CheckReport::rejected(e.into(), ca_id.map(|i| i.to_string()), certificate_id);
         }
     };
-    let computed;
-    let ca_id = match ca_id {
-        Some(id) => id,
-        None => {
-            computed = CaCertificateId::of_der(ca.der());
-            &computed
-        }
-    };
-    let input = Input { certificate_pem, ca: &ca, ca_id, now, aws };
+    let ca_id = ca_id.cloned().unwrap_or_else(|| CaCertificateId::of_der(ca.der()));
+    let ca = RegisteredCa::new(config, ca_id.clone(), ca_pem);
+    let input = Input { certificate_pem, ca: &ca, now, aws };
     match decide(config, &input) {
         Ok(v) => CheckReport {
             decision: "accept",

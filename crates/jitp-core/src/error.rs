@@ -5,6 +5,10 @@
 
 use std::path::PathBuf;
 
+use crate::ids::PolicyName;
+use crate::registry::{Operation, RegistryError};
+use crate::thing::ThingName;
+
 /// Errors from loading configuration and templates, and from the provisioning workflow.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -30,21 +34,52 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The registry failed in a way a retry may fix (throttled, unavailable, timed out).
-    #[error("transient registry failure in {operation}: {message}")]
+    /// A registry call kept failing in a way a retry may fix (throttled, unavailable, timed out) until the
+    /// retry deadline: the platform should deliver the event again.
+    #[error("{operation} still failing after {attempts} attempts, at the retry deadline: {source}")]
     Transient {
         /// The API call.
-        operation: &'static str,
-        /// What the registry said.
-        message: String,
+        operation: Operation,
+        /// How many times it was made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: RegistryError,
     },
-    /// The registry answered in a way jitp cannot work with (a bug or a permissions problem).
-    #[error("registry call {operation} failed: {message}")]
+    /// The registry answered in a way jitp cannot work with (a bug, a permissions problem, a missing setup step).
+    #[error("{operation} failed: {source}")]
     Registry {
         /// The API call.
-        operation: &'static str,
+        operation: Operation,
         /// What the registry said.
-        message: String,
+        #[source]
+        source: RegistryError,
+    },
+    /// CreateThing named a thing type or group that does not exist: AWS IoT creates neither on the fly, so an
+    /// operator's setup step was missed.
+    #[error(
+        "CreateThing failed: {source}: create thing type {thing_type:?} in the account first (see infra/README.md)"
+    )]
+    MissingThingType {
+        /// The thing type the profile names.
+        thing_type: String,
+        /// What the registry said.
+        #[source]
+        source: RegistryError,
+    },
+    /// Another event wrote the thing between every read and compare-and-set of a claim: a retry may win.
+    #[error("thing {thing} changed under every one of {rounds} claims; deliver the event again")]
+    Contended {
+        /// The thing.
+        thing: ThingName,
+        /// How many claims were tried.
+        rounds: usize,
+    },
+    /// A policy is at AWS's limit of 5 versions and none of them can be deleted (every one is the default).
+    #[error("policy {policy} is at the 5-version limit and has no non-default version to prune")]
+    NoVersionToPrune {
+        /// The policy.
+        policy: PolicyName,
     },
 }
 
@@ -61,6 +96,17 @@ impl Error {
 
     /// Should the platform retry the event that hit this error?
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient { .. })
+        matches!(self, Self::Transient { .. } | Self::Contended { .. })
+    }
+
+    /// The registry call that failed, where one did.
+    pub fn operation(&self) -> Option<Operation> {
+        match self {
+            Self::Transient { operation, .. } | Self::Registry { operation, .. } => Some(*operation),
+            Self::MissingThingType { .. } => Some(Operation::CreateThing),
+            Self::Contended { .. } => Some(Operation::UpdateThing),
+            Self::NoVersionToPrune { .. } => Some(Operation::CreatePolicyVersion),
+            Self::Config { .. } | Self::Io { .. } => None,
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod provision;
 pub mod reason;
 pub mod registry;
 pub mod thing;
+pub mod unix_time;
 
 pub use error::Error;
 pub use reason::{ReasonCode, Rejection};

@@ -349,7 +349,7 @@ impl DenyList {
 }
 
 /// The minimum RSA modulus AWS IoT accepts; a profile may only raise it.
-pub const MIN_RSA_BITS_FLOOR: u32 = 2048;
+pub const MIN_RSA_BITS_FLOOR: u32 = crate::cert::MIN_RSA_BITS;
 
 /// AWS IoT's limits on thing attributes: 3 for a thing without a type, 50 with one (jitp's own included).
 const MAX_ATTRIBUTES_UNTYPED: usize = 3;

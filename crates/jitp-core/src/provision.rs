@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::{AuditRecord, CaSource, Calls, CertificateAction, Ending, Facts, Outcome};
 use crate::cert::Certificate;
 use crate::decide::{self, Input, Verdict};
 use crate::error::Error;
@@ -107,7 +107,8 @@ impl Default for Settings {
 #[derive(Debug)]
 struct CachedCa {
     active: bool,
-    cert: Result<Certificate, Rejection>,
+    /// Parsed and checked once, here, for the provisioner's configuration.
+    ca: decide::RegisteredCa,
     fetched: Instant,
 }
 
@@ -135,7 +136,7 @@ struct Refused {
     /// The certificate was ACTIVE when the event was handled: jitp writes no verdict on it.
     active: bool,
     /// The workflow already set the certificate's status itself (a superseded or duplicate ACTIVE one).
-    written: Option<CertificateStatus>,
+    written: Option<CertificateAction>,
 }
 
 /// Why the workflow stopped early.
@@ -159,8 +160,14 @@ impl Stop {
         }
     }
 
-    fn written(rejection: Rejection, status: CertificateStatus) -> Self {
-        Self::Reject(Box::new(Refused { rejection, profile: None, active: false, written: Some(status) }))
+    /// A rejection whose certificate the workflow already deactivated itself.
+    fn deactivated(rejection: Rejection) -> Self {
+        Self::Reject(Box::new(Refused {
+            rejection,
+            profile: None,
+            active: false,
+            written: Some(CertificateAction::Inactive),
+        }))
     }
 }
 
@@ -176,15 +183,15 @@ impl From<Rejection> for Stop {
     }
 }
 
-fn registry_error(op: Operation, e: &RegistryError) -> Error {
-    Error::Registry { operation: op.as_str(), message: e.to_string() }
+fn registry_error(operation: Operation, source: RegistryError) -> Error {
+    Error::Registry { operation, source }
 }
 
 /// Per-event bookkeeping: calls, retries. Shared by reference between calls that run at once.
 struct Tally<'a> {
     registry: &'a dyn IotRegistry,
     settings: &'a Settings,
-    calls: Mutex<BTreeMap<String, u32>>,
+    calls: Mutex<BTreeMap<Operation, u32>>,
     retries: AtomicU32,
 }
 
@@ -203,13 +210,13 @@ impl<'a> Tally<'a> {
         let mut attempt: u32 = 0;
         loop {
             if let Ok(mut calls) = self.calls.lock() {
-                *calls.entry(op.as_str().to_owned()).or_default() += 1;
+                *calls.entry(op).or_default() += 1;
             }
             match f(self.registry).await {
                 Err(e) if e.is_transient() => {
                     let backoff = self.backoff(attempt);
                     if started.elapsed() + backoff > self.settings.retry_deadline {
-                        return Err(Error::Transient { operation: op.as_str(), message: e.to_string() });
+                        return Err(Error::Transient { operation: op, attempts: attempt.saturating_add(1), source: e });
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     attempt = attempt.saturating_add(1);
@@ -232,14 +239,14 @@ impl<'a> Tally<'a> {
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
-        self.call(op, f).await?.map_err(|e| registry_error(op, &e))
+        self.call(op, f).await?.map_err(|e| registry_error(op, e))
     }
 
     /// Set a certificate's status where "already so", "REVOKED" and "gone" all mean there is nothing to do.
     async fn set_status(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), Error> {
         match self.call(Operation::UpdateCertificate, |r| r.update_certificate(id, status)).await? {
             Ok(()) | Err(RegistryError::Conflict(_) | RegistryError::NotFound(_)) => Ok(()),
-            Err(e) => Err(registry_error(Operation::UpdateCertificate, &e)),
+            Err(e) => Err(registry_error(Operation::UpdateCertificate, e)),
         }
     }
 
@@ -247,12 +254,12 @@ impl<'a> Tally<'a> {
     async fn detach(&self, thing: &crate::thing::ThingName, principal: &str) -> Result<(), Error> {
         match self.call(Operation::DetachThingPrincipal, |r| r.detach_thing_principal(thing, principal)).await? {
             Ok(()) | Err(RegistryError::NotFound(_)) => Ok(()),
-            Err(e) => Err(registry_error(Operation::DetachThingPrincipal, &e)),
+            Err(e) => Err(registry_error(Operation::DetachThingPrincipal, e)),
         }
     }
 
-    fn into_counts(self) -> (BTreeMap<String, u32>, u32) {
-        (self.calls.into_inner().unwrap_or_default(), self.retries.into_inner())
+    fn into_calls(self) -> Calls {
+        Calls { by_operation: self.calls.into_inner().unwrap_or_default(), retries: self.retries.into_inner() }
     }
 }
 
@@ -302,41 +309,38 @@ impl Provisioner {
         match crate::event::parse(bytes) {
             Ok(event) => self.handle(&event, now).await,
             Err(rejection) => {
-                let mut record = AuditRecord::new(now);
-                finish_rejected(&mut record, &rejection, None);
-                record
+                let ending = Ending::Refused { reason: rejection.reason, message: rejection.message, action: None };
+                AuditRecord::build(now, Facts::default(), ending, Calls::default(), Duration::ZERO)
             }
         }
     }
 
     /// Handle one registration event at time `now` (Unix seconds). Never panics; a record whose
-    /// [`AuditRecord::is_retryable`] is true (ERROR, HELD) means "deliver the event again".
+    /// [`AuditRecord::is_retryable`] is true (ERROR, HELD) means "deliver the event again". The caller writes
+    /// the record ([`AuditRecord::line`]) and counts it ([`AuditRecord::count`]).
     pub async fn handle(&self, event: &RegistrationEvent, now: i64) -> AuditRecord {
         let started = Instant::now();
-        let mut record = AuditRecord::new(now);
-        record.certificate_id = Some(event.certificate_id.to_string());
-        record.ca_certificate_id = Some(event.ca_certificate_id.to_string());
+        let mut facts = Facts {
+            certificate_id: Some(event.certificate_id.to_string()),
+            ca_certificate_id: Some(event.ca_certificate_id.to_string()),
+            ..Facts::default()
+        };
         let tally = Tally::new(self.registry.as_ref(), &self.settings);
-        match self.run(event, now, &tally, &mut record).await {
-            Ok(outcome) => {
-                record.outcome = outcome;
-                record.status = "Success".into();
-            }
+        let ending = match self.run(event, now, &tally, &mut facts).await {
+            Ok((outcome, message)) => Ending::Done { outcome, message },
             Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &tally).await {
                 Ok(action) => {
-                    finish_rejected(&mut record, &refused.rejection, refused.profile.clone());
-                    record.certificate_action = action;
+                    if refused.profile.is_some() {
+                        facts.profile.clone_from(&refused.profile);
+                    }
+                    let Rejection { reason, message } = refused.rejection;
+                    Ending::Refused { reason, message, action }
                 }
-                Err(e) => fail(&mut record, &e),
+                Err(e) => failed(&e),
             },
-            Err(Stop::Fail(e)) => fail(&mut record, &e),
-        }
-        let (calls, retries) = tally.into_counts();
-        record.api_call_count = calls.values().sum();
-        record.api_calls = calls;
-        record.retries = retries;
-        record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        record
+            Err(Stop::Fail(e)) => failed(&e),
+        };
+        AuditRecord::build(now, facts, ending, tally.into_calls(), started.elapsed())
     }
 
     /// What a rejection does to the certificate: only a device at fault, still PENDING, gets its profile's
@@ -346,24 +350,24 @@ impl Provisioner {
         event: &RegistrationEvent,
         refused: &Refused,
         tally: &Tally<'_>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<CertificateAction>, Error> {
         if let Some(done) = refused.written {
-            return Ok(Some(done.as_str().into()));
+            return Ok(Some(done));
         }
         if refused.active {
             return Ok(None);
         }
-        let status = match refused.rejection.reason.fault() {
+        let (status, action) = match refused.rejection.reason.fault() {
             Fault::None => return Ok(None),
-            Fault::Operator => return Ok(Some("LEFT_PENDING".into())),
+            Fault::Operator => return Ok(Some(CertificateAction::LeftPending)),
             Fault::Device => match self.config.on_reject(refused.profile.as_deref()) {
-                OnReject::Leave => return Ok(Some("LEFT".into())),
-                OnReject::Revoke => CertificateStatus::Revoked,
-                OnReject::Deactivate => CertificateStatus::Inactive,
+                OnReject::Leave => return Ok(Some(CertificateAction::Left)),
+                OnReject::Revoke => (CertificateStatus::Revoked, CertificateAction::Revoked),
+                OnReject::Deactivate => (CertificateStatus::Inactive, CertificateAction::Inactive),
             },
         };
         tally.set_status(&event.certificate_id, status).await?;
-        Ok(Some(status.as_str().into()))
+        Ok(Some(action))
     }
 
     async fn run(
@@ -371,15 +375,15 @@ impl Provisioner {
         event: &RegistrationEvent,
         now: i64,
         tally: &Tally<'_>,
-        record: &mut AuditRecord,
-    ) -> Result<Outcome, Stop> {
+        facts: &mut Facts,
+    ) -> Result<(Outcome, String), Stop> {
         let cert_id = &event.certificate_id;
         let cert = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id)).await? {
             Ok(c) => c,
             Err(RegistryError::NotFound(_)) => {
                 return Err(reject!(CertNotFound, "certificate {cert_id} does not exist in the registry").into());
             }
-            Err(e) => return Err(registry_error(Operation::DescribeCertificate, &e).into()),
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e).into()),
         };
         let ca_id = match &cert.ca_certificate_id {
             Some(id) if *id != event.ca_certificate_id => {
@@ -391,15 +395,15 @@ impl Provisioner {
                 .into());
             }
             Some(id) => {
-                record.ca_source = Some("registry".into());
+                facts.ca_source = Some(CaSource::Registry);
                 id.clone()
             }
             None => {
-                record.ca_source = Some("event".into());
+                facts.ca_source = Some(CaSource::Event);
                 event.ca_certificate_id.clone()
             }
         };
-        record.ca_certificate_id = Some(ca_id.to_string());
+        facts.ca_certificate_id = Some(ca_id.to_string());
         let active = match cert.status {
             CertificateStatus::PendingActivation => false,
             CertificateStatus::Active => true,
@@ -412,28 +416,27 @@ impl Provisioner {
             }
         };
         let ca = self.ca(&ca_id, tally).await.map_err(|s| s.governed(None, active))?;
-        let ca_cert = ca.cert.as_ref().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
+        let ca_cert = ca.ca.certificate().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
         if !ca.active {
             return Err(
                 Stop::from(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")).governed(None, active)
             );
         }
-        let input =
-            Input { certificate_pem: cert.pem.as_bytes(), ca: ca_cert, ca_id: &ca_id, now, aws: &self.settings.aws };
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
         let verdict = decide::decide(&self.config, &input)
             .map_err(|r| Stop::from(r.rejection).governed(r.profile.as_deref(), active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.
             tracing::debug!(registry = %cert.id, der = %verdict.certificate_id, "certificate id is not the SHA-256 of the DER");
         }
-        record.profile = Some(verdict.profile.clone());
-        record.thing_name = Some(verdict.thing_name.to_string());
-        record.policy_name = Some(verdict.policy.name.to_string());
+        facts.profile = Some(verdict.profile.clone());
+        facts.thing_name = Some(verdict.thing_name.to_string());
+        facts.policy_name = Some(verdict.policy.name.to_string());
         let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
         let outcome = if active {
-            self.recheck_active(&subject, tally, record).await
+            self.recheck_active(&subject, tally, facts).await
         } else {
-            self.provision(&subject, tally, record).await
+            self.provision(&subject, tally, facts).await
         };
         outcome.map_err(|s| s.governed(Some(&verdict.profile), active))
     }
@@ -443,19 +446,21 @@ impl Provisioner {
         &self,
         subject: &Subject<'_>,
         tally: &Tally<'_>,
-        record: &mut AuditRecord,
-    ) -> Result<Outcome, Stop> {
+        facts: &mut Facts,
+    ) -> Result<(Outcome, String), Stop> {
         let verdict = subject.verdict;
         self.claim_thing(subject, tally).await?;
-        self.converge(subject, tally, record).await?;
+        self.converge(subject, tally, facts).await?;
         // Last: only now may the device connect.
         let id = &subject.cert.id;
         tally.must(Operation::UpdateCertificate, |r| r.update_certificate(id, CertificateStatus::Active)).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
-            record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+            facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
         }
-        record.message = format!("provisioned thing {} with policy {}", verdict.thing_name, verdict.policy.name);
-        Ok(Outcome::Provisioned)
+        Ok((
+            Outcome::Provisioned,
+            format!("provisioned thing {} with policy {}", verdict.thing_name, verdict.policy.name),
+        ))
     }
 
     /// An ACTIVE certificate: ALREADY_PROVISIONED only if it owns its thing, is attached to it, and has its
@@ -466,8 +471,8 @@ impl Provisioner {
         &self,
         subject: &Subject<'_>,
         tally: &Tally<'_>,
-        record: &mut AuditRecord,
-    ) -> Result<Outcome, Stop> {
+        facts: &mut Facts,
+    ) -> Result<(Outcome, String), Stop> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         let (thing, arn, policy) = (&verdict.thing_name, &cert.arn, &verdict.policy.name);
         let (described, principals, policies) = tokio::join!(
@@ -478,7 +483,7 @@ impl Provisioner {
         let present = |op, answer: Result<bool, RegistryError>| match answer {
             Ok(found) => Ok(found),
             Err(RegistryError::NotFound(_)) => Ok(false),
-            Err(e) => Err(registry_error(op, &e)),
+            Err(e) => Err(registry_error(op, e)),
         };
         let owns = present(
             Operation::DescribeThing,
@@ -490,10 +495,10 @@ impl Provisioner {
             if verdict.on_duplicate == OnDuplicate::Rotate {
                 // The first delivery may have failed between activation and its clean-up: retire the older
                 // certificates now, or they would stay ACTIVE once no event of theirs is left to run.
-                record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+                facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
             }
-            record.message = format!("already provisioned: owns thing {thing}, attached, with policy {policy}");
-            return Ok(Outcome::AlreadyProvisioned);
+            let message = format!("already provisioned: owns thing {thing}, attached, with policy {policy}");
+            return Ok((Outcome::AlreadyProvisioned, message));
         }
         let missing: Vec<&str> = [(!owns, "thing ownership"), (!attached, "thing attachment"), (!has_policy, "policy")]
             .into_iter()
@@ -511,16 +516,15 @@ impl Provisioner {
                 rejection
                     .message
                     .push_str("; this certificate was ACTIVE without owning the thing, so jitp deactivated it");
-                return Err(Stop::written(rejection, CertificateStatus::Inactive));
+                return Err(Stop::deactivated(rejection));
             }
             other => other?,
         }
-        self.converge(subject, tally, record).await?;
+        self.converge(subject, tally, facts).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
-            record.replaced_certificates = self.settle_rotation(subject, tally).await?;
+            facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
         }
-        record.message = format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "));
-        Ok(Outcome::Provisioned)
+        Ok((Outcome::Provisioned, format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "))))
     }
 
     async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop> {
@@ -534,11 +538,11 @@ impl Provisioner {
             Err(RegistryError::NotFound(_)) => {
                 return Err(reject!(UnknownCa, "CA {id} is not registered in this account").into());
             }
-            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, &e).into()),
+            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, e).into()),
         };
         let cached = Arc::new(CachedCa {
             active: described.status == CaStatus::Active,
-            cert: decide::parse_ca(described.pem.as_bytes()),
+            ca: decide::RegisteredCa::new(&self.config, id.clone(), described.pem.as_bytes()),
             fetched: Instant::now(),
         });
         if let Ok(mut map) = self.cas.lock() {
@@ -548,7 +552,7 @@ impl Provisioner {
     }
 
     /// Groups, policy and attachments, after the thing is claimed.
-    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, record: &mut AuditRecord) -> Result<(), Stop> {
+    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, facts: &mut Facts) -> Result<(), Stop> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         for group in &verdict.thing_groups {
             let name = &verdict.thing_name;
@@ -560,7 +564,7 @@ impl Provisioner {
                 self.ensure_shared_policy(&verdict.policy.name, &verdict.policy.document, tally).await?
             }
         };
-        record.policy_version = Some(version);
+        facts.policy_version = Some(version);
         let policy = &verdict.policy.name;
         tally.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)).await?;
         let thing = &verdict.thing_name;
@@ -578,23 +582,17 @@ impl Provisioner {
             match tally.call(Operation::CreateThing, |r| r.create_thing(&spec)).await? {
                 Ok(()) => return Ok(()),
                 Err(RegistryError::AlreadyExists(_)) => {}
-                Err(RegistryError::NotFound(what)) => {
+                Err(source @ RegistryError::NotFound(_)) => {
                     // AWS IoT creates neither thing types nor groups on the fly: an operator's setup step was missed.
-                    return Err(Error::Registry {
-                        operation: "CreateThing",
-                        message: format!(
-                            "{what}: create thing type {:?} in the account first (see infra/README.md)",
-                            spec.thing_type.as_deref().unwrap_or("")
-                        ),
-                    }
-                    .into());
+                    let thing_type = spec.thing_type.clone().unwrap_or_default();
+                    return Err(Error::MissingThingType { thing_type, source }.into());
                 }
-                Err(e) => return Err(registry_error(Operation::CreateThing, &e).into()),
+                Err(e) => return Err(registry_error(Operation::CreateThing, e).into()),
             }
             let current = match tally.call(Operation::DescribeThing, |r| r.describe_thing(name)).await? {
                 Ok(d) => d,
                 Err(RegistryError::NotFound(_)) => continue, // deleted since: create again
-                Err(e) => return Err(registry_error(Operation::DescribeThing, &e).into()),
+                Err(e) => return Err(registry_error(Operation::DescribeThing, e).into()),
             };
             let Some(owner) = current.attributes.get(CERTIFICATE_ATTRIBUTE) else {
                 return Err(reject!(
@@ -619,16 +617,10 @@ impl Provisioner {
                     return Ok(());
                 }
                 Err(RegistryError::VersionConflict(_) | RegistryError::NotFound(_)) => continue,
-                Err(e) => return Err(registry_error(Operation::UpdateThing, &e).into()),
+                Err(e) => return Err(registry_error(Operation::UpdateThing, e).into()),
             }
         }
-        Err(Error::Transient {
-            operation: "UpdateThing",
-            message: format!(
-                "thing {name} changed under every one of {MAX_CLAIM_ROUNDS} claims; deliver the event again"
-            ),
-        }
-        .into())
+        Err(Error::Contended { thing: name.clone(), rounds: MAX_CLAIM_ROUNDS }.into())
     }
 
     /// The thing is owned by `owner`, another certificate: may this one take it over?
@@ -658,7 +650,7 @@ impl Provisioner {
             Other::Present { not_before, .. } if (not_before, &other) > subject.rank() => Err(reject!(
                 DuplicateThing,
                 "thing {name} belongs to newer certificate {other} (notBefore {}); rotation only moves a thing to a newer certificate",
-                crate::cert::rfc3339(not_before)
+                crate::unix_time::rfc3339(not_before)
             )
             .into()),
             Other::Present { .. } => Ok(()),
@@ -674,7 +666,7 @@ impl Provisioner {
         let described = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(other)).await? {
             Ok(d) => d,
             Err(RegistryError::NotFound(_)) => return Ok(Other::Gone),
-            Err(e) => return Err(registry_error(Operation::DescribeCertificate, &e).into()),
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e).into()),
         };
         // A certificate jitp cannot read was never provisioned by it: rank it oldest, of another CA.
         let Ok(parsed) = Certificate::from_pem(described.pem.as_bytes()) else {
@@ -693,13 +685,10 @@ impl Provisioner {
         let owner = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned().unwrap_or_default();
         if owner != cert.id.to_string() {
             tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
-            return Err(Stop::written(
-                reject!(
-                    DuplicateThing,
-                    "thing {name} was taken over by newer certificate {owner} while this one was provisioned; jitp deactivated this one (it stays attached, for a rollback)"
-                ),
-                CertificateStatus::Inactive,
-            ));
+            return Err(Stop::deactivated(reject!(
+                DuplicateThing,
+                "thing {name} was taken over by newer certificate {owner} while this one was provisioned; jitp deactivated this one (it stays attached, for a rollback)"
+            )));
         }
         let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
         let mut retired = Vec::new();
@@ -738,7 +727,7 @@ impl Provisioner {
         match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
             Ok(()) => return Ok("1".into()),
             Err(RegistryError::AlreadyExists(_)) => {}
-            Err(e) => return Err(registry_error(Operation::CreatePolicy, &e).into()),
+            Err(e) => return Err(registry_error(Operation::CreatePolicy, e).into()),
         }
         let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
         if same_document(&current.document, document) {
@@ -758,17 +747,13 @@ impl Provisioner {
                     match tally.call(Operation::DeletePolicyVersion, |r| r.delete_policy_version(name, &oldest)).await?
                     {
                         Ok(()) | Err(RegistryError::NotFound(_)) => {}
-                        Err(e) => return Err(registry_error(Operation::DeletePolicyVersion, &e).into()),
+                        Err(e) => return Err(registry_error(Operation::DeletePolicyVersion, e).into()),
                     }
                 }
-                Err(e) => return Err(registry_error(Operation::CreatePolicyVersion, &e).into()),
+                Err(e) => return Err(registry_error(Operation::CreatePolicyVersion, e).into()),
             }
         }
-        Err(Error::Registry {
-            operation: "CreatePolicyVersion",
-            message: format!("policy {name} has no version to prune"),
-        }
-        .into())
+        Err(Error::NoVersionToPrune { policy: name.clone() }.into())
     }
 }
 
@@ -780,20 +765,6 @@ fn same_document(a: &str, b: &str) -> bool {
     }
 }
 
-fn finish_rejected(record: &mut AuditRecord, rejection: &Rejection, profile: Option<String>) {
-    let fault = rejection.reason.fault();
-    record.outcome = if fault == Fault::Operator { Outcome::Held } else { Outcome::Rejected };
-    record.status = "Failure".into();
-    record.reason = Some(rejection.reason);
-    record.fault = Some(fault);
-    record.message = rejection.message.clone();
-    if profile.is_some() {
-        record.profile = profile;
-    }
-}
-
-fn fail(record: &mut AuditRecord, e: &Error) {
-    record.outcome = Outcome::Error;
-    record.status = "Failure".into();
-    record.message = e.to_string();
+fn failed(e: &Error) -> Ending {
+    Ending::Failed { operation: e.operation(), message: e.to_string() }
 }

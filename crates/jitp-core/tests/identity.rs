@@ -321,7 +321,7 @@ async fn operator_mistakes_hold_the_device_pending_until_fixed() {
                 held.message
             );
             assert!(held.is_retryable(), "{case}: a held event is handed back");
-            assert_eq!(held.certificate_action.as_deref(), Some("LEFT_PENDING"), "{case}");
+            assert_eq!(held.certificate_action.map(|a| a.as_str()), Some("LEFT_PENDING"), "{case}");
             assert_eq!(world.status(&id), CertificateStatus::PendingActivation, "{case}");
             assert!(world.registry.policies().is_empty(), "{case}");
 
@@ -400,7 +400,7 @@ async fn already_provisioned_means_complete() {
         "{}",
         record.message
     );
-    assert_eq!(record.certificate_action.as_deref(), Some("INACTIVE"));
+    assert_eq!(record.certificate_action.map(|a| a.as_str()), Some("INACTIVE"));
     assert_eq!(world.status(&twin_id), CertificateStatus::Inactive);
     assert!(world.registry.attached_things(&twin_id).is_empty());
     assert_eq!(world.status(&id), CertificateStatus::Active, "the owner is untouched");

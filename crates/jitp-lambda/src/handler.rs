@@ -26,8 +26,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::audit_log::{self, Sink};
 use crate::config::LambdaConfig;
+use jitp_core::audit::{self, Sink};
 
 /// The current time, Unix seconds. The binary reads the system clock; tests pass a fixed one.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -239,7 +239,7 @@ impl Handler {
             lambda,
             settings,
             clock: system_clock(),
-            sink: audit_log::stdout(),
+            sink: audit::stdout(),
             memory: None,
         }
     }
@@ -352,10 +352,13 @@ impl Handler {
         };
         let now = (self.inner.clock)();
         let record = self.provisioner(ctx).handle_bytes(bytes, now).instrument(span).await;
-        let meta =
-            audit_log::Meta { request_id: &ctx.request_id, trigger: trigger.name(), message_id: trigger.message_id() };
-        let line = audit_log::line(&record, &meta);
-        (self.inner.sink)(&line);
+        let origin = audit::Origin {
+            trigger: trigger.name(),
+            request_id: Some(&ctx.request_id),
+            message_id: trigger.message_id(),
+        };
+        (self.inner.sink)(&record.line(&origin));
+        record.count();
         record
     }
 }

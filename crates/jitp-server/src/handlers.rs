@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_body_util::LengthLimitError;
 use jitp_core::ReasonCode;
-use jitp_core::audit::{AuditRecord, Outcome};
+use jitp_core::audit::{self, AuditRecord, Outcome};
 use jitp_core::decide::check;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::registry::RegistryError;
@@ -100,7 +100,8 @@ pub(crate) async fn event(
         tracing::warn!(header_present = headers.contains_key(TOKEN_HEADER), "event refused: wrong or missing secret");
         return Err(AppError::Unauthorized);
     }
-    let record = handle_event(&state, bytes).await?;
+    let request_id = headers.get(crate::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let record = handle_event(&state, bytes, request_id).await?;
     match record.outcome {
         Outcome::Error | Outcome::Held => {
             Err(AppError::Retry { record: Box::new(record), retry_after: state.options.retry_after_secs() })
@@ -115,20 +116,14 @@ pub(crate) async fn event(
 /// Run the workflow in a tracked task: it finishes even if the client goes away or the request times out (a
 /// half-done convergence is safe but pointless), shutdown waits for it, and its audit line and metrics are
 /// written either way.
-async fn handle_event(state: &AppState, bytes: Bytes) -> Result<AuditRecord, AppError> {
-    let started = Instant::now();
+async fn handle_event(state: &AppState, bytes: Bytes, request_id: Option<String>) -> Result<AuditRecord, AppError> {
     let now = state.now();
     let worker = state.clone();
     let work = async move {
         let record = worker.shared.provisioner.handle_bytes(&bytes, now).await;
-        worker.shared.metrics.event(&record, started.elapsed());
-        tracing::info!(
-            target: "jitp::audit",
-            outcome = record.outcome.as_str(),
-            reason = record.reason.map(|r| r.as_str()).unwrap_or(""),
-            "{}",
-            record.to_json_line()
-        );
+        let origin = audit::Origin { trigger: "http", request_id: request_id.as_deref(), message_id: None };
+        (worker.audit)(&record.line(&origin));
+        worker.shared.metrics.event(&record);
         record
     };
     state
@@ -156,7 +151,7 @@ fn record_confirmation(
     authenticated: bool,
 ) -> Response {
     state.shared.metrics.confirmation();
-    let received_at = jitp_core::cert::rfc3339(state.now());
+    let received_at = jitp_core::unix_time::rfc3339(state.now());
     let arn = message.arn.clone();
     let limit = state.options.max_confirmations;
     let peer = origin.peer.clone().unwrap_or_else(|| "-".into());

@@ -187,6 +187,8 @@ pub struct AppState {
     pub(crate) options: Arc<Options>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) clock: Clock,
+    /// Where audit lines go (stdout unless replaced).
+    pub(crate) audit: jitp_core::audit::Sink,
 }
 
 impl std::fmt::Debug for AppState {
@@ -225,13 +227,25 @@ impl AppState {
             ready_at: Mutex::new(None),
             tasks: TaskTracker::new(),
         };
-        Self { shared: Arc::new(shared), options: Arc::new(options), permits, clock: Arc::new(system_now) }
+        Self {
+            shared: Arc::new(shared),
+            options: Arc::new(options),
+            permits,
+            clock: Arc::new(system_now),
+            audit: jitp_core::audit::stdout(),
+        }
     }
 
     /// Replace the [`Options`].
     pub fn with_options(mut self, options: Options) -> Self {
         self.permits = Arc::new(Semaphore::new(options.max_concurrency.max(1)));
         self.options = Arc::new(options);
+        self
+    }
+
+    /// Write audit lines to `sink` instead of stdout (tests capture them).
+    pub fn with_audit_sink(mut self, sink: jitp_core::audit::Sink) -> Self {
+        self.audit = sink;
         self
     }
 

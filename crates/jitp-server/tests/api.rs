@@ -328,7 +328,7 @@ async fn metrics_count_events_calls_and_latency() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     // Every sample line is `name{labels} value` or `name value`, with a number.
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
@@ -413,4 +413,24 @@ async fn unknown_paths_and_methods() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.json(), json!({ "error": "no such resource" }));
     assert_eq!(send(&app, get("/v1/events", Some(TOKEN))).await.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn the_audit_line_has_the_shape_every_binary_writes() {
+    let (registry, ca_id) = registry();
+    let (_, good) = pending(&registry, &ca_id, &sensor("0123456789ab"));
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let captured = lines.clone();
+    let sink: jitp_core::audit::Sink = Arc::new(move |line: &str| captured.lock().unwrap().push(line.to_owned()));
+    let app = app(state(registry, Options::default()).with_audit_sink(sink));
+    let mut request = event(&good);
+    request.headers_mut().insert(jitp_server::REQUEST_ID_HEADER, "req-7".parse().unwrap());
+    let a = send(&app, request).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "one audit line per event: {lines:?}");
+    let line = jitp_testkit::audit_line::check(&lines[0]);
+    assert_eq!(line["trigger"], "http");
+    assert_eq!(line["requestId"], "req-7");
+    assert_eq!(line["outcome"], "PROVISIONED");
 }

@@ -6,6 +6,7 @@
 //! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 
+pub mod audit_line;
 pub mod moto;
 pub mod surgery;
 

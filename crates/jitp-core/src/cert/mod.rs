@@ -12,7 +12,7 @@ mod verify;
 pub use algorithm::{Curve, KeyKind};
 pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
 pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
-pub use verify::{CaCheck, DeviceCheck, chains_to, rfc3339, verify_ca, verify_device, verify_device_as_server};
+pub use verify::{CaCheck, DeviceCheck, TrustedCa, chains_to, verify_ca, verify_device, verify_device_as_server};
 
 use der::{Decode, Encode};
 use sha2::Digest as _;
@@ -21,6 +21,9 @@ use x509_cert::ext::pkix::BasicConstraints;
 
 use crate::ids::shown;
 use crate::reason::{Rejection, reject};
+
+/// The smallest RSA modulus AWS IoT accepts, for a CA and (unless a profile raises it) a device.
+pub const MIN_RSA_BITS: u32 = 2048;
 
 /// The largest certificate file jitp reads. Real device certificates are 1-2 KiB; the bound keeps
 /// hostile input cheap to refuse.

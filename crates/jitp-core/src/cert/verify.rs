@@ -44,6 +44,7 @@ use super::extensions::{
     describe_sans, unprocessed_critical,
 };
 use crate::reason::{Rejection, reject};
+use crate::unix_time::rfc3339;
 
 /// How deep a `ca_chain` may go above the registered CA: enough for root -> policy CA -> issuing CA,
 /// small enough to bound the signature checks spent on a hostile configuration.
@@ -62,6 +63,37 @@ pub struct DeviceCheck {
 /// present) with a valid key AWS IoT accepts, no critical extension jitp ignores, and inside its validity.
 /// Returns CA_INVALID, CA_NOT_YET_VALID or CA_EXPIRED otherwise; the order is in the module doc.
 pub fn verify_ca(ca: &Certificate, check: DeviceCheck) -> Result<CaCheck, Rejection> {
+    check_ca_structure(ca)?;
+    check_ca_time(ca, check)?;
+    Ok(CaCheck(()))
+}
+
+/// A registered CA that passed [`verify_ca`]'s checks that do not depend on the time (steps 1-6). The workflow
+/// makes one when a CA enters its cache, so those checks run once per CA, not once per event; only the
+/// validity window (step 7) is checked per decision, by [`TrustedCa::valid_at`].
+#[derive(Debug, Clone)]
+pub struct TrustedCa(Certificate);
+
+impl TrustedCa {
+    /// Run steps 1-6 of [`verify_ca`] on `ca`.
+    pub fn check(ca: Certificate) -> Result<Self, Rejection> {
+        check_ca_structure(&ca)?;
+        Ok(Self(ca))
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.0
+    }
+
+    /// Step 7 of [`verify_ca`]: is `check.now`, widened by the clock skew, inside the CA's validity?
+    pub fn valid_at(&self, check: DeviceCheck) -> Result<CaCheck, Rejection> {
+        check_ca_time(&self.0, check)?;
+        Ok(CaCheck(()))
+    }
+}
+
+fn check_ca_structure(ca: &Certificate) -> Result<(), Rejection> {
     let ca_flag = ca.is_ca().map_err(|e| reject!(CaInvalid, "the CA certificate: {}", e.message))?;
     if !ca_flag {
         return Err(reject!(
@@ -89,14 +121,12 @@ pub fn verify_ca(ca: &Certificate, check: DeviceCheck) -> Result<CaCheck, Reject
     let spki = ca.x509().tbs_certificate().subject_public_key_info();
     ca.key().check_supported(spki).map_err(|e| reject!(CaInvalid, "the registered CA: {}", e.message))?;
     if let super::KeyKind::Rsa { bits } = ca.key()
-        && *bits < usize::try_from(crate::profile::MIN_RSA_BITS_FLOOR).unwrap_or(2048)
+        && *bits < usize::try_from(super::MIN_RSA_BITS).unwrap_or(2048)
     {
         return Err(reject!(CaInvalid, "the registered CA's RSA key has {bits} bits; at least 2048 are required"));
     }
     ca.key_validity().map_err(|e| reject!(CaInvalid, "the registered CA's key: {}", e.message))?;
-    check_ca_name_constraints(ca)?;
-    check_ca_time(ca, check)?;
-    Ok(CaCheck(()))
+    check_ca_name_constraints(ca)
 }
 
 fn check_ca_time(ca: &Certificate, check: DeviceCheck) -> Result<(), Rejection> {
@@ -313,13 +343,6 @@ fn check_time(not_before: i64, not_after: i64, check: DeviceCheck) -> Result<(),
         )),
         None => Ok(()),
     }
-}
-
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
 }
 
 #[allow(deprecated)] // match the deprecated unit variants too: webpki may still return them

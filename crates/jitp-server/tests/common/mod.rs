@@ -95,12 +95,16 @@ pub fn pending(registry: &MemoryRegistry, ca_id: &CaCertificateId, cert: &Pem) -
     (id, event)
 }
 
-/// A server state over `registry` with intake enabled, the clock pinned at NOW.
+/// A server state over `registry` with intake enabled, the clock pinned at NOW, and every audit line checked
+/// against the shape all binaries write (then dropped).
 pub fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
     let registry: Arc<dyn IotRegistry> = registry;
     AppState::new(config(), registry, settings(), Intake::token(TOKEN).unwrap())
         .with_options(options)
         .with_clock(Arc::new(|| NOW))
+        .with_audit_sink(Arc::new(|line: &str| {
+            jitp_testkit::audit_line::check(line);
+        }))
 }
 
 /// A response, read whole.
