@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The provisioning workflow end to end: `Provisioner` over `AwsRegistry` over moto's server, with the shipped
 //! `templates/jitp.toml`, and moto's state read back through the SDK afterwards.
 //!
@@ -8,7 +9,6 @@
 //! EXCLUSIVE_THING behaviour (`tests/moto_aws_semantics.py`): the one-identity-per-device guarantee rests on
 //! them and plain moto deviates on all three, so a test on plain moto would prove nothing. One test measures
 //! the deviation itself on plain moto.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

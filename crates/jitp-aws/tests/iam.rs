@@ -1,7 +1,7 @@
+#![cfg(test)]
 //! The function role's AWS IoT actions come from one list, `infra/iam-actions.json`. This test ties it to the
 //! Rust code: the list is exactly `Operation::ALL` mapped through `Operation::iam_action`, and the adapter calls
 //! the SDK for exactly those operations. (infra/tests/check_templates.py ties it to the SAM and CDK templates.)
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -1,10 +1,10 @@
+#![cfg(test)]
 //! AwsRegistry against moto's server, which speaks AWS IoT's HTTP API: every method, with moto's state read
 //! back through the SDK, and moto's deviations from AWS measured (tests/README.md lists them; the AWS
 //! behaviour each one hides is pinned by a replay test in tests/replay.rs).
 //!
 //! Each test starts its own server on a free loopback port (about a second). Without moto installed the tests
 //! print SKIP and pass, unless `CI` or `JITP_REQUIRE_MOTO` is set (scripts/setup-moto.sh installs it).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 

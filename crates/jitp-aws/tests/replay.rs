@@ -1,10 +1,10 @@
+#![cfg(test)]
 //! AwsRegistry against canned AWS IoT wire responses (StaticReplayClient): the error mapping of every
 //! operation, the field mapping of every answer, the shape of every request, and pagination.
 //!
 //! The responses are what AWS IoT sends: a status, `x-amzn-ErrorType: <Code>:<namespace>` and a JSON body,
 //! so these tests go through the SDK's own error deserialisation, not around it. Where moto does not behave
 //! like AWS (tests/README.md), the AWS behaviour is pinned here.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,5 +1,5 @@
+#![cfg(test)]
 //! The built `jitp` binary: stdout JSON and exit codes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! Configurations that would silently share a policy between devices, or that AWS would refuse on every event,
 //! are refused at load with an error naming both profiles; the rest load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

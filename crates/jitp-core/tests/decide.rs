@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! One test per reason code of the decision, plus the accepted key types, over certificates generated in
 //! code (jitp-testkit) at a fixed clock.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

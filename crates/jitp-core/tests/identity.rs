@@ -1,8 +1,8 @@
+#![cfg(test)]
 //! One identity per device, under concurrency: K certificates for one thing name delivered at once (and twice),
 //! against a registry with AWS's semantics and tens of milliseconds per call, for many rounds; interrupted
 //! owners; rotation; operator mistakes that must hold a device PENDING; ACTIVE certificates that are not
 //! complete.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
+#![cfg(test)]
 //! Issue 12 item 5 (first half): `jitp lint` covers every branch a template takes on a subject value. Each
 //! hostile template below is too wide (or fails) only for some subjects the profile accepts; the lint must
 //! fail and name the template line and the subject.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
+#![cfg(test)]
 //! Issue 12 item 3: a subject value that reaches a thing name, an attribute or a policy is used exactly as it
 //! is, or the certificate is rejected. No trimming, no case folding of non-ASCII onto ASCII, no other
 //! normalisation: two different subjects never get one thing name unless the template says so explicitly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

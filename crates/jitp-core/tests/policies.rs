@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! Rendered policies: snapshots of the shipped templates (a template change shows as a reviewable diff), and
 //! the renderer's refusal of hostile certificate values.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! The workflow over the embedded registry: first provisioning, replays, rejections, faults at every step,
 //! concurrency, duplicates and policy version pruning.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,3 +1,4 @@
+#![cfg(test)]
 //! The real `jitp-lambda` binary against a Lambda Runtime API served by the test, as Lambda runs it: the
 //! `next` / `response` / `error` loop over HTTP, configuration from the environment, audit lines on stdout.
 //!
@@ -5,7 +6,6 @@
 //! `jitp_testkit::moto`), and an endpoint nobody listens on (the transient path). The init time (process start to
 //! the first `next` request) and the peak RSS (VmHWM) are printed for the benchmarks; `JITP_LAMBDA_BIN` runs
 //! another build of the binary (e.g. `target/lambda/jitp-lambda/bootstrap` from `cargo lambda build --release`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! Who may read the account's policies: `POST /v1/preview` and `GET /v1/lint` need the intake secret when intake
 //! is on, unless the operator made them public; without intake there is no secret and they are open.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,5 +1,5 @@
+#![cfg(test)]
 //! Every endpoint and error path, driven in-process with `tower::ServiceExt::oneshot`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

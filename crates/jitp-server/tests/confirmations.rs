@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! Topic rule destination confirmations: every one kept (up to the bound) with where it came from, none replaced,
 //! none acted on, and the bound holding under many, concurrent, malformed and huge posts.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,6 +1,6 @@
+#![cfg(test)]
 //! The server over a real socket on port 0: with the memory registry, and with moto's server through
 //! `jitp_aws::AwsRegistry` (skipped with a SKIP line when moto is not installed, unless CI requires it).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
