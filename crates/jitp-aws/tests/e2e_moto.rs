@@ -145,13 +145,13 @@ macro_rules! world_or_skip {
     };
 }
 
-/// What jitp-core decides for `pem` under `ca` (the policy document it must have written).
-fn verdict(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> decide::Verdict {
+/// The policy jitp-core decides for `pem` under `ca` (the document it must have written).
+fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_core::policy::RenderedPolicy {
     let config = config();
     let ca = decide::RegisteredCa::new(&config, ca_id.clone(), ca.cert.pem.as_bytes());
     let aws = AwsContext::default();
     let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
-    decide::decide(&config, &input).unwrap()
+    decide::decide(&config, &input).unwrap().policy
 }
 
 fn calls(pairs: &[(&str, u32)]) -> BTreeMap<jitp_core::registry::Operation, u32> {
@@ -196,11 +196,11 @@ async fn provisions_a_sensor() {
             .collect();
     assert_eq!(attributes, want);
 
-    let expected = verdict(&device.pem, &ca, &ca_id);
-    let policy_name = expected.policy.name.as_str();
+    let expected = expected_policy(&device.pem, &ca, &ca_id);
+    let policy_name = expected.name.as_str();
     assert_eq!(record.policy_name.as_deref(), Some(policy_name));
     let policy = world.sdk().get_policy().policy_name(policy_name).send().await.unwrap();
-    assert_eq!(policy.policy_document.as_deref(), Some(expected.policy.document.as_str()));
+    assert_eq!(policy.policy_document.as_deref(), Some(expected.document.as_str()));
     assert_eq!(policy.default_version_id.as_deref(), Some("1"));
 
     let attached = world.sdk().list_attached_policies().target(&device.arn).send().await.unwrap();
@@ -333,8 +333,8 @@ async fn policy_versions_are_pruned_at_five() {
     let ca = Ca::new("Acme e2e prune CA", Alg::P256);
     let ca_id = world.register_ca(&ca, true).await;
     let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
-    let expected = verdict(&device.pem, &ca, &ca_id);
-    let name = expected.policy.name.as_str();
+    let expected = expected_policy(&device.pem, &ca, &ca_id);
+    let name = expected.name.as_str();
 
     // An older policy of that name already at AWS's limit of five versions, default the newest.
     let old = |n: u32| {
@@ -363,7 +363,7 @@ async fn policy_versions_are_pruned_at_five() {
     let want: Vec<(String, bool)> = (2..=6).map(|n| (n.to_string(), n == 6)).collect();
     assert_eq!(versions, want, "the oldest non-default version went");
     let policy = world.sdk().get_policy().policy_name(name).send().await.unwrap();
-    assert_eq!(policy.policy_document.as_deref(), Some(expected.policy.document.as_str()));
+    assert_eq!(policy.policy_document.as_deref(), Some(expected.document.as_str()));
     assert_eq!(policy.default_version_id.as_deref(), Some("6"));
 }
 

@@ -28,10 +28,10 @@ pub struct Input<'a> {
 }
 
 /// Yes: which profile, which thing, which policy.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    /// The matching profile.
-    pub profile: String,
+#[derive(Debug, Clone)]
+pub struct Verdict<'c> {
+    /// The matching profile, in the configuration the decision was made with.
+    pub profile: &'c Profile,
     /// SHA-256 of the certificate DER (the id AWS IoT gives it).
     pub certificate_id: CertificateId,
     /// Serial number, hex.
@@ -59,15 +59,15 @@ pub struct Verdict {
 }
 
 /// No: the rejection, and the profile that governed it (for `on_reject`), if one had been selected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+#[derive(Debug, Clone)]
+pub struct Refusal<'c> {
     /// Code and message.
     pub rejection: Rejection,
     /// The selected profile, if the decision got that far.
-    pub profile: Option<String>,
+    pub profile: Option<&'c Profile>,
 }
 
-impl From<Rejection> for Refusal {
+impl From<Rejection> for Refusal<'_> {
     fn from(rejection: Rejection) -> Self {
         Self { rejection, profile: None }
     }
@@ -146,7 +146,7 @@ impl RegisteredCa {
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
-pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
+pub fn decide<'c>(config: &'c Config, input: &Input<'_>) -> Result<Verdict<'c>, Refusal<'c>> {
     let device = Certificate::from_pem(input.certificate_pem)?;
     let ca_id = input.ca.id();
     let candidates: Vec<(usize, &Profile)> =
@@ -160,7 +160,7 @@ pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
     cert::verify_device(&device, ca.certificate(), ca_ok, check)?;
 
     let (index, profile) = select_profile(&candidates, &device)?;
-    let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile.name.clone()) };
+    let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile) };
     let chains = chains.get(index).copied().unwrap_or(false);
     profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
     device_verdict(config, profile, &device, input).map_err(with_profile)
@@ -335,12 +335,12 @@ fn culprits(subject: &Subject, rendered: &str, allowed: fn(char) -> bool) -> Str
     out
 }
 
-fn device_verdict(
+fn device_verdict<'c>(
     config: &Config,
-    profile: &Profile,
+    profile: &'c Profile,
     device: &Certificate,
     input: &Input<'_>,
-) -> Result<Verdict, Rejection> {
+) -> Result<Verdict<'c>, Rejection> {
     let engine = config.engine();
     // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
@@ -359,7 +359,7 @@ fn device_verdict(
     let policy = engine.render_policy(&device_ctx)?;
     let (not_before, not_after) = device.validity();
     Ok(Verdict {
-        profile: profile.name.clone(),
+        profile,
         certificate_id,
         serial,
         key: *device.key(),
@@ -375,7 +375,7 @@ fn device_verdict(
     })
 }
 
-impl Refusal {
+impl Refusal<'_> {
     /// The reason code.
     pub fn reason(&self) -> ReasonCode {
         self.rejection.reason
@@ -419,12 +419,12 @@ impl CheckReport {
         self.decision == "accept"
     }
 
-    fn rejected(refusal: Refusal, ca_id: Option<String>, certificate_id: Option<String>) -> Self {
+    fn rejected(refusal: Refusal<'_>, ca_id: Option<String>, certificate_id: Option<String>) -> Self {
         Self {
             decision: "reject",
             reason: Some(refusal.rejection.reason),
             message: refusal.rejection.message,
-            profile: refusal.profile,
+            profile: refusal.profile.map(|p| p.name.clone()),
             thing_name: None,
             policy_name: None,
             policy: None,
@@ -462,8 +462,8 @@ pub fn check(
         Ok(v) => CheckReport {
             decision: "accept",
             reason: None,
-            message: format!("certificate accepted by profile {} as thing {}", v.profile, v.thing_name),
-            profile: Some(v.profile),
+            message: format!("certificate accepted by profile {} as thing {}", v.profile.name, v.thing_name),
+            profile: Some(v.profile.name.clone()),
             thing_name: Some(v.thing_name.to_string()),
             policy_name: Some(v.policy.name.to_string()),
             policy: Some(v.policy.json()),

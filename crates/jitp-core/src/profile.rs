@@ -441,8 +441,8 @@ impl Config {
     }
 
     /// What to do with a rejection governed by `profile` (or by the defaults when none was selected).
-    pub fn on_reject(&self, profile: Option<&str>) -> OnReject {
-        profile.and_then(|n| self.profile(n)).map_or(self.defaults.on_reject, |p| p.on_reject)
+    pub fn on_reject(&self, profile: Option<&Profile>) -> OnReject {
+        profile.map_or(self.defaults.on_reject, |p| p.on_reject)
     }
 }
 

@@ -61,12 +61,12 @@ use std::time::{Duration, Instant};
 
 use crate::audit::{AuditRecord, CaSource, Calls, CertificateAction, Ending, Facts, Outcome};
 use crate::cert::Certificate;
-use crate::decide::{self, Input, Verdict};
+use crate::decide::{self, Input, Refusal, Verdict};
 use crate::error::Error;
 use crate::event::{CertificateStatus, RegistrationEvent};
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::policy::AwsContext;
-use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode};
+use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
 use crate::reason::{Fault, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
 
@@ -128,11 +128,10 @@ impl std::fmt::Debug for Provisioner {
     }
 }
 
-/// A rejection on its way out of the workflow.
-struct Refused {
-    rejection: Rejection,
-    /// The profile that governed it, once one was selected.
-    profile: Option<String>,
+/// A rejection on its way out of the workflow: the decision's [`Refusal`] (the rejection and the profile that
+/// governed it, once one was selected), and what the workflow knows beyond the decision.
+struct Refused<'c> {
+    refusal: Refusal<'c>,
     /// The certificate was ACTIVE when the event was handled: jitp writes no verdict on it.
     active: bool,
     /// The workflow already set the certificate's status itself (a superseded or duplicate ACTIVE one).
@@ -140,18 +139,18 @@ struct Refused {
 }
 
 /// Why the workflow stopped early.
-enum Stop {
-    Reject(Box<Refused>),
+enum Stop<'c> {
+    Reject(Box<Refused<'c>>),
     Fail(Error),
 }
 
-impl Stop {
+impl<'c> Stop<'c> {
     /// Fill in what the caller knows: the governing profile (unless set) and whether the certificate is ACTIVE.
-    fn governed(self, profile: Option<&str>, active: bool) -> Self {
+    fn governed(self, profile: Option<&'c Profile>, active: bool) -> Self {
         match self {
             Self::Reject(mut r) => {
-                if r.profile.is_none() {
-                    r.profile = profile.map(str::to_owned);
+                if r.refusal.profile.is_none() {
+                    r.refusal.profile = profile;
                 }
                 r.active = active;
                 Self::Reject(r)
@@ -163,23 +162,28 @@ impl Stop {
     /// A rejection whose certificate the workflow already deactivated itself.
     fn deactivated(rejection: Rejection) -> Self {
         Self::Reject(Box::new(Refused {
-            rejection,
-            profile: None,
+            refusal: rejection.into(),
             active: false,
             written: Some(CertificateAction::Inactive),
         }))
     }
 }
 
-impl From<Error> for Stop {
+impl From<Error> for Stop<'_> {
     fn from(e: Error) -> Self {
         Self::Fail(e)
     }
 }
 
-impl From<Rejection> for Stop {
+impl<'c> From<Refusal<'c>> for Stop<'c> {
+    fn from(refusal: Refusal<'c>) -> Self {
+        Self::Reject(Box::new(Refused { refusal, active: false, written: None }))
+    }
+}
+
+impl From<Rejection> for Stop<'_> {
     fn from(rejection: Rejection) -> Self {
-        Self::Reject(Box::new(Refused { rejection, profile: None, active: false, written: None }))
+        Refusal::from(rejection).into()
     }
 }
 
@@ -266,7 +270,7 @@ impl<'a> Tally<'a> {
 /// What one event knows about the certificate it provisions, for claims and rotations.
 struct Subject<'a> {
     cert: &'a CertificateDescription,
-    verdict: &'a Verdict,
+    verdict: &'a Verdict<'a>,
     ca_id: &'a CaCertificateId,
     ca: &'a Certificate,
 }
@@ -330,10 +334,10 @@ impl Provisioner {
             Ok((outcome, message)) => Ending::Done { outcome, message },
             Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &tally).await {
                 Ok(action) => {
-                    if refused.profile.is_some() {
-                        facts.profile.clone_from(&refused.profile);
+                    if let Some(profile) = refused.refusal.profile {
+                        facts.profile = Some(profile.name.clone());
                     }
-                    let Rejection { reason, message } = refused.rejection;
+                    let Rejection { reason, message } = refused.refusal.rejection;
                     Ending::Refused { reason, message, action }
                 }
                 Err(e) => failed(&e),
@@ -348,7 +352,7 @@ impl Provisioner {
     async fn apply_rejection(
         &self,
         event: &RegistrationEvent,
-        refused: &Refused,
+        refused: &Refused<'_>,
         tally: &Tally<'_>,
     ) -> Result<Option<CertificateAction>, Error> {
         if let Some(done) = refused.written {
@@ -357,10 +361,10 @@ impl Provisioner {
         if refused.active {
             return Ok(None);
         }
-        let (status, action) = match refused.rejection.reason.fault() {
+        let (status, action) = match refused.refusal.rejection.reason.fault() {
             Fault::None => return Ok(None),
             Fault::Operator => return Ok(Some(CertificateAction::LeftPending)),
-            Fault::Device => match self.config.on_reject(refused.profile.as_deref()) {
+            Fault::Device => match self.config.on_reject(refused.refusal.profile) {
                 OnReject::Leave => return Ok(Some(CertificateAction::Left)),
                 OnReject::Revoke => (CertificateStatus::Revoked, CertificateAction::Revoked),
                 OnReject::Deactivate => (CertificateStatus::Inactive, CertificateAction::Inactive),
@@ -376,7 +380,7 @@ impl Provisioner {
         now: i64,
         tally: &Tally<'_>,
         facts: &mut Facts,
-    ) -> Result<(Outcome, String), Stop> {
+    ) -> Result<(Outcome, String), Stop<'_>> {
         let cert_id = &event.certificate_id;
         let cert = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id)).await? {
             Ok(c) => c,
@@ -423,13 +427,12 @@ impl Provisioner {
             );
         }
         let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
-        let verdict = decide::decide(&self.config, &input)
-            .map_err(|r| Stop::from(r.rejection).governed(r.profile.as_deref(), active))?;
+        let verdict = decide::decide(&self.config, &input).map_err(|r| Stop::from(r).governed(None, active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.
             tracing::debug!(registry = %cert.id, der = %verdict.certificate_id, "certificate id is not the SHA-256 of the DER");
         }
-        facts.profile = Some(verdict.profile.clone());
+        facts.profile = Some(verdict.profile.name.clone());
         facts.thing_name = Some(verdict.thing_name.to_string());
         facts.policy_name = Some(verdict.policy.name.to_string());
         let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
@@ -438,7 +441,7 @@ impl Provisioner {
         } else {
             self.provision(&subject, tally, facts).await
         };
-        outcome.map_err(|s| s.governed(Some(&verdict.profile), active))
+        outcome.map_err(|s| s.governed(Some(verdict.profile), active))
     }
 
     /// A PENDING certificate: claim the thing, converge, activate last.
@@ -447,7 +450,7 @@ impl Provisioner {
         subject: &Subject<'_>,
         tally: &Tally<'_>,
         facts: &mut Facts,
-    ) -> Result<(Outcome, String), Stop> {
+    ) -> Result<(Outcome, String), Stop<'_>> {
         let verdict = subject.verdict;
         self.claim_thing(subject, tally).await?;
         self.converge(subject, tally, facts).await?;
@@ -472,7 +475,7 @@ impl Provisioner {
         subject: &Subject<'_>,
         tally: &Tally<'_>,
         facts: &mut Facts,
-    ) -> Result<(Outcome, String), Stop> {
+    ) -> Result<(Outcome, String), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         let (thing, arn, policy) = (&verdict.thing_name, &cert.arn, &verdict.policy.name);
         let (described, principals, policies) = tokio::join!(
@@ -505,14 +508,14 @@ impl Provisioner {
             .filter_map(|(gap, what)| gap.then_some(what))
             .collect();
         match self.claim_thing(subject, tally).await {
-            Err(Stop::Reject(refused)) if refused.rejection.reason == crate::ReasonCode::DuplicateThing => {
+            Err(Stop::Reject(refused)) if refused.refusal.rejection.reason == crate::ReasonCode::DuplicateThing => {
                 tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
                 // Detaching is safe only where no copy of this certificate's event can be activating it now:
                 // in reject mode a non-owner never reaches activation; in rotate mode it may (module docs).
                 if verdict.on_duplicate == OnDuplicate::Reject {
                     tally.detach(thing, arn).await?;
                 }
-                let mut rejection = refused.rejection;
+                let mut rejection = refused.refusal.rejection;
                 rejection
                     .message
                     .push_str("; this certificate was ACTIVE without owning the thing, so jitp deactivated it");
@@ -527,7 +530,7 @@ impl Provisioner {
         Ok((Outcome::Provisioned, format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "))))
     }
 
-    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop> {
+    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
         if let Some(hit) = self.cas.lock().ok().and_then(|m| m.get(id).cloned())
             && hit.fetched.elapsed() < self.settings.ca_cache_ttl
         {
@@ -552,7 +555,7 @@ impl Provisioner {
     }
 
     /// Groups, policy and attachments, after the thing is claimed.
-    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, facts: &mut Facts) -> Result<(), Stop> {
+    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, facts: &mut Facts) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         for group in &verdict.thing_groups {
             let name = &verdict.thing_name;
@@ -573,7 +576,7 @@ impl Provisioner {
     }
 
     /// Make this certificate the owner of its thing, or refuse (see the module docs for why this is atomic).
-    async fn claim_thing(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop> {
+    async fn claim_thing(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         let spec = subject.spec();
         let name = &verdict.thing_name;
@@ -624,7 +627,7 @@ impl Provisioner {
     }
 
     /// The thing is owned by `owner`, another certificate: may this one take it over?
-    async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, tally: &Tally<'_>) -> Result<(), Stop> {
+    async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
         let name = &subject.verdict.thing_name;
         if subject.verdict.on_duplicate == OnDuplicate::Reject {
             return Err(reject!(
@@ -662,7 +665,7 @@ impl Provisioner {
         subject: &Subject<'_>,
         other: &CertificateId,
         tally: &Tally<'_>,
-    ) -> Result<Other, Stop> {
+    ) -> Result<Other, Stop<'_>> {
         let described = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(other)).await? {
             Ok(d) => d,
             Err(RegistryError::NotFound(_)) => return Ok(Other::Gone),
@@ -679,7 +682,7 @@ impl Provisioner {
 
     /// After activation in rotate mode: step back if a newer certificate took the thing meanwhile, else retire
     /// (deactivate) the older certificates of the same CA attached to it. Returns the ids it deactivated.
-    async fn settle_rotation(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<Vec<String>, Stop> {
+    async fn settle_rotation(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<Vec<String>, Stop<'_>> {
         let (cert, name) = (subject.cert, &subject.verdict.thing_name);
         let current = tally.must(Operation::DescribeThing, |r| r.describe_thing(name)).await?;
         let owner = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned().unwrap_or_default();
@@ -708,7 +711,12 @@ impl Provisioner {
         Ok(retired)
     }
 
-    async fn ensure_shared_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop> {
+    async fn ensure_shared_policy(
+        &self,
+        name: &PolicyName,
+        document: &str,
+        tally: &Tally<'_>,
+    ) -> Result<String, Stop<'_>> {
         if let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
             && doc == document
         {
@@ -723,7 +731,7 @@ impl Provisioner {
 
     /// Create the policy, or make `document` its default version; at AWS's limit of 5 versions, prune the oldest
     /// non-default one first.
-    async fn ensure_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop> {
+    async fn ensure_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop<'_>> {
         match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
             Ok(()) => return Ok("1".into()),
             Err(RegistryError::AlreadyExists(_)) => {}
