@@ -14,7 +14,7 @@ use crate::cert::Certificate;
 use crate::error::Error;
 use crate::ids::CaCertificateId;
 use crate::policy::Engine;
-use crate::thing::AttributeName;
+use crate::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
 
 /// What to do with a rejected certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -607,7 +607,7 @@ impl Loader<'_> {
                 format!(
                     "{} attributes plus jitp's own ({}) make {}; AWS IoT allows {limit} for a thing {}",
                     p.attributes.len(),
-                    crate::provision::CERTIFICATE_ATTRIBUTE,
+                    CERTIFICATE_ATTRIBUTE,
                     p.attributes.len() + 1,
                     if thing_type.is_some() {
                         "with a thing type"
@@ -617,13 +617,13 @@ impl Loader<'_> {
                 ),
             );
         }
-        if let Some(v) = p.attributes.get(crate::provision::CERTIFICATE_ATTRIBUTE) {
+        if let Some(v) = p.attributes.get(CERTIFICATE_ATTRIBUTE) {
             return self.err(
                 Some(v.span()),
                 key("attributes"),
                 format!(
                     "{} is jitp's own attribute (it records which certificate owns the thing)",
-                    crate::provision::CERTIFICATE_ATTRIBUTE
+                    CERTIFICATE_ATTRIBUTE
                 ),
             );
         }

@@ -70,8 +70,7 @@ use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode};
 use crate::reason::{Fault, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
 
-/// The thing attribute that records which certificate owns the thing (see the module docs).
-pub const CERTIFICATE_ATTRIBUTE: &str = "jitp_certificate";
+pub use crate::thing::CERTIFICATE_ATTRIBUTE;
 
 /// How often a claim re-reads a thing that keeps changing under it (deleted, or written by another event
 /// between the read and the compare-and-set) before the event is handed back for redelivery.
