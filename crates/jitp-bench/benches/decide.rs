@@ -13,7 +13,8 @@ use jitp_core::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{self, Input};
 use jitp_core::ids::CertificateId;
 use jitp_core::policy::{AwsContext, DeviceContext, Scope, lint, subject_map};
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 use jitp_testkit::NOW;
 use rustls_pki_types::CertificateDer;
@@ -49,7 +50,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // Stage 2: verify the CA and the device certificate against it (signature by webpki, validity).
-    let check = DeviceCheck { now: NOW, clock_skew_seconds: config.defaults.clock_skew_seconds };
+    let check = DeviceCheck { now: NOW, clock_skew_seconds: config.config().defaults.clock_skew_seconds };
     let mut group = c.benchmark_group("verify");
     for (pair, label) in &pairs {
         let device = Certificate::from_pem(pair.device.pem.as_bytes()).unwrap();
@@ -97,7 +98,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // Stage 4: the thing name and attributes (Tera, compiled at load), then the policy.
-    let engine = config.engine();
+    let engine = config.templates();
     let mut group = c.benchmark_group("render");
     group.bench_function("thing_name_and_attributes", |b| {
         b.iter(|| {
@@ -152,7 +153,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("startup");
     group.sample_size(20);
     let path = jitp_bench::config_path();
-    group.bench_function("config_load", |b| b.iter(|| Config::load(black_box(&path)).map(|c| c.profiles.len())));
+    group
+        .bench_function("config_load", |b| b.iter(|| Rules::load(black_box(&path)).map(|c| c.config().profiles.len())));
     group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));
     group.finish();
 }

@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject};
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
-use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use crate::profile::{OnDuplicate, PolicyMode, Profile};
 use crate::reason::{ReasonCode, Rejection, reject};
+use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
 
 /// What to decide about.
@@ -82,7 +83,8 @@ pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
-pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
+pub fn decide(rules: &Rules, input: &Input<'_>) -> Result<Verdict, Refusal> {
+    let config = rules.config();
     let device = Certificate::from_pem(input.certificate_pem)?;
     let candidates: Vec<&Profile> = config.profiles.iter().filter(|p| p.ca.matches(input.ca_id)).collect();
     if candidates.is_empty() {
@@ -95,7 +97,7 @@ pub fn decide(config: &Config, input: &Input<'_>) -> Result<Verdict, Refusal> {
     let profile = select_profile(&candidates, &device)?;
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile.name.clone()) };
     profile_checks(profile, &device, input.ca).map_err(with_profile)?;
-    device_verdict(config, profile, &device, input).map_err(with_profile)
+    device_verdict(rules, profile, &device, input).map_err(with_profile)
 }
 
 fn select_profile<'p>(candidates: &[&'p Profile], device: &Certificate) -> Result<&'p Profile, Rejection> {
@@ -209,14 +211,14 @@ pub struct Names {
 /// not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE, naming the subject field whose
 /// value carries the offending character), an expression that fails to render is the template's.
 pub fn render_names(
-    config: &Config,
+    rules: &Rules,
     profile: &Profile,
     subject: &Subject,
     certificate_id: &str,
     serial: &str,
     ca_id: &str,
 ) -> Result<Names, Rejection> {
-    let engine = config.engine();
+    let engine = rules.templates();
     let mut names_ctx = tera::Context::new();
     names_ctx.insert("subject", &crate::policy::subject_map(subject));
     names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id, "serial": serial }));
@@ -264,17 +266,17 @@ fn culprits(subject: &Subject, rendered: &str, allowed: fn(char) -> bool) -> Str
 }
 
 fn device_verdict(
-    config: &Config,
+    rules: &Rules,
     profile: &Profile,
     device: &Certificate,
     input: &Input<'_>,
 ) -> Result<Verdict, Rejection> {
-    let engine = config.engine();
+    let engine = rules.templates();
     // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
     let Names { thing_name, attributes } =
-        render_names(config, profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str())?;
+        render_names(rules, profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str())?;
     let device_ctx = DeviceContext {
         thing_name: &thing_name,
         aws: input.aws,
@@ -369,7 +371,7 @@ impl CheckReport {
 /// The whole offline decision from PEM inputs, for `jitp check` and previews: no registry, no side effects.
 /// `ca_id` defaults to the SHA-256 of the CA's DER, as AWS IoT computes it.
 pub fn check(
-    config: &Config,
+    rules: &Rules,
     ca_pem: &[u8],
     certificate_pem: &[u8],
     ca_id: Option<&CaCertificateId>,
@@ -392,7 +394,7 @@ pub fn check(
         }
     };
     let input = Input { certificate_pem, ca: &ca, ca_id, now, aws };
-    match decide(config, &input) {
+    match decide(rules, &input) {
         Ok(v) => CheckReport {
             decision: "accept",
             reason: None,

@@ -69,6 +69,7 @@ use crate::policy::AwsContext;
 use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode};
 use crate::reason::{Fault, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
+use crate::rules::Rules;
 
 pub use crate::thing::CERTIFICATE_ATTRIBUTE;
 
@@ -112,7 +113,7 @@ struct CachedCa {
 
 /// Runs events through the workflow. Cheap to share (`Arc`); safe to call concurrently.
 pub struct Provisioner {
-    config: Arc<Config>,
+    rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     settings: Settings,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
@@ -122,7 +123,7 @@ pub struct Provisioner {
 
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provisioner").field("config", &self.config.path).finish_non_exhaustive()
+        f.debug_struct("Provisioner").field("config", &self.rules.config().path).finish_non_exhaustive()
     }
 }
 
@@ -286,14 +287,19 @@ enum Other {
 }
 
 impl Provisioner {
-    /// A provisioner over `registry` with the profiles of `config`.
-    pub fn new(config: Arc<Config>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
-        Self { config, registry, settings, cas: Mutex::default(), shared_policies: Mutex::default() }
+    /// A provisioner over `registry` with the profiles and templates of `rules`.
+    pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
+        Self { rules, registry, settings, cas: Mutex::default(), shared_policies: Mutex::default() }
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.rules.config()
+    }
+
+    /// The configuration and its templates.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Parse raw event bytes and handle them; a malformed event is a REJECTED record with MALFORMED_EVENT.
@@ -355,7 +361,7 @@ impl Provisioner {
         let status = match refused.rejection.reason.fault() {
             Fault::None => return Ok(None),
             Fault::Operator => return Ok(Some("LEFT_PENDING".into())),
-            Fault::Device => match self.config.on_reject(refused.profile.as_deref()) {
+            Fault::Device => match self.rules.config().on_reject(refused.profile.as_deref()) {
                 OnReject::Leave => return Ok(Some("LEFT".into())),
                 OnReject::Revoke => CertificateStatus::Revoked,
                 OnReject::Deactivate => CertificateStatus::Inactive,
@@ -419,7 +425,7 @@ impl Provisioner {
         }
         let input =
             Input { certificate_pem: cert.pem.as_bytes(), ca: ca_cert, ca_id: &ca_id, now, aws: &self.settings.aws };
-        let verdict = decide::decide(&self.config, &input)
+        let verdict = decide::decide(&self.rules, &input)
             .map_err(|r| Stop::from(r.rejection).governed(r.profile.as_deref(), active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.

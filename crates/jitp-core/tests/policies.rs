@@ -6,20 +6,21 @@ use std::path::PathBuf;
 
 use jitp_core::cert::Subject;
 use jitp_core::policy::{AwsContext, DeviceContext, FORBIDDEN};
-use jitp_core::profile::{Config, Overrides, PolicyMode};
+use jitp_core::profile::{Overrides, PolicyMode};
 use jitp_core::reason::{ReasonCode, Rejection};
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 
-fn repo_config(mode: PolicyMode) -> Config {
+fn repo_config(mode: PolicyMode) -> Rules {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Config::load_with(path, &Overrides { policy_mode: Some(mode), ..Overrides::default() }).unwrap()
+    Rules::load_with(path, &Overrides { policy_mode: Some(mode), ..Overrides::default() }).unwrap()
 }
 
 fn subject(cn: &str) -> Subject {
     Subject { cn: vec![cn.into()], o: vec!["Acme".into()], ou: vec!["line-3".into()], ..Subject::default() }
 }
 
-fn render(config: &Config, profile: &str, thing: &str, subject: &Subject) -> Result<serde_json::Value, Rejection> {
+fn render(config: &Rules, profile: &str, thing: &str, subject: &Subject) -> Result<serde_json::Value, Rejection> {
     let thing = ThingName::try_from(thing.to_owned()).unwrap();
     let aws = AwsContext::default();
     let device = DeviceContext {
@@ -31,7 +32,7 @@ fn render(config: &Config, profile: &str, thing: &str, subject: &Subject) -> Res
         subject,
         profile: config.profile(profile).unwrap(),
     };
-    config.engine().render_policy(&device).map(|p| p.json())
+    config.templates().render_policy(&device).map(|p| p.json())
 }
 
 #[test]
@@ -46,7 +47,7 @@ fn snapshot_shipped_templates() {
 }
 
 /// A config whose one template prints `expr` inside a topic resource.
-fn config_printing(expr: &str) -> Config {
+fn config_printing(expr: &str) -> Rules {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir =
@@ -63,7 +64,7 @@ fn config_printing(expr: &str) -> Config {
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
     )
     .unwrap();
-    Config::load(dir.join("jitp.toml")).unwrap()
+    Rules::load(dir.join("jitp.toml")).unwrap()
 }
 
 #[test]
@@ -158,6 +159,6 @@ fn shared_mode_templates_cannot_read_device_values() {
         subject: &s,
         profile: &profile,
     };
-    let err = config.engine().render_policy(&device).unwrap_err();
+    let err = config.templates().render_policy(&device).unwrap_err();
     assert_eq!(err.reason, ReasonCode::PolicyTemplateError, "{}", err.message);
 }

@@ -8,7 +8,6 @@
 pub mod branches;
 mod filters;
 pub mod lint;
-pub mod review;
 
 use std::path::Path;
 
@@ -18,7 +17,7 @@ use tera::{Context, Kwargs, State, Tera};
 use crate::cert::Subject;
 use crate::error::Error;
 use crate::ids::{PolicyName, shown};
-use crate::profile::{PolicyMode, Profile, line_of};
+use crate::profile::{Config, PolicyMode, Profile, line_of};
 use crate::reason::{Rejection, reject};
 use crate::thing::ThingName;
 
@@ -119,7 +118,7 @@ impl RenderedPolicy {
     }
 }
 
-/// The compiled templates of a configuration.
+/// The compiled templates of a configuration: built from a [`Config`] by `rules::Rules`, which holds both.
 #[derive(Debug)]
 pub struct Engine {
     /// Policy templates, with the guard escape function.
@@ -137,8 +136,11 @@ fn attribute_template(profile: &str, attribute: &str) -> String {
 }
 
 impl Engine {
-    /// Compile every template the profiles name; a syntax error names the file and line.
-    pub(crate) fn compile(dir: &Path, config_path: &Path, profiles: &[Profile]) -> Result<Self, Error> {
+    /// Compile every template `config`'s profiles name (files relative to `config.path`); a syntax error names
+    /// the file and line.
+    pub(crate) fn compile(config: &Config) -> Result<Self, Error> {
+        let config_path = config.path.as_path();
+        let dir = config_path.parent().unwrap_or(Path::new(""));
         let mut policies = Tera::new();
         policies.autoescape_on(vec![""]);
         policies.set_escape_fn(guard_escape);
@@ -149,7 +151,7 @@ impl Engine {
         let mut names = Tera::new();
         names.autoescape_on(Vec::<&str>::new());
         filters::install(&mut names);
-        for profile in profiles {
+        for profile in &config.profiles {
             if !policies.contains_template(&profile.policy) {
                 let file = dir.join(&profile.policy);
                 let source =
