@@ -206,25 +206,15 @@ pub struct Names {
     pub attributes: BTreeMap<AttributeName, AttributeValue>,
 }
 
-/// Render and validate `profile`'s thing_name and attribute expressions for `subject`: the one code path
-/// that [`decide`] and `jitp lint` share. The rendered text is used exactly as it is; a name or value that is
-/// not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE, naming the subject field whose
-/// value carries the offending character), an expression that fails to render is the template's.
-pub fn render_names(
-    rules: &Rules,
-    profile: &Profile,
-    subject: &Subject,
-    certificate_id: &str,
-    serial: &str,
-    ca_id: &str,
-) -> Result<Names, Rejection> {
+/// Render and validate the thing_name and attribute expressions of `device`'s profile, and add the thing name
+/// to `device`: the one code path that [`decide`] and `jitp lint` share. The rendered text is used exactly as
+/// it is; a name or value that is not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE,
+/// naming the subject field whose value carries the offending character), an expression that fails to render
+/// is the template's.
+pub fn render_names(rules: &Rules, device: &mut DeviceContext<'_>) -> Result<Names, Rejection> {
     let engine = rules.templates();
-    let mut names_ctx = tera::Context::new();
-    names_ctx.insert("subject", &crate::policy::subject_map(subject));
-    names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id, "serial": serial }));
-    names_ctx.insert("ca", &serde_json::json!({ "id": ca_id }));
-    names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-    let raw_name = engine.render_thing_name(profile, &names_ctx)?;
+    let (profile, subject) = (device.profile(), device.subject());
+    let raw_name = engine.render_thing_name(device)?;
     let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
         reject!(
             InvalidThingName,
@@ -234,10 +224,10 @@ pub fn render_names(
             culprits(subject, &raw_name, |c| c.is_ascii_alphanumeric() || ":_-".contains(c))
         )
     })?;
-    names_ctx.insert("thing_name", thing_name.as_str());
+    device.name(thing_name.clone());
     let mut attributes = BTreeMap::new();
     for name in profile.attributes.keys() {
-        let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
+        let raw = engine.render_attribute(device, name.as_str())?;
         let value = AttributeValue::try_from(raw.clone()).map_err(|e| {
             reject!(
                 InvalidAttribute,
@@ -271,22 +261,15 @@ fn device_verdict(
     device: &Certificate,
     input: &Input<'_>,
 ) -> Result<Verdict, Rejection> {
-    let engine = rules.templates();
     // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
-    let Names { thing_name, attributes } =
-        render_names(rules, profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str())?;
-    let device_ctx = DeviceContext {
-        thing_name: &thing_name,
-        aws: input.aws,
-        certificate_id: certificate_id.as_str(),
-        certificate_serial: &serial,
-        ca_id: input.ca_id.as_str(),
-        subject: device.subject(),
-        profile,
-    };
-    let policy = engine.render_policy(&device_ctx)?;
+    // The one template context of this device: its names, then its policy, read it.
+    let mut context =
+        DeviceContext::new(profile, device.subject(), certificate_id.as_str(), &serial, input.ca_id.as_str());
+    let Names { thing_name, attributes } = render_names(rules, &mut context)?;
+    context.place(input.aws);
+    let policy = rules.templates().render_policy(&context)?;
     let (not_before, not_after) = device.validity();
     Ok(Verdict {
         profile: profile.name.clone(),

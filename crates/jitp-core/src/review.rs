@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::cert::Subject;
-use crate::decide::{Names, render_names, subject_accepted};
+use crate::decide::{render_names, subject_accepted};
 use crate::policy::branches::{self, MAX_SUBJECTS};
 use crate::policy::{self, AwsContext, DeviceContext, Finding, Severity};
 use crate::profile::Profile;
@@ -113,15 +113,9 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
             let Some(thing_name) = thing_name else {
                 return report;
             };
-            let device = DeviceContext {
-                thing_name: &thing_name,
-                aws,
-                certificate_id: "0000000000000000000000000000000000000000000000000000000000000000",
-                certificate_serial: "01",
-                ca_id: "0000000000000000000000000000000000000000000000000000000000000000",
-                subject: &subject,
-                profile,
-            };
+            let mut device = DeviceContext::new(profile, &subject, ZERO_ID, "01", ZERO_ID);
+            device.name(thing_name);
+            device.place(aws);
             match rules.templates().render_unchecked(&device) {
                 Ok((text, name, scope)) => {
                     report.policy_name = Some(name.to_string());
@@ -206,21 +200,13 @@ fn failure(
     subject: &Subject,
     config_file: &str,
 ) -> Option<(String, Option<usize>, Rejection)> {
-    let names = render_names(rules, profile, subject, ZERO_ID, "01", ZERO_ID);
-    let Names { thing_name, .. } = match names {
-        Ok(n) => n,
+    let mut device = DeviceContext::new(profile, subject, ZERO_ID, "01", ZERO_ID);
+    match render_names(rules, &mut device) {
+        Ok(_) => {}
         Err(e) if e.reason.fault() == crate::reason::Fault::Device && !benign(subject) => return None,
         Err(e) => return Some((config_file.to_owned(), None, e)),
-    };
-    let device = DeviceContext {
-        thing_name: &thing_name,
-        aws,
-        certificate_id: ZERO_ID,
-        certificate_serial: "01",
-        ca_id: ZERO_ID,
-        subject,
-        profile,
-    };
+    }
+    device.place(aws);
     let (rejection, line) = match rules.templates().render_unchecked(&device) {
         Err(e) => (e, None),
         Ok((text, name, scope)) => match policy::finish(&text, name, scope, &profile.policy) {
@@ -234,8 +220,7 @@ fn failure(
             }
         },
     };
-    let refused_value = subject.fields().iter().any(|(_, v)| v.iter().any(|v| policy::forbidden_reason(v).is_some()));
-    if rejection.reason == ReasonCode::InvalidAttribute && refused_value {
+    if rejection.reason == ReasonCode::InvalidAttribute && !device.refused().is_empty() {
         return None;
     }
     let line = line.or_else(|| tera_line(&rejection.message));

@@ -1,103 +1,38 @@
 //! Policy documents: render from the security team's Tera templates, then lint.
 //!
-//! Templates are compiled once, at start-up. Values taken from a certificate are untrusted: the renderer's
-//! escape function refuses, with INVALID_ATTRIBUTE, any printed value that carries a character that could
-//! widen a policy (see [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be
-//! JSON, version 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
+//! Templates are compiled once, at start-up. Each device's template values are gathered once, in its
+//! [`DeviceContext`]. Values taken from a certificate are untrusted: the renderer's escape function refuses,
+//! with INVALID_ATTRIBUTE, any printed value that carries a character that could widen a policy (see
+//! [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be JSON, version
+//! 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
 
 pub mod branches;
+mod context;
 mod filters;
+mod guard;
 pub mod lint;
 
 use std::path::Path;
 
 use serde::Serialize;
-use tera::{Context, Kwargs, State, Tera};
+use tera::{Kwargs, State, Tera};
 
-use crate::cert::Subject;
 use crate::error::Error;
 use crate::ids::{PolicyName, shown};
-use crate::profile::{Config, PolicyMode, Profile, line_of};
+use crate::profile::{Config, PolicyMode, line_of};
 use crate::reason::{Rejection, reject};
-use crate::thing::ThingName;
 
+pub use context::{AwsContext, DeviceContext};
+pub use guard::{FORBIDDEN, forbidden_reason};
 pub use lint::{Finding, Report, Rule, Scope, Severity};
 
 /// AWS IoT's policy document limit: 2048 characters, whitespace excluded.
 pub const MAX_POLICY_CHARS: usize = 2048;
 
-/// The characters no printed template value may contain, with why.
-pub const FORBIDDEN: &[(&str, &str)] = &[
-    ("\"", "a quote ends the JSON string"),
-    ("\\", "a backslash starts a JSON escape"),
-    ("*", "a policy wildcard"),
-    ("?", "a policy wildcard"),
-    ("+", "an MQTT wildcard"),
-    ("#", "an MQTT wildcard"),
-    ("/", "a topic level separator"),
-    ("$", "the start of a policy variable"),
-];
-
-/// Marker carried by the escape function's error so the renderer can tell it from other template errors.
-const REFUSED_MARKER: &str = "jitp-refused-value";
-
-/// Why `value` may not be printed into a policy, if it may not.
-pub fn forbidden_reason(value: &str) -> Option<String> {
-    for (s, why) in FORBIDDEN {
-        if value.contains(s) {
-            return Some(format!("contains {s:?} ({why})"));
-        }
-    }
-    value.chars().find(|c| c.is_control()).map(|c| format!("contains the control character {:?}", c))
-}
-
-fn guard_escape(value: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    if forbidden_reason(value).is_some() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, REFUSED_MARKER));
-    }
-    out.write_all(value.as_bytes())
-}
-
 /// A filter that returns its input as an ordinary (escapable) string: installed under the names of Tera's
 /// filters that would mark a value safe, so that no template can print an unchecked value.
 fn not_safe(value: std::borrow::Cow<'_, str>, _: Kwargs, _: &State) -> String {
     value.into_owned()
-}
-
-/// AWS placement of the rendered policy (template context `aws.*`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AwsContext {
-    /// `aws`, `aws-cn`, `aws-us-gov`.
-    pub partition: String,
-    /// e.g. `us-east-1`.
-    pub region: String,
-    /// 12 digits.
-    pub account_id: String,
-}
-
-impl Default for AwsContext {
-    fn default() -> Self {
-        Self { partition: "aws".into(), region: "us-east-1".into(), account_id: "123456789012".into() }
-    }
-}
-
-/// Everything a template may read about one device.
-#[derive(Debug, Clone)]
-pub struct DeviceContext<'a> {
-    /// The validated thing name.
-    pub thing_name: &'a ThingName,
-    /// Where the policy lives.
-    pub aws: &'a AwsContext,
-    /// The certificate id (64 hex).
-    pub certificate_id: &'a str,
-    /// The certificate serial (hex).
-    pub certificate_serial: &'a str,
-    /// The CA certificate id.
-    pub ca_id: &'a str,
-    /// The subject fields.
-    pub subject: &'a Subject,
-    /// The profile.
-    pub profile: &'a Profile,
 }
 
 /// A rendered, validated, linted policy.
@@ -143,7 +78,7 @@ impl Engine {
         let dir = config_path.parent().unwrap_or(Path::new(""));
         let mut policies = Tera::new();
         policies.autoescape_on(vec![""]);
-        policies.set_escape_fn(guard_escape);
+        policies.set_escape_fn(guard::escape);
         for name in ["safe", "escape", "escape_html", "escape_xml"] {
             policies.register_filter(name, not_safe);
         }
@@ -187,8 +122,9 @@ impl Engine {
     ///
     /// The text is returned exactly as rendered: nothing is trimmed or normalised, so a subject value with a
     /// stray space or a look-alike character cannot become another device's name (it fails validation).
-    pub fn render_thing_name(&self, profile: &Profile, ctx: &Context) -> Result<String, Rejection> {
-        self.names.render(&thing_name_template(&profile.name), ctx).map_err(|e| {
+    pub fn render_thing_name(&self, device: &DeviceContext<'_>) -> Result<String, Rejection> {
+        let profile = device.profile();
+        self.names.render(&thing_name_template(&profile.name), device.values()).map_err(|e| {
             reject!(
                 PolicyTemplateError,
                 "the thing_name expression of profile {} failed to render: {}",
@@ -198,9 +134,11 @@ impl Engine {
         })
     }
 
-    /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]).
-    pub fn render_attribute(&self, profile: &Profile, attribute: &str, ctx: &Context) -> Result<String, Rejection> {
-        self.names.render(&attribute_template(&profile.name, attribute), ctx).map_err(|e| {
+    /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]); it sees the thing name once
+    /// [`DeviceContext::name`] has added it.
+    pub fn render_attribute(&self, device: &DeviceContext<'_>, attribute: &str) -> Result<String, Rejection> {
+        let profile = device.profile();
+        self.names.render(&attribute_template(&profile.name, attribute), device.values()).map_err(|e| {
             reject!(
                 PolicyTemplateError,
                 "the attribute {attribute:?} expression of profile {} failed to render: {}",
@@ -210,32 +148,50 @@ impl Engine {
         })
     }
 
-    /// Render, check and lint the policy for one device.
+    /// Render, check and lint the policy for one device, named ([`DeviceContext::name`], per-thing mode) and
+    /// placed ([`DeviceContext::place`]).
     pub fn render_policy(&self, device: &DeviceContext<'_>) -> Result<RenderedPolicy, Rejection> {
         let (rendered, name, scope) = self.render_unchecked(device)?;
-        finish(&rendered, name, scope, &device.profile.policy)
+        finish(&rendered, name, scope, &device.profile().policy)
     }
 
     /// Render the policy text and name, without the size, JSON and lint checks.
     pub fn render_unchecked<'d>(
         &self,
-        device: &DeviceContext<'d>,
+        device: &'d DeviceContext<'_>,
     ) -> Result<(String, PolicyName, Scope<'d>), Rejection> {
-        let profile = device.profile;
+        let profile = device.profile();
+        let Some(aws) = device.aws() else {
+            return Err(reject!(
+                PolicyTemplateError,
+                "policy template {} was rendered for a device that was not placed (DeviceContext::place)",
+                profile.policy
+            ));
+        };
+        let shared;
         let (ctx, name, scope) = match profile.policy_mode {
             PolicyMode::PerThing => {
-                let name = policy_name(&profile.policy_prefix, device.thing_name.as_str())?;
-                (device_context(device), name, Scope::Thing(device.thing_name.as_str()))
+                let Some(thing_name) = device.thing_name() else {
+                    return Err(reject!(
+                        PolicyTemplateError,
+                        "policy template {} was rendered for a device that was not named (DeviceContext::name)",
+                        profile.policy
+                    ));
+                };
+                let name = policy_name(&profile.policy_prefix, thing_name.as_str())?;
+                (device.values(), name, Scope::Thing(thing_name.as_str()))
             }
             PolicyMode::Shared => {
                 // One document for every device: the template sees no device values, so it cannot depend on them.
                 let stem = crate::naming::template_stem(&profile.policy);
-                (shared_context(device.aws, profile), policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
+                shared = context::shared_context(aws, profile);
+                (&shared, policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
             }
         };
-        let rendered = self.policies.render(&profile.policy, &ctx).map_err(|e| {
-            if format!("{e:?}").contains(REFUSED_MARKER) {
-                let fields = refused_fields(device);
+        let rendered = self.policies.render(&profile.policy, ctx).map_err(|e| {
+            if guard::refused(&e) {
+                // Which subject values are refused was settled when the context was built.
+                let fields = device.refused();
                 reject!(
                     InvalidAttribute,
                     "a value printed into policy template {} is not allowed in a policy: {}",
@@ -305,56 +261,6 @@ pub fn policy_name(prefix: &str, name: &str) -> Result<PolicyName, Rejection> {
             shown(&candidate)
         )
     })
-}
-
-fn refused_fields(device: &DeviceContext<'_>) -> Vec<String> {
-    device
-        .subject
-        .fields()
-        .into_iter()
-        .filter_map(|(field, values)| {
-            let bad = values.iter().find_map(|v| forbidden_reason(v).map(|why| (v, why)))?;
-            Some(format!("subject.{field} {} {}", shown(bad.0), bad.1))
-        })
-        .collect()
-}
-
-/// The template context of one device. Absent subject fields are left undefined, so a template that uses
-/// one without `| default(...)` fails and says which.
-pub fn device_context(device: &DeviceContext<'_>) -> Context {
-    let mut ctx = base_context(device.aws, device.profile);
-    ctx.insert("thing_name", device.thing_name.as_str());
-    ctx.insert("certificate", &serde_json::json!({ "id": device.certificate_id, "serial": device.certificate_serial }));
-    ctx.insert("ca", &serde_json::json!({ "id": device.ca_id }));
-    ctx.insert("subject", &subject_map(device.subject));
-    ctx
-}
-
-/// The context of a shared policy: no device values at all. `thing_name` is the policy variable AWS IoT
-/// resolves at connection time, so one template serves both modes.
-pub fn shared_context(aws: &AwsContext, profile: &Profile) -> Context {
-    let mut ctx = base_context(aws, profile);
-    ctx.insert_value("thing_name", tera::Value::safe_string(lint::THING_NAME_VARIABLE));
-    ctx
-}
-
-fn base_context(aws: &AwsContext, profile: &Profile) -> Context {
-    let mut ctx = Context::new();
-    ctx.insert("aws", aws);
-    ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-    ctx
-}
-
-/// Subject fields with exactly one value, by template name.
-pub fn subject_map(subject: &Subject) -> serde_json::Map<String, serde_json::Value> {
-    subject
-        .fields()
-        .into_iter()
-        .filter_map(|(name, values)| match values {
-            [one] => Some((name.to_owned(), serde_json::Value::String(one.clone()))),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A thing_name or attribute expression may not begin or end with whitespace of its own: the rendered text is
