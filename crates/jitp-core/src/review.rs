@@ -119,7 +119,8 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
             match rules.templates().render_unchecked(&device) {
                 Ok((text, name, scope)) => {
                     report.policy_name = Some(name.to_string());
-                    let lint = policy::lint::lint(&text, scope);
+                    let document = policy::lint::Document::parse(&text);
+                    let lint = policy::lint::lint_document(&document, scope);
                     report.findings = lint
                         .findings
                         .into_iter()
@@ -128,7 +129,7 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
                             finding: f,
                         })
                         .collect();
-                    if let Err(e) = policy::finish(&text, name, scope, &profile.policy)
+                    if let Err(e) = policy::finish_parsed(&text, &document, name, scope, &profile.policy)
                         && e.reason != crate::reason::ReasonCode::PolicyTooPermissive
                     {
                         report.error = Some(e);
@@ -212,6 +213,7 @@ fn failure(
         Ok((text, name, scope)) => match policy::finish(&text, name, scope, &profile.policy) {
             Ok(_) => return None,
             Err(e) => {
+                // A failure only (rare): the lint again, for the line of its first error.
                 let line = policy::lint::lint(&text, scope)
                     .errors()
                     .find_map(|f| f.statement)

@@ -220,24 +220,34 @@ impl Engine {
     }
 }
 
-/// Check size, JSON and version, canonicalise, and lint a rendered document.
+/// Check size, JSON and version, lint, and canonicalise a rendered document: one parse serves them all.
 pub fn finish(rendered: &str, name: PolicyName, scope: Scope<'_>, template: &str) -> Result<RenderedPolicy, Rejection> {
-    let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
-    if size > MAX_POLICY_CHARS {
-        return Err(reject!(
-            PolicyTooLarge,
-            "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
-        ));
-    }
-    let value: serde_json::Value = serde_json::from_str(rendered)
-        .map_err(|e| reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}"))?;
-    if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
-        return Err(reject!(
-            PolicyTemplateError,
-            "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
-        ));
-    }
-    let report = lint::lint(rendered, scope);
+    check_size(rendered, template)?;
+    judge(rendered, &lint::Document::parse(rendered), name, scope, template)
+}
+
+/// [`finish`] with the document already parsed from `rendered` (`jitp lint` also shows its findings).
+pub fn finish_parsed(
+    rendered: &str,
+    document: &lint::Document,
+    name: PolicyName,
+    scope: Scope<'_>,
+    template: &str,
+) -> Result<RenderedPolicy, Rejection> {
+    check_size(rendered, template)?;
+    judge(rendered, document, name, scope, template)
+}
+
+/// Everything [`finish`] checks after the size.
+fn judge(
+    rendered: &str,
+    document: &lint::Document,
+    name: PolicyName,
+    scope: Scope<'_>,
+    template: &str,
+) -> Result<RenderedPolicy, Rejection> {
+    check_json(rendered, document, template)?;
+    let report = lint::lint_document(document, scope);
     if report.has_errors() {
         let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
         return Err(reject!(
@@ -246,8 +256,43 @@ pub fn finish(rendered: &str, name: PolicyName, scope: Scope<'_>, template: &str
             first.join("; ")
         ));
     }
-    let document = serde_json::to_string(&value).unwrap_or_default();
-    Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
+    let canonical = document.canonical().unwrap_or_default();
+    Ok(RenderedPolicy { name, document: canonical, warnings: report.warnings().cloned().collect() })
+}
+
+fn check_size(rendered: &str, template: &str) -> Result<(), Rejection> {
+    let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
+    if size > MAX_POLICY_CHARS {
+        return Err(reject!(
+            PolicyTooLarge,
+            "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
+        ));
+    }
+    Ok(())
+}
+
+/// The document is JSON with `"Version": "2012-10-17"`, or the template is at fault (POLICY_TEMPLATE_ERROR).
+fn check_json(rendered: &str, document: &lint::Document, template: &str) -> Result<(), Rejection> {
+    let not_json = |e: &serde_json::Error| {
+        reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}")
+    };
+    let version_ok = if document.repeats_a_key() {
+        // Rare (a broken template): JSON that repeats a key is judged as serde_json::Value reads it, the last of
+        // two equal keys winning, as it always was; the lint then refuses it (invalid-document).
+        let value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| not_json(&e))?;
+        value.get("Version").and_then(|v| v.as_str()) == Some(lint::POLICY_VERSION)
+    } else if let Some(e) = document.error() {
+        return Err(not_json(e));
+    } else {
+        document.version() == Some(lint::POLICY_VERSION)
+    };
+    if !version_ok {
+        return Err(reject!(
+            PolicyTemplateError,
+            "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
+        ));
+    }
+    Ok(())
 }
 
 /// `prefix + name`, with `:` (legal in thing names, not in policy names) spelled `.` (illegal in thing names,
@@ -309,4 +354,111 @@ fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
     });
     let _ = line_of(source, 0);
     Error::config(file, line, "template", message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// `finish` before the single parse: serde_json::Value for the JSON and Version checks and the canonical
+    /// form, the lint parsing the text again. The one parse must decide exactly as it did.
+    fn two_parses(
+        rendered: &str,
+        name: PolicyName,
+        scope: Scope<'_>,
+        template: &str,
+    ) -> Result<RenderedPolicy, Rejection> {
+        check_size(rendered, template)?;
+        let value: serde_json::Value = serde_json::from_str(rendered)
+            .map_err(|e| reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}"))?;
+        if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
+            return Err(reject!(
+                PolicyTemplateError,
+                "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
+            ));
+        }
+        let report = lint::lint(rendered, scope);
+        if report.has_errors() {
+            let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
+            return Err(reject!(
+                PolicyTooPermissive,
+                "the policy rendered from {template} is too permissive: {}",
+                first.join("; ")
+            ));
+        }
+        let document = serde_json::to_string(&value).unwrap_or_default();
+        Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
+    }
+
+    const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
+
+    fn documents() -> Vec<String> {
+        let clean = format!(
+            r#"{{ "Version": "2012-10-17", "Id": "x\u00e9\n",
+  "Statement": [
+    {{ "Sid": "c", "Effect": "Allow", "Action": "iot:Connect", "Resource": "{ARN}:client/dev-1",
+       "Condition": {{ "Bool": {{ "iot:Connection.Thing.IsAttached": "true" }}, "NumericLessThan": {{ "n": [1, -2, 3.5, 1e2, 1E-7, 12345678901234567890, -0, 0.0, 1.5e300] }}, "Null": {{ "a": true, "b": false, "c": null }} }} }},
+    {{ "Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": ["{ARN}:topic/things/dev-1/*"] }},
+    {{ "Effect": "Deny", "Action": "iot:Publish", "Resource": "{ARN}:topic/things/dev-1/a/#" }}
+  ]
+}}"#
+        );
+        let mut out = vec![
+            clean.clone(),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2012-10-17\", \"Version\": \"2012-10-17\",",
+                1,
+            ),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2012-10-17\", \"Version\": \"2008-10-17\",",
+                1,
+            ),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2008-10-17\", \"Version\": \"2012-10-17\",",
+                1,
+            ),
+            clean.replacen("\"Effect\": \"Deny\"", "\"Effect\": \"Deny\", \"Effect\": \"Allow\"", 1),
+            clean.replacen("\"Effect\": \"Deny\"", "\"Effect\": \"Deny\", \"Eff\\u0065ct\": \"Deny\"", 1) + " trailing",
+            clean.replacen("\"Version\": \"2012-10-17\",", "", 1),
+            clean.replacen("\"2012-10-17\"", "20121017", 1),
+            format!("{clean}{}", " ".repeat(40 * 1024)),
+            format!("{}{clean}", "\n".repeat(40 * 1024)),
+            "[]".to_owned(),
+            "\"2012-10-17\"".to_owned(),
+            "null".to_owned(),
+            String::new(),
+            "{\"Version\":\"2012-10-17\",\"Statement\":[]}".to_owned(),
+            "{\"$serde_json::private::Number\":\"1\"}".to_owned(),
+            r#"{"$serde_json::private::RawValue":"{\"Version\":\"2012-10-17\"}"}"#.to_owned(),
+        ];
+        let positions: Vec<usize> = clean.char_indices().map(|(i, _)| i).step_by(7).collect();
+        for at in positions {
+            for insert in ["*", "\"", "}", "]", ",", "/", "${", "#", "\\u0000", ":", "1", "\"Version\":\"2012-10-17\","]
+            {
+                let mut mutated = clean.clone();
+                mutated.insert_str(at, insert);
+                out.push(mutated);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_parse_decides_as_two_did() {
+        let name = PolicyName::try_from("jitp-dev-1".to_owned()).unwrap();
+        let mut accepted = 0;
+        for document in documents() {
+            for scope in [Scope::Thing("dev-1"), Scope::Shared] {
+                let one = finish(&document, name.clone(), scope, "t.json.tera");
+                let two = two_parses(&document, name.clone(), scope, "t.json.tera");
+                assert_eq!(one, two, "{document}");
+                accepted += usize::from(one.is_ok());
+            }
+        }
+        assert!(accepted > 0, "some documents pass, so the canonical forms were compared");
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::actions::{Action, Check, DataAction};
 use super::findings::{Sink, quoted};
-use super::json::Json;
+use super::json::{Document, Json, Root};
 use super::resources::{
     Arn, Kind, Res, THING_NAME_VARIABLE, complete_levels, has_wildcard, parse_resource, untrusted_variables,
 };
@@ -13,7 +13,7 @@ use super::rules::Rule;
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
 
 /// The only policy language version in which policy variables are substituted.
-const POLICY_VERSION: &str = "2012-10-17";
+pub const POLICY_VERSION: &str = "2012-10-17";
 
 /// Who the policy is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +69,21 @@ enum Clause<T> {
     Negated,
 }
 
-pub(super) fn check_document(document: &str, ctx: &Ctx<'_>, sink: &mut Sink) {
-    if document.len() > MAX_DOCUMENT_BYTES {
-        let len = document.len();
+pub(super) fn check_document(document: &Document, ctx: &Ctx<'_>, sink: &mut Sink) {
+    if document.bytes > MAX_DOCUMENT_BYTES {
+        let len = document.bytes;
         sink.invalid(None, format!("the document is {len} bytes, over the {MAX_DOCUMENT_BYTES} the linter reads"));
         return;
     }
-    let root = match serde_json::from_str::<Json>(document) {
-        Ok(root) => root,
-        Err(err) => {
+    let root = match &document.root {
+        Root::Parsed(root) => root,
+        Root::Invalid(err) => {
             return sink.invalid(None, format!("the document is not valid JSON: {err}"));
         }
+        // Unread only when over the limit, reported above.
+        Root::Unread => return,
     };
-    let Json::Object(top) = &root else {
+    let Json::Object(top) = root else {
         return sink.invalid(None, format!("the document is {}, not an object", root.describe()));
     };
     let (mut version, mut statements) = (None, None);

@@ -17,7 +17,8 @@
 //! literal characters except in `topicfilter/` resources, where they are the filter's own wildcards.
 //! Conditions are not evaluated: they can only narrow a statement.
 //!
-//! One file per concern: `rules` is the rule catalogue, `json` the duplicate-key JSON parser, `actions` the
+//! One file per concern: `rules` is the rule catalogue, `json` the duplicate-key JSON parser (and the
+//! [`Document`] it parses once, for the renderer's checks, the lint and the canonical form), `actions` the
 //! action tables and IAM's glob, `resources` the ARN and topic parsing, `checks` the checks themselves, and
 //! `findings` what they report.
 
@@ -30,16 +31,23 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use checks::{MAX_DOCUMENT_BYTES, Scope};
+pub use checks::{MAX_DOCUMENT_BYTES, POLICY_VERSION, Scope};
 pub use findings::{Finding, MAX_FINDINGS_PER_SEVERITY, Report};
+pub use json::Document;
 pub use resources::THING_NAME_VARIABLE;
 pub use rules::{Rule, Severity};
 
 use checks::{Ctx, check_document};
 use findings::Sink;
 
-/// Lints one rendered policy document for a thing (or for every thing, with [`Scope::Shared`]).
+/// Lints one rendered policy document for a thing (or for every thing, with [`Scope::Shared`]). A document
+/// over [`MAX_DOCUMENT_BYTES`] is not parsed at all.
 pub fn lint(document: &str, scope: Scope<'_>) -> Report {
+    lint_document(&Document::parse_bounded(document, MAX_DOCUMENT_BYTES), scope)
+}
+
+/// Lints a document already parsed (see [`Document`]): the same report as [`lint`] on its text.
+pub fn lint_document(document: &Document, scope: Scope<'_>) -> Report {
     let mut sink = Sink::default();
     check_document(document, &Ctx::new(scope), &mut sink);
     sink.finish()
