@@ -13,7 +13,8 @@ use jitp_core::cert::{self, Certificate, DeviceCheck, Subject};
 use jitp_core::decide::{self, Input};
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::policy::{self, AwsContext, DeviceContext, Scope};
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 
 /// The fixed clock of the fixtures (jitp_testkit::NOW): 2026-01-01T00:00:00Z.
@@ -31,8 +32,8 @@ fn dir() -> &'static Path {
 struct Fixed {
     ca: Certificate,
     ca_id: CaCertificateId,
-    repo: Config,
-    fuzz: Config,
+    repo: Rules,
+    fuzz: Rules,
     aws: AwsContext,
 }
 
@@ -41,9 +42,9 @@ fn fixed() -> &'static Fixed {
     FIXED.get_or_init(|| {
         let ca = decide::parse_ca(CA_PEM).expect("fixtures/ca.pem parses");
         let ca_id = CaCertificateId::of_der(ca.der());
-        let repo = Config::load(dir().join("../templates/jitp.toml")).expect("the repository's jitp.toml loads");
+        let repo = Rules::load(dir().join("../templates/jitp.toml")).expect("the repository's jitp.toml loads");
         let fuzz_path = dir().join("fixtures/jitp-fuzz.toml");
-        let fuzz = Config::load_with(&fuzz_path, &Overrides::default()).expect("fixtures/jitp-fuzz.toml loads");
+        let fuzz = Rules::load_with(&fuzz_path, &Overrides::default()).expect("fixtures/jitp-fuzz.toml loads");
         Fixed { ca, ca_id, repo, fuzz, aws: AwsContext::default() }
     })
 }
@@ -114,27 +115,17 @@ pub fn render(data: &[u8]) -> Option<String> {
     let f = fixed();
     let (selector, subject) = subject_of(data);
     let config = if selector & 1 == 0 { &f.repo } else { &f.fuzz };
-    let profile = &config.profiles[usize::from(selector >> 1) % config.profiles.len()];
-    let engine = config.engine();
+    let profiles = &config.config().profiles;
+    let profile = &profiles[usize::from(selector >> 1) % profiles.len()];
+    let engine = config.templates();
     let certificate_id = CertificateId::of_der(data);
     let serial = "0123456789abcdef";
     // The thing name as decide derives it: the profile's expression over the subject, then the newtype.
-    let mut names = tera::Context::new();
-    names.insert("subject", &policy::subject_map(&subject));
-    names.insert("certificate", &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }));
-    names.insert("ca", &serde_json::json!({ "id": f.ca_id.as_str() }));
-    names.insert("profile", &serde_json::json!({ "name": profile.name }));
-    let raw = engine.render_thing_name(profile, &names).ok()?;
+    let mut device = DeviceContext::new(profile, &subject, certificate_id.as_str(), serial, f.ca_id.as_str());
+    let raw = engine.render_thing_name(&device).ok()?;
     let thing_name = ThingName::try_from(raw).ok()?;
-    let device = DeviceContext {
-        thing_name: &thing_name,
-        aws: &f.aws,
-        certificate_id: certificate_id.as_str(),
-        certificate_serial: serial,
-        ca_id: f.ca_id.as_str(),
-        subject: &subject,
-        profile,
-    };
+    device.name(thing_name.clone());
+    device.place(&f.aws);
     let rendered = engine.render_policy(&device).ok()?;
     // The same device with every forbidden-carrying value replaced by a plain one: what the document would
     // hold without them, so that a forbidden value that happens to be part of the template's own text (a lone
@@ -154,7 +145,10 @@ pub fn render(data: &[u8]) -> Option<String> {
             }
         }
     }
-    let reference = engine.render_policy(&DeviceContext { subject: &plain, ..device.clone() }).ok();
+    let mut plain_device = DeviceContext::new(profile, &plain, certificate_id.as_str(), serial, f.ca_id.as_str());
+    plain_device.name(thing_name.clone());
+    plain_device.place(&f.aws);
+    let reference = engine.render_policy(&plain_device).ok();
     assert_rendered_clean(
         &rendered.document,
         thing_name.as_str(),
@@ -244,7 +238,7 @@ mod tests {
     fn the_fixed_ca_and_configurations_load() {
         let f = fixed();
         assert!(cert::verify_ca(&f.ca, DeviceCheck { now: NOW, clock_skew_seconds: 300 }).is_ok());
-        assert!(!f.repo.profiles.is_empty() && !f.fuzz.profiles.is_empty());
+        assert!(!f.repo.config().profiles.is_empty() && !f.fuzz.config().profiles.is_empty());
     }
 
     /// The render target reaches printed subject values: a clean one is printed, a forbidden one refuses.

@@ -20,18 +20,18 @@ use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::decide::{self, Input};
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::Config;
 use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
 use jitp_core::registry::IotRegistry;
+use jitp_core::rules::Rules;
 use jitp_testkit::moto::MotoServer;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, event_for_ids, to_pem};
 
 const CN: &str = "sensor-0a1b2c3d4e5f";
 
-fn config() -> Arc<Config> {
+fn config() -> Arc<Rules> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Arc::new(Config::load(path).unwrap())
+    Arc::new(Rules::load(path).unwrap())
 }
 
 /// A moto server, the SDK and a provisioner over it, with thing type `sensor` (the profile's) created.
@@ -148,7 +148,7 @@ macro_rules! world_or_skip {
 /// The policy jitp-core decides for `pem` under `ca` (the document it must have written).
 fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_core::policy::RenderedPolicy {
     let config = config();
-    let ca = decide::RegisteredCa::new(&config, ca_id.clone(), ca.cert.pem.as_bytes());
+    let ca = decide::RegisteredCa::new(config.config(), ca_id.clone(), ca.cert.pem.as_bytes());
     let aws = AwsContext::default();
     let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
     decide::decide(&config, &input).unwrap().policy

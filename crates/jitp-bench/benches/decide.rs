@@ -12,8 +12,9 @@ use jitp_bench::{ALGS, Pair, config};
 use jitp_core::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{self, Input};
 use jitp_core::ids::CertificateId;
-use jitp_core::policy::{AwsContext, DeviceContext, Scope, lint, subject_map};
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::policy::{AwsContext, DeviceContext, Scope, lint};
+use jitp_core::profile::Overrides;
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 use jitp_testkit::NOW;
 use rustls_pki_types::CertificateDer;
@@ -27,7 +28,7 @@ fn benches(c: &mut Criterion) {
     // The whole decision, per algorithm.
     let mut group = c.benchmark_group("decide");
     for (pair, label) in &pairs {
-        let ca = decide::RegisteredCa::new(&config, pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
+        let ca = decide::RegisteredCa::new(config.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
         let input = Input { certificate_pem: pair.device.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
         let verdict = decide::decide(&config, &input);
         assert!(verdict.is_ok(), "{label}: {:?}", verdict.err());
@@ -45,7 +46,7 @@ fn benches(c: &mut Criterion) {
 
     // Stage 2: the device certificate against the CA checked once (its validity window, then webpki: signature,
     // usage, validity).
-    let check = DeviceCheck { now: NOW, clock_skew_seconds: config.defaults.clock_skew_seconds };
+    let check = DeviceCheck { now: NOW, clock_skew_seconds: config.config().defaults.clock_skew_seconds };
     let mut group = c.benchmark_group("verify");
     for (pair, label) in &pairs {
         let device = Certificate::from_pem(pair.device.pem.as_bytes()).unwrap();
@@ -67,7 +68,7 @@ fn benches(c: &mut Criterion) {
         });
         let pem = pair.ca.cert.pem.as_bytes();
         group.bench_function(format!("registered_ca/{label}"), |b| {
-            b.iter(|| decide::RegisteredCa::new(&config, pair.ca_id.clone(), black_box(pem)))
+            b.iter(|| decide::RegisteredCa::new(config.config(), pair.ca_id.clone(), black_box(pem)))
         });
         let der = CertificateDer::from(pair.ca_cert.der());
         group.bench_function(format!("trust_anchor/{label}"), |b| {
@@ -97,40 +98,40 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    // Stage 4: the thing name and attributes (Tera, compiled at load), then the policy.
-    let engine = config.engine();
+    // Stage 4: the thing name and attributes (Tera, compiled at load), then the policy. Each bench builds the
+    // device's template context (`DeviceContext`) itself, as the decision does once per device.
+    let engine = config.templates();
+    let new_context =
+        || DeviceContext::new(profile, device.subject(), certificate_id.as_str(), &serial, p256.ca_id.as_str());
     let mut group = c.benchmark_group("render");
     group.bench_function("thing_name_and_attributes", |b| {
         b.iter(|| {
-            let mut ctx = tera::Context::new();
-            ctx.insert("subject", &subject_map(device.subject()));
-            ctx.insert("certificate", &serde_json::json!({ "id": certificate_id.as_str(), "serial": serial }));
-            ctx.insert("ca", &serde_json::json!({ "id": p256.ca_id.as_str() }));
-            ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-            let name = engine.render_thing_name(profile, &ctx)?;
+            let mut ctx = new_context();
+            let name = engine.render_thing_name(&ctx)?;
+            ctx.name(ThingName::try_from(name.clone()).unwrap());
             for attribute in profile.attributes.keys() {
-                black_box(engine.render_attribute(profile, attribute.as_str(), &ctx)?);
+                black_box(engine.render_attribute(&ctx, attribute.as_str())?);
             }
             Ok::<_, jitp_core::Rejection>(name)
         })
     });
     let thing_name = ThingName::try_from(cn).unwrap();
-    let device_ctx = DeviceContext {
-        thing_name: &thing_name,
-        aws: &aws,
-        certificate_id: certificate_id.as_str(),
-        certificate_serial: &serial,
-        ca_id: p256.ca_id.as_str(),
-        subject: device.subject(),
-        profile,
+    let named = || {
+        let mut ctx = new_context();
+        ctx.name(thing_name.clone());
+        ctx.place(&aws);
+        ctx
     };
     // The template alone (context + Tera), no checks.
-    group.bench_function("policy_template", |b| b.iter(|| engine.render_unchecked(black_box(&device_ctx))));
+    group.bench_function("policy_template", |b| {
+        b.iter(|| engine.render_unchecked(&black_box(named())).map(|(t, _, _)| t))
+    });
     // What the workflow calls: template, size, JSON and version checks, lint, canonical JSON.
-    group.bench_function("render_policy", |b| b.iter(|| engine.render_policy(black_box(&device_ctx))));
+    group.bench_function("render_policy", |b| b.iter(|| engine.render_policy(&black_box(named()))));
     group.finish();
 
     // Stage 5: the lint alone, on the rendered document.
+    let device_ctx = named();
     let (rendered, _, _) = engine.render_unchecked(&device_ctx).unwrap();
     let mut group = c.benchmark_group("lint");
     group.bench_function("sensor_policy", |b| {
@@ -153,7 +154,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("startup");
     group.sample_size(20);
     let path = jitp_bench::config_path();
-    group.bench_function("config_load", |b| b.iter(|| Config::load(black_box(&path)).map(|c| c.profiles.len())));
+    group
+        .bench_function("config_load", |b| b.iter(|| Rules::load(black_box(&path)).map(|c| c.config().profiles.len())));
     group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));
     group.finish();
 }

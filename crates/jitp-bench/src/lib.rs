@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use jitp_core::cert::Certificate;
 use jitp_core::ids::CaCertificateId;
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
+use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, Pem};
 
 /// The repository root (two levels above this crate).
@@ -32,10 +33,10 @@ pub fn config_path() -> PathBuf {
     repo_root().join("templates/jitp.toml")
 }
 
-/// Load the repository's profiles with `overrides`.
-pub fn config(overrides: &Overrides) -> Arc<Config> {
+/// Load the repository's profiles and templates with `overrides`.
+pub fn config(overrides: &Overrides) -> Arc<Rules> {
     let path = config_path();
-    match Config::load_with(&path, overrides) {
+    match Rules::load_with(&path, overrides) {
         Ok(c) => Arc::new(c),
         Err(e) => panic!("cannot load {}: {e}", path.display()),
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::Config;
+use jitp_core::rules::Rules;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,8 +26,8 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    pub fn load(&self) -> anyhow::Result<Config> {
-        Ok(Config::load(&self.config)?)
+    pub fn load(&self) -> anyhow::Result<Rules> {
+        Ok(Rules::load(&self.config)?)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_core::policy::review::lint_templates;
+use jitp_core::review::lint_templates;
 
 use crate::common::{AwsArgs, ConfigArgs, Format};
 
@@ -25,7 +25,7 @@ pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Json {
         println!("{}", serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?);
     } else {
-        let dir = config.path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let dir = config.config().path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         for r in &reports {
             let file = if dir.is_empty() { r.template.clone() } else { format!("{dir}/{}", r.template) };
             if let Some(e) = &r.error {

@@ -12,6 +12,7 @@ use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
 use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
 use crate::reason::{ReasonCode, Rejection, reject};
+use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
 
 /// What to decide about.
@@ -146,7 +147,8 @@ impl RegisteredCa {
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
-pub fn decide<'c>(config: &'c Config, input: &Input<'_>) -> Result<Verdict<'c>, Refusal<'c>> {
+pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Refusal<'c>> {
+    let config = rules.config();
     let device = Certificate::from_pem(input.certificate_pem)?;
     let ca_id = input.ca.id();
     let candidates: Vec<(usize, &Profile)> =
@@ -163,7 +165,7 @@ pub fn decide<'c>(config: &'c Config, input: &Input<'_>) -> Result<Verdict<'c>, 
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile) };
     let chains = chains.get(index).copied().unwrap_or(false);
     profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
-    device_verdict(config, profile, &device, input).map_err(with_profile)
+    device_verdict(rules, profile, &device, input).map_err(with_profile)
 }
 
 fn select_profile<'p>(
@@ -276,25 +278,15 @@ pub struct Names {
     pub attributes: BTreeMap<AttributeName, AttributeValue>,
 }
 
-/// Render and validate `profile`'s thing_name and attribute expressions for `subject`: the one code path
-/// that [`decide`] and `jitp lint` share. The rendered text is used exactly as it is; a name or value that is
-/// not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE, naming the subject field whose
-/// value carries the offending character), an expression that fails to render is the template's.
-pub fn render_names(
-    config: &Config,
-    profile: &Profile,
-    subject: &Subject,
-    certificate_id: &str,
-    serial: &str,
-    ca_id: &str,
-) -> Result<Names, Rejection> {
-    let engine = config.engine();
-    let mut names_ctx = tera::Context::new();
-    names_ctx.insert("subject", &crate::policy::subject_map(subject));
-    names_ctx.insert("certificate", &serde_json::json!({ "id": certificate_id, "serial": serial }));
-    names_ctx.insert("ca", &serde_json::json!({ "id": ca_id }));
-    names_ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-    let raw_name = engine.render_thing_name(profile, &names_ctx)?;
+/// Render and validate the thing_name and attribute expressions of `device`'s profile, and add the thing name
+/// to `device`: the one code path that [`decide`] and `jitp lint` share. The rendered text is used exactly as
+/// it is; a name or value that is not valid is the device's fault (INVALID_THING_NAME, INVALID_ATTRIBUTE,
+/// naming the subject field whose value carries the offending character), an expression that fails to render
+/// is the template's.
+pub fn render_names(rules: &Rules, device: &mut DeviceContext<'_>) -> Result<Names, Rejection> {
+    let engine = rules.templates();
+    let (profile, subject) = (device.profile(), device.subject());
+    let raw_name = engine.render_thing_name(device)?;
     let thing_name = ThingName::try_from(raw_name.clone()).map_err(|e| {
         reject!(
             InvalidThingName,
@@ -304,10 +296,10 @@ pub fn render_names(
             culprits(subject, &raw_name, |c| c.is_ascii_alphanumeric() || ":_-".contains(c))
         )
     })?;
-    names_ctx.insert("thing_name", thing_name.as_str());
+    device.name(thing_name.clone());
     let mut attributes = BTreeMap::new();
     for name in profile.attributes.keys() {
-        let raw = engine.render_attribute(profile, name.as_str(), &names_ctx)?;
+        let raw = engine.render_attribute(device, name.as_str())?;
         let value = AttributeValue::try_from(raw.clone()).map_err(|e| {
             reject!(
                 InvalidAttribute,
@@ -336,27 +328,20 @@ fn culprits(subject: &Subject, rendered: &str, allowed: fn(char) -> bool) -> Str
 }
 
 fn device_verdict<'c>(
-    config: &Config,
+    rules: &Rules,
     profile: &'c Profile,
     device: &Certificate,
     input: &Input<'_>,
 ) -> Result<Verdict<'c>, Rejection> {
-    let engine = config.engine();
     // The fingerprint is the SHA-256 of the DER: AWS IoT's certificate id, already computed at parse time.
     let certificate_id = CertificateId::from_fingerprint(device.fingerprint());
     let serial = device.serial_hex();
-    let Names { thing_name, attributes } =
-        render_names(config, profile, device.subject(), certificate_id.as_str(), &serial, input.ca.id().as_str())?;
-    let device_ctx = DeviceContext {
-        thing_name: &thing_name,
-        aws: input.aws,
-        certificate_id: certificate_id.as_str(),
-        certificate_serial: &serial,
-        ca_id: input.ca.id().as_str(),
-        subject: device.subject(),
-        profile,
-    };
-    let policy = engine.render_policy(&device_ctx)?;
+    // The one template context of this device: its names, then its policy, read it.
+    let mut context =
+        DeviceContext::new(profile, device.subject(), certificate_id.as_str(), &serial, input.ca.id().as_str());
+    let Names { thing_name, attributes } = render_names(rules, &mut context)?;
+    context.place(input.aws);
+    let policy = rules.templates().render_policy(&context)?;
     let (not_before, not_after) = device.validity();
     Ok(Verdict {
         profile,
@@ -441,7 +426,7 @@ impl CheckReport {
 /// The whole offline decision from PEM inputs, for `jitp check` and previews: no registry, no side effects.
 /// `ca_id` defaults to the SHA-256 of the CA's DER, as AWS IoT computes it.
 pub fn check(
-    config: &Config,
+    rules: &Rules,
     ca_pem: &[u8],
     certificate_pem: &[u8],
     ca_id: Option<&CaCertificateId>,
@@ -456,9 +441,9 @@ pub fn check(
         }
     };
     let ca_id = ca_id.cloned().unwrap_or_else(|| CaCertificateId::of_der(ca.der()));
-    let ca = RegisteredCa::new(config, ca_id.clone(), ca_pem);
+    let ca = RegisteredCa::new(rules.config(), ca_id.clone(), ca_pem);
     let input = Input { certificate_pem, ca: &ca, now, aws };
-    match decide(config, &input) {
+    match decide(rules, &input) {
         Ok(v) => CheckReport {
             decision: "accept",
             reason: None,

@@ -16,13 +16,15 @@
 //! (regex-automata), bounded; a search too large to finish counts as "they may meet".
 
 use std::collections::{HashSet, VecDeque};
+use std::path::Path;
 
 use regex_automata::dfa::{Automaton, dense};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
-use crate::profile::{OnDuplicate, PolicyMode, Profile};
+use crate::error::Error;
+use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
 use crate::thing::ThingName;
 
 /// The thing-name alphabet: the only bytes a search needs to try.
@@ -69,6 +71,44 @@ pub(crate) fn thing_language(profile: &Profile) -> ThingLanguage {
         max_len: cn_max.map(|m| (before.len() + m + after.len()).min(ThingName::MAX_LEN)),
         exact: true,
     }
+}
+
+/// AWS IoT's limit on a policy name.
+const MAX_POLICY_NAME: usize = 128;
+
+/// Refuse a configuration whose policy names AWS would refuse (a per-thing name over 128 characters) or two
+/// devices could share ([`check`]), reading its templates beside `config.path`.
+pub(crate) fn check_config(config: &Config) -> Result<(), Error> {
+    for profile in &config.profiles {
+        check_policy_name_length(&config.path, profile)?;
+    }
+    let dir = config.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    check(&config.profiles, |rel| std::fs::read_to_string(dir.join(rel)).ok())
+        .map_err(|message| Error::config(&config.path, None, "profiles", message))
+}
+
+/// Refuse what AWS would refuse for the profile's longest possible name: a per-thing policy name over 128.
+fn check_policy_name_length(config_path: &Path, profile: &Profile) -> Result<(), Error> {
+    if profile.policy_mode != PolicyMode::PerThing {
+        return Ok(());
+    }
+    let language = thing_language(profile);
+    let (true, Some(longest)) = (language.exact, language.max_len) else { return Ok(()) };
+    let total = profile.policy_prefix.len() + longest;
+    if total > MAX_POLICY_NAME {
+        return Err(Error::config(
+            config_path,
+            None,
+            format!("profiles.{}.policy_prefix", profile.name),
+            format!(
+                "thing names of profile {:?} can be {longest} characters long, so its policy names ({:?} + thing name) can be {total}; AWS IoT allows {MAX_POLICY_NAME}: bound common_name to at most {} characters or shorten the prefix",
+                profile.name,
+                profile.policy_prefix,
+                MAX_POLICY_NAME.saturating_sub(profile.policy_prefix.len())
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Why two profiles could share a policy name, in a sentence naming both.

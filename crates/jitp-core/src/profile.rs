@@ -1,7 +1,9 @@
 //! CA profiles from `templates/jitp.toml`: which CA, which subject rules, which templates.
 //!
-//! Loaded once at start-up: regexes compiled, templates compiled, deny lists and CA chains read. Every
-//! mistake is a [`Error::Config`] naming the file, the key and the line.
+//! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists and CA
+//! chains read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the key
+//! and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
+//! together as `rules::Rules`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,8 +15,7 @@ use toml::Spanned;
 use crate::cert::Certificate;
 use crate::error::Error;
 use crate::ids::CaCertificateId;
-use crate::policy::Engine;
-use crate::thing::AttributeName;
+use crate::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
 
 /// What to do with a rejected certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +173,7 @@ impl CaMatch {
     }
 }
 
-/// The loaded configuration: defaults, profiles, compiled templates.
+/// The loaded configuration: defaults and profiles (its templates are compiled by `rules::Rules`).
 #[derive(Debug)]
 pub struct Config {
     /// The jitp.toml it came from.
@@ -181,7 +182,6 @@ pub struct Config {
     pub defaults: Defaults,
     /// Profiles in file order: the first whose CA and subject rules match wins.
     pub profiles: Vec<Profile>,
-    pub(crate) engine: Engine,
 }
 
 /// The `[defaults]` table.
@@ -354,8 +354,6 @@ pub const MIN_RSA_BITS_FLOOR: u32 = crate::cert::MIN_RSA_BITS;
 /// AWS IoT's limits on thing attributes: 3 for a thing without a type, 50 with one (jitp's own included).
 const MAX_ATTRIBUTES_UNTYPED: usize = 3;
 const MAX_ATTRIBUTES_TYPED: usize = 50;
-/// AWS IoT's limit on a policy name.
-const MAX_POLICY_NAME: usize = 128;
 
 impl Profile {
     /// The common_name pattern as written in jitp.toml (jitp anchors it as `^(?:…)$`).
@@ -366,7 +364,8 @@ impl Profile {
 }
 
 impl Config {
-    /// Load `path` and everything it names, with no overrides.
+    /// Load `path` and everything it names, with no overrides. The configuration alone: `rules::Rules::load`
+    /// gives the configuration with its templates compiled and its policy names checked, which decisions take.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
         Self::load_with(path, &Overrides::default())
     }
@@ -414,12 +413,6 @@ impl Config {
             }
             profiles.push(profile);
         }
-        for profile in &profiles {
-            ctx.check_policy_name_length(profile)?;
-        }
-        crate::naming::check(&profiles, |rel| std::fs::read_to_string(ctx.resolve(rel)).ok())
-            .or_else(|message| ctx.err(None, "profiles".to_owned(), message))?;
-        let engine = Engine::compile(&ctx.dir, path, &profiles)?;
         let defaults = Defaults {
             clock_skew_seconds: defaults.clock_skew_seconds,
             on_reject: defaults.on_reject,
@@ -427,17 +420,12 @@ impl Config {
             policy_prefix: defaults.policy_prefix,
             on_duplicate: defaults.on_duplicate,
         };
-        Ok(Self { path: path.to_path_buf(), defaults, profiles, engine })
+        Ok(Self { path: path.to_path_buf(), defaults, profiles })
     }
 
     /// The profile called `name`.
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
-    }
-
-    /// The compiled templates.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// What to do with a rejection governed by `profile` (or by the defaults when none was selected).
@@ -476,29 +464,6 @@ impl Loader<'_> {
                 format!("{prefix:?} is not a valid policy name prefix (at most 64 of [A-Za-z0-9_+=,.@-])"),
             )
         }
-    }
-
-    /// Refuse what AWS would refuse for the profile's longest possible name: a per-thing policy name over 128.
-    fn check_policy_name_length(&self, profile: &Profile) -> Result<(), Error> {
-        if profile.policy_mode != PolicyMode::PerThing {
-            return Ok(());
-        }
-        let language = crate::naming::thing_language(profile);
-        let (true, Some(longest)) = (language.exact, language.max_len) else { return Ok(()) };
-        let total = profile.policy_prefix.len() + longest;
-        if total > MAX_POLICY_NAME {
-            return self.err(
-                None,
-                format!("profiles.{}.policy_prefix", profile.name),
-                format!(
-                    "thing names of profile {:?} can be {longest} characters long, so its policy names ({:?} + thing name) can be {total}; AWS IoT allows {MAX_POLICY_NAME}: bound common_name to at most {} characters or shorten the prefix",
-                    profile.name,
-                    profile.policy_prefix,
-                    MAX_POLICY_NAME.saturating_sub(profile.policy_prefix.len())
-                ),
-            );
-        }
-        Ok(())
     }
 
     fn resolve(&self, rel: &str) -> PathBuf {
@@ -607,7 +572,7 @@ impl Loader<'_> {
                 format!(
                     "{} attributes plus jitp's own ({}) make {}; AWS IoT allows {limit} for a thing {}",
                     p.attributes.len(),
-                    crate::provision::CERTIFICATE_ATTRIBUTE,
+                    CERTIFICATE_ATTRIBUTE,
                     p.attributes.len() + 1,
                     if thing_type.is_some() {
                         "with a thing type"
@@ -617,13 +582,13 @@ impl Loader<'_> {
                 ),
             );
         }
-        if let Some(v) = p.attributes.get(crate::provision::CERTIFICATE_ATTRIBUTE) {
+        if let Some(v) = p.attributes.get(CERTIFICATE_ATTRIBUTE) {
             return self.err(
                 Some(v.span()),
                 key("attributes"),
                 format!(
                     "{} is jitp's own attribute (it records which certificate owns the thing)",
-                    crate::provision::CERTIFICATE_ATTRIBUTE
+                    CERTIFICATE_ATTRIBUTE
                 ),
             );
         }

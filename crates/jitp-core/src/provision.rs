@@ -69,9 +69,9 @@ use crate::policy::AwsContext;
 use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
 use crate::reason::{Fault, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
+use crate::rules::Rules;
 
-/// The thing attribute that records which certificate owns the thing (see the module docs).
-pub const CERTIFICATE_ATTRIBUTE: &str = "jitp_certificate";
+pub use crate::thing::CERTIFICATE_ATTRIBUTE;
 
 /// How often a claim re-reads a thing that keeps changing under it (deleted, or written by another event
 /// between the read and the compare-and-set) before the event is handed back for redelivery.
@@ -114,7 +114,7 @@ struct CachedCa {
 
 /// Runs events through the workflow. Cheap to share (`Arc`); safe to call concurrently.
 pub struct Provisioner {
-    config: Arc<Config>,
+    rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     settings: Settings,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
@@ -124,7 +124,7 @@ pub struct Provisioner {
 
 impl std::fmt::Debug for Provisioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provisioner").field("config", &self.config.path).finish_non_exhaustive()
+        f.debug_struct("Provisioner").field("config", &self.rules.config().path).finish_non_exhaustive()
     }
 }
 
@@ -298,14 +298,19 @@ enum Other {
 }
 
 impl Provisioner {
-    /// A provisioner over `registry` with the profiles of `config`.
-    pub fn new(config: Arc<Config>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
-        Self { config, registry, settings, cas: Mutex::default(), shared_policies: Mutex::default() }
+    /// A provisioner over `registry` with the profiles and templates of `rules`.
+    pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
+        Self { rules, registry, settings, cas: Mutex::default(), shared_policies: Mutex::default() }
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        self.rules.config()
+    }
+
+    /// The configuration and its templates.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Parse raw event bytes and handle them; a malformed event is a REJECTED record with MALFORMED_EVENT.
@@ -364,7 +369,7 @@ impl Provisioner {
         let (status, action) = match refused.refusal.rejection.reason.fault() {
             Fault::None => return Ok(None),
             Fault::Operator => return Ok(Some(CertificateAction::LeftPending)),
-            Fault::Device => match self.config.on_reject(refused.refusal.profile) {
+            Fault::Device => match self.rules.config().on_reject(refused.refusal.profile) {
                 OnReject::Leave => return Ok(Some(CertificateAction::Left)),
                 OnReject::Revoke => (CertificateStatus::Revoked, CertificateAction::Revoked),
                 OnReject::Deactivate => (CertificateStatus::Inactive, CertificateAction::Inactive),
@@ -427,7 +432,7 @@ impl Provisioner {
             );
         }
         let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
-        let verdict = decide::decide(&self.config, &input).map_err(|r| Stop::from(r).governed(None, active))?;
+        let verdict = decide::decide(&self.rules, &input).map_err(|r| Stop::from(r).governed(None, active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.
             tracing::debug!(registry = %cert.id, der = %verdict.certificate_id, "certificate id is not the SHA-256 of the DER");
@@ -545,7 +550,7 @@ impl Provisioner {
         };
         let cached = Arc::new(CachedCa {
             active: described.status == CaStatus::Active,
-            ca: decide::RegisteredCa::new(&self.config, id.clone(), described.pem.as_bytes()),
+            ca: decide::RegisteredCa::new(self.rules.config(), id.clone(), described.pem.as_bytes()),
             fetched: Instant::now(),
         });
         if let Ok(mut map) = self.cas.lock() {

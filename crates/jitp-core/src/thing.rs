@@ -19,6 +19,10 @@ impl ThingName {
     pub const MAX_LEN: usize = 128;
 }
 
+/// The thing attribute that records which certificate owns the thing (see [`crate::provision`]). A profile may
+/// not set it, and it counts against AWS IoT's attribute limit.
+pub const CERTIFICATE_ATTRIBUTE: &str = "jitp_certificate";
+
 fn is_thing_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-')
 }

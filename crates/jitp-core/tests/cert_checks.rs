@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use jitp_core::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
 use jitp_core::reason::{ReasonCode, Rejection};
+use jitp_core::rules::Rules;
 use jitp_testkit::surgery::{
     BadPoint, CaBuild, Ext, JAN_1960, Name, bad_ec_key, ca_extensions, device_extensions, ku, public_key_bytes,
     raw_key, rsa_key,
@@ -27,14 +28,14 @@ fn templates_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
 }
 
-fn repo_config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| Config::load(templates_dir().join("jitp.toml")).unwrap())
+fn repo_config() -> &'static Rules {
+    static C: OnceLock<Rules> = OnceLock::new();
+    C.get_or_init(|| Rules::load(templates_dir().join("jitp.toml")).unwrap())
 }
 
 /// The repo's sensors profile without max_validity_days (for certificates from 1960).
-fn unlimited_config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
+fn unlimited_config() -> &'static Rules {
+    static C: OnceLock<Rules> = OnceLock::new();
     C.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("jitp-cert-checks-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -44,7 +45,7 @@ fn unlimited_config() -> &'static Config {
                     common_name = 'sensor-[0-9a-f]{12}'\norganization = [\"Acme\"]\n\
                     thing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n";
         std::fs::write(dir.join("jitp.toml"), text).unwrap();
-        Config::load_with(dir.join("jitp.toml"), &Overrides::default()).unwrap()
+        Rules::load_with(dir.join("jitp.toml"), &Overrides::default()).unwrap()
     })
 }
 
@@ -53,7 +54,7 @@ fn ca() -> &'static Ca {
     C.get_or_init(|| Ca::new("Acme Device CA", Alg::P256))
 }
 
-fn run_with(config: &Config, ca_pem: &str, device_pem: &str) -> CheckReport {
+fn run_with(config: &Rules, ca_pem: &str, device_pem: &str) -> CheckReport {
     check(config, ca_pem.as_bytes(), device_pem.as_bytes(), None, NOW, &AwsContext::default())
 }
 

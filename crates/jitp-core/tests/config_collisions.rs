@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
+use jitp_core::rules::Rules;
 use proptest::prelude::*;
 
 fn templates() -> PathBuf {
@@ -28,8 +29,8 @@ fn profile(name: &str, cn: &str, extra: &str) -> String {
     )
 }
 
-fn load(dir: &Path, toml: &str) -> Result<Config, String> {
-    Config::from_str_at(toml, &dir.join("jitp.toml"), &Overrides::default()).map_err(|e| e.to_string())
+fn load(dir: &Path, toml: &str) -> Result<Rules, String> {
+    Rules::from_str_at(toml, &dir.join("jitp.toml"), &Overrides::default()).map_err(|e| e.to_string())
 }
 
 #[track_caller]

@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::ids::CaCertificateId;
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
 use jitp_core::reason::ReasonCode;
+use jitp_core::rules::Rules;
 use jitp_testkit::{
     Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all, rsa_public_key, to_pem,
 };
@@ -18,9 +19,9 @@ fn templates_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
 }
 
-fn repo_config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| Config::load(templates_dir().join("jitp.toml")).unwrap())
+fn repo_config() -> &'static Rules {
+    static C: OnceLock<Rules> = OnceLock::new();
+    C.get_or_init(|| Rules::load(templates_dir().join("jitp.toml")).unwrap())
 }
 
 fn ca() -> &'static Ca {
@@ -29,7 +30,7 @@ fn ca() -> &'static Ca {
 }
 
 /// A config written beside the repo's templates, with extra profile keys.
-fn config_with(extra: &str) -> Config {
+fn config_with(extra: &str) -> Rules {
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera")).unwrap();
@@ -38,7 +39,7 @@ fn config_with(extra: &str) -> Config {
     );
     let path = dir.join("jitp.toml");
     std::fs::write(&path, text).unwrap();
-    Config::load_with(&path, &Overrides::default()).unwrap()
+    Rules::load_with(&path, &Overrides::default()).unwrap()
 }
 
 fn tempdir() -> PathBuf {
@@ -53,7 +54,7 @@ fn tempdir() -> PathBuf {
     dir
 }
 
-fn run(config: &Config, ca: &Ca, cert_pem: &str) -> CheckReport {
+fn run(config: &Rules, ca: &Ca, cert_pem: &str) -> CheckReport {
     check(config, ca.cert.pem.as_bytes(), cert_pem.as_bytes(), None, NOW, &AwsContext::default())
 }
 
@@ -259,7 +260,7 @@ fn deny_list_by_sha1_and_refused_forms() {
             "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"\n",
         )
         .unwrap();
-        Config::load(&toml)
+        Rules::load(&toml)
     };
     let spaced: String =
         sha1.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap().to_uppercase()).collect::<Vec<_>>().join(":");
@@ -280,7 +281,7 @@ fn hex_serial(bytes: &[u8]) -> String {
 }
 
 /// A one-profile config with the sensor template, `ca` and `common_name` as given.
-fn single_profile(ca: &str, common_name: &str) -> Config {
+fn single_profile(ca: &str, common_name: &str) -> Rules {
     let dir = tempdir();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
@@ -291,7 +292,7 @@ fn single_profile(ca: &str, common_name: &str) -> Config {
         ),
     )
     .unwrap();
-    Config::load(dir.join("jitp.toml")).unwrap()
+    Rules::load(dir.join("jitp.toml")).unwrap()
 }
 
 #[test]

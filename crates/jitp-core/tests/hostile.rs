@@ -6,13 +6,13 @@ use std::sync::OnceLock;
 
 use jitp_core::decide::check;
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::Config;
+use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, NOW, to_pem};
 use proptest::prelude::*;
 
-fn config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
-    C.get_or_init(|| Config::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml")).unwrap())
+fn config() -> &'static Rules {
+    static C: OnceLock<Rules> = OnceLock::new();
+    C.get_or_init(|| Rules::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml")).unwrap())
 }
 
 fn fixture() -> &'static (Ca, Vec<u8>) {
@@ -81,7 +81,7 @@ fn template_syntax_errors_name_file_and_line() {
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
     )
     .unwrap();
-    let err = Config::load(dir.join("jitp.toml")).unwrap_err().to_string();
+    let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
     assert!(err.contains("p.json.tera"), "{err}");
     assert!(err.contains(":3"), "names line 3: {err}");
 }
@@ -102,11 +102,11 @@ fn config_errors_name_file_key_and_line() {
             "[[profiles]]\nname = \"p\"\nca = [\"*\"]\n{extra}\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n"
         );
         std::fs::write(dir.join("jitp.toml"), text).unwrap();
-        let err = Config::load(dir.join("jitp.toml")).unwrap_err().to_string();
+        let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
         assert!(err.contains("jitp.toml") || err.contains("missing.pem"), "{err}");
         assert!(err.contains(needle) && err.contains(also), "{extra}: {err}");
     }
     std::fs::write(dir.join("jitp.toml"), "[[profiles]]\nname = \"p\"\nca = [\"nothex\"]\ncommon_name = '.*'\nthing_name = \"x\"\npolicy = \"policies/p.json.tera\"\n").unwrap();
-    let err = Config::load(dir.join("jitp.toml")).unwrap_err().to_string();
+    let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
     assert!(err.contains("jitp.toml:3") && err.contains("profiles[0].ca"), "{err}");
 }

@@ -13,10 +13,11 @@ use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::{Config, Overrides};
+use jitp_core::profile::Overrides;
 use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
 use jitp_core::reason::{Fault as Blame, ReasonCode};
 use jitp_core::registry::{CaStatus, IotRegistry, Operation, ThingSpec};
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
@@ -46,15 +47,15 @@ fn config_dir(edit: impl Fn(String) -> String, policy: Option<&str>) -> tempfile
     dir
 }
 
-fn load(dir: &Path) -> Arc<Config> {
-    Arc::new(Config::load_with(dir.join("jitp.toml"), &Overrides::default()).unwrap())
+fn load(dir: &Path) -> Arc<Rules> {
+    Arc::new(Rules::load_with(dir.join("jitp.toml"), &Overrides::default()).unwrap())
 }
 
-fn shipped() -> Arc<Config> {
-    Arc::new(Config::load(templates().join("jitp.toml")).unwrap())
+fn shipped() -> Arc<Rules> {
+    Arc::new(Rules::load(templates().join("jitp.toml")).unwrap())
 }
 
-fn rotate() -> Arc<Config> {
+fn rotate() -> Arc<Rules> {
     let dir = config_dir(|t| t.replace("on_duplicate = \"reject\"", "on_duplicate = \"rotate\""), None);
     load(dir.path())
 }
@@ -85,7 +86,7 @@ impl World {
         Self::new(MemoryRegistry::new().with_latency(Duration::from_millis(10), Duration::from_millis(40)))
     }
 
-    fn provisioner(&self, config: Arc<Config>) -> Arc<Provisioner> {
+    fn provisioner(&self, config: Arc<Rules>) -> Arc<Provisioner> {
         Arc::new(Provisioner::new(config, self.registry.clone() as Arc<dyn IotRegistry>, settings()))
     }
 

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use jitp_core::decide::check;
 use jitp_core::policy::AwsContext;
-use jitp_core::policy::review::{TemplateReport, lint_templates};
-use jitp_core::profile::Config;
 use jitp_core::reason::ReasonCode;
+use jitp_core::review::{TemplateReport, lint_templates};
+use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 
 fn templates_dir() -> PathBuf {
@@ -29,7 +29,7 @@ fn tempdir() -> PathBuf {
 }
 
 /// A profile (`extra` lines added) over a policy template `policy`.
-fn config(policy: &str, extra: &str) -> Config {
+fn config(policy: &str, extra: &str) -> Rules {
     let dir = tempdir();
     std::fs::write(dir.join("policies/p.json.tera"), policy).unwrap();
     let toml = format!(
@@ -39,10 +39,10 @@ fn config(policy: &str, extra: &str) -> Config {
     let toml =
         if extra.contains("thing_name") { toml } else { format!("{toml}thing_name = \"{{{{ subject.cn }}}}\"\n") };
     std::fs::write(dir.join("jitp.toml"), toml).unwrap();
-    Config::load(dir.join("jitp.toml")).unwrap()
+    Rules::load(dir.join("jitp.toml")).unwrap()
 }
 
-fn lint(config: &Config) -> TemplateReport {
+fn lint(config: &Rules) -> TemplateReport {
     lint_templates(config, &AwsContext::default()).remove(0)
 }
 
@@ -203,7 +203,7 @@ fn values_the_guard_refuses_are_expected_not_lint_errors() {
 
 #[test]
 fn the_shipped_templates_pass_over_every_synthetic_subject() {
-    let config = Config::load(templates_dir().join("jitp.toml")).unwrap();
+    let config = Rules::load(templates_dir().join("jitp.toml")).unwrap();
     let start = std::time::Instant::now();
     let reports = lint_templates(&config, &AwsContext::default());
     for r in &reports {

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::Config;
 use jitp_core::reason::ReasonCode;
+use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, Dn, NOW};
 use proptest::prelude::*;
 
@@ -31,11 +31,11 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 /// Write `toml` (profiles only) beside a copy of the sensor template and load it.
-fn load(toml: &str) -> Result<Config, jitp_core::error::Error> {
+fn load(toml: &str) -> Result<Rules, jitp_core::error::Error> {
     let dir = tempdir("cfg");
     let path = dir.join("jitp.toml");
     std::fs::write(&path, toml).unwrap();
-    Config::load(&path)
+    Rules::load(&path)
 }
 
 fn profile(name: &str, thing_name: &str, extra: &str) -> String {
@@ -54,8 +54,8 @@ const EXPRESSIONS: &[(&str, &str)] = &[
     ("serial", "{{ subject.serial_number }}"),
 ];
 
-fn config() -> &'static Config {
-    static C: OnceLock<Config> = OnceLock::new();
+fn config() -> &'static Rules {
+    static C: OnceLock<Rules> = OnceLock::new();
     C.get_or_init(|| {
         let mut text = String::new();
         for (name, expr) in EXPRESSIONS {
@@ -83,7 +83,7 @@ fn device(profile: &str, cn: &str, serial: Option<&str>, ou: Option<&str>) -> De
     d
 }
 
-fn run_on(config: &Config, d: &Device) -> CheckReport {
+fn run_on(config: &Rules, d: &Device) -> CheckReport {
     check(config, ca().cert.pem.as_bytes(), ca().issue(d).pem.as_bytes(), None, NOW, &AwsContext::default())
 }
 
@@ -166,7 +166,7 @@ fn the_policy_engine_has_the_same_ascii_only_filters() {
         profile("ident", "{{ subject.cn }}", "").replace("policies/sensor.json.tera", "policies/unit.json.tera"),
     )
     .unwrap();
-    let config = Config::load(&path).unwrap();
+    let config = Rules::load(&path).unwrap();
     let ou = "\u{3000}\u{017F}x";
     let r = run_on(&config, &device("ident", "sensor-1", None, Some(ou)));
     assert!(r.accepted(), "{}", r.message);
@@ -194,7 +194,7 @@ fn slugify_does_not_exist() {
 
 #[test]
 fn the_shipped_configuration_still_accepts_its_devices() {
-    let config = Config::load(templates_dir().join("jitp.toml")).unwrap();
+    let config = Rules::load(templates_dir().join("jitp.toml")).unwrap();
     let r = run_on(&config, &Device::new("sensor-0123456789ab"));
     assert_eq!(r.thing_name.as_deref(), Some("sensor-0123456789ab"), "{}", r.message);
 }

@@ -6,32 +6,28 @@ use std::path::PathBuf;
 
 use jitp_core::cert::Subject;
 use jitp_core::policy::{AwsContext, DeviceContext, FORBIDDEN};
-use jitp_core::profile::{Config, Overrides, PolicyMode};
+use jitp_core::profile::{Overrides, PolicyMode};
 use jitp_core::reason::{ReasonCode, Rejection};
+use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
 
-fn repo_config(mode: PolicyMode) -> Config {
+fn repo_config(mode: PolicyMode) -> Rules {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Config::load_with(path, &Overrides { policy_mode: Some(mode), ..Overrides::default() }).unwrap()
+    Rules::load_with(path, &Overrides { policy_mode: Some(mode), ..Overrides::default() }).unwrap()
 }
 
 fn subject(cn: &str) -> Subject {
     Subject { cn: vec![cn.into()], o: vec!["Acme".into()], ou: vec!["line-3".into()], ..Subject::default() }
 }
 
-fn render(config: &Config, profile: &str, thing: &str, subject: &Subject) -> Result<serde_json::Value, Rejection> {
+fn render(config: &Rules, profile: &str, thing: &str, subject: &Subject) -> Result<serde_json::Value, Rejection> {
     let thing = ThingName::try_from(thing.to_owned()).unwrap();
     let aws = AwsContext::default();
-    let device = DeviceContext {
-        thing_name: &thing,
-        aws: &aws,
-        certificate_id: &"c".repeat(64),
-        certificate_serial: "01",
-        ca_id: &"a".repeat(64),
-        subject,
-        profile: config.profile(profile).unwrap(),
-    };
-    config.engine().render_policy(&device).map(|p| p.json())
+    let mut device =
+        DeviceContext::new(config.profile(profile).unwrap(), subject, &"c".repeat(64), "01", &"a".repeat(64));
+    device.name(thing);
+    device.place(&aws);
+    config.templates().render_policy(&device).map(|p| p.json())
 }
 
 #[test]
@@ -46,7 +42,7 @@ fn snapshot_shipped_templates() {
 }
 
 /// A config whose one template prints `expr` inside a topic resource.
-fn config_printing(expr: &str) -> Config {
+fn config_printing(expr: &str) -> Rules {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir =
@@ -63,7 +59,7 @@ fn config_printing(expr: &str) -> Config {
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
     )
     .unwrap();
-    Config::load(dir.join("jitp.toml")).unwrap()
+    Rules::load(dir.join("jitp.toml")).unwrap()
 }
 
 #[test]
@@ -115,6 +111,15 @@ fn safe_and_escape_filters_cannot_bypass_the_guard() {
 }
 
 #[test]
+fn a_computed_value_that_carries_a_forbidden_character_is_refused() {
+    // No subject value is refused, yet the template prints a slash it computed: the guard refuses it all the same.
+    let config = config_printing("{{ subject.ou ~ '/' ~ subject.o }}");
+    let err = render(&config, "p", "dev-1", &subject("dev-1")).unwrap_err();
+    assert_eq!(err.reason, ReasonCode::InvalidAttribute, "{}", err.message);
+    assert!(err.message.contains("a computed value carries a forbidden character"), "{}", err.message);
+}
+
+#[test]
 fn an_undefined_field_names_itself() {
     let config = config_printing("{{ subject.st }}");
     let err = render(&config, "p", "dev-1", &subject("dev-1")).unwrap_err();
@@ -149,15 +154,9 @@ fn shared_mode_templates_cannot_read_device_values() {
     let thing = ThingName::try_from("dev-1".to_owned()).unwrap();
     let aws = AwsContext::default();
     let s = subject("dev-1");
-    let device = DeviceContext {
-        thing_name: &thing,
-        aws: &aws,
-        certificate_id: "c",
-        certificate_serial: "01",
-        ca_id: "a",
-        subject: &s,
-        profile: &profile,
-    };
-    let err = config.engine().render_policy(&device).unwrap_err();
+    let mut device = DeviceContext::new(&profile, &s, "c", "01", "a");
+    device.name(thing);
+    device.place(&aws);
+    let err = config.templates().render_policy(&device).unwrap_err();
     assert_eq!(err.reason, ReasonCode::PolicyTemplateError, "{}", err.message);
 }

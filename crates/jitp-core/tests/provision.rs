@@ -9,17 +9,18 @@ use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::{Config, OnReject, Overrides, PolicyMode};
+use jitp_core::profile::{OnReject, Overrides, PolicyMode};
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
 const CN: &str = "sensor-0123456789ab";
 
-fn config(overrides: Overrides) -> Arc<Config> {
+fn config(overrides: Overrides) -> Arc<Rules> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Arc::new(Config::load_with(path, &overrides).unwrap())
+    Arc::new(Rules::load_with(path, &overrides).unwrap())
 }
 
 fn settings() -> Settings {
@@ -278,7 +279,7 @@ async fn rotate_moves_the_thing_to_the_newer_certificate_and_retires_the_old() {
         .replace("on_duplicate = \"reject\"", "on_duplicate = \"rotate\"");
     let toml = toml.split("[[profiles]]\nname = \"gateways\"").next().unwrap().to_owned();
     std::fs::write(dir.join("jitp.toml"), toml).unwrap();
-    let config = Arc::new(Config::load(dir.join("jitp.toml")).unwrap());
+    let config = Arc::new(Rules::load(dir.join("jitp.toml")).unwrap());
     let mut world = World::plain();
     world.provisioner = Provisioner::new(config, world.registry.clone() as Arc<dyn IotRegistry>, settings());
 

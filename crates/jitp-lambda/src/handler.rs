@@ -21,6 +21,7 @@ use jitp_core::memory::MemoryRegistry;
 use jitp_core::profile::Config;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
+use jitp_core::rules::Rules;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -118,7 +119,7 @@ pub struct Handler {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     lambda: LambdaConfig,
     settings: Settings,
@@ -134,7 +135,7 @@ struct Inner {
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
-            .field("config", &self.inner.config.path)
+            .field("config", &self.inner.rules.config().path)
             .field("sqs_concurrency", &self.inner.lambda.sqs_concurrency)
             .finish_non_exhaustive()
     }
@@ -142,7 +143,7 @@ impl std::fmt::Debug for Handler {
 
 /// Builds a [`Handler`].
 pub struct HandlerBuilder {
-    config: Arc<Config>,
+    rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     lambda: LambdaConfig,
     settings: Settings,
@@ -153,7 +154,7 @@ pub struct HandlerBuilder {
 
 impl std::fmt::Debug for HandlerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerBuilder").field("config", &self.config.path).finish_non_exhaustive()
+        f.debug_struct("HandlerBuilder").field("config", &self.rules.config().path).finish_non_exhaustive()
     }
 }
 
@@ -189,11 +190,11 @@ impl HandlerBuilder {
         if self.lambda.aws_context_is_complete() {
             settings.aws = self.lambda.aws_context(None);
             // Set once, on a fresh cell: cannot fail.
-            let _ = provisioner.set(Provisioner::new(self.config.clone(), self.registry.clone(), settings.clone()));
+            let _ = provisioner.set(Provisioner::new(self.rules.clone(), self.registry.clone(), settings.clone()));
         }
         Handler {
             inner: Arc::new(Inner {
-                config: self.config,
+                rules: self.rules,
                 registry: self.registry,
                 lambda: self.lambda,
                 settings,
@@ -230,23 +231,15 @@ impl<'a> Trigger<'a> {
 }
 
 impl Handler {
-    /// A handler over `registry` with the profiles of `config`, the system clock and stdout.
-    pub fn builder(config: Arc<Config>, registry: Arc<dyn IotRegistry>, lambda: LambdaConfig) -> HandlerBuilder {
+    /// A handler over `registry` with the profiles and templates of `rules`, the system clock and stdout.
+    pub fn builder(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, lambda: LambdaConfig) -> HandlerBuilder {
         let settings = Settings { retry_deadline: lambda.retry_deadline, ..Settings::default() };
-        HandlerBuilder {
-            config,
-            registry,
-            lambda,
-            settings,
-            clock: system_clock(),
-            sink: audit::stdout(),
-            memory: None,
-        }
+        HandlerBuilder { rules, registry, lambda, settings, clock: system_clock(), sink: audit::stdout(), memory: None }
     }
 
     /// The loaded configuration.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.inner.rules.config()
     }
 
     fn provisioner(&self, ctx: &Context) -> &Provisioner {
@@ -263,7 +256,7 @@ impl Handler {
             }
             tracing::info!(partition = %aws.partition, region = %aws.region, account_id = %aws.account_id, "policy context");
             let settings = Settings { aws, ..self.inner.settings.clone() };
-            Provisioner::new(self.inner.config.clone(), self.inner.registry.clone(), settings)
+            Provisioner::new(self.inner.rules.clone(), self.inner.registry.clone(), settings)
         })
     }
 

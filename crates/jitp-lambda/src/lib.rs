@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::Config;
 use jitp_core::registry::IotRegistry;
+use jitp_core::rules::Rules;
 
 pub use config::{ConfigError, LambdaConfig, RegistryChoice};
 pub use handler::{Clock, Handler, HandlerError, Response};
@@ -46,7 +46,7 @@ pub enum InitError {
 /// Load the configuration and templates, open the registry, and build the handler (system clock, stdout).
 pub async fn build(lambda: LambdaConfig) -> Result<Handler, InitError> {
     let path = lambda.config_path.clone();
-    let config = Config::load_with(&path, &lambda.overrides).map_err(|source| InitError::Config { path, source })?;
+    let config = Rules::load_with(&path, &lambda.overrides).map_err(|source| InitError::Config { path, source })?;
     let config = Arc::new(config);
     let (registry, memory): (Arc<dyn IotRegistry>, Option<Arc<MemoryRegistry>>) = match &lambda.registry {
         RegistryChoice::Aws { endpoint_url } => {

@@ -11,8 +11,8 @@ use jitp_core::audit::Outcome;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::Config;
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_core::rules::Rules;
 use jitp_lambda::{Handler, HandlerError, LambdaConfig, Response};
 use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -37,7 +37,7 @@ impl Fixture {
         env.insert("JITP_CONFIG".into(), templates().display().to_string());
         env.entry("JITP_REGISTRY".into()).or_insert_with(|| "memory".into());
         let lambda = LambdaConfig::from_lookup(|k| env.get(k).cloned(), None).unwrap();
-        let config = Arc::new(Config::load_with(&lambda.config_path, &lambda.overrides).unwrap());
+        let config = Arc::new(Rules::load_with(&lambda.config_path, &lambda.overrides).unwrap());
         let memory = Arc::new(memory);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = lines.clone();

@@ -283,7 +283,7 @@ pub(crate) async fn preview(
             .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z")))?,
     };
     let report = check(
-        &state.shared.config,
+        &state.shared.rules,
         request.ca_pem.as_bytes(),
         request.cert_pem.as_bytes(),
         ca_id.as_ref(),
@@ -332,7 +332,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     }
     let body = serde_json::json!({
         "status": "ready",
-        "profiles": state.shared.config.profiles.len(),
+        "profiles": state.shared.rules.config().profiles.len(),
         "intake": state.intake_enabled(),
     });
     Ok(Json(body).into_response())

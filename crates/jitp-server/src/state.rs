@@ -4,10 +4,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use jitp_core::policy::AwsContext;
-use jitp_core::policy::review::lint_templates;
 use jitp_core::profile::Config;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
+use jitp_core::review::lint_templates;
+use jitp_core::rules::Rules;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
@@ -165,7 +166,7 @@ impl Options {
 /// Everything built once: the configuration (templates compiled), the workflow, the lint report.
 pub(crate) struct Shared {
     pub(crate) provisioner: Provisioner,
-    pub(crate) config: Arc<Config>,
+    pub(crate) rules: Arc<Rules>,
     pub(crate) registry: Arc<dyn IotRegistry>,
     pub(crate) aws: AwsContext,
     pub(crate) intake: Intake,
@@ -194,7 +195,7 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("config", &self.shared.config.path)
+            .field("config", &self.shared.rules.config().path)
             .field("intake", &self.shared.intake)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -202,22 +203,22 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The state for `config` (loaded once, templates compiled) over `registry`, with the workflow `settings`
+    /// The state for `rules` (loaded once, templates compiled) over `registry`, with the workflow `settings`
     /// (whose `aws` context previews and lint use too), default [`Options`] and the system clock.
-    pub fn new(config: Arc<Config>, registry: Arc<dyn IotRegistry>, settings: Settings, intake: Intake) -> Self {
+    pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings, intake: Intake) -> Self {
         let aws = settings.aws.clone();
-        let reports = lint_templates(&config, &aws);
+        let reports = lint_templates(&rules, &aws);
         let ok = !reports.iter().any(|r| r.has_errors());
         if !ok {
-            tracing::warn!(config = %config.path.display(), "the loaded templates have lint errors; see GET /v1/lint");
+            tracing::warn!(config = %rules.config().path.display(), "the loaded templates have lint errors; see GET /v1/lint");
         }
         let lint = serde_json::json!({ "ok": ok, "templates": reports });
-        let provisioner = Provisioner::new(config.clone(), registry.clone(), settings);
+        let provisioner = Provisioner::new(rules.clone(), registry.clone(), settings);
         let options = Options::default();
         let permits = Arc::new(Semaphore::new(options.max_concurrency));
         let shared = Shared {
             provisioner,
-            config,
+            rules,
             registry,
             aws,
             intake,
@@ -262,7 +263,7 @@ impl AppState {
 
     /// The loaded configuration.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        self.shared.rules.config()
     }
 
     /// The options in force.

@@ -12,8 +12,8 @@ use common::*;
 use jitp_core::decide::check;
 use jitp_core::event::CertificateStatus;
 use jitp_core::policy::AwsContext;
-use jitp_core::policy::review::lint_templates;
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_core::review::lint_templates;
 use jitp_server::{AppState, Intake, Options, app};
 use jitp_testkit::{DAY, NOW, event_for_ids};
 use serde_json::{Value, json};
@@ -258,7 +258,7 @@ async fn lint_is_exactly_jitp_lint() {
     let ok = !reports.iter().any(|r| r.has_errors());
     assert_eq!(a.json(), json!({ "ok": ok, "templates": reports }));
     assert_eq!(a.json()["ok"], true, "the repository's templates lint clean");
-    assert_eq!(a.json()["templates"].as_array().map(Vec::len), Some(config().profiles.len()));
+    assert_eq!(a.json()["templates"].as_array().map(Vec::len), Some(config().config().profiles.len()));
 }
 
 #[tokio::test]

@@ -211,7 +211,7 @@ async fn run_all(args: Args) -> ExitCode {
 
 async fn burst(
     args: &Args,
-    config: &Arc<jitp_core::profile::Config>,
+    config: &Arc<jitp_core::rules::Rules>,
     settings: &Settings,
     ca: &Ca,
     pems: &[String],

@@ -1,104 +1,38 @@
 //! Policy documents: render from the security team's Tera templates, then lint.
 //!
-//! Templates are compiled once, at start-up. Values taken from a certificate are untrusted: the renderer's
-//! escape function refuses, with INVALID_ATTRIBUTE, any printed value that carries a character that could
-//! widen a policy (see [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be
-//! JSON, version 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
+//! Templates are compiled once, at start-up. Each device's template values are gathered once, in its
+//! [`DeviceContext`]. Values taken from a certificate are untrusted: the renderer's escape function refuses,
+//! with INVALID_ATTRIBUTE, any printed value that carries a character that could widen a policy (see
+//! [`FORBIDDEN`]), and `| safe` cannot switch that off. The rendered document must be JSON, version
+//! 2012-10-17, within AWS's size limit, and pass [`lint`] before anything uses it.
 
 pub mod branches;
+mod context;
 mod filters;
+mod guard;
 pub mod lint;
-pub mod review;
 
 use std::path::Path;
 
 use serde::Serialize;
-use tera::{Context, Kwargs, State, Tera};
+use tera::{Kwargs, State, Tera};
 
-use crate::cert::Subject;
 use crate::error::Error;
 use crate::ids::{PolicyName, shown};
-use crate::profile::{PolicyMode, Profile, line_of};
+use crate::profile::{Config, PolicyMode, line_of};
 use crate::reason::{Rejection, reject};
-use crate::thing::ThingName;
 
+pub use context::{AwsContext, DeviceContext};
+pub use guard::{FORBIDDEN, forbidden_reason};
 pub use lint::{Finding, Report, Rule, Scope, Severity};
 
 /// AWS IoT's policy document limit: 2048 characters, whitespace excluded.
 pub const MAX_POLICY_CHARS: usize = 2048;
 
-/// The characters no printed template value may contain, with why.
-pub const FORBIDDEN: &[(&str, &str)] = &[
-    ("\"", "a quote ends the JSON string"),
-    ("\\", "a backslash starts a JSON escape"),
-    ("*", "a policy wildcard"),
-    ("?", "a policy wildcard"),
-    ("+", "an MQTT wildcard"),
-    ("#", "an MQTT wildcard"),
-    ("/", "a topic level separator"),
-    ("$", "the start of a policy variable"),
-];
-
-/// Marker carried by the escape function's error so the renderer can tell it from other template errors.
-const REFUSED_MARKER: &str = "jitp-refused-value";
-
-/// Why `value` may not be printed into a policy, if it may not.
-pub fn forbidden_reason(value: &str) -> Option<String> {
-    for (s, why) in FORBIDDEN {
-        if value.contains(s) {
-            return Some(format!("contains {s:?} ({why})"));
-        }
-    }
-    value.chars().find(|c| c.is_control()).map(|c| format!("contains the control character {:?}", c))
-}
-
-fn guard_escape(value: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    if forbidden_reason(value).is_some() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, REFUSED_MARKER));
-    }
-    out.write_all(value.as_bytes())
-}
-
 /// A filter that returns its input as an ordinary (escapable) string: installed under the names of Tera's
 /// filters that would mark a value safe, so that no template can print an unchecked value.
 fn not_safe(value: std::borrow::Cow<'_, str>, _: Kwargs, _: &State) -> String {
     value.into_owned()
-}
-
-/// AWS placement of the rendered policy (template context `aws.*`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AwsContext {
-    /// `aws`, `aws-cn`, `aws-us-gov`.
-    pub partition: String,
-    /// e.g. `us-east-1`.
-    pub region: String,
-    /// 12 digits.
-    pub account_id: String,
-}
-
-impl Default for AwsContext {
-    fn default() -> Self {
-        Self { partition: "aws".into(), region: "us-east-1".into(), account_id: "123456789012".into() }
-    }
-}
-
-/// Everything a template may read about one device.
-#[derive(Debug, Clone)]
-pub struct DeviceContext<'a> {
-    /// The validated thing name.
-    pub thing_name: &'a ThingName,
-    /// Where the policy lives.
-    pub aws: &'a AwsContext,
-    /// The certificate id (64 hex).
-    pub certificate_id: &'a str,
-    /// The certificate serial (hex).
-    pub certificate_serial: &'a str,
-    /// The CA certificate id.
-    pub ca_id: &'a str,
-    /// The subject fields.
-    pub subject: &'a Subject,
-    /// The profile.
-    pub profile: &'a Profile,
 }
 
 /// A rendered, validated, linted policy.
@@ -119,7 +53,7 @@ impl RenderedPolicy {
     }
 }
 
-/// The compiled templates of a configuration.
+/// The compiled templates of a configuration: built from a [`Config`] by `rules::Rules`, which holds both.
 #[derive(Debug)]
 pub struct Engine {
     /// Policy templates, with the guard escape function.
@@ -137,11 +71,14 @@ fn attribute_template(profile: &str, attribute: &str) -> String {
 }
 
 impl Engine {
-    /// Compile every template the profiles name; a syntax error names the file and line.
-    pub(crate) fn compile(dir: &Path, config_path: &Path, profiles: &[Profile]) -> Result<Self, Error> {
+    /// Compile every template `config`'s profiles name (files relative to `config.path`); a syntax error names
+    /// the file and line.
+    pub(crate) fn compile(config: &Config) -> Result<Self, Error> {
+        let config_path = config.path.as_path();
+        let dir = config_path.parent().unwrap_or(Path::new(""));
         let mut policies = Tera::new();
         policies.autoescape_on(vec![""]);
-        policies.set_escape_fn(guard_escape);
+        policies.set_escape_fn(guard::escape);
         for name in ["safe", "escape", "escape_html", "escape_xml"] {
             policies.register_filter(name, not_safe);
         }
@@ -149,7 +86,7 @@ impl Engine {
         let mut names = Tera::new();
         names.autoescape_on(Vec::<&str>::new());
         filters::install(&mut names);
-        for profile in profiles {
+        for profile in &config.profiles {
             if !policies.contains_template(&profile.policy) {
                 let file = dir.join(&profile.policy);
                 let source =
@@ -185,8 +122,9 @@ impl Engine {
     ///
     /// The text is returned exactly as rendered: nothing is trimmed or normalised, so a subject value with a
     /// stray space or a look-alike character cannot become another device's name (it fails validation).
-    pub fn render_thing_name(&self, profile: &Profile, ctx: &Context) -> Result<String, Rejection> {
-        self.names.render(&thing_name_template(&profile.name), ctx).map_err(|e| {
+    pub fn render_thing_name(&self, device: &DeviceContext<'_>) -> Result<String, Rejection> {
+        let profile = device.profile();
+        self.names.render(&thing_name_template(&profile.name), device.values()).map_err(|e| {
             reject!(
                 PolicyTemplateError,
                 "the thing_name expression of profile {} failed to render: {}",
@@ -196,9 +134,11 @@ impl Engine {
         })
     }
 
-    /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]).
-    pub fn render_attribute(&self, profile: &Profile, attribute: &str, ctx: &Context) -> Result<String, Rejection> {
-        self.names.render(&attribute_template(&profile.name, attribute), ctx).map_err(|e| {
+    /// Render one attribute expression, exactly (see [`Engine::render_thing_name`]); it sees the thing name once
+    /// [`DeviceContext::name`] has added it.
+    pub fn render_attribute(&self, device: &DeviceContext<'_>, attribute: &str) -> Result<String, Rejection> {
+        let profile = device.profile();
+        self.names.render(&attribute_template(&profile.name, attribute), device.values()).map_err(|e| {
             reject!(
                 PolicyTemplateError,
                 "the attribute {attribute:?} expression of profile {} failed to render: {}",
@@ -208,32 +148,50 @@ impl Engine {
         })
     }
 
-    /// Render, check and lint the policy for one device.
+    /// Render, check and lint the policy for one device, named ([`DeviceContext::name`], per-thing mode) and
+    /// placed ([`DeviceContext::place`]).
     pub fn render_policy(&self, device: &DeviceContext<'_>) -> Result<RenderedPolicy, Rejection> {
         let (rendered, name, scope) = self.render_unchecked(device)?;
-        finish(&rendered, name, scope, &device.profile.policy)
+        finish(&rendered, name, scope, &device.profile().policy)
     }
 
     /// Render the policy text and name, without the size, JSON and lint checks.
     pub fn render_unchecked<'d>(
         &self,
-        device: &DeviceContext<'d>,
+        device: &'d DeviceContext<'_>,
     ) -> Result<(String, PolicyName, Scope<'d>), Rejection> {
-        let profile = device.profile;
+        let profile = device.profile();
+        let Some(aws) = device.aws() else {
+            return Err(reject!(
+                PolicyTemplateError,
+                "policy template {} was rendered for a device that was not placed (DeviceContext::place)",
+                profile.policy
+            ));
+        };
+        let shared;
         let (ctx, name, scope) = match profile.policy_mode {
             PolicyMode::PerThing => {
-                let name = policy_name(&profile.policy_prefix, device.thing_name.as_str())?;
-                (device_context(device), name, Scope::Thing(device.thing_name.as_str()))
+                let Some(thing_name) = device.thing_name() else {
+                    return Err(reject!(
+                        PolicyTemplateError,
+                        "policy template {} was rendered for a device that was not named (DeviceContext::name)",
+                        profile.policy
+                    ));
+                };
+                let name = policy_name(&profile.policy_prefix, thing_name.as_str())?;
+                (device.values(), name, Scope::Thing(thing_name.as_str()))
             }
             PolicyMode::Shared => {
                 // One document for every device: the template sees no device values, so it cannot depend on them.
                 let stem = crate::naming::template_stem(&profile.policy);
-                (shared_context(device.aws, profile), policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
+                shared = context::shared_context(aws, profile);
+                (&shared, policy_name(&profile.policy_prefix, stem)?, Scope::Shared)
             }
         };
-        let rendered = self.policies.render(&profile.policy, &ctx).map_err(|e| {
-            if format!("{e:?}").contains(REFUSED_MARKER) {
-                let fields = refused_fields(device);
+        let rendered = self.policies.render(&profile.policy, ctx).map_err(|e| {
+            if guard::refused(&e) {
+                // Which subject values are refused was settled when the context was built.
+                let fields = device.refused();
                 reject!(
                     InvalidAttribute,
                     "a value printed into policy template {} is not allowed in a policy: {}",
@@ -262,24 +220,34 @@ impl Engine {
     }
 }
 
-/// Check size, JSON and version, canonicalise, and lint a rendered document.
+/// Check size, JSON and version, lint, and canonicalise a rendered document: one parse serves them all.
 pub fn finish(rendered: &str, name: PolicyName, scope: Scope<'_>, template: &str) -> Result<RenderedPolicy, Rejection> {
-    let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
-    if size > MAX_POLICY_CHARS {
-        return Err(reject!(
-            PolicyTooLarge,
-            "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
-        ));
-    }
-    let value: serde_json::Value = serde_json::from_str(rendered)
-        .map_err(|e| reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}"))?;
-    if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
-        return Err(reject!(
-            PolicyTemplateError,
-            "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
-        ));
-    }
-    let report = lint::lint(rendered, scope);
+    check_size(rendered, template)?;
+    judge(rendered, &lint::Document::parse(rendered), name, scope, template)
+}
+
+/// [`finish`] with the document already parsed from `rendered` (`jitp lint` also shows its findings).
+pub fn finish_parsed(
+    rendered: &str,
+    document: &lint::Document,
+    name: PolicyName,
+    scope: Scope<'_>,
+    template: &str,
+) -> Result<RenderedPolicy, Rejection> {
+    check_size(rendered, template)?;
+    judge(rendered, document, name, scope, template)
+}
+
+/// Everything [`finish`] checks after the size.
+fn judge(
+    rendered: &str,
+    document: &lint::Document,
+    name: PolicyName,
+    scope: Scope<'_>,
+    template: &str,
+) -> Result<RenderedPolicy, Rejection> {
+    check_json(rendered, document, template)?;
+    let report = lint::lint_document(document, scope);
     if report.has_errors() {
         let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
         return Err(reject!(
@@ -288,8 +256,43 @@ pub fn finish(rendered: &str, name: PolicyName, scope: Scope<'_>, template: &str
             first.join("; ")
         ));
     }
-    let document = serde_json::to_string(&value).unwrap_or_default();
-    Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
+    let canonical = document.canonical().unwrap_or_default();
+    Ok(RenderedPolicy { name, document: canonical, warnings: report.warnings().cloned().collect() })
+}
+
+fn check_size(rendered: &str, template: &str) -> Result<(), Rejection> {
+    let size = rendered.chars().filter(|c| !c.is_whitespace()).count();
+    if size > MAX_POLICY_CHARS {
+        return Err(reject!(
+            PolicyTooLarge,
+            "the policy rendered from {template} is {size} characters without whitespace; AWS IoT allows {MAX_POLICY_CHARS}"
+        ));
+    }
+    Ok(())
+}
+
+/// The document is JSON with `"Version": "2012-10-17"`, or the template is at fault (POLICY_TEMPLATE_ERROR).
+fn check_json(rendered: &str, document: &lint::Document, template: &str) -> Result<(), Rejection> {
+    let not_json = |e: &serde_json::Error| {
+        reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}")
+    };
+    let version_ok = if document.repeats_a_key() {
+        // Rare (a broken template): JSON that repeats a key is judged as serde_json::Value reads it, the last of
+        // two equal keys winning, as it always was; the lint then refuses it (invalid-document).
+        let value: serde_json::Value = serde_json::from_str(rendered).map_err(|e| not_json(&e))?;
+        value.get("Version").and_then(|v| v.as_str()) == Some(lint::POLICY_VERSION)
+    } else if let Some(e) = document.error() {
+        return Err(not_json(e));
+    } else {
+        document.version() == Some(lint::POLICY_VERSION)
+    };
+    if !version_ok {
+        return Err(reject!(
+            PolicyTemplateError,
+            "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
+        ));
+    }
+    Ok(())
 }
 
 /// `prefix + name`, with `:` (legal in thing names, not in policy names) spelled `.` (illegal in thing names,
@@ -303,56 +306,6 @@ pub fn policy_name(prefix: &str, name: &str) -> Result<PolicyName, Rejection> {
             shown(&candidate)
         )
     })
-}
-
-fn refused_fields(device: &DeviceContext<'_>) -> Vec<String> {
-    device
-        .subject
-        .fields()
-        .into_iter()
-        .filter_map(|(field, values)| {
-            let bad = values.iter().find_map(|v| forbidden_reason(v).map(|why| (v, why)))?;
-            Some(format!("subject.{field} {} {}", shown(bad.0), bad.1))
-        })
-        .collect()
-}
-
-/// The template context of one device. Absent subject fields are left undefined, so a template that uses
-/// one without `| default(...)` fails and says which.
-pub fn device_context(device: &DeviceContext<'_>) -> Context {
-    let mut ctx = base_context(device.aws, device.profile);
-    ctx.insert("thing_name", device.thing_name.as_str());
-    ctx.insert("certificate", &serde_json::json!({ "id": device.certificate_id, "serial": device.certificate_serial }));
-    ctx.insert("ca", &serde_json::json!({ "id": device.ca_id }));
-    ctx.insert("subject", &subject_map(device.subject));
-    ctx
-}
-
-/// The context of a shared policy: no device values at all. `thing_name` is the policy variable AWS IoT
-/// resolves at connection time, so one template serves both modes.
-pub fn shared_context(aws: &AwsContext, profile: &Profile) -> Context {
-    let mut ctx = base_context(aws, profile);
-    ctx.insert_value("thing_name", tera::Value::safe_string(lint::THING_NAME_VARIABLE));
-    ctx
-}
-
-fn base_context(aws: &AwsContext, profile: &Profile) -> Context {
-    let mut ctx = Context::new();
-    ctx.insert("aws", aws);
-    ctx.insert("profile", &serde_json::json!({ "name": profile.name }));
-    ctx
-}
-
-/// Subject fields with exactly one value, by template name.
-pub fn subject_map(subject: &Subject) -> serde_json::Map<String, serde_json::Value> {
-    subject
-        .fields()
-        .into_iter()
-        .filter_map(|(name, values)| match values {
-            [one] => Some((name.to_owned(), serde_json::Value::String(one.clone()))),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A thing_name or attribute expression may not begin or end with whitespace of its own: the rendered text is
@@ -401,4 +354,111 @@ fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
     });
     let _ = line_of(source, 0);
     Error::config(file, line, "template", message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// `finish` before the single parse: serde_json::Value for the JSON and Version checks and the canonical
+    /// form, the lint parsing the text again. The one parse must decide exactly as it did.
+    fn two_parses(
+        rendered: &str,
+        name: PolicyName,
+        scope: Scope<'_>,
+        template: &str,
+    ) -> Result<RenderedPolicy, Rejection> {
+        check_size(rendered, template)?;
+        let value: serde_json::Value = serde_json::from_str(rendered)
+            .map_err(|e| reject!(PolicyTemplateError, "the policy rendered from {template} is not valid JSON: {e}"))?;
+        if value.get("Version").and_then(|v| v.as_str()) != Some("2012-10-17") {
+            return Err(reject!(
+                PolicyTemplateError,
+                "the policy rendered from {template} must have \"Version\": \"2012-10-17\""
+            ));
+        }
+        let report = lint::lint(rendered, scope);
+        if report.has_errors() {
+            let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
+            return Err(reject!(
+                PolicyTooPermissive,
+                "the policy rendered from {template} is too permissive: {}",
+                first.join("; ")
+            ));
+        }
+        let document = serde_json::to_string(&value).unwrap_or_default();
+        Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
+    }
+
+    const ARN: &str = "arn:aws:iot:us-east-1:123456789012";
+
+    fn documents() -> Vec<String> {
+        let clean = format!(
+            r#"{{ "Version": "2012-10-17", "Id": "x\u00e9\n",
+  "Statement": [
+    {{ "Sid": "c", "Effect": "Allow", "Action": "iot:Connect", "Resource": "{ARN}:client/dev-1",
+       "Condition": {{ "Bool": {{ "iot:Connection.Thing.IsAttached": "true" }}, "NumericLessThan": {{ "n": [1, -2, 3.5, 1e2, 1E-7, 12345678901234567890, -0, 0.0, 1.5e300] }}, "Null": {{ "a": true, "b": false, "c": null }} }} }},
+    {{ "Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": ["{ARN}:topic/things/dev-1/*"] }},
+    {{ "Effect": "Deny", "Action": "iot:Publish", "Resource": "{ARN}:topic/things/dev-1/a/#" }}
+  ]
+}}"#
+        );
+        let mut out = vec![
+            clean.clone(),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2012-10-17\", \"Version\": \"2012-10-17\",",
+                1,
+            ),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2012-10-17\", \"Version\": \"2008-10-17\",",
+                1,
+            ),
+            clean.replacen(
+                "\"Version\": \"2012-10-17\",",
+                "\"Version\": \"2008-10-17\", \"Version\": \"2012-10-17\",",
+                1,
+            ),
+            clean.replacen("\"Effect\": \"Deny\"", "\"Effect\": \"Deny\", \"Effect\": \"Allow\"", 1),
+            clean.replacen("\"Effect\": \"Deny\"", "\"Effect\": \"Deny\", \"Eff\\u0065ct\": \"Deny\"", 1) + " trailing",
+            clean.replacen("\"Version\": \"2012-10-17\",", "", 1),
+            clean.replacen("\"2012-10-17\"", "20121017", 1),
+            format!("{clean}{}", " ".repeat(40 * 1024)),
+            format!("{}{clean}", "\n".repeat(40 * 1024)),
+            "[]".to_owned(),
+            "\"2012-10-17\"".to_owned(),
+            "null".to_owned(),
+            String::new(),
+            "{\"Version\":\"2012-10-17\",\"Statement\":[]}".to_owned(),
+            "{\"$serde_json::private::Number\":\"1\"}".to_owned(),
+            r#"{"$serde_json::private::RawValue":"{\"Version\":\"2012-10-17\"}"}"#.to_owned(),
+        ];
+        let positions: Vec<usize> = clean.char_indices().map(|(i, _)| i).step_by(7).collect();
+        for at in positions {
+            for insert in ["*", "\"", "}", "]", ",", "/", "${", "#", "\\u0000", ":", "1", "\"Version\":\"2012-10-17\","]
+            {
+                let mut mutated = clean.clone();
+                mutated.insert_str(at, insert);
+                out.push(mutated);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_parse_decides_as_two_did() {
+        let name = PolicyName::try_from("jitp-dev-1".to_owned()).unwrap();
+        let mut accepted = 0;
+        for document in documents() {
+            for scope in [Scope::Thing("dev-1"), Scope::Shared] {
+                let one = finish(&document, name.clone(), scope, "t.json.tera");
+                let two = two_parses(&document, name.clone(), scope, "t.json.tera");
+                assert_eq!(one, two, "{document}");
+                accepted += usize::from(one.is_ok());
+            }
+        }
+        assert!(accepted > 0, "some documents pass, so the canonical forms were compared");
+    }
 }

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::Config;
 use jitp_core::provision::Settings;
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_core::rules::Rules;
 use jitp_server::{AppState, Intake, Options};
 use jitp_testkit::{Alg, Ca, Device, NOW, Pem, event_for_ids};
 use serde_json::Value;
@@ -23,12 +23,12 @@ use tower::ServiceExt as _;
 pub const TOKEN: &str = "test-secret-0123456789abcdef";
 
 /// The repository's templates/jitp.toml, loaded once per test binary.
-pub fn config() -> Arc<Config> {
-    static CONFIG: OnceLock<Arc<Config>> = OnceLock::new();
+pub fn config() -> Arc<Rules> {
+    static CONFIG: OnceLock<Arc<Rules>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-            Arc::new(Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            Arc::new(Rules::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         })
         .clone()
 }

@@ -1,16 +1,20 @@
 //! `jitp lint` and `GET /v1/lint`: render every profile's template for a synthetic device and lint it, then
-//! render the names and the policy for every synthetic subject of [`super::branches`] through the same code
-//! path as a real device, so that a branch that is too wide, or fails to render, for some subject the profile
-//! accepts is found before any device takes it.
+//! render the names and the policy for every synthetic subject of [`crate::policy::branches`] through the same
+//! code path as a real device, so that a branch that is too wide, or fails to render, for some subject the
+//! profile accepts is found before any device takes it.
+//!
+//! Above [`crate::decide`], whose code path it shares: the templates, the configuration and the decision are
+//! all below it.
 
 use serde::Serialize;
 
-use super::branches::{self, MAX_SUBJECTS};
-use super::{AwsContext, DeviceContext, Finding, Severity};
 use crate::cert::Subject;
-use crate::decide::{Names, render_names, subject_accepted};
-use crate::profile::{Config, Profile};
+use crate::decide::{render_names, subject_accepted};
+use crate::policy::branches::{self, MAX_SUBJECTS};
+use crate::policy::{self, AwsContext, DeviceContext, Finding, Severity};
+use crate::profile::Profile;
 use crate::reason::{ReasonCode, Rejection};
+use crate::rules::Rules;
 use crate::thing::ThingName;
 
 const ZERO_ID: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -83,8 +87,9 @@ pub fn synthetic_subject(organization: Option<&str>) -> Subject {
     }
 }
 
-/// Lint every profile's template in `config`.
-pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> {
+/// Lint every profile's template in `rules`.
+pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
+    let config = rules.config();
     config
         .profiles
         .iter()
@@ -104,23 +109,18 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
                 subjects: 0,
                 branches: Vec::new(),
             };
-            branches(config, profile, aws, &source, &mut report);
+            branches(rules, profile, aws, &source, &mut report);
             let Some(thing_name) = thing_name else {
                 return report;
             };
-            let device = DeviceContext {
-                thing_name: &thing_name,
-                aws,
-                certificate_id: "0000000000000000000000000000000000000000000000000000000000000000",
-                certificate_serial: "01",
-                ca_id: "0000000000000000000000000000000000000000000000000000000000000000",
-                subject: &subject,
-                profile,
-            };
-            match config.engine().render_unchecked(&device) {
+            let mut device = DeviceContext::new(profile, &subject, ZERO_ID, "01", ZERO_ID);
+            device.name(thing_name);
+            device.place(aws);
+            match rules.templates().render_unchecked(&device) {
                 Ok((text, name, scope)) => {
                     report.policy_name = Some(name.to_string());
-                    let lint = super::lint::lint(&text, scope);
+                    let document = policy::lint::Document::parse(&text);
+                    let lint = policy::lint::lint_document(&document, scope);
                     report.findings = lint
                         .findings
                         .into_iter()
@@ -129,7 +129,7 @@ pub fn lint_templates(config: &Config, aws: &AwsContext) -> Vec<TemplateReport> 
                             finding: f,
                         })
                         .collect();
-                    if let Err(e) = super::finish(&text, name, scope, &profile.policy)
+                    if let Err(e) = policy::finish_parsed(&text, &document, name, scope, &profile.policy)
                         && e.reason != crate::reason::ReasonCode::PolicyTooPermissive
                     {
                         report.error = Some(e);
@@ -148,8 +148,8 @@ fn statement_line(source: &str, index: usize) -> Option<usize> {
 }
 
 /// Render every synthetic subject of `profile` and record the ones a template fails for.
-fn branches(config: &Config, profile: &Profile, aws: &AwsContext, source: &str, report: &mut TemplateReport) {
-    let config_file = config.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+fn branches(rules: &Rules, profile: &Profile, aws: &AwsContext, source: &str, report: &mut TemplateReport) {
+    let config_file = rules.config().path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let scan = branches::scan(profile, source);
     let subjects = match branches::subjects(profile, &scan) {
         Ok(s) => s,
@@ -174,7 +174,7 @@ fn branches(config: &Config, profile: &Profile, aws: &AwsContext, source: &str, 
             continue;
         }
         report.subjects += 1;
-        let Some((file, line, rejection)) = failure(config, profile, aws, source, subject, &config_file) else {
+        let Some((file, line, rejection)) = failure(rules, profile, aws, source, subject, &config_file) else {
             continue;
         };
         let key = (file.clone(), line, rejection.reason, first_words(&rejection.message));
@@ -194,34 +194,27 @@ fn branches(config: &Config, profile: &Profile, aws: &AwsContext, source: &str, 
 /// the device's fault for a value that earns them (a refused character, an invalid name from a hostile or
 /// long value) are the guard working, not a failure.
 fn failure(
-    config: &Config,
+    rules: &Rules,
     profile: &Profile,
     aws: &AwsContext,
     source: &str,
     subject: &Subject,
     config_file: &str,
 ) -> Option<(String, Option<usize>, Rejection)> {
-    let names = render_names(config, profile, subject, ZERO_ID, "01", ZERO_ID);
-    let Names { thing_name, .. } = match names {
-        Ok(n) => n,
+    let mut device = DeviceContext::new(profile, subject, ZERO_ID, "01", ZERO_ID);
+    match render_names(rules, &mut device) {
+        Ok(_) => {}
         Err(e) if e.reason.fault() == crate::reason::Fault::Device && !benign(subject) => return None,
         Err(e) => return Some((config_file.to_owned(), None, e)),
-    };
-    let device = DeviceContext {
-        thing_name: &thing_name,
-        aws,
-        certificate_id: ZERO_ID,
-        certificate_serial: "01",
-        ca_id: ZERO_ID,
-        subject,
-        profile,
-    };
-    let (rejection, line) = match config.engine().render_unchecked(&device) {
+    }
+    device.place(aws);
+    let (rejection, line) = match rules.templates().render_unchecked(&device) {
         Err(e) => (e, None),
-        Ok((text, name, scope)) => match super::finish(&text, name, scope, &profile.policy) {
+        Ok((text, name, scope)) => match policy::finish(&text, name, scope, &profile.policy) {
             Ok(_) => return None,
             Err(e) => {
-                let line = super::lint::lint(&text, scope)
+                // A failure only (rare): the lint again, for the line of its first error.
+                let line = policy::lint::lint(&text, scope)
                     .errors()
                     .find_map(|f| f.statement)
                     .and_then(|i| statement_line(source, i));
@@ -229,8 +222,7 @@ fn failure(
             }
         },
     };
-    let refused_value = subject.fields().iter().any(|(_, v)| v.iter().any(|v| super::forbidden_reason(v).is_some()));
-    if rejection.reason == ReasonCode::InvalidAttribute && refused_value {
+    if rejection.reason == ReasonCode::InvalidAttribute && !device.refused().is_empty() {
         return None;
     }
     let line = line.or_else(|| tera_line(&rejection.message));

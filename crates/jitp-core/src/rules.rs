@@ -1,0 +1,59 @@
+//! The rules jitp decides by: the configuration ([`Config`], plain validated data) and the templates compiled
+//! from it ([`Engine`]), loaded together, with the checks that need both (policy names: no name AWS would
+//! refuse, no name two devices could share; see `naming`).
+//!
+//! The layer above `profile` and `policy`, below `decide`: the configuration knows nothing of templates, the
+//! templates read the configuration, and everything that decides takes a [`Rules`].
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::policy::Engine;
+use crate::profile::{Config, Overrides, Profile};
+
+/// A configuration and its compiled templates, consistent with each other. Built only by [`Rules::compile`]
+/// and the loaders, so every `Rules` has passed the policy-name checks.
+#[derive(Debug)]
+pub struct Rules {
+    config: Config,
+    templates: Engine,
+}
+
+impl Rules {
+    /// Load `path` and everything it names, with no overrides.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::compile(Config::load(path)?)
+    }
+
+    /// Load `path` and everything it names, applying deployment overrides to `[defaults]`.
+    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, Error> {
+        Self::compile(Config::load_with(path, overrides)?)
+    }
+
+    /// Parse configuration text as if read from `path` (relative paths resolve beside it).
+    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, Error> {
+        Self::compile(Config::from_str_at(source, path, overrides)?)
+    }
+
+    /// Check `config`'s policy names and compile its templates (read beside `config.path`).
+    pub fn compile(config: Config) -> Result<Self, Error> {
+        crate::naming::check_config(&config)?;
+        let templates = Engine::compile(&config)?;
+        Ok(Self { config, templates })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The compiled templates.
+    pub fn templates(&self) -> &Engine {
+        &self.templates
+    }
+
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.config.profile(name)
+    }
+}
