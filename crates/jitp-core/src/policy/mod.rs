@@ -360,6 +360,7 @@ fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::reason::ReasonCode;
 
     /// `finish` before the single parse: serde_json::Value for the JSON and Version checks and the canonical
     /// form, the lint parsing the text again. The one parse must decide exactly as it did.
@@ -454,6 +455,18 @@ mod tests {
         for document in documents() {
             for scope in [Scope::Thing("dev-1"), Scope::Shared] {
                 let one = finish(&document, name.clone(), scope, "t.json.tera");
+                if document.contains("$serde_json::private") {
+                    // serde_json's own magic keys: with its `raw_value` or `arbitrary_precision` feature (which
+                    // another crate of the workspace may switch on) the two-parse reference reads them as the value
+                    // they wrap. The one parse does not use serde_json, so it refuses them the same way in every
+                    // build; only that is checked.
+                    assert_eq!(
+                        one.map(|_| ()).map_err(|e| e.reason),
+                        Err(ReasonCode::PolicyTemplateError),
+                        "{document}"
+                    );
+                    continue;
+                }
                 let two = two_parses(&document, name.clone(), scope, "t.json.tera");
                 assert_eq!(one, two, "{document}");
                 accepted += usize::from(one.is_ok());
