@@ -153,7 +153,7 @@ fn benches(c: &mut Criterion) {
     // Paid once at start-up, not per event: for scale.
     let mut group = c.benchmark_group("startup");
     group.sample_size(20);
-    let path = jitp_bench::config_path();
+    let path = jitp_testkit::repo_config_path();
     group
         .bench_function("config_load", |b| b.iter(|| Rules::load(black_box(&path)).map(|c| c.config().profiles.len())));
     group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));

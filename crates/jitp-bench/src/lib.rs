@@ -13,7 +13,6 @@
 //! Nothing here is a test of behaviour: the figures are measured and written down, never asserted on time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a harness whose fixtures cannot be built should stop loudly
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jitp_core::cert::Certificate;
@@ -22,20 +21,9 @@ use jitp_core::profile::Overrides;
 use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, Pem};
 
-/// The repository root (two levels above this crate).
-pub fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
-}
-
-/// The repository's CA profiles, `templates/jitp.toml`.
-pub fn config_path() -> PathBuf {
-    repo_root().join("templates/jitp.toml")
-}
-
-/// Load the repository's profiles and templates with `overrides`.
+/// Load the repository's profiles and templates (`jitp_testkit::repo_config_path`) with `overrides`.
 pub fn config(overrides: &Overrides) -> Arc<Rules> {
-    let path = config_path();
+    let path = jitp_testkit::repo_config_path();
     match Rules::load_with(&path, overrides) {
         Ok(c) => Arc::new(c),
         Err(e) => panic!("cannot load {}: {e}", path.display()),

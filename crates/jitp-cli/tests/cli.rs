@@ -4,21 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("jitp-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn jitp() -> Command {
     let mut cmd = Command::cargo_bin("jitp").unwrap();
-    cmd.current_dir(repo());
+    cmd.current_dir(jitp_testkit::repo_root());
     cmd
 }
 
@@ -47,9 +38,9 @@ fn check_json(ca: &Path, cert: &Path) -> (i32, serde_json::Value) {
 
 #[test]
 fn check_accepts_and_prints_policy() {
-    let dir = tmp("accept");
+    let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CLI CA", Alg::P256);
-    let (ca_path, cert_path) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &Device::new("sensor-0123456789ab"));
     let (code, json) = check_json(&ca_path, &cert_path);
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["decision"], "accept");
@@ -63,12 +54,12 @@ fn check_accepts_and_prints_policy() {
 
 #[test]
 fn check_rejects_with_reason_and_exit_1() {
-    let dir = tmp("reject");
+    let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CLI CA", Alg::P256);
     let mut expired = Device::new("sensor-0123456789ab");
     expired.not_before = NOW - 30 * DAY;
     expired.not_after = NOW - DAY;
-    let (ca_path, cert_path) = write_pair(&dir, &ca, &expired);
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &expired);
     let (code, json) = check_json(&ca_path, &cert_path);
     assert_eq!(code, 1);
     assert_eq!(json["decision"], "reject");
@@ -78,14 +69,14 @@ fn check_rejects_with_reason_and_exit_1() {
 
 #[test]
 fn check_survives_garbage_and_huge_files() {
-    let dir = tmp("garbage");
+    let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CLI CA", Alg::P256);
-    let (ca_path, _) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
-    let huge = dir.join("huge.pem");
+    let (ca_path, _) = write_pair(dir.path(), &ca, &Device::new("sensor-0123456789ab"));
+    let huge = dir.path().join("huge.pem");
     std::fs::write(&huge, vec![0xffu8; 10 * 1024 * 1024]).unwrap();
     let (code, json) = check_json(&ca_path, &huge);
     assert_eq!((code, json["reason"].as_str()), (1, Some("MALFORMED_CERTIFICATE")));
-    let empty = dir.join("empty.pem");
+    let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     let (code, json) = check_json(&ca_path, &empty);
     assert_eq!((code, json["reason"].as_str()), (1, Some("MALFORMED_CERTIFICATE")));
@@ -96,9 +87,9 @@ fn usage_and_config_errors_exit_2() {
     jitp().args(["check", "--ca", "/nonexistent", "--cert", "/nonexistent"]).assert().code(2);
     jitp().args(["check", "--config", "/nonexistent.toml", "--ca", "x", "--cert", "y"]).assert().code(2);
     jitp().args(["check", "--at", "yesterday", "--ca", "x", "--cert", "y"]).assert().code(2);
-    let dir = tmp("badconfig");
-    std::fs::write(dir.join("jitp.toml"), "[[profiles]]\nname = \"x\"\nsurprise = 1\n").unwrap();
-    let out = jitp().args(["lint", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    let dir = ConfigDir::new();
+    let config = dir.write_config("[[profiles]]\nname = \"x\"\nsurprise = 1\n");
+    let out = jitp().args(["lint", "--config"]).arg(config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("jitp.toml:") && stderr.contains("surprise"), "names file, line and key: {stderr}");
@@ -107,19 +98,15 @@ fn usage_and_config_errors_exit_2() {
 #[test]
 fn lint_passes_on_shipped_templates_and_fails_on_permissive_ones() {
     jitp().args(["lint", "--config", "templates/jitp.toml"]).assert().code(0);
-    let dir = tmp("permissive");
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(
-        dir.join("policies/open.json.tera"),
+    let dir = ConfigDir::new();
+    dir.write_policy(
+        "open.json.tera",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
+    );
+    let config = dir.write_config(
         "[[profiles]]\nname = \"open\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/open.json.tera\"\n",
-    )
-    .unwrap();
-    let out = jitp().args(["lint", "--format", "json", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    );
+    let out = jitp().args(["lint", "--format", "json", "--config"]).arg(config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rules: Vec<&str> =
@@ -129,22 +116,18 @@ fn lint_passes_on_shipped_templates_and_fails_on_permissive_ones() {
 
 #[test]
 fn lint_fails_on_a_branch_only_some_subjects_take_naming_line_and_subject() {
-    let dir = tmp("branch");
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(
-        dir.join("policies/ops.json.tera"),
+    let dir = ConfigDir::new();
+    dir.write_policy(
+        "ops.json.tera",
         "{\"Version\":\"2012-10-17\",\"Statement\":[\n{\"Effect\":\"Allow\",\"Action\":\"iot:Connect\",\
          \"Resource\":\"arn:aws:iot:us-east-1:123456789012:client/{{ thing_name }}\"}\n\
          {% if subject.ou == \"ops\" %},\n{\"Effect\":\"Allow\",\"Action\":\"iot:Subscribe\",\
          \"Resource\":\"arn:aws:iot:us-east-1:123456789012:topicfilter/#\"}{% endif %}]}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
+    );
+    let config = dir.write_config(
         "[[profiles]]\nname = \"ops\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9]{4}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/ops.json.tera\"\n",
-    )
-    .unwrap();
-    let out = jitp().args(["lint", "--config"]).arg(dir.join("jitp.toml")).output().unwrap();
+    );
+    let out = jitp().args(["lint", "--config"]).arg(config).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("policies/ops.json.tera:4: error[branch]: POLICY_TOO_PERMISSIVE"), "{stdout}");
@@ -153,9 +136,9 @@ fn lint_fails_on_a_branch_only_some_subjects_take_naming_line_and_subject() {
 
 #[test]
 fn render_prints_only_the_policy() {
-    let dir = tmp("render");
+    let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CLI CA", Alg::P256);
-    let (ca_path, cert_path) = write_pair(&dir, &ca, &Device::new("sensor-0123456789ab"));
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &Device::new("sensor-0123456789ab"));
     let out = jitp().args(["render", "--at", AT, "--ca"]).arg(&ca_path).arg("--cert").arg(&cert_path).output().unwrap();
     assert!(out.status.success());
     let policy: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -164,15 +147,15 @@ fn render_prints_only_the_policy() {
 
 #[test]
 fn register_then_provision_twice_with_a_persistent_registry() {
-    let dir = tmp("flow");
+    let dir = tempfile::tempdir().unwrap();
     // A certificate valid now: provision decides at the real clock.
     let ca = Ca::new("CLI CA", Alg::P256);
     let mut device = Device::new("sensor-0123456789ab");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     device.not_before = now - DAY;
     device.not_after = now + 30 * DAY;
-    let (ca_path, cert_path) = write_pair(&dir, &ca, &device);
-    let registry = format!("memory:{}", dir.join("registry.json").display());
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &device);
+    let registry = format!("memory:{}", dir.path().join("registry.json").display());
     let out = jitp()
         .args(["register", "--registry", &registry, "--ca"])
         .arg(&ca_path)
@@ -181,7 +164,7 @@ fn register_then_provision_twice_with_a_persistent_registry() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let event_path = dir.join("event.json");
+    let event_path = dir.path().join("event.json");
     std::fs::write(&event_path, &out.stdout).unwrap();
     let first = jitp().args(["provision", "--registry", &registry, "--event"]).arg(&event_path).output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stdout));
@@ -193,7 +176,7 @@ fn register_then_provision_twice_with_a_persistent_registry() {
     assert_eq!(record["outcome"], "ALREADY_PROVISIONED");
     // A new process: the certificate, its CA (cached per process), then ownership, attachment and policy.
     assert_eq!(record["api_call_count"], 5);
-    let bad = dir.join("bad.json");
+    let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"nope\":1}").unwrap();
     let out = jitp().args(["provision", "--event"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -5,7 +5,6 @@
 //! CA, a device carrying the CA's key, name constraints, pre-1970 validity times, the order between checks,
 //! and properties over arbitrary key bytes.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jitp_core::cert::{self, Certificate, DeviceCheck};
@@ -14,6 +13,7 @@ use jitp_core::policy::AwsContext;
 use jitp_core::profile::Overrides;
 use jitp_core::reason::{ReasonCode, Rejection};
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::{
     BadPoint, CaBuild, Ext, JAN_1960, Name, bad_ec_key, ca_extensions, device_extensions, ku, public_key_bytes,
     raw_key, rsa_key,
@@ -24,28 +24,21 @@ use proptest::prelude::*;
 const CN: &str = "sensor-0123456789ab";
 const SKEW: i64 = 300;
 
-fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
-}
-
 fn repo_config() -> &'static Rules {
     static C: OnceLock<Rules> = OnceLock::new();
-    C.get_or_init(|| Rules::load(templates_dir().join("jitp.toml")).unwrap())
+    C.get_or_init(|| Rules::load(jitp_testkit::repo_config_path()).unwrap())
 }
 
 /// The repo's sensors profile without max_validity_days (for certificates from 1960).
 fn unlimited_config() -> &'static Rules {
     static C: OnceLock<Rules> = OnceLock::new();
     C.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("jitp-cert-checks-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera"))
-            .unwrap();
+        let dir = ConfigDir::new();
+        dir.copy_policy("sensor.json.tera", "sensor.json.tera");
         let text = "[defaults]\nclock_skew_seconds = 300\n[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\n\
                     common_name = 'sensor-[0-9a-f]{12}'\norganization = [\"Acme\"]\n\
                     thing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n";
-        std::fs::write(dir.join("jitp.toml"), text).unwrap();
-        Rules::load_with(dir.join("jitp.toml"), &Overrides::default()).unwrap()
+        Rules::load_with(dir.write_config(text), &Overrides::default()).unwrap()
     })
 }
 

@@ -2,22 +2,18 @@
 //! Configurations that would silently share a policy between devices, or that AWS would refuse on every event,
 //! are refused at load with an error naming both profiles; the rest load.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jitp_core::profile::Overrides;
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use proptest::prelude::*;
 
-fn templates() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/policies")
-}
-
 /// A directory with the shipped sensor template under several names.
-fn dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+fn dir() -> ConfigDir {
+    let dir = ConfigDir::new();
     for name in ["sensor.json.tera", "sensor.v2.json.tera", "gateway.json.tera", "other.json.tera"] {
-        std::fs::copy(templates().join("sensor.json.tera"), dir.path().join("policies").join(name)).unwrap();
+        dir.copy_policy("sensor.json.tera", name);
     }
     dir
 }

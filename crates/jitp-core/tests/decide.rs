@@ -2,7 +2,6 @@
 //! One test per reason code of the decision, plus the accepted key types, over certificates generated in
 //! code (jitp-testkit) at a fixed clock.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
@@ -11,17 +10,14 @@ use jitp_core::policy::AwsContext;
 use jitp_core::profile::Overrides;
 use jitp_core::reason::ReasonCode;
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{
     Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all, rsa_public_key, to_pem,
 };
 
-fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
-}
-
 fn repo_config() -> &'static Rules {
     static C: OnceLock<Rules> = OnceLock::new();
-    C.get_or_init(|| Rules::load(templates_dir().join("jitp.toml")).unwrap())
+    C.get_or_init(|| Rules::load(jitp_testkit::repo_config_path()).unwrap())
 }
 
 fn ca() -> &'static Ca {
@@ -31,27 +27,13 @@ fn ca() -> &'static Ca {
 
 /// A config written beside the repo's templates, with extra profile keys.
 fn config_with(extra: &str) -> Rules {
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera")).unwrap();
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
     let text = format!(
         "[defaults]\nclock_skew_seconds = 300\n[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\n{extra}\n"
     );
-    let path = dir.join("jitp.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = dir.write_config(&text);
     Rules::load_with(&path, &Overrides::default()).unwrap()
-}
-
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "jitp-core-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn run(config: &Rules, ca: &Ca, cert_pem: &str) -> CheckReport {
@@ -220,9 +202,9 @@ fn ca_that_is_not_a_ca() {
 fn ca_chain() {
     let root = Ca::new("Acme Root", Alg::P384);
     let issuing = Ca::build(&CaSpec::new("Acme Issuing", Alg::P256), Some(&root));
-    let dir = tempdir();
-    std::fs::write(dir.join("root.pem"), &root.cert.pem).unwrap();
-    let chained = config_with(&format!("ca_chain = [{:?}]", dir.join("root.pem").display().to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), &root.cert.pem).unwrap();
+    let chained = config_with(&format!("ca_chain = [{:?}]", dir.path().join("root.pem").display().to_string()));
     assert!(run(&chained, &issuing, &issuing.issue(&Device::new(CN)).pem).accepted());
     assert_reason(&run(&chained, ca(), &ca().issue(&Device::new(CN)).pem), ReasonCode::CaInvalid);
 }
@@ -231,11 +213,11 @@ fn ca_chain() {
 fn deny_list_by_serial_and_fingerprint() {
     let device = ca().issue(&Device::new(CN));
     let other = ca().issue(&Device::new("sensor-0000000000ff"));
-    let dir = tempdir();
+    let dir = tempfile::tempdir().unwrap();
     let serial = hex_serial(&Device::new("sensor-0000000000ff").serial);
-    std::fs::write(dir.join("denied.txt"), format!("# lost devices\n{}\n{serial}\n", device.id().to_uppercase()))
-        .unwrap();
-    let config = config_with(&format!("deny_list = {:?}", dir.join("denied.txt").display().to_string()));
+    let denied = dir.path().join("denied.txt");
+    std::fs::write(&denied, format!("# lost devices\n{}\n{serial}\n", device.id().to_uppercase())).unwrap();
+    let config = config_with(&format!("deny_list = {:?}", denied.display().to_string()));
     assert_reason(&run(&config, ca(), &device.pem), ReasonCode::CertDenied);
     assert_reason(&run(&config, ca(), &other.pem), ReasonCode::CertDenied);
     assert!(run(&config, ca(), &ca().issue(&Device::new("sensor-00000000aaaa")).pem).accepted());
@@ -248,18 +230,13 @@ fn deny_list_by_sha1_and_refused_forms() {
     use sha1::Digest as _;
     let device = ca().issue(&Device::new(CN));
     let sha1 = hex::encode(sha1::Sha1::digest(&device.der));
-    let dir = tempdir();
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
     let write = |text: String| {
-        std::fs::write(dir.join("denied.txt"), text).unwrap();
-        let toml = dir.join("jitp.toml");
-        std::fs::create_dir_all(dir.join("policies")).unwrap();
-        std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera"))
-            .unwrap();
-        std::fs::write(
-            &toml,
+        std::fs::write(dir.path().join("denied.txt"), text).unwrap();
+        let toml = dir.write_config(
             "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"\n",
-        )
-        .unwrap();
+        );
         Rules::load(&toml)
     };
     let spaced: String =
@@ -282,17 +259,12 @@ fn hex_serial(bytes: &[u8]) -> String {
 
 /// A one-profile config with the sensor template, `ca` and `common_name` as given.
 fn single_profile(ca: &str, common_name: &str) -> Rules {
-    let dir = tempdir();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/p.json.tera")).unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
-        format!(
-            "[[profiles]]\nname = \"p\"\nca = [{ca:?}]\ncommon_name = '{common_name}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n"
-        ),
-    )
-    .unwrap();
-    Rules::load(dir.join("jitp.toml")).unwrap()
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "p.json.tera");
+    let path = dir.write_config(&format!(
+        "[[profiles]]\nname = \"p\"\nca = [{ca:?}]\ncommon_name = '{common_name}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n"
+    ));
+    Rules::load(path).unwrap()
 }
 
 #[test]

@@ -1,18 +1,18 @@
 #![cfg(test)]
 //! No input panics the decision: random bytes, and valid certificates with random bytes changed.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jitp_core::decide::check;
 use jitp_core::policy::AwsContext;
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW, to_pem};
 use proptest::prelude::*;
 
 fn config() -> &'static Rules {
     static C: OnceLock<Rules> = OnceLock::new();
-    C.get_or_init(|| Rules::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml")).unwrap())
+    C.get_or_init(|| Rules::load(jitp_testkit::repo_config_path()).unwrap())
 }
 
 fn fixture() -> &'static (Ca, Vec<u8>) {
@@ -69,28 +69,20 @@ proptest! {
 
 #[test]
 fn template_syntax_errors_name_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("jitp-syntax-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(
-        dir.join("policies/p.json.tera"),
-        "{\n  \"Version\": \"2012-10-17\",\n  \"x\": \"{{ thing_name \"\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
+    let dir = ConfigDir::new();
+    dir.write_policy("p.json.tera", "{\n  \"Version\": \"2012-10-17\",\n  \"x\": \"{{ thing_name \"\n}\n");
+    let path = dir.write_config(
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
-    )
-    .unwrap();
-    let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
+    );
+    let err = Rules::load(path).unwrap_err().to_string();
     assert!(err.contains("p.json.tera"), "{err}");
     assert!(err.contains(":3"), "names line 3: {err}");
 }
 
 #[test]
 fn config_errors_name_file_key_and_line() {
-    let dir = std::env::temp_dir().join(format!("jitp-config-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/p.json.tera"), "{}").unwrap();
+    let dir = ConfigDir::new();
+    dir.write_policy("p.json.tera", "{}");
     let cases = [
         ("common_name = '(unclosed'", "common_name", "regex"),
         ("common_name = '.*'\nmin_rsa_bits = 1024", "min_rsa_bits", "2048"),
@@ -101,12 +93,11 @@ fn config_errors_name_file_key_and_line() {
         let text = format!(
             "[[profiles]]\nname = \"p\"\nca = [\"*\"]\n{extra}\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/p.json.tera\"\n"
         );
-        std::fs::write(dir.join("jitp.toml"), text).unwrap();
-        let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
+        let err = Rules::load(dir.write_config(&text)).unwrap_err().to_string();
         assert!(err.contains("jitp.toml") || err.contains("missing.pem"), "{err}");
         assert!(err.contains(needle) && err.contains(also), "{extra}: {err}");
     }
-    std::fs::write(dir.join("jitp.toml"), "[[profiles]]\nname = \"p\"\nca = [\"nothex\"]\ncommon_name = '.*'\nthing_name = \"x\"\npolicy = \"policies/p.json.tera\"\n").unwrap();
-    let err = Rules::load(dir.join("jitp.toml")).unwrap_err().to_string();
+    let path = dir.write_config("[[profiles]]\nname = \"p\"\nca = [\"nothex\"]\ncommon_name = '.*'\nthing_name = \"x\"\npolicy = \"policies/p.json.tera\"\n");
+    let err = Rules::load(path).unwrap_err().to_string();
     assert!(err.contains("jitp.toml:3") && err.contains("profiles[0].ca"), "{err}");
 }

@@ -5,7 +5,7 @@
 //! complete.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use jitp_core::reason::{Fault as Blame, ReasonCode};
 use jitp_core::registry::{CaStatus, IotRegistry, Operation, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
 const CN: &str = "sensor-0123456789ab";
@@ -27,23 +28,14 @@ const ROUNDS: usize = 12;
 /// Certificates for one name per round.
 const K: usize = 6;
 
-fn templates() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
-}
-
 /// A copy of the shipped templates in a temporary directory, with `edit` applied to jitp.toml and `policy` (if
 /// given) as the sensor template.
-fn config_dir(edit: impl Fn(String) -> String, policy: Option<&str>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    for t in ["sensor.json.tera", "gateway.json.tera"] {
-        std::fs::copy(templates().join("policies").join(t), dir.path().join("policies").join(t)).unwrap();
-    }
+fn config_dir(edit: impl Fn(String) -> String, policy: Option<&str>) -> ConfigDir {
+    let dir = ConfigDir::shipped();
     if let Some(policy) = policy {
-        std::fs::write(dir.path().join("policies/sensor.json.tera"), policy).unwrap();
+        dir.write_policy("sensor.json.tera", policy);
     }
-    let toml = std::fs::read_to_string(templates().join("jitp.toml")).unwrap();
-    std::fs::write(dir.path().join("jitp.toml"), edit(toml)).unwrap();
+    dir.edit_config(edit);
     dir
 }
 
@@ -52,7 +44,7 @@ fn load(dir: &Path) -> Arc<Rules> {
 }
 
 fn shipped() -> Arc<Rules> {
-    Arc::new(Rules::load(templates().join("jitp.toml")).unwrap())
+    Arc::new(Rules::load(jitp_testkit::repo_config_path()).unwrap())
 }
 
 fn rotate() -> Arc<Rules> {
@@ -276,7 +268,7 @@ async fn operator_mistakes_hold_the_device_pending_until_fixed() {
     );
     let not_json = "{ \"Version\": \"2012-10-17\", ";
     let other_ca = "f".repeat(64);
-    type Setup = Box<dyn Fn(&World) -> tempfile::TempDir>;
+    type Setup = Box<dyn Fn(&World) -> ConfigDir>;
     let cases: Vec<(ReasonCode, Setup)> = vec![
         (ReasonCode::PolicyTooPermissive, Box::new(move |_| config_dir(|t| t, Some(wide)))),
         (ReasonCode::PolicyTemplateError, Box::new(move |_| config_dir(|t| t, Some(undefined)))),
@@ -306,12 +298,7 @@ async fn operator_mistakes_hold_the_device_pending_until_fixed() {
         for on_reject in ["revoke", "deactivate"] {
             let world = World::new(MemoryRegistry::new());
             let dir = setup(&world);
-            let toml = std::fs::read_to_string(dir.path().join("jitp.toml")).unwrap();
-            std::fs::write(
-                dir.path().join("jitp.toml"),
-                toml.replace("on_reject = \"revoke\"", &format!("on_reject = \"{on_reject}\"")),
-            )
-            .unwrap();
+            dir.edit_config(|toml| toml.replace("on_reject = \"revoke\"", &format!("on_reject = \"{on_reject}\"")));
             let (id, event) = world.register(&Device::new(CN));
             let held = world.provisioner(load(dir.path())).handle_bytes(event.as_bytes(), NOW).await;
             let case = format!("{reason} on_reject={on_reject}");

@@ -3,43 +3,39 @@
 //! hostile template below is too wide (or fails) only for some subjects the profile accepts; the lint must
 //! fail and name the template line and the subject.
 
-use std::path::PathBuf;
-
 use jitp_core::decide::check;
 use jitp_core::policy::AwsContext;
 use jitp_core::reason::ReasonCode;
 use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
-use jitp_testkit::{Alg, Ca, Device, NOW};
+use jitp_testkit::config_dir::ConfigDir;
+use jitp_testkit::{Alg, Ca, Device, NOW, templates_dir};
 
-fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
+/// A configuration and its directory, kept for as long as the configuration: the lint reads the template again.
+struct Loaded {
+    config: Rules,
+    _dir: ConfigDir,
 }
 
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "jitp-lint-branches-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    dir
+impl std::ops::Deref for Loaded {
+    type Target = Rules;
+    fn deref(&self) -> &Rules {
+        &self.config
+    }
 }
 
 /// A profile (`extra` lines added) over a policy template `policy`.
-fn config(policy: &str, extra: &str) -> Rules {
-    let dir = tempdir();
-    std::fs::write(dir.join("policies/p.json.tera"), policy).unwrap();
+fn config(policy: &str, extra: &str) -> Loaded {
+    let dir = ConfigDir::new();
+    dir.write_policy("p.json.tera", policy);
     let toml = format!(
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\n\
          policy = \"policies/p.json.tera\"\n{extra}\n"
     );
     let toml =
         if extra.contains("thing_name") { toml } else { format!("{toml}thing_name = \"{{{{ subject.cn }}}}\"\n") };
-    std::fs::write(dir.join("jitp.toml"), toml).unwrap();
-    Rules::load(dir.join("jitp.toml")).unwrap()
+    let config = Rules::load(dir.write_config(&toml)).unwrap();
+    Loaded { config, _dir: dir }
 }
 
 fn lint(config: &Rules) -> TemplateReport {
@@ -203,7 +199,7 @@ fn values_the_guard_refuses_are_expected_not_lint_errors() {
 
 #[test]
 fn the_shipped_templates_pass_over_every_synthetic_subject() {
-    let config = Rules::load(templates_dir().join("jitp.toml")).unwrap();
+    let config = Rules::load(jitp_testkit::repo_config_path()).unwrap();
     let start = std::time::Instant::now();
     let reports = lint_templates(&config, &AwsContext::default());
     for r in &reports {

@@ -3,39 +3,27 @@
 //! is, or the certificate is rejected. No trimming, no case folding of non-ASCII onto ASCII, no other
 //! normalisation: two different subjects never get one thing name unless the template says so explicitly.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::policy::AwsContext;
 use jitp_core::reason::ReasonCode;
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, Dn, NOW};
 use proptest::prelude::*;
 
-fn templates_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates")
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "jitp-normalisation-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(templates_dir().join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera")).unwrap();
+/// A configuration directory with a copy of the sensor template.
+fn config_dir() -> ConfigDir {
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
     dir
 }
 
 /// Write `toml` (profiles only) beside a copy of the sensor template and load it.
 fn load(toml: &str) -> Result<Rules, jitp_core::error::Error> {
-    let dir = tempdir("cfg");
-    let path = dir.join("jitp.toml");
-    std::fs::write(&path, toml).unwrap();
-    Rules::load(&path)
+    let dir = config_dir();
+    Rules::load(dir.write_config(toml))
 }
 
 fn profile(name: &str, thing_name: &str, extra: &str) -> String {
@@ -153,19 +141,15 @@ fn case_filters_never_fold_non_ascii_onto_ascii() {
 
 #[test]
 fn the_policy_engine_has_the_same_ascii_only_filters() {
-    let dir = tempdir("policy");
-    std::fs::write(
-        dir.join("policies/unit.json.tera"),
+    let dir = config_dir();
+    dir.write_policy(
+        "unit.json.tera",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Publish",
 "Resource":"arn:aws:iot:us-east-1:123456789012:topic/things/{{ thing_name }}/{{ subject.ou | upper }}{{ subject.ou | trim }}"}]}"#,
-    )
-    .unwrap();
-    let path = dir.join("jitp.toml");
-    std::fs::write(
-        &path,
-        profile("ident", "{{ subject.cn }}", "").replace("policies/sensor.json.tera", "policies/unit.json.tera"),
-    )
-    .unwrap();
+    );
+    let path = dir.write_config(
+        &profile("ident", "{{ subject.cn }}", "").replace("policies/sensor.json.tera", "policies/unit.json.tera"),
+    );
     let config = Rules::load(&path).unwrap();
     let ou = "\u{3000}\u{017F}x";
     let r = run_on(&config, &device("ident", "sensor-1", None, Some(ou)));
@@ -194,7 +178,7 @@ fn slugify_does_not_exist() {
 
 #[test]
 fn the_shipped_configuration_still_accepts_its_devices() {
-    let config = Rules::load(templates_dir().join("jitp.toml")).unwrap();
+    let config = Rules::load(jitp_testkit::repo_config_path()).unwrap();
     let r = run_on(&config, &Device::new("sensor-0123456789ab"));
     assert_eq!(r.thing_name.as_deref(), Some("sensor-0123456789ab"), "{}", r.message);
 }

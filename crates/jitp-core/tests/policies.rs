@@ -2,18 +2,17 @@
 //! Rendered policies: snapshots of the shipped templates (a template change shows as a reviewable diff), and
 //! the renderer's refusal of hostile certificate values.
 
-use std::path::PathBuf;
-
 use jitp_core::cert::Subject;
 use jitp_core::policy::{AwsContext, DeviceContext, FORBIDDEN};
 use jitp_core::profile::{Overrides, PolicyMode};
 use jitp_core::reason::{ReasonCode, Rejection};
 use jitp_core::rules::Rules;
 use jitp_core::thing::ThingName;
+use jitp_testkit::config_dir::ConfigDir;
 
 fn repo_config(mode: PolicyMode) -> Rules {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Rules::load_with(path, &Overrides { policy_mode: Some(mode), ..Overrides::default() }).unwrap()
+    Rules::load_with(jitp_testkit::repo_config_path(), &Overrides { policy_mode: Some(mode), ..Overrides::default() })
+        .unwrap()
 }
 
 fn subject(cn: &str) -> Subject {
@@ -43,23 +42,17 @@ fn snapshot_shipped_templates() {
 
 /// A config whose one template prints `expr` inside a topic resource.
 fn config_printing(expr: &str) -> Rules {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir =
-        std::env::temp_dir().join(format!("jitp-policy-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    let dir = ConfigDir::new();
     let template = format!(
         r#"{{"Version":"2012-10-17","Statement":[
 {{"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:us-east-1:123456789012:client/{{{{ thing_name }}}}"}},
 {{"Effect":"Allow","Action":"iot:Publish","Resource":"arn:aws:iot:us-east-1:123456789012:topic/things/{{{{ thing_name }}}}/{expr}"}}]}}"#
     );
-    std::fs::write(dir.join("policies/p.json.tera"), template).unwrap();
-    std::fs::write(
-        dir.join("jitp.toml"),
+    dir.write_policy("p.json.tera", &template);
+    let path = dir.write_config(
         "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '.*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/p.json.tera\"\n",
-    )
-    .unwrap();
-    Rules::load(dir.join("jitp.toml")).unwrap()
+    );
+    Rules::load(path).unwrap()
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! The workflow over the embedded registry: first provisioning, replays, rejections, faults at every step,
 //! concurrency, duplicates and policy version pruning.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use jitp_core::audit::{AuditRecord, Outcome};
@@ -14,13 +13,13 @@ use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
 use jitp_core::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
 const CN: &str = "sensor-0123456789ab";
 
 fn config(overrides: Overrides) -> Arc<Rules> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Arc::new(Rules::load_with(path, &overrides).unwrap())
+    Arc::new(Rules::load_with(jitp_testkit::repo_config_path(), &overrides).unwrap())
 }
 
 fn settings() -> Settings {
@@ -270,16 +269,12 @@ async fn second_certificate_with_the_same_cn_is_a_duplicate() {
 
 #[tokio::test]
 async fn rotate_moves_the_thing_to_the_newer_certificate_and_retires_the_old() {
-    let dir = std::env::temp_dir().join(format!("jitp-rotate-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates");
-    std::fs::copy(templates.join("policies/sensor.json.tera"), dir.join("policies/sensor.json.tera")).unwrap();
-    let toml = std::fs::read_to_string(templates.join("jitp.toml"))
-        .unwrap()
-        .replace("on_duplicate = \"reject\"", "on_duplicate = \"rotate\"");
-    let toml = toml.split("[[profiles]]\nname = \"gateways\"").next().unwrap().to_owned();
-    std::fs::write(dir.join("jitp.toml"), toml).unwrap();
-    let config = Arc::new(Rules::load(dir.join("jitp.toml")).unwrap());
+    let dir = ConfigDir::shipped();
+    let path = dir.edit_config(|toml| {
+        let toml = toml.replace("on_duplicate = \"reject\"", "on_duplicate = \"rotate\"");
+        toml.split("[[profiles]]\nname = \"gateways\"").next().unwrap().to_owned()
+    });
+    let config = Arc::new(Rules::load(path).unwrap());
     let mut world = World::plain();
     world.provisioner = Provisioner::new(config, world.registry.clone() as Arc<dyn IotRegistry>, settings());
 
@@ -332,8 +327,8 @@ async fn policy_versions_are_pruned_at_five() {
 
 #[tokio::test]
 async fn persistence_file_survives_a_restart() {
-    let path = std::env::temp_dir().join(format!("jitp-memory-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.json");
     let world = World::new(MemoryRegistry::open(&path).unwrap(), Overrides::default());
     let (id, event) = world.register(&Device::new(CN));
     world.registry.save().unwrap();

@@ -4,12 +4,20 @@
 //!
 //! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`]; nothing is read from disk.
 //! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
+//!
+//! The set-up every suite needs once is here too, so that it is written once:
+//! - [`repo_config_path`] and [`templates_dir`]: the repository's shipped configuration (each test loads it
+//!   itself); [`config_dir::ConfigDir`]: a configuration of a test's own in a temporary directory.
+//! - [`audit_line`]: the audit line's shape.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
+#![warn(missing_docs)]
 
 pub mod audit_line;
+pub mod config_dir;
 pub mod moto;
 pub mod surgery;
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rcgen::{
@@ -23,6 +31,22 @@ use time::OffsetDateTime;
 pub const NOW: i64 = 1_767_225_600;
 /// One day in seconds.
 pub const DAY: i64 = 86_400;
+
+/// The repository's root (this crate is `crates/jitp-testkit`).
+pub fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The shipped templates, `templates/`: `jitp.toml` and `policies/`.
+pub fn templates_dir() -> PathBuf {
+    repo_root().join("templates")
+}
+
+/// The shipped configuration, `templates/jitp.toml`: what the Lambda, the server and the CLI load by default.
+pub fn repo_config_path() -> PathBuf {
+    templates_dir().join("jitp.toml")
+}
 
 /// Key algorithms fixtures can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -31,9 +31,10 @@ pub struct MotoServer {
     pub endpoint: String,
     /// The bound address.
     pub addr: SocketAddr,
-    /// Where moto's own log goes (one file per server, in the temp directory).
+    /// Where moto's own log goes (one temporary file per server, removed with it).
     pub log: PathBuf,
     child: Child,
+    _log_file: tempfile::NamedTempFile,
 }
 
 fn required() -> bool {
@@ -133,19 +134,24 @@ impl MotoServer {
     fn spawn(program: &[PathBuf]) -> Result<MotoServer, String> {
         let (binary, leading) = program.split_first().ok_or("no program")?;
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let log = std::env::temp_dir().join(format!("jitp-moto-{}-{port}.log", std::process::id()));
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+        let log_file = tempfile::Builder::new()
+            .prefix(&format!("jitp-moto-{port}-"))
+            .suffix(".log")
+            .tempfile()
+            .map_err(|e| format!("no log file: {e}"))?;
+        let log = log_file.path().to_owned();
+        let log_out = log_file.as_file().try_clone().map_err(|e| e.to_string())?;
+        let log_err = log_file.as_file().try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(binary)
             .args(leading)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
-            .stdout(log_file)
+            .stdout(log_out)
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let mut server = MotoServer { endpoint: format!("http://{addr}"), addr, log, child };
+        let mut server = MotoServer { endpoint: format!("http://{addr}"), addr, log, child, _log_file: log_file };
         server.wait_ready()?;
         Ok(server)
     }
@@ -207,6 +213,5 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -24,9 +24,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use clap::Parser;
-use jitp_bench::{median, repo_root, sensor_cn, vm_hwm_kib};
+use jitp_bench::{median, sensor_cn, vm_hwm_kib};
 use jitp_core::memory::MemoryRegistry;
-use jitp_testkit::{Alg, Ca, DAY, Device, event_for_ids};
+use jitp_testkit::{Alg, Ca, DAY, Device, event_for_ids, repo_root};
 use tokio::sync::mpsc;
 
 #[derive(Debug, Parser)]
@@ -167,7 +167,7 @@ fn spawn(binary: &PathBuf, api: &RuntimeApi, registry: &str) -> (Function, Insta
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/29/[$LATEST]0123456789abcdef")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/jitp")
         .env("AWS_REGION", "us-east-1")
-        .env("JITP_CONFIG", repo_root().join("templates/jitp.toml"))
+        .env("JITP_CONFIG", jitp_testkit::repo_config_path())
         .env("JITP_REGISTRY", registry)
         .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")

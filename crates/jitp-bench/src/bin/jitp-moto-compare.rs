@@ -19,13 +19,13 @@ use std::time::Instant;
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use clap::Parser;
 use jitp_aws::AwsRegistry;
-use jitp_bench::{config, median, repo_root, sensor_cn};
+use jitp_bench::{config, median, sensor_cn};
 use jitp_core::audit::Outcome;
 use jitp_core::profile::Overrides;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
 use jitp_testkit::moto::MotoServer;
-use jitp_testkit::{Alg, Ca, Device, NOW};
+use jitp_testkit::{Alg, Ca, Device, NOW, repo_root};
 
 #[derive(Debug, Parser)]
 #[command(about = "Per-event wall time of jitp and of a boto3 JITR baseline on the same moto server")]

@@ -12,8 +12,7 @@
 
 use std::path::Path;
 
-use jitp_bench::repo_root;
-use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, oid, replace_all, to_pem};
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, oid, replace_all, repo_root, to_pem};
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair, KeyUsagePurpose,

@@ -1,7 +1,6 @@
 //! Fixtures shared by the server's test suites: the repository's templates, a CA, devices, a memory registry.
 #![allow(dead_code)] // each test file uses part of the common module
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ pub fn config() -> Arc<Rules> {
     static CONFIG: OnceLock<Arc<Rules>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
+            let path = jitp_testkit::repo_config_path();
             Arc::new(Rules::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         })
         .clone()
