@@ -2,7 +2,6 @@
 //! The handler called in-process with hand-built `LambdaEvent`s over the embedded registry, at the fixed clock.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,13 +13,11 @@ use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_lambda::{Handler, HandlerError, LambdaConfig, Response};
-use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids};
+use jitp_testkit::config_dir::ConfigDir;
+use jitp_testkit::events::sqs;
+use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids, repo_config_path};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
-
-fn templates() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml")
-}
 
 struct Fixture {
     memory: Arc<MemoryRegistry>,
@@ -34,7 +31,7 @@ impl Fixture {
     /// A handler over `memory` with the repository's templates; `vars` are extra environment variables.
     fn new(memory: MemoryRegistry, vars: &[(&str, &str)]) -> Self {
         let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        env.insert("JITP_CONFIG".into(), templates().display().to_string());
+        env.insert("JITP_CONFIG".into(), repo_config_path().display().to_string());
         env.entry("JITP_REGISTRY".into()).or_insert_with(|| "memory".into());
         let lambda = LambdaConfig::from_lookup(|k| env.get(k).cloned(), None).unwrap();
         let config = Arc::new(Rules::load_with(&lambda.config_path, &lambda.overrides).unwrap());
@@ -88,26 +85,6 @@ fn batch_failures(response: Result<Response, HandlerError>) -> Vec<String> {
         Ok(Response::Batch(batch)) => batch.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
         other => panic!("expected a batch response, got {other:?}"),
     }
-}
-
-fn sqs(records: &[(&str, &str)]) -> Value {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("handle-{id}"),
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1767225600000"},
-                "messageAttributes": {},
-                "md5OfBody": "0",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jitp-events",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
 }
 
 /// Transient failures give up at once, so one fault is one ERROR.
@@ -338,14 +315,15 @@ async fn the_configured_account_wins_over_the_function_arn() {
 
 #[tokio::test]
 async fn build_fails_on_a_bad_configuration() {
-    let dir = std::env::temp_dir().join(format!("jitp-lambda-bad-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bad = dir.join("jitp.toml");
-    std::fs::write(&bad, "[[profiles]]\nname = \"x\"\nca = [\"*\"]\ncommon_name = '(unclosed'\n").unwrap();
+    let dir = ConfigDir::new();
+    let bad = dir.write_config("[[profiles]]\nname = \"x\"\nca = [\"*\"]\ncommon_name = '(unclosed'\n");
     let cases = [
         vec![("JITP_CONFIG", bad.display().to_string())],
         vec![("JITP_CONFIG", "/nonexistent/jitp.toml".to_owned())],
-        vec![("JITP_CONFIG", templates().display().to_string()), ("JITP_POLICY_PREFIX", "bad prefix*".to_owned())],
+        vec![
+            ("JITP_CONFIG", repo_config_path().display().to_string()),
+            ("JITP_POLICY_PREFIX", "bad prefix*".to_owned()),
+        ],
     ];
     for vars in cases {
         let env: HashMap<&str, String> = vars.iter().cloned().chain([("JITP_REGISTRY", "memory".to_owned())]).collect();
@@ -353,5 +331,4 @@ async fn build_fails_on_a_bad_configuration() {
         let err = jitp_lambda::build(lambda).await.unwrap_err();
         assert!(err.to_string().starts_with("configuration "), "{err}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

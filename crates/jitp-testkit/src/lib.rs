@@ -8,12 +8,14 @@
 //! The set-up every suite needs once is here too, so that it is written once:
 //! - [`repo_config_path`] and [`templates_dir`]: the repository's shipped configuration (each test loads it
 //!   itself); [`config_dir::ConfigDir`]: a configuration of a test's own in a temporary directory.
+//! - [`events`]: the registration event AWS IoT publishes, its malformed variants, and the SQS envelope.
 //! - [`audit_line`]: the audit line's shape.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 #![warn(missing_docs)]
 
 pub mod audit_line;
 pub mod config_dir;
+pub mod events;
 pub mod moto;
 pub mod surgery;
 
@@ -399,23 +401,7 @@ pub fn corrupt_signature(der: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A registration event for `cert` under `ca`, as AWS IoT publishes it.
-pub fn event(cert: &Pem, ca: &Ca) -> String {
-    event_for_ids(&cert.id(), &ca.id())
-}
-
-/// A registration event for raw ids.
-pub fn event_for_ids(certificate_id: &str, ca_id: &str) -> String {
-    serde_json::json!({
-        "certificateId": certificate_id,
-        "caCertificateId": ca_id,
-        "timestamp": NOW * 1000,
-        "certificateStatus": "PENDING_ACTIVATION",
-        "awsAccountId": "123456789012",
-        "certificateRegistrationTimestamp": null
-    })
-    .to_string()
-}
+pub use events::{event, event_for_ids};
 
 pub use rcgen::{DnType as Dn, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as KeyUsage};
 

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, oid, replace_all, repo_root, to_pem};
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, events, oid, replace_all, repo_root, to_pem};
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -113,27 +113,19 @@ fn main() {
     // event_parse
     let dir = corpus.join("event_parse");
     std::fs::create_dir_all(&dir).unwrap();
-    let good = jitp_testkit::event_for_ids(&"a".repeat(64), &"b".repeat(64));
-    let mut events = vec![
-        good.clone(),
-        good.replace("null", "\"1700000000000\""),
-        good.replace(",\"certificateRegistrationTimestamp\":null", ""),
-        good.replace("PENDING_ACTIVATION", "ACTIVE"),
-        good.replace("PENDING_ACTIVATION", "REVOKED"),
-        good.replace("aaaa", "AAAA"),
-        good.replace("123456789012", "12345"),
-        format!("{good}{good}"),
-        format!("{{\"Records\":[{{\"messageId\":\"1\",\"body\":{}}}]}}", serde_json::Value::String(good.clone())),
-        "{}".into(),
-        "[]".into(),
-        "null".into(),
-    ];
+    let good = events::sample();
+    let mut seeds: Vec<Vec<u8>> = vec![good.clone().into_bytes()];
+    seeds.extend(events::accepted_variants().into_iter().map(String::into_bytes));
+    seeds.push(good.replace("PENDING_ACTIVATION", "ACTIVE").into_bytes());
+    seeds.push(good.replace("PENDING_ACTIVATION", "REVOKED").into_bytes());
+    seeds.extend(events::malformed_variants());
+    seeds.push(events::sqs(&[("1", &good)]).to_string().into_bytes());
     let pretty: serde_json::Value = serde_json::from_str(&good).unwrap();
-    events.push(serde_json::to_string_pretty(&pretty).unwrap());
-    for (i, e) in events.iter().enumerate() {
-        write(&dir, &format!("event-{i:02}.json"), e.as_bytes());
+    seeds.push(serde_json::to_string_pretty(&pretty).unwrap().into_bytes());
+    for (i, e) in seeds.iter().enumerate() {
+        write(&dir, &format!("event-{i:02}.json"), e);
     }
-    counts.push(("event_parse", events.len()));
+    counts.push(("event_parse", seeds.len()));
 
     // certificate
     let dir = corpus.join("certificate");
