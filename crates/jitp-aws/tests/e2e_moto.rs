@@ -11,7 +11,6 @@
 //! the deviation itself on plain moto.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
@@ -24,20 +23,18 @@ use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
 use jitp_core::registry::IotRegistry;
 use jitp_core::rules::Rules;
-use jitp_testkit::moto::MotoServer;
+use jitp_testkit::moto::Moto;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, event_for_ids, to_pem};
 
 const CN: &str = "sensor-0a1b2c3d4e5f";
 
 fn config() -> Arc<Rules> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../templates/jitp.toml");
-    Arc::new(Rules::load(path).unwrap())
+    Arc::new(Rules::load(jitp_testkit::repo_config_path()).unwrap())
 }
 
 /// A moto server, the SDK and a provisioner over it, with thing type `sensor` (the profile's) created.
 struct World {
-    _server: MotoServer,
-    registry: Arc<AwsRegistry>,
+    moto: Moto,
     provisioner: Provisioner,
 }
 
@@ -51,58 +48,34 @@ struct Registered {
 impl World {
     /// moto with AWS's semantics.
     async fn start() -> Option<World> {
-        Self::on(MotoServer::start_with_aws_semantics()?).await
+        Some(Self::on(Moto::start_with_aws_semantics().await?).await)
     }
 
     /// Plain moto, to measure a deviation.
     async fn start_plain() -> Option<World> {
-        Self::on(MotoServer::start()?).await
+        Some(Self::on(Moto::start().await?).await)
     }
 
-    async fn on(server: MotoServer) -> Option<World> {
-        let registry = AwsRegistry::builder()
-            .endpoint_url(&server.endpoint)
-            .region("us-east-1")
-            .static_credentials("testing", "testing")
-            .build()
-            .await;
-        let registry = Arc::new(registry);
-        registry.client().create_thing_type().thing_type_name("sensor").send().await.unwrap();
+    async fn on(moto: Moto) -> World {
+        moto.create_thing_type("sensor").await;
         // moto's default account and region: the policy ARNs render with them.
         let settings = Settings { aws: AwsContext::default(), ..Settings::default() };
-        let provisioner = Provisioner::new(config(), registry.clone() as Arc<dyn IotRegistry>, settings);
-        Some(World { _server: server, registry, provisioner })
+        let provisioner = Provisioner::new(config(), moto.registry.clone() as Arc<dyn IotRegistry>, settings);
+        World { moto, provisioner }
     }
 
     fn sdk(&self) -> &aws_sdk_iot::Client {
-        self.registry.client()
+        self.moto.sdk()
     }
 
     async fn register_ca(&self, ca: &Ca, active: bool) -> CaCertificateId {
-        let out = self
-            .sdk()
-            .register_ca_certificate()
-            .ca_certificate(&ca.cert.pem)
-            .set_as_active(active)
-            .allow_auto_registration(true)
-            .send()
-            .await
-            .unwrap();
-        out.certificate_id.unwrap().parse().unwrap()
+        self.moto.register_ca(ca, active).await
     }
 
     /// Register as auto-registration does: with the CA, PENDING_ACTIVATION.
     async fn register(&self, pem: Pem, ca: &Ca) -> Registered {
-        let out = self
-            .sdk()
-            .register_certificate()
-            .certificate_pem(&pem.pem)
-            .ca_certificate_pem(&ca.cert.pem)
-            .status(SdkStatus::PendingActivation)
-            .send()
-            .await
-            .unwrap();
-        Registered { pem, id: out.certificate_id.unwrap().parse().unwrap(), arn: out.certificate_arn.unwrap() }
+        let registered = self.moto.register_pending(&pem.pem, ca).await;
+        Registered { pem, id: registered.id, arn: registered.arn }
     }
 
     async fn handle(&self, device: &Registered, ca_id: &CaCertificateId) -> AuditRecord {
@@ -111,8 +84,7 @@ impl World {
     }
 
     async fn status(&self, id: &CertificateId) -> SdkStatus {
-        let out = self.sdk().describe_certificate().certificate_id(id.as_str()).send().await.unwrap();
-        out.certificate_description.unwrap().status.unwrap()
+        self.moto.status(id).await
     }
 
     async fn thing_names(&self) -> Vec<String> {
@@ -299,7 +271,11 @@ async fn an_inactive_ca_is_refused() {
         .await
         .unwrap();
     let world = World {
-        provisioner: Provisioner::new(config(), world.registry.clone() as Arc<dyn IotRegistry>, Settings::default()),
+        provisioner: Provisioner::new(
+            config(),
+            world.moto.registry.clone() as Arc<dyn IotRegistry>,
+            Settings::default(),
+        ),
         ..world
     };
     let record = world.handle(&device, &ca_id).await;
@@ -441,7 +417,7 @@ async fn k_certificates_for_one_name_at_once_give_one_identity() {
     const ROUNDS: usize = 6;
     const K: usize = 5;
     let world = world_or_skip!();
-    let slow = Arc::new(Slow(world.registry.clone()));
+    let slow = Arc::new(Slow(world.moto.registry.clone()));
     for round in 0..ROUNDS {
         let ca = Ca::new(&format!("Acme e2e race CA {round}"), Alg::P256);
         let ca_id = world.register_ca(&ca, true).await;

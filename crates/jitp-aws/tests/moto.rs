@@ -9,73 +9,13 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
-use jitp_aws::AwsRegistry;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::registry::{CaStatus, IotRegistry, RegistryError, ThingSpec};
 use jitp_core::thing::ThingName;
-use jitp_testkit::moto::MotoServer;
+use jitp_testkit::moto::{Moto, Registered};
 use jitp_testkit::{Alg, Ca, Device, to_pem};
 use sha2::Digest as _;
-
-/// A moto server and a registry pointed at it.
-struct Moto {
-    _server: MotoServer,
-    registry: AwsRegistry,
-}
-
-impl Moto {
-    async fn start() -> Option<Moto> {
-        let server = MotoServer::start()?;
-        let registry = AwsRegistry::builder()
-            .endpoint_url(&server.endpoint)
-            .region("us-east-1")
-            .static_credentials("testing", "testing")
-            .build()
-            .await;
-        Some(Moto { _server: server, registry })
-    }
-
-    fn sdk(&self) -> &aws_sdk_iot::Client {
-        self.registry.client()
-    }
-
-    async fn register_ca(&self, ca: &Ca) -> CaCertificateId {
-        let out = self
-            .sdk()
-            .register_ca_certificate()
-            .ca_certificate(&ca.cert.pem)
-            .set_as_active(true)
-            .allow_auto_registration(true)
-            .send()
-            .await
-            .unwrap();
-        out.certificate_id.unwrap().parse().unwrap()
-    }
-
-    /// RegisterCertificate with the CA's PEM, PENDING_ACTIVATION, as auto-registration leaves it: (id, ARN).
-    async fn register(&self, pem: &str, ca: &Ca) -> (CertificateId, String) {
-        let out = self
-            .sdk()
-            .register_certificate()
-            .certificate_pem(pem)
-            .ca_certificate_pem(&ca.cert.pem)
-            .status(SdkStatus::PendingActivation)
-            .send()
-            .await
-            .unwrap();
-        (out.certificate_id.unwrap().parse().unwrap(), out.certificate_arn.unwrap())
-    }
-
-    async fn status(&self, id: &CertificateId) -> SdkStatus {
-        let out = self.sdk().describe_certificate().certificate_id(id.as_str()).send().await.unwrap();
-        out.certificate_description.unwrap().status.unwrap()
-    }
-
-    async fn thing_type(&self, name: &str) {
-        self.sdk().create_thing_type().thing_type_name(name).send().await.unwrap();
-    }
-}
 
 macro_rules! moto_or_skip {
     () => {
@@ -115,8 +55,8 @@ async fn describe_certificate_and_ca() {
     let moto = moto_or_skip!();
     let ca = Ca::new("moto describe CA", Alg::P256);
     let device = ca.issue(&Device::new("sensor-000000000001"));
-    let ca_id = moto.register_ca(&ca).await;
-    let (id, arn) = moto.register(&device.pem, &ca).await;
+    let ca_id = moto.register_ca(&ca, true).await;
+    let Registered { id, arn } = moto.register_pending(&device.pem, &ca).await;
 
     let d = moto.registry.describe_certificate(&id).await.unwrap();
     assert_eq!(d.id, id);
@@ -145,8 +85,8 @@ async fn moto_ids_hash_the_pem_text_not_the_der() {
     let moto = moto_or_skip!();
     let ca = Ca::new("moto id CA", Alg::P256);
     let device = ca.issue(&Device::new("sensor-000000000002"));
-    let ca_id = moto.register_ca(&ca).await;
-    let (id, _) = moto.register(&device.pem, &ca).await;
+    let ca_id = moto.register_ca(&ca, true).await;
+    let id = moto.register_pending(&device.pem, &ca).await.id;
     assert_eq!(id.as_str(), sha256_hex(device.pem.as_bytes()));
     assert_ne!(id.as_str(), device.id());
     assert_eq!(ca_id.as_str(), sha256_hex(ca.cert.pem.as_bytes()));
@@ -160,11 +100,11 @@ async fn moto_register_certificate_checks_no_signature() {
     let moto = moto_or_skip!();
     let ca = Ca::new("moto signature CA", Alg::P256);
     let other = Ca::new("moto other CA", Alg::P256);
-    moto.register_ca(&ca).await;
+    moto.register_ca(&ca, true).await;
     let forged = to_pem(&jitp_testkit::corrupt_signature(&ca.issue(&Device::new("sensor-000000000003")).der));
     let foreign = other.issue(&Device::new("sensor-000000000004")).pem;
     for pem in [forged, foreign] {
-        let (id, _) = moto.register(&pem, &ca).await;
+        let id = moto.register_pending(&pem, &ca).await.id;
         assert_eq!(moto.status(&id).await, SdkStatus::PendingActivation);
     }
 }
@@ -173,8 +113,8 @@ async fn moto_register_certificate_checks_no_signature() {
 async fn update_certificate_and_moto_transitions() {
     let moto = moto_or_skip!();
     let ca = Ca::new("moto status CA", Alg::P256);
-    moto.register_ca(&ca).await;
-    let (id, _) = moto.register(&ca.issue(&Device::new("sensor-000000000005")).pem, &ca).await;
+    moto.register_ca(&ca, true).await;
+    let id = moto.register_pending(&ca.issue(&Device::new("sensor-000000000005")).pem, &ca).await.id;
     for (status, wire) in [
         (CertificateStatus::Active, SdkStatus::Active),
         (CertificateStatus::Inactive, SdkStatus::Inactive),
@@ -195,8 +135,8 @@ async fn update_certificate_and_moto_transitions() {
 #[tokio::test]
 async fn things() {
     let moto = moto_or_skip!();
-    moto.thing_type("sensor").await;
-    moto.thing_type("gateway").await;
+    moto.create_thing_type("sensor").await;
+    moto.create_thing_type("gateway").await;
     let s = spec("sensor-00000000000a", Some("sensor"), &[("batch", "b1"), ("profile", "sensors")]);
     moto.registry.create_thing(&s).await.unwrap();
     let d = moto.registry.describe_thing(&s.name).await.unwrap();
@@ -294,8 +234,8 @@ async fn moto_create_policy_accepts_invalid_json() {
 async fn attachments() {
     let moto = moto_or_skip!();
     let ca = Ca::new("moto attach CA", Alg::P256);
-    moto.register_ca(&ca).await;
-    let (_, arn) = moto.register(&ca.issue(&Device::new("sensor-00000000000c")).pem, &ca).await;
+    moto.register_ca(&ca, true).await;
+    let arn = moto.register_pending(&ca.issue(&Device::new("sensor-00000000000c")).pem, &ca).await.arn;
     let name = policy("jitp-sensor-00000000000c");
     moto.registry.create_policy(&name, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
 
@@ -334,15 +274,9 @@ async fn attachments() {
 
 #[tokio::test]
 async fn reset_forgets_everything() {
-    let Some(server) = MotoServer::start() else { return };
-    let registry = AwsRegistry::builder()
-        .endpoint_url(&server.endpoint)
-        .region("us-east-1")
-        .static_credentials("testing", "testing")
-        .build()
-        .await;
+    let moto = moto_or_skip!();
     let name = policy("jitp-reset");
-    registry.create_policy(&name, "{}").await.unwrap();
-    server.reset();
-    assert!(matches!(registry.get_policy(&name).await, Err(RegistryError::NotFound(_))));
+    moto.registry.create_policy(&name, "{}").await.unwrap();
+    moto.server.reset();
+    assert!(matches!(moto.registry.get_policy(&name).await, Err(RegistryError::NotFound(_))));
 }

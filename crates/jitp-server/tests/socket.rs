@@ -180,57 +180,19 @@ async fn shutdown_finishes_in_flight_events() {
 /// moto's server behind `jitp_aws::AwsRegistry`: the same flow as an IoT rule would drive it.
 #[tokio::test]
 async fn moto_registry_over_a_socket() {
-    let Some(moto) = jitp_testkit::moto::MotoServer::start_with_aws_semantics() else {
+    let Some(moto) = jitp_testkit::moto::Moto::start_with_aws_semantics().await else {
         println!("SKIP moto_registry_over_a_socket: moto_server is not installed");
         return;
     };
-    let aws = jitp_aws::AwsRegistry::builder()
-        .endpoint_url(moto.endpoint.clone())
-        .region("us-east-1")
-        .static_credentials("testing", "testing")
-        .build()
-        .await;
-    let iot = aws.client().clone();
+    let iot = moto.sdk();
     // The `sensors` profile creates things of type "sensor"; moto, like AWS, wants the type to exist.
-    iot.create_thing_type().thing_type_name("sensor").send().await.unwrap();
-    let ca = ca();
-    let ca_id = iot
-        .register_ca_certificate()
-        .ca_certificate(&ca.cert.pem)
-        .set_as_active(true)
-        .allow_auto_registration(true)
-        .send()
-        .await
-        .unwrap()
-        .certificate_id
-        .unwrap();
-    let register = |pem: String| {
-        let iot = iot.clone();
-        let ca_pem = ca.cert.pem.clone();
-        async move {
-            iot.register_certificate()
-                .certificate_pem(pem)
-                .ca_certificate_pem(ca_pem)
-                .status(aws_sdk_iot::types::CertificateStatus::PendingActivation)
-                .send()
-                .await
-                .unwrap()
-                .certificate_id
-                .unwrap()
-        }
-    };
-    let status_of = |id: String| {
-        let iot = iot.clone();
-        async move {
-            let d = iot.describe_certificate().certificate_id(id).send().await.unwrap();
-            d.certificate_description.and_then(|c| c.status).map(|s| s.as_str().to_owned())
-        }
-    };
+    moto.create_thing_type("sensor").await;
+    let ca_id = moto.register_ca(ca(), true).await;
     // moto's ids are not AWS's (it hashes the PEM text): the events carry whatever the registry says.
-    let cert_id = register(sensor("0123456789ab").pem).await;
-    let event = event_for_ids(&cert_id, &ca_id);
+    let cert_id = moto.register_pending(&sensor("0123456789ab").pem, ca()).await.id;
+    let event = event_for_ids(cert_id.as_str(), ca_id.as_str());
 
-    let registry: Arc<dyn IotRegistry> = Arc::new(aws);
+    let registry: Arc<dyn IotRegistry> = moto.registry.clone();
     let state =
         AppState::new(config(), registry, settings(), Intake::token(TOKEN).unwrap()).with_clock(Arc::new(|| NOW));
     let server = Running::start(state).await;
@@ -240,14 +202,14 @@ async fn moto_registry_over_a_socket() {
 
     let (status, body) = server.event(Some("not-the-secret-at-all"), &event).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(status_of(cert_id.clone()).await.as_deref(), Some("PENDING_ACTIVATION"));
+    assert_eq!(moto.status(&cert_id).await.as_str(), "PENDING_ACTIVATION");
     let things = iot.list_things().send().await.unwrap().things.unwrap_or_default();
     assert!(things.is_empty(), "a refused event creates nothing: {things:?}");
 
     let (status, body) = server.event(Some(TOKEN), &event).await;
     assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("PROVISIONED")), "{body}");
     assert_eq!(body["thing_name"], "sensor-0123456789ab");
-    assert_eq!(status_of(cert_id.clone()).await.as_deref(), Some("ACTIVE"));
+    assert_eq!(moto.status(&cert_id).await.as_str(), "ACTIVE");
     let thing = iot.describe_thing().thing_name("sensor-0123456789ab").send().await.unwrap();
     assert_eq!(thing.thing_type_name.as_deref(), Some("sensor"));
     let principals = iot.list_thing_principals().thing_name("sensor-0123456789ab").send().await.unwrap();
@@ -256,10 +218,10 @@ async fn moto_registry_over_a_socket() {
     let (status, body) = server.event(Some(TOKEN), &event).await;
     assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("ALREADY_PROVISIONED")), "{body}");
 
-    let stranger_id = register(stranger().pem).await;
-    let (status, body) = server.event(Some(TOKEN), &event_for_ids(&stranger_id, &ca_id)).await;
+    let stranger_id = moto.register_pending(&stranger().pem, ca()).await.id;
+    let (status, body) = server.event(Some(TOKEN), &event_for_ids(stranger_id.as_str(), ca_id.as_str())).await;
     assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("SUBJECT_MISMATCH")), "{body}");
-    assert_eq!(status_of(stranger_id).await.as_deref(), Some("REVOKED"));
+    assert_eq!(moto.status(&stranger_id).await.as_str(), "REVOKED");
 
     assert_eq!(post_two_megabytes(server.addr).await, 413);
     server.stop().await;

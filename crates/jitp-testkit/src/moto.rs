@@ -8,12 +8,20 @@
 //! [`MotoServer::start_with_aws_semantics`] starts the same server through `tests/moto_aws_semantics.py`,
 //! which reproduces AWS IoT's documented CreateThing, UpdateThing `expectedVersion` and EXCLUSIVE_THING
 //! behaviour: the workflow's ownership guarantee rests on them, and plain moto deviates on all three.
+//!
+//! With the `aws` feature, [`Moto`] is such a server with jitp's `AwsRegistry` over it, and the SDK calls that
+//! set moto up as AWS IoT's auto-registration leaves an account (a CA, PENDING_ACTIVATION certificates).
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "aws")]
+mod iot;
+#[cfg(feature = "aws")]
+pub use iot::{Moto, REGION, Registered};
 
 /// The environment variable naming the moto_server binary.
 pub const SERVER_ENV: &str = "JITP_MOTO_SERVER";

@@ -16,15 +16,13 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use clap::Parser;
-use jitp_aws::AwsRegistry;
 use jitp_bench::{config, median, sensor_cn};
 use jitp_core::audit::Outcome;
 use jitp_core::profile::Overrides;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
-use jitp_testkit::moto::MotoServer;
+use jitp_testkit::moto::Moto;
 use jitp_testkit::{Alg, Ca, Device, NOW, repo_root};
 
 #[derive(Debug, Parser)]
@@ -47,48 +45,26 @@ async fn main() -> ExitCode {
         eprintln!("{} not found: run scripts/setup-moto.sh (or pass --python)", python.display());
         return ExitCode::FAILURE;
     }
-    let Some(server) = MotoServer::start() else {
+    let Some(moto) = Moto::start().await else {
         eprintln!("moto_server not found: run scripts/setup-moto.sh");
         return ExitCode::FAILURE;
     };
-    let registry = AwsRegistry::builder()
-        .endpoint_url(&server.endpoint)
-        .region("us-east-1")
-        .static_credentials("testing", "testing");
-    let registry = registry.build().await;
-    let sdk = registry.client().clone();
-    sdk.create_thing_type().thing_type_name("sensor").send().await.unwrap();
+    moto.create_thing_type("sensor").await;
     let ca = Ca::new("jitp moto compare CA", Alg::P256);
-    let ca_id = sdk
-        .register_ca_certificate()
-        .ca_certificate(&ca.cert.pem)
-        .set_as_active(true)
-        .allow_auto_registration(true)
-        .send()
-        .await
-        .unwrap()
-        .certificate_id
-        .unwrap();
+    let ca_id = moto.register_ca(&ca, true).await;
     // 2 x devices pending certificates, as auto-registration leaves them; events carry moto's ids.
     let mut events = Vec::with_capacity(2 * args.devices);
     for i in 0..2 * args.devices as u64 {
         let pem = ca.issue(&Device::new(&sensor_cn(0x10_0000 + i))).pem;
-        let out = sdk
-            .register_certificate()
-            .certificate_pem(&pem)
-            .ca_certificate_pem(&ca.cert.pem)
-            .status(SdkStatus::PendingActivation)
-            .send()
-            .await
-            .unwrap();
-        events.push(jitp_testkit::event_for_ids(&out.certificate_id.unwrap(), &ca_id));
+        let id = moto.register_pending(&pem, &ca).await.id;
+        events.push(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()));
     }
     let (ours, theirs) = events.split_at(args.devices);
     let half = args.devices / 2;
 
     let provisioner = Provisioner::new(
         config(&Overrides::default()),
-        Arc::new(registry) as Arc<dyn IotRegistry>,
+        moto.registry.clone() as Arc<dyn IotRegistry>,
         Settings::default(),
     );
     let mut jitp_ms = Vec::new();
@@ -96,6 +72,7 @@ async fn main() -> ExitCode {
     let mut jitp_calls = 0u64;
     let mut base_calls = 0u64;
     let mut failures = 0usize;
+    let scratch = tempfile::tempdir().unwrap();
     for round in 0..2 {
         let (mine, yours) =
             if round == 0 { (&ours[..half], &theirs[..half]) } else { (&ours[half..], &theirs[half..]) };
@@ -112,15 +89,14 @@ async fn main() -> ExitCode {
                     }
                 }
             } else {
-                let file = std::env::temp_dir().join(format!("jitp-moto-compare-{}-{round}.jsonl", std::process::id()));
+                let file = scratch.path().join(format!("events-{round}.jsonl"));
                 std::fs::write(&file, yours.join("\n")).unwrap();
                 let out = Command::new(&python)
                     .arg(&baseline)
-                    .args(["--endpoint", &server.endpoint, "--events"])
+                    .args(["--endpoint", &moto.server.endpoint, "--events"])
                     .arg(&file)
                     .output()
                     .unwrap();
-                let _ = std::fs::remove_file(&file);
                 if !out.status.success() {
                     eprintln!("baseline failed: {}", String::from_utf8_lossy(&out.stderr));
                     return ExitCode::FAILURE;
@@ -136,7 +112,7 @@ async fn main() -> ExitCode {
     let (jm, bm) = (mean(&jitp_ms), mean(&base_ms));
     let jitp_med = median(&mut jitp_ms).unwrap_or(0.0);
     let base_med = median(&mut base_ms).unwrap_or(0.0);
-    println!("moto at {}; {} devices per side, two alternating rounds", server.endpoint, args.devices);
+    println!("moto at {}; {} devices per side, two alternating rounds", moto.server.endpoint, args.devices);
     println!(
         "jitp (Rust, AwsRegistry): median {jitp_med:.2} ms, mean {jm:.2} ms per event, {:.2} calls per event",
         jitp_calls as f64 / jitp_ms.len().max(1) as f64
