@@ -8,156 +8,18 @@
 //! another build of the binary (e.g. `target/lambda/jitp-lambda/bootstrap` from `cargo lambda build --release`).
 
 use std::io::BufRead as _;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::CertificateId;
 use jitp_core::memory::MemoryRegistry;
-use jitp_testkit::{Alg, Ca, DAY, Device, event_for_ids};
+use jitp_testkit::events::sqs;
+use jitp_testkit::lambda::{Reply, RuntimeApi};
+use jitp_testkit::{Alg, Ca, Device, event_for_ids, unix_now};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:jitp";
-/// Bound on one invocation seen from the test (a transient failure spends its retry budget first).
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What the function posted back for an invocation (or for its init).
-#[derive(Debug, Clone)]
-enum Reply {
-    Response { id: String, body: Value },
-    Error { id: String, error_type: String, body: Value },
-    InitError { body: Value },
-}
-
-struct ApiState {
-    pending: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Value)>>,
-    replies: mpsc::UnboundedSender<Reply>,
-    first_next: OnceLock<Instant>,
-}
-
-/// A fake Lambda Runtime API on a loopback port.
-struct RuntimeApi {
-    addr: SocketAddr,
-    state: Arc<ApiState>,
-    events: mpsc::UnboundedSender<(String, Value)>,
-    replies: tokio::sync::Mutex<mpsc::UnboundedReceiver<Reply>>,
-    server: tokio::task::JoinHandle<()>,
-    next_id: Mutex<u32>,
-}
-
-async fn next(State(state): State<Arc<ApiState>>) -> axum::response::Response {
-    let _ = state.first_next.set(Instant::now());
-    let event = state.pending.lock().await.recv().await;
-    let Some((id, payload)) = event else {
-        return StatusCode::GONE.into_response();
-    };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 60_000;
-    (
-        [
-            ("Lambda-Runtime-Aws-Request-Id", id),
-            ("Lambda-Runtime-Deadline-Ms", deadline.to_string()),
-            ("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN.to_owned()),
-            ("Lambda-Runtime-Trace-Id", "Root=1-6929a000-0123456789abcdef01234567;Sampled=0".to_owned()),
-            ("Content-Type", "application/json".to_owned()),
-        ],
-        payload.to_string(),
-    )
-        .into_response()
-}
-
-fn json_body(body: &Bytes) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
-
-async fn response(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
-    let _ = state.replies.send(Reply::Response { id, body: json_body(&body) });
-    StatusCode::ACCEPTED
-}
-
-async fn error(
-    State(state): State<Arc<ApiState>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let error_type =
-        headers.get("lambda-runtime-function-error-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let _ = state.replies.send(Reply::Error { id, error_type, body: json_body(&body) });
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(state): State<Arc<ApiState>>, body: Bytes) -> StatusCode {
-    let _ = state.replies.send(Reply::InitError { body: json_body(&body) });
-    StatusCode::ACCEPTED
-}
-
-impl RuntimeApi {
-    async fn start() -> RuntimeApi {
-        let (events, pending) = mpsc::unbounded_channel();
-        let (reply_tx, replies) = mpsc::unbounded_channel();
-        let state = Arc::new(ApiState {
-            pending: tokio::sync::Mutex::new(pending),
-            replies: reply_tx,
-            first_next: OnceLock::new(),
-        });
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        RuntimeApi { addr, state, events, replies: tokio::sync::Mutex::new(replies), server, next_id: Mutex::new(0) }
-    }
-
-    /// Queue one invocation and wait for what the function posts back for it.
-    async fn invoke(&self, payload: Value) -> Reply {
-        let id = {
-            let mut n = self.next_id.lock().unwrap();
-            *n += 1;
-            format!("00000000-0000-4000-8000-{:012}", *n)
-        };
-        self.events.send((id.clone(), payload)).unwrap();
-        let reply = tokio::time::timeout(INVOKE_TIMEOUT, self.replies.lock().await.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no reply to invocation {id} within {INVOKE_TIMEOUT:?}"))
-            .unwrap();
-        match &reply {
-            Reply::Response { id: got, .. } | Reply::Error { id: got, .. } => assert_eq!(*got, id, "{reply:?}"),
-            Reply::InitError { .. } => {}
-        }
-        reply
-    }
-
-    fn first_next(&self) -> Option<Instant> {
-        self.state.first_next.get().copied()
-    }
-
-    /// A reply already posted, if any.
-    async fn try_reply(&self) -> Option<Reply> {
-        self.replies.lock().await.try_recv().ok()
-    }
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
 
 /// The binary, running; killed on drop.
 struct Function {
@@ -179,10 +41,6 @@ fn capture(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
     lines
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The binary under test: `JITP_LAMBDA_BIN`, else the one cargo built for this test.
 fn binary() -> PathBuf {
     std::env::var_os("JITP_LAMBDA_BIN")
@@ -193,24 +51,8 @@ fn binary() -> PathBuf {
 impl Function {
     /// Start `jitp-lambda` against `api` with a clean environment plus `vars`.
     fn start(api: &RuntimeApi, vars: &[(&str, String)]) -> Function {
-        let mut cmd = Command::new(binary());
-        cmd.env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "jitp")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/29/[$LATEST]0123456789abcdef")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/jitp")
-            .env("AWS_REGION", "us-east-1")
-            .env("RUST_LOG", "info")
-            .env("JITP_CONFIG", repo_root().join("templates/jitp.toml"))
-            // Nothing from the developer's AWS setup, no instance metadata lookups.
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = api.command(&binary());
+        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
         for (k, v) in vars {
             cmd.env(k, v);
         }
@@ -291,35 +133,9 @@ impl Drop for Function {
     }
 }
 
-/// Unix seconds now: the binary uses the system clock, so its certificates must be valid now.
-fn unix_now() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
-}
-
-/// A device certificate valid around the real clock.
+/// A device certificate valid around the real clock: the binary uses the system clock.
 fn device_now(cn: &str) -> Device {
-    let now = unix_now();
-    Device { not_before: now - DAY, not_after: now + 365 * DAY, ..Device::new(cn) }
-}
-
-fn sqs(records: &[(&str, &str)]) -> Value {
-    let records: Vec<Value> = records
-        .iter()
-        .map(|(id, body)| {
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("handle-{id}"),
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "0",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jitp-events",
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    Device::new(cn).valid_around(unix_now())
 }
 
 #[track_caller]
@@ -330,15 +146,11 @@ fn response_body(reply: &Reply) -> &Value {
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("jitp-lambda-{}-{name}", std::process::id()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_provisions_over_the_runtime_api_with_the_embedded_registry() {
     // A registry file holding the CA and two pending device certificates, as AWS IoT would after auto-registration.
-    let file = temp_path("registry.json");
-    let _ = std::fs::remove_file(&file);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.json");
     let ca = Ca::new("jitp lambda runtime CA", Alg::P256);
     let (a, b): (CertificateId, CertificateId);
     {
@@ -391,7 +203,6 @@ async fn the_binary_provisions_over_the_runtime_api_with_the_embedded_registry()
     let memory = MemoryRegistry::open(&file).unwrap();
     assert_eq!(memory.certificate_status(&a), Some(CertificateStatus::Active));
     assert_eq!(memory.certificate_status(&b), Some(CertificateStatus::Active));
-    let _ = std::fs::remove_file(&file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,62 +246,45 @@ async fn transient_failures_go_to_the_error_endpoint_and_into_batch_item_failure
 /// moto's server as AWS IoT: register a CA and device certificates with the SDK, as auto-registration would.
 mod moto {
     use aws_sdk_iot::types::CertificateStatus as SdkStatus;
-    use jitp_testkit::moto::MotoServer;
+    use jitp_core::ids::CaCertificateId;
 
     use super::*;
 
     struct Moto {
-        server: MotoServer,
-        client: aws_sdk_iot::Client,
+        moto: jitp_testkit::moto::Moto,
         ca: Ca,
-        ca_id: String,
+        ca_id: CaCertificateId,
     }
 
     impl Moto {
         async fn start() -> Option<Moto> {
-            let server = MotoServer::start_with_aws_semantics()?;
-            let registry = jitp_aws::AwsRegistry::builder()
-                .endpoint_url(&server.endpoint)
-                .region("us-east-1")
-                .static_credentials("testing", "testing")
-                .build()
-                .await;
-            let client = registry.client().clone();
+            let moto = jitp_testkit::moto::Moto::start_with_aws_semantics().await?;
             // The profile's thing type must exist, in AWS (infra creates it) as in moto.
-            client.create_thing_type().thing_type_name("sensor").send().await.unwrap();
+            moto.create_thing_type("sensor").await;
             let ca = Ca::new("jitp lambda moto CA", Alg::P256);
-            let registered =
-                client.register_ca_certificate().ca_certificate(&ca.cert.pem).set_as_active(true).send().await.unwrap();
-            let ca_id = registered.certificate_id().unwrap().to_owned();
-            Some(Moto { server, client, ca, ca_id })
+            let ca_id = moto.register_ca(&ca, true).await;
+            Some(Moto { moto, ca, ca_id })
+        }
+
+        fn sdk(&self) -> &aws_sdk_iot::Client {
+            self.moto.sdk()
         }
 
         /// Register a PENDING_ACTIVATION device certificate; its id and event.
-        async fn device(&self, device: &Device) -> (String, Value) {
-            let cert = self.ca.issue(device);
-            let registered = self
-                .client
-                .register_certificate()
-                .certificate_pem(&cert.pem)
-                .ca_certificate_pem(&self.ca.cert.pem)
-                .status(SdkStatus::PendingActivation)
-                .send()
-                .await
-                .unwrap();
-            let id = registered.certificate_id().unwrap().to_owned();
-            let event = serde_json::from_str(&event_for_ids(&id, &self.ca_id)).unwrap();
+        async fn device(&self, device: &Device) -> (CertificateId, Value) {
+            let id = self.moto.register_pending(&self.ca.issue(device).pem, &self.ca).await.id;
+            let event = serde_json::from_str(&event_for_ids(id.as_str(), self.ca_id.as_str())).unwrap();
             (id, event)
         }
 
-        async fn status(&self, id: &str) -> SdkStatus {
-            let described = self.client.describe_certificate().certificate_id(id).send().await.unwrap();
-            described.certificate_description().unwrap().status().unwrap().clone()
+        async fn status(&self, id: &CertificateId) -> SdkStatus {
+            self.moto.status(id).await
         }
 
         fn vars(&self) -> Vec<(&'static str, String)> {
             vec![
                 ("JITP_REGISTRY", "aws".into()),
-                ("JITP_AWS_ENDPOINT_URL", self.server.endpoint.clone()),
+                ("JITP_AWS_ENDPOINT_URL", self.moto.server.endpoint.clone()),
                 ("AWS_ACCESS_KEY_ID", "testing".into()),
                 ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ]
@@ -511,12 +305,12 @@ mod moto {
         let body = response_body(&reply);
         assert_eq!(body["outcome"], "PROVISIONED", "{body}\n{}", function.logs());
         assert_eq!(moto.status(&a).await, SdkStatus::Active);
-        let thing = moto.client.describe_thing().thing_name("sensor-00000000a0a0").send().await.unwrap();
+        let thing = moto.sdk().describe_thing().thing_name("sensor-00000000a0a0").send().await.unwrap();
         assert_eq!(thing.thing_type_name(), Some("sensor"));
         assert_eq!(thing.attributes().unwrap().get("jitp_certificate").map(String::as_str), Some(a.as_str()));
-        let arn = moto.client.describe_certificate().certificate_id(&a).send().await.unwrap();
+        let arn = moto.sdk().describe_certificate().certificate_id(a.as_str()).send().await.unwrap();
         let arn = arn.certificate_description().unwrap().certificate_arn().unwrap().to_owned();
-        let policies = moto.client.list_attached_policies().target(&arn).send().await.unwrap();
+        let policies = moto.sdk().list_attached_policies().target(&arn).send().await.unwrap();
         let names: Vec<&str> = policies.policies().iter().filter_map(|p| p.policy_name()).collect();
         assert_eq!(names, ["jitp-sensor-00000000a0a0"]);
 
@@ -545,7 +339,8 @@ mod moto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_configuration_fails_init_before_the_first_event() {
     let api = RuntimeApi::start().await;
-    let missing = temp_path("missing/jitp.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing/jitp.toml");
     let mut function = Function::start(&api, &[("JITP_CONFIG", missing.display().to_string())]);
     let status = function.wait_exit(Duration::from_secs(20)).expect("the function should exit");
     assert!(!status.success());

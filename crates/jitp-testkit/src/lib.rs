@@ -9,6 +9,9 @@
 //! - [`repo_config_path`] and [`templates_dir`]: the repository's shipped configuration (each test loads it
 //!   itself); [`config_dir::ConfigDir`]: a configuration of a test's own in a temporary directory.
 //! - [`events`]: the registration event AWS IoT publishes, its malformed variants, and the SQS envelope.
+//! - [`moto`]: moto's server; with the `aws` feature, an `AwsRegistry` over it set up as auto-registration
+//!   leaves an account.
+//! - `lambda` (feature `lambda`): a fake Lambda Runtime API for the `jitp-lambda` binary.
 //! - [`audit_line`]: the audit line's shape.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 #![warn(missing_docs)]
@@ -16,6 +19,8 @@
 pub mod audit_line;
 pub mod config_dir;
 pub mod events;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod moto;
 pub mod surgery;
 
@@ -48,6 +53,11 @@ pub fn templates_dir() -> PathBuf {
 /// The shipped configuration, `templates/jitp.toml`: what the Lambda, the server and the CLI load by default.
 pub fn repo_config_path() -> PathBuf {
     templates_dir().join("jitp.toml")
+}
+
+/// The real clock, Unix seconds: for a binary under test that decides at the system clock, not at [`NOW`].
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Key algorithms fixtures can use.
@@ -273,6 +283,14 @@ impl Device {
             eku: vec![],
             public_key: None,
         }
+    }
+
+    /// Same, valid from a day before `now` for a year instead of around [`NOW`] (with [`unix_now`]: for a
+    /// binary that decides at the real clock).
+    pub fn valid_around(mut self, now: i64) -> Self {
+        self.not_before = now - DAY;
+        self.not_after = now + 365 * DAY;
+        self
     }
 
     /// Same, with another key algorithm.

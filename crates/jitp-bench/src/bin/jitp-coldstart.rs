@@ -11,23 +11,16 @@
 //! `cargo build --release -p jitp-lambda && cargo run --release -p jitp-bench --bin jitp-coldstart`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use clap::Parser;
 use jitp_bench::{median, sensor_cn, vm_hwm_kib};
 use jitp_core::memory::MemoryRegistry;
-use jitp_testkit::{Alg, Ca, DAY, Device, event_for_ids, repo_root};
-use tokio::sync::mpsc;
+use jitp_testkit::lambda::{Reply, RuntimeApi};
+use jitp_testkit::{Alg, Ca, Device, event_for_ids, repo_root, unix_now};
+use serde_json::Value;
 
 #[derive(Debug, Parser)]
 #[command(about = "Cold start and peak RSS of the jitp-lambda binary against a local Lambda Runtime API")]
@@ -43,111 +36,6 @@ struct Args {
     events: usize,
 }
 
-const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:jitp";
-
-struct ApiState {
-    first_next: Mutex<Option<Instant>>,
-    pending: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, String)>>,
-    replies: mpsc::UnboundedSender<(String, bool)>,
-}
-
-struct RuntimeApi {
-    addr: SocketAddr,
-    state: Arc<ApiState>,
-    events: mpsc::UnboundedSender<(String, String)>,
-    replies: mpsc::UnboundedReceiver<(String, bool)>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-async fn next(State(state): State<Arc<ApiState>>) -> axum::response::Response {
-    state.first_next.lock().unwrap().get_or_insert_with(Instant::now);
-    let Some((id, payload)) = state.pending.lock().await.recv().await else {
-        return StatusCode::GONE.into_response();
-    };
-    let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 60_000;
-    (
-        [
-            ("Lambda-Runtime-Aws-Request-Id", id),
-            ("Lambda-Runtime-Deadline-Ms", deadline.to_string()),
-            ("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN.to_owned()),
-            ("Lambda-Runtime-Trace-Id", "Root=1-6929a000-0123456789abcdef01234567;Sampled=0".to_owned()),
-            ("Content-Type", "application/json".to_owned()),
-        ],
-        payload,
-    )
-        .into_response()
-}
-
-async fn response(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>, _: Bytes) -> StatusCode {
-    let _ = state.replies.send((id, true));
-    StatusCode::ACCEPTED
-}
-
-async fn error(State(state): State<Arc<ApiState>>, UrlPath(id): UrlPath<String>, _: Bytes) -> StatusCode {
-    let _ = state.replies.send((id, false));
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(state): State<Arc<ApiState>>, _: Bytes) -> StatusCode {
-    let _ = state.replies.send(("init".into(), false));
-    StatusCode::ACCEPTED
-}
-
-impl RuntimeApi {
-    async fn start() -> Self {
-        let (events, pending) = mpsc::unbounded_channel();
-        let (reply_tx, replies) = mpsc::unbounded_channel();
-        let state = Arc::new(ApiState {
-            first_next: Mutex::new(None),
-            pending: tokio::sync::Mutex::new(pending),
-            replies: reply_tx,
-        });
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, state, events, replies, server }
-    }
-
-    /// One invocation; whether the function answered with a response (not an error).
-    async fn invoke(&mut self, n: usize, payload: String) -> bool {
-        let id = format!("00000000-0000-4000-8000-{n:012}");
-        self.events.send((id.clone(), payload)).unwrap();
-        let (got, ok) = tokio::time::timeout(Duration::from_secs(60), self.replies.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no reply to invocation {n} within 60 s"))
-            .unwrap();
-        assert_eq!(got, id, "a reply to another invocation");
-        ok
-    }
-
-    async fn wait_first_next(&self, within: Duration) -> Option<Instant> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(t) = *self.state.first_next.lock().unwrap() {
-                return Some(t);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-    }
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 struct Function(Child);
 
 impl Drop for Function {
@@ -157,24 +45,9 @@ impl Drop for Function {
     }
 }
 
-fn spawn(binary: &PathBuf, api: &RuntimeApi, registry: &str) -> (Function, Instant) {
-    let mut cmd = Command::new(binary);
-    cmd.env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "jitp")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/29/[$LATEST]0123456789abcdef")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/jitp")
-        .env("AWS_REGION", "us-east-1")
-        .env("JITP_CONFIG", jitp_testkit::repo_config_path())
-        .env("JITP_REGISTRY", registry)
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+fn spawn(binary: &Path, api: &RuntimeApi, registry: &str) -> (Function, Instant) {
+    let mut cmd = api.command(binary);
+    cmd.env("JITP_REGISTRY", registry).stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
     let child = cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
     (Function(child), started)
@@ -213,22 +86,19 @@ async fn main() -> ExitCode {
     println!("  runs (ms): {}", runs.join(" "));
 
     // RSS after N events, both set-ups.
-    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let now = unix_now();
     let ca = Ca::new("jitp coldstart CA", Alg::P256);
-    let pems: Vec<String> = (0..args.events as u64)
-        .map(|i| {
-            ca.issue(&Device { not_before: now - DAY, not_after: now + 365 * DAY, ..Device::new(&sensor_cn(i)) }).pem
-        })
-        .collect();
-    let file = std::env::temp_dir().join(format!("jitp-coldstart-{}.json", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    let mut events = Vec::with_capacity(pems.len());
+    let pems: Vec<String> =
+        (0..args.events as u64).map(|i| ca.issue(&Device::new(&sensor_cn(i)).valid_around(now)).pem).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.json");
+    let mut events: Vec<Value> = Vec::with_capacity(pems.len());
     {
         let memory = MemoryRegistry::open(&file).unwrap();
         let ca_id = memory.register_ca(&ca.cert.pem, true).unwrap();
         for pem in &pems {
             let id = memory.register_certificate(pem, &ca_id).unwrap();
-            events.push(event_for_ids(id.as_str(), ca_id.as_str()));
+            events.push(serde_json::from_str(&event_for_ids(id.as_str(), ca_id.as_str())).unwrap());
         }
         memory.save().unwrap();
     }
@@ -236,7 +106,7 @@ async fn main() -> ExitCode {
         ("memory (empty: CERT_NOT_FOUND rejections)", "memory".to_owned()),
         ("memory:FILE (every event provisions; file saved per invocation)", format!("memory:{}", file.display())),
     ] {
-        let mut api = RuntimeApi::start().await;
+        let api = RuntimeApi::start().await;
         let (function, _) = spawn(&binary, &api, &registry);
         let after_init = {
             api.wait_first_next(Duration::from_secs(10)).await;
@@ -244,8 +114,8 @@ async fn main() -> ExitCode {
         };
         let started = Instant::now();
         let mut answered = 0;
-        for (n, event) in events.iter().enumerate() {
-            if api.invoke(n + 1, event.clone()).await {
+        for event in &events {
+            if matches!(api.invoke(event.clone()).await, Reply::Response { .. }) {
                 answered += 1;
             }
         }
@@ -265,6 +135,5 @@ async fn main() -> ExitCode {
         let active = memory.policies().len();
         println!("  memory:FILE run left {active} policies in the registry file");
     }
-    let _ = std::fs::remove_file(&file);
     ExitCode::SUCCESS
 }
