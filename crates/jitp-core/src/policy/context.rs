@@ -1,9 +1,10 @@
 //! The template context: everything a template may read about one device, built once per device.
 //!
-//! One [`DeviceContext`] serves the device's thing_name expression, then (once [`DeviceContext::name`] has
-//! added the thing name) its attribute expressions, then (once [`DeviceContext::place`] has added where the
-//! policy lives) its policy template: each sees what it saw before this type existed, and nothing more. Values
-//! come from the certificate exactly as they are, never trimmed or normalised. Absent subject fields are left
+//! One [`DeviceContext`] serves the device's thing_name expression (`subject`, `certificate`, `ca`,
+//! `profile`), then its attribute expressions (plus `thing_name`, once [`DeviceContext::name`] has added it),
+//! then its per-thing policy template (plus `aws`, once [`DeviceContext::place`] has added it): the names never
+//! see where the policy lives. A shared policy sees no device values at all (see `shared_context`). Values come
+//! from the certificate exactly as they are, never trimmed or normalised. Absent subject fields are left
 //! undefined, so a template that uses one without `| default(...)` fails and says which.
 //!
 //! Every subject value is checked here, once, against what a policy may hold ([`forbidden_reason`]): a device

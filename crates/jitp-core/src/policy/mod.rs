@@ -116,8 +116,8 @@ impl Engine {
         Ok(Self { policies, names })
     }
 
-    /// Render `profile`'s thing-name expression (unvalidated text: the caller makes a ThingName of it).
-    /// An expression that fails to render (an undefined field...) is the template's fault:
+    /// Render the thing-name expression of `device`'s profile (unvalidated text: the caller makes a ThingName
+    /// of it). An expression that fails to render (an undefined field...) is the template's fault:
     /// POLICY_TEMPLATE_ERROR, which holds the device instead of revoking it.
     ///
     /// The text is returned exactly as rendered: nothing is trimmed or normalised, so a subject value with a
