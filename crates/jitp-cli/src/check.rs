@@ -11,7 +11,7 @@ use jitp_core::ids::CaCertificateId;
 use crate::common::{AwsArgs, ConfigArgs, Format, now, parse_time, read_bounded};
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The registered CA certificate (PEM).
@@ -34,12 +34,12 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Mode {
+pub(crate) enum Mode {
     Check,
     Render,
 }
 
-pub fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let aws = args.aws.context()?;
     let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::common::ConfigArgs;
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Good device certificates to provision.
@@ -41,7 +41,7 @@ pub struct DemoArgs {
 
 const BAD_KINDS: [&str; 6] = ["expired", "wrong CA", "hostile CN", "duplicate CN", "weak key", "CA flag"];
 
-pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Arc::new(args.config.load()?);
     eprintln!("jitp demo: generating a demo CA and {} device certificates ({} bad)…", args.devices, args.bad);
     let ca = Ca::new("jitp demo CA", Alg::P256);

@@ -8,7 +8,7 @@ use jitp_core::review::lint_templates;
 use crate::common::{AwsArgs, ConfigArgs, Format};
 
 #[derive(Debug, Args)]
-pub struct LintArgs {
+pub(crate) struct LintArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Output format.
@@ -18,7 +18,7 @@ pub struct LintArgs {
     aws: AwsArgs,
 }
 
-pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let reports = lint_templates(&config, &args.aws.context()?);
     let failed = reports.iter().any(|r| r.has_errors());

@@ -15,7 +15,7 @@ use crate::common::{AwsArgs, ConfigArgs, now, read_bounded};
 use crate::registry::{RegistryArg, open};
 
 #[derive(Debug, Args)]
-pub struct ProvisionArgs {
+pub(crate) struct ProvisionArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// The certificate-registered event (JSON file, or - for stdin).
@@ -32,7 +32,7 @@ pub struct ProvisionArgs {
 }
 
 /// Exit status of `jitp provision`: 0 provisioned (or already), 1 rejected, 3 transient (deliver again).
-pub async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
     let config = Arc::new(args.config.load()?);
     let bytes = if args.event.as_os_str() == "-" {
         let mut buf = Vec::new();
@@ -58,7 +58,7 @@ pub async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Debug, Args)]
-pub struct RegisterArgs {
+pub(crate) struct RegisterArgs {
     /// The embedded registry's file (created if missing).
     #[arg(long)]
     registry: RegistryArg,
@@ -71,7 +71,7 @@ pub struct RegisterArgs {
 }
 
 /// Do what AWS IoT does on a device's first connection, and print the registration event.
-pub async fn register(args: &RegisterArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn register(args: &RegisterArgs) -> anyhow::Result<ExitCode> {
     let RegistryArg::Memory(_) = &args.registry else {
         anyhow::bail!(
             "jitp register works on the embedded registry (memory:PATH); AWS IoT registers certificates itself"

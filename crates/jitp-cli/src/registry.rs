@@ -9,7 +9,7 @@ use jitp_core::registry::IotRegistry;
 
 /// A registry choice as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistryArg {
+pub(crate) enum RegistryArg {
     /// The embedded registry, optionally persisted to a file.
     Memory(Option<PathBuf>),
     /// AWS IoT (or an emulator via --endpoint-url).
@@ -31,13 +31,13 @@ impl FromStr for RegistryArg {
 }
 
 /// An opened registry; `save` persists a memory registry's file.
-pub struct Opened {
+pub(crate) struct Opened {
     pub registry: Arc<dyn IotRegistry>,
     pub memory: Option<Arc<MemoryRegistry>>,
 }
 
 impl Opened {
-    pub fn save(&self) -> anyhow::Result<()> {
+    pub(crate) fn save(&self) -> anyhow::Result<()> {
         if let Some(m) = &self.memory {
             m.save()?;
         }
@@ -45,7 +45,7 @@ impl Opened {
     }
 }
 
-pub async fn open(arg: &RegistryArg, endpoint_url: Option<String>) -> anyhow::Result<Opened> {
+pub(crate) async fn open(arg: &RegistryArg, endpoint_url: Option<String>) -> anyhow::Result<Opened> {
     match arg {
         RegistryArg::Memory(path) => {
             let memory = Arc::new(match path {

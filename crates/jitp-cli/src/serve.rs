@@ -13,7 +13,7 @@ use crate::common::{AwsArgs, ConfigArgs};
 use crate::registry::{RegistryArg, open};
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Address to listen on.
@@ -42,7 +42,7 @@ pub struct ServeArgs {
     aws: AwsArgs,
 }
 
-pub async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)

@@ -17,7 +17,7 @@ const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
 
 /// RSA moduli above this are refused: it bounds the cost of a signature check on hostile input, and it is
 /// webpki's own upper bound (RSA_PKCS1_2048_8192_*).
-pub const MAX_RSA_BITS: usize = 8192;
+pub(super) const MAX_RSA_BITS: usize = 8192;
 
 /// A NIST curve AWS IoT accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -122,7 +122,7 @@ fn curve_name(oid: &Oid) -> String {
 }
 
 /// Signature algorithms by OID: `Some(name)` for those jitp accepts, `Err(name)` for known-bad ones.
-pub fn check_signature_algorithm(oid: &Oid) -> Result<(), Rejection> {
+pub(super) fn check_signature_algorithm(oid: &Oid) -> Result<(), Rejection> {
     let refused = match oid.to_string().as_str() {
         // sha256/384/512WithRSAEncryption, RSASSA-PSS, ecdsa-with-SHA256/384/512
         "1.2.840.113549.1.1.11"

@@ -19,10 +19,10 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 /// The intake secret of every test server.
-pub const TOKEN: &str = "test-secret-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-secret-0123456789abcdef";
 
 /// The repository's templates/jitp.toml, loaded once per test binary.
-pub fn config() -> Arc<Rules> {
+pub(crate) fn config() -> Arc<Rules> {
     static CONFIG: OnceLock<Arc<Rules>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
@@ -33,23 +33,23 @@ pub fn config() -> Arc<Rules> {
 }
 
 /// The device CA.
-pub fn ca() -> &'static Ca {
+pub(crate) fn ca() -> &'static Ca {
     static CA: OnceLock<Ca> = OnceLock::new();
     CA.get_or_init(|| Ca::new("Acme Device CA", Alg::P256))
 }
 
 /// A certificate the `sensors` profile accepts.
-pub fn sensor(serial: &str) -> Pem {
+pub(crate) fn sensor(serial: &str) -> Pem {
     ca().issue(&Device::new(&format!("sensor-{serial}")))
 }
 
 /// A certificate no profile accepts (SUBJECT_MISMATCH).
-pub fn stranger() -> Pem {
+pub(crate) fn stranger() -> Pem {
     ca().issue(&Device::new("camera-42"))
 }
 
 /// Fast retries, so a transient failure gives up in well under a second.
-pub fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings {
         retry_deadline: Duration::from_millis(200),
         retry_base: Duration::from_millis(1),
@@ -59,18 +59,18 @@ pub fn settings() -> Settings {
 }
 
 /// A registry with the CA registered.
-pub fn registry() -> (Arc<MemoryRegistry>, CaCertificateId) {
+pub(crate) fn registry() -> (Arc<MemoryRegistry>, CaCertificateId) {
     with_registry(MemoryRegistry::new())
 }
 
 /// Same, over a registry with faults.
-pub fn with_registry(registry: MemoryRegistry) -> (Arc<MemoryRegistry>, CaCertificateId) {
+pub(crate) fn with_registry(registry: MemoryRegistry) -> (Arc<MemoryRegistry>, CaCertificateId) {
     let ca_id = registry.register_ca(&ca().cert.pem, true).unwrap();
     (Arc::new(registry), ca_id)
 }
 
 /// Every DescribeCertificate call fails with a 503 (the first `n`).
-pub fn unavailable(n: u64) -> MemoryRegistry {
+pub(crate) fn unavailable(n: u64) -> MemoryRegistry {
     MemoryRegistry::new().with_faults((1..=n).map(|nth| Fault {
         op: Operation::DescribeCertificate,
         nth,
@@ -79,7 +79,7 @@ pub fn unavailable(n: u64) -> MemoryRegistry {
 }
 
 /// The first DescribeCertificate takes `d`.
-pub fn slow(d: Duration) -> MemoryRegistry {
+pub(crate) fn slow(d: Duration) -> MemoryRegistry {
     MemoryRegistry::new().with_faults([Fault {
         op: Operation::DescribeCertificate,
         nth: 1,
@@ -88,7 +88,7 @@ pub fn slow(d: Duration) -> MemoryRegistry {
 }
 
 /// Register `cert` PENDING_ACTIVATION and return its id and event.
-pub fn pending(registry: &MemoryRegistry, ca_id: &CaCertificateId, cert: &Pem) -> (CertificateId, String) {
+pub(crate) fn pending(registry: &MemoryRegistry, ca_id: &CaCertificateId, cert: &Pem) -> (CertificateId, String) {
     let id = registry.register_certificate(&cert.pem, ca_id).unwrap();
     let event = event_for_ids(id.as_str(), ca_id.as_str());
     (id, event)
@@ -96,7 +96,7 @@ pub fn pending(registry: &MemoryRegistry, ca_id: &CaCertificateId, cert: &Pem) -
 
 /// A server state over `registry` with intake enabled, the clock pinned at NOW, and every audit line checked
 /// against the shape all binaries write (then dropped).
-pub fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
+pub(crate) fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
     let registry: Arc<dyn IotRegistry> = registry;
     AppState::new(config(), registry, settings(), Intake::token(TOKEN).unwrap())
         .with_options(options)
@@ -107,7 +107,7 @@ pub fn state(registry: Arc<MemoryRegistry>, options: Options) -> AppState {
 }
 
 /// A response, read whole.
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -115,18 +115,18 @@ pub struct Answer {
 
 impl Answer {
     #[track_caller]
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// Send one request through the router.
-pub async fn send(app: &Router, request: Request<Body>) -> Answer {
+pub(crate) async fn send(app: &Router, request: Request<Body>) -> Answer {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -135,7 +135,7 @@ pub async fn send(app: &Router, request: Request<Body>) -> Answer {
 }
 
 /// A POST with an optional `x-jitp-token`.
-pub fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+pub(crate) fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
     let mut builder =
         Request::builder().method(Method::POST).uri(path).header(header::CONTENT_TYPE, "application/json");
     if let Some(token) = token {
@@ -145,7 +145,7 @@ pub fn post(path: &str, token: Option<&str>, body: impl Into<Body>) -> Request<B
 }
 
 /// A GET with an optional `x-jitp-token`.
-pub fn get(path: &str, token: Option<&str>) -> Request<Body> {
+pub(crate) fn get(path: &str, token: Option<&str>) -> Request<Body> {
     let mut builder = Request::builder().uri(path);
     if let Some(token) = token {
         builder = builder.header("x-jitp-token", token);
