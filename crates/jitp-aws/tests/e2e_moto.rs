@@ -64,6 +64,10 @@ impl World {
             .endpoint_url(&server.endpoint)
             .region("us-east-1")
             .static_credentials("testing", "testing")
+            // moto loads its IoT backend on the first request (seconds on a busy machine), and the SDK makes one
+            // attempt per call: give that attempt time.
+            .attempt_timeout(jitp_testkit::moto::READY_TIMEOUT)
+            .operation_timeout(jitp_testkit::moto::READY_TIMEOUT)
             .build()
             .await;
         let registry = Arc::new(registry);

@@ -31,6 +31,10 @@ impl Moto {
             .endpoint_url(&server.endpoint)
             .region("us-east-1")
             .static_credentials("testing", "testing")
+            // moto loads its IoT backend on the first request (seconds on a busy machine), and the SDK makes one
+            // attempt per call: give that attempt time.
+            .attempt_timeout(jitp_testkit::moto::READY_TIMEOUT)
+            .operation_timeout(jitp_testkit::moto::READY_TIMEOUT)
             .build()
             .await;
         Some(Moto { _server: server, registry })
@@ -339,6 +343,10 @@ async fn reset_forgets_everything() {
         .endpoint_url(&server.endpoint)
         .region("us-east-1")
         .static_credentials("testing", "testing")
+        // moto loads its IoT backend on the first request (seconds on a busy machine), and the SDK makes one
+        // attempt per call: give that attempt time.
+        .attempt_timeout(jitp_testkit::moto::READY_TIMEOUT)
+        .operation_timeout(jitp_testkit::moto::READY_TIMEOUT)
         .build()
         .await;
     let name = policy("jitp-reset");

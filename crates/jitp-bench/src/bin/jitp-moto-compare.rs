@@ -54,7 +54,11 @@ async fn main() -> ExitCode {
     let registry = AwsRegistry::builder()
         .endpoint_url(&server.endpoint)
         .region("us-east-1")
-        .static_credentials("testing", "testing");
+        .static_credentials("testing", "testing")
+        // moto loads its IoT backend on the first request (seconds on a busy machine), and the SDK makes one
+        // attempt per call: give that attempt time.
+        .attempt_timeout(jitp_testkit::moto::READY_TIMEOUT)
+        .operation_timeout(jitp_testkit::moto::READY_TIMEOUT);
     let registry = registry.build().await;
     let sdk = registry.client().clone();
     sdk.create_thing_type().thing_type_name("sensor").send().await.unwrap();
