@@ -8,11 +8,10 @@
 //! error is classified once, in `error_map`, into [`RegistryError`] so the workflow can tell "already done"
 //! from "retry later" from "will never work".
 //!
-//! What stays out: the CA description cache and the API-call counting belong to the workflow
-//! (`jitp_core::provision`), so that every registry backend gets them.
-//!
-//! `JITP_AWS_ENDPOINT_URL` (or [`AwsRegistryBuilder::endpoint_url`]) points the client at an emulator such
-//! as moto's server; see `tests/README.md` at the repository root for where moto and AWS differ.
+//! What stays out: the CA description cache and the API-call counting belong to the workflow, so that every
+//! registry backend gets them; so does reading the environment: the endpoint (an emulator such as moto's
+//! server, see `tests/README.md` at the repository root for where moto and AWS differ) and the region are
+//! given to [`AwsRegistryBuilder`] by the binary.
 
 mod error_map;
 
@@ -34,9 +33,6 @@ use jitp_core::registry::{
     RegistryError, ThingDescription, ThingSpec,
 };
 use jitp_core::thing::ThingName;
-
-/// The environment variable naming an endpoint to use instead of AWS IoT's (an emulator).
-pub const ENDPOINT_ENV: &str = "JITP_AWS_ENDPOINT_URL";
 
 /// Default bound on one call, credential resolution included: well inside a Lambda's timeout.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,13 +168,6 @@ impl AwsRegistry {
         AwsRegistryBuilder::default()
     }
 
-    /// The registry a binary uses: default credential chain and region; `endpoint_url`, else the
-    /// `JITP_AWS_ENDPOINT_URL` environment variable if set and not empty, else AWS IoT's endpoint.
-    pub async fn from_env(endpoint_url: Option<String>) -> AwsRegistry {
-        let endpoint = resolve_endpoint(endpoint_url, std::env::var(ENDPOINT_ENV).ok());
-        Self::builder().set_endpoint_url(endpoint).build().await
-    }
-
     /// Wrap a client built elsewhere (tests: a replaying HTTP client). Its retry and timeout configuration is
     /// used as it is.
     pub fn from_client(client: aws_sdk_iot::Client) -> AwsRegistry {
@@ -196,11 +185,6 @@ impl AwsRegistry {
         // API call, and this one is not.
         aws_sdk_iot::Client::config(&self.client).region().map(|r| r.as_ref())
     }
-}
-
-/// The argument wins over the environment; blank means unset.
-fn resolve_endpoint(argument: Option<String>, environment: Option<String>) -> Option<String> {
-    [argument, environment].into_iter().flatten().map(|url| url.trim().to_owned()).find(|url| !url.is_empty())
 }
 
 /// Run one SDK call: time it, classify its error, log the outcome at debug level.
@@ -464,16 +448,6 @@ impl IotRegistry for AwsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_argument_wins_over_environment_and_blank_is_unset() {
-        let s = |v: &str| Some(v.to_owned());
-        assert_eq!(resolve_endpoint(s("http://a"), s("http://b")), s("http://a"));
-        assert_eq!(resolve_endpoint(None, s(" http://b ")), s("http://b"));
-        assert_eq!(resolve_endpoint(s(""), s("http://b")), s("http://b"));
-        assert_eq!(resolve_endpoint(None, s("  ")), None);
-        assert_eq!(resolve_endpoint(None, None), None);
-    }
 
     #[test]
     fn status_round_trips_through_the_sdk_enum() {

@@ -16,10 +16,10 @@ use jitp_core::registry::IotRegistry;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, rsa_public_key};
 use tokio::sync::Semaphore;
 
-use crate::common::ConfigArgs;
+use jitp_wiring::ConfigArgs;
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Good device certificates to provision.
@@ -41,7 +41,7 @@ pub struct DemoArgs {
 
 const BAD_KINDS: [&str; 6] = ["expired", "wrong CA", "hostile CN", "duplicate CN", "weak key", "CA flag"];
 
-pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Arc::new(args.config.load()?);
     eprintln!("jitp demo: generating a demo CA and {} device certificates ({} bad)…", args.devices, args.bad);
     let ca = Ca::new("jitp demo CA", Alg::P256);

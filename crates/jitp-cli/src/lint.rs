@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use clap::Args;
 use jitp_core::policy::review::lint_templates;
 
-use crate::common::{AwsArgs, ConfigArgs, Format};
+use jitp_wiring::{AwsArgs, ConfigArgs};
+
+use crate::common::Format;
 
 #[derive(Debug, Args)]
-pub struct LintArgs {
+pub(crate) struct LintArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Output format.
@@ -18,9 +20,9 @@ pub struct LintArgs {
     aws: AwsArgs,
 }
 
-pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
-    let reports = lint_templates(&config, &args.aws.context()?);
+    let reports = lint_templates(&config, &args.aws.context());
     let failed = reports.iter().any(|r| r.has_errors());
     if args.format == Format::Json {
         println!("{}", serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?);
