@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod lint;
 mod provision;
+#[cfg(feature = "server")]
 mod serve;
 
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ enum Command {
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
     /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
+    #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
 }
 
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         }
         Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
+        #[cfg(feature = "server")]
         Command::Serve(args) => {
             log(Target::Stdout);
             runtime().and_then(|rt| rt.block_on(serve::run(&args)))
