@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use clap::builder::BoolishValueParser;
 use jitp_server::{AppState, Intake, Options};
 use jitp_wiring::{RegistryArg, Settings};
 
@@ -22,11 +21,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "JITP_HTTP_TOKEN", value_name = "SECRET", hide_env_values = true)]
     http_token: Option<String>,
     /// Serve previews, lint, health and metrics only: no POST /v1/events, no JITP_HTTP_TOKEN needed.
-    #[arg(long, env = "JITP_NO_INTAKE", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "JITP_NO_INTAKE", value_parser = jitp_wiring::switch)]
     no_intake: bool,
     /// Serve POST /v1/preview and GET /v1/lint without the intake secret. They show the account's policies, so
     /// by default, with intake on, they need x-jitp-token like POST /v1/events. (Without intake they are open.)
-    #[arg(long, env = "JITP_PUBLIC_PREVIEWS", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "JITP_PUBLIC_PREVIEWS", value_parser = jitp_wiring::switch)]
     public_previews: bool,
     /// Seconds a /v1 request may take before a 503, 1 to 900; keep it above the retry deadline.
     #[arg(long, env = "JITP_REQUEST_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30, value_parser = jitp_wiring::count_in(1, 900))]

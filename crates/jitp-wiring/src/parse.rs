@@ -89,19 +89,14 @@ where
     T::from_arg_matches(&matches).map_err(|e| explain(&e, &declared))
 }
 
-/// A switch's variable: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, as clap's `BoolishValueParser` reads them.
+/// A switch's variable, read as [`crate::settings::switch`] reads it.
 fn boolish(name: &OsStr, flag: &str, value: &OsStr) -> Result<bool, Error> {
-    let v = value.to_string_lossy().to_ascii_lowercase();
-    match v.as_str() {
-        "y" | "yes" | "t" | "true" | "on" | "1" => Ok(true),
-        "n" | "no" | "f" | "false" | "off" | "0" => Ok(false),
-        _ => Err(Error::Setting {
-            var: Some(name.to_string_lossy().into_owned()),
-            flag: flag.to_owned(),
-            value: value.to_string_lossy().into_owned(),
-            expected: "true or false".to_owned(),
-        }),
-    }
+    crate::settings::switch(&value.to_string_lossy()).map_err(|expected| Error::Setting {
+        var: Some(name.to_string_lossy().into_owned()),
+        flag: flag.to_owned(),
+        value: value.to_string_lossy().into_owned(),
+        expected,
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +111,7 @@ mod tests {
         #[command(flatten)]
         settings: Settings,
         /// A switch with a variable.
-        #[arg(long, env = "JITP_TEST_SWITCH", value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, env = "JITP_TEST_SWITCH", value_parser = crate::switch)]
         switch: bool,
         #[command(flatten)]
         own: Own,

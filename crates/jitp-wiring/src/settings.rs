@@ -22,8 +22,8 @@ const MAX_CA_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// jitp.toml and the deployment's overrides of its `[defaults]`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// The CA profiles (jitp.toml). Default: $LAMBDA_TASK_ROOT/templates/jitp.toml in Lambda; else
-    /// templates/jitp.toml beside the executable if it exists; else ./templates/jitp.toml.
+    /// The CA profiles (jitp.toml). Default: ./templates/jitp.toml; in the Lambda function
+    /// $LAMBDA_TASK_ROOT/templates/jitp.toml, else templates/jitp.toml beside the executable if it exists.
     #[arg(long, env = "JITP_CONFIG", value_name = "PATH", value_parser = path)]
     pub config: Option<PathBuf>,
     /// per-thing or shared; replaces jitp.toml's defaults.policy_mode.
@@ -196,6 +196,16 @@ pub fn count_in(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String
     }
 }
 
+/// A switch's value (the variable of a flag that takes none): `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off`,
+/// in any case.
+pub fn switch(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("true or false".to_owned()),
+    }
+}
+
 fn path(v: &str) -> Result<PathBuf, String> {
     non_empty(v).map(PathBuf::from)
 }
@@ -267,5 +277,7 @@ mod tests {
         assert!(policy_mode("per_thing").is_err());
         assert_eq!(on_reject("leave"), Ok(OnReject::Leave));
         assert!(non_empty("").is_err() && path("").is_err());
+        assert_eq!((switch("TRUE"), switch("0"), switch("off")), (Ok(true), Ok(false), Ok(false)));
+        assert_eq!(switch("maybe"), Err("true or false".to_owned()));
     }
 }
