@@ -1,15 +1,17 @@
 //! jitp-aws: the [`IotRegistry`] port over the AWS SDK for Rust (aws-sdk-iot).
 //!
 //! One [`AwsRegistry`] per process: it holds one SDK client built from the default credential chain and
-//! region, with the SDK's adaptive retry mode (client-side rate limiting when AWS IoT throttles) and bounded
-//! time per attempt and per call. Every SDK error is classified once, in `error_map`, into
-//! [`RegistryError`] so the workflow can tell "already done" from "retry later" from "will never work".
+//! region, with bounded time per attempt and per call, and **without the SDK's retries**: the workflow
+//! (`jitp_core::provision`) retries every transient failure itself, with jittered exponential backoff under one
+//! deadline, and counts each attempt in the audit record. With the SDK retrying too, a throttled call would be
+//! sent up to three times per workflow attempt and the record would count only the workflow's. Every SDK
+//! error is classified once, in `error_map`, into [`RegistryError`] so the workflow can tell "already done"
+//! from "retry later" from "will never work".
 //!
-//! What stays out: the CA description cache and the API-call counting belong to the workflow
-//! (`jitp_core::provision`), so that every registry backend gets them.
-//!
-//! `JITP_AWS_ENDPOINT_URL` (or [`AwsRegistryBuilder::endpoint_url`]) points the client at an emulator such
-//! as moto's server; see `tests/README.md` at the repository root for where moto and AWS differ.
+//! What stays out: the CA description cache and the API-call counting belong to the workflow, so that every
+//! registry backend gets them; so does reading the environment: the endpoint (an emulator such as moto's
+//! server, see `tests/README.md` at the repository root for where moto and AWS differ) and the region are
+//! given to [`AwsRegistryBuilder`] by the binary.
 
 mod error_map;
 
@@ -32,26 +34,22 @@ use jitp_core::registry::{
 };
 use jitp_core::thing::ThingName;
 
-/// The environment variable naming an endpoint to use instead of AWS IoT's (an emulator).
-pub const ENDPOINT_ENV: &str = "JITP_AWS_ENDPOINT_URL";
-
-/// Default bound on one call, retries included: well inside a Lambda's timeout, and long enough for the
-/// adaptive retry mode to wait out a short burst of throttling.
+/// Default bound on one call, credential resolution included: well inside a Lambda's timeout.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default bound on one attempt: AWS IoT's control plane answers in tens of milliseconds.
+/// Default bound on one attempt (the SDK makes one per call): AWS IoT's control plane answers in tens of
+/// milliseconds. A call that times out is an `Unavailable` error, which the workflow retries.
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default bound on establishing a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default attempts per call (the SDK's standard), in adaptive mode.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// Pages followed at most for one list call. AWS allows 10 policies per certificate and returns up to 250
 /// per page, and a thing has a handful of principals: running out means the registry is looping.
 const MAX_PAGES: usize = 100;
 
-/// The retry configuration [`AwsRegistry`] uses: adaptive mode, `max_attempts` attempts.
-pub fn retry_config(max_attempts: u32) -> RetryConfig {
-    RetryConfig::adaptive().with_max_attempts(max_attempts)
+/// The retry configuration [`AwsRegistry`] uses: one attempt per call, no SDK retries (the workflow's retry loop
+/// is the only one).
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::disabled()
 }
 
 /// The timeout configuration [`AwsRegistry`] uses.
@@ -61,6 +59,16 @@ pub fn timeout_config(operation: Duration, attempt: Duration) -> TimeoutConfig {
         .operation_attempt_timeout(attempt)
         .connect_timeout(DEFAULT_CONNECT_TIMEOUT.min(attempt))
         .build()
+}
+
+/// Apply what every [`AwsRegistry`] client runs with (no retries, [`timeout_config`]) to a client
+/// configuration built elsewhere: tests build one over a replaying HTTP client and get the production behaviour.
+pub fn configure(
+    builder: aws_sdk_iot::config::Builder,
+    operation: Duration,
+    attempt: Duration,
+) -> aws_sdk_iot::config::Builder {
+    builder.retry_config(retry_config()).timeout_config(timeout_config(operation, attempt))
 }
 
 /// [`IotRegistry`] over aws-sdk-iot. Cheap to clone (the SDK client is an `Arc` inside).
@@ -77,7 +85,6 @@ pub struct AwsRegistryBuilder {
     credentials: Option<Credentials>,
     operation_timeout: Duration,
     attempt_timeout: Duration,
-    max_attempts: u32,
 }
 
 impl Default for AwsRegistryBuilder {
@@ -88,7 +95,6 @@ impl Default for AwsRegistryBuilder {
             credentials: None,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }
 }
@@ -112,13 +118,19 @@ impl AwsRegistryBuilder {
         self
     }
 
+    /// Same, optional.
+    pub fn set_region(mut self, region: Option<String>) -> Self {
+        self.region = region;
+        self
+    }
+
     /// Use fixed credentials instead of the default chain (for emulators and tests: nothing is looked up).
     pub fn static_credentials(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
         self.credentials = Some(Credentials::new(access_key_id, secret_access_key, None, None, "jitp-static"));
         self
     }
 
-    /// Bound on one call, retries included.
+    /// Bound on one call.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -130,18 +142,10 @@ impl AwsRegistryBuilder {
         self
     }
 
-    /// Attempts per call (1 disables retries).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
     /// Load the shared AWS configuration and build the client. Credentials are resolved lazily, on the first
     /// call, so this does not fail; a missing region surfaces as an error of the first call.
     pub async fn build(self) -> AwsRegistry {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(retry_config(self.max_attempts))
-            .timeout_config(timeout_config(self.operation_timeout, self.attempt_timeout));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(url) = self.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -152,21 +156,16 @@ impl AwsRegistryBuilder {
             loader = loader.credentials_provider(credentials);
         }
         let shared = loader.load().await;
-        AwsRegistry::from_client(aws_sdk_iot::Client::new(&shared))
+        let config =
+            configure(aws_sdk_iot::config::Builder::from(&shared), self.operation_timeout, self.attempt_timeout);
+        AwsRegistry::from_client(aws_sdk_iot::Client::from_conf(config.build()))
     }
 }
 
 impl AwsRegistry {
-    /// A builder with the defaults: default credential chain and region, adaptive retries, timeouts.
+    /// A builder with the defaults: default credential chain and region, no SDK retries, timeouts.
     pub fn builder() -> AwsRegistryBuilder {
         AwsRegistryBuilder::default()
-    }
-
-    /// The registry a binary uses: default credential chain and region; `endpoint_url`, else the
-    /// `JITP_AWS_ENDPOINT_URL` environment variable if set and not empty, else AWS IoT's endpoint.
-    pub async fn from_env(endpoint_url: Option<String>) -> AwsRegistry {
-        let endpoint = resolve_endpoint(endpoint_url, std::env::var(ENDPOINT_ENV).ok());
-        Self::builder().set_endpoint_url(endpoint).build().await
     }
 
     /// Wrap a client built elsewhere (tests: a replaying HTTP client). Its retry and timeout configuration is
@@ -179,11 +178,13 @@ impl AwsRegistry {
     pub fn client(&self) -> &aws_sdk_iot::Client {
         &self.client
     }
-}
 
-/// The argument wins over the environment; blank means unset.
-fn resolve_endpoint(argument: Option<String>, environment: Option<String>) -> Option<String> {
-    [argument, environment].into_iter().flatten().map(|url| url.trim().to_owned()).find(|url| !url.is_empty())
+    /// The region the client sends requests to (given, or resolved by the default chain), if any.
+    pub fn region(&self) -> Option<&str> {
+        // Called as an associated function: tests/iam.rs reads every method called on `client` here as an AWS IoT
+        // API call, and this one is not.
+        aws_sdk_iot::Client::config(&self.client).region().map(|r| r.as_ref())
+    }
 }
 
 /// Run one SDK call: time it, classify its error, log the outcome at debug level.
@@ -447,16 +448,6 @@ impl IotRegistry for AwsRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_argument_wins_over_environment_and_blank_is_unset() {
-        let s = |v: &str| Some(v.to_owned());
-        assert_eq!(resolve_endpoint(s("http://a"), s("http://b")), s("http://a"));
-        assert_eq!(resolve_endpoint(None, s(" http://b ")), s("http://b"));
-        assert_eq!(resolve_endpoint(s(""), s("http://b")), s("http://b"));
-        assert_eq!(resolve_endpoint(None, s("  ")), None);
-        assert_eq!(resolve_endpoint(None, None), None);
-    }
 
     #[test]
     fn status_round_trips_through_the_sdk_enum() {

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_iot::config::http::{HttpRequest, HttpResponse};
-use aws_sdk_iot::config::retry::{RetryMode, RetryPartition};
+use aws_sdk_iot::config::retry::RetryMode;
 use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_async::test_util::{InstantSleep, instant_time_and_sleep};
 use aws_smithy_http_client::test_util::{NeverClient, ReplayEvent, StaticReplayClient};
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -552,17 +551,23 @@ async fn create_policy_with_a_malformed_document_is_invalid_request() {
 
 // ---- transport failures, retries and the client's configuration ----
 
-#[tokio::test]
-async fn a_call_that_never_answers_times_out_as_unavailable() {
+/// A registry with the production client configuration ([`jitp_aws::configure`]) over `http`.
+fn production(
+    http: impl aws_sdk_iot::config::HttpClient + 'static,
+    operation: Duration,
+    attempt: Duration,
+) -> AwsRegistry {
     let config = aws_sdk_iot::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .http_client(NeverClient::new())
-        .timeout_config(jitp_aws::timeout_config(Duration::from_millis(300), Duration::from_millis(100)))
-        .retry_config(jitp_aws::retry_config(2).with_initial_backoff(Duration::from_millis(1)))
-        .build();
-    let registry = AwsRegistry::from_client(aws_sdk_iot::Client::from_conf(config));
+        .http_client(http);
+    AwsRegistry::from_client(aws_sdk_iot::Client::from_conf(jitp_aws::configure(config, operation, attempt).build()))
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_times_out_as_unavailable() {
+    let registry = production(NeverClient::new(), Duration::from_millis(300), Duration::from_millis(100));
     let err = registry.describe_certificate(&cert_id()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -576,7 +581,6 @@ async fn a_refused_connection_is_unavailable() {
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .region("us-east-1")
         .static_credentials("AKIDTEST", "secret")
-        .max_attempts(1)
         .build()
         .await;
     let err = registry.describe_thing(&thing()).await.unwrap_err();
@@ -584,63 +588,72 @@ async fn a_refused_connection_is_unavailable() {
     assert!(err.to_string().contains("not delivered"), "{err}");
 }
 
-/// A registry in the production retry mode (adaptive, 3 attempts) on a simulated clock: sleeps return at once
-/// and advance the clock, so the client-side rate limiter's waits are measured instead of waited out.
-fn adaptive(responses: Vec<HttpResponse>, partition: &'static str) -> (AwsRegistry, StaticReplayClient, InstantSleep) {
+/// The SDK does not retry: a throttled or failing call is one request, and the workflow decides what next.
+#[tokio::test]
+async fn the_client_makes_one_request_per_call() {
+    for (status, code) in [(400, "ThrottlingException"), (503, "ServiceUnavailableException")] {
+        let http = StaticReplayClient::new(vec![
+            ReplayEvent::new(HttpRequest::new(SdkBody::empty()), aws_error(status, code)),
+            ReplayEvent::new(HttpRequest::new(SdkBody::empty()), ok()),
+        ]);
+        let registry = production(http.clone(), Duration::from_secs(10), Duration::from_secs(3));
+        let err = registry.update_certificate(&cert_id(), CertificateStatus::Active).await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(requests(&http).len(), 1, "{code}: the SDK retried");
+    }
+}
+
+/// The one retry layer: through the workflow, a throttled call is sent exactly once per workflow attempt, and
+/// the audit record counts every attempt (calls) and every retry.
+#[tokio::test]
+async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_counts_each() {
+    use jitp_core::audit::Outcome;
+    use jitp_core::provision::{Provisioner, Settings};
+    use jitp_core::registry::Operation;
+
+    let responses = vec![
+        aws_error(400, "ThrottlingException"),
+        aws_error(429, "ThrottlingException"),
+        aws_error(404, "ResourceNotFoundException"),
+    ];
     let events = responses.into_iter().map(|r| ReplayEvent::new(HttpRequest::new(SdkBody::empty()), r)).collect();
     let http = StaticReplayClient::new(events);
-    let (time, sleep) = instant_time_and_sleep(UNIX_EPOCH + Duration::from_secs(1_767_225_600));
-    let config = aws_sdk_iot::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .http_client(http.clone())
-        .retry_config(jitp_aws::retry_config(jitp_aws::DEFAULT_MAX_ATTEMPTS))
-        // The adaptive rate limiter is process-wide per retry partition: one per test keeps them apart.
-        .retry_partition(RetryPartition::new(partition))
-        .time_source(time)
-        .sleep_impl(sleep.clone())
-        .build();
-    (AwsRegistry::from_client(aws_sdk_iot::Client::from_conf(config)), http, sleep)
-}
-
-#[tokio::test]
-async fn adaptive_retries_recover_from_5xx_and_throttling() {
-    let responses = vec![aws_error(503, "ServiceUnavailableException"), aws_error(400, "ThrottlingException"), ok()];
-    let (registry, http, _) = adaptive(responses, "jitp-replay-recover");
-    registry.update_certificate(&cert_id(), CertificateStatus::Active).await.unwrap();
+    let registry = production(http.clone(), Duration::from_secs(10), Duration::from_secs(3));
+    let rules = std::sync::Arc::new(jitp_core::rules::Rules::load(jitp_testkit::repo_config_path()).unwrap());
+    let settings =
+        Settings { retry_base: Duration::from_millis(1), retry_max: Duration::from_millis(2), ..Settings::default() };
+    let provisioner = Provisioner::new(rules, std::sync::Arc::new(registry), settings);
+    let event = jitp_testkit::event_for_ids(CERT_ID, CA_ID);
+    let record = provisioner.handle_bytes(event.as_bytes(), jitp_testkit::NOW).await;
+    // Two throttles, then the certificate is gone: a final answer, three requests in all.
     assert_eq!(requests(&http).len(), 3);
-}
-
-#[tokio::test]
-async fn adaptive_retries_give_up_as_throttled_and_slow_down() {
-    let throttled = (0..3).map(|_| aws_error(400, "ThrottlingException")).collect();
-    let (registry, http, sleep) = adaptive(throttled, "jitp-replay-give-up");
-    let err = registry.update_certificate(&cert_id(), CertificateStatus::Active).await.unwrap_err();
-    assert!(matches!(err, RegistryError::Throttled(_)), "{err}");
-    assert_eq!(requests(&http).len(), 3);
-    // After a throttle the client-side limiter drops to its floor (0.5 requests/s at low traffic) and a retry
-    // costs 5 tokens, so retries wait seconds: in production the 10 s operation timeout bounds the wait.
-    assert!(sleep.total_duration() >= Duration::from_secs(5), "{:?}", sleep.logs());
+    assert_eq!(record.outcome, Outcome::Rejected, "{}", record.message);
+    assert_eq!(record.api_calls.get(&Operation::DescribeCertificate), Some(&3));
+    assert_eq!(record.api_call_count, 3);
+    assert_eq!(record.retries, 2);
 }
 
 #[tokio::test]
 async fn not_found_is_not_retried() {
-    let (registry, http, _) = adaptive(vec![aws_error(404, "ResourceNotFoundException")], "jitp-replay-no-retry");
+    let http = StaticReplayClient::new(vec![ReplayEvent::new(
+        HttpRequest::new(SdkBody::empty()),
+        aws_error(404, "ResourceNotFoundException"),
+    )]);
+    let registry = production(http.clone(), Duration::from_secs(10), Duration::from_secs(3));
     let err = registry.update_certificate(&cert_id(), CertificateStatus::Active).await.unwrap_err();
     assert!(matches!(err, RegistryError::NotFound(_)), "{err}");
     assert_eq!(requests(&http).len(), 1);
 }
 
 #[tokio::test]
-async fn the_built_client_uses_adaptive_retries_and_timeouts() {
+async fn the_built_client_does_not_retry_and_has_timeouts() {
     let registry = AwsRegistry::builder().region("eu-west-1").static_credentials("AKIDTEST", "secret").build().await;
     let config = registry.client().config();
     let retry = config.retry_config().unwrap();
-    assert_eq!(retry.mode(), RetryMode::Adaptive);
-    assert_eq!(retry.max_attempts(), jitp_aws::DEFAULT_MAX_ATTEMPTS);
+    assert_eq!(retry.mode(), RetryMode::Standard);
+    assert_eq!(retry.max_attempts(), 1);
     let timeouts = config.timeout_config().unwrap();
     assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(10)));
     assert_eq!(timeouts.operation_attempt_timeout(), Some(Duration::from_secs(3)));
-    assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    assert_eq!(registry.region(), Some("eu-west-1"));
 }

@@ -8,7 +8,10 @@ use jitp_core::cert::MAX_PEM_BYTES;
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::ids::CaCertificateId;
 
-use crate::common::{AwsArgs, ConfigArgs, Format, now, parse_time, read_bounded};
+use jitp_core::unix_time::now;
+use jitp_wiring::{AwsArgs, ConfigArgs};
+
+use crate::common::{Format, parse_time, read_bounded};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
@@ -41,7 +44,7 @@ pub(crate) enum Mode {
 
 pub(crate) fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
-    let aws = args.aws.context()?;
+    let aws = args.aws.context();
     let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
     let report = check(&config, &ca, &cert, args.ca_id.as_ref(), args.at.unwrap_or_else(now), &aws);

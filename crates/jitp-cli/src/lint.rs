@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 use jitp_core::review::lint_templates;
 
-use crate::common::{AwsArgs, ConfigArgs, Format};
+use jitp_wiring::{AwsArgs, ConfigArgs};
+
+use crate::common::Format;
 
 #[derive(Debug, Args)]
 pub(crate) struct LintArgs {
@@ -20,7 +22,7 @@ pub(crate) struct LintArgs {
 
 pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
-    let reports = lint_templates(&config, &args.aws.context()?);
+    let reports = lint_templates(&config, &args.aws.context());
     let failed = reports.iter().any(|r| r.has_errors());
     if args.format == Format::Json {
         println!("{}", serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?);

@@ -1,16 +1,18 @@
-//! `jitp`: the command line of the jitp provisioning service. A thin dispatcher over the library crates.
+//! `jitp`: the command line of the jitp provisioning service. A dispatcher over the library crates: it parses,
+//! sets up what the subcommand needs (tracing, a runtime) and calls it.
 
 mod check;
 mod common;
 mod demo;
 mod lint;
 mod provision;
-mod registry;
+#[cfg(feature = "server")]
 mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
+use jitp_wiring::log::{Target, init_tracing};
 
 /// Just-in-time provisioning for AWS IoT Core.
 #[derive(Debug, Parser)]
@@ -35,19 +37,41 @@ enum Command {
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
     /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
+    #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match jitp_wiring::parse::setting_error(&e, &Cli::command()) {
+            // A bad value: name its variable too, since it may have come from there.
+            Some(explained) => {
+                eprintln!("jitp: {explained}");
+                return ExitCode::from(2);
+            }
+            // Help, version, an unknown flag: clap's own output and status (2 for usage errors).
+            None => e.exit(),
+        },
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let log = |target| init_tracing(rust_log.as_deref(), None, target);
     let result = match cli.command {
         Command::Check(args) => check::run(&args, check::Mode::Check),
         Command::Render(args) => check::run(&args, check::Mode::Render),
         Command::Lint(args) => lint::run(&args),
-        Command::Provision(args) => runtime().and_then(|rt| rt.block_on(provision::run(&args))),
+        Command::Provision(args) => {
+            // Standard output is the audit record; the log goes to standard error.
+            log(Target::Stderr);
+            runtime().and_then(|rt| rt.block_on(provision::run(&args)))
+        }
         Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
-        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve::run(&args))),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => {
+            log(Target::Stdout);
+            runtime().and_then(|rt| rt.block_on(serve::run(&args)))
+        }
     };
     match result {
         Ok(code) => code,

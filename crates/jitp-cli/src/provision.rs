@@ -9,31 +9,25 @@ use clap::Args;
 use jitp_core::audit::Outcome;
 use jitp_core::cert::MAX_PEM_BYTES;
 use jitp_core::event::MAX_EVENT_BYTES;
-use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::provision::Provisioner;
+use jitp_core::unix_time::now;
+use jitp_wiring::{RegistryArg, Settings};
 
-use crate::common::{AwsArgs, ConfigArgs, now, read_bounded};
-use crate::registry::{RegistryArg, open};
+use crate::common::read_bounded;
 
 #[derive(Debug, Args)]
 pub(crate) struct ProvisionArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
     /// The certificate-registered event (JSON file, or - for stdin).
     #[arg(long)]
     event: PathBuf,
-    /// Where the things live: aws, memory or memory:PATH (a file kept between runs).
-    #[arg(long, default_value = "memory")]
-    registry: RegistryArg,
-    /// AWS IoT endpoint override (an emulator), for --registry aws.
-    #[arg(long, env = "JITP_AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
     #[command(flatten)]
-    aws: AwsArgs,
+    settings: Settings,
 }
 
-/// Exit status of `jitp provision`: 0 provisioned (or already), 1 rejected, 3 transient (deliver again).
+/// Exit status of `jitp provision`: 0 provisioned (or already), 1 rejected, 3 transient (deliver again), 4 held.
 pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(args.config.load()?);
+    let settings = &args.settings;
+    let config = Arc::new(settings.config.load()?);
     let bytes = if args.event.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), MAX_EVENT_BYTES as u64 + 1), &mut buf)?;
@@ -41,9 +35,10 @@ pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
     } else {
         read_bounded(&args.event, MAX_EVENT_BYTES)?
     };
-    let opened = open(&args.registry, args.endpoint_url.clone()).await?;
-    let settings = Settings { aws: args.aws.context()?, ..Settings::default() };
-    let provisioner = Provisioner::new(config, opened.registry.clone(), settings);
+    // Offline unless told otherwise: the embedded registry, empty.
+    let opened = settings.open_registry(RegistryArg::Memory(None)).await?;
+    let workflow = settings.workflow(settings.aws_context(&opened, None));
+    let provisioner = Provisioner::new(config, opened.registry.clone(), workflow);
     let record = provisioner.handle_bytes(&bytes, now()).await;
     opened.save()?;
     let origin = jitp_core::audit::Origin { trigger: "cli", request_id: None, message_id: None };
@@ -59,8 +54,8 @@ pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub(crate) struct RegisterArgs {
-    /// The embedded registry's file (created if missing).
-    #[arg(long)]
+    /// The embedded registry's file, memory:PATH (created if missing).
+    #[arg(long, value_parser = memory_file)]
     registry: RegistryArg,
     /// The CA certificate (PEM); registered with auto-registration on if new.
     #[arg(long)]
@@ -70,14 +65,17 @@ pub(crate) struct RegisterArgs {
     cert: PathBuf,
 }
 
+fn memory_file(v: &str) -> Result<RegistryArg, String> {
+    match v.parse() {
+        Ok(file @ RegistryArg::Memory(Some(_))) => Ok(file),
+        _ => Err("memory:PATH (jitp register works on the embedded registry; AWS IoT registers certificates itself)"
+            .to_owned()),
+    }
+}
+
 /// Do what AWS IoT does on a device's first connection, and print the registration event.
 pub(crate) async fn register(args: &RegisterArgs) -> anyhow::Result<ExitCode> {
-    let RegistryArg::Memory(_) = &args.registry else {
-        anyhow::bail!(
-            "jitp register works on the embedded registry (memory:PATH); AWS IoT registers certificates itself"
-        );
-    };
-    let opened = open(&args.registry, None).await?;
+    let opened = jitp_wiring::registry::open(&args.registry, None, None).await?;
     let memory = opened.memory.clone().context("memory registry")?;
     let ca_pem = String::from_utf8(read_bounded(&args.ca, MAX_PEM_BYTES)?).context("the CA file is not PEM text")?;
     let cert_pem =

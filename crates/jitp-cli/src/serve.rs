@@ -6,61 +6,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use jitp_core::provision::Settings;
 use jitp_server::{AppState, Intake, Options};
-
-use crate::common::{AwsArgs, ConfigArgs};
-use crate::registry::{RegistryArg, open};
+use jitp_wiring::{RegistryArg, Settings};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     #[command(flatten)]
-    config: ConfigArgs,
+    settings: Settings,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "JITP_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the things live: aws, memory or memory:PATH.
-    #[arg(long, default_value = "aws")]
-    registry: RegistryArg,
-    /// AWS IoT endpoint override (an emulator), for --registry aws.
-    #[arg(long, env = "JITP_AWS_ENDPOINT_URL")]
-    endpoint_url: Option<String>,
+    /// The intake secret POST /v1/events (and, unless --public-previews, the previews) need in x-jitp-token:
+    /// 16 to 1024 printable characters. Prefer the variable: a flag's value shows in the process list.
+    #[arg(long, env = "JITP_HTTP_TOKEN", value_name = "SECRET", hide_env_values = true)]
+    http_token: Option<String>,
     /// Serve previews, lint, health and metrics only: no POST /v1/events, no JITP_HTTP_TOKEN needed.
-    #[arg(long)]
+    #[arg(long, env = "JITP_NO_INTAKE", value_parser = jitp_wiring::switch)]
     no_intake: bool,
     /// Serve POST /v1/preview and GET /v1/lint without the intake secret. They show the account's policies, so
     /// by default, with intake on, they need x-jitp-token like POST /v1/events. (Without intake they are open.)
-    #[arg(long)]
+    #[arg(long, env = "JITP_PUBLIC_PREVIEWS", value_parser = jitp_wiring::switch)]
     public_previews: bool,
-    /// Seconds a /v1 request may take before a 503.
-    #[arg(long, default_value_t = 30)]
-    request_timeout: u64,
-    /// /v1 requests handled at once; beyond, 503.
-    #[arg(long, default_value_t = 64)]
+    /// Seconds a /v1 request may take before a 503, 1 to 900; keep it above the retry deadline.
+    #[arg(long, env = "JITP_REQUEST_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30, value_parser = jitp_wiring::count_in(1, 900))]
+    request_timeout: usize,
+    /// /v1 requests handled at once, 1 to 4096; beyond, 503.
+    #[arg(long, env = "JITP_MAX_CONCURRENCY", value_name = "N", default_value_t = 64, value_parser = jitp_wiring::count_in(1, 4096))]
     max_concurrency: usize,
-    #[command(flatten)]
-    aws: AwsArgs,
 }
 
 pub(crate) async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let settings = &args.settings;
     // Everything that can be wrong with the setup fails here, before the first request.
-    let intake = Intake::from_env(args.no_intake)?;
-    let config = Arc::new(args.config.load()?);
-    let opened = open(&args.registry, args.endpoint_url.clone()).await?;
-    let settings = Settings { aws: args.aws.context()?, ..Settings::default() };
-    let state = AppState::new(config, opened.registry.clone(), settings, intake).with_options(Options {
-        request_timeout: Duration::from_secs(args.request_timeout),
+    let intake = Intake::new(args.no_intake, args.http_token.as_deref())?;
+    let config = Arc::new(settings.config.load()?);
+    let opened = settings.open_registry(RegistryArg::Aws).await?;
+    let workflow = settings.workflow(settings.aws_context(&opened, None));
+    let state = AppState::new(config, opened.registry.clone(), workflow, intake).with_options(Options {
+        request_timeout: Duration::from_secs(args.request_timeout as u64),
         max_concurrency: args.max_concurrency,
         public_previews: args.public_previews,
         ..Options::default()
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, "jitp serve: listening");
+    tracing::info!(listen = %listener.local_addr()?, registry = %opened.description, "jitp serve: listening");
     jitp_server::serve(listener, state, jitp_server::shutdown_signal()).await?;
     opened.save()?;
     Ok(ExitCode::SUCCESS)

@@ -9,8 +9,10 @@
 //!   only those come back; a poison message (malformed body) is logged and deleted, never reported. A batch
 //!   whose records do not parse as SQS messages at all fails whole, so its messages reach the dead-letter queue.
 //!
-//! One audit line per event goes to stdout as a JSON object whose top-level keys are the [`AuditRecord`]'s, so
-//! CloudWatch metric filters such as `{ $.outcome = "REJECTED" }` match it.
+//! One audit line per event goes to stdout as a JSON object whose top-level keys are the [`AuditRecord`]'s, with
+//! `trigger` (`direct` or `sqs`), `requestId` and the SQS `messageId`, so CloudWatch metric filters such as
+//! `{ $.outcome = "REJECTED" }` match it. The function's own log is tracing's, JSON lines on stdout too
+//! ([`jitp_wiring::log::init_tracing`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -27,20 +29,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::config::LambdaConfig;
 use jitp_core::audit::{self, Sink};
+use jitp_wiring::AwsArgs;
+use jitp_wiring::aws::{Discovered, FunctionArn};
 
-/// The current time, Unix seconds. The binary reads the system clock; tests pass a fixed one.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+use crate::settings::LambdaSettings;
 
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    })
-}
+/// The current time, Unix seconds: jitp-core's clock. The binary reads the system clock; tests pass a fixed one.
+pub use jitp_core::unix_time::Clock;
 
 /// What an invocation returns.
 #[derive(Debug, Clone, Serialize)]
@@ -121,7 +117,11 @@ pub struct Handler {
 struct Inner {
     rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
-    lambda: LambdaConfig,
+    /// The configured part of the policy context; the function's ARN fills the rest.
+    aws: AwsArgs,
+    /// The region the AWS SDK resolved, if the registry is AWS IoT.
+    sdk_region: Option<String>,
+    sqs_concurrency: usize,
     settings: Settings,
     /// Built on the first invocation unless the `aws.*` context is fully configured: the account and partition
     /// then come from the function's own ARN.
@@ -136,7 +136,7 @@ impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
             .field("config", &self.inner.rules.config().path)
-            .field("sqs_concurrency", &self.inner.lambda.sqs_concurrency)
+            .field("sqs_concurrency", &self.inner.sqs_concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +145,9 @@ impl std::fmt::Debug for Handler {
 pub struct HandlerBuilder {
     rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
-    lambda: LambdaConfig,
+    aws: AwsArgs,
+    sdk_region: Option<String>,
+    sqs_concurrency: usize,
     settings: Settings,
     clock: Clock,
     sink: Sink,
@@ -171,9 +173,15 @@ impl HandlerBuilder {
         self
     }
 
-    /// Workflow tunables (`aws` is replaced by the one derived from the [`LambdaConfig`]).
+    /// Workflow tunables (`aws` is replaced by the one derived from the [`LambdaSettings`] and the function's ARN).
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The region the AWS SDK resolved, used in policies when the settings name none.
+    pub fn sdk_region(mut self, region: Option<String>) -> Self {
+        self.sdk_region = region;
         self
     }
 
@@ -187,8 +195,8 @@ impl HandlerBuilder {
     pub fn build(self) -> Handler {
         let provisioner = OnceLock::new();
         let mut settings = self.settings;
-        if self.lambda.aws_context_is_complete() {
-            settings.aws = self.lambda.aws_context(None);
+        if self.aws.is_complete() {
+            settings.aws = self.aws.context();
             // Set once, on a fresh cell: cannot fail.
             let _ = provisioner.set(Provisioner::new(self.rules.clone(), self.registry.clone(), settings.clone()));
         }
@@ -196,7 +204,9 @@ impl HandlerBuilder {
             inner: Arc::new(Inner {
                 rules: self.rules,
                 registry: self.registry,
-                lambda: self.lambda,
+                aws: self.aws,
+                sdk_region: self.sdk_region,
+                sqs_concurrency: self.sqs_concurrency,
                 settings,
                 provisioner,
                 clock: self.clock,
@@ -232,9 +242,18 @@ impl<'a> Trigger<'a> {
 
 impl Handler {
     /// A handler over `registry` with the profiles and templates of `rules`, the system clock and stdout.
-    pub fn builder(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, lambda: LambdaConfig) -> HandlerBuilder {
-        let settings = Settings { retry_deadline: lambda.retry_deadline, ..Settings::default() };
-        HandlerBuilder { rules, registry, lambda, settings, clock: system_clock(), sink: audit::stdout(), memory: None }
+    pub fn builder(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: &LambdaSettings) -> HandlerBuilder {
+        HandlerBuilder {
+            rules,
+            registry,
+            aws: settings.common.aws.clone(),
+            sdk_region: None,
+            sqs_concurrency: settings.sqs_concurrency,
+            settings: settings.common.workflow(jitp_core::policy::AwsContext::default()),
+            clock: jitp_core::unix_time::system_clock(),
+            sink: audit::stdout(),
+            memory: None,
+        }
     }
 
     /// The loaded configuration.
@@ -244,11 +263,10 @@ impl Handler {
 
     fn provisioner(&self, ctx: &Context) -> &Provisioner {
         self.inner.provisioner.get_or_init(|| {
-            let arn = Some(ctx.invoked_function_arn.as_str());
-            let aws = self.inner.lambda.aws_context(arn);
-            if crate::config::FunctionArn::parse(&ctx.invoked_function_arn).is_none()
-                && self.inner.lambda.account_id.is_none()
-            {
+            let function_arn = FunctionArn::parse(&ctx.invoked_function_arn);
+            let found = Discovered { function_arn, sdk_region: self.inner.sdk_region.as_deref() };
+            let aws = jitp_wiring::aws::resolve(&self.inner.aws, &found);
+            if function_arn.is_none() && self.inner.aws.account_id.is_none() {
                 tracing::warn!(
                     account_id = %aws.account_id,
                     "no JITP_AWS_ACCOUNT_ID and no function ARN to take the account from: policies use a placeholder account"
@@ -301,7 +319,7 @@ impl Handler {
 
     /// Handle an SQS batch, up to `JITP_SQS_CONCURRENCY` messages at once; report the transient failures.
     pub async fn handle_sqs(&self, batch: SqsEvent, ctx: &Context) -> Result<SqsBatchResponse, HandlerError> {
-        let concurrency = self.inner.lambda.sqs_concurrency.max(1);
+        let concurrency = self.inner.sqs_concurrency.max(1);
         let results: Vec<(Option<String>, bool)> = futures::stream::iter(batch.records)
             .map(|message| async move {
                 let retry = self.handle_message(&message, ctx).await;

@@ -1,20 +1,23 @@
-//! `bootstrap`: the jitp Lambda function. Wiring only; the logic is in the library.
+//! `bootstrap`: the jitp Lambda function. Wiring only: the environment is read here, the logic is in the library.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use jitp_lambda::{LambdaConfig, RegistryChoice, audit_log};
+use jitp_lambda::LambdaSettings;
+use jitp_wiring::log::{Target, init_tracing};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    audit_log::init_tracing();
+    let var = |name: &str| std::env::var(name).ok();
+    init_tracing(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), Target::Stdout);
     let handler = match init().await {
         Ok(handler) => handler,
         Err(e) => {
             // Exiting before the first `next` request fails the init phase: Lambda reports it and retries the
             // event later, and no device is touched by a misconfigured function.
-            tracing::error!(error = %error_chain(e.as_ref()), "jitp-lambda init failed");
+            tracing::error!(error = %error_chain(&e), "jitp-lambda init failed");
             return ExitCode::FAILURE;
         }
     };
@@ -28,20 +31,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn init() -> Result<jitp_lambda::Handler, Box<dyn std::error::Error + Send + Sync>> {
-    let lambda = LambdaConfig::from_env()?;
-    let registry = match &lambda.registry {
-        RegistryChoice::Aws { endpoint_url: None } => "aws".to_owned(),
-        RegistryChoice::Aws { endpoint_url: Some(url) } => format!("aws at {url}"),
-        RegistryChoice::Memory(None) => "memory".to_owned(),
-        RegistryChoice::Memory(Some(path)) => format!("memory:{}", path.display()),
-    };
-    let handler = jitp_lambda::build(lambda.clone()).await?;
+async fn init() -> Result<jitp_lambda::Handler, jitp_wiring::Error> {
+    // No arguments: Lambda runs `bootstrap` bare, and the environment is the configuration.
+    let settings: LambdaSettings = jitp_wiring::parse::from_vars(["jitp-lambda"], std::env::vars_os())?;
+    let task_root = std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from);
+    let exe = std::env::current_exe().ok();
+    let config_path = settings.common.config.path(task_root.as_deref(), exe.as_deref());
+    let handler = jitp_lambda::build(&settings, &config_path).await?;
     tracing::info!(
-        config = %lambda.config_path.display(),
+        config = %config_path.display(),
         profiles = handler.config().profiles.len(),
-        registry,
-        sqs_concurrency = lambda.sqs_concurrency,
+        registry = %settings.common.registry_or(jitp_wiring::RegistryArg::Aws),
+        sqs_concurrency = settings.sqs_concurrency,
         "jitp-lambda ready"
     );
     Ok(handler)

@@ -11,8 +11,7 @@ use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::registry::{IotRegistry, Operation};
-use jitp_core::rules::Rules;
-use jitp_lambda::{Handler, HandlerError, LambdaConfig, Response};
+use jitp_lambda::{Handler, HandlerError, LambdaSettings, Response};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::sqs;
 use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids, repo_config_path};
@@ -33,12 +32,12 @@ impl Fixture {
         let mut env: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         env.insert("JITP_CONFIG".into(), repo_config_path().display().to_string());
         env.entry("JITP_REGISTRY".into()).or_insert_with(|| "memory".into());
-        let lambda = LambdaConfig::from_lookup(|k| env.get(k).cloned(), None).unwrap();
-        let config = Arc::new(Rules::load_with(&lambda.config_path, &lambda.overrides).unwrap());
+        let settings: LambdaSettings = jitp_wiring::parse::from_vars(["jitp-lambda"], env).unwrap();
+        let config = Arc::new(settings.common.config.load().unwrap());
         let memory = Arc::new(memory);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink_lines = lines.clone();
-        let handler = Handler::builder(config, memory.clone(), lambda)
+        let handler = Handler::builder(config, memory.clone(), &settings)
             .clock(Arc::new(|| NOW))
             .sink(Arc::new(move |line: &str| {
                 assert!(!line.contains('\n') && !line.contains("BEGIN CERTIFICATE"), "{line}");
@@ -327,8 +326,8 @@ async fn build_fails_on_a_bad_configuration() {
     ];
     for vars in cases {
         let env: HashMap<&str, String> = vars.iter().cloned().chain([("JITP_REGISTRY", "memory".to_owned())]).collect();
-        let lambda = LambdaConfig::from_lookup(|k| env.get(k).cloned(), None).unwrap();
-        let err = jitp_lambda::build(lambda).await.unwrap_err();
+        let settings: LambdaSettings = jitp_wiring::parse::from_vars(["jitp-lambda"], env).unwrap();
+        let err = jitp_lambda::build(&settings, &settings.common.config.path(None, None)).await.unwrap_err();
         assert!(err.to_string().starts_with("configuration "), "{err}");
     }
 }

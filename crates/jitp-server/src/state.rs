@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::confirmation::{Confirmations, DEFAULT_MAX_CONFIRMATIONS};
 use crate::metrics::Metrics;
 
-/// The environment variable the CLI reads the intake secret from.
+/// The environment variable `jitp serve` reads the intake secret from (named in [`TokenError::Missing`]).
 pub const TOKEN_ENV: &str = "JITP_HTTP_TOKEN";
 /// The request header that carries the intake secret.
 pub const TOKEN_HEADER: &str = "x-jitp-token";
@@ -33,7 +33,7 @@ const MIN_TOKEN_BYTES: usize = 16;
 const MAX_TOKEN_BYTES: usize = 1024;
 
 /// The clock: Unix seconds. Tests pin it (`Arc::new(|| jitp_testkit::NOW)`).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub use jitp_core::unix_time::Clock;
 
 /// The intake secret is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,15 +103,13 @@ impl Intake {
         IntakeToken::new(secret).map(Self::Enabled)
     }
 
-    /// What `jitp serve` does: disabled with `--no-intake`, else the secret in `JITP_HTTP_TOKEN`, which must be
-    /// set (the server refuses to start with open intake).
-    pub fn from_env(no_intake: bool) -> Result<Self, TokenError> {
-        if no_intake {
-            return Ok(Self::Disabled);
-        }
-        match std::env::var(TOKEN_ENV) {
-            Ok(secret) if !secret.is_empty() => Self::token(&secret),
-            _ => Err(TokenError::Missing),
+    /// What `jitp serve` does: disabled with `--no-intake`, else intake with `secret` (`JITP_HTTP_TOKEN`), which
+    /// must be given and not empty: the server refuses to start with open intake.
+    pub fn new(no_intake: bool, secret: Option<&str>) -> Result<Self, TokenError> {
+        match (no_intake, secret) {
+            (true, _) => Ok(Self::Disabled),
+            (false, Some(secret)) if !secret.is_empty() => Self::token(secret),
+            (false, _) => Err(TokenError::Missing),
         }
     }
 }
@@ -232,7 +230,7 @@ impl AppState {
             shared: Arc::new(shared),
             options: Arc::new(options),
             permits,
-            clock: Arc::new(system_now),
+            clock: jitp_core::unix_time::system_clock(),
             audit: jitp_core::audit::stdout(),
         }
     }
@@ -289,10 +287,6 @@ impl AppState {
     }
 }
 
-fn system_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// Lock, shrugging off poisoning: every value behind these locks is replaced whole, never left half-written.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -319,6 +313,16 @@ mod tests {
         for other in [&b""[..], b"0123456789abcdeF", b"0123456789abcdef0", b"0123456789abcde"] {
             assert_eq!(token.map(|t| t.matches(other)), Some(false), "{other:?}");
         }
+    }
+
+    #[test]
+    fn intake_needs_a_secret_unless_it_is_off() {
+        assert!(matches!(Intake::new(true, None), Ok(Intake::Disabled)));
+        assert!(matches!(Intake::new(true, Some("short")), Ok(Intake::Disabled)));
+        assert!(matches!(Intake::new(false, Some("0123456789abcdef")), Ok(Intake::Enabled(_))));
+        assert_eq!(Intake::new(false, None).err(), Some(TokenError::Missing));
+        assert_eq!(Intake::new(false, Some("")).err(), Some(TokenError::Missing));
+        assert_eq!(Intake::new(false, Some("short")).err(), Some(TokenError::Length { len: 5 }));
     }
 
     #[test]

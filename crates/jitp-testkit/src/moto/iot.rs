@@ -24,6 +24,10 @@ impl MotoServer {
             .endpoint_url(&self.endpoint)
             .region(REGION)
             .static_credentials("testing", "testing")
+            // moto loads its IoT backend on the first request (seconds on a busy machine), and the SDK makes one
+            // attempt per call: give that attempt time.
+            .attempt_timeout(super::READY_TIMEOUT)
+            .operation_timeout(super::READY_TIMEOUT)
             .build()
             .await
     }

@@ -1,0 +1,73 @@
+//! jitp-wiring: what the three binaries that run the workflow (the Lambda function, `jitp serve`,
+//! `jitp provision`) share, so that each one's `main` only parses and dispatches.
+//!
+//! - [`Settings`]: one settings type (clap `Args`), every knob a flag with its `JITP_*` variable, flattened into
+//!   each binary's own arguments. [`ConfigArgs`] (jitp.toml and its deployment overrides) and [`AwsArgs`] (the
+//!   policy context's account, region and partition, with one validation) are flattened into `jitp check`,
+//!   `jitp render` and `jitp lint` too.
+//! - [`registry::open`]: `aws`, `memory` or `memory:PATH` as an [`jitp_core::registry::IotRegistry`], from explicit
+//!   values. `aws` needs this crate's `aws` feature (the AWS SDK); without it only the embedded registry opens.
+//! - [`aws::resolve`]: the template context's `aws.*` from the settings, the Lambda function's own ARN and the
+//!   SDK's region.
+//! - [`log::init_tracing`]: the one tracing setup (JSON lines).
+//! - [`parse`]: clap's errors turned into [`Error::Setting`], which names the variable, the flag, the value and
+//!   what is allowed; and a parser that reads given variables instead of the process environment (tests).
+//!
+//! The clock is jitp-core's ([`jitp_core::unix_time::system_clock`]). No function here reads the process
+//! environment: the binaries do (through clap's `env`, or `std::env`) and pass the values in.
+
+pub mod aws;
+pub mod log;
+pub mod parse;
+pub mod registry;
+mod settings;
+
+use std::path::PathBuf;
+
+pub use aws::AwsArgs;
+pub use registry::{Opened, RegistryArg};
+pub use settings::{ConfigArgs, MAX_RETRY_DEADLINE, Settings, count_in, default_config_path, switch};
+
+/// Why a binary cannot start: its settings, its jitp.toml or its registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is set to a value that cannot be used.
+    #[error("{}{flag} = {value:?}: expected {expected}", var.as_ref().map(|v| format!("{v} / ")).unwrap_or_default())]
+    Setting {
+        /// Its environment variable, if it has one.
+        var: Option<String>,
+        /// Its flag (`--policy-mode`).
+        flag: String,
+        /// The value given.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// The command line is wrong in another way (an unknown flag, a missing value); clap's own message.
+    #[error("{0}")]
+    Usage(String),
+    /// jitp.toml, a template or a file it names is wrong.
+    #[error("configuration {}: {source}", path.display())]
+    Config {
+        /// The jitp.toml.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: jitp_core::Error,
+    },
+    /// The embedded registry's file cannot be read or written.
+    #[error("memory registry {}: {source}", path.display())]
+    MemoryRegistry {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: jitp_core::Error,
+    },
+    /// `aws` was asked of a build without the AWS SDK.
+    #[error(
+        "JITP_REGISTRY / --registry = \"aws\": this build has no AWS SDK (built without the `aws` feature); use memory or memory:PATH, or build with default features"
+    )]
+    NoAws,
+}
