@@ -2,6 +2,10 @@
 //! registered PENDING_ACTIVATION in the embedded registry, with AWS's API quotas enforced, and every
 //! registration event runs through the workflow with the repo's templates.
 //!
+//! jitp paces its calls under the same quotas (as the binaries do against AWS), so the run shows what a burst
+//! looks like in an account: the progress bar's ETA is the one the pacing implies, and the summary names the
+//! operation that bounds the rate. `--no-pacing` shows the same burst bouncing off the quotas instead.
+//!
 //! The rate is reported against the bound the chosen quotas put on it. The quotas' buckets start empty, so no
 //! first second's burst is counted: a full bucket would let a small fleet through at any rate. With the quotas
 //! scaled, the workflow's retry timings are scaled with them, so the run is a time-lapse of AWS's pace.
@@ -12,11 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::memory::{MemoryRegistry, aws_default_quotas};
+use jitp_core::memory::MemoryRegistry;
+use jitp_core::pacing::{Pacer, Pacing, Quotas};
+use jitp_core::profile::PolicyMode;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_testkit::progress::Progress;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, rsa_public_key};
 use tokio::sync::Semaphore;
 
@@ -38,6 +44,9 @@ pub(crate) struct DemoArgs {
     /// Events in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Send calls unpaced, to see the burst bounce off the quotas (throttled calls, retries, lost events).
+    #[arg(long)]
+    no_pacing: bool,
     /// Print every audit record as a JSON line.
     #[arg(long)]
     verbose: bool,
@@ -98,8 +107,9 @@ pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         pems.push(pem);
     }
 
-    let quotas = aws_default_quotas();
-    let registry = Arc::new(MemoryRegistry::new().with_quotas(&quotas, args.quota_scale));
+    // The account: AWS's default quotas, or jitp.toml's where it names others, scaled for the time-lapse.
+    let quotas = Pacing::default().resolve(&config.config().quotas).scaled(args.quota_scale);
+    let registry = Arc::new(MemoryRegistry::new().with_quotas(&quotas));
     let ca_id = registry.register_ca(&ca.cert.pem, true).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut events = Vec::with_capacity(pems.len());
     for pem in &pems {
@@ -114,27 +124,32 @@ pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         retry_deadline: real.retry_deadline.div_f64(args.quota_scale),
         retry_base: real.retry_base.div_f64(args.quota_scale),
         retry_max: real.retry_max.div_f64(args.quota_scale),
+        // Paced at the account's quotas, as scaled: every operation's, jitp.toml's included (as overrides, so
+        // that they stay scaled).
+        pacing: (!args.no_pacing).then(|| Pacing {
+            quotas: quotas.clone(),
+            overrides: quotas.iter().collect(),
+            instances: 1,
+        }),
         ..real
     };
+    let per_thing = config.config().defaults.policy_mode == PolicyMode::PerThing;
     let provisioner = Arc::new(Provisioner::new(config, registry.clone() as Arc<dyn IotRegistry>, settings));
-    let bar = ProgressBar::new(events.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Arc::new(Progress::new(events.len()));
+    progress.start(provisioner.pacer(), per_thing);
     registry.empty_buckets();
     let started = Instant::now();
-    let records = run_all(&provisioner, &events[..args.devices], args.concurrency, &bar).await;
+    let records = run_all(&provisioner, &events[..args.devices], args.concurrency, &progress).await;
     let good = Phase { elapsed: started.elapsed(), admitted: admitted(&registry) };
     let mut all = records;
-    all.extend(run_all(&provisioner, &events[args.devices..], args.concurrency, &bar).await);
-    bar.finish_and_clear();
+    all.extend(run_all(&provisioner, &events[args.devices..], args.concurrency, &progress).await);
+    progress.finish();
     if args.verbose {
         for r in &all {
             println!("{}", r.line(&jitp_core::audit::Origin { trigger: "demo", request_id: None, message_id: None }));
         }
     }
-    print_summary(&all, &good, &quotas, args.quota_scale, &registry);
+    print_summary(&all, &good, &quotas, args.quota_scale, &registry, provisioner.pacer());
     let lost = all.iter().filter(|r| r.outcome == Outcome::Error).count();
     Ok(if lost == 0 && registry.violations().is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -143,7 +158,7 @@ async fn run_all(
     provisioner: &Arc<Provisioner>,
     events: &[String],
     concurrency: usize,
-    bar: &ProgressBar,
+    progress: &Arc<Progress>,
 ) -> Vec<AuditRecord> {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(events.len());
@@ -151,15 +166,12 @@ async fn run_all(
         let provisioner = provisioner.clone();
         let gate = gate.clone();
         let event = event.clone();
-        let bar = bar.clone();
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire().await;
             // The demo certificates are generated at the fixed test clock; decide at that time too.
             let record = provisioner.handle_bytes(event.as_bytes(), NOW).await;
-            bar.inc(1);
-            if let Some(reason) = record.reason {
-                bar.set_message(format!("last rejection: {reason}"));
-            }
+            progress.done(&record, provisioner.pacer());
             record
         }));
     }
@@ -191,14 +203,10 @@ fn admitted(registry: &MemoryRegistry) -> HashMap<Operation, u64> {
 /// The shortest time the quotas allow for a run, and the operations that set it: those whose admitted calls need
 /// the longest at their rate (buckets start empty, so a bucket of `rate` admits at most `rate * t` calls in `t`
 /// seconds). `None` without quotas.
-fn binding(
-    admitted: &HashMap<Operation, u64>,
-    quotas: &HashMap<Operation, f64>,
-    scale: f64,
-) -> Option<(Vec<Operation>, f64)> {
+fn binding(admitted: &HashMap<Operation, u64>, quotas: &Quotas) -> Option<(Vec<Operation>, f64)> {
     let needs: BTreeMap<Operation, f64> = admitted
         .iter()
-        .filter_map(|(op, n)| quotas.get(op).map(|rate| (*op, *n as f64 / (rate * scale))))
+        .filter_map(|(op, n)| quotas.get(*op).map(|rate| (*op, *n as f64 / rate)))
         .filter(|(_, seconds)| *seconds > 0.0)
         .collect();
     let fastest = needs.values().copied().fold(0.0, f64::max);
@@ -210,9 +218,10 @@ fn binding(
 fn print_summary(
     records: &[AuditRecord],
     good: &Phase,
-    quotas: &HashMap<Operation, f64>,
+    quotas: &Quotas,
     scale: f64,
     registry: &MemoryRegistry,
+    pacer: &Pacer,
 ) {
     let mut by_outcome: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
@@ -247,14 +256,14 @@ fn print_summary(
     );
     let seconds = good.elapsed.as_secs_f64().max(1e-9);
     let rate = provisioned.len() as f64 / seconds;
-    match binding(&good.admitted, quotas, scale) {
+    match binding(&good.admitted, quotas) {
         Some((ops, fastest)) if !provisioned.is_empty() => {
             let bound = provisioned.len() as f64 / fastest;
             let why: Vec<String> = ops
                 .iter()
                 .map(|op| {
                     let per_device = good.admitted.get(op).copied().unwrap_or(0) as f64 / provisioned.len() as f64;
-                    let quota = quotas.get(op).copied().unwrap_or(0.0) * scale;
+                    let quota = quotas.get(*op).unwrap_or(0.0);
                     format!("{op} {quota}/s at {per_device:.2} per device")
                 })
                 .collect();
@@ -271,6 +280,26 @@ fn print_summary(
         }
         _ => println!("  {:<28} {rate:>8.1}", "devices per second"),
     }
-    println!("  {:<28} {:>8}", "throttled calls (retried)", format!("{throttles}/{retries}"));
+    let all_calls: u32 = records.iter().map(|r| r.api_call_count).sum();
+    let share = if all_calls == 0 { 0.0 } else { 100.0 * throttles as f64 / f64::from(all_calls) };
+    println!(
+        "  {:<28} {:>8}  {share:.1}% of {all_calls} calls; {retries} retries in all",
+        "throttled calls", throttles
+    );
+    let waited: u64 = records.iter().map(|r| r.quota_wait_ms).sum();
+    let mut waits: Vec<u64> = records.iter().map(|r| r.quota_wait_ms).collect();
+    waits.sort_unstable();
+    let p50 = waits.get(waits.len() / 2).copied().unwrap_or(0);
+    let max = waits.last().copied().unwrap_or(0);
+    if pacer.ceiling(Operation::UpdateCertificate).is_some() {
+        println!(
+            "  {:<28} {:>8}  ms per event, median; max {max} ms; {:.1} s in all (paced under the quotas)",
+            "waited for quota",
+            p50,
+            waited as f64 / 1000.0
+        );
+    } else {
+        println!("  {:<28} {:>8}  (--no-pacing: calls sent as fast as they come)", "waited for quota", "-");
+    }
     println!("  {:<28} {:>8}", "invariant violations", registry.violations().len());
 }

@@ -166,6 +166,9 @@ pub struct AuditRecord {
     pub api_call_count: u32,
     /// Throttled or failed attempts that were retried.
     pub retries: u32,
+    /// Time the event's calls waited for their slots under the API quotas ([`crate::pacing`]), milliseconds
+    /// (calls that ran at once each count their own wait).
+    pub quota_wait_ms: u64,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
 }
@@ -227,6 +230,8 @@ pub struct Calls {
     pub by_operation: BTreeMap<Operation, u32>,
     /// Attempts that failed transiently and were made again.
     pub retries: u32,
+    /// Time waited for quota slots, all calls together.
+    pub quota_wait: Duration,
 }
 
 /// Where a record was handled, added to its line by [`AuditRecord::line`].
@@ -286,6 +291,7 @@ impl AuditRecord {
             api_call_count: calls.by_operation.values().sum(),
             api_calls: calls.by_operation,
             retries: calls.retries,
+            quota_wait_ms: u64::try_from(calls.quota_wait.as_millis()).unwrap_or(u64::MAX),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -315,7 +321,8 @@ impl AuditRecord {
     }
 
     /// Count the record with the `metrics` facade: `jitp_events_total{outcome, reason}`,
-    /// `jitp_api_calls_total{operation}`, `jitp_api_retries_total`, and `jitp_event_duration_seconds`. The one place
+    /// `jitp_api_calls_total{operation}`, `jitp_api_retries_total`, `jitp_quota_wait_seconds` and
+    /// `jitp_event_duration_seconds`. The one place
     /// jitp counts events; a process without a recorder installed drops the counts.
     pub fn count(&self) {
         let reason = self.reason.map_or("", ReasonCode::as_str);
@@ -325,7 +332,10 @@ impl AuditRecord {
         }
         metrics::counter!("jitp_api_retries_total").increment(u64::from(self.retries));
         #[allow(clippy::cast_precision_loss)] // milliseconds of one event: far below 2^52
-        metrics::histogram!("jitp_event_duration_seconds").record(self.duration_ms as f64 / 1000.0);
+        {
+            metrics::histogram!("jitp_quota_wait_seconds").record(self.quota_wait_ms as f64 / 1000.0);
+            metrics::histogram!("jitp_event_duration_seconds").record(self.duration_ms as f64 / 1000.0);
+        }
     }
 }
 

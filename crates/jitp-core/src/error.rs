@@ -46,6 +46,23 @@ pub enum Error {
         #[source]
         source: RegistryError,
     },
+    /// The operation's quota has no slot for this event within the retry deadline (a burst larger than the
+    /// quota drains in the time left): the platform should deliver the event again.
+    #[error(
+        "{operation} is paced at {rate:.2} calls/s under its quota and the next slot is {} ms away, beyond the retry deadline of {} ms; the event is handed back for redelivery",
+        wait.as_millis(),
+        deadline.as_millis()
+    )]
+    QuotaWait {
+        /// The API call.
+        operation: Operation,
+        /// How long the event would have waited.
+        wait: std::time::Duration,
+        /// The lane's rate at the time.
+        rate: f64,
+        /// The retry deadline it would have passed.
+        deadline: std::time::Duration,
+    },
     /// The registry answered in a way jitp cannot work with (a bug, a permissions problem, a missing setup step).
     #[error("{operation} failed: {source}")]
     Registry {
@@ -96,13 +113,15 @@ impl Error {
 
     /// Should the platform retry the event that hit this error?
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient { .. } | Self::Contended { .. })
+        matches!(self, Self::Transient { .. } | Self::QuotaWait { .. } | Self::Contended { .. })
     }
 
     /// The registry call that failed, where one did.
     pub fn operation(&self) -> Option<Operation> {
         match self {
-            Self::Transient { operation, .. } | Self::Registry { operation, .. } => Some(*operation),
+            Self::Transient { operation, .. }
+            | Self::QuotaWait { operation, .. }
+            | Self::Registry { operation, .. } => Some(*operation),
             Self::MissingThingType { .. } => Some(Operation::CreateThing),
             Self::Contended { .. } => Some(Operation::UpdateThing),
             Self::NoVersionToPrune { .. } => Some(Operation::CreatePolicyVersion),

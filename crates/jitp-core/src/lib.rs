@@ -16,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod memory;
 mod naming;
+pub mod pacing;
 pub mod policy;
 pub mod profile;
 pub mod provision;

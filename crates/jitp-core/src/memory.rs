@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::event::CertificateStatus;
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use crate::pacing::Quotas;
 use crate::registry::{
     CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
     RegistryError, ThingDescription, ThingSpec,
@@ -29,34 +30,6 @@ use crate::thing::ThingName;
 
 /// AWS IoT keeps at most this many versions of a policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
-
-/// Default API quotas (requests per second), after AWS IoT Core's published defaults for these APIs.
-pub fn aws_default_quotas() -> HashMap<Operation, f64> {
-    use Operation as O;
-    let ten = [
-        O::DescribeCACertificate,
-        O::UpdateCertificate,
-        O::CreatePolicy,
-        O::CreatePolicyVersion,
-        O::DeletePolicyVersion,
-        O::ListPolicyVersions,
-        O::ListThingPrincipals,
-    ];
-    let fifteen = [
-        O::AttachPolicy,
-        O::AttachThingPrincipal,
-        O::GetPolicy,
-        O::ListAttachedPolicies,
-        O::CreateThing,
-        O::UpdateThing,
-    ];
-    let hundred = [O::DescribeCertificate, O::DescribeThing, O::AddThingToThingGroup];
-    ten.iter()
-        .map(|o| (*o, 10.0))
-        .chain(fifteen.iter().map(|o| (*o, 15.0)))
-        .chain(hundred.iter().map(|o| (*o, 100.0)))
-        .collect()
-}
 
 /// A scripted fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,13 +197,13 @@ impl MemoryRegistry {
         std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.clone(), source })
     }
 
-    /// Enforce token-bucket quotas (requests per second per API), each multiplied by `scale`.
-    pub fn with_quotas(self, quotas: &HashMap<Operation, f64>, scale: f64) -> Self {
+    /// Enforce token-bucket quotas (requests per second per API), each bucket holding a second's worth (at
+    /// least one call), as AWS's do. Scale them with [`Quotas::scaled`].
+    pub fn with_quotas(self, quotas: &Quotas) -> Self {
         {
             let mut rt = lock(&self.runtime);
-            for (op, rate) in quotas {
-                let rate = rate * scale;
-                rt.buckets.insert(*op, Bucket { rate, tokens: rate.max(1.0), last: Instant::now() });
+            for (op, rate) in quotas.iter() {
+                rt.buckets.insert(op, Bucket { rate, tokens: rate.max(1.0), last: Instant::now() });
             }
         }
         self
@@ -734,14 +707,14 @@ mod tests {
 
     #[tokio::test]
     async fn buckets_start_full_unless_emptied() {
-        let quotas = HashMap::from([(Operation::DescribeCertificate, 10.0)]);
+        let quotas = Quotas::none().with(&BTreeMap::from([(Operation::DescribeCertificate, 10.0)]));
         let id: CertificateId = "ab".repeat(32).parse().unwrap_or_else(|e| unreachable!("{e}"));
-        let full = MemoryRegistry::new().with_quotas(&quotas, 1.0);
+        let full = MemoryRegistry::new().with_quotas(&quotas);
         for _ in 0..10 {
             assert!(matches!(full.describe_certificate(&id).await, Err(RegistryError::NotFound(_))));
         }
         assert!(matches!(full.describe_certificate(&id).await, Err(RegistryError::Throttled(_))));
-        let empty = MemoryRegistry::new().with_quotas(&quotas, 1.0);
+        let empty = MemoryRegistry::new().with_quotas(&quotas);
         empty.empty_buckets();
         assert!(matches!(empty.describe_certificate(&id).await, Err(RegistryError::Throttled(_))));
         tokio::time::sleep(Duration::from_millis(150)).await;

@@ -15,6 +15,7 @@ use toml::Spanned;
 use crate::cert::Certificate;
 use crate::error::Error;
 use crate::ids::CaCertificateId;
+use crate::registry::Operation;
 use crate::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
 
 /// What to do with a rejected certificate.
@@ -82,6 +83,8 @@ struct RawConfig {
     defaults: RawDefaults,
     #[serde(default)]
     profiles: Vec<RawProfile>,
+    #[serde(default)]
+    quotas: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +185,9 @@ pub struct Config {
     pub defaults: Defaults,
     /// Profiles in file order: the first whose CA and subject rules match wins.
     pub profiles: Vec<Profile>,
+    /// The `[quotas]` table: the account's API quotas (requests per second) where they differ from AWS's
+    /// defaults ([`crate::pacing::Quotas::aws_defaults`]), for an account with raised quotas.
+    pub quotas: BTreeMap<Operation, f64>,
 }
 
 /// The `[defaults]` table.
@@ -413,6 +419,21 @@ impl Config {
             }
             profiles.push(profile);
         }
+        let mut quotas = BTreeMap::new();
+        for (name, rate) in raw.quotas {
+            let key = format!("quotas.{name}");
+            let op: Operation = name.parse().map_err(|_| {
+                let known: Vec<&str> = Operation::ALL.iter().map(|op| op.as_str()).collect();
+                Error::config(
+                    path,
+                    None,
+                    key.clone(),
+                    format!("{name:?} is not an AWS IoT operation jitp calls ({})", known.join(", ")),
+                )
+            })?;
+            let rate = crate::pacing::check_quota(op, rate).map_err(|m| Error::config(path, None, key, m))?;
+            quotas.insert(op, rate);
+        }
         let defaults = Defaults {
             clock_skew_seconds: defaults.clock_skew_seconds,
             on_reject: defaults.on_reject,
@@ -420,7 +441,7 @@ impl Config {
             policy_prefix: defaults.policy_prefix,
             on_duplicate: defaults.on_duplicate,
         };
-        Ok(Self { path: path.to_path_buf(), defaults, profiles })
+        Ok(Self { path: path.to_path_buf(), defaults, profiles, quotas })
     }
 
     /// The profile called `name`.

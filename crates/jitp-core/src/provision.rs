@@ -65,6 +65,7 @@ use crate::decide::{self, Input, Refusal, Verdict};
 use crate::error::Error;
 use crate::event::{CertificateStatus, RegistrationEvent};
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use crate::pacing::{NoSlot, Pacer, Pacing};
 use crate::policy::AwsContext;
 use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
 use crate::reason::{Fault, Rejection, reject};
@@ -90,6 +91,9 @@ pub struct Settings {
     pub retry_max: Duration,
     /// How long a CA description stays cached (a deactivated CA is noticed within this time).
     pub ca_cache_ttl: Duration,
+    /// Pace every registry call under the account's API quotas ([`crate::pacing`]), or `None`: unpaced (the
+    /// default, for tests and the embedded registry; the binaries pace at AWS's quotas unless told not to).
+    pub pacing: Option<Pacing>,
 }
 
 impl Default for Settings {
@@ -100,6 +104,7 @@ impl Default for Settings {
             retry_base: Duration::from_millis(25),
             retry_max: Duration::from_secs(2),
             ca_cache_ttl: Duration::from_secs(300),
+            pacing: None,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Provisioner {
     rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     settings: Settings,
+    /// One lane per AWS operation, shared by every event of this provisioner.
+    pacer: Pacer,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
     /// Shared policies known to exist with a given document in this process.
     shared_policies: Mutex<HashMap<PolicyName, (String, String)>>,
@@ -191,32 +198,57 @@ fn registry_error(operation: Operation, source: RegistryError) -> Error {
     Error::Registry { operation, source }
 }
 
-/// Per-event bookkeeping: calls, retries. Shared by reference between calls that run at once.
+/// Per-event bookkeeping: calls, retries, time waited for quota. Shared by reference between calls that run
+/// at once.
 struct Tally<'a> {
     registry: &'a dyn IotRegistry,
     settings: &'a Settings,
+    pacer: &'a Pacer,
     calls: Mutex<BTreeMap<Operation, u32>>,
     retries: AtomicU32,
+    quota_wait: Mutex<Duration>,
 }
 
 impl<'a> Tally<'a> {
-    fn new(registry: &'a dyn IotRegistry, settings: &'a Settings) -> Self {
-        Self { registry, settings, calls: Mutex::default(), retries: AtomicU32::new(0) }
+    fn new(registry: &'a dyn IotRegistry, settings: &'a Settings, pacer: &'a Pacer) -> Self {
+        Self {
+            registry,
+            settings,
+            pacer,
+            calls: Mutex::default(),
+            retries: AtomicU32::new(0),
+            quota_wait: Mutex::default(),
+        }
     }
 
-    /// Make one registry call, retrying transient failures with jittered exponential backoff until the deadline.
+    /// Make one registry call, each attempt in its slot of the operation's quota, retrying transient failures
+    /// with jittered exponential backoff until the deadline (waiting for a slot counts towards it).
     async fn call<T, F, Fut>(&self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
     where
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
         let started = Instant::now();
+        let deadline = self.settings.retry_deadline;
         let mut attempt: u32 = 0;
         loop {
+            match self.pacer.admit(op, deadline.saturating_sub(started.elapsed())).await {
+                Ok(waited) => {
+                    if let Ok(mut total) = self.quota_wait.lock() {
+                        *total += waited;
+                    }
+                }
+                Err(NoSlot { wait, rate }) => return Err(Error::QuotaWait { operation: op, wait, rate, deadline }),
+            }
             if let Ok(mut calls) = self.calls.lock() {
                 *calls.entry(op).or_default() += 1;
             }
-            match f(self.registry).await {
+            let answer = f(self.registry).await;
+            match &answer {
+                Err(RegistryError::Throttled(_)) => self.pacer.throttled(op),
+                _ => self.pacer.admitted(op),
+            }
+            match answer {
                 Err(e) if e.is_transient() => {
                     let backoff = self.backoff(attempt);
                     if started.elapsed() + backoff > self.settings.retry_deadline {
@@ -263,7 +295,11 @@ impl<'a> Tally<'a> {
     }
 
     fn into_calls(self) -> Calls {
-        Calls { by_operation: self.calls.into_inner().unwrap_or_default(), retries: self.retries.into_inner() }
+        Calls {
+            by_operation: self.calls.into_inner().unwrap_or_default(),
+            retries: self.retries.into_inner(),
+            quota_wait: self.quota_wait.into_inner().unwrap_or_default(),
+        }
     }
 }
 
@@ -299,8 +335,20 @@ enum Other {
 
 impl Provisioner {
     /// A provisioner over `registry` with the profiles and templates of `rules`.
+    ///
+    /// With [`Settings::pacing`], its lanes are sized from the quotas it names, jitp.toml's `[quotas]` and the
+    /// deployment's overrides, in that order of precedence from last to first.
     pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
-        Self { rules, registry, settings, cas: Mutex::default(), shared_policies: Mutex::default() }
+        let pacer = match &settings.pacing {
+            Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
+            None => Pacer::unpaced(),
+        };
+        Self { rules, registry, settings, pacer, cas: Mutex::default(), shared_policies: Mutex::default() }
+    }
+
+    /// The pacer every event of this provisioner shares (its lanes' rates, the bound they set).
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     /// The configuration.
@@ -334,7 +382,7 @@ impl Provisioner {
             ca_certificate_id: Some(event.ca_certificate_id.to_string()),
             ..Facts::default()
         };
-        let tally = Tally::new(self.registry.as_ref(), &self.settings);
+        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let ending = match self.run(event, now, &tally, &mut facts).await {
             Ok((outcome, message)) => Ending::Done { outcome, message },
             Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &tally).await {

@@ -25,6 +25,7 @@ pub const KEYS: &[&str] = &[
     "api_calls",
     "api_call_count",
     "retries",
+    "quota_wait_ms",
     "duration_ms",
     "trigger",
 ];

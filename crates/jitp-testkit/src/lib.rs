@@ -13,6 +13,8 @@
 //!   leaves an account.
 //! - `lambda` (feature `lambda`): a fake Lambda Runtime API for the `jitp-lambda` binary.
 //! - [`audit_line`]: the audit line's shape.
+//! - `progress` (feature `progress`): the progress bar of the demo and the burst bench, with the ETA the pacing
+//!   implies.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 #![warn(missing_docs)]
 
@@ -22,6 +24,8 @@ pub mod events;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod moto;
+#[cfg(feature = "progress")]
+pub mod progress;
 pub mod surgery;
 
 use std::path::{Path, PathBuf};

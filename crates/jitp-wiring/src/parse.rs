@@ -156,6 +156,8 @@ mod tests {
                 ("JITP_RETRY_BASE_MS", "5"),
                 ("JITP_RETRY_MAX_MS", "50"),
                 ("JITP_CA_CACHE_TTL_SECS", "60"),
+                ("JITP_QUOTAS", "CreatePolicy=50,UpdateCertificate=40"),
+                ("JITP_QUOTA_INSTANCES", "4"),
                 ("JITP_AWS_ACCOUNT_ID", "210987654321"),
                 ("JITP_AWS_PARTITION", "aws-cn"),
                 ("AWS_REGION", "cn-north-1"),
@@ -175,6 +177,15 @@ mod tests {
         let w = s.workflow(jitp_core::policy::AwsContext::default());
         assert_eq!(w.retry_deadline, std::time::Duration::from_millis(1500));
         assert_eq!((w.retry_base.as_millis(), w.retry_max.as_millis(), w.ca_cache_ttl.as_secs()), (5, 50, 60));
+        let pacing = w.pacing.expect("paced unless JITP_NO_PACING");
+        assert_eq!(pacing.instances, 4);
+        let quotas = pacing.resolve(&Default::default());
+        use jitp_core::registry::Operation;
+        assert_eq!(quotas.get(Operation::CreatePolicy), Some(50.0));
+        assert_eq!(quotas.get(Operation::UpdateCertificate), Some(40.0));
+        assert_eq!(quotas.get(Operation::CreateThing), Some(15.0), "AWS's default where not overridden");
+        let off = parse(&[], &[("JITP_NO_PACING", "true")]).unwrap();
+        assert!(off.settings.workflow(jitp_core::policy::AwsContext::default()).pacing.is_none());
         assert!(s.aws.is_complete());
         let aws = s.aws.context();
         assert_eq!(
@@ -213,6 +224,20 @@ mod tests {
             ("JITP_AWS_PARTITION", "AWS", "--partition", "a partition such as aws, aws-cn or aws-us-gov"),
             ("AWS_REGION", "US-EAST-1", "--region", "a region such as us-east-1 (lowercase)"),
             ("JITP_CONFIG", "", "--config", "a value (unset the variable for the default)"),
+            (
+                "JITP_QUOTAS",
+                "CreatePolicy=0",
+                "--quotas",
+                "Operation=rate pairs such as CreatePolicy=50,UpdateCertificate=50: the quota of CreatePolicy is 0; it must be from 0.01 to 10000 requests per second",
+            ),
+            (
+                "JITP_QUOTAS",
+                "CreatePolicy:20",
+                "--quotas",
+                "Operation=rate pairs such as CreatePolicy=50,UpdateCertificate=50: \"CreatePolicy:20\" is not Operation=rate (for example CreatePolicy=20)",
+            ),
+            ("JITP_QUOTA_INSTANCES", "0", "--quota-instances", "a whole number from 1 to 10000"),
+            ("JITP_NO_PACING", "sometimes", "--no-pacing", "true or false"),
             ("JITP_TEST_COUNT", "0", "--count", "a whole number from 1 to 256"),
             ("JITP_TEST_SWITCH", "maybe", "--switch", "true or false"),
         ];

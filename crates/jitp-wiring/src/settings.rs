@@ -1,12 +1,15 @@
 //! The settings of the binaries that run the workflow, each a flag with its environment variable.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use jitp_core::pacing::{Pacing, Quotas};
 use jitp_core::policy::AwsContext;
 use jitp_core::profile::{OnReject, Overrides, PolicyMode};
 use jitp_core::provision;
+use jitp_core::registry::Operation;
 use jitp_core::rules::Rules;
 
 use crate::Error;
@@ -127,6 +130,32 @@ pub struct Settings {
         value_parser = secs_up_to(MAX_CA_CACHE_TTL)
     )]
     pub ca_cache_ttl_secs: u64,
+    /// The account's API quotas where they differ from AWS's defaults and from jitp.toml's [quotas], as
+    /// Operation=rate pairs (requests per second), comma-separated: CreatePolicy=50,UpdateCertificate=50.
+    #[arg(long, env = "JITP_QUOTAS", value_name = "OP=RATE,...", value_parser = quotas)]
+    pub quotas: Option<BTreeMap<Operation, f64>>,
+    /// How many processes share the account's quotas at once: each paces its calls at 1/N of every quota. For
+    /// the Lambda function, its maximum concurrency (infra/ sets it); for jitp serve, the number of replicas.
+    #[arg(
+        long,
+        env = "JITP_QUOTA_INSTANCES",
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = count_in(1, MAX_QUOTA_INSTANCES)
+    )]
+    pub quota_instances: usize,
+    /// Do not pace calls under the quotas (only for an emulator or a test account: against AWS IoT a burst then
+    /// bounces off the quotas and starves the account's other tools).
+    #[arg(long, env = "JITP_NO_PACING", value_parser = crate::switch)]
+    pub no_pacing: bool,
+}
+
+/// Upper bound on `--quota-instances`: Lambda's default account concurrency is 1000.
+const MAX_QUOTA_INSTANCES: usize = 10_000;
+
+fn quotas(v: &str) -> Result<BTreeMap<Operation, f64>, String> {
+    Quotas::parse_overrides(v)
+        .map_err(|why| format!("Operation=rate pairs such as CreatePolicy=50,UpdateCertificate=50: {why}"))
 }
 
 impl Settings {
@@ -164,6 +193,11 @@ impl Settings {
             retry_base: Duration::from_millis(self.retry_base_ms),
             retry_max: Duration::from_millis(self.retry_max_ms),
             ca_cache_ttl: Duration::from_secs(self.ca_cache_ttl_secs),
+            pacing: (!self.no_pacing).then(|| Pacing {
+                quotas: Quotas::aws_defaults(),
+                overrides: self.quotas.clone().unwrap_or_default(),
+                instances: u32::try_from(self.quota_instances).unwrap_or(u32::MAX),
+            }),
         }
     }
 }

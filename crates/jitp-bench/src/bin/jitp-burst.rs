@@ -9,11 +9,18 @@
 //! and divided by the same scale (unless `--real-time-settings`), so that backoffs keep the same proportion to
 //! the token refill interval as they would against AWS at scale 1.
 //!
-//! Events the workflow gives up on (`Outcome::Error`: the deadline passed while throttled) are delivered again,
-//! as Lambda's retries or SQS would, and counted. At the end every certificate must be ACTIVE and the
-//! registry's invariant (no ACTIVE certificate without a thing and a policy) must hold.
+//! jitp paces its calls under the same quotas (`Settings::pacing`, as the binaries do against AWS) unless
+//! `--no-pacing`; `--compare` runs each concurrency both ways, side by side. The registry's buckets start full
+//! (an idle account), so the first second's burst is counted in the rate: over thousands of devices it is a
+//! fraction of a percent.
+//!
+//! Events the workflow gives up on (`Outcome::Error`: the deadline passed while throttled, or no quota slot
+//! came in time) are delivered again, as Lambda's retries or SQS would, and counted: the table's "ERROR
+//! records" is every delivery that ended ERROR. At the end every certificate must be ACTIVE and the registry's
+//! invariant (no ACTIVE certificate without a thing and a policy) must hold.
 //!
 //! `cargo run --release -p jitp-bench --bin jitp-burst -- --devices 10000 --scale 25 --concurrency 1,8,32,128`
+//! `cargo run --release -p jitp-bench --bin jitp-burst -- --devices 2000 --scale 1 --concurrency 32 --compare`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,10 +33,12 @@ use jitp_bench::{config, median, sensor_cn};
 use jitp_core::audit::Outcome;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::CertificateId;
-use jitp_core::memory::{MemoryRegistry, aws_default_quotas};
+use jitp_core::memory::MemoryRegistry;
+use jitp_core::pacing::{Pacing, Quotas};
 use jitp_core::profile::{Overrides, PolicyMode};
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::{IotRegistry, Operation};
+use jitp_testkit::progress::Progress;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 use tokio::sync::Semaphore;
 
@@ -68,10 +77,19 @@ struct Args {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Send calls unpaced (the workflow before pacing).
+    #[arg(long)]
+    no_pacing: bool,
+    /// Run every concurrency unpaced and paced, side by side.
+    #[arg(long, conflicts_with = "no_pacing")]
+    compare: bool,
 }
 
 struct Run {
     concurrency: usize,
+    paced: bool,
+    errors: u64,
+    quota_wait_ms: Vec<f64>,
     elapsed: Duration,
     provisioned: usize,
     outcomes: BTreeMap<&'static str, usize>,
@@ -115,7 +133,7 @@ async fn run_all(args: Args) -> ExitCode {
     eprintln!("generated {} P-256 device certificates in {:.1?}", pems.len(), started.elapsed());
 
     let config = config(&Overrides { policy_mode: Some(args.policy_mode), ..Overrides::default() });
-    let quotas = aws_default_quotas();
+    let quotas = Quotas::aws_defaults().scaled(args.scale);
     // The workflow's minimum calls per device, by operation (see jitp_core::provision).
     let mut per_device = vec![
         (Operation::DescribeCertificate, 1.0),
@@ -129,7 +147,7 @@ async fn run_all(args: Args) -> ExitCode {
     }
     let (bound_op, bound) = per_device
         .iter()
-        .map(|(op, calls)| (*op, quotas.get(op).copied().unwrap_or(f64::INFINITY) * args.scale / calls))
+        .map(|(op, calls)| (*op, quotas.get(*op).unwrap_or(f64::INFINITY) / calls))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
     // The buckets start full (one second of quota), so the first `bound` devices need not wait: the best a
@@ -149,46 +167,69 @@ async fn run_all(args: Args) -> ExitCode {
         settings.retry_deadline
     );
 
+    let pacings: &[bool] = if args.compare {
+        &[false, true]
+    } else if args.no_pacing {
+        &[false]
+    } else {
+        &[true]
+    };
     let mut runs = Vec::new();
     for &concurrency in &args.concurrency {
-        let run = burst(&args, &config, &settings, &ca, &pems, concurrency).await;
-        let rate = run.provisioned as f64 / run.elapsed.as_secs_f64();
-        let throttles: u64 = run.throttles.values().sum();
-        eprintln!(
-            "concurrency {concurrency}: {} provisioned in {:.2?} = {rate:.1} devices/s, ratio {:.3}; throttles {throttles}, retries {}, redeliveries {}",
-            run.provisioned,
-            run.elapsed,
-            rate / bound,
-            run.retries,
-            run.redeliveries
-        );
-        runs.push(run);
+        for &paced in pacings {
+            let settings = Settings {
+                pacing: paced.then(|| Pacing { quotas: quotas.clone(), ..Pacing::default() }),
+                ..settings.clone()
+            };
+            let run = burst(&args, &config, &settings, &quotas, &ca, &pems, concurrency).await;
+            let rate = run.provisioned as f64 / run.elapsed.as_secs_f64();
+            let throttles: u64 = run.throttles.values().sum();
+            eprintln!(
+                "concurrency {concurrency}, {}: {} provisioned in {:.2?} = {rate:.1} devices/s, ratio {:.3}; throttles {throttles}, retries {}, redeliveries {}",
+                if paced { "paced" } else { "unpaced" },
+                run.provisioned,
+                run.elapsed,
+                rate / bound,
+                run.retries,
+                run.redeliveries
+            );
+            runs.push(run);
+        }
     }
 
     println!();
     println!(
-        "| concurrency | devices/s | ratio to bound | throttled calls | retries (audit) | redeliveries | lost / not ACTIVE | violations | event p50 / p99 (real s) |"
+        "| concurrency | pacing | devices/s | ratio to bound | calls per provisioned | throttled calls | ERROR records | retries (audit) | redeliveries | lost / not ACTIVE | violations | event p50 / p99 (real s) | quota wait p50 / p99 (real s) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ok = true;
     for run in &mut runs {
         let rate = run.provisioned as f64 / run.elapsed.as_secs_f64();
         let throttles: u64 = run.throttles.values().sum();
+        let calls: u64 = run.calls.values().sum();
         let lost = args.devices - run.provisioned;
         let p50 = median(&mut run.durations_ms).unwrap_or(0.0);
         let p99 = percentile(&run.durations_ms, 0.99);
+        let w50 = median(&mut run.quota_wait_ms).unwrap_or(0.0);
+        let w99 = percentile(&run.quota_wait_ms, 0.99);
         // Event durations ran on the scaled clock: multiply back to real time.
         let real_s = |ms: f64| ms * divisor / 1000.0;
         println!(
-            "| {} | {rate:.1} | {:.3} | {throttles} | {} | {} | {lost} / {} | {} | {:.2} / {:.2} |",
+            "| {} | {} | {rate:.1} | {:.3} | {:.3} | {throttles} ({:.2}%) | {} | {} | {} | {lost} / {} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
             run.concurrency,
+            if run.paced { "paced" } else { "off" },
             rate / bound,
+            calls as f64 / run.provisioned.max(1) as f64,
+            100.0 * throttles as f64 / calls.max(1) as f64,
+            run.errors,
             run.retries,
             run.redeliveries,
             run.not_active,
             run.violations.len(),
             real_s(p50),
-            real_s(p99)
+            real_s(p99),
+            real_s(w50),
+            real_s(w99)
         );
         ok &= lost == 0 && run.not_active == 0 && run.violations.is_empty();
     }
@@ -199,8 +240,12 @@ async fn run_all(args: Args) -> ExitCode {
         let mut calls: Vec<_> = run.calls.iter().collect();
         calls.sort();
         println!(
-            "concurrency {}: outcomes {:?}; throttled by API {:?}; calls by API {:?}",
-            run.concurrency, run.outcomes, throttles, calls
+            "concurrency {} {}: outcomes {:?}; throttled by API {:?}; calls by API {:?}",
+            run.concurrency,
+            if run.paced { "paced" } else { "unpaced" },
+            run.outcomes,
+            throttles,
+            calls
         );
         for v in run.violations.iter().take(5) {
             println!("  violation: {v}");
@@ -213,6 +258,7 @@ async fn burst(
     args: &Args,
     config: &Arc<jitp_core::rules::Rules>,
     settings: &Settings,
+    quotas: &Quotas,
     ca: &Ca,
     pems: &[String],
     concurrency: usize,
@@ -227,9 +273,11 @@ async fn burst(
         ids.push(id);
     }
     // Quotas start now, with full buckets.
-    let registry = Arc::new(registry.with_quotas(&aws_default_quotas(), args.scale));
+    let registry = Arc::new(registry.with_quotas(quotas));
     let provisioner =
         Arc::new(Provisioner::new(config.clone(), registry.clone() as Arc<dyn IotRegistry>, settings.clone()));
+    let progress = Arc::new(Progress::new(pems.len()));
+    progress.start(provisioner.pacer(), args.policy_mode == PolicyMode::PerThing);
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let max_deliveries = args.max_deliveries.max(1);
 
@@ -238,25 +286,34 @@ async fn burst(
     for event in events {
         let provisioner = provisioner.clone();
         let permits = permits.clone();
+        let progress = progress.clone();
         tasks.spawn(async move {
             let mut deliveries = 0u32;
             let mut retries = 0u64;
+            let mut errors = 0u64;
             let mut durations = Vec::new();
+            let mut waits = Vec::new();
             loop {
                 let permit = permits.acquire().await.unwrap();
                 deliveries += 1;
                 let record = provisioner.handle_bytes(event.as_bytes(), NOW).await;
                 drop(permit);
                 retries += u64::from(record.retries);
+                errors += u64::from(record.outcome == Outcome::Error);
                 durations.push(record.duration_ms as f64);
+                waits.push(record.quota_wait_ms as f64);
                 if !record.is_retryable() || deliveries >= max_deliveries {
-                    return (record.outcome, deliveries, retries, durations);
+                    progress.done(&record, provisioner.pacer());
+                    return (record.outcome, deliveries, retries, errors, durations, waits);
                 }
             }
         });
     }
     let mut run = Run {
         concurrency,
+        paced: settings.pacing.is_some(),
+        errors: 0,
+        quota_wait_ms: Vec::with_capacity(pems.len()),
         elapsed: Duration::ZERO,
         provisioned: 0,
         outcomes: BTreeMap::new(),
@@ -269,7 +326,9 @@ async fn burst(
         durations_ms: Vec::with_capacity(pems.len()),
     };
     while let Some(done) = tasks.join_next().await {
-        let (outcome, deliveries, retries, durations) = done.unwrap();
+        let (outcome, deliveries, retries, errors, durations, waits) = done.unwrap();
+        run.errors += errors;
+        run.quota_wait_ms.extend(waits);
         *run.outcomes.entry(outcome.as_str()).or_default() += 1;
         if outcome == Outcome::Provisioned {
             run.provisioned += 1;
@@ -279,6 +338,7 @@ async fn burst(
         run.durations_ms.extend(durations);
     }
     run.elapsed = started.elapsed();
+    progress.finish();
     run.throttles = registry.throttle_counts();
     run.calls = registry.call_counts();
     run.not_active = ids.iter().filter(|id| registry.certificate_status(id) != Some(CertificateStatus::Active)).count();
