@@ -284,7 +284,10 @@ def check_sam(sam: dict[str, Any]) -> None:
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrency"}
         env = props["Environment"]["Variables"]
-        assert set(env) == {"JITP_CONFIG", "JITP_POLICY_MODE", "JITP_POLICY_PREFIX", "JITP_ON_REJECT", "RUST_LOG"}
+        assert set(env) == {"JITP_CONFIG", "JITP_POLICY_MODE", "JITP_POLICY_PREFIX", "JITP_ON_REJECT",
+                            "JITP_QUOTA_INSTANCES", "RUST_LOG"}
+        # Each instance's share of the quotas is 1/MaxConcurrency: the same number as the reserved concurrency.
+        assert env["JITP_QUOTA_INSTANCES"] == {"Ref": "MaxConcurrency"}
 
     @check("sam: every log group has a retention")
     def _() -> None:

@@ -16,17 +16,20 @@ import { Construct } from 'constructs';
 import { JitpConfig } from './config';
 
 // ---------------------------------------------------------------------------------------------------------------
-// Sizing. The same numbers are in infra/sam/template.yaml.
+// Sizing. The same numbers are in infra/sam/template.yaml and infra/README.md.
 //
-// Each device costs the function about 6 AWS IoT control-plane calls (DescribeCertificate, DescribeCACertificate
-// (cached per process), CreateThing/DescribeThing, CreatePolicy/GetPolicy, AttachPolicy, AttachThingPrincipal,
-// UpdateCertificate). The account-wide AWS IoT quotas that bind first are UpdateCertificate and DescribeCACertificate
-// at about 10 TPS and AttachPolicy at 15 TPS; most other calls allow 100 TPS. So the whole account can activate at
-// most ~10 devices per second, however many functions run. One invocation handles its batch one record at a time,
-// ~6 calls x ~50 ms = ~0.3 s per device, i.e. ~3 devices/s per concurrent invocation: 3 concurrent invocations
-// reach the 10 TPS UpdateCertificate quota. More concurrency only buys throttling (which the function retries with
-// backoff, but which eats into the quota other tools in the account need). A burst of first connections waits in
-// the queue instead; devices retry their connection with backoff until they are activated.
+// Each device costs the function 6 AWS IoT control-plane calls (DescribeCertificate, CreateThing, CreatePolicy,
+// AttachPolicy, AttachThingPrincipal, UpdateCertificate; DescribeCACertificate is cached per process). The
+// account-wide quotas that bind first are UpdateCertificate and CreatePolicy at 10 TPS, so the whole account
+// activates at most ~10 devices per second, however many functions run. jitp paces its own calls under the
+// quotas: each instance paces at 1/JITP_QUOTA_INSTANCES of every quota, and the stack sets JITP_QUOTA_INSTANCES
+// to maxConcurrency (which is also the reserved concurrency, so no more instances can run), so that all instances
+// together stay under the quotas instead of bouncing off them. More concurrency therefore buys no throughput; too
+// much makes events wait: an instance's batch of 10 records needs 10 slots of a 10 TPS operation at 10/N per
+// second, 10 x N / 10 s, which must stay well under the retry deadline (20 s): N <= 20 at AWS's default quotas.
+// The default 3 makes a batch wait at most ~3 s. With raised quotas, set them in jitp.toml's [quotas] and raise
+// maxConcurrency in proportion. A burst of first connections waits in the queue; devices retry their connection
+// with backoff until they are activated.
 // ---------------------------------------------------------------------------------------------------------------
 export const FUNCTION_TIMEOUT = Duration.seconds(60);
 export const FUNCTION_MEMORY_MB = 256;
@@ -198,6 +201,8 @@ export class JitpStack extends Stack {
         JITP_POLICY_MODE: config.policyMode,
         JITP_POLICY_PREFIX: config.policyPrefix,
         JITP_ON_REJECT: config.onReject,
+        // Every instance paces at 1/maxConcurrency of each AWS IoT quota (see Sizing).
+        JITP_QUOTA_INSTANCES: String(config.maxConcurrency),
         RUST_LOG: config.rustLog,
       },
     });

@@ -168,6 +168,7 @@ describe('function', () => {
           JITP_POLICY_MODE: 'per-thing',
           JITP_POLICY_PREFIX: 'jitp-',
           JITP_ON_REJECT: 'revoke',
+          JITP_QUOTA_INSTANCES: '3',
           RUST_LOG: 'info',
         },
       },
@@ -185,6 +186,11 @@ describe('function', () => {
           RUST_LOG: 'debug',
         }),
       },
+    });
+    // Each instance paces at 1/maxConcurrency of the quotas: the share follows the concurrency.
+    synth({ maxConcurrency: '12' }).hasResourceProperties('AWS::Lambda::Function', {
+      ReservedConcurrentExecutions: 12,
+      Environment: { Variables: Match.objectLike({ JITP_QUOTA_INSTANCES: '12' }) },
     });
     assert.throws(() => synth({ policyMode: 'everything' }), /policyMode must be one of/);
     assert.throws(() => synth({ onReject: 'delete' }), /onReject must be one of/);
