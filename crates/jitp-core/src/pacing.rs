@@ -201,8 +201,9 @@ impl Pacer {
         Self { lanes: HashMap::new() }
     }
 
-    /// Wait for `op`'s next slot, if it comes within `limit`, and return how long that was. A slot farther
-    /// than `limit` is not taken (the next caller gets it) and the answer is [`NoSlot`].
+    /// Wait for `op`'s next slot, if it comes within `limit` (or within one interval of the lane: the next slot
+    /// of an idle lane is always taken, whatever the limit), and return how long that was. A slot farther is not
+    /// taken (the next caller gets it) and the answer is [`NoSlot`].
     pub async fn admit(&self, op: Operation, limit: Duration) -> Result<Duration, NoSlot> {
         let Some(lane) = self.lanes.get(&op) else { return Ok(Duration::ZERO) };
         let now = Instant::now();
@@ -210,7 +211,7 @@ impl Pacer {
             let mut lane = lane.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let slot = lane.next.max(now);
             let wait = slot - now;
-            if wait > limit {
+            if wait > limit.max(lane.interval()) {
                 return Err(NoSlot { wait, rate: lane.rate });
             }
             lane.next = slot + lane.interval();
@@ -321,13 +322,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slot_beyond_the_limit_is_refused_and_not_taken() {
-        let pacer = one(Operation::UpdateCertificate, 1.0);
-        pacer.admit(Operation::UpdateCertificate, Duration::ZERO).await.unwrap();
-        let refused = pacer.admit(Operation::UpdateCertificate, Duration::from_millis(500)).await.unwrap_err();
-        assert!(refused.wait > Duration::from_millis(900), "{refused:?}");
-        // The refused caller did not move the schedule: the next one still gets the slot 1 s after the first.
-        let waited = pacer.admit(Operation::UpdateCertificate, Duration::from_secs(2)).await.unwrap();
-        assert!(waited <= Duration::from_secs(1), "{waited:?}");
+        let op = Operation::UpdateCertificate;
+        let pacer = one(op, 1.0);
+        pacer.admit(op, Duration::ZERO).await.unwrap();
+        // The lane's next slot is one interval (1 s) away: taken even with no time left.
+        let mut second = Box::pin(pacer.admit(op, Duration::ZERO));
+        assert!(futures::poll!(&mut second).is_pending(), "it reserved its slot and sleeps");
+        // Now the next free slot is 2 s away (a queue): refused with 500 ms left, and not taken.
+        let refused = pacer.admit(op, Duration::from_millis(500)).await.unwrap_err();
+        assert!(refused.wait >= Duration::from_millis(1999), "{refused:?}");
+        assert_eq!(second.await, Ok(Duration::from_secs(1)));
+        // The refused caller left the slot at 2 s for the next one (now is 1 s: it waits 1 s).
+        assert_eq!(pacer.admit(op, Duration::from_secs(2)).await, Ok(Duration::from_secs(1)));
     }
 
     #[test]

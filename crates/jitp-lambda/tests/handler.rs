@@ -88,6 +88,9 @@ fn batch_failures(response: Result<Response, HandlerError>) -> Vec<String> {
 
 /// Transient failures give up at once, so one fault is one ERROR.
 const NO_RETRY: (&str, &str) = ("JITP_RETRY_DEADLINE_MS", "0");
+/// With no time to wait, a call queued behind another for its quota slot is handed back too; these registries
+/// enforce no quotas, so the tests that want exactly their injected failure send calls unpaced.
+const UNPACED: (&str, &str) = ("JITP_NO_PACING", "true");
 
 fn unavailable(op: Operation, nth: u64) -> Fault {
     Fault { op, nth, kind: FaultKind::UnavailableBefore }
@@ -157,8 +160,10 @@ async fn a_malformed_direct_event_is_logged_and_returns_success() {
 
 #[tokio::test]
 async fn a_transient_failure_of_a_direct_event_is_an_error_so_lambda_retries() {
-    let f =
-        Fixture::new(MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 1)]), &[NO_RETRY]);
+    let f = Fixture::new(
+        MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 1)]),
+        &[NO_RETRY, UNPACED],
+    );
     let (id, event) = f.device(&Device::new("sensor-0123456789ab"));
     let err = f.invoke(event.clone()).await.unwrap_err();
     assert!(matches!(&err, HandlerError::Transient { certificate, .. } if *certificate == id.to_string()), "{err}");
@@ -208,8 +213,10 @@ async fn the_workflow_retries_within_its_budget_before_giving_up() {
 
 #[tokio::test]
 async fn an_sqs_batch_reports_only_its_transient_failures() {
-    let f =
-        Fixture::new(MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 2)]), &[NO_RETRY]);
+    let f = Fixture::new(
+        MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 2)]),
+        &[NO_RETRY, UNPACED],
+    );
     let (a, event_a) = f.device(&Device::new("sensor-00000000000a"));
     let (b, event_b) = f.device(&Device::new("sensor-00000000000b"));
     let (c, event_c) = f.device(&Device::new("printer-00000000000c"));
@@ -245,8 +252,10 @@ async fn an_sqs_batch_reports_only_its_transient_failures() {
 
 #[tokio::test]
 async fn a_transient_failure_without_a_message_id_fails_the_whole_batch() {
-    let f =
-        Fixture::new(MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 1)]), &[NO_RETRY]);
+    let f = Fixture::new(
+        MemoryRegistry::new().with_faults([unavailable(Operation::DescribeCertificate, 1)]),
+        &[NO_RETRY, UNPACED],
+    );
     let (_, event) = f.device(&Device::new("sensor-0123456789ab"));
     let mut payload = sqs(&[("m-1", &event.to_string())]);
     payload["Records"][0].as_object_mut().unwrap().remove("messageId");
