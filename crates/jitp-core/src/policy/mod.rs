@@ -214,7 +214,7 @@ impl Engine {
         Ok((rendered, name, scope))
     }
 
-    /// Render a template with a context built elsewhere (`jitp lint` uses a synthetic device).
+    /// The names of the compiled policy templates (`jitp lint` reviews each).
     pub fn policy_template_names(&self) -> impl Iterator<Item = &str> {
         self.policies.get_template_names()
     }
