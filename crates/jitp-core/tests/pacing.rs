@@ -161,15 +161,17 @@ fn a_bad_quota_in_jitp_toml_is_refused_with_its_key_and_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_slot_within_the_deadline_hands_the_event_back_with_nothing_activated() {
-    // One UpdateCertificate every 2 s, a 1 s deadline: of two events at once, the second cannot activate in time.
+    // One UpdateCertificate every 2 s, a 1 s deadline. Of three events at once, the first activates at once, the
+    // second takes the lane's next slot (2 s away: one interval, always taken), and the third, 4 s away behind a
+    // queue, cannot activate in time.
     let quotas = Quotas::none().with(&BTreeMap::from([(Operation::UpdateCertificate, 0.5)]));
     let registry = MemoryRegistry::new();
-    let (_, devices) = fleet(&registry, 2, 0x3000);
+    let (_, devices) = fleet(&registry, 3, 0x3000);
     let registry = Arc::new(registry);
     let settings = Settings { retry_deadline: Duration::from_secs(1), ..paced(&quotas, 1) };
     let provisioner = Arc::new(Provisioner::new(rules(), registry.clone() as Arc<dyn IotRegistry>, settings));
     let events: Vec<String> = devices.iter().map(|(_, e)| e.clone()).collect();
-    let records = burst(&provisioner, &events, 2).await;
+    let records = burst(&provisioner, &events, 3).await;
     let failed: Vec<&AuditRecord> = records.iter().filter(|r| r.outcome == Outcome::Error).collect();
     assert_eq!(failed.len(), 1, "{:?}", outcomes(&records));
     let failed = failed[0];
@@ -180,7 +182,7 @@ async fn no_slot_within_the_deadline_hands_the_event_back_with_nothing_activated
     let id: CertificateId = failed.certificate_id.as_deref().unwrap().parse().unwrap();
     assert_eq!(registry.certificate_status(&id), Some(CertificateStatus::PendingActivation));
     assert!(registry.violations().is_empty());
-    // Redelivered once the slot is near, it provisions.
+    // Redelivered when the slot it left is near (the second event took 2 s; the free slot is at 4 s), it provisions.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let event = &devices.iter().find(|(d, _)| *d == id).unwrap().1;
     let again = provisioner.handle_bytes(event.as_bytes(), NOW).await;
