@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject, TrustedCa};
+use crate::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, TrustedCa};
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
-use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use crate::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
 use crate::reason::{ReasonCode, Rejection, reject};
 use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
+use crate::unix_time::rfc3339;
 
 /// What to decide about.
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +97,17 @@ enum CaState {
     Unreadable(Rejection),
     /// Parsed, but not a CA jitp trusts: the decision says so after it has found a profile for the CA.
     Untrusted { cert: Certificate, why: Rejection },
-    /// Trusted; `chains[i]`: does profile `i` accept it (an empty `ca_chain`, or the CA chains to it)?
-    Trusted { ca: TrustedCa, chains: Vec<bool> },
+    /// Trusted; `profiles[i]`: what profile `i`'s `ca_chain` and `crl` say of it.
+    Trusted { ca: TrustedCa, profiles: Vec<ProfileCa> },
+}
+
+/// What one profile's CA-dependent settings say of a registered CA, worked out once when the CA is checked.
+#[derive(Debug, Clone)]
+struct ProfileCa {
+    /// Does the profile accept the CA (an empty `ca_chain`, or the CA chains to it)?
+    chains: bool,
+    /// Per CRL of the profile (same order as `profile.crl`): the proof that the CA issued it, or why not.
+    crls: Vec<Result<CrlCheck, String>>,
 }
 
 impl RegisteredCa {
@@ -108,16 +118,20 @@ impl RegisteredCa {
             Ok(cert) => match TrustedCa::check(cert.clone()) {
                 Err(why) => CaState::Untrusted { cert, why },
                 Ok(ca) => {
-                    let chains = config
+                    let profiles = config
                         .profiles
                         .iter()
                         .map(|p| {
-                            !p.ca.matches(&id)
-                                || p.ca_chain.is_empty()
-                                || cert::chains_to(ca.certificate(), &p.ca_chain)
+                            if !p.ca.matches(&id) {
+                                return ProfileCa { chains: true, crls: Vec::new() };
+                            }
+                            ProfileCa {
+                                chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
+                                crls: p.crl.iter().map(|c| c.crl.verify(&ca)).collect(),
+                            }
                         })
                         .collect();
-                    CaState::Trusted { ca, chains }
+                    CaState::Trusted { ca, profiles }
                 }
             },
         };
@@ -138,10 +152,10 @@ impl RegisteredCa {
         }
     }
 
-    fn trusted(&self) -> Result<(&TrustedCa, &[bool]), Rejection> {
+    fn trusted(&self) -> Result<(&TrustedCa, &[ProfileCa]), Rejection> {
         match &self.state {
             CaState::Unreadable(why) | CaState::Untrusted { why, .. } => Err(why.clone()),
-            CaState::Trusted { ca, chains } => Ok((ca, chains)),
+            CaState::Trusted { ca, profiles } => Ok((ca, profiles)),
         }
     }
 }
@@ -157,13 +171,14 @@ pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Re
         return Err(reject!(UnknownCa, "no profile in {} lists CA {ca_id}", config.path.display()).into());
     }
     let check = DeviceCheck { now: input.now, clock_skew_seconds: config.defaults.clock_skew_seconds };
-    let (ca, chains) = input.ca.trusted()?;
+    let (ca, per_profile) = input.ca.trusted()?;
     let ca_ok = ca.valid_at(check)?;
     cert::verify_device(&device, ca.certificate(), ca_ok, check)?;
 
     let (index, profile) = select_profile(&candidates, &device)?;
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile) };
-    let chains = chains.get(index).copied().unwrap_or(false);
+    let (chains, crls) = per_profile.get(index).map_or((false, &[][..]), |p| (p.chains, p.crls.as_slice()));
+    revocation(profile, &device, crls, input.now).map_err(with_profile)?;
     profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
     device_verdict(rules, profile, &device, input).map_err(with_profile)
 }
@@ -229,6 +244,63 @@ pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Reje
         }
     }
     Ok(())
+}
+
+/// The selected profile's CRLs: CERT_REVOKED if a valid one lists the device. `checks[i]`: did the CA issue
+/// `profile.crl[i]` (checked once, by [`RegisteredCa`])? A CRL it did not issue, or one past its nextUpdate at
+/// `now`, is the operator's CA_INVALID under `crl_policy = "enforce"`, and is skipped with a warning under
+/// `"warn"`. A revocation on a valid CRL is reported before any fault of another CRL: the CA's own word on the
+/// certificate stands whatever else is wrong with the configuration.
+fn revocation(
+    profile: &Profile,
+    device: &Certificate,
+    checks: &[Result<CrlCheck, String>],
+    now: i64,
+) -> Result<(), Rejection> {
+    let mut fault = None;
+    for (i, listed) in profile.crl.iter().enumerate() {
+        let ProfileCrl { file, crl } = listed;
+        let problem = match checks.get(i) {
+            Some(Ok(proof)) if !crl.expired_at(now) => {
+                if let Some(entry) = crl.revocation(device, *proof) {
+                    return Err(reject!(
+                        CertRevoked,
+                        "the certificate (serial {}) is on profile {}'s CRL {}: revoked at {}{}",
+                        device.serial_hex(),
+                        profile.name,
+                        shown(file),
+                        rfc3339(entry.revocation_date),
+                        entry.reason.map(|r| format!(", reason {r}")).unwrap_or_default()
+                    ));
+                }
+                continue;
+            }
+            Some(Ok(_)) => format!(
+                "is stale: its nextUpdate {} is not after the decision time {} (issued {}); publish a fresh CRL",
+                rfc3339(crl.next_update()),
+                rfc3339(now),
+                rfc3339(crl.this_update())
+            ),
+            Some(Err(why)) => format!("was not issued by the registered CA: {why}"),
+            None => "was not checked against the registered CA".to_owned(),
+        };
+        match profile.crl_policy {
+            CrlPolicy::Enforce => {
+                fault.get_or_insert_with(|| {
+                    reject!(
+                        CaInvalid,
+                        "profile {}'s CRL {} {problem} (crl_policy = \"enforce\": the profile's devices are held until it is fixed)",
+                        profile.name,
+                        shown(file)
+                    )
+                });
+            }
+            CrlPolicy::Warn => {
+                tracing::warn!(profile = %profile.name, crl = %file, "CRL ignored (crl_policy = \"warn\"): it {problem}");
+            }
+        }
+    }
+    fault.map_or(Ok(()), Err)
 }
 
 /// The selected profile's own rules; `chains`: the CA satisfies its `ca_chain` (checked once, by [`RegisteredCa`]).
