@@ -82,7 +82,9 @@ pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
 }
 
 /// A registered CA as the decision uses it: parsed, checked once ([`TrustedCa::check`]), and with every
-/// matching profile's `ca_chain` verified once, so that a decision checks only the CA's validity window. The
+/// matching profile's `ca_chain` and `crl` verified once (a CRL's issuer, the CA's cRLSign and the CRL's
+/// signature: [`cert::Crl::verify`], whose proof travels here), so that a decision checks only the CA's
+/// validity window and each CRL's nextUpdate. The
 /// workflow builds one when the CA enters its cache; `jitp check` builds one per call. Built for one
 /// [`Config`]: the profile checks are by position in `config.profiles`.
 #[derive(Debug, Clone)]
@@ -161,6 +163,23 @@ impl RegisteredCa {
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
+///
+/// The first failing step decides, in this order (tested in `tests/decide.rs`, `tests/cert_checks.rs` and
+/// `tests/crl.rs`):
+/// 1. the device certificate parses (MALFORMED_CERTIFICATE, ...);
+/// 2. a profile lists the CA (UNKNOWN_CA);
+/// 3. the CA's own checks, then its validity at `now` (CA_INVALID, CA_NOT_YET_VALID, CA_EXPIRED);
+/// 4. the device certificate against the CA, [`cert::verify_device`]'s order: algorithms, issuer, signature,
+///    key usage, name constraints, then its validity (... SIGNATURE_INVALID ..., CERT_NOT_YET_VALID,
+///    CERT_EXPIRED);
+/// 5. the subject rules select the profile (SUBJECT_MISMATCH);
+/// 6. the profile's CRLs: a valid one (issued by the CA, not stale) listing the serial is CERT_REVOKED; then a
+///    CRL the CA did not issue, or one past its nextUpdate, is CA_INVALID under `crl_policy = "enforce"`
+///    (ignored with a warning under `"warn"`). An expired certificate that is also revoked is CERT_EXPIRED:
+///    RFC 5280 6.1.3 checks the validity period before the revocation status;
+/// 7. the profile's own checks: `ca_chain` (CA_INVALID), WEAK_KEY, VALIDITY_TOO_LONG, CERT_DENIED;
+/// 8. the names, then the policy (INVALID_THING_NAME, INVALID_ATTRIBUTE, POLICY_TEMPLATE_ERROR,
+///    POLICY_TOO_PERMISSIVE, POLICY_TOO_LARGE).
 pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Refusal<'c>> {
     let config = rules.config();
     let device = Certificate::from_pem(input.certificate_pem)?;
@@ -468,6 +487,48 @@ pub struct CheckReport {
     pub thing_groups: Vec<String>,
     /// See `thing_type`.
     pub attributes: BTreeMap<AttributeName, AttributeValue>,
+    /// The selected profile's CRLs and what the decision made of each.
+    pub crls: Vec<CrlStatus>,
+}
+
+/// One CRL of the selected profile, as `jitp check` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlStatus {
+    /// The file as written in `crl = [...]`.
+    pub file: String,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// nextUpdate, RFC 3339.
+    pub next_update: String,
+    /// `valid`: issued by the registered CA and not stale, so the decision used it; otherwise why not (the
+    /// profile's `crl_policy` says whether that held the device or was ignored).
+    pub status: String,
+}
+
+impl RegisteredCa {
+    /// What the decision at `now` makes of each CRL of `config.profiles[index]` (empty if the CA is not trusted).
+    pub fn crl_statuses(&self, config: &Config, index: usize, now: i64) -> Vec<CrlStatus> {
+        let (Some(profile), Ok((_, per_profile))) = (config.profiles.get(index), self.trusted()) else {
+            return Vec::new();
+        };
+        let checks = per_profile.get(index).map_or(&[][..], |p| p.crls.as_slice());
+        profile
+            .crl
+            .iter()
+            .enumerate()
+            .map(|(i, listed)| CrlStatus {
+                file: listed.file.clone(),
+                revoked: listed.crl.revoked_count(),
+                next_update: rfc3339(listed.crl.next_update()),
+                status: match checks.get(i) {
+                    Some(Ok(_)) if listed.crl.expired_at(now) => "stale: past its nextUpdate".to_owned(),
+                    Some(Ok(_)) => "valid".to_owned(),
+                    Some(Err(why)) => format!("not issued by the registered CA: {why}"),
+                    None => "not checked".to_owned(),
+                },
+            })
+            .collect()
+    }
 }
 
 impl CheckReport {
@@ -491,6 +552,7 @@ impl CheckReport {
             thing_type: None,
             thing_groups: Vec::new(),
             attributes: BTreeMap::new(),
+            crls: Vec::new(),
         }
     }
 }
@@ -515,8 +577,13 @@ pub fn check(
     let ca_id = ca_id.cloned().unwrap_or_else(|| CaCertificateId::of_der(ca.der()));
     let ca = RegisteredCa::new(rules.config(), ca_id.clone(), ca_pem);
     let input = Input { certificate_pem, ca: &ca, now, aws };
+    let crls = |profile: Option<&Profile>| {
+        let index = profile.and_then(|p| rules.config().profiles.iter().position(|q| std::ptr::eq(p, q)));
+        index.map(|i| ca.crl_statuses(rules.config(), i, now)).unwrap_or_default()
+    };
     match decide(rules, &input) {
         Ok(v) => CheckReport {
+            crls: crls(Some(v.profile)),
             decision: "accept",
             reason: None,
             message: format!("certificate accepted by profile {} as thing {}", v.profile.name, v.thing_name),
@@ -531,6 +598,9 @@ pub fn check(
             thing_groups: v.thing_groups,
             attributes: v.attributes,
         },
-        Err(refusal) => CheckReport::rejected(refusal, Some(ca_id.to_string()), certificate_id),
+        Err(refusal) => {
+            let statuses = crls(refusal.profile);
+            CheckReport { crls: statuses, ..CheckReport::rejected(refusal, Some(ca_id.to_string()), certificate_id) }
+        }
     }
 }

@@ -241,7 +241,7 @@ fn malformed_crl_files_are_configuration_errors() {
         ("binary garbage", vec![0xde, 0xad, 0xbe, 0xef], "neither PEM"),
         ("truncated DER", good.der[..good.der.len() / 2].to_vec(), "not a valid DER CRL"),
         ("trailing bytes", trailing, "not a valid DER CRL"),
-        ("truncated PEM", good.pem[..good.pem.len() / 2].as_bytes().to_vec(), "PEM"),
+        ("truncated PEM", good.pem.as_bytes()[..good.pem.len() / 2].to_vec(), "PEM"),
         ("a certificate", cert_pem.into_bytes(), "CERTIFICATE"),
         ("wrong label", relabelled.into_bytes(), "not X509 CRL"),
         ("two blocks", format!("{}{}", good.pem, good.pem).into_bytes(), "exactly one PEM block"),
