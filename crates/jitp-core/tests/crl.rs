@@ -374,3 +374,104 @@ async fn with_crl_policy_warn_a_stale_crl_is_ignored() {
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::Active));
 }
+
+// ---- against the CA, directly ------------------------------------------------------------------------------
+
+fn trusted(ca: &Ca) -> jitp_core::cert::TrustedCa {
+    jitp_core::cert::TrustedCa::check(jitp_core::cert::Certificate::from_pem(ca.cert.pem.as_bytes()).unwrap()).unwrap()
+}
+
+/// A CA whose keyUsage lacks cRLSign cannot issue CRLs (RFC 5280 4.2.1.3), even one its key signed.
+#[test]
+fn a_ca_without_crl_sign_issues_no_valid_crl() {
+    use jitp_testkit::{CaSpec, KeyUsage};
+    // RSA CA keys are pooled: the two CAs share the name and the key, and differ only in keyUsage.
+    let signer = Ca::build(&CaSpec::new("Acme RSA CA", Alg::Rsa2048), None);
+    let no_crl_sign = Ca::build(
+        &CaSpec { key_usages: vec![KeyUsage::KeyCertSign], ..CaSpec::new("Acme RSA CA", Alg::Rsa2048) },
+        None,
+    );
+    let crl = jitp_core::cert::Crl::from_bytes(&signer.crl_with(&CrlSpec::new(&[])).der).unwrap();
+    assert!(crl.verify(&trusted(&signer)).is_ok());
+    let err = crl.verify(&trusted(&no_crl_sign)).unwrap_err();
+    assert!(err.contains("cRLSign"), "{err}");
+}
+
+/// jitp's verdict agrees with webpki's own revocation check (`verify_for_usage` with `RevocationOptions`) on
+/// every variant both can judge: revoked, not listed, a CRL signed by another key, a stale CRL.
+#[test]
+fn the_verdict_agrees_with_webpkis_revocation_check() {
+    use rustls_pki_types::{CertificateDer, UnixTime};
+    let impostor = Ca::new("Acme Device CA", Alg::P256);
+    let variants = [
+        ("revoked", revoking(&[&serial(CN)]), CN, Some(ReasonCode::CertRevoked)),
+        ("not listed", revoking(&[&serial(OTHER_CN)]), CN, None),
+        ("another key", impostor.crl_with(&CrlSpec::new(&[&serial(CN)])), CN, Some(ReasonCode::CaInvalid)),
+        ("stale", ca().crl(&[&serial(CN)], NOW - 10 * DAY, NOW - DAY), CN, Some(ReasonCode::CaInvalid)),
+    ];
+    for (name, crl, cn, expected) in variants {
+        let (_setup, rules) = Setup::with(&crl.der);
+        let device = ca().issue(&Device::new(cn));
+        assert_eq!(run_pem(&rules, &device.pem).reason, expected, "{name}");
+
+        let parsed = webpki::OwnedCertRevocationList::from_der(&crl.der).unwrap().into();
+        let crls = [&parsed];
+        let options = webpki::RevocationOptionsBuilder::new(&crls)
+            .unwrap()
+            .with_depth(webpki::RevocationCheckDepth::EndEntity)
+            .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+            .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+            .build();
+        let ca_der = CertificateDer::from(ca().cert.der.as_slice());
+        let anchor = webpki::anchor_from_trusted_cert(&ca_der).unwrap();
+        let device_der = CertificateDer::from(device.der.as_slice());
+        let leaf = webpki::EndEntityCert::try_from(&device_der).unwrap();
+        let webpki_says = leaf
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &[anchor],
+                &[],
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(NOW as u64)),
+                webpki::KeyUsage::client_auth(),
+                Some(options),
+                None,
+            )
+            .map(|_| ());
+        let webpki_code = match webpki_says {
+            Ok(()) => None,
+            Err(webpki::Error::CertRevoked) => Some(ReasonCode::CertRevoked),
+            Err(webpki::Error::InvalidCrlSignatureForPublicKey | webpki::Error::CrlExpired { .. }) => {
+                Some(ReasonCode::CaInvalid)
+            }
+            Err(other) => panic!("{name}: webpki says {other:?}"),
+        };
+        assert_eq!(webpki_code, expected, "{name}: webpki and jitp disagree");
+    }
+}
+
+/// Every byte of a CRL, overwritten: loading and verifying it is an error or a CRL, never a panic.
+#[test]
+fn hostile_bytes_never_panic() {
+    let with_dp = ca().crl_with(&CrlSpec {
+        distribution_point: Some("http://crl.acme/a.crl".into()),
+        ..CrlSpec::new(&[&serial(CN), &serial(OTHER_CN)])
+    });
+    let ca = trusted(ca());
+    let device = jitp_core::cert::Certificate::from_pem(ca_issue(CN).as_bytes()).unwrap();
+    for i in 0..with_dp.der.len() {
+        for byte in [0x00, 0xff, with_dp.der[i] ^ 0x01, 0x80] {
+            let mut der = with_dp.der.clone();
+            der[i] = byte;
+            if let Ok(crl) = jitp_core::cert::Crl::from_bytes(&der)
+                && let Ok(proof) = crl.verify(&ca)
+            {
+                let _ = crl.revocation(&device, proof);
+            }
+        }
+        let _ = jitp_core::cert::Crl::from_bytes(&with_dp.der[..i]);
+    }
+}
+
+fn ca_issue(cn: &str) -> String {
+    ca().issue(&Device::new(cn)).pem
+}
