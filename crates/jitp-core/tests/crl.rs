@@ -246,6 +246,11 @@ fn malformed_crl_files_are_configuration_errors() {
         ("wrong label", relabelled.into_bytes(), "not X509 CRL"),
         ("two blocks", format!("{}{}", good.pem, good.pem).into_bytes(), "exactly one PEM block"),
         ("text after the block", format!("{}signed by me\n", good.pem).into_bytes(), "after the CRL block"),
+        (
+            "text before the block",
+            format!("Certificate Revocation List (CRL):\n{}", good.pem).into_bytes(),
+            "before the CRL block",
+        ),
         ("a delta CRL", delta, "delta CRL"),
         ("a critical unknown extension", critical_unknown, "critical"),
         ("huge", huge, "limit"),

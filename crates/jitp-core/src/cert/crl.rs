@@ -91,6 +91,8 @@ impl Crl {
             Self::from_der(pem_to_der(bytes)?)
         } else if start == bytes.len() {
             Err("the file is empty".to_owned())
+        } else if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            Err("the PEM file has data before the CRL block (only whitespace may surround it)".to_owned())
         } else {
             Self::from_der(bytes.to_vec())
         }
