@@ -1,8 +1,8 @@
 //! CA profiles from `templates/jitp.toml`: which CA, which subject rules, which templates.
 //!
-//! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists and CA
-//! chains read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the key
-//! and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
+//! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists, CA chains
+//! and CRLs read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the
+//! key and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
 //! together as `rules::Rules`.
 
 use std::collections::{BTreeMap, HashSet};

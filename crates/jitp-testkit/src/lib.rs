@@ -2,7 +2,8 @@
 //! at a fixed clock, plus byte surgery for the hostile cases rcgen refuses to produce (SHA-1 and MD5
 //! signatures, unsupported curves, tiny RSA moduli).
 //!
-//! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`]; nothing is read from disk.
+//! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`], every CRL from [`Ca::crl`] and
+//! [`Ca::crl_with`]; nothing is read from disk.
 //! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
 //!
 //! The set-up every suite needs once is here too, so that it is written once:

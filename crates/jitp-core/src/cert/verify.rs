@@ -441,17 +441,21 @@ pub(super) fn signature_verifies(
     let Some(public_key) = spki.subject_public_key.as_bytes() else {
         return Err(SignatureFailure::Unsupported);
     };
-    let mut candidates = VERIFICATION_ALGORITHMS.iter().filter(|alg| {
-        alg.signature_alg_id().as_ref() == sig_alg.as_slice() && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
-    });
-    let mut any = false;
-    if candidates.any(|alg| {
-        any = true;
-        alg.verify_signature(public_key, message, signature).is_ok()
-    }) {
-        return Ok(());
+    let candidates: Vec<_> = VERIFICATION_ALGORITHMS
+        .iter()
+        .filter(|alg| {
+            alg.signature_alg_id().as_ref() == sig_alg.as_slice()
+                && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(SignatureFailure::Unsupported);
     }
-    Err(if any { SignatureFailure::Invalid } else { SignatureFailure::Unsupported })
+    if candidates.iter().any(|alg| alg.verify_signature(public_key, message, signature).is_ok()) {
+        Ok(())
+    } else {
+        Err(SignatureFailure::Invalid)
+    }
 }
 
 /// The contents (without the SEQUENCE header) of an AlgorithmIdentifier, the form pki-types compares.
