@@ -480,3 +480,21 @@ fn hostile_bytes_never_panic() {
 fn ca_issue(cn: &str) -> String {
     ca().issue(&Device::new(cn)).pem
 }
+
+/// CRLs signed with every key type a CA may have verify, and revoke.
+#[test]
+fn crls_of_rsa_and_every_ec_curve_verify() {
+    for alg in [Alg::Rsa2048, Alg::Rsa3072, Alg::P256, Alg::P384, Alg::P521] {
+        let ca = Ca::new(&format!("CRL CA {alg:?}"), alg);
+        let setup = Setup::new();
+        setup.file("acme.crl", &ca.crl_with(&CrlSpec::new(&[&serial(CN)])).der);
+        let rules = setup.rules(&["acme.crl"], "");
+        let run = |cn: &str| {
+            let pem = ca.issue(&Device::new(cn)).pem;
+            check(&rules, ca.cert.pem.as_bytes(), pem.as_bytes(), None, NOW, &AwsContext::default())
+        };
+        assert_reason(&run(CN), Some(ReasonCode::CertRevoked));
+        let other = run(OTHER_CN);
+        assert!(other.accepted(), "{alg:?}: {}", other.message);
+    }
+}
