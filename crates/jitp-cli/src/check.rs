@@ -78,6 +78,9 @@ fn print_text(r: &CheckReport) {
     for (k, v) in &r.attributes {
         println!("  attribute       {k} = {v}");
     }
+    for c in &r.crls {
+        println!("  crl             {}: {} ({} revoked, next update {})", c.file, c.status, c.revoked, c.next_update);
+    }
     for w in &r.warnings {
         println!("  warning         [{}] {}", w.rule, w.message);
     }

@@ -3,16 +3,20 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_core::review::lint_templates;
+use jitp_core::review::{crl_reports, lint_templates};
+use jitp_core::unix_time::now;
 
 use jitp_wiring::{AwsArgs, ConfigArgs};
 
-use crate::common::Format;
+use crate::common::{Format, parse_time};
 
 #[derive(Debug, Args)]
 pub(crate) struct LintArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Judge the CRLs' freshness (nextUpdate) as of this time (RFC 3339; default: now).
+    #[arg(long, value_parser = parse_time)]
+    at: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -23,9 +27,13 @@ pub(crate) struct LintArgs {
 pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let reports = lint_templates(&config, &args.aws.context());
-    let failed = reports.iter().any(|r| r.has_errors());
+    let crls = crl_reports(&config, args.at.unwrap_or_else(now));
+    let failed = reports.iter().any(|r| r.has_errors()) || crls.iter().any(|c| c.has_errors());
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports }))?);
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports, "crls": crls }))?
+        );
     } else {
         let dir = config.config().path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         for r in &reports {
@@ -54,6 +62,26 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                     r.policy_name.as_deref().unwrap_or("?"),
                     r.subjects
                 );
+            }
+        }
+        for c in &crls {
+            let file = if dir.is_empty() { c.file.clone() } else { format!("{dir}/{}", c.file) };
+            let what = format!(
+                "CRL of {}, {} revoked, issued {}, next update {} (profile {}; its signature is checked against the \
+                 registered CA when the CA is loaded)",
+                c.issuer, c.revoked, c.this_update, c.next_update, c.profile
+            );
+            match (c.stale, c.has_errors()) {
+                (false, _) => println!("{file}: ok: {what}"),
+                (true, true) => println!(
+                    "{file}: error[crl]: stale, past its nextUpdate: the profile's devices are held (crl_policy = \
+                     \"enforce\"): {what}"
+                ),
+                (true, false) => {
+                    println!(
+                        "{file}: warning[crl]: stale, past its nextUpdate: ignored (crl_policy = \"warn\"): {what}"
+                    )
+                }
             }
         }
         println!("{}", if failed { "lint failed" } else { "lint passed" });

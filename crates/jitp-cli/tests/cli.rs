@@ -191,3 +191,53 @@ fn demo_runs_offline() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("PROVISIONED") && stdout.contains("DUPLICATE_THING"), "{stdout}");
 }
+
+/// A profile's CRL as the security team sees it: `jitp lint` lists it (a stale one under the default
+/// `crl_policy = "enforce"` fails the lint), `jitp check` rejects a revoked device with CERT_REVOKED and shows
+/// the CRL's status against the CA.
+#[test]
+fn lint_and_check_show_a_profiles_crl() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let revoked = Device::new("sensor-0123456789ab");
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    std::fs::write(dir.path().join("crl/acme.crl"), ca.crl(&[&revoked.serial], NOW - DAY, NOW + 7 * DAY).pem).unwrap();
+    let config = dir.write_config(
+        "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [\"crl/acme.crl\"]\n",
+    );
+    let lint = |at: &str| jitp().args(["lint", "--at", at, "--config"]).arg(&config).output().unwrap();
+    let out = lint(AT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("crl/acme.crl: ok: CRL of CN=CLI CA") && stdout.contains("1 revoked"), "{stdout}");
+    let out = lint("2026-02-01T00:00:00Z");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("crl/acme.crl: error[crl]: stale"), "{stdout}");
+
+    let pair = tempfile::tempdir().unwrap();
+    let (ca_path, cert_path) = write_pair(pair.path(), &ca, &revoked);
+    let check = |cert: &Path, format: &str| {
+        jitp()
+            .args(["check", "--format", format, "--at", AT, "--config"])
+            .arg(&config)
+            .arg("--ca")
+            .arg(&ca_path)
+            .arg("--cert")
+            .arg(cert)
+            .output()
+            .unwrap()
+    };
+    let out = check(&cert_path, "json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["reason"], "CERT_REVOKED", "{json}");
+    assert_eq!(json["crls"][0]["status"], "valid", "{json}");
+    let other = pair.path().join("other.pem");
+    std::fs::write(&other, ca.issue(&Device::new("sensor-00000000ffff")).pem).unwrap();
+    let out = check(&other, "text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("crl             crl/acme.crl: valid (1 revoked"), "{stdout}");
+}

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::cert::{self, Certificate, DeviceCheck, KeyKind, Subject, TrustedCa};
+use crate::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, TrustedCa};
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
-use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use crate::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
 use crate::reason::{ReasonCode, Rejection, reject};
 use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
+use crate::unix_time::rfc3339;
 
 /// What to decide about.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +82,9 @@ pub fn parse_ca(pem: &[u8]) -> Result<Certificate, Rejection> {
 }
 
 /// A registered CA as the decision uses it: parsed, checked once ([`TrustedCa::check`]), and with every
-/// matching profile's `ca_chain` verified once, so that a decision checks only the CA's validity window. The
+/// matching profile's `ca_chain` and `crl` verified once (a CRL's issuer, the CA's cRLSign and the CRL's
+/// signature: [`cert::Crl::verify`], whose proof travels here), so that a decision checks only the CA's
+/// validity window and each CRL's nextUpdate. The
 /// workflow builds one when the CA enters its cache; `jitp check` builds one per call. Built for one
 /// [`Config`]: the profile checks are by position in `config.profiles`.
 #[derive(Debug, Clone)]
@@ -96,8 +99,17 @@ enum CaState {
     Unreadable(Rejection),
     /// Parsed, but not a CA jitp trusts: the decision says so after it has found a profile for the CA.
     Untrusted { cert: Certificate, why: Rejection },
-    /// Trusted; `chains[i]`: does profile `i` accept it (an empty `ca_chain`, or the CA chains to it)?
-    Trusted { ca: TrustedCa, chains: Vec<bool> },
+    /// Trusted; `profiles[i]`: what profile `i`'s `ca_chain` and `crl` say of it.
+    Trusted { ca: TrustedCa, profiles: Vec<ProfileCa> },
+}
+
+/// What one profile's CA-dependent settings say of a registered CA, worked out once when the CA is checked.
+#[derive(Debug, Clone)]
+struct ProfileCa {
+    /// Does the profile accept the CA (an empty `ca_chain`, or the CA chains to it)?
+    chains: bool,
+    /// Per CRL of the profile (same order as `profile.crl`): the proof that the CA issued it, or why not.
+    crls: Vec<Result<CrlCheck, String>>,
 }
 
 impl RegisteredCa {
@@ -108,16 +120,20 @@ impl RegisteredCa {
             Ok(cert) => match TrustedCa::check(cert.clone()) {
                 Err(why) => CaState::Untrusted { cert, why },
                 Ok(ca) => {
-                    let chains = config
+                    let profiles = config
                         .profiles
                         .iter()
                         .map(|p| {
-                            !p.ca.matches(&id)
-                                || p.ca_chain.is_empty()
-                                || cert::chains_to(ca.certificate(), &p.ca_chain)
+                            if !p.ca.matches(&id) {
+                                return ProfileCa { chains: true, crls: Vec::new() };
+                            }
+                            ProfileCa {
+                                chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
+                                crls: p.crl.iter().map(|c| c.crl.verify(&ca)).collect(),
+                            }
                         })
                         .collect();
-                    CaState::Trusted { ca, chains }
+                    CaState::Trusted { ca, profiles }
                 }
             },
         };
@@ -138,15 +154,32 @@ impl RegisteredCa {
         }
     }
 
-    fn trusted(&self) -> Result<(&TrustedCa, &[bool]), Rejection> {
+    fn trusted(&self) -> Result<(&TrustedCa, &[ProfileCa]), Rejection> {
         match &self.state {
             CaState::Unreadable(why) | CaState::Untrusted { why, .. } => Err(why.clone()),
-            CaState::Trusted { ca, chains } => Ok((ca, chains)),
+            CaState::Trusted { ca, profiles } => Ok((ca, profiles)),
         }
     }
 }
 
 /// Decide whether the certificate may be provisioned, and as what.
+///
+/// The first failing step decides, in this order (tested in `tests/decide.rs`, `tests/cert_checks.rs` and
+/// `tests/crl.rs`):
+/// 1. the device certificate parses (MALFORMED_CERTIFICATE, ...);
+/// 2. a profile lists the CA (UNKNOWN_CA);
+/// 3. the CA's own checks, then its validity at `now` (CA_INVALID, CA_NOT_YET_VALID, CA_EXPIRED);
+/// 4. the device certificate against the CA, [`cert::verify_device`]'s order: algorithms, issuer, signature,
+///    key usage, name constraints, then its validity (... SIGNATURE_INVALID ..., CERT_NOT_YET_VALID,
+///    CERT_EXPIRED);
+/// 5. the subject rules select the profile (SUBJECT_MISMATCH);
+/// 6. the profile's CRLs: a valid one (issued by the CA, not stale) listing the serial is CERT_REVOKED; then a
+///    CRL the CA did not issue, or one past its nextUpdate, is CA_INVALID under `crl_policy = "enforce"`
+///    (ignored with a warning under `"warn"`). An expired certificate that is also revoked is CERT_EXPIRED:
+///    RFC 5280 6.1.3 checks the validity period before the revocation status;
+/// 7. the profile's own checks: `ca_chain` (CA_INVALID), WEAK_KEY, VALIDITY_TOO_LONG, CERT_DENIED;
+/// 8. the names, then the policy (INVALID_THING_NAME, INVALID_ATTRIBUTE, POLICY_TEMPLATE_ERROR,
+///    POLICY_TOO_PERMISSIVE, POLICY_TOO_LARGE).
 pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Refusal<'c>> {
     let config = rules.config();
     let device = Certificate::from_pem(input.certificate_pem)?;
@@ -157,13 +190,14 @@ pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Re
         return Err(reject!(UnknownCa, "no profile in {} lists CA {ca_id}", config.path.display()).into());
     }
     let check = DeviceCheck { now: input.now, clock_skew_seconds: config.defaults.clock_skew_seconds };
-    let (ca, chains) = input.ca.trusted()?;
+    let (ca, per_profile) = input.ca.trusted()?;
     let ca_ok = ca.valid_at(check)?;
     cert::verify_device(&device, ca.certificate(), ca_ok, check)?;
 
     let (index, profile) = select_profile(&candidates, &device)?;
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile) };
-    let chains = chains.get(index).copied().unwrap_or(false);
+    let (chains, crls) = per_profile.get(index).map_or((false, &[][..]), |p| (p.chains, p.crls.as_slice()));
+    revocation(profile, &device, crls, input.now).map_err(with_profile)?;
     profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
     device_verdict(rules, profile, &device, input).map_err(with_profile)
 }
@@ -229,6 +263,63 @@ pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Reje
         }
     }
     Ok(())
+}
+
+/// The selected profile's CRLs: CERT_REVOKED if a valid one lists the device. `checks[i]`: did the CA issue
+/// `profile.crl[i]` (checked once, by [`RegisteredCa`])? A CRL it did not issue, or one past its nextUpdate at
+/// `now`, is the operator's CA_INVALID under `crl_policy = "enforce"`, and is skipped with a warning under
+/// `"warn"`. A revocation on a valid CRL is reported before any fault of another CRL: the CA's own word on the
+/// certificate stands whatever else is wrong with the configuration.
+fn revocation(
+    profile: &Profile,
+    device: &Certificate,
+    checks: &[Result<CrlCheck, String>],
+    now: i64,
+) -> Result<(), Rejection> {
+    let mut fault = None;
+    for (i, listed) in profile.crl.iter().enumerate() {
+        let ProfileCrl { file, crl } = listed;
+        let problem = match checks.get(i) {
+            Some(Ok(proof)) if !crl.expired_at(now) => {
+                if let Some(entry) = crl.revocation(device, *proof) {
+                    return Err(reject!(
+                        CertRevoked,
+                        "the certificate (serial {}) is on profile {}'s CRL {}: revoked at {}{}",
+                        device.serial_hex(),
+                        profile.name,
+                        shown(file),
+                        rfc3339(entry.revocation_date),
+                        entry.reason.map(|r| format!(", reason {r}")).unwrap_or_default()
+                    ));
+                }
+                continue;
+            }
+            Some(Ok(_)) => format!(
+                "is stale: its nextUpdate {} is not after the decision time {} (issued {}); publish a fresh CRL",
+                rfc3339(crl.next_update()),
+                rfc3339(now),
+                rfc3339(crl.this_update())
+            ),
+            Some(Err(why)) => format!("was not issued by the registered CA: {why}"),
+            None => "was not checked against the registered CA".to_owned(),
+        };
+        match profile.crl_policy {
+            CrlPolicy::Enforce => {
+                fault.get_or_insert_with(|| {
+                    reject!(
+                        CaInvalid,
+                        "profile {}'s CRL {} {problem} (crl_policy = \"enforce\": the profile's devices are held until it is fixed)",
+                        profile.name,
+                        shown(file)
+                    )
+                });
+            }
+            CrlPolicy::Warn => {
+                tracing::warn!(profile = %profile.name, crl = %file, "CRL ignored (crl_policy = \"warn\"): it {problem}");
+            }
+        }
+    }
+    fault.map_or(Ok(()), Err)
 }
 
 /// The selected profile's own rules; `chains`: the CA satisfies its `ca_chain` (checked once, by [`RegisteredCa`]).
@@ -396,6 +487,48 @@ pub struct CheckReport {
     pub thing_groups: Vec<String>,
     /// See `thing_type`.
     pub attributes: BTreeMap<AttributeName, AttributeValue>,
+    /// The selected profile's CRLs and what the decision made of each.
+    pub crls: Vec<CrlStatus>,
+}
+
+/// One CRL of the selected profile, as `jitp check` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlStatus {
+    /// The file as written in `crl = [...]`.
+    pub file: String,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// nextUpdate, RFC 3339.
+    pub next_update: String,
+    /// `valid`: issued by the registered CA and not stale, so the decision used it; otherwise why not (the
+    /// profile's `crl_policy` says whether that held the device or was ignored).
+    pub status: String,
+}
+
+impl RegisteredCa {
+    /// What the decision at `now` makes of each CRL of `config.profiles[index]` (empty if the CA is not trusted).
+    pub fn crl_statuses(&self, config: &Config, index: usize, now: i64) -> Vec<CrlStatus> {
+        let (Some(profile), Ok((_, per_profile))) = (config.profiles.get(index), self.trusted()) else {
+            return Vec::new();
+        };
+        let checks = per_profile.get(index).map_or(&[][..], |p| p.crls.as_slice());
+        profile
+            .crl
+            .iter()
+            .enumerate()
+            .map(|(i, listed)| CrlStatus {
+                file: listed.file.clone(),
+                revoked: listed.crl.revoked_count(),
+                next_update: rfc3339(listed.crl.next_update()),
+                status: match checks.get(i) {
+                    Some(Ok(_)) if listed.crl.expired_at(now) => "stale: past its nextUpdate".to_owned(),
+                    Some(Ok(_)) => "valid".to_owned(),
+                    Some(Err(why)) => format!("not issued by the registered CA: {why}"),
+                    None => "not checked".to_owned(),
+                },
+            })
+            .collect()
+    }
 }
 
 impl CheckReport {
@@ -419,6 +552,7 @@ impl CheckReport {
             thing_type: None,
             thing_groups: Vec::new(),
             attributes: BTreeMap::new(),
+            crls: Vec::new(),
         }
     }
 }
@@ -443,8 +577,13 @@ pub fn check(
     let ca_id = ca_id.cloned().unwrap_or_else(|| CaCertificateId::of_der(ca.der()));
     let ca = RegisteredCa::new(rules.config(), ca_id.clone(), ca_pem);
     let input = Input { certificate_pem, ca: &ca, now, aws };
+    let crls = |profile: Option<&Profile>| {
+        let index = profile.and_then(|p| rules.config().profiles.iter().position(|q| std::ptr::eq(p, q)));
+        index.map(|i| ca.crl_statuses(rules.config(), i, now)).unwrap_or_default()
+    };
     match decide(rules, &input) {
         Ok(v) => CheckReport {
+            crls: crls(Some(v.profile)),
             decision: "accept",
             reason: None,
             message: format!("certificate accepted by profile {} as thing {}", v.profile.name, v.thing_name),
@@ -459,6 +598,9 @@ pub fn check(
             thing_groups: v.thing_groups,
             attributes: v.attributes,
         },
-        Err(refusal) => CheckReport::rejected(refusal, Some(ca_id.to_string()), certificate_id),
+        Err(refusal) => {
+            let statuses = crls(refusal.profile);
+            CheckReport { crls: statuses, ..CheckReport::rejected(refusal, Some(ca_id.to_string()), certificate_id) }
+        }
     }
 }

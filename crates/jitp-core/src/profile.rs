@@ -1,8 +1,8 @@
 //! CA profiles from `templates/jitp.toml`: which CA, which subject rules, which templates.
 //!
-//! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists and CA
-//! chains read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the key
-//! and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
+//! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists, CA chains
+//! and CRLs read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the
+//! key and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
 //! together as `rules::Rules`.
 
 use std::collections::{BTreeMap, HashSet};
@@ -12,7 +12,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::cert::Certificate;
+use crate::cert::{Certificate, Crl, MAX_CRL_BYTES};
 use crate::error::Error;
 use crate::ids::CaCertificateId;
 use crate::registry::Operation;
@@ -50,6 +50,18 @@ pub enum OnDuplicate {
     Rotate,
 }
 
+/// What a bad or stale CRL of a profile does: see [`Profile::crl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrlPolicy {
+    /// A CRL that does not verify against the CA, or is past its nextUpdate, holds the profile's devices
+    /// (CA_INVALID, the operator's fault) until it is fixed.
+    #[default]
+    Enforce,
+    /// Such a CRL is ignored, with a warning in the log; the profile's valid CRLs still apply.
+    Warn,
+}
+
 macro_rules! parse_enum_str {
     ($t:ty) => {
         impl std::str::FromStr for $t {
@@ -64,6 +76,7 @@ macro_rules! parse_enum_str {
 parse_enum_str!(OnReject);
 parse_enum_str!(PolicyMode);
 parse_enum_str!(OnDuplicate);
+parse_enum_str!(CrlPolicy);
 
 /// Settings an operator may impose at deployment (Lambda environment, CLI flags), over `[defaults]`.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +159,9 @@ struct RawProfile {
     #[serde(default)]
     ca_chain: Vec<Spanned<String>>,
     deny_list: Option<Spanned<String>>,
+    #[serde(default)]
+    crl: Vec<Spanned<String>>,
+    crl_policy: Option<CrlPolicy>,
     thing_type: Option<Spanned<String>>,
     #[serde(default)]
     thing_groups: Vec<Spanned<String>>,
@@ -232,6 +248,11 @@ pub struct Profile {
     pub ca_chain: Vec<Certificate>,
     /// Denied serials and fingerprints.
     pub deny: DenyList,
+    /// Certificate revocation lists of the profile's CA, read at load. Each is verified against the CA when
+    /// the CA enters the workflow's cache (`decide::RegisteredCa`); a device on a valid one is CERT_REVOKED.
+    pub crl: Vec<ProfileCrl>,
+    /// What a CRL that does not verify against the CA, or is past its nextUpdate, does.
+    pub crl_policy: CrlPolicy,
     /// Thing type for new things.
     pub thing_type: Option<String>,
     /// Thing groups for new things.
@@ -246,6 +267,15 @@ pub struct Profile {
     pub policy_prefix: String,
     /// Resolved settings.
     pub on_duplicate: OnDuplicate,
+}
+
+/// A CRL file a profile lists: the path as written in jitp.toml (for messages) and the parsed list.
+#[derive(Debug, Clone)]
+pub struct ProfileCrl {
+    /// The path as written in `crl = [...]`, relative to jitp.toml.
+    pub file: String,
+    /// The list.
+    pub crl: Crl,
 }
 
 /// A profile's deny list: serial numbers, SHA-256 and SHA-1 fingerprints of the DER, each entry matching
@@ -578,6 +608,7 @@ impl Loader<'_> {
             Some(file) => self.deny_list(file, &key("deny_list"))?,
             None => DenyList::default(),
         };
+        let crl = p.crl.iter().map(|file| self.crl(file, &key("crl"))).collect::<Result<Vec<_>, _>>()?;
         let thing_type = match p.thing_type {
             Some(t) => Some(self.aws_name(t, &key("thing_type"))?),
             None => None,
@@ -638,6 +669,8 @@ impl Loader<'_> {
             max_validity_days: p.max_validity_days,
             ca_chain,
             deny,
+            crl,
+            crl_policy: p.crl_policy.unwrap_or_default(),
             thing_type,
             thing_groups,
             attributes,
@@ -660,6 +693,29 @@ impl Loader<'_> {
                 key.to_owned(),
                 format!("{v:?} is not a valid name (1 to 128 of [A-Za-z0-9:_-])"),
             )
+        }
+    }
+
+    /// Read and parse one CRL file of `crl = [...]`, at most [`MAX_CRL_BYTES`].
+    fn crl(&self, file: &Spanned<String>, key: &str) -> Result<ProfileCrl, Error> {
+        use std::io::Read as _;
+        let full = self.resolve(file.get_ref());
+        let mut bytes = Vec::new();
+        if let Err(e) =
+            std::fs::File::open(&full).and_then(|f| f.take(MAX_CRL_BYTES as u64 + 1).read_to_end(&mut bytes))
+        {
+            return self.err(Some(file.span()), key.to_owned(), format!("cannot read {}: {e}", full.display()));
+        }
+        if bytes.len() > MAX_CRL_BYTES {
+            return self.err(
+                Some(file.span()),
+                key.to_owned(),
+                format!("{}: the file is over the {MAX_CRL_BYTES}-byte limit for a CRL", full.display()),
+            );
+        }
+        match Crl::from_bytes(&bytes) {
+            Ok(crl) => Ok(ProfileCrl { file: file.get_ref().clone(), crl }),
+            Err(why) => self.err(Some(file.span()), key.to_owned(), format!("{}: {why}", full.display())),
         }
     }
 

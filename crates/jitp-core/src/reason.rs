@@ -34,7 +34,8 @@ pub enum ReasonCode {
     KeyUsageInvalid,
     /// notAfter - notBefore exceeds the profile's `max_validity_days`.
     ValidityTooLong,
-    /// The registered CA is not a CA, or does not chain to the profile's `ca_chain`.
+    /// The registered CA is not a CA, or does not chain to the profile's `ca_chain`, or a CRL of the profile
+    /// (`crl`, with `crl_policy = "enforce"`) was not issued by it or is past its nextUpdate.
     CaInvalid,
     /// The registered CA is not ACTIVE in the registry.
     CaNotActive,
@@ -76,6 +77,8 @@ pub enum ReasonCode {
     DeviceKeyIsCaKey,
     /// The device certificate's names fall outside the registered CA's name constraints.
     NameConstraintViolation,
+    /// The device certificate's serial is on a valid CRL of its profile (`crl`): the CA revoked it.
+    CertRevoked,
     /// The thing exists but jitp did not create it (it has no `jitp_certificate` attribute): jitp never adopts a
     /// thing it did not create.
     ThingNotManaged,
@@ -115,6 +118,7 @@ impl ReasonCode {
         Self::DeviceKeyIsCaKey,
         Self::NameConstraintViolation,
         Self::ThingNotManaged,
+        Self::CertRevoked,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -151,16 +155,18 @@ impl ReasonCode {
             Self::DeviceKeyIsCaKey => "DEVICE_KEY_IS_CA_KEY",
             Self::NameConstraintViolation => "NAME_CONSTRAINT_VIOLATION",
             Self::ThingNotManaged => "THING_NOT_MANAGED",
+            Self::CertRevoked => "CERT_REVOKED",
         }
     }
 
     /// Whose mistake a rejection with this code is, which decides what jitp may do to the certificate.
     ///
-    /// - [`Fault::Device`]: the certificate itself is unacceptable (forged, malformed, weak, expired, denied, a
-    ///   hostile subject, another device's name). The profile's `on_reject` applies: revoke, deactivate or leave.
+    /// - [`Fault::Device`]: the certificate itself is unacceptable (forged, malformed, weak, expired, revoked,
+    ///   denied, a hostile subject, another device's name). The profile's `on_reject` applies: revoke, deactivate
+    ///   or leave.
     /// - [`Fault::Operator`]: the account's or the security team's setup stops an acceptable device: a template
-    ///   that fails or renders too wide, a CA that is not ACTIVE, expired or not configured, a thing jitp does
-    ///   not manage. The certificate is never revoked or deactivated: it stays PENDING_ACTIVATION, the event is
+    ///   that fails or renders too wide, a CA that is not ACTIVE, expired or not configured, a CRL that the CA did
+    ///   not issue or that is stale, a thing jitp does not manage. The certificate is never revoked or deactivated: it stays PENDING_ACTIVATION, the event is
     ///   handed back (outcome `HELD`), and once the mistake is fixed a redelivered event provisions the device.
     /// - [`Fault::None`]: nobody's verdict on the certificate (a forged or stale event, a certificate someone
     ///   else already decided on): nothing is written.
@@ -187,6 +193,7 @@ impl ReasonCode {
             | Self::KeyUsageInvalid
             | Self::ValidityTooLong
             | Self::CertDenied
+            | Self::CertRevoked
             | Self::SubjectMismatch
             | Self::InvalidThingName
             | Self::InvalidAttribute

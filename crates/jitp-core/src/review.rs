@@ -12,10 +12,11 @@ use crate::cert::Subject;
 use crate::decide::{render_names, subject_accepted};
 use crate::policy::branches::{self, MAX_SUBJECTS};
 use crate::policy::{self, AwsContext, DeviceContext, Finding, Severity};
-use crate::profile::Profile;
+use crate::profile::{CrlPolicy, Profile};
 use crate::reason::{ReasonCode, Rejection};
 use crate::rules::Rules;
 use crate::thing::ThingName;
+use crate::unix_time::rfc3339;
 
 const ZERO_ID: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -73,6 +74,57 @@ impl TemplateReport {
             || !self.branches.is_empty()
             || self.findings.iter().any(|f| f.finding.severity == Severity::Error)
     }
+}
+
+/// What `jitp lint` shows of one CRL a profile lists. Without the registered CA (it comes from the registry)
+/// lint cannot check the CRL's issuer key; `jitp check --ca` and the workflow do (see [`crate::decide`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlReport {
+    /// The profile.
+    pub profile: String,
+    /// The file as written in `crl = [...]`.
+    pub file: String,
+    /// The CRL's issuer, RFC 4514.
+    pub issuer: String,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// thisUpdate, RFC 3339.
+    pub this_update: String,
+    /// nextUpdate, RFC 3339.
+    pub next_update: String,
+    /// The profile's `crl_policy`.
+    pub policy: CrlPolicy,
+    /// Is it past its nextUpdate at the lint time? Under `enforce` the profile's devices would be held: a lint
+    /// error; under `warn` a warning.
+    pub stale: bool,
+}
+
+impl CrlReport {
+    /// A stale CRL under `crl_policy = "enforce"` makes `jitp lint` fail.
+    pub fn has_errors(&self) -> bool {
+        self.stale && self.policy == CrlPolicy::Enforce
+    }
+}
+
+/// Every CRL of every profile of `rules`, as of `now`.
+pub fn crl_reports(rules: &Rules, now: i64) -> Vec<CrlReport> {
+    let config = rules.config();
+    config
+        .profiles
+        .iter()
+        .flat_map(|profile| {
+            profile.crl.iter().map(move |listed| CrlReport {
+                profile: profile.name.clone(),
+                file: listed.file.clone(),
+                issuer: listed.crl.issuer().to_owned(),
+                revoked: listed.crl.revoked_count(),
+                this_update: rfc3339(listed.crl.this_update()),
+                next_update: rfc3339(listed.crl.next_update()),
+                policy: profile.crl_policy,
+                stale: listed.crl.expired_at(now),
+            })
+        })
+        .collect()
 }
 
 /// The synthetic device `jitp lint` renders templates for.

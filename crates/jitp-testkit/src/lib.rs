@@ -2,7 +2,8 @@
 //! at a fixed clock, plus byte surgery for the hostile cases rcgen refuses to produce (SHA-1 and MD5
 //! signatures, unsupported curves, tiny RSA moduli).
 //!
-//! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`]; nothing is read from disk.
+//! Provenance: every certificate here comes from [`Ca::new`] and [`Ca::issue`], every CRL from [`Ca::crl`] and
+//! [`Ca::crl_with`]; nothing is read from disk.
 //! Keys are generated once per algorithm and process (RSA-4096 generation takes a second).
 //!
 //! The set-up every suite needs once is here too, so that it is written once:
@@ -239,6 +240,40 @@ impl Ca {
         self.cert.id()
     }
 
+    /// A CRL signed by this CA revoking `serials` (each as in [`Device::serial`]), with these thisUpdate and
+    /// nextUpdate (Unix seconds).
+    pub fn crl(&self, serials: &[&[u8]], this_update: i64, next_update: i64) -> CrlFile {
+        self.crl_with(&CrlSpec { this_update, next_update, ..CrlSpec::new(serials) })
+    }
+
+    /// A CRL signed by this CA, from `spec`.
+    pub fn crl_with(&self, spec: &CrlSpec) -> CrlFile {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: at(spec.this_update),
+            next_update: at(spec.next_update),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: spec.distribution_point.as_ref().map(|uri| {
+                rcgen::CrlIssuingDistributionPoint {
+                    distribution_point: rcgen::CrlDistributionPoint { uris: vec![uri.clone()] },
+                    scope: None,
+                }
+            }),
+            revoked_certs: spec
+                .revoked
+                .iter()
+                .map(|r| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: at(r.at),
+                    reason_code: r.reason,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        CrlFile { pem: crl.pem().unwrap(), der: crl.der().to_vec() }
+    }
+
     /// Issue a device certificate.
     pub fn issue(&self, spec: &Device) -> Pem {
         let params = spec.params();
@@ -247,6 +282,58 @@ impl Ca {
             None => params.signed_by(&spec.alg.key(), &self.issuer).unwrap().der().to_vec(),
         };
         Pem::new(der)
+    }
+}
+
+/// A certificate revocation list as PEM (`X509 CRL`) and DER.
+#[derive(Debug, Clone)]
+pub struct CrlFile {
+    /// PEM text.
+    pub pem: String,
+    /// DER bytes.
+    pub der: Vec<u8>,
+}
+
+/// One entry of a CRL to issue.
+#[derive(Debug, Clone)]
+pub struct Revoked {
+    /// The revoked certificate's serial number bytes (as in [`Device::serial`]).
+    pub serial: Vec<u8>,
+    /// The revocation date, Unix seconds.
+    pub at: i64,
+    /// The reasonCode entry extension, if any.
+    pub reason: Option<rcgen::RevocationReason>,
+}
+
+impl Revoked {
+    /// `serial`, revoked a day before [`NOW`], without a reason code.
+    pub fn serial(serial: &[u8]) -> Self {
+        Self { serial: serial.to_vec(), at: NOW - DAY, reason: None }
+    }
+}
+
+/// How to build a CRL: [`CrlSpec::new`] is a good one; change fields for others.
+#[derive(Debug, Clone)]
+pub struct CrlSpec {
+    /// The entries.
+    pub revoked: Vec<Revoked>,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds.
+    pub next_update: i64,
+    /// An issuingDistributionPoint URI (rcgen marks the extension critical, as RFC 5280 5.2.5 requires).
+    pub distribution_point: Option<String>,
+}
+
+impl CrlSpec {
+    /// A CRL revoking `serials`, issued a day before [`NOW`], next update a week after it.
+    pub fn new(serials: &[&[u8]]) -> Self {
+        Self {
+            revoked: serials.iter().map(|s| Revoked::serial(s)).collect(),
+            this_update: NOW - DAY,
+            next_update: NOW + 7 * DAY,
+            distribution_point: None,
+        }
     }
 }
 
@@ -393,6 +480,15 @@ pub mod oid {
     pub const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
     /// prime192v1 (P-192), which AWS IoT does not accept.
     pub const P192: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x01];
+    /// id-ce-cRLNumber (2.5.29.20), which every CRL [`crate::Ca::crl`] issues carries.
+    pub const CRL_NUMBER: &[u8] = &[0x06, 0x03, 0x55, 0x1D, 0x14];
+    /// id-ce-deltaCRLIndicator (2.5.29.27): a cRLNumber renamed to it makes a delta CRL.
+    pub const DELTA_CRL_INDICATOR: &[u8] = &[0x06, 0x03, 0x55, 0x1D, 0x1B];
+    /// id-ce-issuingDistributionPoint (2.5.29.28), critical in the CRLs rcgen issues.
+    pub const ISSUING_DISTRIBUTION_POINT: &[u8] = &[0x06, 0x03, 0x55, 0x1D, 0x1C];
+    /// 2.5.29.99, an extension nobody defines: an issuingDistributionPoint renamed to it is a critical
+    /// extension no verifier processes.
+    pub const UNKNOWN_EXTENSION: &[u8] = &[0x06, 0x03, 0x55, 0x1D, 0x63];
 }
 
 /// Replace every occurrence of `from` with `to` (same length) in `der`. Panics if none was found.
@@ -425,7 +521,7 @@ pub fn corrupt_signature(der: &[u8]) -> Vec<u8> {
 
 pub use events::{event, event_for_ids};
 
-pub use rcgen::{DnType as Dn, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as KeyUsage};
+pub use rcgen::{DnType as Dn, ExtendedKeyUsagePurpose as Eku, KeyUsagePurpose as KeyUsage, RevocationReason};
 
 impl Ca {
     /// The PEM of a CA certificate (cA=true, keyCertSign) that certifies `key`, signed by a throwaway root. It

@@ -5,7 +5,7 @@
 //! - on the device certificate: basicConstraints (cA must be false), keyUsage (see [`check_device_key_usage`]),
 //!   extKeyUsage (clientAuth, checked by webpki) and subjectAltName (checked by webpki against the CA's name
 //!   constraints). These are the extensions webpki processes on an end entity, less cRLDistributionPoints
-//!   (jitp does no revocation checking) and the SCT list (not checked by anyone here); nameConstraints on a
+//!   (jitp checks revocation only against the CRLs a profile lists, never a distribution point) and the SCT list (not checked by anyone here); nameConstraints on a
 //!   device constrains nothing, so jitp does not count it as processed there.
 //! - on the registered CA: basicConstraints (cA must be true), keyUsage (keyCertSign) and nameConstraints
 //!   (applied by webpki to the device). The CA is jitp's trust anchor, so it is not checked for anything

@@ -4,12 +4,14 @@
 //! The checks, their order and the reasons for them are in [`verify`] and in this directory's README.md.
 
 mod algorithm;
+mod crl;
 mod extensions;
 mod key_check;
 mod pre_epoch;
 mod verify;
 
 pub use algorithm::{Curve, KeyKind};
+pub use crl::{CRL_PEM_LABEL, Crl, CrlCheck, MAX_CRL_BYTES, Revocation};
 pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
 pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
 pub use verify::{CaCheck, DeviceCheck, TrustedCa, chains_to, verify_ca, verify_device, verify_device_as_server};

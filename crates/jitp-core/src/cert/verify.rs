@@ -406,25 +406,56 @@ fn is_self_issued(cert: &Certificate) -> bool {
 /// Verify `child`'s signature with `issuer`'s public key, choosing the algorithm as webpki does: by the
 /// signature's and the key's algorithm identifiers.
 fn signed_by(child: &Certificate, issuer: &Certificate) -> bool {
-    let sig_alg = alg_id_contents(child.x509().signature_algorithm());
-    let spki = issuer.x509().tbs_certificate().subject_public_key_info();
-    let key_alg = alg_id_contents(&spki.algorithm);
-    let (Some(sig_alg), Some(key_alg)) = (sig_alg, key_alg) else {
-        return false;
-    };
     // The bytes as signed, not a re-encoding (which would differ for a pre-1970 time).
     let Some(message) = child.tbs_der() else {
         return false;
     };
-    let (Some(signature), Some(public_key)) = (child.x509().signature().as_bytes(), spki.subject_public_key.as_bytes())
-    else {
+    let Some(signature) = child.x509().signature().as_bytes() else {
         return false;
     };
-    VERIFICATION_ALGORITHMS.iter().any(|alg| {
-        alg.signature_alg_id().as_ref() == sig_alg.as_slice()
-            && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
-            && alg.verify_signature(public_key, message, signature).is_ok()
-    })
+    signature_verifies(child.x509().signature_algorithm(), message, signature, issuer).is_ok()
+}
+
+/// Why [`signature_verifies`] said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignatureFailure {
+    /// No verification algorithm of webpki's takes this signature algorithm with the issuer's key.
+    Unsupported,
+    /// The signature does not verify with the issuer's key.
+    Invalid,
+}
+
+/// Does `signature` over `message` (signed with `sig_alg`) verify with `issuer`'s public key? The algorithm is
+/// chosen as webpki chooses it, by the signature's and the key's algorithm identifiers, among the algorithms
+/// jitp accepts; the crypto is webpki's (aws-lc-rs).
+pub(super) fn signature_verifies(
+    sig_alg: &spki::AlgorithmIdentifierOwned,
+    message: &[u8],
+    signature: &[u8],
+    issuer: &Certificate,
+) -> Result<(), SignatureFailure> {
+    let spki = issuer.x509().tbs_certificate().subject_public_key_info();
+    let (Some(sig_alg), Some(key_alg)) = (alg_id_contents(sig_alg), alg_id_contents(&spki.algorithm)) else {
+        return Err(SignatureFailure::Unsupported);
+    };
+    let Some(public_key) = spki.subject_public_key.as_bytes() else {
+        return Err(SignatureFailure::Unsupported);
+    };
+    let candidates: Vec<_> = VERIFICATION_ALGORITHMS
+        .iter()
+        .filter(|alg| {
+            alg.signature_alg_id().as_ref() == sig_alg.as_slice()
+                && alg.public_key_alg_id().as_ref() == key_alg.as_slice()
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(SignatureFailure::Unsupported);
+    }
+    if candidates.iter().any(|alg| alg.verify_signature(public_key, message, signature).is_ok()) {
+        Ok(())
+    } else {
+        Err(SignatureFailure::Invalid)
+    }
 }
 
 /// The contents (without the SEQUENCE header) of an AlgorithmIdentifier, the form pki-types compares.
