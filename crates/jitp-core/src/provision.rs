@@ -9,6 +9,26 @@
 //! DescribeCACertificate is cached per process. A replay of a provisioned device proves it complete with
 //! DescribeCertificate, then DescribeThing, ListThingPrincipals and ListAttachedPolicies at once: 4 calls.
 //!
+//! # Stages: what runs at once
+//!
+//! Calls that do not depend on each other run concurrently, so a first provisioning waits for 4 round trips,
+//! not one per call:
+//!
+//! 1. DescribeCertificate, and beside it DescribeCACertificate for the CA the event names when this process
+//!    has not cached it (a prefetch: used only once the certificate's answer has passed CERT_NOT_FOUND,
+//!    MALFORMED_EVENT and CERT_NOT_PENDING, in that order, as if it had been asked for afterwards).
+//! 2. The thing's claim (CreateThing; DescribeThing and UpdateThing when it exists) beside the policy's
+//!    conditional create (CreatePolicy, unless the process knows the shared policy). The rest of the policy's
+//!    convergence (GetPolicy, CreatePolicyVersion, pruning) runs only after the claim succeeded; why the
+//!    create may run before is written beside the code, in `Provisioner::provision`.
+//! 3. AttachPolicy, AttachThingPrincipal and AddThingToThingGroup (each group), all at once.
+//! 4. UpdateCertificate ACTIVE, alone and last, only if every call of the stages before succeeded. In rotate
+//!    mode the re-read of the thing and the retirement of older certificates follow, one after the other.
+//!
+//! Within a stage every branch is awaited before the outcome is decided (no in-flight write is dropped): a
+//! rejection of the claim wins, then the first failure in the order above. A failure in one branch leaves
+//! what the others did, which is what a replay converges from: every step tolerates "already done".
+//!
 //! # One identity per device: who owns a thing
 //!
 //! The thing carries the attribute [`CERTIFICATE_ATTRIBUTE`] = the id of the certificate it belongs to, written

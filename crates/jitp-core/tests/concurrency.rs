@@ -159,7 +159,11 @@ async fn one_branch_fails_while_the_other_succeeds_and_a_replay_converges() {
                 assert_eq!(first.outcome, Outcome::Error, "{case}: {}", first.message);
                 assert_eq!(first.failed_operation, Some(op), "{case}: {}", first.message);
                 for sibling in siblings(op) {
-                    assert!(first.api_calls.contains_key(sibling), "{case}: {sibling} did not run: {:?}", first.api_calls);
+                    assert!(
+                        first.api_calls.contains_key(sibling),
+                        "{case}: {sibling} did not run: {:?}",
+                        first.api_calls
+                    );
                 }
                 assert!(sibling_effect(&world, &id, op), "{case}: the sibling's write is missing");
                 assert_eq!(
@@ -251,7 +255,8 @@ async fn calls_run_in_the_dependency_graphs_four_stages() {
             } else {
                 vec![O::CreateThing, O::CreatePolicy]
             };
-            let third = vec![O::AddThingToThingGroup, O::AddThingToThingGroup, O::AttachPolicy, O::AttachThingPrincipal];
+            let third =
+                vec![O::AddThingToThingGroup, O::AddThingToThingGroup, O::AttachPolicy, O::AttachThingPrincipal];
             let mut want = vec![first, second, third, vec![O::UpdateCertificate]];
             for stage in &mut want {
                 stage.sort();
@@ -277,7 +282,10 @@ async fn the_ca_fetched_beside_the_certificate_keeps_the_order_of_reasons() {
     let event = jitp_testkit::event_for_ids(&"cd".repeat(32), &unknown_ca);
     let record = run(&world.process(settings()), &event).await;
     assert_eq!(record.reason, Some(ReasonCode::CertNotFound), "{}", record.message);
-    assert_eq!((calls(&record, Operation::DescribeCertificate), calls(&record, Operation::DescribeCACertificate)), (1, 1));
+    assert_eq!(
+        (calls(&record, Operation::DescribeCertificate), calls(&record, Operation::DescribeCACertificate)),
+        (1, 1)
+    );
     assert_eq!(record.api_call_count, 2);
 
     // The event names another registered CA than the registry's: MALFORMED_EVENT, whatever that CA says.
@@ -321,7 +329,6 @@ async fn the_ca_fetched_beside_the_certificate_keeps_the_order_of_reasons() {
     assert_eq!(record.ca_source, Some(CaSource::Registry));
     assert_eq!(record.api_call_count, 2, "{:?}", record.api_calls);
     assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::PendingActivation));
-
 }
 
 /// The one-identity rule under the new parallelism, with a per-thing template that renders something of the
@@ -348,7 +355,8 @@ async fn one_identity_per_device_when_the_losers_policy_creates_race_the_owners(
     let policy = format!("jitp-{CN}");
     let mut raced = 0;
     for round in 0..ROUNDS {
-        let registry = Arc::new(MemoryRegistry::new().with_latency(Duration::from_millis(10), Duration::from_millis(40)));
+        let registry =
+            Arc::new(MemoryRegistry::new().with_latency(Duration::from_millis(10), Duration::from_millis(40)));
         let ca_id = registry.register_ca(&ca().cert.pem, true).unwrap();
         let provisioner =
             Arc::new(Provisioner::new(rules.clone(), registry.clone() as Arc<dyn IotRegistry>, settings()));
@@ -357,7 +365,8 @@ async fn one_identity_per_device_when_the_losers_policy_creates_race_the_owners(
         let tasks: Vec<_> = ids
             .iter()
             .map(|id| {
-                let (provisioner, event) = (provisioner.clone(), jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()));
+                let (provisioner, event) =
+                    (provisioner.clone(), jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()));
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(rand::random_range(0..30))).await;
                     provisioner.handle_bytes(event.as_bytes(), NOW).await
