@@ -310,7 +310,7 @@ impl Subject<'_> {
 }
 
 /// What the policy's conditional create found.
-enum Created {
+enum PolicyStart {
     /// This process already knows the shared policy with this document, at this version: no call made.
     Known(String),
     /// CreatePolicy created it with this event's document (version 1).
@@ -646,7 +646,7 @@ impl Provisioner {
         subject: &Subject<'_>,
         tally: &Tally<'_>,
         facts: &mut Facts,
-        created: Created,
+        created: PolicyStart,
     ) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         facts.policy_version = Some(self.settle_policy(verdict, created, tally).await?);
@@ -805,17 +805,17 @@ impl Provisioner {
     /// The policy's conditional create, the part that may run before the claim is known (see
     /// [`Self::provision`]): CreatePolicy, unless this process already knows the shared policy with this
     /// document.
-    async fn create_policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>) -> Result<Created, Stop<'_>> {
+    async fn create_policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>) -> Result<PolicyStart, Stop<'_>> {
         let (name, document) = (&verdict.policy.name, &verdict.policy.document);
         if verdict.policy_mode == PolicyMode::Shared
             && let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
             && doc == *document
         {
-            return Ok(Created::Known(version));
+            return Ok(PolicyStart::Known(version));
         }
         match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
-            Ok(()) => Ok(Created::Created),
-            Err(RegistryError::AlreadyExists(_)) => Ok(Created::Exists),
+            Ok(()) => Ok(PolicyStart::Created),
+            Err(RegistryError::AlreadyExists(_)) => Ok(PolicyStart::Exists),
             Err(e) => Err(registry_error(Operation::CreatePolicy, e).into()),
         }
     }
@@ -824,14 +824,14 @@ impl Provisioner {
     async fn settle_policy(
         &self,
         verdict: &Verdict<'_>,
-        created: Created,
+        created: PolicyStart,
         tally: &Tally<'_>,
     ) -> Result<String, Stop<'_>> {
         let (name, document) = (&verdict.policy.name, &verdict.policy.document);
         let version = match created {
-            Created::Known(version) => return Ok(version),
-            Created::Created => "1".to_owned(),
-            Created::Exists => self.update_policy(name, document, tally).await?,
+            PolicyStart::Known(version) => return Ok(version),
+            PolicyStart::Created => "1".to_owned(),
+            PolicyStart::Exists => self.update_policy(name, document, tally).await?,
         };
         if verdict.policy_mode == PolicyMode::Shared
             && let Ok(mut map) = self.shared_policies.lock()

@@ -389,7 +389,7 @@ async fn one_identity_per_device_when_the_losers_policy_creates_race_the_owners(
             "round {round}"
         );
         let attached: Vec<String> = registry.attached_policies(&ids[winner]).iter().map(ToString::to_string).collect();
-        assert_eq!(attached, [policy.clone()], "round {round}");
+        assert_eq!(attached, std::slice::from_ref(&policy), "round {round}");
         let stored = &snapshot["policies"][&policy];
         let default = stored["default"].as_u64().unwrap().to_string();
         let document = stored["versions"][&default].as_str().unwrap();
