@@ -611,9 +611,13 @@ async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_count
     use jitp_core::provision::{Provisioner, Settings};
     use jitp_core::registry::Operation;
 
+    // The provisioner does not know the event's CA yet, so it asks for it (DescribeCACertificate) at the same
+    // time as for the certificate; which of the two gets which answer depends on timing, so the answers fit
+    // every order: two throttles, then a final NotFound for each call.
     let responses = vec![
         aws_error(400, "ThrottlingException"),
         aws_error(429, "ThrottlingException"),
+        aws_error(404, "ResourceNotFoundException"),
         aws_error(404, "ResourceNotFoundException"),
     ];
     let events = responses.into_iter().map(|r| ReplayEvent::new(HttpRequest::new(SdkBody::empty()), r)).collect();
@@ -625,11 +629,15 @@ async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_count
     let provisioner = Provisioner::new(rules, std::sync::Arc::new(registry), settings);
     let event = jitp_testkit::event_for_ids(CERT_ID, CA_ID);
     let record = provisioner.handle_bytes(event.as_bytes(), jitp_testkit::NOW).await;
-    // Two throttles, then the certificate is gone: a final answer, three requests in all.
-    assert_eq!(requests(&http).len(), 3);
+    // Two throttles, then the certificate is gone (and the CA unknown): final answers, four requests in all,
+    // each counted once by the record.
+    assert_eq!(requests(&http).len(), 4);
     assert_eq!(record.outcome, Outcome::Rejected, "{}", record.message);
-    assert_eq!(record.api_calls.get(&Operation::DescribeCertificate), Some(&3));
-    assert_eq!(record.api_call_count, 3);
+    assert_eq!(record.reason, Some(jitp_core::reason::ReasonCode::CertNotFound), "the certificate's answer wins");
+    let certificate = record.api_calls.get(&Operation::DescribeCertificate).copied().unwrap_or(0);
+    let ca = record.api_calls.get(&Operation::DescribeCACertificate).copied().unwrap_or(0);
+    assert!(certificate >= 1 && ca >= 1 && certificate + ca == 4, "{:?}", record.api_calls);
+    assert_eq!(record.api_call_count, 4);
     assert_eq!(record.retries, 2);
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - `benches/decide.rs` (criterion): the decision's cost per certificate, whole and by stage.
 //! - `jitp-calls`: API calls per provisioned device, first and replayed event, per-thing and shared policies.
+//! - `jitp-latency`: per-event wall time from event to ACTIVE against the in-memory registry with a fixed
+//!   latency per call, in milliseconds and round trips (p50, p99, max; warm and cold).
 //! - `jitp-burst`: N registration events through the workflow against the in-memory registry with AWS IoT's
 //!   default quotas as token buckets: devices per second against the quota bound.
 //! - `jitp-coldstart`: the release `jitp-lambda` binary against a local Runtime API: time to the first `next`

@@ -3,8 +3,9 @@
 //! It keeps what matters to jitp the way AWS does: certificate statuses and legal transitions, CreateThing
 //! idempotent for an identical configuration and AlreadyExists otherwise, CreatePolicy AlreadyExists, at most
 //! 5 policy versions, attachments, exclusive thing principals. On top: token-bucket quotas per API, scripted
-//! faults (before or after the write takes effect, and latency), an invariant check after every call, and a
-//! persistence file so `jitp provision --registry memory:PATH` can be run repeatedly.
+//! faults (before or after the write takes effect, and latency), an invariant check after every call, an optional
+//! log of every call's span (which calls overlapped), and a persistence file so `jitp provision --registry
+//! memory:PATH` can be run repeatedly.
 //!
 //! Known difference: AWS requires thing types and thing groups to exist before CreateThing and
 //! AddThingToThingGroup name them; this registry accepts any, so that the demo and tests need no account setup.
@@ -42,6 +43,26 @@ pub enum FaultKind {
     UnavailableAfter,
     /// The call is delayed.
     Latency(Duration),
+}
+
+/// One call as the registry saw it, from its arrival (before any latency) to its answer: the log
+/// [`MemoryRegistry::with_call_log`] keeps, for tests that check which calls overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSpan {
+    /// Which API.
+    pub op: Operation,
+    /// When the call arrived.
+    pub started: Instant,
+    /// When it answered (after the write, or at the throttle or fault that refused it).
+    pub ended: Instant,
+}
+
+/// What admission tells the write that follows it.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    /// Answer Unavailable after the write (a scripted UnavailableAfter).
+    fail_after: bool,
+    started: Instant,
 }
 
 /// Inject `kind` on the `nth` (1-based) call of `op`.
@@ -137,6 +158,8 @@ struct Runtime {
     violations: Vec<String>,
     /// Every call waits a uniformly random time in this range, as a call to AWS does (tens of ms).
     latency: Option<(Duration, Duration)>,
+    /// Every call's span, when [`MemoryRegistry::with_call_log`] asked for it.
+    log: Option<Vec<CallSpan>>,
 }
 
 /// The in-memory registry.
@@ -225,6 +248,23 @@ impl MemoryRegistry {
     pub fn with_latency(self, min: Duration, max: Duration) -> Self {
         lock(&self.runtime).latency = Some((min, max.max(min)));
         self
+    }
+
+    /// Keep a log of every call's span (arrival to answer), for [`MemoryRegistry::call_log`].
+    pub fn with_call_log(self) -> Self {
+        lock(&self.runtime).log = Some(Vec::new());
+        self
+    }
+
+    /// The calls made so far, in the order they answered (empty unless [`MemoryRegistry::with_call_log`]).
+    pub fn call_log(&self) -> Vec<CallSpan> {
+        lock(&self.runtime).log.clone().unwrap_or_default()
+    }
+
+    fn log(&self, op: Operation, started: Instant) {
+        if let Some(log) = &mut lock(&self.runtime).log {
+            log.push(CallSpan { op, started, ended: Instant::now() });
+        }
     }
 
     /// Script faults.
@@ -323,8 +363,17 @@ impl MemoryRegistry {
         serde_json::to_value(&*lock(&self.state)).unwrap_or_default()
     }
 
-    /// Admission: count the call, apply quota and faults. Returns the fault to apply after the write, if any.
-    async fn admit(&self, op: Operation) -> Result<bool, RegistryError> {
+    /// Admission: count the call, apply quota and faults. Says whether to fail after the write.
+    async fn admit(&self, op: Operation) -> Result<Admitted, RegistryError> {
+        let started = Instant::now();
+        let answer = self.admission(op).await;
+        if answer.is_err() {
+            self.log(op, started);
+        }
+        answer.map(|fail_after| Admitted { fail_after, started })
+    }
+
+    async fn admission(&self, op: Operation) -> Result<bool, RegistryError> {
         let latency = lock(&self.runtime).latency;
         if let Some((min, max)) = latency {
             tokio::time::sleep(rand::random_range(min..=max)).await;
@@ -364,14 +413,15 @@ impl MemoryRegistry {
     fn finish<T>(
         &self,
         op: Operation,
-        fail_after: bool,
+        admitted: Admitted,
         touched: Option<&CertificateId>,
         result: Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         if let Some(id) = touched {
             self.check_invariants(std::slice::from_ref(id));
         }
-        if fail_after && result.is_ok() {
+        self.log(op, admitted.started);
+        if admitted.fail_after && result.is_ok() {
             return Err(RegistryError::Unavailable(format!("{op}: injected 503 after the write")));
         }
         result

@@ -9,6 +9,26 @@
 //! DescribeCACertificate is cached per process. A replay of a provisioned device proves it complete with
 //! DescribeCertificate, then DescribeThing, ListThingPrincipals and ListAttachedPolicies at once: 4 calls.
 //!
+//! # Stages: what runs at once
+//!
+//! Calls that do not depend on each other run concurrently, so a first provisioning waits for 4 round trips,
+//! not one per call:
+//!
+//! 1. DescribeCertificate, and beside it DescribeCACertificate for the CA the event names when this process
+//!    has not cached it (a prefetch: used only once the certificate's answer has passed CERT_NOT_FOUND,
+//!    MALFORMED_EVENT and CERT_NOT_PENDING, in that order, as if it had been asked for afterwards).
+//! 2. The thing's claim (CreateThing; DescribeThing and UpdateThing when it exists) beside the policy's
+//!    conditional create (CreatePolicy, unless the process knows the shared policy). The rest of the policy's
+//!    convergence (GetPolicy, CreatePolicyVersion, pruning) runs only after the claim succeeded; why the
+//!    create may run before is written beside the code, in `Provisioner::provision`.
+//! 3. AttachPolicy, AttachThingPrincipal and AddThingToThingGroup (each group), all at once.
+//! 4. UpdateCertificate ACTIVE, alone and last, only if every call of the stages before succeeded. In rotate
+//!    mode the re-read of the thing and the retirement of older certificates follow, one after the other.
+//!
+//! Within a stage every branch is awaited before the outcome is decided (no in-flight write is dropped): a
+//! rejection of the claim wins, then the first failure in the order above. A failure in one branch leaves
+//! what the others did, which is what a replay converges from: every step tolerates "already done".
+//!
 //! # One identity per device: who owns a thing
 //!
 //! The thing carries the attribute [`CERTIFICATE_ATTRIBUTE`] = the id of the certificate it belongs to, written
@@ -325,6 +345,16 @@ impl Subject<'_> {
     }
 }
 
+/// What the policy's conditional create found.
+enum PolicyStart {
+    /// This process already knows the shared policy with this document, at this version: no call made.
+    Known(String),
+    /// CreatePolicy created it with this event's document (version 1).
+    Created,
+    /// It existed: its default version is compared with this event's document after the claim.
+    Exists,
+}
+
 /// Another certificate found on a thing, as the rotation rules see it.
 enum Other {
     /// Deleted from the registry.
@@ -435,7 +465,17 @@ impl Provisioner {
         facts: &mut Facts,
     ) -> Result<(Outcome, String), Stop<'_>> {
         let cert_id = &event.certificate_id;
-        let cert = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id)).await? {
+        let describe = tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id));
+        // The event names the CA: when this process does not know it yet, ask for it in the same round trip. The
+        // answer is only a prefetch: it is used below only where the sequential workflow would have asked for
+        // the same CA (after CERT_NOT_FOUND, MALFORMED_EVENT and CERT_NOT_PENDING), so it changes no outcome.
+        let (described, prefetched) = if self.cached_ca(&event.ca_certificate_id).is_some() {
+            (describe.await, None)
+        } else {
+            let (described, ca) = tokio::join!(describe, self.describe_ca(&event.ca_certificate_id, tally));
+            (described, Some(ca))
+        };
+        let cert = match described? {
             Ok(c) => c,
             Err(RegistryError::NotFound(_)) => {
                 return Err(reject!(CertNotFound, "certificate {cert_id} does not exist in the registry").into());
@@ -472,7 +512,12 @@ impl Provisioner {
                 .into());
             }
         };
-        let ca = self.ca(&ca_id, tally).await.map_err(|s| s.governed(None, active))?;
+        let ca = match prefetched {
+            // The event's CA is the registry's (checked above), so the prefetched answer is the one wanted.
+            Some(answer) => answer.map(|ca| self.remember_ca(&ca_id, ca)),
+            None => self.ca(&ca_id, tally).await,
+        };
+        let ca = ca.map_err(|s| s.governed(None, active))?;
         let ca_cert = ca.ca.certificate().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
         if !ca.active {
             return Err(
@@ -505,9 +550,25 @@ impl Provisioner {
         facts: &mut Facts,
     ) -> Result<(Outcome, String), Stop<'_>> {
         let verdict = subject.verdict;
-        self.claim_thing(subject, tally).await?;
-        self.converge(subject, tally, facts).await?;
-        // Last: only now may the device connect.
+        // The claim and the policy's conditional create at once. Why the create may run before the claim is
+        // known: CreatePolicy is itself a conditional create in AWS IoT. It succeeds only if no policy of that
+        // name exists, never changes an existing one, and the policy it creates is attached to nothing. So a
+        // certificate that then loses the claim (DUPLICATE_THING, or a hold such as THING_NOT_MANAGED) can at
+        // most leave an unattached policy under the thing's policy name, with a document it rendered. Whoever
+        // owns the thing never attaches a document it did not compare: when its own CreatePolicy answers
+        // AlreadyExists, it reads the default version (GetPolicy) and, unless that is its own document, makes
+        // its own the default (CreatePolicyVersion) before it attaches anything; that slow path runs only
+        // after its claim succeeded. A loser never gets that far, and no later CreatePolicy can succeed on an
+        // existing name, so after the owner's compare nobody but the owner (and its replays, with the same
+        // document) writes the policy. In per-thing reject mode the template may read the subject or the
+        // certificate, so it is this argument, not "the documents are equal", that keeps one device from
+        // widening another's policy.
+        let (claim, policy) = tokio::join!(self.claim_thing(subject, tally), self.create_policy(verdict, tally));
+        // Both awaited: a rejection or failure of the claim wins, then the policy's failure.
+        claim?;
+        let created = policy?;
+        self.converge(subject, tally, facts, created).await?;
+        // Last, after every branch succeeded: only now may the device connect.
         let id = &subject.cert.id;
         tally.must(Operation::UpdateCertificate, |r| r.update_certificate(id, CertificateStatus::Active)).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
@@ -576,19 +637,41 @@ impl Provisioner {
             }
             other => other?,
         }
-        self.converge(subject, tally, facts).await?;
+        let created = self.create_policy(verdict, tally).await?;
+        self.converge(subject, tally, facts, created).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
             facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
         }
         Ok((Outcome::Provisioned, format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "))))
     }
 
+    /// The CA's description, from the process cache or DescribeCACertificate (then cached).
     async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
-        if let Some(hit) = self.cas.lock().ok().and_then(|m| m.get(id).cloned())
-            && hit.fetched.elapsed() < self.settings.ca_cache_ttl
-        {
+        if let Some(hit) = self.cached_ca(id) {
             return Ok(hit);
         }
+        let described = self.describe_ca(id, tally).await?;
+        Ok(self.remember_ca(id, described))
+    }
+
+    /// The cached description of a CA, unless it is missing or older than `ca_cache_ttl`.
+    fn cached_ca(&self, id: &CaCertificateId) -> Option<Arc<CachedCa>> {
+        self.cas
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .filter(|hit| hit.fetched.elapsed() < self.settings.ca_cache_ttl)
+    }
+
+    fn remember_ca(&self, id: &CaCertificateId, ca: Arc<CachedCa>) -> Arc<CachedCa> {
+        if let Ok(mut map) = self.cas.lock() {
+            map.insert(id.clone(), ca.clone());
+        }
+        ca
+    }
+
+    /// DescribeCACertificate, parsed and checked for this configuration; not cached (see [`Self::ca`]).
+    async fn describe_ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
         let described = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
             Ok(d) => d,
             Err(RegistryError::NotFound(_)) => {
@@ -601,30 +684,33 @@ impl Provisioner {
             ca: decide::RegisteredCa::new(self.rules.config(), id.clone(), described.pem.as_bytes()),
             fetched: Instant::now(),
         });
-        if let Ok(mut map) = self.cas.lock() {
-            map.insert(id.clone(), cached.clone());
-        }
         Ok(cached)
     }
 
-    /// Groups, policy and attachments, after the thing is claimed.
-    async fn converge(&self, subject: &Subject<'_>, tally: &Tally<'_>, facts: &mut Facts) -> Result<(), Stop<'_>> {
+    /// After the thing is claimed and the policy's conditional create answered: make this event's document the
+    /// policy's default if it was not created by it, then the groups and both attachments at once.
+    async fn converge(
+        &self,
+        subject: &Subject<'_>,
+        tally: &Tally<'_>,
+        facts: &mut Facts,
+        created: PolicyStart,
+    ) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
-        for group in &verdict.thing_groups {
-            let name = &verdict.thing_name;
-            tally.must(Operation::AddThingToThingGroup, |r| r.add_thing_to_thing_group(name, group)).await?;
-        }
-        let version = match verdict.policy_mode {
-            PolicyMode::PerThing => self.ensure_policy(&verdict.policy.name, &verdict.policy.document, tally).await?,
-            PolicyMode::Shared => {
-                self.ensure_shared_policy(&verdict.policy.name, &verdict.policy.document, tally).await?
-            }
-        };
-        facts.policy_version = Some(version);
-        let policy = &verdict.policy.name;
-        tally.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)).await?;
-        let thing = &verdict.thing_name;
-        tally.must(Operation::AttachThingPrincipal, |r| r.attach_thing_principal(thing, &cert.arn, true)).await?;
+        facts.policy_version = Some(self.settle_policy(verdict, created, tally).await?);
+        let (policy, thing) = (&verdict.policy.name, &verdict.thing_name);
+        let groups = futures::future::join_all(verdict.thing_groups.iter().map(|group| {
+            tally.must(Operation::AddThingToThingGroup, move |r| r.add_thing_to_thing_group(thing, group))
+        }));
+        let (groups, attached_policy, attached_thing) = tokio::join!(
+            groups,
+            tally.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)),
+            tally.must(Operation::AttachThingPrincipal, |r| r.attach_thing_principal(thing, &cert.arn, true)),
+        );
+        // Every branch has answered; the first failure in the workflow's order is the event's.
+        groups.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        attached_policy?;
+        attached_thing?;
         Ok(())
     }
 
@@ -764,32 +850,48 @@ impl Provisioner {
         Ok(retired)
     }
 
-    async fn ensure_shared_policy(
+    /// The policy's conditional create, the part that may run before the claim is known (see
+    /// [`Self::provision`]): CreatePolicy, unless this process already knows the shared policy with this
+    /// document.
+    async fn create_policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>) -> Result<PolicyStart, Stop<'_>> {
+        let (name, document) = (&verdict.policy.name, &verdict.policy.document);
+        if verdict.policy_mode == PolicyMode::Shared
+            && let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
+            && doc == *document
+        {
+            return Ok(PolicyStart::Known(version));
+        }
+        match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
+            Ok(()) => Ok(PolicyStart::Created),
+            Err(RegistryError::AlreadyExists(_)) => Ok(PolicyStart::Exists),
+            Err(e) => Err(registry_error(Operation::CreatePolicy, e).into()),
+        }
+    }
+
+    /// After the claim: the policy's default version is this event's document. Returns that version.
+    async fn settle_policy(
         &self,
-        name: &PolicyName,
-        document: &str,
+        verdict: &Verdict<'_>,
+        created: PolicyStart,
         tally: &Tally<'_>,
     ) -> Result<String, Stop<'_>> {
-        if let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
-            && doc == document
+        let (name, document) = (&verdict.policy.name, &verdict.policy.document);
+        let version = match created {
+            PolicyStart::Known(version) => return Ok(version),
+            PolicyStart::Created => "1".to_owned(),
+            PolicyStart::Exists => self.update_policy(name, document, tally).await?,
+        };
+        if verdict.policy_mode == PolicyMode::Shared
+            && let Ok(mut map) = self.shared_policies.lock()
         {
-            return Ok(version);
-        }
-        let version = self.ensure_policy(name, document, tally).await?;
-        if let Ok(mut map) = self.shared_policies.lock() {
-            map.insert(name.clone(), (document.to_owned(), version.clone()));
+            map.insert(name.clone(), (document.clone(), version.clone()));
         }
         Ok(version)
     }
 
-    /// Create the policy, or make `document` its default version; at AWS's limit of 5 versions, prune the oldest
-    /// non-default one first.
-    async fn ensure_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop<'_>> {
-        match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
-            Ok(()) => return Ok("1".into()),
-            Err(RegistryError::AlreadyExists(_)) => {}
-            Err(e) => return Err(registry_error(Operation::CreatePolicy, e).into()),
-        }
+    /// The policy exists: make `document` its default version unless it already is; at AWS's limit of 5
+    /// versions, prune the oldest non-default one first.
+    async fn update_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop<'_>> {
         let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
         if same_document(&current.document, document) {
             return Ok(current.default_version_id);

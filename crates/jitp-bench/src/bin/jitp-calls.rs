@@ -5,6 +5,9 @@
 //! AttachThingPrincipal, UpdateCertificate), 5 shared (no CreatePolicy once the policy exists), 4 for a replay
 //! (DescribeCertificate, then DescribeThing, ListThingPrincipals and ListAttachedPolicies at once, which prove the
 //! certificate owns its thing, is attached to it and has its policy: ALREADY_PROVISIONED means complete). The first event of a process adds one DescribeCACertificate (cached afterwards).
+//! The list is a count, not an order: the calls of one event run in 4 stages (the certificate, with the CA
+//! beside it when not cached; the thing's claim beside CreatePolicy; both attachments; activation, last), see
+//! `jitp_core::provision` and, for the time that takes, `jitp-latency`.
 //! Exits 1 if any figure is above its minimum.
 //!
 //! `cargo run --release -p jitp-bench --bin jitp-calls`
