@@ -145,6 +145,8 @@ pub struct Provisioner {
     /// One lane per AWS operation, shared by every event of this provisioner.
     pacer: Pacer,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
+    /// One DescribeCACertificate in flight per CA (see [`Provisioner::describe_ca`]).
+    ca_fetches: Mutex<HashMap<CaCertificateId, Arc<tokio::sync::Mutex<()>>>>,
     /// Shared policies known to exist with a given document in this process.
     shared_policies: Mutex<HashMap<PolicyName, (String, String)>>,
 }
@@ -373,7 +375,15 @@ impl Provisioner {
             Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
             None => Pacer::unpaced(),
         };
-        Self { rules, registry, settings, pacer, cas: Mutex::default(), shared_policies: Mutex::default() }
+        Self {
+            rules,
+            registry,
+            settings,
+            pacer,
+            cas: Mutex::default(),
+            ca_fetches: Mutex::default(),
+            shared_policies: Mutex::default(),
+        }
     }
 
     /// The pacer every event of this provisioner shares (its lanes' rates, the bound they set).
@@ -514,7 +524,7 @@ impl Provisioner {
         };
         let ca = match prefetched {
             // The event's CA is the registry's (checked above), so the prefetched answer is the one wanted.
-            Some(answer) => answer.map(|ca| self.remember_ca(&ca_id, ca)),
+            Some(answer) => answer,
             None => self.ca(&ca_id, tally).await,
         };
         let ca = ca.map_err(|s| s.governed(None, active))?;
@@ -647,11 +657,10 @@ impl Provisioner {
 
     /// The CA's description, from the process cache or DescribeCACertificate (then cached).
     async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
-        if let Some(hit) = self.cached_ca(id) {
-            return Ok(hit);
+        match self.cached_ca(id) {
+            Some(hit) => Ok(hit),
+            None => self.describe_ca(id, tally).await,
         }
-        let described = self.describe_ca(id, tally).await?;
-        Ok(self.remember_ca(id, described))
     }
 
     /// The cached description of a CA, unless it is missing or older than `ca_cache_ttl`.
@@ -670,8 +679,31 @@ impl Provisioner {
         ca
     }
 
-    /// DescribeCACertificate, parsed and checked for this configuration; not cached (see [`Self::ca`]).
+    /// DescribeCACertificate, parsed and checked for this configuration, and cached. Single-flight per CA: the
+    /// events that need a CA while its description is being fetched wait for that call and take its answer from
+    /// the cache, so a cold burst costs one DescribeCACertificate, not one per event (paced, one per event would
+    /// queue behind the CA's 10-a-second lane). A failed fetch caches nothing: the next waiter asks again. The
+    /// gate is dropped from the map once its fetch is over, so CA ids named by events leave nothing behind.
     async fn describe_ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
+        let gate = match self.ca_fetches.lock() {
+            Ok(mut gates) => gates.entry(id.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        let held = gate.lock().await;
+        let fetched = match self.cached_ca(id) {
+            Some(hit) => Ok(hit),
+            None => self.fetch_ca(id, tally).await.map(|ca| self.remember_ca(id, ca)),
+        };
+        drop(held);
+        if let Ok(mut gates) = self.ca_fetches.lock()
+            && gates.get(id).is_some_and(|g| Arc::ptr_eq(g, &gate))
+        {
+            gates.remove(id);
+        }
+        fetched
+    }
+
+    async fn fetch_ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
         let described = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
             Ok(d) => d,
             Err(RegistryError::NotFound(_)) => {

@@ -268,7 +268,8 @@ async fn calls_run_in_the_dependency_graphs_four_stages() {
 }
 
 /// With the CA fetched beside the certificate, the reason codes keep their order: CERT_NOT_FOUND, then
-/// MALFORMED_EVENT (the prefetched CA is discarded, not cached), then CERT_NOT_PENDING, then the CA's own
+/// MALFORMED_EVENT (the prefetched CA is not used for the decision, though its description, a true answer about the
+/// CA the event names, stays cached), then CERT_NOT_PENDING, then the CA's own
 /// (CA_NOT_ACTIVE here; UNKNOWN_CA from the configuration is covered in identity.rs). The record counts every
 /// call made, the prefetch included, and says where the CA id came from.
 #[tokio::test]
@@ -300,7 +301,7 @@ async fn the_ca_fetched_beside_the_certificate_keeps_the_order_of_reasons() {
     assert_eq!(record.reason, Some(ReasonCode::MalformedEvent), "{}", record.message);
     assert_eq!(calls(&record, Operation::DescribeCACertificate), 1, "the prefetch is counted");
     assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::PendingActivation));
-    // The discarded answer was not cached: an event that does name that CA asks for it again.
+    // The answer is that CA's own description: an event whose certificate that CA did sign uses it from the cache.
     let (other_device, other_event) = {
         let pem = other.issue(&Device::new("sensor-0000000000cc")).pem;
         let id = world.registry.register_certificate(&pem, &other_id).unwrap();
@@ -308,7 +309,7 @@ async fn the_ca_fetched_beside_the_certificate_keeps_the_order_of_reasons() {
     };
     let record = run(&provisioner, &other_event).await;
     assert_eq!(record.reason, Some(ReasonCode::CaNotActive), "{}", record.message);
-    assert_eq!(calls(&record, Operation::DescribeCACertificate), 1);
+    assert_eq!(calls(&record, Operation::DescribeCACertificate), 0, "cached");
     assert_eq!(world.registry.certificate_status(&other_device), Some(CertificateStatus::PendingActivation));
 
     // A certificate that is not PENDING, of a CA that is not ACTIVE: CERT_NOT_PENDING comes first.
@@ -418,4 +419,32 @@ fn own_document(rules: &Arc<Rules>, device: &Device) -> String {
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     let snapshot = registry.snapshot();
     snapshot["policies"][format!("jitp-{CN}")]["versions"]["1"].as_str().unwrap().to_owned()
+}
+
+/// A cold process meeting a burst asks for the CA once: the events that need it while it is being fetched wait for
+/// that one call (single-flight), then take it from the cache. Many rounds, with registry latency so that every
+/// event of a round is in flight while the first DescribeCACertificate is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_burst_asks_for_the_ca_once() {
+    for round in 0..10u64 {
+        let registry = MemoryRegistry::new().with_latency(Duration::from_millis(5), Duration::from_millis(25));
+        let world = World::new(registry, Mode::PerThing);
+        let events: Vec<String> = (0..16u64)
+            .map(|i| world.register(&ca().issue(&Device::new(&format!("sensor-{:012x}", round * 100 + i))).pem).1)
+            .collect();
+        let provisioner = Arc::new(world.process(settings()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for event in events {
+            let provisioner = provisioner.clone();
+            tasks.spawn(async move { run(&provisioner, &event).await });
+        }
+        let mut asked = 0;
+        while let Some(record) = tasks.join_next().await {
+            let record = record.unwrap();
+            assert_eq!(record.outcome, jitp_core::audit::Outcome::Provisioned, "{}", record.message);
+            asked += record.api_calls.get(&Operation::DescribeCACertificate).copied().unwrap_or(0);
+        }
+        assert_eq!(asked, 1, "round {round}: one DescribeCACertificate for 16 cold events");
+        assert_eq!(world.registry.call_counts().get(&Operation::DescribeCACertificate), Some(&1));
+    }
 }
