@@ -32,6 +32,8 @@ fn dir() -> &'static Path {
 struct Fixed {
     ca: Certificate,
     ca_id: CaCertificateId,
+    /// The fixed CA as the repository's profiles see it (checked once, as the workflow's cache does).
+    registered: decide::RegisteredCa,
     repo: Rules,
     fuzz: Rules,
     aws: AwsContext,
@@ -45,7 +47,8 @@ fn fixed() -> &'static Fixed {
         let repo = Rules::load(dir().join("../templates/jitp.toml")).expect("the repository's jitp.toml loads");
         let fuzz_path = dir().join("fixtures/jitp-fuzz.toml");
         let fuzz = Rules::load_with(&fuzz_path, &Overrides::default()).expect("fixtures/jitp-fuzz.toml loads");
-        Fixed { ca, ca_id, repo, fuzz, aws: AwsContext::default() }
+        let registered = decide::RegisteredCa::new(repo.config(), ca_id.clone(), CA_PEM);
+        Fixed { ca, ca_id, registered, repo, fuzz, aws: AwsContext::default() }
     })
 }
 
@@ -79,7 +82,7 @@ pub fn certificate(data: &[u8]) {
         }
         let _ = cert::verify_device(&device, &f.ca, ca_ok, check);
     }
-    let input = Input { certificate_pem: data, ca: &f.ca, ca_id: &f.ca_id, now: NOW, aws: &f.aws };
+    let input = Input { certificate_pem: data, ca: &f.registered, now: NOW, aws: &f.aws };
     if let Ok(verdict) = decide::decide(&f.repo, &input) {
         assert_rendered_clean(&verdict.policy.document, verdict.thing_name.as_str(), None);
     }
@@ -181,6 +184,22 @@ fn assert_rendered_clean(document: &str, thing: &str, subject: Option<(&Subject,
     }
 }
 
+/// Arbitrary bytes as a CRL file a profile lists (`crl = [...]`): DER or PEM, parsed by webpki. Properties: no
+/// panic; a CRL that parses round-trips through its DER; its dates are ordered as webpki read them; verifying it
+/// against the fixed CA and looking a certificate up in it end in an answer, never a panic.
+pub fn crl(data: &[u8]) {
+    let Ok(crl) = cert::Crl::from_bytes(data) else { return };
+    let again = cert::Crl::from_der(crl.der().to_vec()).expect("a parsed CRL's DER parses again");
+    assert_eq!((again.issuer(), again.this_update(), again.next_update()), (crl.issuer(), crl.this_update(), crl.next_update()));
+    assert_eq!(again.revoked_count(), crl.revoked_count());
+    let _ = (crl.crl_number(), crl.expired_at(NOW));
+    let Ok(ca) = cert::TrustedCa::check(fixed().ca.clone()) else { return };
+    if let Ok(proof) = crl.verify(&ca) {
+        // Only a CRL signed with the fixture CA's test key gets here: look the CA itself up (any certificate will do).
+        let _ = crl.revocation(&fixed().ca, proof);
+    }
+}
+
 /// The files of `dir`, sorted (none if it does not exist).
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -195,9 +214,10 @@ mod tests {
     use super::*;
 
     type Target = fn(&[u8]);
-    const TARGETS: [(&str, Target); 3] = [
+    const TARGETS: [(&str, Target); 4] = [
         ("event_parse", event_parse),
         ("certificate", certificate),
+        ("crl", crl),
         ("render", |data| {
             render(data);
         }),

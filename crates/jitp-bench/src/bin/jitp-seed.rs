@@ -238,6 +238,43 @@ fn main() {
     }
     counts.push(("render", renders.len()));
 
+    // crl: CRLs of a test CA (PEM and DER, empty and with entries, stale), and one signed with the fixed CA's key so
+    // that the fuzzer starts where the signature verifies.
+    let dir = corpus.join("crl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let crl_ca = Ca::new("jitp seed CRL CA", Alg::P256);
+    let listed: [&[u8]; 3] = [&[0x01], &[0x5a, 0x01, 0x02, 0x03], &[0x7f; 20]];
+    let crls = [
+        ("empty", crl_ca.crl(&[], NOW - DAY, NOW + 30 * DAY)),
+        ("three", crl_ca.crl(&listed, NOW - DAY, NOW + 30 * DAY)),
+        ("stale", crl_ca.crl(&listed[..1], NOW - 60 * DAY, NOW - 30 * DAY)),
+    ];
+    let mut n = 0;
+    for (name, file) in &crls {
+        write(&dir, &format!("{name}.pem"), file.pem.as_bytes());
+        write(&dir, &format!("{name}.der"), &file.der);
+        n += 2;
+    }
+    let fixed_crl = rcgen::CertificateRevocationListParams {
+        this_update: OffsetDateTime::from_unix_timestamp(NOW - DAY).unwrap(),
+        next_update: OffsetDateTime::from_unix_timestamp(NOW + 30 * DAY).unwrap(),
+        crl_number: rcgen::SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(&[0x42]),
+            revocation_time: OffsetDateTime::from_unix_timestamp(NOW - DAY).unwrap(),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    write(&dir, "fixed-ca.der", fixed_crl.der());
+    write(&dir, "fixed-ca.pem", fixed_crl.pem().unwrap().as_bytes());
+    n += 2;
+    counts.push(("crl", n));
+
     for (target, n) in counts {
         println!("{target}: {n} seeds in {}", corpus.join(target).display());
     }
