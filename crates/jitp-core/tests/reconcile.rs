@@ -1,0 +1,168 @@
+#![cfg(test)]
+//! `jitp reconcile --plan` over the embedded registry: a fleet provisioned with template v1 through the real
+//! workflow, then today's configuration changed (a narrowed topic, a deny-list entry), a retired certificate,
+//! things jitp cannot account for; the plan shows exactly those changes, pages through the listings, and
+//! writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jitp_core::audit::Outcome;
+use jitp_core::event::CertificateStatus;
+use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_core::memory::MemoryRegistry;
+use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::reason::ReasonCode;
+use jitp_core::reconcile::{Plan, Reconciler, Unaccounted};
+use jitp_core::registry::{IotRegistry, Operation, ThingSpec};
+use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
+use jitp_testkit::{Alg, Ca, Device, NOW};
+
+const SENSORS: usize = 20;
+const NARROWED_FROM: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/*","#;
+const NARROWED_TO: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/alarm","#;
+
+struct Fleet {
+    dir: ConfigDir,
+    registry: Arc<MemoryRegistry>,
+    sensors: Vec<(String, CertificateId)>,
+}
+
+async fn fleet() -> Fleet {
+    let dir = ConfigDir::shipped();
+    let registry = Arc::new(MemoryRegistry::new());
+    let ca = Ca::new("Reconcile CA", Alg::P256);
+    let ca_id: CaCertificateId = registry.register_ca(&ca.cert.pem, true).unwrap();
+    let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
+    let provisioner = Provisioner::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    let mut sensors = Vec::new();
+    let names: Vec<String> =
+        (0..SENSORS).map(|i| format!("sensor-{i:012x}")).chain(["gw-ab-0001".into(), "gw-cd-0002".into()]).collect();
+    for name in names {
+        let id = registry.register_certificate(&ca.issue(&Device::new(&name)).pem, &ca_id).unwrap();
+        let record =
+            provisioner.handle_bytes(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()).as_bytes(), NOW).await;
+        assert_eq!(record.outcome, Outcome::Provisioned, "{name}: {}", record.message);
+        if name.starts_with("sensor-") {
+            sensors.push((name, id));
+        }
+    }
+    Fleet { dir, registry, sensors }
+}
+
+async fn plan(fleet: &Fleet, page_size: u32) -> Plan {
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let reconciler = Reconciler::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, Settings::default())
+        .with_page_size(page_size);
+    let before = fleet.registry.snapshot();
+    let plan = reconciler.plan(NOW).await.unwrap();
+    assert_eq!(fleet.registry.snapshot(), before, "the plan is read-only");
+    plan
+}
+
+#[tokio::test]
+async fn todays_configuration_unchanged_is_no_drift() {
+    let fleet = fleet().await;
+    let plan = plan(&fleet, 250).await;
+    assert!(!plan.drift, "{plan:#?}");
+    assert_eq!((plan.counts.devices, plan.counts.unchanged), (SENSORS as u64 + 2, SENSORS as u64 + 2));
+    // 16 listings of one page; per device DescribeCertificate, ListThingPrincipals, GetPolicy; the CA once.
+    let calls = &plan.calls;
+    assert_eq!(calls.get(&Operation::ListThings), Some(&16));
+    for op in [Operation::DescribeCertificate, Operation::ListThingPrincipals, Operation::GetPolicy] {
+        assert_eq!(calls.get(&op), Some(&(SENSORS as u32 + 2)), "{op}");
+    }
+    assert_eq!(calls.get(&Operation::DescribeCACertificate), Some(&1));
+    assert_eq!(calls.values().sum::<u32>(), 16 + 3 * (SENSORS as u32 + 2) + 1, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_narrowed_topic_a_denied_certificate_a_retired_one_and_orphans_are_each_shown_once() {
+    let fleet = fleet().await;
+    // v2 of the sensor template narrows one topic.
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    assert!(v1.contains(NARROWED_FROM));
+    std::fs::write(&template, v1.replace(NARROWED_FROM, NARROWED_TO)).unwrap();
+    // A deny-list entry for one sensor.
+    let (denied_name, denied_id) = fleet.sensors[3].clone();
+    std::fs::write(fleet.dir.path().join("denied.txt"), format!("sha256:{denied_id}\n")).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"",
+            1,
+        )
+    });
+    // A retired certificate, a thing whose certificate does not exist, a thing whose attribute is no id.
+    let (retired_name, retired_id) = fleet.sensors[5].clone();
+    fleet.registry.update_certificate(&retired_id, CertificateStatus::Inactive).await.unwrap();
+    for (name, owner) in [("orphan-1", "ab".repeat(32)), ("orphan-2", "0-not-an-id".to_owned())] {
+        let attributes = BTreeMap::from([("jitp_certificate".to_owned(), owner)]);
+        let spec = ThingSpec { name: name.parse().unwrap(), thing_type: None, attributes };
+        fleet.registry.create_thing(&spec).await.unwrap();
+    }
+    // A thing jitp did not make is not listed at all.
+    let spec = ThingSpec { name: "someone-elses".parse().unwrap(), thing_type: None, attributes: BTreeMap::new() };
+    fleet.registry.create_thing(&spec).await.unwrap();
+
+    // Pages of one thing: every listing with more than one thing pages.
+    let plan = plan(&fleet, 1).await;
+    assert!(plan.drift);
+    let c = &plan.counts;
+    assert_eq!(c.devices, SENSORS as u64 + 4, "{c:?}");
+    assert_eq!((c.unchanged, c.thing_changes, c.errors), (2, 0, 0), "the gateways; {c:?}");
+    assert_eq!(c.policy_changes, SENSORS as u64 - 2, "every sensor but the denied and the retired one");
+    assert_eq!((c.would_reject, c.retired, c.unaccounted), (1, 1, 2));
+
+    assert_eq!(plan.policy_changes.len(), 1, "one distinct change: {:#?}", plan.policy_changes);
+    let change = &plan.policy_changes[0];
+    assert_eq!(change.devices, SENSORS as u64 - 2);
+    assert_eq!(change.examples, ["sensor-000000000000", "sensor-000000000001", "sensor-000000000002"]);
+    assert!(!change.change.missing);
+    let (added, removed) = (&change.change.added, &change.change.removed);
+    assert_eq!((added.len(), removed.len()), (1, 1), "{added:?} {removed:?}");
+    assert_eq!(added[0]["Sid"], "PublishOwnTopics");
+    let resources =
+        |s: &serde_json::Value| s["Resource"].as_array().unwrap().iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    let (new, old) = (resources(&added[0]), resources(&removed[0]));
+    assert!(new.iter().any(|r| r.ends_with(":topic/things/{{ thing_name }}/events/alarm\"")), "{new:?}");
+    assert!(old.iter().any(|r| r.ends_with(":topic/things/{{ thing_name }}/events/*\"")), "{old:?}");
+    assert_eq!(new.len(), old.len());
+
+    assert_eq!(plan.would_reject.len(), 1);
+    assert_eq!(plan.would_reject[0].change.reason, ReasonCode::CertDenied);
+    assert_eq!(plan.would_reject[0].examples, [denied_name]);
+    assert_eq!(plan.retired.len(), 1);
+    assert_eq!(plan.retired[0].change.status, CertificateStatus::Inactive);
+    assert_eq!(plan.retired[0].examples, [retired_name]);
+    let unaccounted: Vec<(Unaccounted, Vec<String>)> =
+        plan.unaccounted.iter().map(|g| (g.change.why, g.examples.clone())).collect();
+    assert_eq!(
+        unaccounted,
+        [
+            (Unaccounted::BadCertificateId, vec!["orphan-2".to_owned()]),
+            (Unaccounted::CertificateMissing, vec!["orphan-1".to_owned()])
+        ]
+    );
+    assert!(plan.calls.get(&Operation::ListThings).copied().unwrap_or(0) > 16 + 2, "pages of one: {:?}", plan.calls);
+}
+
+#[tokio::test]
+async fn paging_at_aws_page_size_lists_every_thing_once() {
+    // More things than one page of 250 in one listing: all share the first hex digit of their attribute.
+    let registry = Arc::new(MemoryRegistry::new());
+    for i in 0..300 {
+        let owner = format!("0{}", "f".repeat(63)); // the same missing certificate: unaccounted, cheap
+        let attributes = BTreeMap::from([("jitp_certificate".to_owned(), owner)]);
+        let spec = ThingSpec { name: format!("t-{i:04}").parse().unwrap(), thing_type: None, attributes };
+        registry.create_thing(&spec).await.unwrap();
+    }
+    let rules = Arc::new(Rules::load(jitp_testkit::repo_config_path()).unwrap());
+    let plan =
+        Reconciler::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default()).plan(NOW).await.unwrap();
+    assert_eq!((plan.counts.devices, plan.counts.unaccounted), (300, 300));
+    assert_eq!(plan.calls.get(&Operation::ListThings), Some(&17), "two pages for 0, one for each other digit");
+    assert_eq!(plan.unaccounted[0].examples, ["t-0000", "t-0001", "t-0002"]);
+}
