@@ -17,7 +17,7 @@ use jitp_core::reconcile::{Plan, Reconciler, Unaccounted};
 use jitp_core::registry::{IotRegistry, Operation, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
-use jitp_testkit::{Alg, Ca, Device, NOW};
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
 const SENSORS: usize = 20;
 const NARROWED_FROM: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/*","#;
@@ -25,6 +25,7 @@ const NARROWED_TO: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/ala
 
 struct Fleet {
     dir: ConfigDir,
+    ca: Ca,
     registry: Arc<MemoryRegistry>,
     sensors: Vec<(String, CertificateId)>,
 }
@@ -48,15 +49,19 @@ async fn fleet() -> Fleet {
             sensors.push((name, id));
         }
     }
-    Fleet { dir, registry, sensors }
+    Fleet { dir, ca, registry, sensors }
 }
 
 async fn plan(fleet: &Fleet, page_size: u32) -> Plan {
+    plan_at(fleet, page_size, NOW).await
+}
+
+async fn plan_at(fleet: &Fleet, page_size: u32, now: i64) -> Plan {
     let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
     let reconciler = Reconciler::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, Settings::default())
         .with_page_size(page_size);
     let before = fleet.registry.snapshot();
-    let plan = reconciler.plan(NOW).await.unwrap();
+    let plan = reconciler.plan(now).await.unwrap();
     assert_eq!(fleet.registry.snapshot(), before, "the plan is read-only");
     plan
 }
@@ -165,4 +170,31 @@ async fn paging_at_aws_page_size_lists_every_thing_once() {
     assert_eq!((plan.counts.devices, plan.counts.unaccounted), (300, 300));
     assert_eq!(plan.calls.get(&Operation::ListThings), Some(&17), "two pages for 0, one for each other digit");
     assert_eq!(plan.unaccounted[0].examples, ["t-0000", "t-0001", "t-0002"]);
+}
+
+#[tokio::test]
+async fn a_crl_published_since_and_the_clock_moving_on_are_rejections_by_reason() {
+    let fleet = fleet().await;
+    let (revoked_name, _) = &fleet.sensors[7];
+    let serial = Device::new(revoked_name).serial; // what the fleet's certificate was issued with
+    let crl = fleet.ca.crl(&[&serial], NOW - DAY, NOW + 30 * DAY);
+    std::fs::write(fleet.dir.path().join("revoked.crl"), &crl.pem).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ncrl = [\"revoked.crl\"]",
+            1,
+        )
+    });
+    let plan = plan(&fleet, 250).await;
+    assert_eq!(plan.counts.would_reject, 1, "{:#?}", plan.would_reject);
+    assert_eq!(plan.would_reject[0].change.reason, ReasonCode::CertRevoked);
+    assert_eq!(plan.would_reject[0].examples, [revoked_name.as_str()]);
+    assert_eq!(plan.counts.unchanged, SENSORS as u64 + 1);
+
+    // A year and a day on, every certificate has expired (the CRL too: CERT_EXPIRED is checked first).
+    let later = plan_at(&fleet, 250, NOW + 366 * DAY).await;
+    assert_eq!(later.counts.would_reject, SENSORS as u64 + 2);
+    assert_eq!(later.would_reject.len(), 1, "{:#?}", later.would_reject);
+    assert_eq!(later.would_reject[0].change.reason, ReasonCode::CertExpired);
 }
