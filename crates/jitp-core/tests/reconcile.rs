@@ -198,3 +198,16 @@ async fn a_crl_published_since_and_the_clock_moving_on_are_rejections_by_reason(
     assert_eq!(later.would_reject.len(), 1, "{:#?}", later.would_reject);
     assert_eq!(later.would_reject[0].change.reason, ReasonCode::CertExpired);
 }
+
+#[tokio::test]
+async fn a_ca_deactivated_since_is_ca_not_active_for_every_device_it_signed() {
+    let fleet = fleet().await;
+    let ca_id = fleet.registry.register_ca(&fleet.ca.cert.pem, true).unwrap(); // idempotent: its id
+    fleet.registry.set_ca_status(&ca_id, jitp_core::registry::CaStatus::Inactive);
+    let plan = plan(&fleet, 250).await;
+    assert_eq!(plan.counts.would_reject, SENSORS as u64 + 2);
+    assert_eq!(plan.would_reject.len(), 1);
+    assert_eq!(plan.would_reject[0].change.reason, ReasonCode::CaNotActive);
+    assert_eq!(plan.calls.get(&Operation::DescribeCACertificate), Some(&1), "once per CA, not per device");
+    assert_eq!(plan.calls.get(&Operation::GetPolicy), None, "nothing decided, no policy read");
+}
