@@ -67,7 +67,7 @@ use crate::unix_time::rfc3339;
 
 /// Example things shown per group.
 pub const EXAMPLES: usize = 3;
-/// Devices looked at concurrently (the lanes pace them; this only keeps the lanes busy).
+/// Devices looked at concurrently at most (the lanes pace them; this only keeps the lanes busy).
 const CONCURRENCY: usize = 16;
 /// What a device's own thing name is written as in a grouped policy diff.
 pub const THING_PLACEHOLDER: &str = "{{ thing_name }}";
@@ -579,6 +579,7 @@ impl Reconciler {
     pub async fn plan(&self, now: i64) -> Result<Plan, Error> {
         let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
+        let concurrency = self.concurrency();
         let mut builder = PlanBuilder::default();
         for filter in listings(self.page_size) {
             let mut token: Option<String> = None;
@@ -590,7 +591,7 @@ impl Reconciler {
                         let assessed = self.device(&thing, now, tally, memo).await;
                         (thing.name, assessed)
                     })
-                    .buffer_unordered(CONCURRENCY)
+                    .buffer_unordered(concurrency)
                     .collect()
                     .await;
                 for (name, assessed) in looked {
@@ -607,6 +608,23 @@ impl Reconciler {
         }
         let config = self.rules.config().path.display().to_string();
         Ok(builder.finish(now, &config, tally.into_calls().by_operation))
+    }
+
+    /// Devices in flight: enough to keep the lanes busy, few enough that the queue on the slowest lane a device
+    /// uses stays within half the retry deadline (a call that waits longer for its slot fails). With AWS's
+    /// defaults that is [`CONCURRENCY`]; with a small share of the quotas (`--quota-instances`) it is fewer.
+    fn concurrency(&self) -> usize {
+        let slowest = [Operation::DescribeCertificate, Operation::ListThingPrincipals, Operation::GetPolicy]
+            .into_iter()
+            .filter_map(|op| self.pacer.ceiling(op))
+            .min_by(f64::total_cmp);
+        match slowest {
+            None => CONCURRENCY,
+            Some(rate) => {
+                let queue = rate * self.settings.retry_deadline.as_secs_f64() / 2.0;
+                if queue.is_finite() && queue >= 1.0 { (queue as usize).min(CONCURRENCY) } else { 1 }
+            }
+        }
     }
 
     async fn device(

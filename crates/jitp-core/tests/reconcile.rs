@@ -211,3 +211,19 @@ async fn a_ca_deactivated_since_is_ca_not_active_for_every_device_it_signed() {
     assert_eq!(plan.calls.get(&Operation::DescribeCACertificate), Some(&1), "once per CA, not per device");
     assert_eq!(plan.calls.get(&Operation::GetPolicy), None, "nothing decided, no policy read");
 }
+
+/// Paced at a hundredth of AWS's quotas (ListThingPrincipals at one call in 10 s), the plan looks at one device
+/// at a time so that no call waits past the retry deadline for its slot: complete, no errors.
+#[tokio::test(start_paused = true)]
+async fn a_small_share_of_the_quotas_slows_the_plan_and_fails_no_device() {
+    let fleet = fleet().await;
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let pacing = jitp_core::pacing::Pacing { instances: 100, ..jitp_core::pacing::Pacing::default() };
+    let settings = Settings { pacing: Some(pacing), ..Settings::default() };
+    let started = tokio::time::Instant::now();
+    let plan =
+        Reconciler::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, settings).plan(NOW).await.unwrap();
+    assert_eq!((plan.counts.errors, plan.counts.unchanged), (0, SENSORS as u64 + 2), "{:?}", plan.errors);
+    // 22 ListThingPrincipals at 0.1 a second: at least 21 intervals of 10 s.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(210), "{:?}", started.elapsed());
+}
