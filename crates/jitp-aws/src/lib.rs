@@ -30,7 +30,7 @@ use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::registry::{
     CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
-    RegistryError, ThingDescription, ThingSpec,
+    RegistryError, ThingDescription, ThingFilter, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 
@@ -442,6 +442,36 @@ impl IotRegistry for AwsRegistry {
     async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError> {
         let request = self.client.detach_thing_principal().thing_name(thing.as_str()).principal(principal).send();
         call(Operation::DetachThingPrincipal, request).await.map(drop)
+    }
+
+    async fn list_things(&self, filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError> {
+        const OP: Operation = Operation::ListThings;
+        let request = self
+            .client
+            .list_things()
+            .attribute_name(&filter.attribute_name)
+            .attribute_value(&filter.attribute_value)
+            .use_prefix_attribute_value(filter.prefix)
+            .max_results(i32::try_from(filter.max_results).unwrap_or(i32::MAX))
+            .set_next_token(next_token.map(str::to_owned))
+            .send();
+        let page = call(OP, request).await?;
+        let things = page
+            .things
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let name = t.thing_name.ok_or_else(|| malformed(OP, "has a thing without thingName"))?;
+                let name = name.parse().map_err(|e| malformed(OP, &format!("names a thing jitp cannot name ({e})")))?;
+                Ok(ThingDescription {
+                    name,
+                    thing_type: t.thing_type_name.filter(|t| !t.is_empty()),
+                    attributes: t.attributes.unwrap_or_default().into_iter().collect(),
+                    version: t.version,
+                })
+            })
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        Ok(ThingPage { things, next_token: page.next_token.filter(|t| !t.is_empty()) })
     }
 }
 

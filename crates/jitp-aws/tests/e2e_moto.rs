@@ -386,7 +386,8 @@ macro_rules! slow {
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::PolicyName;
 use jitp_core::registry::{
-    CaDescription, CertificateDescription, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingSpec,
+    CaDescription, CertificateDescription, PolicyDescription, PolicyVersion, RegistryError, ThingDescription,
+    ThingFilter, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 slow! {
@@ -407,6 +408,7 @@ slow! {
     list_attached_policies(target: &str) -> Result<Vec<PolicyName>, RegistryError>;
     attach_thing_principal(thing: &ThingName, principal: &str, exclusive: bool) -> Result<(), RegistryError>;
     detach_thing_principal(thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
+    list_things(filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
 }
 
 /// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,

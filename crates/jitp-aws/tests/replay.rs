@@ -19,7 +19,7 @@ use aws_smithy_types::body::SdkBody;
 use jitp_aws::AwsRegistry;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::registry::{CaStatus, IotRegistry, RegistryError, ThingSpec};
+use jitp_core::registry::{CaStatus, IotRegistry, RegistryError, ThingFilter, ThingSpec};
 use jitp_core::thing::ThingName;
 
 const CERT_ID: &str = "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a09080706050403020100a";
@@ -178,6 +178,16 @@ error_mapping_tests! {
     errors_attach_policy, "AttachPolicy", |r| r.attach_policy(&policy(), ARN);
     errors_list_attached_policies, "ListAttachedPolicies", |r| r.list_attached_policies(ARN);
     errors_attach_thing_principal, "AttachThingPrincipal", |r| r.attach_thing_principal(&thing(), ARN, true);
+    errors_list_things, "ListThings", |r| r.list_things(&owner_filter(), None);
+}
+
+fn owner_filter() -> ThingFilter {
+    ThingFilter {
+        attribute_name: "jitp_certificate".into(),
+        attribute_value: "0".into(),
+        prefix: true,
+        max_results: 250,
+    }
 }
 
 // ---- answers and requests, operation by operation ----
@@ -398,6 +408,34 @@ async fn an_error_on_a_later_page_is_the_answer() {
     ]);
     let err = registry.list_thing_principals(&thing()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Throttled(_)), "{err}");
+}
+
+#[tokio::test]
+async fn list_things_sends_the_attribute_filter_and_pages_with_the_token() {
+    let first = r#"{"things":[{"thingName":"sensor-0a1b2c3d4e5f","thingTypeName":"sensor","thingArn":"arn",
+        "attributes":{"jitp_certificate":"0f0e","batch":"b1"},"version":2},{"thingName":"bare","version":1}],
+        "nextToken":"page-2"}"#;
+    let (registry, http) = replay(vec![json(200, first), json(200, r#"{"things":[],"nextToken":""}"#)]);
+    let page = registry.list_things(&owner_filter(), None).await.unwrap();
+    assert_eq!(page.next_token.as_deref(), Some("page-2"));
+    assert_eq!(page.things.len(), 2);
+    let t = &page.things[0];
+    assert_eq!((t.name.as_str(), t.thing_type.as_deref(), t.version), ("sensor-0a1b2c3d4e5f", Some("sensor"), 2));
+    assert_eq!(t.attributes.get("jitp_certificate").map(String::as_str), Some("0f0e"));
+    assert_eq!((page.things[1].thing_type.as_deref(), page.things[1].attributes.len()), (None, 0));
+    let last = registry.list_things(&owner_filter(), Some("page-2")).await.unwrap();
+    assert_eq!((last.things.len(), last.next_token), (0, None), "an empty nextToken is the last page");
+
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "GET");
+    let uri = reqs[0].uri();
+    assert!(uri.contains("/things?") || uri.contains("/things&"), "{uri}");
+    for part in ["attributeName=jitp_certificate", "attributeValue=0", "usePrefixAttributeValue=true", "maxResults=250"]
+    {
+        assert!(uri.contains(part), "{part} in {uri}");
+    }
+    assert!(!uri.contains("nextToken"), "{uri}");
+    assert!(reqs[1].uri().contains("nextToken=page-2"), "{}", reqs[1].uri());
 }
 
 #[tokio::test]

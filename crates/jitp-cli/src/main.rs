@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod lint;
 mod provision;
+mod reconcile;
 #[cfg(feature = "server")]
 mod serve;
 
@@ -34,6 +35,9 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Register a CA and a device certificate in the embedded registry, as AWS IoT does on first connection.
     Register(provision::RegisterArgs),
+    /// Show what today's configuration would change on the devices already provisioned (--plan; read-only).
+    /// Exit 0 no drift, 2 drift found, 1 error.
+    Reconcile(reconcile::ReconcileArgs),
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
     /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
@@ -66,6 +70,14 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(provision::run(&args)))
         }
         Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
+        Command::Reconcile(args) => {
+            // Standard output is the plan; the log goes to standard error.
+            log(Target::Stderr);
+            runtime().map(|rt| rt.block_on(reconcile::run(&args))).or_else(|e| {
+                eprintln!("jitp: {e:#}");
+                Ok(ExitCode::from(1))
+            })
+        }
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
         #[cfg(feature = "server")]
         Command::Serve(args) => {

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod profile;
 pub mod provision;
 pub mod reason;
+pub mod reconcile;
 pub mod registry;
 pub mod review;
 pub mod rules;

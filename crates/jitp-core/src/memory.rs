@@ -24,8 +24,8 @@ use crate::event::CertificateStatus;
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Quotas;
 use crate::registry::{
-    CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
-    RegistryError, ThingDescription, ThingSpec,
+    CaDescription, CaStatus, CertificateDescription, IotRegistry, MAX_THINGS_PER_PAGE, Operation, PolicyDescription,
+    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingPage, ThingSpec,
 };
 use crate::thing::ThingName;
 
@@ -160,7 +160,13 @@ struct Runtime {
     latency: Option<(Duration, Duration)>,
     /// Every call's span, when [`MemoryRegistry::with_call_log`] asked for it.
     log: Option<Vec<CallSpan>>,
+    /// ListThings pages hold at most this many things, whatever `maxResults` asks ([`MemoryRegistry::with_page_size`]).
+    page_size: Option<u32>,
 }
+
+/// ListThings' `nextToken` of this registry: the name of the last thing of the page before. AWS's tokens are
+/// opaque; callers only pass them back.
+const THINGS_TOKEN: &str = "jitp-memory-things-after:";
 
 /// The in-memory registry.
 #[derive(Debug)]
@@ -247,6 +253,13 @@ impl MemoryRegistry {
     /// events interleave as widely as they do against AWS (tens of milliseconds a call).
     pub fn with_latency(self, min: Duration, max: Duration) -> Self {
         lock(&self.runtime).latency = Some((min, max.max(min)));
+        self
+    }
+
+    /// Cap ListThings pages at `things` (at least 1), so that tests page through a few things as a fleet pages
+    /// through 250 a page.
+    pub fn with_page_size(self, things: u32) -> Self {
+        lock(&self.runtime).page_size = Some(things.max(1));
         self
     }
 
@@ -733,6 +746,56 @@ impl IotRegistry for MemoryRegistry {
         });
         self.finish(Operation::DetachThingPrincipal, after, CertificateId::from_arn(principal).as_ref(), r)
     }
+
+    async fn list_things(&self, filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError> {
+        let after = self.admit(Operation::ListThings).await?;
+        let page_size = lock(&self.runtime).page_size;
+        let r = self.with_state(|s| {
+            if !(1..=MAX_THINGS_PER_PAGE).contains(&filter.max_results) {
+                return Err(RegistryError::InvalidRequest(format!(
+                    "maxResults {} is not from 1 to {MAX_THINGS_PER_PAGE}",
+                    filter.max_results
+                )));
+            }
+            let limit = filter.max_results.min(page_size.unwrap_or(u32::MAX)) as usize;
+            let start = match next_token {
+                None => None,
+                Some(token) => match token.strip_prefix(THINGS_TOKEN).map(str::parse::<ThingName>) {
+                    Some(Ok(name)) => Some(name),
+                    _ => return Err(RegistryError::InvalidRequest(format!("nextToken {token:?} is not valid"))),
+                },
+            };
+            let matches = |t: &Thing| {
+                t.attributes.get(&filter.attribute_name).is_some_and(|v| {
+                    if filter.prefix { v.starts_with(&filter.attribute_value) } else { *v == filter.attribute_value }
+                })
+            };
+            let range = match &start {
+                Some(name) => {
+                    s.things.range::<ThingName, _>((std::ops::Bound::Excluded(name), std::ops::Bound::Unbounded))
+                }
+                None => s.things.range::<ThingName, _>(..),
+            };
+            let mut found = range.filter(|(_, t)| matches(t));
+            let things: Vec<ThingDescription> = found
+                .by_ref()
+                .take(limit)
+                .map(|(name, t)| ThingDescription {
+                    name: name.clone(),
+                    thing_type: t.thing_type.clone(),
+                    attributes: t.attributes.clone(),
+                    version: t.version,
+                })
+                .collect();
+            let more = found.next().is_some();
+            let next_token = match things.last() {
+                Some(last) if more => Some(format!("{THINGS_TOKEN}{}", last.name)),
+                _ => None,
+            };
+            Ok(ThingPage { things, next_token })
+        });
+        self.finish(Operation::ListThings, after, None, r)
+    }
 }
 
 #[cfg(test)]
@@ -769,6 +832,50 @@ mod tests {
         assert!(matches!(empty.describe_certificate(&id).await, Err(RegistryError::Throttled(_))));
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(matches!(empty.describe_certificate(&id).await, Err(RegistryError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn list_things_filters_by_attribute_exactly_or_by_prefix_and_pages_with_a_token() {
+        let registry = MemoryRegistry::new().with_page_size(2);
+        for (name, value) in [("a", "0abc"), ("b", "0abd"), ("c", "1abc"), ("d", "0abc"), ("e", "0")] {
+            let spec = ThingSpec {
+                name: name.parse().unwrap_or_else(|e| unreachable!("{e}")),
+                thing_type: None,
+                attributes: BTreeMap::from([("owner".to_owned(), value.to_owned())]),
+            };
+            registry.create_thing(&spec).await.unwrap_or_else(|e| unreachable!("{e}"));
+        }
+        let filter = |value: &str, prefix: bool| ThingFilter {
+            attribute_name: "owner".into(),
+            attribute_value: value.into(),
+            prefix,
+            max_results: MAX_THINGS_PER_PAGE,
+        };
+        let all = |filter: ThingFilter| {
+            let registry = &registry;
+            async move {
+                let (mut names, mut token, mut pages) = (Vec::new(), None::<String>, 0);
+                loop {
+                    let page =
+                        registry.list_things(&filter, token.as_deref()).await.unwrap_or_else(|e| unreachable!("{e}"));
+                    assert!(page.things.len() <= 2);
+                    pages += 1;
+                    names.extend(page.things.into_iter().map(|t| t.name.to_string()));
+                    match page.next_token {
+                        Some(next) => token = Some(next),
+                        None => return (names, pages),
+                    }
+                }
+            }
+        };
+        assert_eq!(all(filter("0abc", false)).await, (vec!["a".to_owned(), "d".to_owned()], 1));
+        assert_eq!(all(filter("0", true)).await, (vec!["a".into(), "b".into(), "d".into(), "e".into()], 2));
+        assert_eq!(all(filter("0", false)).await, (vec!["e".to_owned()], 1));
+        assert_eq!(all(filter("2", true)).await, (Vec::new(), 1));
+        let bad = registry.list_things(&filter("0", true), Some("nonsense")).await;
+        assert!(matches!(bad, Err(RegistryError::InvalidRequest(_))), "{bad:?}");
+        let too_many = registry.list_things(&ThingFilter { max_results: 251, ..filter("0", true) }, None).await;
+        assert!(matches!(too_many, Err(RegistryError::InvalidRequest(_))), "{too_many:?}");
     }
 
     #[tokio::test]

@@ -57,7 +57,8 @@ impl Quotas {
             | O::CreatePolicyVersion
             | O::DeletePolicyVersion
             | O::ListPolicyVersions
-            | O::ListThingPrincipals => 10.0,
+            | O::ListThingPrincipals
+            | O::ListThings => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

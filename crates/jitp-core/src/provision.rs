@@ -216,13 +216,13 @@ impl From<Rejection> for Stop<'_> {
     }
 }
 
-fn registry_error(operation: Operation, source: RegistryError) -> Error {
+pub(crate) fn registry_error(operation: Operation, source: RegistryError) -> Error {
     Error::Registry { operation, source }
 }
 
 /// Per-event bookkeeping: calls, retries, time waited for quota. Shared by reference between calls that run
-/// at once.
-struct Tally<'a> {
+/// at once. `reconcile` makes its calls through one too: every call paced and retried the workflow's way.
+pub(crate) struct Tally<'a> {
     registry: &'a dyn IotRegistry,
     settings: &'a Settings,
     pacer: &'a Pacer,
@@ -232,7 +232,7 @@ struct Tally<'a> {
 }
 
 impl<'a> Tally<'a> {
-    fn new(registry: &'a dyn IotRegistry, settings: &'a Settings, pacer: &'a Pacer) -> Self {
+    pub(crate) fn new(registry: &'a dyn IotRegistry, settings: &'a Settings, pacer: &'a Pacer) -> Self {
         Self {
             registry,
             settings,
@@ -245,7 +245,7 @@ impl<'a> Tally<'a> {
 
     /// Make one registry call, each attempt in its slot of the operation's quota, retrying transient failures
     /// with jittered exponential backoff until the deadline (waiting for a slot counts towards it).
-    async fn call<T, F, Fut>(&self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
     where
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
@@ -292,7 +292,7 @@ impl<'a> Tally<'a> {
     }
 
     /// Like `call`, with any non-transient error a hard failure.
-    async fn must<T, F, Fut>(&self, op: Operation, f: F) -> Result<T, Error>
+    pub(crate) async fn must<T, F, Fut>(&self, op: Operation, f: F) -> Result<T, Error>
     where
         F: Fn(&'a dyn IotRegistry) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
@@ -316,7 +316,7 @@ impl<'a> Tally<'a> {
         }
     }
 
-    fn into_calls(self) -> Calls {
+    pub(crate) fn into_calls(self) -> Calls {
         Calls {
             by_operation: self.calls.into_inner().unwrap_or_default(),
             retries: self.retries.into_inner(),
@@ -953,7 +953,7 @@ impl Provisioner {
 }
 
 /// Documents are equal if they are the same JSON (AWS may reformat what it stores).
-fn same_document(a: &str, b: &str) -> bool {
+pub(crate) fn same_document(a: &str, b: &str) -> bool {
     match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,

@@ -73,6 +73,7 @@ pub enum Operation {
     ListAttachedPolicies,
     AttachThingPrincipal,
     DetachThingPrincipal,
+    ListThings,
 }
 
 impl Operation {
@@ -95,6 +96,7 @@ impl Operation {
         Self::ListAttachedPolicies,
         Self::AttachThingPrincipal,
         Self::DetachThingPrincipal,
+        Self::ListThings,
     ];
 
     /// The AWS API name.
@@ -117,6 +119,7 @@ impl Operation {
             Self::ListAttachedPolicies => "ListAttachedPolicies",
             Self::AttachThingPrincipal => "AttachThingPrincipal",
             Self::DetachThingPrincipal => "DetachThingPrincipal",
+            Self::ListThings => "ListThings",
         }
     }
 
@@ -141,6 +144,7 @@ impl Operation {
             Self::ListAttachedPolicies => "iot:ListAttachedPolicies",
             Self::AttachThingPrincipal => "iot:AttachThingPrincipal",
             Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
+            Self::ListThings => "iot:ListThings",
         }
     }
 }
@@ -223,6 +227,33 @@ pub struct ThingDescription {
     pub version: i64,
 }
 
+/// ListThings' filter: the things whose attribute `attribute_name` equals `attribute_value` or, with `prefix`
+/// (AWS's `usePrefixAttributeValue`), starts with it. jitp only ever lists by attribute, so both are required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingFilter {
+    /// `attributeName`.
+    pub attribute_name: String,
+    /// `attributeValue`.
+    pub attribute_value: String,
+    /// `usePrefixAttributeValue`: a prefix match instead of an exact one.
+    pub prefix: bool,
+    /// `maxResults`: at most [`MAX_THINGS_PER_PAGE`] things per page.
+    pub max_results: u32,
+}
+
+/// The most things one ListThings page holds (AWS's `maxResults` limit).
+pub const MAX_THINGS_PER_PAGE: u32 = 250;
+
+/// One page of ListThings: the things (name, type, attributes, version: what ListThings' `ThingAttribute`
+/// carries, the same fields as DescribeThing's answer) and the token of the next page, if there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingPage {
+    /// The things of this page.
+    pub things: Vec<ThingDescription>,
+    /// `nextToken`: pass it back for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
 /// GetPolicy's answer (the default version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDescription {
@@ -286,4 +317,6 @@ pub trait IotRegistry: Send + Sync {
     ) -> Result<(), RegistryError>;
     /// DetachThingPrincipal (idempotent: detaching what is not attached succeeds).
     async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
+    /// ListThings, one page: the things matching `filter`, from `next_token` (a previous page's) or the start.
+    async fn list_things(&self, filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
 }

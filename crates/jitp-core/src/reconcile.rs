@@ -1,0 +1,813 @@
+//! `jitp reconcile --plan`: what today's configuration would change on the devices jitp already provisioned.
+//!
+//! jitp governs a device at its first connection; a template tightened since, or a deny-list entry added since,
+//! reaches no device already provisioned. The plan re-decides every provisioned device with today's
+//! configuration and clock ([`decide::decide`], the workflow's one code path) and compares the verdict with
+//! what the registry holds. It writes nothing: every call it makes is a read.
+//!
+//! # Inventory: the things jitp made
+//!
+//! Every thing jitp creates carries [`CERTIFICATE_ATTRIBUTE`] = the id of the certificate that owns it (64
+//! lowercase hex digits). The inventory is 16 ListThings listings, `attributeName = jitp_certificate`,
+//! `attributeValue = <one hex digit>`, `usePrefixAttributeValue = true` ([`listings`]):
+//!
+//! - ListThings with an attribute filter scales with the things jitp made, not with the account's things (an
+//!   account may hold millions that jitp never saw);
+//! - fleet indexing (SearchIndex) would answer in one query, but it is an account option, billed, that jitp
+//!   cannot assume is on;
+//! - the policy name prefix would find policies, not things (and a shared policy names no thing at all);
+//! - the 16 prefixes are disjoint and together cover every id jitp writes, so no thing is listed twice and
+//!   each listing is a unit a later `--apply` can resume from. A value that does not start with a lowercase
+//!   hex digit is not listed at all: jitp never writes one.
+//!
+//! # What one device costs
+//!
+//! Per device: DescribeCertificate (the PEM, status and CA) and ListThingPrincipals (is that certificate
+//! attached to the thing?) at once, then GetPolicy of the verdict's policy (per-thing mode; a shared policy is
+//! read once per run): **3 calls** (2 in shared mode), plus 1/250 of a ListThings page. DescribeCACertificate is
+//! made once per CA per run. Under AWS's default quotas ([`crate::pacing::Quotas::aws_defaults`]) the slowest
+//! lane for those calls is ListThingPrincipals at 10 a second: 10 devices a second, 100,000 devices in about
+//! 2 h 47 min (GetPolicy alone would allow 15 a second, DescribeCertificate 100). The thing itself comes with
+//! its ListThings page: no DescribeThing.
+//!
+//! # Groups
+//!
+//! Each device is `unchanged`, or has a policy change and/or a thing change (`policy_changes`,
+//! `thing_changes`), or `would_reject` (an ACTIVE certificate today's configuration refuses, by reason code),
+//! or is `retired` (its certificate is INACTIVE or REVOKED: jitp decides nothing about it), or `unaccounted`
+//! (the attribute is not a certificate id, the certificate is gone, not attached to the thing, still PENDING,
+//! or names no CA). A device whose calls failed is listed under `errors`.
+//!
+//! The classification ([`assess`]) and the grouping ([`PlanBuilder`]) are pure; [`Reconciler::plan`] makes the
+//! calls. Policy diffs are grouped by their statements with the device's own thing name written
+//! `{{ thing_name }}` (where it is a path segment of a resource: `client/<thing>`, `topic/things/<thing>/...`),
+//! so that one template change to 100,000 per-thing policies is one group, shown once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decide::{self, Input, RegisteredCa, Verdict};
+use crate::error::Error;
+use crate::event::CertificateStatus;
+use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use crate::pacing::Pacer;
+use crate::profile::PolicyMode;
+use crate::provision::{Settings, Tally, registry_error, same_document};
+use crate::reason::{ReasonCode, Rejection, reject};
+use crate::registry::{
+    CaStatus, IotRegistry, MAX_THINGS_PER_PAGE, Operation, RegistryError, ThingDescription, ThingFilter,
+};
+use crate::rules::Rules;
+use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
+use crate::unix_time::rfc3339;
+
+/// Example things shown per group.
+pub const EXAMPLES: usize = 3;
+/// Devices looked at concurrently at most (the lanes pace them; this only keeps the lanes busy).
+const CONCURRENCY: usize = 16;
+/// What a device's own thing name is written as in a grouped policy diff.
+pub const THING_PLACEHOLDER: &str = "{{ thing_name }}";
+
+/// The 16 ListThings listings of the inventory: `jitp_certificate` starting with each hex digit (see the
+/// module docs for why).
+pub fn listings(max_results: u32) -> Vec<ThingFilter> {
+    "0123456789abcdef"
+        .chars()
+        .map(|digit| ThingFilter {
+            attribute_name: CERTIFICATE_ATTRIBUTE.to_owned(),
+            attribute_value: digit.to_string(),
+            prefix: true,
+            max_results: max_results.clamp(1, MAX_THINGS_PER_PAGE),
+        })
+        .collect()
+}
+
+/// What the registry holds for one device, as far as the plan needed to look, and today's decision.
+#[derive(Debug, Clone)]
+pub enum Observed<'c> {
+    /// The thing's `jitp_certificate` is not a certificate id.
+    BadCertificateId,
+    /// DescribeCertificate: no such certificate.
+    CertificateMissing,
+    /// The certificate exists but is not attached to the thing.
+    NotAttached,
+    /// The certificate's status, when it is not ACTIVE.
+    Status(CertificateStatus),
+    /// The registry does not say which CA issued the certificate: nothing to decide against.
+    CaNotNamed,
+    /// Today's configuration refuses the certificate.
+    Refused(Rejection),
+    /// Today's configuration accepts it; `current_policy`: the default document of the verdict's policy, `None`
+    /// if no policy has that name.
+    Accepted {
+        /// The verdict.
+        verdict: Box<Verdict<'c>>,
+        /// GetPolicy's default document.
+        current_policy: Option<String>,
+    },
+}
+
+/// Why a device is unaccounted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unaccounted {
+    /// `jitp_certificate` is not 64 lowercase hex digits.
+    BadCertificateId,
+    /// The certificate does not exist.
+    CertificateMissing,
+    /// The certificate is not attached to the thing.
+    NotAttached,
+    /// The certificate is still PENDING_ACTIVATION: a provisioning that did not finish (its redelivered event
+    /// completes it).
+    CertificatePending,
+    /// The registry names no CA for the certificate.
+    CaNotNamed,
+}
+
+/// A value before and after (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    /// In the registry now.
+    pub from: Option<String>,
+    /// What today's configuration makes it.
+    pub to: Option<String>,
+}
+
+/// How the thing differs from today's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ThingDiff {
+    /// The verdict names another thing (the thing name template changed).
+    pub name: Option<Change>,
+    /// The thing type.
+    pub thing_type: Option<Change>,
+    /// Attributes added, removed or changed, by name.
+    pub attributes: BTreeMap<String, Change>,
+}
+
+/// How the policy's default version differs from today's rendered document: statements compared as canonical
+/// JSON objects (keys sorted), the device's thing name written [`THING_PLACEHOLDER`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyDiff {
+    /// No policy has the verdict's name: every statement is added.
+    pub missing: bool,
+    /// Statements today's document has and the registry's does not.
+    pub added: Vec<Value>,
+    /// Statements the registry's document has and today's does not.
+    pub removed: Vec<Value>,
+}
+
+/// One device's place in the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessment {
+    /// Today's verdict is what the registry holds.
+    Unchanged,
+    /// The policy, the thing, or both would change.
+    Drift {
+        /// The policy's change.
+        policy: Option<PolicyDiff>,
+        /// The thing's change.
+        thing: Option<ThingDiff>,
+    },
+    /// An ACTIVE certificate today's configuration refuses.
+    WouldReject(Rejection),
+    /// The certificate is INACTIVE, REVOKED (or another status jitp does not provision from).
+    Retired(CertificateStatus),
+    /// A thing with the attribute that jitp cannot account for.
+    Unaccounted(Unaccounted),
+}
+
+/// Classify one device (pure): its thing as listed, its certificate id, and what the plan observed.
+pub fn assess(thing: &ThingDescription, certificate: &CertificateId, observed: &Observed<'_>) -> Assessment {
+    match observed {
+        Observed::BadCertificateId => Assessment::Unaccounted(Unaccounted::BadCertificateId),
+        Observed::CertificateMissing => Assessment::Unaccounted(Unaccounted::CertificateMissing),
+        Observed::NotAttached => Assessment::Unaccounted(Unaccounted::NotAttached),
+        Observed::CaNotNamed => Assessment::Unaccounted(Unaccounted::CaNotNamed),
+        Observed::Status(CertificateStatus::PendingActivation) => {
+            Assessment::Unaccounted(Unaccounted::CertificatePending)
+        }
+        Observed::Status(CertificateStatus::Active) => Assessment::Unchanged,
+        Observed::Status(status) => Assessment::Retired(*status),
+        Observed::Refused(rejection) => Assessment::WouldReject(rejection.clone()),
+        Observed::Accepted { verdict, current_policy } => {
+            let policy = policy_diff(current_policy.as_deref(), &verdict.policy.document, &thing.name);
+            let thing = thing_diff(thing, verdict, certificate);
+            if policy.is_none() && thing.is_none() {
+                Assessment::Unchanged
+            } else {
+                Assessment::Drift { policy, thing }
+            }
+        }
+    }
+}
+
+/// The thing as today's verdict would create it, against the thing as it is (pure). `None`: the same.
+pub fn thing_diff(thing: &ThingDescription, verdict: &Verdict<'_>, certificate: &CertificateId) -> Option<ThingDiff> {
+    let mut want: BTreeMap<String, String> =
+        verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    want.insert(CERTIFICATE_ATTRIBUTE.to_owned(), certificate.to_string());
+    let change = |from: Option<&String>, to: Option<&String>| {
+        (from != to).then(|| Change { from: from.cloned(), to: to.cloned() })
+    };
+    let names: BTreeSet<&String> = want.keys().chain(thing.attributes.keys()).collect();
+    let attributes: BTreeMap<String, Change> = names
+        .into_iter()
+        .filter_map(|k| change(thing.attributes.get(k), want.get(k)).map(|c| (k.clone(), c)))
+        .collect();
+    let diff = ThingDiff {
+        name: change(Some(&thing.name.to_string()), Some(&verdict.thing_name.to_string())),
+        thing_type: change(thing.thing_type.as_ref(), verdict.thing_type.as_ref()),
+        attributes,
+    };
+    (diff.name.is_some() || diff.thing_type.is_some() || !diff.attributes.is_empty()).then_some(diff)
+}
+
+/// The registry's policy document (`None`: no such policy) against today's (pure). `None`: the same JSON.
+pub fn policy_diff(current: Option<&str>, rendered: &str, thing: &ThingName) -> Option<PolicyDiff> {
+    if let Some(current) = current
+        && same_document(current, rendered)
+    {
+        return None;
+    }
+    let now = statements(current.unwrap_or("{}"), thing.as_str());
+    let want = statements(rendered, thing.as_str());
+    let key = |v: &Value| v.to_string();
+    let now_keys: BTreeSet<String> = now.iter().map(key).collect();
+    let want_keys: BTreeSet<String> = want.iter().map(key).collect();
+    let mut added: Vec<Value> = want.iter().filter(|v| !now_keys.contains(&key(v))).cloned().collect();
+    let mut removed: Vec<Value> = now.iter().filter(|v| !want_keys.contains(&key(v))).cloned().collect();
+    if added.is_empty() && removed.is_empty() && current.is_some() {
+        // The same statements, another document (its Version, say): show the documents whole.
+        added = vec![generalize(canonical(parse(rendered)), thing.as_str())];
+        removed = vec![generalize(canonical(parse(current.unwrap_or("{}"))), thing.as_str())];
+    }
+    Some(PolicyDiff { missing: current.is_none(), added, removed })
+}
+
+fn parse(document: &str) -> Value {
+    serde_json::from_str(document).unwrap_or_else(|_| Value::String(document.to_owned()))
+}
+
+/// A document's statements, canonical and with the thing name generalized; a document without a Statement
+/// list is one statement.
+fn statements(document: &str, thing: &str) -> Vec<Value> {
+    let doc = parse(document);
+    let list = match doc.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ if document == "{}" => Vec::new(),
+        _ => vec![doc],
+    };
+    list.into_iter().map(|s| generalize(canonical(s), thing)).collect()
+}
+
+/// Object keys sorted, recursively (serde_json keeps insertion order in this workspace).
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(list) => Value::Array(list.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+/// Every string with `/<thing>` (followed by `/` or its end) written `/{{ thing_name }}`.
+fn generalize(value: Value, thing: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(replace_thing(&s, thing)),
+        Value::Array(list) => Value::Array(list.into_iter().map(|v| generalize(v, thing)).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, generalize(v, thing))).collect()),
+        other => other,
+    }
+}
+
+fn replace_thing(s: &str, thing: &str) -> String {
+    let needle = format!("/{thing}");
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        out.push_str(&rest[..at]);
+        if after.is_empty() || after.starts_with('/') {
+            out.push('/');
+            out.push_str(THING_PLACEHOLDER);
+        } else {
+            out.push_str(&needle);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Devices that share one change: how many, and the first [`EXAMPLES`] thing names (in name order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group<K> {
+    /// The change (or reason, status, why) the devices share.
+    #[serde(flatten)]
+    pub change: K,
+    /// How many devices.
+    pub devices: u64,
+    /// Up to [`EXAMPLES`] of their things, by name.
+    pub examples: Vec<String>,
+}
+
+/// A rejection group's key: the reason, and the message of its first example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    /// The reason code.
+    pub reason: ReasonCode,
+    /// The first example's message.
+    pub message: String,
+}
+
+/// A retired group's key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Retired {
+    /// The certificate status.
+    pub status: CertificateStatus,
+}
+
+/// An unaccounted group's key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Why {
+    /// Why the device is unaccounted for.
+    pub why: Unaccounted,
+}
+
+/// A device whose calls failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceError {
+    /// Its thing.
+    pub thing: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// Devices per group. A device with both a policy and a thing change counts in both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Every thing listed.
+    pub devices: u64,
+    /// Nothing would change.
+    pub unchanged: u64,
+    /// The policy would change.
+    pub policy_changes: u64,
+    /// The thing would change.
+    pub thing_changes: u64,
+    /// Today's configuration would refuse the ACTIVE certificate.
+    pub would_reject: u64,
+    /// INACTIVE or REVOKED.
+    pub retired: u64,
+    /// Not accounted for.
+    pub unaccounted: u64,
+    /// The plan could not look.
+    pub errors: u64,
+}
+
+/// The plan: `jitp reconcile --plan --format json` prints this (its shape is pinned by a test and documented in
+/// the README).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The decision time, RFC 3339.
+    pub at: String,
+    /// The configuration decided with.
+    pub config: String,
+    /// Anything in a group other than `unchanged`.
+    pub drift: bool,
+    /// Devices per group.
+    pub counts: Counts,
+    /// Distinct policy changes, most devices first.
+    pub policy_changes: Vec<Group<PolicyDiff>>,
+    /// Distinct thing changes, most devices first.
+    pub thing_changes: Vec<Group<ThingDiff>>,
+    /// Rejections by reason code, most devices first.
+    pub would_reject: Vec<Group<Rejected>>,
+    /// Retired certificates by status.
+    pub retired: Vec<Group<Retired>>,
+    /// Unaccounted devices by why.
+    pub unaccounted: Vec<Group<Why>>,
+    /// Devices whose calls failed (the plan is incomplete when this is not empty).
+    pub errors: Vec<DeviceError>,
+    /// Calls made, by operation.
+    pub calls: BTreeMap<Operation, u32>,
+}
+
+#[derive(Debug)]
+struct Entry<K> {
+    change: K,
+    devices: u64,
+    examples: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct Groups<K>(BTreeMap<String, Entry<K>>);
+
+impl<K> Default for Groups<K> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<K> Groups<K> {
+    /// Count `thing` under `key`; the change kept is the one of the group's first example by name (so a
+    /// rejection group shows the message of the thing it lists first, whatever order devices were looked at).
+    fn add(&mut self, key: String, change: K, thing: &str) {
+        match self.0.get_mut(&key) {
+            None => {
+                let examples = BTreeSet::from([thing.to_owned()]);
+                self.0.insert(key, Entry { change, devices: 1, examples });
+            }
+            Some(entry) => {
+                entry.devices += 1;
+                if entry.examples.first().is_none_or(|first| thing < first.as_str()) {
+                    entry.change = change;
+                }
+                entry.examples.insert(thing.to_owned());
+                if entry.examples.len() > EXAMPLES {
+                    entry.examples.pop_last();
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<Group<K>> {
+        let mut groups: Vec<(String, Group<K>)> = self
+            .0
+            .into_iter()
+            .map(|(key, e)| {
+                (key, Group { change: e.change, devices: e.devices, examples: e.examples.into_iter().collect() })
+            })
+            .collect();
+        groups.sort_by(|a, b| b.1.devices.cmp(&a.1.devices).then_with(|| a.0.cmp(&b.0)));
+        groups.into_iter().map(|(_, g)| g).collect()
+    }
+}
+
+/// Groups assessed devices into a [`Plan`] (pure: the same devices in any order make the same plan).
+#[derive(Debug, Default)]
+pub struct PlanBuilder {
+    counts: Counts,
+    policy: Groups<PolicyDiff>,
+    thing: Groups<ThingDiff>,
+    rejected: Groups<Rejected>,
+    retired: Groups<Retired>,
+    unaccounted: Groups<Why>,
+    errors: Vec<DeviceError>,
+}
+
+fn key_of(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+impl PlanBuilder {
+    /// Count one device.
+    pub fn add(&mut self, thing: &ThingName, assessment: Assessment) {
+        let name = thing.as_str();
+        self.counts.devices += 1;
+        match assessment {
+            Assessment::Unchanged => self.counts.unchanged += 1,
+            Assessment::Drift { policy, thing } => {
+                if let Some(diff) = policy {
+                    self.counts.policy_changes += 1;
+                    self.policy.add(key_of(&diff), diff, name);
+                }
+                if let Some(diff) = thing {
+                    self.counts.thing_changes += 1;
+                    self.thing.add(key_of(&diff), diff, name);
+                }
+            }
+            Assessment::WouldReject(Rejection { reason, message }) => {
+                self.counts.would_reject += 1;
+                self.rejected.add(reason.to_string(), Rejected { reason, message }, name);
+            }
+            Assessment::Retired(status) => {
+                self.counts.retired += 1;
+                self.retired.add(status.to_string(), Retired { status }, name);
+            }
+            Assessment::Unaccounted(why) => {
+                self.counts.unaccounted += 1;
+                self.unaccounted.add(key_of(&why), Why { why }, name);
+            }
+        }
+    }
+
+    /// Count a device the plan could not look at.
+    pub fn error(&mut self, thing: &ThingName, error: &Error) {
+        self.counts.devices += 1;
+        self.counts.errors += 1;
+        self.errors.push(DeviceError { thing: thing.to_string(), message: error.to_string() });
+    }
+
+    /// The plan, decided at `now` with the configuration at `config`, having made `calls`.
+    pub fn finish(mut self, now: i64, config: &str, calls: BTreeMap<Operation, u32>) -> Plan {
+        self.errors.sort_by(|a, b| a.thing.cmp(&b.thing));
+        let c = &self.counts;
+        let drift = c.policy_changes + c.thing_changes + c.would_reject + c.retired + c.unaccounted > 0;
+        Plan {
+            at: rfc3339(now),
+            config: config.to_owned(),
+            drift,
+            counts: self.counts,
+            policy_changes: self.policy.finish(),
+            thing_changes: self.thing.finish(),
+            would_reject: self.rejected.finish(),
+            retired: self.retired.finish(),
+            unaccounted: self.unaccounted.finish(),
+            errors: self.errors,
+            calls,
+        }
+    }
+}
+
+/// A CA as this run found it.
+enum CaEntry {
+    /// Not registered.
+    Missing,
+    /// Registered: ACTIVE or not, and checked for this configuration.
+    Found { active: bool, ca: Arc<RegisteredCa> },
+}
+
+/// Makes plans over a registry. Every call goes through the workflow's paced, retried calls.
+pub struct Reconciler {
+    rules: Arc<Rules>,
+    registry: Arc<dyn IotRegistry>,
+    settings: Settings,
+    pacer: Pacer,
+    page_size: u32,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("config", &self.rules.config().path).finish_non_exhaustive()
+    }
+}
+
+/// What one run remembers: CAs (one DescribeCACertificate per CA), shared policies (one GetPolicy per name).
+#[derive(Default)]
+struct Memo {
+    cas: tokio::sync::Mutex<HashMap<CaCertificateId, Arc<CaEntry>>>,
+    shared: tokio::sync::Mutex<HashMap<PolicyName, Option<String>>>,
+}
+
+impl Reconciler {
+    /// A reconciler over `registry` with today's `rules`; `settings` as the workflow's (pacing, retries, the
+    /// template context).
+    pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
+        let pacer = match &settings.pacing {
+            Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
+            None => Pacer::unpaced(),
+        };
+        Self { rules, registry, settings, pacer, page_size: MAX_THINGS_PER_PAGE }
+    }
+
+    /// Ask for pages of at most `things` (default and most: 250).
+    pub fn with_page_size(mut self, things: u32) -> Self {
+        self.page_size = things.clamp(1, MAX_THINGS_PER_PAGE);
+        self
+    }
+
+    /// The plan at `now`: every listing, page by page, each device re-decided and compared. Read-only. A failed
+    /// ListThings fails the plan; a device whose own calls fail is listed under `errors`.
+    pub async fn plan(&self, now: i64) -> Result<Plan, Error> {
+        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let memo = Memo::default();
+        let concurrency = self.concurrency();
+        let mut builder = PlanBuilder::default();
+        for filter in listings(self.page_size) {
+            let mut token: Option<String> = None;
+            loop {
+                let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                let (tally, memo) = (&tally, &memo);
+                let looked: Vec<(ThingName, Result<Assessment, Error>)> = futures::stream::iter(page.things)
+                    .map(|thing| async move {
+                        let assessed = self.device(&thing, now, tally, memo).await;
+                        (thing.name, assessed)
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+                for (name, assessed) in looked {
+                    match assessed {
+                        Ok(assessment) => builder.add(&name, assessment),
+                        Err(e) => builder.error(&name, &e),
+                    }
+                }
+                match page.next_token {
+                    Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        let config = self.rules.config().path.display().to_string();
+        Ok(builder.finish(now, &config, tally.into_calls().by_operation))
+    }
+
+    /// Devices in flight: enough to keep the lanes busy, few enough that the queue on the slowest lane a device
+    /// uses stays within half the retry deadline (a call that waits longer for its slot fails). With AWS's
+    /// defaults that is [`CONCURRENCY`]; with a small share of the quotas (`--quota-instances`) it is fewer.
+    fn concurrency(&self) -> usize {
+        let slowest = [Operation::DescribeCertificate, Operation::ListThingPrincipals, Operation::GetPolicy]
+            .into_iter()
+            .filter_map(|op| self.pacer.ceiling(op))
+            .min_by(f64::total_cmp);
+        match slowest {
+            None => CONCURRENCY,
+            Some(rate) => {
+                let queue = rate * self.settings.retry_deadline.as_secs_f64() / 2.0;
+                if queue.is_finite() && queue >= 1.0 { (queue as usize).min(CONCURRENCY) } else { 1 }
+            }
+        }
+    }
+
+    async fn device(
+        &self,
+        thing: &ThingDescription,
+        now: i64,
+        tally: &Tally<'_>,
+        memo: &Memo,
+    ) -> Result<Assessment, Error> {
+        let owner = thing.attributes.get(CERTIFICATE_ATTRIBUTE).map(String::as_str).unwrap_or_default();
+        let Ok(id) = owner.parse::<CertificateId>() else {
+            return Ok(Assessment::Unaccounted(Unaccounted::BadCertificateId));
+        };
+        let observed = self.observe(thing, &id, now, tally, memo).await?;
+        Ok(assess(thing, &id, &observed))
+    }
+
+    async fn observe(
+        &self,
+        thing: &ThingDescription,
+        id: &CertificateId,
+        now: i64,
+        tally: &Tally<'_>,
+        memo: &Memo,
+    ) -> Result<Observed<'_>, Error> {
+        let name = &thing.name;
+        let (described, principals) = tokio::join!(
+            tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)),
+            tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)),
+        );
+        let cert = match described? {
+            Ok(cert) => cert,
+            Err(RegistryError::NotFound(_)) => return Ok(Observed::CertificateMissing),
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
+        };
+        let principals = match principals? {
+            Ok(principals) => principals,
+            Err(RegistryError::NotFound(_)) => Vec::new(), // deleted since it was listed
+            Err(e) => return Err(registry_error(Operation::ListThingPrincipals, e)),
+        };
+        if !principals.contains(&cert.arn) {
+            return Ok(Observed::NotAttached);
+        }
+        if cert.status != CertificateStatus::Active {
+            return Ok(Observed::Status(cert.status));
+        }
+        let Some(ca_id) = &cert.ca_certificate_id else { return Ok(Observed::CaNotNamed) };
+        let ca = match &*self.ca(ca_id, tally, memo).await? {
+            CaEntry::Missing => {
+                return Ok(Observed::Refused(reject!(UnknownCa, "CA {ca_id} is not registered in this account")));
+            }
+            CaEntry::Found { active: false, .. } => {
+                return Ok(Observed::Refused(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")));
+            }
+            CaEntry::Found { ca, .. } => ca.clone(),
+        };
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca, now, aws: &self.settings.aws };
+        let verdict = match decide::decide(&self.rules, &input) {
+            Ok(verdict) => verdict,
+            Err(refusal) => return Ok(Observed::Refused(refusal.rejection)),
+        };
+        let current_policy = self.policy(&verdict, tally, memo).await?;
+        Ok(Observed::Accepted { verdict: Box::new(verdict), current_policy })
+    }
+
+    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>, memo: &Memo) -> Result<Arc<CaEntry>, Error> {
+        let mut cas = memo.cas.lock().await;
+        if let Some(entry) = cas.get(id) {
+            return Ok(entry.clone());
+        }
+        let entry = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
+            Ok(d) => CaEntry::Found {
+                active: d.status == CaStatus::Active,
+                ca: Arc::new(RegisteredCa::new(self.rules.config(), id.clone(), d.pem.as_bytes())),
+            },
+            Err(RegistryError::NotFound(_)) => CaEntry::Missing,
+            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, e)),
+        };
+        let entry = Arc::new(entry);
+        cas.insert(id.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// The default document of the verdict's policy (`None`: no such policy); a shared policy is read once.
+    async fn policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>, memo: &Memo) -> Result<Option<String>, Error> {
+        let name = &verdict.policy.name;
+        let fetch = || async {
+            match tally.call(Operation::GetPolicy, |r| r.get_policy(name)).await? {
+                Ok(p) => Ok(Some(p.document)),
+                Err(RegistryError::NotFound(_)) => Ok(None),
+                Err(e) => Err(registry_error(Operation::GetPolicy, e)),
+            }
+        };
+        if verdict.policy_mode != PolicyMode::Shared {
+            return fetch().await;
+        }
+        let mut shared = memo.shared.lock().await;
+        if let Some(document) = shared.get(name) {
+            return Ok(document.clone());
+        }
+        let document = fetch().await?;
+        shared.insert(name.clone(), document.clone());
+        Ok(document)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thing(name: &str) -> ThingName {
+        name.parse().unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    const V1: &str = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"iot:Connect","Resource":"arn:aws:iot:r:1:client/sensor-1"},
+        {"Effect":"Allow","Action":"iot:Publish","Resource":["arn:aws:iot:r:1:topic/things/sensor-1/*"]}]}"#;
+
+    #[test]
+    fn the_thing_name_is_generalized_only_as_a_whole_path_segment() {
+        assert_eq!(replace_thing("client/sensor-1", "sensor-1"), "client/{{ thing_name }}");
+        assert_eq!(
+            replace_thing("topic/things/sensor-1/x/sensor-1", "sensor-1"),
+            "topic/things/{{ thing_name }}/x/{{ thing_name }}"
+        );
+        assert_eq!(replace_thing("topic/sensor-10/x", "sensor-1"), "topic/sensor-10/x");
+        assert_eq!(replace_thing("sensor-1", "sensor-1"), "sensor-1");
+    }
+
+    #[test]
+    fn a_narrowed_statement_is_one_removed_and_one_added_the_same_for_every_thing() {
+        let v2 = |name: &str| {
+            V1.replace("sensor-1", name).replace(&format!("things/{name}/*"), &format!("things/{name}/telemetry"))
+        };
+        let one = policy_diff(Some(V1), &v2("sensor-1"), &thing("sensor-1")).unwrap();
+        let other =
+            policy_diff(Some(&V1.replace("sensor-1", "sensor-2")), &v2("sensor-2"), &thing("sensor-2")).unwrap();
+        assert_eq!(one, other, "the same change, once generalized");
+        assert!(!one.missing);
+        assert_eq!(one.removed.len(), 1);
+        assert_eq!(one.added.len(), 1);
+        assert_eq!(one.added[0]["Resource"][0], "arn:aws:iot:r:1:topic/things/{{ thing_name }}/telemetry");
+        // Key order and whitespace do not make a change.
+        let reordered = r#"{"Statement":[{"Resource":"arn:aws:iot:r:1:client/sensor-1","Action":"iot:Connect","Effect":"Allow"},
+            {"Effect":"Allow","Action":"iot:Publish","Resource":["arn:aws:iot:r:1:topic/things/sensor-1/*"]}],"Version":"2012-10-17"}"#;
+        assert_eq!(policy_diff(Some(reordered), V1, &thing("sensor-1")), None);
+        // No policy: everything is added.
+        let missing = policy_diff(None, V1, &thing("sensor-1")).unwrap();
+        assert!(missing.missing && missing.removed.is_empty() && missing.added.len() == 2);
+        // Same statements, another Version: the documents whole.
+        let other_version = V1.replace("2012-10-17", "2008-10-17");
+        let whole = policy_diff(Some(&other_version), V1, &thing("sensor-1")).unwrap();
+        assert_eq!((whole.added.len(), whole.removed.len()), (1, 1));
+    }
+
+    #[test]
+    fn groups_count_every_device_keep_three_examples_by_name_and_do_not_depend_on_order() {
+        let diff = policy_diff(Some("{}"), V1, &thing("sensor-1")).unwrap();
+        let assessments = |names: &[&str]| {
+            let mut b = PlanBuilder::default();
+            for n in names {
+                b.add(&thing(n), Assessment::Drift { policy: Some(diff.clone()), thing: None });
+                b.add(&thing(&format!("x{n}")), Assessment::WouldReject(reject!(CertDenied, "{n} is denied")));
+            }
+            b.add(&thing("u"), Assessment::Unchanged);
+            b.add(&thing("r"), Assessment::Retired(CertificateStatus::Revoked));
+            b.add(&thing("q"), Assessment::Unaccounted(Unaccounted::CertificateMissing));
+            b.finish(0, "jitp.toml", BTreeMap::new())
+        };
+        let plan = assessments(&["d", "b", "a", "c", "e"]);
+        assert_eq!(plan, assessments(&["a", "b", "c", "d", "e"]));
+        assert!(plan.drift);
+        assert_eq!(plan.counts.devices, 13);
+        assert_eq!((plan.counts.policy_changes, plan.counts.would_reject, plan.counts.unchanged), (5, 5, 1));
+        assert_eq!(plan.policy_changes.len(), 1);
+        assert_eq!(plan.policy_changes[0].devices, 5);
+        assert_eq!(plan.policy_changes[0].examples, ["a", "b", "c"]);
+        assert_eq!(plan.would_reject[0].change.message, "a is denied", "the first example's message");
+        let quiet = {
+            let mut b = PlanBuilder::default();
+            b.add(&thing("u"), Assessment::Unchanged);
+            b.finish(0, "jitp.toml", BTreeMap::new())
+        };
+        assert!(!quiet.drift);
+    }
+}
