@@ -13,6 +13,12 @@ starts the ordinary moto server (same arguments as moto_server):
 - AttachThingPrincipal with thingPrincipalType=EXCLUSIVE_THING: the certificate may be attached to that thing
   only; attaching it (exclusively or not) to a second thing, or exclusively while it is attached elsewhere, is
   InvalidRequestException (AWS API reference, AttachThingPrincipal). moto ignores the type.
+- DescribeCertificate of a certificate registered with its CA: caCertificateId in the description (AWS API
+  reference, CertificateDescription); moto stores it but leaves it out, so `jitp reconcile`, which has no event
+  to name the CA, could re-decide nothing.
+- ListThings with usePrefixAttributeValue=true: the things whose attribute value starts with attributeValue
+  (AWS API reference, ListThings); `jitp reconcile` lists its things that way. moto ignores the parameter and
+  matches the whole value, so it would list nothing.
 
 moto's server answers requests on several threads, so each patched call runs under one lock: the check and the
 write are one atomic step, as they are in AWS IoT.
@@ -105,11 +111,49 @@ def detach_thing_principal(self, thing_name, principal_arn):
             del _EXCLUSIVE[principal_arn]
 
 
+def list_things_response(self):
+    """ListThings, with AWS's usePrefixAttributeValue; paged by an offset token, maxResults as AWS's (1 to 250)."""
+    if str(self._get_param("usePrefixAttributeValue")).lower() != "true":
+        return _list_things(self)
+    name = self._get_param("attributeName")
+    prefix = self._get_param("attributeValue") or ""
+    type_name = self._get_param("thingTypeName")
+    max_results = max(1, min(250, self._get_int_param("maxResults", 250)))
+    start = int(self._get_param("nextToken") or 0)
+    with _LOCK:
+        things = sorted((t.to_dict() for t in self.iot_backend.things.values()), key=lambda t: t["thingName"])
+    matching = [
+        t for t in things
+        if (name is None or str(t["attributes"].get(name, None)).startswith(prefix) and name in t["attributes"])
+        and (type_name is None or t.get("thingTypeName") == type_name)
+    ]
+    page = matching[start:start + max_results]
+    after = start + len(page)
+    body = {"things": page}
+    if after < len(matching):
+        body["nextToken"] = str(after)
+    return responses.ActionResult(body)
+
+
+_list_things = _Responses.list_things
+
+_to_description_dict = models.FakeCertificate.to_description_dict
+
+
+def to_description_dict(self):
+    description = _to_description_dict(self)
+    if self.ca_certificate_id:
+        description["caCertificateId"] = self.ca_certificate_id
+    return description
+
+
+models.FakeCertificate.to_description_dict = to_description_dict
 _Backend.create_thing = create_thing
 _Backend.update_thing = update_thing
 _Backend.detach_thing_principal = detach_thing_principal
 _Responses.update_thing = update_thing_response
 _Responses.attach_thing_principal = attach_thing_principal_response
+_Responses.list_things = list_things_response
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -141,8 +141,10 @@ async fn provisions_a_sensor() {
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(record.reason, None);
     assert_eq!(record.thing_name.as_deref(), Some(CN));
-    // moto's DescribeCertificate has no caCertificateId: the event's CA was used, and verified by signature.
-    assert_eq!(record.ca_source, Some(jitp_core::audit::CaSource::Event));
+    // With AWS's semantics DescribeCertificate names the CA (plain moto leaves caCertificateId out): the
+    // registry's CA was used. (The event's CA, when a registry names none, is covered on the memory registry and
+    // by the replay tests.)
+    assert_eq!(record.ca_source, Some(jitp_core::audit::CaSource::Registry));
     assert_eq!(
         record.api_calls,
         calls(&[
@@ -294,9 +296,10 @@ async fn an_event_naming_the_wrong_ca_is_refused() {
     let decoy_id = world.register_ca(&decoy, true).await;
     let device = world.register(ca.issue(&Device::new(CN)), &ca).await;
     let record = world.handle(&device, &decoy_id).await;
+    // The registry names the real CA: an event naming another is malformed, whatever that CA would say.
     assert_eq!(
         (record.outcome, record.reason),
-        (Outcome::Rejected, Some(ReasonCode::IssuerMismatch)),
+        (Outcome::Rejected, Some(ReasonCode::MalformedEvent)),
         "{}",
         record.message
     );
@@ -468,5 +471,54 @@ async fn k_certificates_for_one_name_at_once_give_one_identity() {
                 || matches!(r.reason, Some(ReasonCode::DuplicateThing | ReasonCode::CertNotPending))),
             "round {round}: {messages:#?}"
         );
+    }
+}
+
+/// `jitp reconcile --plan` over moto: a fleet provisioned with the shipped templates, then the sensor template
+/// narrowed. The inventory's 16 prefix listings (ListThings with usePrefixAttributeValue, which the AWS-semantics
+/// launcher reproduces: plain moto matches whole values only and would list nothing) find every provisioned thing
+/// and an orphan with the owner attribute, never a thing without it; the plan shows exactly the narrowed
+/// statement for exactly those devices, and writes nothing.
+#[tokio::test]
+async fn reconcile_plans_a_template_change_over_moto() {
+    const NARROWED_FROM: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/*","#;
+    const NARROWED_TO: &str = r#""{{ arn }}:topic/things/{{ thing_name }}/events/alarm","#;
+    let world = world_or_skip!();
+    let ca = Ca::new("jitp reconcile moto CA", Alg::P256);
+    let ca_id = world.register_ca(&ca, true).await;
+    for i in 0..3u64 {
+        let device = world.register(ca.issue(&Device::new(&format!("sensor-{:012x}", 0xe2e0 + i))), &ca).await;
+        let record = world.handle(&device, &ca_id).await;
+        assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    }
+    // A thing that names a certificate that does not exist, and one jitp did not make.
+    let orphan = BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), "ab".repeat(32))]);
+    let payload = aws_sdk_iot::types::AttributePayload::builder().set_attributes(Some(orphan.into_iter().collect()));
+    world.sdk().create_thing().thing_name("orphan-1").attribute_payload(payload.build()).send().await.unwrap();
+    world.sdk().create_thing().thing_name("not-jitps").send().await.unwrap();
+
+    let dir = jitp_testkit::config_dir::ConfigDir::shipped();
+    let template = dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    assert!(v1.contains(NARROWED_FROM));
+    std::fs::write(&template, v1.replace(NARROWED_FROM, NARROWED_TO)).unwrap();
+    let v2 = Arc::new(Rules::load(dir.config_path()).unwrap());
+    let settings = Settings { aws: AwsContext::default(), ..Settings::default() };
+    let reconciler =
+        jitp_core::reconcile::Reconciler::new(v2, world.moto.registry.clone() as Arc<dyn IotRegistry>, settings);
+    let things_before = world.thing_names().await;
+    let plan = reconciler.plan(NOW).await.unwrap();
+
+    assert_eq!(plan.counts.devices, 4, "three provisioned things and the orphan: {plan:?}");
+    assert_eq!((plan.counts.policy_changes, plan.counts.unaccounted), (3, 1), "{plan:?}");
+    assert_eq!(plan.policy_changes.len(), 1, "one distinct change: {:?}", plan.policy_changes);
+    assert_eq!(plan.policy_changes[0].devices, 3);
+    let diff = serde_json::to_string(&plan.policy_changes[0].change).unwrap();
+    assert!(diff.contains("events/alarm") && diff.contains("events/*"), "{diff}");
+    assert!(plan.drift);
+    // Read-only: nothing was created or changed (the policies still hold v1's statement).
+    assert_eq!(world.thing_names().await, things_before);
+    for name in world.policy_names().await {
+        assert_eq!(world.versions(&name).await.len(), 1, "{name} got a new version");
     }
 }
