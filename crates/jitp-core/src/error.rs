@@ -46,10 +46,10 @@ pub enum Error {
         #[source]
         source: RegistryError,
     },
-    /// The operation's quota has no slot for this event within the retry deadline (a burst larger than the
-    /// quota drains in the time left): the platform should deliver the event again.
+    /// The operation's quota has no slot within the retry deadline (a burst larger than the quota drains in the
+    /// time left): the workflow's event is handed back for redelivery, a plan's device is listed under errors.
     #[error(
-        "{operation} is paced at {rate:.2} calls/s under its quota and the next slot is {} ms away, beyond the retry deadline of {} ms; the event is handed back for redelivery",
+        "{operation} is paced at {rate:.2} calls/s under its quota and the next slot is {} ms away, beyond the retry deadline of {} ms",
         wait.as_millis(),
         deadline.as_millis()
     )]
