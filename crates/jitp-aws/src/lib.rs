@@ -402,6 +402,12 @@ impl IotRegistry for AwsRegistry {
         call(Operation::DeletePolicyVersion, request).await.map(drop)
     }
 
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let request =
+            self.client.set_default_policy_version().policy_name(name.as_str()).policy_version_id(version_id).send();
+        call(Operation::SetDefaultPolicyVersion, request).await.map(drop)
+    }
+
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
         let request = self.client.attach_policy().policy_name(name.as_str()).target(target).send();
         call(Operation::AttachPolicy, request).await.map(drop)

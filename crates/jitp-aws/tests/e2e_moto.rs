@@ -404,6 +404,7 @@ slow! {
     create_policy_version(name: &PolicyName, document: &str) -> Result<String, RegistryError>;
     list_policy_versions(name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
     delete_policy_version(name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    set_default_policy_version(name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
     attach_policy(name: &PolicyName, target: &str) -> Result<(), RegistryError>;
     list_attached_policies(target: &str) -> Result<Vec<PolicyName>, RegistryError>;
     attach_thing_principal(thing: &ThingName, principal: &str, exclusive: bool) -> Result<(), RegistryError>;

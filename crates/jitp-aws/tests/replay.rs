@@ -175,6 +175,7 @@ error_mapping_tests! {
     errors_create_policy_version, "CreatePolicyVersion", |r| r.create_policy_version(&policy(), "{}");
     errors_list_policy_versions, "ListPolicyVersions", |r| r.list_policy_versions(&policy());
     errors_delete_policy_version, "DeletePolicyVersion", |r| r.delete_policy_version(&policy(), "1");
+    errors_set_default_policy_version, "SetDefaultPolicyVersion", |r| r.set_default_policy_version(&policy(), "1");
     errors_attach_policy, "AttachPolicy", |r| r.attach_policy(&policy(), ARN);
     errors_list_attached_policies, "ListAttachedPolicies", |r| r.list_attached_policies(ARN);
     errors_attach_thing_principal, "AttachThingPrincipal", |r| r.attach_thing_principal(&thing(), ARN, true);
@@ -502,6 +503,15 @@ async fn delete_policy_version_names_the_version() {
     let reqs = requests(&http);
     assert_eq!(reqs[0].method(), "DELETE");
     assert!(reqs[0].uri().ends_with("/policies/jitp-sensor-0a1b2c3d4e5f/version/2"), "{}", reqs[0].uri());
+}
+
+#[tokio::test]
+async fn set_default_policy_version_names_the_version() {
+    let (registry, http) = replay(vec![ok()]);
+    registry.set_default_policy_version(&policy(), "3").await.unwrap();
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "PATCH");
+    assert!(reqs[0].uri().ends_with("/policies/jitp-sensor-0a1b2c3d4e5f/version/3"), "{}", reqs[0].uri());
 }
 
 /// AWS: the default version cannot be deleted (InvalidRequestException), and a version still being used

@@ -680,6 +680,21 @@ impl IotRegistry for MemoryRegistry {
         self.finish(Operation::DeletePolicyVersion, after, None, r)
     }
 
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::SetDefaultPolicyVersion).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get_mut(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            let v: u64 =
+                version_id.parse().map_err(|_| RegistryError::InvalidRequest(format!("version {version_id:?}")))?;
+            if !p.versions.contains_key(&v) {
+                return Err(RegistryError::NotFound(format!("policy {name} version {v}")));
+            }
+            p.default = v;
+            Ok(())
+        });
+        self.finish(Operation::SetDefaultPolicyVersion, after, None, r)
+    }
+
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
         let after = self.admit(Operation::AttachPolicy).await?;
         let r = self.with_state(|s| {

@@ -56,6 +56,7 @@ impl Quotas {
             | O::CreatePolicy
             | O::CreatePolicyVersion
             | O::DeletePolicyVersion
+            | O::SetDefaultPolicyVersion
             | O::ListPolicyVersions
             | O::ListThingPrincipals
             | O::ListThings => 10.0,

@@ -69,6 +69,7 @@ pub enum Operation {
     CreatePolicyVersion,
     ListPolicyVersions,
     DeletePolicyVersion,
+    SetDefaultPolicyVersion,
     AttachPolicy,
     ListAttachedPolicies,
     AttachThingPrincipal,
@@ -92,6 +93,7 @@ impl Operation {
         Self::CreatePolicyVersion,
         Self::ListPolicyVersions,
         Self::DeletePolicyVersion,
+        Self::SetDefaultPolicyVersion,
         Self::AttachPolicy,
         Self::ListAttachedPolicies,
         Self::AttachThingPrincipal,
@@ -115,6 +117,7 @@ impl Operation {
             Self::CreatePolicyVersion => "CreatePolicyVersion",
             Self::ListPolicyVersions => "ListPolicyVersions",
             Self::DeletePolicyVersion => "DeletePolicyVersion",
+            Self::SetDefaultPolicyVersion => "SetDefaultPolicyVersion",
             Self::AttachPolicy => "AttachPolicy",
             Self::ListAttachedPolicies => "ListAttachedPolicies",
             Self::AttachThingPrincipal => "AttachThingPrincipal",
@@ -140,6 +143,7 @@ impl Operation {
             Self::CreatePolicyVersion => "iot:CreatePolicyVersion",
             Self::ListPolicyVersions => "iot:ListPolicyVersions",
             Self::DeletePolicyVersion => "iot:DeletePolicyVersion",
+            Self::SetDefaultPolicyVersion => "iot:SetDefaultPolicyVersion",
             Self::AttachPolicy => "iot:AttachPolicy",
             Self::ListAttachedPolicies => "iot:ListAttachedPolicies",
             Self::AttachThingPrincipal => "iot:AttachThingPrincipal",
@@ -304,6 +308,8 @@ pub trait IotRegistry: Send + Sync {
     async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
     /// DeletePolicyVersion (not the default).
     async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    /// SetDefaultPolicyVersion: make an existing version the default (`jitp reconcile --rollback`).
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
     /// AttachPolicy to a certificate ARN (idempotent).
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError>;
     /// ListAttachedPolicies of a certificate ARN.
