@@ -180,6 +180,7 @@ error_mapping_tests! {
     errors_list_attached_policies, "ListAttachedPolicies", |r| r.list_attached_policies(ARN);
     errors_attach_thing_principal, "AttachThingPrincipal", |r| r.attach_thing_principal(&thing(), ARN, true);
     errors_list_things, "ListThings", |r| r.list_things(&owner_filter(), None);
+    errors_list_things_in_thing_group, "ListThingsInThingGroup", |r| r.list_things_in_thing_group("pilot", None);
 }
 
 fn owner_filter() -> ThingFilter {
@@ -409,6 +410,24 @@ async fn an_error_on_a_later_page_is_the_answer() {
     ]);
     let err = registry.list_thing_principals(&thing()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Throttled(_)), "{err}");
+}
+
+#[tokio::test]
+async fn list_things_in_thing_group_names_the_group_and_pages_with_the_token() {
+    let (registry, http) = replay(vec![
+        json(200, r#"{"things":["sensor-0a1b2c3d4e5f","gw-ab-0001"],"nextToken":"page-2"}"#),
+        json(200, r#"{"things":[]}"#),
+    ]);
+    let page = registry.list_things_in_thing_group("pilot", None).await.unwrap();
+    let names: Vec<&str> = page.things.iter().map(ThingName::as_str).collect();
+    assert_eq!((names, page.next_token.as_deref()), (vec!["sensor-0a1b2c3d4e5f", "gw-ab-0001"], Some("page-2")));
+    let last = registry.list_things_in_thing_group("pilot", Some("page-2")).await.unwrap();
+    assert_eq!((last.things.len(), last.next_token), (0, None));
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "GET");
+    assert!(reqs[0].uri().contains("/thing-groups/pilot/things"), "{}", reqs[0].uri());
+    assert!(reqs[0].uri().contains("maxResults=250"), "{}", reqs[0].uri());
+    assert!(reqs[1].uri().contains("nextToken=page-2"), "{}", reqs[1].uri());
 }
 
 #[tokio::test]

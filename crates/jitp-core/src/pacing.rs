@@ -59,7 +59,8 @@ impl Quotas {
             | O::SetDefaultPolicyVersion
             | O::ListPolicyVersions
             | O::ListThingPrincipals
-            | O::ListThings => 10.0,
+            | O::ListThings
+            | O::ListThingsInThingGroup => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

@@ -75,6 +75,7 @@ pub enum Operation {
     AttachThingPrincipal,
     DetachThingPrincipal,
     ListThings,
+    ListThingsInThingGroup,
 }
 
 impl Operation {
@@ -99,6 +100,7 @@ impl Operation {
         Self::AttachThingPrincipal,
         Self::DetachThingPrincipal,
         Self::ListThings,
+        Self::ListThingsInThingGroup,
     ];
 
     /// The AWS API name.
@@ -123,6 +125,7 @@ impl Operation {
             Self::AttachThingPrincipal => "AttachThingPrincipal",
             Self::DetachThingPrincipal => "DetachThingPrincipal",
             Self::ListThings => "ListThings",
+            Self::ListThingsInThingGroup => "ListThingsInThingGroup",
         }
     }
 
@@ -149,6 +152,7 @@ impl Operation {
             Self::AttachThingPrincipal => "iot:AttachThingPrincipal",
             Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
             Self::ListThings => "iot:ListThings",
+            Self::ListThingsInThingGroup => "iot:ListThingsInThingGroup",
         }
     }
 }
@@ -258,6 +262,15 @@ pub struct ThingPage {
     pub next_token: Option<String>,
 }
 
+/// One page of ListThingsInThingGroup: the names of the group's things (not recursive) and the next page's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingNamePage {
+    /// The things of this page.
+    pub things: Vec<ThingName>,
+    /// `nextToken`: pass it back for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
 /// GetPolicy's answer (the default version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDescription {
@@ -325,4 +338,10 @@ pub trait IotRegistry: Send + Sync {
     async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
     /// ListThings, one page: the things matching `filter`, from `next_token` (a previous page's) or the start.
     async fn list_things(&self, filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
+    /// ListThingsInThingGroup, one page of [`MAX_THINGS_PER_PAGE`] at most (`jitp reconcile --thing-group`).
+    async fn list_things_in_thing_group(
+        &self,
+        group: &str,
+        next_token: Option<&str>,
+    ) -> Result<ThingNamePage, RegistryError>;
 }
