@@ -37,6 +37,10 @@ pub(crate) struct ReconcileArgs {
     /// With --apply or --rollback: act on the first N devices (by thing name) that have something to change.
     #[arg(long, value_name = "N")]
     canary: Option<usize>,
+    /// With --apply or --rollback: only the things in this thing group (a shared policy, which reaches devices
+    /// outside it, is reported, not changed).
+    #[arg(long, value_name = "GROUP")]
+    thing_group: Option<String>,
     /// Output format: text for a person, json for scripts (its shape is documented in the README).
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -53,8 +57,8 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
     if args.apply || args.rollback {
         return apply(args).await;
     }
-    if args.canary.is_some() {
-        eprintln!("jitp: --canary goes with --apply or --rollback");
+    if args.canary.is_some() || args.thing_group.is_some() {
+        eprintln!("jitp: --canary and --thing-group go with --apply or --rollback");
         return ExitCode::from(1);
     }
     match plan(args).await {
@@ -103,6 +107,7 @@ async fn applied(args: &ReconcileArgs) -> anyhow::Result<Applied> {
         mode: if args.rollback { Mode::Rollback } else { Mode::Apply },
         revoke: args.revoke,
         canary: args.canary,
+        thing_group: args.thing_group.as_deref(),
     };
     let audit = |record: &ReconcileRecord| eprintln!("{}", record.line("cli"));
     let applied = reconciler.apply(args.at.unwrap_or_else(now), options, &audit).await;

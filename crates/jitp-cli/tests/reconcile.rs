@@ -176,6 +176,13 @@ fn flags_that_need_apply_are_refused_and_a_missing_registry_is_an_error() {
     let (code, _, err) = reconcile(&dir, &file, &["--canary", "3"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--apply"), "{err}");
+    let (code, _, err) = reconcile(&dir, &file, &["--thing-group", "pilot"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = reconcile(&dir, &file, &["--apply", "--thing-group", "pilot", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let applied: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(applied["counts"]["devices"], 0, "nobody in the group");
+    assert_eq!(applied["calls"]["ListThingsInThingGroup"], 1);
     let (code, _, err) = reconcile(&dir, &file, &["--apply", "--rollback"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = reconcile(&dir, Path::new("/nonexistent/registry.json"), &["--apply"]);

@@ -241,8 +241,8 @@ use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::registry::PolicyDescription;
 use std::sync::Mutex;
 
-const APPLY: Options = Options { mode: Mode::Apply, revoke: false, canary: None };
-const ROLLBACK: Options = Options { mode: Mode::Rollback, revoke: false, canary: None };
+const APPLY: Options = Options { mode: Mode::Apply, revoke: false, canary: None, thing_group: None };
+const ROLLBACK: Options = Options { mode: Mode::Rollback, revoke: false, canary: None, thing_group: None };
 
 /// The writes among the registry's calls.
 const WRITES: [Operation; 8] = [
@@ -277,7 +277,7 @@ async fn run_with(
     fleet: &Fleet,
     registry: &Arc<MemoryRegistry>,
     settings: Settings,
-    options: Options,
+    options: Options<'_>,
 ) -> (Applied, Vec<String>) {
     let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
     let reconciler = Reconciler::new(rules, registry.clone() as Arc<dyn IotRegistry>, settings);
@@ -287,7 +287,7 @@ async fn run_with(
     (applied, lines.into_inner().unwrap())
 }
 
-async fn run(fleet: &Fleet, options: Options) -> (Applied, Vec<String>) {
+async fn run(fleet: &Fleet, options: Options<'_>) -> (Applied, Vec<String>) {
     run_with(fleet, &fleet.registry, Settings::default(), options).await
 }
 
@@ -551,4 +551,22 @@ async fn a_shared_policy_gets_one_new_version_reported_with_the_devices_it_reach
     let (rolled, lines) = run(&fleet, ROLLBACK).await;
     assert_eq!((rolled.counts.changed, rolled.counts.policies, lines.len()), (SENSORS as u64, 1, 1));
     assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64);
+}
+
+#[tokio::test]
+async fn a_thing_group_limits_the_apply_to_its_things() {
+    let fleet = fleet().await;
+    for (name, _) in &fleet.sensors[10..12] {
+        fleet.registry.add_thing_to_thing_group(&name.parse().unwrap(), "pilot").await.unwrap();
+    }
+    narrow(&fleet);
+    let (applied, lines) = run(&fleet, Options { thing_group: Some("pilot"), ..APPLY }).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    assert_eq!((applied.counts.devices, applied.counts.changed, lines.len()), (2, 2, 2));
+    assert_eq!(applied.calls.get(&Operation::ListThingsInThingGroup), Some(&1));
+    assert_eq!(applied.calls.get(&Operation::DescribeCertificate), Some(&2), "only the group's things are looked at");
+    let mut changed: Vec<String> = applied.changes.iter().filter_map(|r| r.thing_name.clone()).collect();
+    changed.sort();
+    assert_eq!(changed, [fleet.sensors[10].0.clone(), fleet.sensors[11].0.clone()]);
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64 - 2);
 }

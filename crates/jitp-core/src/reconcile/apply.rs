@@ -45,7 +45,9 @@
 //!
 //! Devices are acted on in thing-name order; `--canary N` acts on the first N devices that have something to
 //! change and leaves the rest (`deferred`). A shared policy's version is one change reaching all its devices,
-//! made when any device the run acts on needs it. Every change writes one [`ReconcileRecord`] to the sink as it
+//! made when any device the run acts on needs it. `--thing-group G` acts only on the things in G
+//! (ListThingsInThingGroup first; the others are not even looked at); a shared policy, which reaches devices
+//! outside the group, is then reported, not changed. Every change writes one [`ReconcileRecord`] to the sink as it
 //! is made (one per device, one per shared policy).
 
 use std::collections::BTreeMap;
@@ -62,7 +64,7 @@ use crate::profile::{PolicyMode, Profile};
 use crate::provision::{Tally, make_default, on_reject, registry_error, same_document};
 use crate::reason::{Fault, ReasonCode, Rejection};
 use crate::registry::{Operation, RegistryError, ThingSpec};
-use crate::thing::CERTIFICATE_ATTRIBUTE;
+use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
 use crate::unix_time::rfc3339;
 
 /// Apply the plan, or roll its policy changes back.
@@ -77,13 +79,15 @@ pub enum Mode {
 
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Options {
+pub struct Options<'a> {
     /// Apply or roll back.
     pub mode: Mode,
     /// Apply `on_reject` to the would-reject devices whose rejection is the device's fault.
     pub revoke: bool,
     /// Act on the first this many devices (by thing name) that have something to change, then stop.
     pub canary: Option<usize>,
+    /// Only the things in this thing group (ListThingsInThingGroup, not recursive).
+    pub thing_group: Option<&'a str>,
 }
 
 /// A device the run looked at and left as it was, and why.
@@ -193,17 +197,24 @@ impl Reconciler {
     pub async fn apply(
         &self,
         now: i64,
-        options: Options,
+        options: Options<'_>,
         audit: &(dyn Fn(&ReconcileRecord) + Send + Sync),
     ) -> Result<Applied, Error> {
         let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
         let concurrency = self.concurrency();
+        let members = match options.thing_group {
+            Some(group) => Some(group_members(group, &tally).await?),
+            None => None,
+        };
         let mut looked: Vec<Looked<'_>> = Vec::new();
         for filter in listings(self.page_size) {
             let mut token: Option<String> = None;
             loop {
-                let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                let mut page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                if let Some(members) = &members {
+                    page.things.retain(|t| members.contains(&t.name));
+                }
                 looked.extend(self.look_page(page.things, now, &tally, &memo, concurrency).await);
                 match page.next_token {
                     Some(next) if Some(&next) != token.as_ref() => token = Some(next),
@@ -460,6 +471,22 @@ impl Reconciler {
     }
 }
 
+/// Every thing in `group`, page by page.
+async fn group_members(group: &str, tally: &Tally<'_>) -> Result<std::collections::BTreeSet<ThingName>, Error> {
+    let mut members = std::collections::BTreeSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = tally
+            .must(Operation::ListThingsInThingGroup, |r| r.list_things_in_thing_group(group, token.as_deref()))
+            .await?;
+        members.extend(page.things);
+        match page.next_token {
+            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+            _ => return Ok(members),
+        }
+    }
+}
+
 /// What a rollback (or a shared policy's apply) came to.
 enum Rolled {
     Back { from: String, to: String },
@@ -477,7 +504,7 @@ fn wants(mode: Mode, verdict: &Verdict<'_>, current: Option<&str>) -> bool {
 }
 
 /// One device's part in the run (pure).
-fn step<'a>(device: &'a Looked<'_>, options: Options) -> Step<'a> {
+fn step<'a>(device: &'a Looked<'_>, options: Options<'_>) -> Step<'a> {
     let thing = device.thing.name.to_string();
     let observed = match &device.observed {
         Ok(observed) => observed,
@@ -510,6 +537,14 @@ fn step<'a>(device: &'a Looked<'_>, options: Options) -> Step<'a> {
             }
             if wants(mode, verdict, current_policy.as_deref()) {
                 match (verdict.policy_mode, mode) {
+                    (PolicyMode::Shared, _) if options.thing_group.is_some() => {
+                        return report(
+                            None,
+                            format!(
+                                "shared policy {policy} reaches devices outside the thing group: run without --thing-group to change it"
+                            ),
+                        );
+                    }
                     (PolicyMode::Shared, _) => work.shared = Some(policy),
                     (_, Mode::Apply) => work.policy = Some((policy, &verdict.policy.document)),
                     (_, Mode::Rollback) => work.rollback = Some(policy),
