@@ -2,19 +2,22 @@
 //! `jitp reconcile --plan` over the embedded registry: a fleet provisioned with template v1 through the real
 //! workflow, then today's configuration changed (a narrowed topic, a deny-list entry), a retired certificate,
 //! things jitp cannot account for; the plan shows exactly those changes, pages through the listings, and
-//! writes nothing.
+//! writes nothing. Then `--apply` (converges, a second apply writes nothing, a crash in the middle and a re-run
+//! end where an uncrashed apply does, 5 versions pruned without the previous default, a canary, a thing group, a
+//! shared policy, `--revoke` for the device's faults only) and `--rollback` (v1 restored; ambiguity refused).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jitp_core::audit::Outcome;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::MemoryRegistry;
+use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
+use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Plan, Reconciler, Unaccounted};
-use jitp_core::registry::{IotRegistry, Operation, ThingSpec};
+use jitp_core::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
@@ -235,11 +238,6 @@ async fn a_small_share_of_the_quotas_slows_the_plan_and_fails_no_device() {
 }
 
 // ---- jitp reconcile --apply / --rollback / --revoke ----
-
-use jitp_core::memory::{Fault, FaultKind};
-use jitp_core::reconcile::apply::{Applied, Mode, Options};
-use jitp_core::registry::PolicyDescription;
-use std::sync::Mutex;
 
 const APPLY: Options = Options { mode: Mode::Apply, revoke: false, canary: None, thing_group: None };
 const ROLLBACK: Options = Options { mode: Mode::Rollback, revoke: false, canary: None, thing_group: None };
