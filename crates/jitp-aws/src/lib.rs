@@ -29,8 +29,8 @@ use aws_sdk_iot::types as sdk;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::registry::{
-    CaDescription, CaStatus, CertificateDescription, IotRegistry, Operation, PolicyDescription, PolicyVersion,
-    RegistryError, ThingDescription, ThingFilter, ThingPage, ThingSpec,
+    CaDescription, CaStatus, CertificateDescription, IotRegistry, MAX_THINGS_PER_PAGE, Operation, PolicyDescription,
+    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 
@@ -402,6 +402,12 @@ impl IotRegistry for AwsRegistry {
         call(Operation::DeletePolicyVersion, request).await.map(drop)
     }
 
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let request =
+            self.client.set_default_policy_version().policy_name(name.as_str()).policy_version_id(version_id).send();
+        call(Operation::SetDefaultPolicyVersion, request).await.map(drop)
+    }
+
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
         let request = self.client.attach_policy().policy_name(name.as_str()).target(target).send();
         call(Operation::AttachPolicy, request).await.map(drop)
@@ -472,6 +478,29 @@ impl IotRegistry for AwsRegistry {
             })
             .collect::<Result<Vec<_>, RegistryError>>()?;
         Ok(ThingPage { things, next_token: page.next_token.filter(|t| !t.is_empty()) })
+    }
+
+    async fn list_things_in_thing_group(
+        &self,
+        group: &str,
+        next_token: Option<&str>,
+    ) -> Result<ThingNamePage, RegistryError> {
+        const OP: Operation = Operation::ListThingsInThingGroup;
+        let request = self
+            .client
+            .list_things_in_thing_group()
+            .thing_group_name(group)
+            .max_results(i32::try_from(MAX_THINGS_PER_PAGE).unwrap_or(i32::MAX))
+            .set_next_token(next_token.map(str::to_owned))
+            .send();
+        let page = call(OP, request).await?;
+        let things = page
+            .things
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| name.parse().map_err(|e| malformed(OP, &format!("names a thing jitp cannot name ({e})"))))
+            .collect::<Result<Vec<ThingName>, RegistryError>>()?;
+        Ok(ThingNamePage { things, next_token: page.next_token.filter(|t| !t.is_empty()) })
     }
 }
 

@@ -390,7 +390,7 @@ use jitp_core::event::CertificateStatus;
 use jitp_core::ids::PolicyName;
 use jitp_core::registry::{
     CaDescription, CertificateDescription, PolicyDescription, PolicyVersion, RegistryError, ThingDescription,
-    ThingFilter, ThingPage, ThingSpec,
+    ThingFilter, ThingNamePage, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 slow! {
@@ -407,11 +407,13 @@ slow! {
     create_policy_version(name: &PolicyName, document: &str) -> Result<String, RegistryError>;
     list_policy_versions(name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
     delete_policy_version(name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    set_default_policy_version(name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
     attach_policy(name: &PolicyName, target: &str) -> Result<(), RegistryError>;
     list_attached_policies(target: &str) -> Result<Vec<PolicyName>, RegistryError>;
     attach_thing_principal(thing: &ThingName, principal: &str, exclusive: bool) -> Result<(), RegistryError>;
     detach_thing_principal(thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
     list_things(filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
+    list_things_in_thing_group(group: &str, next_token: Option<&str>) -> Result<ThingNamePage, RegistryError>;
 }
 
 /// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,

@@ -175,10 +175,12 @@ error_mapping_tests! {
     errors_create_policy_version, "CreatePolicyVersion", |r| r.create_policy_version(&policy(), "{}");
     errors_list_policy_versions, "ListPolicyVersions", |r| r.list_policy_versions(&policy());
     errors_delete_policy_version, "DeletePolicyVersion", |r| r.delete_policy_version(&policy(), "1");
+    errors_set_default_policy_version, "SetDefaultPolicyVersion", |r| r.set_default_policy_version(&policy(), "1");
     errors_attach_policy, "AttachPolicy", |r| r.attach_policy(&policy(), ARN);
     errors_list_attached_policies, "ListAttachedPolicies", |r| r.list_attached_policies(ARN);
     errors_attach_thing_principal, "AttachThingPrincipal", |r| r.attach_thing_principal(&thing(), ARN, true);
     errors_list_things, "ListThings", |r| r.list_things(&owner_filter(), None);
+    errors_list_things_in_thing_group, "ListThingsInThingGroup", |r| r.list_things_in_thing_group("pilot", None);
 }
 
 fn owner_filter() -> ThingFilter {
@@ -411,6 +413,24 @@ async fn an_error_on_a_later_page_is_the_answer() {
 }
 
 #[tokio::test]
+async fn list_things_in_thing_group_names_the_group_and_pages_with_the_token() {
+    let (registry, http) = replay(vec![
+        json(200, r#"{"things":["sensor-0a1b2c3d4e5f","gw-ab-0001"],"nextToken":"page-2"}"#),
+        json(200, r#"{"things":[]}"#),
+    ]);
+    let page = registry.list_things_in_thing_group("pilot", None).await.unwrap();
+    let names: Vec<&str> = page.things.iter().map(ThingName::as_str).collect();
+    assert_eq!((names, page.next_token.as_deref()), (vec!["sensor-0a1b2c3d4e5f", "gw-ab-0001"], Some("page-2")));
+    let last = registry.list_things_in_thing_group("pilot", Some("page-2")).await.unwrap();
+    assert_eq!((last.things.len(), last.next_token), (0, None));
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "GET");
+    assert!(reqs[0].uri().contains("/thing-groups/pilot/things"), "{}", reqs[0].uri());
+    assert!(reqs[0].uri().contains("maxResults=250"), "{}", reqs[0].uri());
+    assert!(reqs[1].uri().contains("nextToken=page-2"), "{}", reqs[1].uri());
+}
+
+#[tokio::test]
 async fn list_things_sends_the_attribute_filter_and_pages_with_the_token() {
     let first = r#"{"things":[{"thingName":"sensor-0a1b2c3d4e5f","thingTypeName":"sensor","thingArn":"arn",
         "attributes":{"jitp_certificate":"0f0e","batch":"b1"},"version":2},{"thingName":"bare","version":1}],
@@ -502,6 +522,15 @@ async fn delete_policy_version_names_the_version() {
     let reqs = requests(&http);
     assert_eq!(reqs[0].method(), "DELETE");
     assert!(reqs[0].uri().ends_with("/policies/jitp-sensor-0a1b2c3d4e5f/version/2"), "{}", reqs[0].uri());
+}
+
+#[tokio::test]
+async fn set_default_policy_version_names_the_version() {
+    let (registry, http) = replay(vec![ok()]);
+    registry.set_default_policy_version(&policy(), "3").await.unwrap();
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "PATCH");
+    assert!(reqs[0].uri().ends_with("/policies/jitp-sensor-0a1b2c3d4e5f/version/3"), "{}", reqs[0].uri());
 }
 
 /// AWS: the default version cannot be deleted (InvalidRequestException), and a version still being used

@@ -1,11 +1,14 @@
 //! `jitp reconcile`: what today's configuration would change on the devices jitp already provisioned
-//! (`jitp_core::reconcile`). `--plan` (the default) only reads; `--apply` is not there yet.
+//! (`jitp_core::reconcile`). `--plan` (the default) only reads; `--apply` makes it so (`--canary N`, `--revoke`),
+//! `--rollback` undoes its policy changes (`jitp_core::reconcile::apply`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use jitp_core::audit::ReconcileRecord;
+use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Change, Group, Plan, Reconciler};
 use jitp_core::unix_time::now;
 use jitp_wiring::{RegistryArg, Settings};
@@ -17,12 +20,27 @@ const SHOWN: usize = 20;
 
 #[derive(Debug, Args)]
 pub(crate) struct ReconcileArgs {
-    /// Show what today's configuration would change, and change nothing (the default, and for now the only mode).
+    /// Show what today's configuration would change, and change nothing (the default).
     #[arg(long)]
     plan: bool,
-    /// Apply the plan (not yet: run --plan).
+    /// Make the plan so: policies' new default versions, things updated (compare-and-set); would-reject devices
+    /// are reported (see --revoke). Re-run to continue after a failure: the plan is the resume point.
     #[arg(long, conflicts_with = "plan")]
     apply: bool,
+    /// Set the default policy version back to the one before today's document, for the devices at it.
+    #[arg(long, conflicts_with_all = ["plan", "apply"])]
+    rollback: bool,
+    /// With --apply: give the would-reject devices whose rejection is the device's fault (CERT_DENIED,
+    /// CERT_REVOKED, CERT_EXPIRED...) their profile's on_reject. An operator's fault is never acted on.
+    #[arg(long, requires = "apply")]
+    revoke: bool,
+    /// With --apply or --rollback: act on the first N devices (by thing name) that have something to change.
+    #[arg(long, value_name = "N")]
+    canary: Option<usize>,
+    /// With --apply or --rollback: only the things in this thing group (a shared policy, which reaches devices
+    /// outside it, is reported, not changed).
+    #[arg(long, value_name = "GROUP")]
+    thing_group: Option<String>,
     /// Output format: text for a person, json for scripts (its shape is documented in the README).
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -36,6 +54,13 @@ pub(crate) struct ReconcileArgs {
 /// Exit status: 0 no drift, 2 drift found (any group but unchanged), 1 an error (the plan could not be made, or
 /// is incomplete: some devices could not be looked at).
 pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
+    if args.apply || args.rollback {
+        return apply(args).await;
+    }
+    if args.canary.is_some() || args.thing_group.is_some() {
+        eprintln!("jitp: --canary and --thing-group go with --apply or --rollback");
+        return ExitCode::from(1);
+    }
     match plan(args).await {
         Ok(plan) => {
             match args.format {
@@ -57,12 +82,47 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
     }
 }
 
-async fn plan(args: &ReconcileArgs) -> anyhow::Result<Plan> {
-    if args.apply {
-        anyhow::bail!(
-            "jitp reconcile --apply is not yet: run jitp reconcile --plan to see what today's configuration would change"
-        );
+/// `--apply` / `--rollback`. Exit status: 0 everything converged, 1 an error (some devices failed: they are
+/// listed; re-run to continue). Each change's audit line (`eventType` `jitp.reconcile`) goes to standard error
+/// as it is made, the summary to standard output.
+async fn apply(args: &ReconcileArgs) -> ExitCode {
+    match applied(args).await {
+        Ok(applied) => {
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string(&applied).unwrap_or_default()),
+                Format::Text => print!("{}", applied_text(&applied)),
+            }
+            if applied.converged { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("jitp: {e:#}");
+            ExitCode::from(1)
+        }
     }
+}
+
+async fn applied(args: &ReconcileArgs) -> anyhow::Result<Applied> {
+    let (reconciler, opened) = reconciler(args).await?;
+    let options = Options {
+        mode: if args.rollback { Mode::Rollback } else { Mode::Apply },
+        revoke: args.revoke,
+        canary: args.canary,
+        thing_group: args.thing_group.as_deref(),
+    };
+    let audit = |record: &ReconcileRecord| eprintln!("{}", record.line("cli"));
+    let applied = reconciler.apply(args.at.unwrap_or_else(now), options, &audit).await;
+    // What was done is kept, even when the run stopped early.
+    opened.save()?;
+    Ok(applied?)
+}
+
+async fn plan(args: &ReconcileArgs) -> anyhow::Result<Plan> {
+    let (reconciler, _) = reconciler(args).await?;
+    // Read-only: the registry is never saved.
+    Ok(reconciler.plan(args.at.unwrap_or_else(now)).await?)
+}
+
+async fn reconciler(args: &ReconcileArgs) -> anyhow::Result<(Reconciler, jitp_wiring::registry::Opened)> {
     let settings = &args.settings;
     let choice = settings.registry_or(RegistryArg::Aws);
     match &choice {
@@ -79,8 +139,66 @@ async fn plan(args: &ReconcileArgs) -> anyhow::Result<Plan> {
         jitp_wiring::registry::open(&choice, settings.endpoint_url.as_deref(), settings.aws.region.as_deref()).await?;
     let workflow = settings.workflow(settings.aws_context(&opened, None));
     let reconciler = Reconciler::new(rules, opened.registry.clone(), workflow);
-    // Read-only: the registry is never saved.
-    Ok(reconciler.plan(args.at.unwrap_or_else(now)).await?)
+    Ok((reconciler, opened))
+}
+
+/// What an apply or a rollback did, for a person: counts, then each kind of change once per policy or reason.
+fn applied_text(applied: &Applied) -> String {
+    let c = &applied.counts;
+    let mode = match applied.mode {
+        Mode::Apply => "--apply",
+        Mode::Rollback => "--rollback",
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "jitp reconcile {mode}: {} at {} with {}", devices(c.devices), applied.at, applied.config);
+    for (name, n) in [
+        ("changed", c.changed),
+        ("policy versions", c.policies),
+        ("things updated", c.things),
+        ("certificates", c.certificates),
+        ("unchanged", c.unchanged),
+        ("reported", c.reported),
+        ("deferred", c.deferred),
+        ("errors", c.errors),
+    ] {
+        let _ = writeln!(out, "  {name:<15} {n:>8}");
+    }
+    if !applied.changes.is_empty() {
+        out.push_str("\nChanges (each also an audit line on standard error):\n");
+        for r in applied.changes.iter().take(SHOWN) {
+            let _ = writeln!(out, "  {}", r.message);
+        }
+        if applied.changes.len() > SHOWN {
+            let _ = writeln!(out, "  ... and {} more (--format json lists them all)", applied.changes.len() - SHOWN);
+        }
+    }
+    if !applied.reported.is_empty() {
+        out.push_str("\nReported, left as they were:\n");
+        for r in applied.reported.iter().take(SHOWN) {
+            let reason = r.reason.map(|r| format!("{r}: ")).unwrap_or_default();
+            let _ = writeln!(out, "  {}: {reason}{}", r.thing, r.message);
+        }
+        if applied.reported.len() > SHOWN {
+            let _ = writeln!(out, "  ... and {} more (--format json lists them all)", applied.reported.len() - SHOWN);
+        }
+    }
+    if !applied.errors.is_empty() {
+        out.push_str("\nErrors (these devices were not converged; re-run to continue):\n");
+        for e in applied.errors.iter().take(SHOWN) {
+            let _ = writeln!(out, "  {}: {}", e.thing, e.message);
+        }
+        if applied.errors.len() > SHOWN {
+            let _ = writeln!(out, "  ... and {} more (--format json lists them all)", applied.errors.len() - SHOWN);
+        }
+    }
+    if c.deferred > 0 {
+        let _ = writeln!(out, "\n{} left by --canary: run again without it to continue.", devices(c.deferred));
+    }
+    let total: u32 = applied.calls.values().sum();
+    let calls: Vec<String> = applied.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    let _ = writeln!(out, "\n{total} calls: {}", calls.join(", "));
+    out.push_str(if applied.converged { "Converged.\n" } else { "Not converged: re-run to continue.\n" });
+    out
 }
 
 fn devices(n: u64) -> String {

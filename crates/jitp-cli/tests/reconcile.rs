@@ -1,6 +1,6 @@
 #![cfg(test)]
 //! `jitp reconcile` on a file-backed embedded registry: exit codes, the text summary, the pinned JSON shape,
-//! `--apply` refused, and the registry file untouched.
+//! the registry file untouched by a plan; `--apply` (a canary, then the rest), a second apply, `--rollback`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -126,13 +126,66 @@ fn drift_exits_2_with_the_pinned_json_shape_and_the_file_is_untouched() {
 }
 
 #[test]
-fn apply_is_not_yet_and_names_the_plan() {
+fn apply_a_canary_then_the_rest_converges_a_second_apply_changes_nothing_and_rollback_undoes_it() {
     let (dir, _tmp, file) = setup();
+    let template = dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, v1.replace("/events/*\",", "/events/alarm\",")).unwrap();
+
+    let (code, out, err) = reconcile(&dir, &file, &["--apply", "--canary", "1", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let applied: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let top = ["mode", "at", "config", "converged", "counts", "changes", "reported", "errors", "calls"];
+    assert_eq!(keys(&applied), top.into_iter().collect());
+    assert_eq!((applied["mode"].as_str(), applied["converged"].as_bool()), (Some("apply"), Some(true)));
+    assert_eq!((applied["counts"]["changed"].as_u64(), applied["counts"]["deferred"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(applied["changes"][0]["thing_name"], "sensor-000000000001", "the first by name");
+    let lines: Vec<serde_json::Value> = err.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "one audit line per change: {err}");
+    assert_eq!((lines[0]["eventType"].as_str(), lines[0]["trigger"].as_str()), (Some("jitp.reconcile"), Some("cli")));
+    assert_eq!((lines[0]["from_version"].as_str(), lines[0]["to_version"].as_str()), (Some("1"), Some("2")));
+
     let (code, out, err) = reconcile(&dir, &file, &["--apply"]);
-    assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("not yet") && err.contains("--plan"), "{err}");
-    assert!(out.is_empty());
-    let (code, _, err) = reconcile(&dir, Path::new("/nonexistent/registry.json"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("changed") && out.contains("Converged."), "{out}");
+    assert_eq!(err.lines().count(), 2, "the other two sensors: {err}");
+    let (code, out, _) = reconcile(&dir, &file, &["--plan"]);
+    assert_eq!(code, 0, "no drift after the apply: {out}");
+
+    let before = std::fs::read(&file).unwrap();
+    let (code, out, err) = reconcile(&dir, &file, &["--apply", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.is_empty(), "{err}");
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(again["changes"], serde_json::json!([]));
+    assert_eq!(std::fs::read(&file).unwrap(), before, "a second apply changes nothing");
+
+    let (code, out, err) = reconcile(&dir, &file, &["--rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err.lines().count(), 3, "{err}");
+    assert!(out.contains("jitp reconcile --rollback"), "{out}");
+    let (code, _, _) = reconcile(&dir, &file, &["--plan"]);
+    assert_eq!(code, 2, "rolled back: the plan shows the drift again");
+}
+
+#[test]
+fn flags_that_need_apply_are_refused_and_a_missing_registry_is_an_error() {
+    let (dir, _tmp, file) = setup();
+    let (code, _, err) = reconcile(&dir, &file, &["--revoke"]);
+    assert_eq!(code, 2, "clap: --revoke requires --apply: {err}");
+    let (code, _, err) = reconcile(&dir, &file, &["--canary", "3"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--apply"), "{err}");
+    let (code, _, err) = reconcile(&dir, &file, &["--thing-group", "pilot"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = reconcile(&dir, &file, &["--apply", "--thing-group", "pilot", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let applied: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(applied["counts"]["devices"], 0, "nobody in the group");
+    assert_eq!(applied["calls"]["ListThingsInThingGroup"], 1);
+    let (code, _, err) = reconcile(&dir, &file, &["--apply", "--rollback"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = reconcile(&dir, Path::new("/nonexistent/registry.json"), &["--apply"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no such file"), "{err}");
 }

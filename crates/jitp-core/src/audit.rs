@@ -81,6 +81,9 @@ pub enum EventType {
     /// A registration event handled by the provisioning workflow.
     #[serde(rename = "jitp.provision")]
     Provision,
+    /// A change `jitp reconcile --apply` or `--rollback` made ([`ReconcileRecord`]).
+    #[serde(rename = "jitp.reconcile")]
+    Reconcile,
 }
 
 /// Where the CA id the workflow used came from.
@@ -336,6 +339,87 @@ impl AuditRecord {
             metrics::histogram!("jitp_quota_wait_seconds").record(self.quota_wait_ms as f64 / 1000.0);
             metrics::histogram!("jitp_event_duration_seconds").record(self.duration_ms as f64 / 1000.0);
         }
+    }
+}
+
+/// What one [`ReconcileRecord`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReconcileAction {
+    /// A new default version of the device's policy (the rendered document of today's configuration).
+    PolicyVersion,
+    /// A new default version of a shared policy, for `devices` devices.
+    SharedPolicyVersion,
+    /// The thing's type or attributes, by UpdateThing with `expectedVersion` (never its `jitp_certificate`).
+    ThingUpdated,
+    /// `--rollback`: the default version set back to the one before (SetDefaultPolicyVersion).
+    PolicyRollback,
+    /// `--revoke`: the profile's `on_reject` applied to an ACTIVE certificate today's configuration refuses.
+    Certificate,
+}
+
+/// One change made by `jitp reconcile --apply | --rollback`: one line per device changed (one per shared
+/// policy), `eventType = "jitp.reconcile"`. Its own shape beside [`AuditRecord`]'s (`jitp.provision`, pinned by
+/// `jitp_testkit::audit_line`), with the same conventions: snake_case fields, `timestamp` and `eventType` first,
+/// ids and names only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRecord {
+    /// When the change was made (RFC 3339).
+    pub timestamp: String,
+    /// Always `jitp.reconcile`.
+    #[serde(rename = "eventType")]
+    pub event_type: EventType,
+    /// What was changed.
+    pub action: ReconcileAction,
+    /// The thing (absent for a shared policy's version).
+    pub thing_name: Option<String>,
+    /// The thing's certificate.
+    pub certificate_id: Option<String>,
+    /// The policy.
+    pub policy_name: Option<String>,
+    /// The policy's default version before.
+    pub from_version: Option<String>,
+    /// The policy's default version after.
+    pub to_version: Option<String>,
+    /// Devices the change reaches (1, or a shared policy's devices).
+    pub devices: u64,
+    /// For `CERTIFICATE`: the rejection's reason code.
+    pub reason: Option<ReasonCode>,
+    /// For `CERTIFICATE`: what was done to it.
+    pub certificate_action: Option<CertificateAction>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl ReconcileRecord {
+    /// A record of `action` at `now_unix`; the caller fills in the rest.
+    pub fn new(now_unix: i64, action: ReconcileAction, message: String) -> Self {
+        Self {
+            timestamp: crate::unix_time::rfc3339(now_unix),
+            event_type: EventType::Reconcile,
+            action,
+            thing_name: None,
+            certificate_id: None,
+            policy_name: None,
+            from_version: None,
+            to_version: None,
+            devices: 1,
+            reason: None,
+            certificate_action: None,
+            message,
+        }
+    }
+
+    /// The audit line: `level` INFO, the record's fields, `trigger` (`cli`). One JSON object, no newline.
+    pub fn line(&self, trigger: &str) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            level: &'static str,
+            #[serde(flatten)]
+            record: &'a ReconcileRecord,
+            trigger: &'a str,
+        }
+        serde_json::to_string(&Line { level: "INFO", record: self, trigger }).unwrap_or_else(|_| "{}".into())
     }
 }
 

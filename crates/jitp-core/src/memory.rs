@@ -25,7 +25,7 @@ use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Quotas;
 use crate::registry::{
     CaDescription, CaStatus, CertificateDescription, IotRegistry, MAX_THINGS_PER_PAGE, Operation, PolicyDescription,
-    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingPage, ThingSpec,
+    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
 };
 use crate::thing::ThingName;
 
@@ -680,6 +680,21 @@ impl IotRegistry for MemoryRegistry {
         self.finish(Operation::DeletePolicyVersion, after, None, r)
     }
 
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::SetDefaultPolicyVersion).await?;
+        let r = self.with_state(|s| {
+            let p = s.policies.get_mut(name).ok_or_else(|| RegistryError::NotFound(format!("policy {name}")))?;
+            let v: u64 =
+                version_id.parse().map_err(|_| RegistryError::InvalidRequest(format!("version {version_id:?}")))?;
+            if !p.versions.contains_key(&v) {
+                return Err(RegistryError::NotFound(format!("policy {name} version {v}")));
+            }
+            p.default = v;
+            Ok(())
+        });
+        self.finish(Operation::SetDefaultPolicyVersion, after, None, r)
+    }
+
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError> {
         let after = self.admit(Operation::AttachPolicy).await?;
         let r = self.with_state(|s| {
@@ -795,6 +810,36 @@ impl IotRegistry for MemoryRegistry {
             Ok(ThingPage { things, next_token })
         });
         self.finish(Operation::ListThings, after, None, r)
+    }
+
+    async fn list_things_in_thing_group(
+        &self,
+        group: &str,
+        next_token: Option<&str>,
+    ) -> Result<ThingNamePage, RegistryError> {
+        let after = self.admit(Operation::ListThingsInThingGroup).await?;
+        let limit = lock(&self.runtime).page_size.unwrap_or(MAX_THINGS_PER_PAGE).min(MAX_THINGS_PER_PAGE) as usize;
+        let r = self.with_state(|s| {
+            let start = match next_token {
+                None => None,
+                Some(token) => match token.strip_prefix(THINGS_TOKEN).map(str::parse::<ThingName>) {
+                    Some(Ok(name)) => Some(name),
+                    _ => return Err(RegistryError::InvalidRequest(format!("nextToken {token:?} is not valid"))),
+                },
+            };
+            let mut members = s
+                .things
+                .iter()
+                .filter(|(name, t)| t.groups.contains(group) && start.as_ref().is_none_or(|after| *name > after))
+                .map(|(name, _)| name.clone());
+            let things: Vec<ThingName> = members.by_ref().take(limit).collect();
+            let next_token = match (members.next(), things.last()) {
+                (Some(_), Some(last)) => Some(format!("{THINGS_TOKEN}{last}")),
+                _ => None,
+            };
+            Ok(ThingNamePage { things, next_token })
+        });
+        self.finish(Operation::ListThingsInThingGroup, after, None, r)
     }
 }
 

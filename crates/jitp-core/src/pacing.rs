@@ -56,9 +56,11 @@ impl Quotas {
             | O::CreatePolicy
             | O::CreatePolicyVersion
             | O::DeletePolicyVersion
+            | O::SetDefaultPolicyVersion
             | O::ListPolicyVersions
             | O::ListThingPrincipals
-            | O::ListThings => 10.0,
+            | O::ListThings
+            | O::ListThingsInThingGroup => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

@@ -251,38 +251,57 @@ impl<'a> Tally<'a> {
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
         let started = Instant::now();
-        let deadline = self.settings.retry_deadline;
         let mut attempt: u32 = 0;
         loop {
-            match self.pacer.admit(op, deadline.saturating_sub(started.elapsed())).await {
-                Ok(waited) => {
-                    if let Ok(mut total) = self.quota_wait.lock() {
-                        *total += waited;
-                    }
-                }
-                Err(NoSlot { wait, rate }) => return Err(Error::QuotaWait { operation: op, wait, rate, deadline }),
-            }
-            if let Ok(mut calls) = self.calls.lock() {
-                *calls.entry(op).or_default() += 1;
-            }
-            let answer = f(self.registry).await;
-            match &answer {
-                Err(RegistryError::Throttled(_)) => self.pacer.throttled(op),
-                _ => self.pacer.admitted(op),
-            }
-            match answer {
-                Err(e) if e.is_transient() => {
-                    let backoff = self.backoff(attempt);
-                    if started.elapsed() + backoff > self.settings.retry_deadline {
-                        return Err(Error::Transient { operation: op, attempts: attempt.saturating_add(1), source: e });
-                    }
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    attempt = attempt.saturating_add(1);
-                    tokio::time::sleep(backoff).await;
-                }
+            match self.attempt(op, &f, started).await? {
+                Err(e) if e.is_transient() => self.pause(op, &mut attempt, started, e).await?,
                 other => return Ok(other),
             }
         }
+    }
+
+    /// One attempt of a call started at `started`: its slot (within what is left of the retry deadline), the
+    /// call, the pacer told how it went. Transient failures are returned, not retried.
+    async fn attempt<T, F, Fut>(
+        &self,
+        op: Operation,
+        f: &F,
+        started: Instant,
+    ) -> Result<Result<T, RegistryError>, Error>
+    where
+        F: Fn(&'a dyn IotRegistry) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let deadline = self.settings.retry_deadline;
+        match self.pacer.admit(op, deadline.saturating_sub(started.elapsed())).await {
+            Ok(waited) => {
+                if let Ok(mut total) = self.quota_wait.lock() {
+                    *total += waited;
+                }
+            }
+            Err(NoSlot { wait, rate }) => return Err(Error::QuotaWait { operation: op, wait, rate, deadline }),
+        }
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(op).or_default() += 1;
+        }
+        let answer = f(self.registry).await;
+        match &answer {
+            Err(RegistryError::Throttled(_)) => self.pacer.throttled(op),
+            _ => self.pacer.admitted(op),
+        }
+        Ok(answer)
+    }
+
+    /// After transient failure `e` of attempt number `attempt`: back off, or give up past the retry deadline.
+    async fn pause(&self, op: Operation, attempt: &mut u32, started: Instant, e: RegistryError) -> Result<(), Error> {
+        let backoff = self.backoff(*attempt);
+        if started.elapsed() + backoff > self.settings.retry_deadline {
+            return Err(Error::Transient { operation: op, attempts: attempt.saturating_add(1), source: e });
+        }
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        *attempt = attempt.saturating_add(1);
+        tokio::time::sleep(backoff).await;
+        Ok(())
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -301,7 +320,7 @@ impl<'a> Tally<'a> {
     }
 
     /// Set a certificate's status where "already so", "REVOKED" and "gone" all mean there is nothing to do.
-    async fn set_status(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), Error> {
+    pub(crate) async fn set_status(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), Error> {
         match self.call(Operation::UpdateCertificate, |r| r.update_certificate(id, status)).await? {
             Ok(()) | Err(RegistryError::Conflict(_) | RegistryError::NotFound(_)) => Ok(()),
             Err(e) => Err(registry_error(Operation::UpdateCertificate, e)),
@@ -457,13 +476,11 @@ impl Provisioner {
         let (status, action) = match refused.refusal.rejection.reason.fault() {
             Fault::None => return Ok(None),
             Fault::Operator => return Ok(Some(CertificateAction::LeftPending)),
-            Fault::Device => match self.rules.config().on_reject(refused.refusal.profile) {
-                OnReject::Leave => return Ok(Some(CertificateAction::Left)),
-                OnReject::Revoke => (CertificateStatus::Revoked, CertificateAction::Revoked),
-                OnReject::Deactivate => (CertificateStatus::Inactive, CertificateAction::Inactive),
-            },
+            Fault::Device => on_reject(self.rules.config(), refused.refusal.profile),
         };
-        tally.set_status(&event.certificate_id, status).await?;
+        if let Some(status) = status {
+            tally.set_status(&event.certificate_id, status).await?;
+        }
         Ok(Some(action))
     }
 
@@ -921,35 +938,81 @@ impl Provisioner {
         Ok(version)
     }
 
-    /// The policy exists: make `document` its default version unless it already is; at AWS's limit of 5
-    /// versions, prune the oldest non-default one first.
+    /// The policy exists: make `document` its default version unless it already is ([`make_default`]).
     async fn update_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop<'_>> {
-        let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
-        if same_document(&current.document, document) {
-            return Ok(current.default_version_id);
-        }
-        for _ in 0..2 {
-            match tally.call(Operation::CreatePolicyVersion, |r| r.create_policy_version(name, document)).await? {
-                Ok(version) => return Ok(version),
-                Err(RegistryError::VersionsLimitExceeded(_)) => {
-                    let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
-                    let oldest = versions
-                        .iter()
-                        .filter(|v| !v.is_default)
-                        .min_by_key(|v| v.version_id.parse::<u64>().unwrap_or(u64::MAX))
-                        .map(|v| v.version_id.clone());
-                    let Some(oldest) = oldest else { break };
-                    match tally.call(Operation::DeletePolicyVersion, |r| r.delete_policy_version(name, &oldest)).await?
-                    {
-                        Ok(()) | Err(RegistryError::NotFound(_)) => {}
-                        Err(e) => return Err(registry_error(Operation::DeletePolicyVersion, e).into()),
-                    }
-                }
-                Err(e) => return Err(registry_error(Operation::CreatePolicyVersion, e).into()),
-            }
-        }
-        Err(Error::NoVersionToPrune { policy: name.clone() }.into())
+        Ok(make_default(name, document, tally).await?.version)
     }
+}
+
+/// What the device's certificate gets for a rejection that is the device's fault, under `profile`'s `on_reject`
+/// (the configuration's default without one): the status to write (`None`: leave it), and the action recorded.
+/// The workflow's rejections and `jitp reconcile --revoke` both go through here.
+pub(crate) fn on_reject(config: &Config, profile: Option<&Profile>) -> (Option<CertificateStatus>, CertificateAction) {
+    match config.on_reject(profile) {
+        OnReject::Leave => (None, CertificateAction::Left),
+        OnReject::Revoke => (Some(CertificateStatus::Revoked), CertificateAction::Revoked),
+        OnReject::Deactivate => (Some(CertificateStatus::Inactive), CertificateAction::Inactive),
+    }
+}
+
+/// A policy's default version after [`make_default`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Defaulted {
+    /// The default before, when this call made a new one (`None`: the document was already the default).
+    pub(crate) previous: Option<String>,
+    /// The default now.
+    pub(crate) version: String,
+}
+
+/// Make `document` the existing policy `name`'s default version unless it already is: CreatePolicyVersion
+/// (set as default). At AWS's limit of 5 versions, prune the oldest non-default version first, never the one
+/// that was the default when this call read the policy (it stays, for a rollback). A CreatePolicyVersion whose
+/// answer was lost (a transient failure: it may have taken effect) is never repeated blind: the policy is read
+/// again first, so a retry never makes a second version of the same document.
+pub(crate) async fn make_default(name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<Defaulted, Error> {
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    let mut pruned = 0;
+    let mut before: Option<String> = None;
+    let mut read = true;
+    loop {
+        if read {
+            let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
+            let previous = before.get_or_insert_with(|| current.default_version_id.clone()).clone();
+            if same_document(&current.document, document) {
+                let changed = previous != current.default_version_id;
+                return Ok(Defaulted { previous: changed.then_some(previous), version: current.default_version_id });
+            }
+            read = false;
+        }
+        match tally
+            .attempt(Operation::CreatePolicyVersion, &|r| r.create_policy_version(name, document), started)
+            .await?
+        {
+            Ok(version) => return Ok(Defaulted { previous: before, version }),
+            Err(RegistryError::VersionsLimitExceeded(_)) if pruned < 2 => {
+                pruned += 1;
+                let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
+                let oldest = versions
+                    .iter()
+                    .filter(|v| !v.is_default && Some(&v.version_id) != before.as_ref())
+                    .min_by_key(|v| v.version_id.parse::<u64>().unwrap_or(u64::MAX))
+                    .map(|v| v.version_id.clone());
+                let Some(oldest) = oldest else { break };
+                match tally.call(Operation::DeletePolicyVersion, |r| r.delete_policy_version(name, &oldest)).await? {
+                    Ok(()) | Err(RegistryError::NotFound(_)) => {}
+                    Err(e) => return Err(registry_error(Operation::DeletePolicyVersion, e)),
+                }
+            }
+            Err(RegistryError::VersionsLimitExceeded(_)) => break,
+            Err(e) if e.is_transient() => {
+                tally.pause(Operation::CreatePolicyVersion, &mut attempt, started, e).await?;
+                read = true;
+            }
+            Err(e) => return Err(registry_error(Operation::CreatePolicyVersion, e)),
+        }
+    }
+    Err(Error::NoVersionToPrune { policy: name.clone() })
 }
 
 /// Documents are equal if they are the same JSON (AWS may reformat what it stores).

@@ -55,7 +55,7 @@ use crate::error::Error;
 use crate::event::CertificateStatus;
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Pacer;
-use crate::profile::PolicyMode;
+use crate::profile::{PolicyMode, Profile};
 use crate::provision::{Settings, Tally, registry_error, same_document};
 use crate::reason::{ReasonCode, Rejection, reject};
 use crate::registry::{
@@ -64,6 +64,9 @@ use crate::registry::{
 use crate::rules::Rules;
 use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
 use crate::unix_time::rfc3339;
+
+/// `jitp reconcile --apply | --rollback`: the plan made true, and its policy part undone.
+pub mod apply;
 
 /// Example things shown per group.
 pub const EXAMPLES: usize = 3;
@@ -99,8 +102,9 @@ pub enum Observed<'c> {
     Status(CertificateStatus),
     /// The registry does not say which CA issued the certificate: nothing to decide against.
     CaNotNamed,
-    /// Today's configuration refuses the certificate.
-    Refused(Rejection),
+    /// Today's configuration refuses the certificate; the profile that governed the refusal, if the decision
+    /// selected one (its `on_reject` is what `--revoke` applies).
+    Refused(Rejection, Option<&'c Profile>),
     /// Today's configuration accepts it; `current_policy`: the default document of the verdict's policy, `None`
     /// if no policy has that name.
     Accepted {
@@ -192,7 +196,7 @@ pub fn assess(thing: &ThingDescription, certificate: &CertificateId, observed: &
         }
         Observed::Status(CertificateStatus::Active) => Assessment::Unchanged,
         Observed::Status(status) => Assessment::Retired(*status),
-        Observed::Refused(rejection) => Assessment::WouldReject(rejection.clone()),
+        Observed::Refused(rejection, _) => Assessment::WouldReject(rejection.clone()),
         Observed::Accepted { verdict, current_policy } => {
             let policy = policy_diff(current_policy.as_deref(), &verdict.policy.document, &thing.name);
             let thing = thing_diff(thing, verdict, certificate);
@@ -527,6 +531,24 @@ impl PlanBuilder {
     }
 }
 
+/// One device as the inventory found it: its thing as listed, its certificate id (when `jitp_certificate` is
+/// one), and what was observed (or why the calls failed).
+struct Looked<'c> {
+    thing: ThingDescription,
+    id: Option<CertificateId>,
+    observed: Result<Observed<'c>, Error>,
+}
+
+impl Looked<'_> {
+    fn assessment(&self) -> Result<Assessment, &Error> {
+        let observed = self.observed.as_ref()?;
+        Ok(match &self.id {
+            Some(id) => assess(&self.thing, id, observed),
+            None => Assessment::Unaccounted(Unaccounted::BadCertificateId),
+        })
+    }
+}
+
 /// A CA as this run found it.
 enum CaEntry {
     /// Not registered.
@@ -585,19 +607,10 @@ impl Reconciler {
             let mut token: Option<String> = None;
             loop {
                 let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
-                let (tally, memo) = (&tally, &memo);
-                let looked: Vec<(ThingName, Result<Assessment, Error>)> = futures::stream::iter(page.things)
-                    .map(|thing| async move {
-                        let assessed = self.device(&thing, now, tally, memo).await;
-                        (thing.name, assessed)
-                    })
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
-                for (name, assessed) in looked {
-                    match assessed {
-                        Ok(assessment) => builder.add(&name, assessment),
-                        Err(e) => builder.error(&name, &e),
+                for looked in self.look_page(page.things, now, &tally, &memo, concurrency).await {
+                    match looked.assessment() {
+                        Ok(assessment) => builder.add(&looked.thing.name, assessment),
+                        Err(e) => builder.error(&looked.thing.name, e),
                     }
                 }
                 match page.next_token {
@@ -627,19 +640,30 @@ impl Reconciler {
         }
     }
 
-    async fn device(
-        &self,
-        thing: &ThingDescription,
+    /// One page of the inventory, its devices looked at `concurrency` at a time.
+    async fn look_page<'s>(
+        &'s self,
+        things: Vec<ThingDescription>,
         now: i64,
         tally: &Tally<'_>,
         memo: &Memo,
-    ) -> Result<Assessment, Error> {
-        let owner = thing.attributes.get(CERTIFICATE_ATTRIBUTE).map(String::as_str).unwrap_or_default();
-        let Ok(id) = owner.parse::<CertificateId>() else {
-            return Ok(Assessment::Unaccounted(Unaccounted::BadCertificateId));
-        };
-        let observed = self.observe(thing, &id, now, tally, memo).await?;
-        Ok(assess(thing, &id, &observed))
+        concurrency: usize,
+    ) -> Vec<Looked<'s>> {
+        futures::stream::iter(things)
+            .map(|thing| async move {
+                let owner = thing.attributes.get(CERTIFICATE_ATTRIBUTE).map(String::as_str).unwrap_or_default();
+                let (id, observed) = match owner.parse::<CertificateId>() {
+                    Ok(id) => {
+                        let observed = self.observe(&thing, &id, now, tally, memo).await;
+                        (Some(id), observed)
+                    }
+                    Err(_) => (None, Ok(Observed::BadCertificateId)),
+                };
+                Looked { thing, id, observed }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await
     }
 
     async fn observe(
@@ -674,17 +698,17 @@ impl Reconciler {
         let Some(ca_id) = &cert.ca_certificate_id else { return Ok(Observed::CaNotNamed) };
         let ca = match &*self.ca(ca_id, tally, memo).await? {
             CaEntry::Missing => {
-                return Ok(Observed::Refused(reject!(UnknownCa, "CA {ca_id} is not registered in this account")));
+                return Ok(Observed::Refused(reject!(UnknownCa, "CA {ca_id} is not registered in this account"), None));
             }
             CaEntry::Found { active: false, .. } => {
-                return Ok(Observed::Refused(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")));
+                return Ok(Observed::Refused(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry"), None));
             }
             CaEntry::Found { ca, .. } => ca.clone(),
         };
         let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca, now, aws: &self.settings.aws };
         let verdict = match decide::decide(&self.rules, &input) {
             Ok(verdict) => verdict,
-            Err(refusal) => return Ok(Observed::Refused(refusal.rejection)),
+            Err(refusal) => return Ok(Observed::Refused(refusal.rejection, refusal.profile)),
         };
         let current_policy = self.policy(&verdict, tally, memo).await?;
         Ok(Observed::Accepted { verdict: Box::new(verdict), current_policy })

@@ -69,11 +69,13 @@ pub enum Operation {
     CreatePolicyVersion,
     ListPolicyVersions,
     DeletePolicyVersion,
+    SetDefaultPolicyVersion,
     AttachPolicy,
     ListAttachedPolicies,
     AttachThingPrincipal,
     DetachThingPrincipal,
     ListThings,
+    ListThingsInThingGroup,
 }
 
 impl Operation {
@@ -92,11 +94,13 @@ impl Operation {
         Self::CreatePolicyVersion,
         Self::ListPolicyVersions,
         Self::DeletePolicyVersion,
+        Self::SetDefaultPolicyVersion,
         Self::AttachPolicy,
         Self::ListAttachedPolicies,
         Self::AttachThingPrincipal,
         Self::DetachThingPrincipal,
         Self::ListThings,
+        Self::ListThingsInThingGroup,
     ];
 
     /// The AWS API name.
@@ -115,11 +119,13 @@ impl Operation {
             Self::CreatePolicyVersion => "CreatePolicyVersion",
             Self::ListPolicyVersions => "ListPolicyVersions",
             Self::DeletePolicyVersion => "DeletePolicyVersion",
+            Self::SetDefaultPolicyVersion => "SetDefaultPolicyVersion",
             Self::AttachPolicy => "AttachPolicy",
             Self::ListAttachedPolicies => "ListAttachedPolicies",
             Self::AttachThingPrincipal => "AttachThingPrincipal",
             Self::DetachThingPrincipal => "DetachThingPrincipal",
             Self::ListThings => "ListThings",
+            Self::ListThingsInThingGroup => "ListThingsInThingGroup",
         }
     }
 
@@ -140,11 +146,13 @@ impl Operation {
             Self::CreatePolicyVersion => "iot:CreatePolicyVersion",
             Self::ListPolicyVersions => "iot:ListPolicyVersions",
             Self::DeletePolicyVersion => "iot:DeletePolicyVersion",
+            Self::SetDefaultPolicyVersion => "iot:SetDefaultPolicyVersion",
             Self::AttachPolicy => "iot:AttachPolicy",
             Self::ListAttachedPolicies => "iot:ListAttachedPolicies",
             Self::AttachThingPrincipal => "iot:AttachThingPrincipal",
             Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
             Self::ListThings => "iot:ListThings",
+            Self::ListThingsInThingGroup => "iot:ListThingsInThingGroup",
         }
     }
 }
@@ -254,6 +262,15 @@ pub struct ThingPage {
     pub next_token: Option<String>,
 }
 
+/// One page of ListThingsInThingGroup: the names of the group's things (not recursive) and the next page's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThingNamePage {
+    /// The things of this page.
+    pub things: Vec<ThingName>,
+    /// `nextToken`: pass it back for the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
 /// GetPolicy's answer (the default version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDescription {
@@ -304,6 +321,8 @@ pub trait IotRegistry: Send + Sync {
     async fn list_policy_versions(&self, name: &PolicyName) -> Result<Vec<PolicyVersion>, RegistryError>;
     /// DeletePolicyVersion (not the default).
     async fn delete_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
+    /// SetDefaultPolicyVersion: make an existing version the default (`jitp reconcile --rollback`).
+    async fn set_default_policy_version(&self, name: &PolicyName, version_id: &str) -> Result<(), RegistryError>;
     /// AttachPolicy to a certificate ARN (idempotent).
     async fn attach_policy(&self, name: &PolicyName, target: &str) -> Result<(), RegistryError>;
     /// ListAttachedPolicies of a certificate ARN.
@@ -319,4 +338,10 @@ pub trait IotRegistry: Send + Sync {
     async fn detach_thing_principal(&self, thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
     /// ListThings, one page: the things matching `filter`, from `next_token` (a previous page's) or the start.
     async fn list_things(&self, filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
+    /// ListThingsInThingGroup, one page of [`MAX_THINGS_PER_PAGE`] at most (`jitp reconcile --thing-group`).
+    async fn list_things_in_thing_group(
+        &self,
+        group: &str,
+        next_token: Option<&str>,
+    ) -> Result<ThingNamePage, RegistryError>;
 }

@@ -2,19 +2,22 @@
 //! `jitp reconcile --plan` over the embedded registry: a fleet provisioned with template v1 through the real
 //! workflow, then today's configuration changed (a narrowed topic, a deny-list entry), a retired certificate,
 //! things jitp cannot account for; the plan shows exactly those changes, pages through the listings, and
-//! writes nothing.
+//! writes nothing. Then `--apply` (converges, a second apply writes nothing, a crash in the middle and a re-run
+//! end where an uncrashed apply does, 5 versions pruned without the previous default, a canary, a thing group, a
+//! shared policy, `--revoke` for the device's faults only) and `--rollback` (v1 restored; ambiguity refused).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jitp_core::audit::Outcome;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::MemoryRegistry;
+use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
+use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Plan, Reconciler, Unaccounted};
-use jitp_core::registry::{IotRegistry, Operation, ThingSpec};
+use jitp_core::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
@@ -31,7 +34,13 @@ struct Fleet {
 }
 
 async fn fleet() -> Fleet {
+    fleet_with(|toml| toml).await
+}
+
+/// The fleet, provisioned with the shipped configuration as `edit` leaves it.
+async fn fleet_with(edit: impl FnOnce(String) -> String) -> Fleet {
     let dir = ConfigDir::shipped();
+    dir.edit_config(edit);
     let registry = Arc::new(MemoryRegistry::new());
     let ca = Ca::new("Reconcile CA", Alg::P256);
     let ca_id: CaCertificateId = registry.register_ca(&ca.cert.pem, true).unwrap();
@@ -226,4 +235,336 @@ async fn a_small_share_of_the_quotas_slows_the_plan_and_fails_no_device() {
     assert_eq!((plan.counts.errors, plan.counts.unchanged), (0, SENSORS as u64 + 2), "{:?}", plan.errors);
     // 22 ListThingPrincipals at 0.1 a second: at least 21 intervals of 10 s.
     assert!(started.elapsed() >= std::time::Duration::from_secs(210), "{:?}", started.elapsed());
+}
+
+// ---- jitp reconcile --apply / --rollback / --revoke ----
+
+const APPLY: Options = Options { mode: Mode::Apply, revoke: false, canary: None, thing_group: None };
+const ROLLBACK: Options = Options { mode: Mode::Rollback, revoke: false, canary: None, thing_group: None };
+
+/// The writes among the registry's calls.
+const WRITES: [Operation; 8] = [
+    Operation::CreatePolicyVersion,
+    Operation::DeletePolicyVersion,
+    Operation::SetDefaultPolicyVersion,
+    Operation::UpdateThing,
+    Operation::UpdateCertificate,
+    Operation::CreatePolicy,
+    Operation::CreateThing,
+    Operation::AttachPolicy,
+];
+
+fn writes(registry: &MemoryRegistry) -> u64 {
+    let counts = registry.call_counts();
+    WRITES.iter().map(|op| counts.get(op).copied().unwrap_or(0)).sum()
+}
+
+/// v2 of the sensor template: one topic narrowed.
+fn narrow(fleet: &Fleet) {
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, v1.replace(NARROWED_FROM, NARROWED_TO)).unwrap();
+}
+
+async fn policy_of(registry: &MemoryRegistry, thing: &str) -> PolicyDescription {
+    registry.get_policy(&format!("jitp-{thing}").parse().unwrap()).await.unwrap()
+}
+
+/// A run over `registry` with `settings`; returns what it did and the audit lines it wrote.
+async fn run_with(
+    fleet: &Fleet,
+    registry: &Arc<MemoryRegistry>,
+    settings: Settings,
+    options: Options<'_>,
+) -> (Applied, Vec<String>) {
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let reconciler = Reconciler::new(rules, registry.clone() as Arc<dyn IotRegistry>, settings);
+    let lines = Mutex::new(Vec::new());
+    let applied = reconciler.apply(NOW, options, &|r| lines.lock().unwrap().push(r.line("test"))).await.unwrap();
+    assert!(registry.violations().is_empty(), "{:?}", registry.violations());
+    (applied, lines.into_inner().unwrap())
+}
+
+async fn run(fleet: &Fleet, options: Options<'_>) -> (Applied, Vec<String>) {
+    run_with(fleet, &fleet.registry, Settings::default(), options).await
+}
+
+#[tokio::test]
+async fn apply_converges_a_second_apply_does_nothing_and_rollback_restores_v1() {
+    let fleet = fleet().await;
+    let mut v1 = Vec::new();
+    for (name, _) in &fleet.sensors {
+        v1.push(policy_of(&fleet.registry, name).await);
+    }
+    narrow(&fleet);
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64);
+
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    let c = &applied.counts;
+    assert_eq!((c.changed, c.policies, c.things, c.certificates), (SENSORS as u64, SENSORS as u64, 0, 0), "{c:?}");
+    assert_eq!((c.unchanged, c.errors, c.deferred), (2, 0, 0), "the gateways are unchanged");
+    // One audit line per device changed, naming the thing, the policy, the versions.
+    assert_eq!(lines.len(), SENSORS);
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["eventType"], "jitp.reconcile");
+        assert_eq!(v["action"], "POLICY_VERSION");
+        let thing = v["thing_name"].as_str().unwrap();
+        assert_eq!(v["policy_name"], format!("jitp-{thing}"));
+        assert_eq!((v["from_version"].as_str(), v["to_version"].as_str()), (Some("1"), Some("2")), "{line}");
+    }
+    let after = plan(&fleet, 250).await;
+    assert!(!after.drift, "a plan afterwards shows no drift: {after:#?}");
+
+    // A second apply writes nothing.
+    let (snapshot, before) = (fleet.registry.snapshot(), writes(&fleet.registry));
+    let (again, lines) = run(&fleet, APPLY).await;
+    assert!(again.converged && again.changes.is_empty() && lines.is_empty(), "{again:#?}");
+    assert_eq!(again.counts.unchanged, SENSORS as u64 + 2);
+    assert_eq!(fleet.registry.snapshot(), snapshot);
+    assert_eq!(writes(&fleet.registry), before);
+
+    // Rollback: v1's document is the default again, at version 1.
+    let (rolled, lines) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged, "{:?}", rolled.errors);
+    assert_eq!((rolled.counts.changed, rolled.counts.policies), (SENSORS as u64, SENSORS as u64));
+    assert_eq!(lines.len(), SENSORS);
+    for ((name, _), old) in fleet.sensors.iter().zip(&v1) {
+        let now = policy_of(&fleet.registry, name).await;
+        assert_eq!((now.document.as_str(), now.default_version_id.as_str()), (old.document.as_str(), "1"), "{name}");
+    }
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64, "the plan shows the drift again");
+    // A second rollback does nothing: no device is at today's document any more.
+    let before = writes(&fleet.registry);
+    let (again, _) = run(&fleet, ROLLBACK).await;
+    assert!(again.changes.is_empty(), "{again:#?}");
+    assert_eq!(writes(&fleet.registry), before);
+    assert_eq!(
+        again.calls.get(&Operation::ListPolicyVersions),
+        Some(&2),
+        "only the gateways are at today's document: read, one version each, left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_then_a_rerun_converges_to_the_uncrashed_state() {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("registry.json");
+    std::fs::write(&file, serde_json::to_string(&fleet.registry.snapshot()).unwrap()).unwrap();
+
+    let clean = Arc::new(MemoryRegistry::open(&file).unwrap());
+    let (applied, _) = run_with(&fleet, &clean, Settings::default(), APPLY).await;
+    assert!(applied.converged);
+
+    // The 5th CreatePolicyVersion takes effect and its answer is lost; the 9th never reaches the registry. No
+    // retries (a deadline of zero): both devices fail, as if the run had died there.
+    let crashed = Arc::new(MemoryRegistry::open(&file).unwrap().with_faults([
+        Fault { op: Operation::CreatePolicyVersion, nth: 5, kind: FaultKind::UnavailableAfter },
+        Fault { op: Operation::CreatePolicyVersion, nth: 9, kind: FaultKind::UnavailableBefore },
+    ]));
+    let hasty = Settings { retry_deadline: std::time::Duration::ZERO, ..Settings::default() };
+    let (first, _) = run_with(&fleet, &crashed, hasty, APPLY).await;
+    assert!(!first.converged);
+    assert_eq!(first.counts.errors, 2, "{:?}", first.errors);
+    assert_eq!(first.counts.changed, SENSORS as u64 - 2);
+    let (rerun, _) = run_with(&fleet, &crashed, Settings::default(), APPLY).await;
+    assert!(rerun.converged, "{:?}", rerun.errors);
+    assert_eq!(rerun.counts.changed, 1, "the one whose version was never made; the lost answer's is unchanged");
+    assert_eq!(crashed.snapshot(), clean.snapshot(), "the same registry as an uncrashed apply");
+
+    // A lost answer retried within the deadline is re-read, not repeated: no second version of one document.
+    let retried = Arc::new(MemoryRegistry::open(&file).unwrap().with_faults([Fault {
+        op: Operation::CreatePolicyVersion,
+        nth: 3,
+        kind: FaultKind::UnavailableAfter,
+    }]));
+    let (applied, _) = run_with(&fleet, &retried, Settings::default(), APPLY).await;
+    assert!(applied.converged && applied.counts.changed == SENSORS as u64, "{applied:#?}");
+    assert_eq!(retried.snapshot(), clean.snapshot());
+}
+
+#[tokio::test]
+async fn a_policy_at_five_versions_is_pruned_without_losing_the_previous_default() {
+    let fleet = fleet().await;
+    let (name, _) = &fleet.sensors[0];
+    let policy = format!("jitp-{name}").parse().unwrap();
+    let v1 = policy_of(&fleet.registry, name).await.document;
+    for i in 2..=4 {
+        let other = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":"iot:Connect","Resource":"x{i}"}}]}}"#
+        );
+        fleet.registry.create_policy_version(&policy, &other).await.unwrap();
+    }
+    assert_eq!(fleet.registry.create_policy_version(&policy, &v1).await.unwrap(), "5", "v1's document is the default");
+    narrow(&fleet);
+
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    assert_eq!(applied.calls.get(&Operation::DeletePolicyVersion), Some(&1), "one pruned");
+    let versions = fleet.registry.list_policy_versions(&policy).await.unwrap();
+    let ids: Vec<&str> = versions.iter().map(|v| v.version_id.as_str()).collect();
+    assert_eq!(ids, ["2", "3", "4", "5", "6"], "the oldest pruned, the previous default (5) kept");
+    assert!(lines.iter().any(|l| l.contains(r#""from_version":"5","to_version":"6""#)), "{lines:?}");
+
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged);
+    let now = policy_of(&fleet.registry, name).await;
+    assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("5", v1.as_str()));
+}
+
+#[tokio::test]
+async fn a_rollback_that_would_be_ambiguous_is_refused_and_reported() {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    assert!(run(&fleet, APPLY).await.0.converged);
+    // Someone made a version since and set today's document back as the default by hand: version 3 is newest.
+    let (name, _) = &fleet.sensors[1];
+    let policy = format!("jitp-{name}").parse().unwrap();
+    fleet.registry.create_policy_version(&policy, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    fleet.registry.set_default_policy_version(&policy, "2").await.unwrap();
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert_eq!(rolled.counts.changed, SENSORS as u64 - 1);
+    assert_eq!(rolled.reported.len(), 1, "{:?}", rolled.reported);
+    assert_eq!(rolled.reported[0].thing, *name);
+    assert!(rolled.reported[0].message.contains("not the newest"), "{}", rolled.reported[0].message);
+    assert_eq!(policy_of(&fleet.registry, name).await.default_version_id, "2", "left as it was");
+}
+
+#[tokio::test]
+async fn a_canary_of_3_changes_exactly_the_first_3_devices_by_name() {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    let (applied, lines) = run(&fleet, Options { canary: Some(3), ..APPLY }).await;
+    assert!(applied.converged);
+    assert_eq!((applied.counts.changed, applied.counts.deferred), (3, SENSORS as u64 - 3));
+    assert_eq!(lines.len(), 3);
+    let mut changed: Vec<String> = applied.changes.iter().filter_map(|r| r.thing_name.clone()).collect();
+    changed.sort();
+    assert_eq!(changed, ["sensor-000000000000", "sensor-000000000001", "sensor-000000000002"]);
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64 - 3);
+    // Rollback reaches the canary alone: the others were never changed.
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert_eq!(rolled.counts.changed, 3);
+}
+
+#[tokio::test]
+async fn a_denied_and_a_crl_revoked_certificate_are_reported_then_revoked_with_revoke() {
+    let fleet = fleet().await;
+    let (denied_name, denied_id) = fleet.sensors[3].clone();
+    let (listed_name, listed_id) = fleet.sensors[7].clone();
+    std::fs::write(fleet.dir.path().join("denied.txt"), format!("sha256:{denied_id}\n")).unwrap();
+    let crl = fleet.ca.crl(&[&Device::new(&listed_name).serial], NOW - DAY, NOW + 30 * DAY);
+    std::fs::write(fleet.dir.path().join("revoked.crl"), &crl.pem).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"\ncrl = [\"revoked.crl\"]",
+            1,
+        )
+    });
+    // Without --revoke: reported, nothing written.
+    let before = writes(&fleet.registry);
+    let (applied, _) = run(&fleet, APPLY).await;
+    assert!(applied.converged && applied.changes.is_empty(), "{applied:#?}");
+    let reasons: Vec<(String, Option<ReasonCode>)> =
+        applied.reported.iter().map(|r| (r.thing.clone(), r.reason)).collect();
+    assert_eq!(
+        reasons,
+        [(denied_name.clone(), Some(ReasonCode::CertDenied)), (listed_name.clone(), Some(ReasonCode::CertRevoked))]
+    );
+    assert_eq!(writes(&fleet.registry), before);
+
+    // With --revoke: the profile's on_reject (revoke), one audit line each.
+    let (applied, lines) = run(&fleet, Options { revoke: true, ..APPLY }).await;
+    assert!(applied.converged);
+    assert_eq!((applied.counts.certificates, applied.counts.changed), (2, 2));
+    assert_eq!(fleet.registry.certificate_status(&denied_id), Some(CertificateStatus::Revoked));
+    assert_eq!(fleet.registry.certificate_status(&listed_id), Some(CertificateStatus::Revoked));
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!((v["action"].as_str(), v["certificate_action"].as_str()), (Some("CERTIFICATE"), Some("REVOKED")));
+    }
+    // Revoked now: retired in the plan, and a second run does nothing.
+    let plan = plan(&fleet, 250).await;
+    assert_eq!((plan.counts.retired, plan.counts.would_reject), (2, 0));
+}
+
+#[tokio::test]
+async fn an_operators_fault_is_never_revoked() {
+    let fleet = fleet().await;
+    // A CRL past its nextUpdate, enforced: CA_INVALID for every sensor, the operator's fault.
+    let crl = fleet.ca.crl(&[], NOW - 30 * DAY, NOW - DAY);
+    std::fs::write(fleet.dir.path().join("stale.crl"), &crl.pem).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ncrl = [\"stale.crl\"]",
+            1,
+        )
+    });
+    let before = writes(&fleet.registry);
+    let (applied, lines) = run(&fleet, Options { revoke: true, ..APPLY }).await;
+    assert!(applied.converged && lines.is_empty(), "{applied:#?}");
+    assert_eq!(applied.reported.len(), SENSORS);
+    assert!(applied.reported.iter().all(|r| r.reason == Some(ReasonCode::CaInvalid)), "{:?}", applied.reported);
+    assert!(applied.reported[0].message.contains("never revoked"), "{}", applied.reported[0].message);
+    assert_eq!(writes(&fleet.registry), before);
+    for (_, id) in &fleet.sensors {
+        assert_eq!(fleet.registry.certificate_status(id), Some(CertificateStatus::Active));
+    }
+}
+
+#[tokio::test]
+async fn a_thing_change_is_a_compare_and_set_that_keeps_the_owner() {
+    let fleet = fleet().await;
+    fleet.dir.edit_config(|toml| toml.replace("attributes = { site = ", "attributes = { tier = \"edge\", site = "));
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    assert_eq!((applied.counts.things, lines.len()), (2, 2), "the two gateways");
+    let thing = fleet.registry.describe_thing(&"gw-ab-0001".parse().unwrap()).await.unwrap();
+    assert_eq!(thing.attributes.get("tier").map(String::as_str), Some("edge"));
+    assert_eq!(thing.attributes.get("jitp_certificate").map(|s| s.len()), Some(64), "the owner kept");
+    assert!(!plan(&fleet, 250).await.drift);
+}
+
+#[tokio::test]
+async fn a_shared_policy_gets_one_new_version_reported_with_the_devices_it_reaches() {
+    let fleet =
+        fleet_with(|toml| toml.replacen("name = \"sensors\"", "name = \"sensors\"\npolicy_mode = \"shared\"", 1)).await;
+    assert_eq!(fleet.registry.policies().len(), 3, "one shared sensor policy, two per-thing gateway ones");
+    narrow(&fleet);
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    assert_eq!((applied.counts.changed, applied.counts.policies), (SENSORS as u64, 1));
+    assert_eq!(applied.calls.get(&Operation::CreatePolicyVersion), Some(&1));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!((v["action"].as_str(), v["devices"].as_u64()), (Some("SHARED_POLICY_VERSION"), Some(SENSORS as u64)));
+    assert!(!plan(&fleet, 250).await.drift);
+    let (again, _) = run(&fleet, APPLY).await;
+    assert!(again.changes.is_empty());
+    let (rolled, lines) = run(&fleet, ROLLBACK).await;
+    assert_eq!((rolled.counts.changed, rolled.counts.policies, lines.len()), (SENSORS as u64, 1, 1));
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64);
+}
+
+#[tokio::test]
+async fn a_thing_group_limits_the_apply_to_its_things() {
+    let fleet = fleet().await;
+    for (name, _) in &fleet.sensors[10..12] {
+        fleet.registry.add_thing_to_thing_group(&name.parse().unwrap(), "pilot").await.unwrap();
+    }
+    narrow(&fleet);
+    let (applied, lines) = run(&fleet, Options { thing_group: Some("pilot"), ..APPLY }).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    assert_eq!((applied.counts.devices, applied.counts.changed, lines.len()), (2, 2, 2));
+    assert_eq!(applied.calls.get(&Operation::ListThingsInThingGroup), Some(&1));
+    assert_eq!(applied.calls.get(&Operation::DescribeCertificate), Some(&2), "only the group's things are looked at");
+    let mut changed: Vec<String> = applied.changes.iter().filter_map(|r| r.thing_name.clone()).collect();
+    changed.sort();
+    assert_eq!(changed, [fleet.sensors[10].0.clone(), fleet.sensors[11].0.clone()]);
+    assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64 - 2);
 }

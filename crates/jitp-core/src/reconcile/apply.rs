@@ -1,0 +1,594 @@
+//! `jitp reconcile --apply` and `--rollback`: make the registry what the plan says today's configuration wants,
+//! and undo the policy part.
+//!
+//! # The plan is the resume point
+//!
+//! An apply makes the plan again (the same inventory, every device re-decided, the same paced and retried
+//! calls) and acts on each device's place in it. Nothing is remembered between runs: a device an earlier,
+//! interrupted apply already changed is `unchanged` in the plan, so re-running continues where it stopped and
+//! converges; a second apply finds nothing to do and writes nothing.
+//!
+//! # What an apply changes
+//!
+//! - **Policy changes**: the rendered document becomes the policy's new default version (CreatePolicyVersion
+//!   set-as-default, [`make_default`]: the workflow's own path). At AWS's limit of 5 versions the oldest
+//!   non-default version is pruned first, never the version that was the default before (it is what
+//!   `--rollback` restores). A CreatePolicyVersion whose answer was lost is never repeated blind: the policy is
+//!   read again first, so no document is ever stored twice in a row. A shared policy gets one new version, made
+//!   once, reported with the devices it reaches. A policy that does not exist is reported, not created (only a
+//!   provisioning creates and attaches policies).
+//! - **Thing changes**: UpdateThing with `expectedVersion` = the version the listing returned (the workflow's
+//!   compare-and-set: a thing written since is not overwritten, it is an error and the re-run reads it again).
+//!   The `jitp_certificate` attribute is written as it is: reconcile never moves a thing to another
+//!   certificate. A changed thing *name* is reported: AWS IoT cannot rename a thing.
+//! - **Would reject**: reported. With `--revoke`, the profile's `on_reject` (REVOKED, INACTIVE, or left) is
+//!   applied to those ACTIVE certificates when the reason is the device's fault ([`Fault::Device`]:
+//!   CERT_DENIED, CERT_REVOKED, CERT_EXPIRED...), through the workflow's mapping ([`on_reject`]); an operator's
+//!   fault (CA_INVALID from a stale CRL, CA_NOT_ACTIVE...) is only ever reported.
+//!
+//! # Rollback: how it knows the version before
+//!
+//! AWS IoT numbers a policy's versions in creation order and an apply makes exactly one new version (the
+//! previous default stays, unpruned). So a device whose policy reconcile changed has, as its default, today's
+//! document at version N, the newest version, and version N-1 is the default it replaced. `--rollback` sets
+//! the default back to N-1 (SetDefaultPolicyVersion), for every device whose default is today's rendered
+//! document and not its policy's only version. It refuses (reports) a device where that is ambiguous: the
+//! default is not the newest version (someone set it since), or version N-1 is gone. A device the apply did not
+//! reach (`--canary`) is not at today's document and is left alone; a rolled-back device is not either, so a
+//! second rollback does nothing. Thing changes and certificate actions are not rolled back.
+//!
+//! The rule cannot tell reconcile's version from another writer's that made today's document the newest
+//! version (the workflow, for a device re-provisioned after the template changed): rollback restores the
+//! version before today's document, whoever made it.
+//!
+//! # Order, canary, audit
+//!
+//! Devices are acted on in thing-name order; `--canary N` acts on the first N devices that have something to
+//! change and leaves the rest (`deferred`). A shared policy's version is one change reaching all its devices,
+//! made when any device the run acts on needs it. `--thing-group G` acts only on the things in G
+//! (ListThingsInThingGroup first; the others are not even looked at); a shared policy, which reaches devices
+//! outside the group, is then reported, not changed. Every change writes one [`ReconcileRecord`] to the sink as it
+//! is made (one per device, one per shared policy).
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use super::{DeviceError, Looked, Memo, Observed, Reconciler, listings};
+use crate::audit::{ReconcileAction, ReconcileRecord};
+use crate::decide::Verdict;
+use crate::error::Error;
+use crate::ids::{CertificateId, PolicyName};
+use crate::profile::{PolicyMode, Profile};
+use crate::provision::{Tally, make_default, on_reject, registry_error, same_document};
+use crate::reason::{Fault, ReasonCode, Rejection};
+use crate::registry::{Operation, RegistryError, ThingSpec};
+use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
+use crate::unix_time::rfc3339;
+
+/// Apply the plan, or roll its policy changes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `--apply`.
+    Apply,
+    /// `--rollback`.
+    Rollback,
+}
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// Apply or roll back.
+    pub mode: Mode,
+    /// Apply `on_reject` to the would-reject devices whose rejection is the device's fault.
+    pub revoke: bool,
+    /// Act on the first this many devices (by thing name) that have something to change, then stop.
+    pub canary: Option<usize>,
+    /// Only the things in this thing group (ListThingsInThingGroup, not recursive).
+    pub thing_group: Option<&'a str>,
+}
+
+/// A device the run looked at and left as it was, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reported {
+    /// Its thing.
+    pub thing: String,
+    /// The rejection's reason code, for a would-reject device.
+    pub reason: Option<ReasonCode>,
+    /// Why nothing was done.
+    pub message: String,
+}
+
+/// Devices by what the run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AppliedCounts {
+    /// Every thing listed.
+    pub devices: u64,
+    /// Devices changed (a shared policy's version counts every device it reaches).
+    pub changed: u64,
+    /// Policy versions made or rolled back (a shared policy once).
+    pub policies: u64,
+    /// Things updated.
+    pub things: u64,
+    /// Certificates given their profile's `on_reject`.
+    pub certificates: u64,
+    /// Nothing to do.
+    pub unchanged: u64,
+    /// Looked at, left as they were, reported.
+    pub reported: u64,
+    /// Left for a later run by `--canary`.
+    pub deferred: u64,
+    /// Devices whose calls failed (re-run to continue).
+    pub errors: u64,
+}
+
+/// What a run did: `jitp reconcile --apply --format json` prints this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Applied {
+    /// Apply or rollback.
+    pub mode: Mode,
+    /// The decision time, RFC 3339.
+    pub at: String,
+    /// The configuration decided with.
+    pub config: String,
+    /// No device failed: everything the run set out to change is changed.
+    pub converged: bool,
+    /// Devices by what was done.
+    pub counts: AppliedCounts,
+    /// Every change made, in the order made (each also written to the audit sink).
+    pub changes: Vec<ReconcileRecord>,
+    /// Devices left as they were, and why (in thing-name order).
+    pub reported: Vec<Reported>,
+    /// Devices whose calls failed (in thing-name order).
+    pub errors: Vec<DeviceError>,
+    /// Calls made, by operation.
+    pub calls: BTreeMap<Operation, u32>,
+}
+
+/// What the run does to one device.
+#[derive(Debug, Default)]
+struct Work<'a> {
+    thing: String,
+    certificate: Option<&'a CertificateId>,
+    /// UpdateThing: the spec and the version it was listed at.
+    update: Option<(ThingSpec, i64)>,
+    /// Apply: a new default version of a per-thing policy.
+    policy: Option<(&'a PolicyName, &'a str)>,
+    /// Rollback: a per-thing policy to roll back.
+    rollback: Option<&'a PolicyName>,
+    /// `--revoke`: the rejection and its profile.
+    revoke: Option<(&'a Rejection, Option<&'a Profile>)>,
+    /// Needs a shared policy's change (made once, beside the devices).
+    shared: Option<&'a PolicyName>,
+}
+
+impl Work<'_> {
+    fn is_empty(&self) -> bool {
+        self.update.is_none()
+            && self.policy.is_none()
+            && self.rollback.is_none()
+            && self.revoke.is_none()
+            && self.shared.is_none()
+    }
+}
+
+/// One device's part in the run.
+enum Step<'a> {
+    Nothing,
+    Report(Reported),
+    Error(DeviceError),
+    Do(Work<'a>),
+}
+
+/// What acting on one device (or one shared policy) came to.
+#[derive(Default)]
+struct Done {
+    records: Vec<ReconcileRecord>,
+    reported: Vec<Reported>,
+    error: Option<DeviceError>,
+}
+
+impl Reconciler {
+    /// Apply the plan at `now` (or roll it back, `options.mode`), writing each change's record to `audit` as it
+    /// is made. A failed ListThings fails the run; a device whose calls fail is listed under `errors` and the
+    /// others go on.
+    pub async fn apply(
+        &self,
+        now: i64,
+        options: Options<'_>,
+        audit: &(dyn Fn(&ReconcileRecord) + Send + Sync),
+    ) -> Result<Applied, Error> {
+        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let memo = Memo::default();
+        let concurrency = self.concurrency();
+        let members = match options.thing_group {
+            Some(group) => Some(group_members(group, &tally).await?),
+            None => None,
+        };
+        let mut looked: Vec<Looked<'_>> = Vec::new();
+        for filter in listings(self.page_size) {
+            let mut token: Option<String> = None;
+            loop {
+                let mut page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                if let Some(members) = &members {
+                    page.things.retain(|t| members.contains(&t.name));
+                }
+                looked.extend(self.look_page(page.things, now, &tally, &memo, concurrency).await);
+                match page.next_token {
+                    Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        looked.sort_by(|a, b| a.thing.name.cmp(&b.thing.name));
+
+        let mut counts = AppliedCounts::default();
+        let (mut reported, mut errors, mut work) = (Vec::new(), Vec::new(), Vec::new());
+        for device in &looked {
+            counts.devices += 1;
+            match step(device, options) {
+                Step::Nothing => counts.unchanged += 1,
+                Step::Report(r) => reported.push(r),
+                Step::Error(e) => errors.push(e),
+                Step::Do(w) => work.push(w),
+            }
+        }
+        if let Some(n) = options.canary {
+            counts.deferred = work.len().saturating_sub(n) as u64;
+            work.truncate(n);
+        }
+        // Shared policies: the document (apply) and the devices each reaches, over the whole plan.
+        let mut shared: BTreeMap<&PolicyName, (&str, u64)> = BTreeMap::new();
+        for device in &looked {
+            if let Ok(Observed::Accepted { verdict, current_policy }) = &device.observed
+                && verdict.policy_mode == PolicyMode::Shared
+                && wants(options.mode, verdict, current_policy.as_deref())
+            {
+                shared.entry(&verdict.policy.name).or_insert((&verdict.policy.document, 0)).1 += 1;
+            }
+        }
+        let needed: std::collections::BTreeSet<&PolicyName> = work.iter().filter_map(|w| w.shared).collect();
+
+        let mut changes = Vec::new();
+        let mut take = |done: Done, counts: &mut AppliedCounts, reported: &mut Vec<Reported>| {
+            for record in done.records {
+                audit(&record);
+                match record.action {
+                    ReconcileAction::PolicyVersion | ReconcileAction::PolicyRollback => counts.policies += 1,
+                    ReconcileAction::SharedPolicyVersion => counts.policies += 1,
+                    ReconcileAction::ThingUpdated => counts.things += 1,
+                    ReconcileAction::Certificate => counts.certificates += 1,
+                }
+                changes.push(record);
+            }
+            reported.extend(done.reported);
+            if let Some(e) = done.error {
+                errors.push(e);
+            }
+        };
+        for name in needed {
+            let Some((document, devices)) = shared.get(name).copied() else { continue };
+            let done = self.shared_policy(options.mode, name, document, devices, now, &tally).await;
+            counts.changed += done.records.iter().map(|r| r.devices).sum::<u64>();
+            take(done, &mut counts, &mut reported);
+        }
+        let tally_ref = &tally;
+        let mut acting = futures::stream::iter(work.iter())
+            .map(|w| async move { self.act(w, now, tally_ref).await })
+            .buffer_unordered(concurrency);
+        while let Some(done) = acting.next().await {
+            if done.records.iter().any(|r| r.action != ReconcileAction::SharedPolicyVersion) {
+                counts.changed += 1;
+            }
+            take(done, &mut counts, &mut reported);
+        }
+        drop(acting);
+        reported.sort_by(|a, b| a.thing.cmp(&b.thing));
+        errors.sort_by(|a, b| a.thing.cmp(&b.thing));
+        counts.reported = reported.len() as u64;
+        counts.errors = errors.len() as u64;
+        Ok(Applied {
+            mode: options.mode,
+            at: rfc3339(now),
+            config: self.rules.config().path.display().to_string(),
+            converged: errors.is_empty(),
+            counts,
+            changes,
+            reported,
+            errors,
+            calls: tally.into_calls().by_operation,
+        })
+    }
+
+    /// Act on one device: its thing, its per-thing policy, its certificate.
+    async fn act(&self, work: &Work<'_>, now: i64, tally: &Tally<'_>) -> Done {
+        let mut done = Done::default();
+        let thing = &work.thing;
+        let record = |action, message: String| {
+            let mut r = ReconcileRecord::new(now, action, message);
+            r.thing_name = Some(thing.clone());
+            r.certificate_id = work.certificate.map(ToString::to_string);
+            r
+        };
+        let fail = |message: String| Some(DeviceError { thing: thing.clone(), message });
+        if let Some((spec, version)) = &work.update {
+            match tally.call(Operation::UpdateThing, |r| r.update_thing(spec, Some(*version))).await {
+                Ok(Ok(())) => done.records.push(record(
+                    ReconcileAction::ThingUpdated,
+                    format!("thing {thing} updated to today's type and attributes (expectedVersion {version})"),
+                )),
+                Ok(Err(RegistryError::VersionConflict(_) | RegistryError::NotFound(_))) => {
+                    done.error = fail(format!(
+                        "thing {thing} changed since it was listed (version {version}); re-run to read it again"
+                    ));
+                    return done;
+                }
+                Ok(Err(e)) => {
+                    done.error = fail(registry_error(Operation::UpdateThing, e).to_string());
+                    return done;
+                }
+                Err(e) => {
+                    done.error = fail(e.to_string());
+                    return done;
+                }
+            }
+        }
+        if let Some((name, document)) = work.policy {
+            match make_default(name, document, tally).await {
+                Ok(d) => {
+                    if let Some(previous) = d.previous {
+                        let mut r = record(
+                            ReconcileAction::PolicyVersion,
+                            format!(
+                                "policy {name}: today's document is the default, version {previous} -> {}",
+                                d.version
+                            ),
+                        );
+                        r.policy_name = Some(name.to_string());
+                        r.from_version = Some(previous);
+                        r.to_version = Some(d.version);
+                        done.records.push(r);
+                    }
+                }
+                Err(e) => {
+                    done.error = fail(e.to_string());
+                    return done;
+                }
+            }
+        }
+        if let Some(name) = work.rollback {
+            match self.roll_back(name, tally).await {
+                Ok(Rolled::Back { from, to }) => {
+                    let mut r = record(
+                        ReconcileAction::PolicyRollback,
+                        format!("policy {name}: default version {from} -> {to}"),
+                    );
+                    r.policy_name = Some(name.to_string());
+                    r.from_version = Some(from);
+                    r.to_version = Some(to);
+                    done.records.push(r);
+                }
+                Ok(Rolled::Nothing) => {}
+                Ok(Rolled::Refused(message)) => {
+                    done.reported.push(Reported { thing: thing.clone(), reason: None, message });
+                }
+                Err(e) => done.error = fail(e.to_string()),
+            }
+        }
+        if let (Some((rejection, profile)), Some(id)) = (work.revoke, work.certificate) {
+            match on_reject(self.rules.config(), profile) {
+                (None, _) => done.reported.push(Reported {
+                    thing: thing.clone(),
+                    reason: Some(rejection.reason),
+                    message: format!("on_reject = \"leave\": left ACTIVE ({})", rejection.message),
+                }),
+                (Some(status), action) => match tally.set_status(id, status).await {
+                    Ok(()) => {
+                        let mut r = record(
+                            ReconcileAction::Certificate,
+                            format!("certificate {id} set {}: {}", action.as_str(), rejection.message),
+                        );
+                        r.reason = Some(rejection.reason);
+                        r.certificate_action = Some(action);
+                        done.records.push(r);
+                    }
+                    Err(e) => done.error = fail(e.to_string()),
+                },
+            }
+        }
+        done
+    }
+
+    /// A shared policy's one change for the `devices` devices it reaches.
+    async fn shared_policy(
+        &self,
+        mode: Mode,
+        name: &PolicyName,
+        document: &str,
+        devices: u64,
+        now: i64,
+        tally: &Tally<'_>,
+    ) -> Done {
+        let mut done = Done::default();
+        let label = format!("shared policy {name}");
+        let (action, result) = match mode {
+            Mode::Apply => (
+                ReconcileAction::SharedPolicyVersion,
+                make_default(name, document, tally)
+                    .await
+                    .map(|d| d.previous.map_or(Rolled::Nothing, |from| Rolled::Back { from, to: d.version })),
+            ),
+            Mode::Rollback => (ReconcileAction::PolicyRollback, self.roll_back(name, tally).await),
+        };
+        match result {
+            Ok(Rolled::Back { from, to }) => {
+                let mut r = ReconcileRecord::new(
+                    now,
+                    action,
+                    format!("{label}: default version {from} -> {to}, {devices} devices"),
+                );
+                r.policy_name = Some(name.to_string());
+                r.from_version = Some(from);
+                r.to_version = Some(to);
+                r.devices = devices;
+                done.records.push(r);
+            }
+            Ok(Rolled::Nothing) => {}
+            Ok(Rolled::Refused(message)) => done.reported.push(Reported { thing: label, reason: None, message }),
+            Err(e) => done.error = Some(DeviceError { thing: label, message: e.to_string() }),
+        }
+        done
+    }
+
+    /// Set the default back to the version before today's (see the module docs for the rule).
+    async fn roll_back(&self, name: &PolicyName, tally: &Tally<'_>) -> Result<Rolled, Error> {
+        let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
+        let ids: Vec<(u64, bool)> =
+            versions.iter().filter_map(|v| v.version_id.parse::<u64>().ok().map(|id| (id, v.is_default))).collect();
+        let Some(&(current, _)) = ids.iter().find(|(_, default)| *default) else {
+            return Ok(Rolled::Refused(format!("policy {name} has no default version")));
+        };
+        if ids.len() < 2 {
+            return Ok(Rolled::Nothing); // only ever one version: nothing changed it
+        }
+        let newest = ids.iter().map(|(id, _)| *id).max().unwrap_or(current);
+        if newest != current {
+            return Ok(Rolled::Refused(format!(
+                "policy {name}: the default, version {current}, is not the newest (version {newest}): it was set since; not rolled back"
+            )));
+        }
+        let before = current.saturating_sub(1);
+        if !ids.iter().any(|(id, _)| *id == before) {
+            return Ok(Rolled::Refused(format!(
+                "policy {name}: version {before}, the one before the default {current}, is gone; not rolled back"
+            )));
+        }
+        let before = before.to_string();
+        tally.must(Operation::SetDefaultPolicyVersion, |r| r.set_default_policy_version(name, &before)).await?;
+        Ok(Rolled::Back { from: current.to_string(), to: before })
+    }
+}
+
+/// Every thing in `group`, page by page.
+async fn group_members(group: &str, tally: &Tally<'_>) -> Result<std::collections::BTreeSet<ThingName>, Error> {
+    let mut members = std::collections::BTreeSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = tally
+            .must(Operation::ListThingsInThingGroup, |r| r.list_things_in_thing_group(group, token.as_deref()))
+            .await?;
+        members.extend(page.things);
+        match page.next_token {
+            Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+            _ => return Ok(members),
+        }
+    }
+}
+
+/// What a rollback (or a shared policy's apply) came to.
+enum Rolled {
+    Back { from: String, to: String },
+    Nothing,
+    Refused(String),
+}
+
+/// Does `mode` change this accepted device's policy? Apply: its default is not today's document. Rollback: it is.
+fn wants(mode: Mode, verdict: &Verdict<'_>, current: Option<&str>) -> bool {
+    match (mode, current) {
+        (_, None) => false,
+        (Mode::Apply, Some(current)) => !same_document(current, &verdict.policy.document),
+        (Mode::Rollback, Some(current)) => same_document(current, &verdict.policy.document),
+    }
+}
+
+/// One device's part in the run (pure).
+fn step<'a>(device: &'a Looked<'_>, options: Options<'_>) -> Step<'a> {
+    let thing = device.thing.name.to_string();
+    let observed = match &device.observed {
+        Ok(observed) => observed,
+        Err(e) => return Step::Error(DeviceError { thing, message: e.to_string() }),
+    };
+    let certificate = device.id.as_ref();
+    let report = |reason, message: String| Step::Report(Reported { thing: thing.clone(), reason, message });
+    match (observed, options.mode) {
+        (Observed::Refused(rejection, profile), Mode::Apply) => {
+            let fault = rejection.reason.fault();
+            if options.revoke && fault == Fault::Device {
+                let work =
+                    Work { thing: thing.clone(), certificate, revoke: Some((rejection, *profile)), ..Work::default() };
+                return Step::Do(work);
+            }
+            let why = match fault {
+                Fault::Device => "would reject (--revoke applies on_reject)",
+                Fault::Operator | Fault::None => "would reject, not the device's fault: reported only, never revoked",
+            };
+            report(Some(rejection.reason), format!("{why}: {}", rejection.message))
+        }
+        (Observed::Accepted { verdict, current_policy }, mode) => {
+            let mut work = Work { thing: thing.clone(), certificate, ..Work::default() };
+            let policy = &verdict.policy.name;
+            if mode == Mode::Apply && current_policy.is_none() {
+                return report(
+                    None,
+                    format!("policy {policy} does not exist: reconcile does not create policies (a provisioning does)"),
+                );
+            }
+            if wants(mode, verdict, current_policy.as_deref()) {
+                match (verdict.policy_mode, mode) {
+                    (PolicyMode::Shared, _) if options.thing_group.is_some() => {
+                        return report(
+                            None,
+                            format!(
+                                "shared policy {policy} reaches devices outside the thing group: run without --thing-group to change it"
+                            ),
+                        );
+                    }
+                    (PolicyMode::Shared, _) => work.shared = Some(policy),
+                    (_, Mode::Apply) => work.policy = Some((policy, &verdict.policy.document)),
+                    (_, Mode::Rollback) => work.rollback = Some(policy),
+                }
+            }
+            if mode == Mode::Apply
+                && let Some(id) = certificate
+                && let Some(diff) = super::thing_diff(&device.thing, verdict, id)
+            {
+                if diff.name.is_some() {
+                    return report(
+                        None,
+                        format!(
+                            "today's configuration names thing {}: AWS IoT cannot rename a thing; left as it is",
+                            verdict.thing_name
+                        ),
+                    );
+                }
+                let mut attributes: BTreeMap<String, String> =
+                    verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                // The owner as it is: reconcile never moves a thing to another certificate.
+                attributes.insert(CERTIFICATE_ATTRIBUTE.to_owned(), id.to_string());
+                let spec =
+                    ThingSpec { name: device.thing.name.clone(), thing_type: verdict.thing_type.clone(), attributes };
+                work.update = Some((spec, device.thing.version));
+            }
+            if work.is_empty() { Step::Nothing } else { Step::Do(work) }
+        }
+        _ => Step::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apply_record_names_what_it_changed() {
+        let mut r = ReconcileRecord::new(0, ReconcileAction::PolicyVersion, "m".into());
+        r.policy_name = Some("jitp-x".into());
+        let v: serde_json::Value = serde_json::from_str(&r.line("cli")).unwrap_or_default();
+        assert_eq!(v["eventType"], "jitp.reconcile");
+        assert_eq!(v["action"], "POLICY_VERSION");
+        assert_eq!(v["trigger"], "cli");
+        assert_eq!(v["level"], "INFO");
+    }
+}
