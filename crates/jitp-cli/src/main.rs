@@ -36,7 +36,7 @@ enum Command {
     /// Register a CA and a device certificate in the embedded registry, as AWS IoT does on first connection.
     Register(provision::RegisterArgs),
     /// Show what today's configuration would change on the devices already provisioned (--plan; read-only).
-    /// Exit 0 no drift, 2 drift found, 1 error.
+    /// Exit 0 no drift, 1 drift found, 2 an error (as `jitp check`: 0 the good answer, 1 the other, 2 trouble).
     Reconcile(reconcile::ReconcileArgs),
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),

@@ -51,15 +51,16 @@ pub(crate) struct ReconcileArgs {
     settings: Settings,
 }
 
-/// Exit status: 0 no drift, 2 drift found (any group but unchanged), 1 an error (the plan could not be made, or
-/// is incomplete: some devices could not be looked at).
+/// Exit status, as `jitp check`'s (0 the good answer, 1 the other one, 2 trouble): 0 no drift, 1 drift found
+/// (any group but unchanged), 2 an error (the plan could not be made, or is incomplete: some devices could not be
+/// looked at), like a usage error.
 pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
     if args.apply || args.rollback {
         return apply(args).await;
     }
     if args.canary.is_some() || args.thing_group.is_some() {
         eprintln!("jitp: --canary and --thing-group go with --apply or --rollback");
-        return ExitCode::from(1);
+        return ExitCode::from(2);
     }
     match plan(args).await {
         Ok(plan) => {
@@ -68,21 +69,21 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
                 Format::Text => print!("{}", text(&plan)),
             }
             if !plan.errors.is_empty() {
-                ExitCode::from(1)
-            } else if plan.drift {
                 ExitCode::from(2)
+            } else if plan.drift {
+                ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             }
         }
         Err(e) => {
             eprintln!("jitp: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
 
-/// `--apply` / `--rollback`. Exit status: 0 everything converged, 1 an error (some devices failed: they are
+/// `--apply` / `--rollback`. Exit status: 0 everything converged, 2 an error (some devices failed: they are
 /// listed; re-run to continue). Each change's audit line (`eventType` `jitp.reconcile`) goes to standard error
 /// as it is made, the summary to standard output.
 async fn apply(args: &ReconcileArgs) -> ExitCode {
@@ -92,11 +93,11 @@ async fn apply(args: &ReconcileArgs) -> ExitCode {
                 Format::Json => println!("{}", serde_json::to_string(&applied).unwrap_or_default()),
                 Format::Text => print!("{}", applied_text(&applied)),
             }
-            if applied.converged { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if applied.converged { ExitCode::SUCCESS } else { ExitCode::from(2) }
         }
         Err(e) => {
             eprintln!("jitp: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }

@@ -69,7 +69,7 @@ fn no_drift_exits_0_and_says_so() {
 }
 
 #[test]
-fn drift_exits_2_with_the_pinned_json_shape_and_the_file_is_untouched() {
+fn drift_exits_1_with_the_pinned_json_shape_and_the_file_is_untouched() {
     let (dir, _tmp, file) = setup();
     let template = dir.path().join("policies/sensor.json.tera");
     let v1 = std::fs::read_to_string(&template).unwrap();
@@ -78,7 +78,7 @@ fn drift_exits_2_with_the_pinned_json_shape_and_the_file_is_untouched() {
     let before = std::fs::read(&file).unwrap();
 
     let (code, out, err) = reconcile(&dir, &file, &["--format", "json"]);
-    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(code, 1, "drift: {out}{err}");
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     // The shape scripts rely on (README: jitp reconcile).
     let top = [
@@ -117,7 +117,7 @@ fn drift_exits_2_with_the_pinned_json_shape_and_the_file_is_untouched() {
     assert_eq!(std::fs::read(&file).unwrap(), before, "the plan writes nothing");
 
     let (code, text, _) = reconcile(&dir, &file, &[]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1, "drift");
     assert!(text.contains("Policy changes"), "{text}");
     assert!(text.contains("3 devices, e.g. sensor-000000000001, sensor-000000000002, sensor-000000000003"), "{text}");
     assert!(text.contains("{{ thing_name }}/events/alarm"), "{text}");
@@ -165,7 +165,7 @@ fn apply_a_canary_then_the_rest_converges_a_second_apply_changes_nothing_and_rol
     assert_eq!(err.lines().count(), 3, "{err}");
     assert!(out.contains("jitp reconcile --rollback"), "{out}");
     let (code, _, _) = reconcile(&dir, &file, &["--plan"]);
-    assert_eq!(code, 2, "rolled back: the plan shows the drift again");
+    assert_eq!(code, 1, "rolled back: the plan shows the drift again");
 }
 
 #[test]
@@ -174,10 +174,10 @@ fn flags_that_need_apply_are_refused_and_a_missing_registry_is_an_error() {
     let (code, _, err) = reconcile(&dir, &file, &["--revoke"]);
     assert_eq!(code, 2, "clap: --revoke requires --apply: {err}");
     let (code, _, err) = reconcile(&dir, &file, &["--canary", "3"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "a usage error: {err}");
     assert!(err.contains("--apply"), "{err}");
     let (code, _, err) = reconcile(&dir, &file, &["--thing-group", "pilot"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     let (code, out, err) = reconcile(&dir, &file, &["--apply", "--thing-group", "pilot", "--format", "json"]);
     assert_eq!(code, 0, "{out}{err}");
     let applied: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -186,6 +186,6 @@ fn flags_that_need_apply_are_refused_and_a_missing_registry_is_an_error() {
     let (code, _, err) = reconcile(&dir, &file, &["--apply", "--rollback"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = reconcile(&dir, Path::new("/nonexistent/registry.json"), &["--apply"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "an error, not drift: {err}");
     assert!(err.contains("no such file"), "{err}");
 }
