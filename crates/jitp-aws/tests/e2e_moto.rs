@@ -523,4 +523,25 @@ async fn reconcile_plans_a_template_change_over_moto() {
     for name in world.policy_names().await {
         assert_eq!(world.versions(&name).await.len(), 1, "{name} got a new version");
     }
+
+    // Apply: v2 becomes each policy's default (CreatePolicyVersion), the plan then shows no policy drift; a second
+    // apply changes nothing; rollback (SetDefaultPolicyVersion) restores v1 as the default.
+    use jitp_core::reconcile::apply::{Mode, Options};
+    let options = |mode| Options { mode, revoke: false, canary: None, thing_group: None };
+    let applied = reconciler.apply(NOW, options(Mode::Apply), &|_| {}).await.unwrap();
+    assert_eq!(applied.counts.policies, 3, "{applied:?}");
+    let after = reconciler.plan(NOW).await.unwrap();
+    assert_eq!((after.counts.policy_changes, after.counts.unchanged), (0, 3), "{after:?}");
+    for name in world.policy_names().await {
+        let versions = world.versions(&name).await;
+        assert_eq!(versions, vec![("1".to_owned(), false), ("2".to_owned(), true)], "{name}");
+    }
+    let again = reconciler.apply(NOW, options(Mode::Apply), &|_| {}).await.unwrap();
+    assert_eq!(again.counts.changed, 0, "{again:?}");
+    let rolled = reconciler.apply(NOW, options(Mode::Rollback), &|_| {}).await.unwrap();
+    assert_eq!(rolled.counts.policies, 3, "{rolled:?}");
+    for name in world.policy_names().await {
+        assert!(world.versions(&name).await.contains(&("1".to_owned(), true)), "{name}: v1 is the default again");
+    }
+    assert_eq!(reconciler.plan(NOW).await.unwrap().counts.policy_changes, 3, "v2's drift is back");
 }

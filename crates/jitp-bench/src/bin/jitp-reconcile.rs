@@ -7,12 +7,16 @@
 //!   impose, measured and multiplied back by the scale (at scale 1 a 10,000-device plan takes about 17 minutes of
 //!   waiting), next to what the pacer's lanes predict for the calls the plan made.
 //!
-//! Every plan must find exactly the N narrowed devices under one policy change and nothing else, or the binary
-//! exits 1.
+//! Then `--apply`, paced the same way, and a plan after it that must find no drift: the apply's time at the quotas
+//! and its CPU per device.
+//!
+//! Every plan must find exactly the N narrowed devices under one policy change and nothing else, the apply must
+//! converge and change N policies, or the binary exits 1.
 //!
 //! `cargo run --release -p jitp-bench --bin jitp-reconcile -- --devices 10000 --scale 25`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmark harness
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +27,9 @@ use jitp_core::audit::Outcome;
 use jitp_core::memory::MemoryRegistry;
 use jitp_core::pacing::{Pacer, Pacing, Quotas};
 use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::reconcile::apply::{Mode, Options};
 use jitp_core::reconcile::{Plan, Reconciler};
-use jitp_core::registry::IotRegistry;
+use jitp_core::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW};
@@ -126,17 +131,39 @@ async fn run(args: Args) -> ExitCode {
     let settings =
         Settings { pacing: Some(Pacing { quotas: quotas.clone(), ..Pacing::default() }), ..Settings::default() };
     let reconciler = Reconciler::new(v2, paced_registry.clone() as Arc<dyn IotRegistry>, settings);
+    let lanes = Pacer::new(&Quotas::aws_defaults(), 1);
     let (cpu0, wall0) = (cpu_time(), Instant::now());
     let plan = reconciler.plan(NOW).await.unwrap();
     let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
     ok &= check(&plan, args.devices);
     let throttled: u64 = paced_registry.throttle_counts().values().sum();
-    let predicted = predicted_seconds(&plan, &Pacer::new(&Quotas::aws_defaults(), 1));
+    let predicted = predicted_seconds(&plan.calls, &lanes);
     println!(
         "paced plan at AWS's quotas x{}: {wall:.2?} wall ({:.0} s at x1; the lanes predict {predicted:.0} s at x1, bound by the slowest lane for the calls made), {cpu:.2?} CPU, {throttled} throttled calls",
         args.scale,
         wall.as_secs_f64() * args.scale,
     );
+
+    // Apply, paced, on the same reconciler (same lanes), then a plan that must show no drift.
+    let options = Options { mode: Mode::Apply, revoke: false, canary: None, thing_group: None };
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    let applied = reconciler.apply(NOW, options, &|_| {}).await.unwrap();
+    let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
+    ok &= applied.converged && applied.counts.policies == args.devices as u64;
+    let throttled_after: u64 = paced_registry.throttle_counts().values().sum();
+    println!(
+        "paced apply at AWS's quotas x{}: {} policies changed in {wall:.2?} wall ({:.0} s at x1; the lanes predict {:.0} s), {cpu:.2?} CPU = {:.0} µs CPU per device, {} throttled calls; calls {:?}",
+        args.scale,
+        applied.counts.policies,
+        wall.as_secs_f64() * args.scale,
+        predicted_seconds(&applied.calls, &lanes),
+        per_device(cpu),
+        throttled_after - throttled,
+        applied.calls
+    );
+    let after = reconciler.plan(NOW).await.unwrap();
+    ok &= !after.drift;
+    println!("plan after the apply: drift {}", after.drift);
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -148,9 +175,9 @@ fn registry_with_quotas(registry: &MemoryRegistry, quotas: &Quotas) -> MemoryReg
     MemoryRegistry::open(file.path()).unwrap().with_quotas(quotas)
 }
 
-/// Seconds the slowest lane needs for the calls the plan made, at `pacer`'s rates.
-fn predicted_seconds(plan: &Plan, pacer: &Pacer) -> f64 {
-    plan.calls.iter().filter_map(|(op, n)| pacer.ceiling(*op).map(|rate| f64::from(*n) / rate)).fold(0.0, f64::max)
+/// Seconds the slowest lane needs for `calls`, at `pacer`'s rates.
+fn predicted_seconds(calls: &BTreeMap<Operation, u32>, pacer: &Pacer) -> f64 {
+    calls.iter().filter_map(|(op, n)| pacer.ceiling(*op).map(|rate| f64::from(*n) / rate)).fold(0.0, f64::max)
 }
 
 fn check(plan: &Plan, devices: usize) -> bool {
