@@ -152,11 +152,12 @@ async fn run(args: Args) -> ExitCode {
     ok &= applied.converged && applied.counts.policies == args.devices as u64;
     let throttled_after: u64 = paced_registry.throttle_counts().values().sum();
     println!(
-        "paced apply at AWS's quotas x{}: {} policies changed in {wall:.2?} wall ({:.0} s at x1; the lanes predict {:.0} s), {cpu:.2?} CPU = {:.0} µs CPU per device, {} throttled calls; calls {:?}",
+        "paced apply at AWS's quotas x{}: {} policies changed in {wall:.2?} wall ({:.0} s at x1; the lanes predict {:.0} s: the plan again, then the writes), {cpu:.2?} CPU = {:.0} µs CPU per device, {} throttled calls; calls {:?}",
         args.scale,
         applied.counts.policies,
         wall.as_secs_f64() * args.scale,
-        predicted_seconds(&applied.calls, &lanes),
+        // The apply makes the plan again, then writes: two phases, one after the other.
+        predicted_seconds(&plan.calls, &lanes) + predicted_seconds(&minus(&applied.calls, &plan.calls), &lanes),
         per_device(cpu),
         throttled_after - throttled,
         applied.calls
@@ -178,6 +179,11 @@ fn registry_with_quotas(registry: &MemoryRegistry, quotas: &Quotas) -> MemoryReg
 /// Seconds the slowest lane needs for `calls`, at `pacer`'s rates.
 fn predicted_seconds(calls: &BTreeMap<Operation, u32>, pacer: &Pacer) -> f64 {
     calls.iter().filter_map(|(op, n)| pacer.ceiling(*op).map(|rate| f64::from(*n) / rate)).fold(0.0, f64::max)
+}
+
+/// `a - b`, operation by operation.
+fn minus(a: &BTreeMap<Operation, u32>, b: &BTreeMap<Operation, u32>) -> BTreeMap<Operation, u32> {
+    a.iter().map(|(op, n)| (*op, n.saturating_sub(b.get(op).copied().unwrap_or(0)))).collect()
 }
 
 fn check(plan: &Plan, devices: usize) -> bool {
