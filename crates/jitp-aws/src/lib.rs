@@ -210,6 +210,11 @@ fn malformed(op: Operation, what: &str) -> RegistryError {
     RegistryError::Unavailable(format!("{op}: the response {what}"))
 }
 
+/// A thing name from a listing, or why the listing is unusable.
+fn listed_thing(op: Operation, name: String) -> Result<ThingName, RegistryError> {
+    name.parse().map_err(|e| malformed(op, &format!("names a thing jitp cannot name ({e})")))
+}
+
 fn to_sdk_status(status: CertificateStatus) -> sdk::CertificateStatus {
     match status {
         CertificateStatus::Active => sdk::CertificateStatus::Active,
@@ -468,7 +473,7 @@ impl IotRegistry for AwsRegistry {
             .into_iter()
             .map(|t| {
                 let name = t.thing_name.ok_or_else(|| malformed(OP, "has a thing without thingName"))?;
-                let name = name.parse().map_err(|e| malformed(OP, &format!("names a thing jitp cannot name ({e})")))?;
+                let name = listed_thing(OP, name)?;
                 Ok(ThingDescription {
                     name,
                     thing_type: t.thing_type_name.filter(|t| !t.is_empty()),
@@ -498,7 +503,7 @@ impl IotRegistry for AwsRegistry {
             .things
             .unwrap_or_default()
             .into_iter()
-            .map(|name| name.parse().map_err(|e| malformed(OP, &format!("names a thing jitp cannot name ({e})"))))
+            .map(|name| listed_thing(OP, name))
             .collect::<Result<Vec<ThingName>, RegistryError>>()?;
         Ok(ThingNamePage { things, next_token: page.next_token.filter(|t| !t.is_empty()) })
     }

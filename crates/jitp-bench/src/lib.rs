@@ -81,3 +81,8 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     let mid = values.len() / 2;
     Some(if values.len().is_multiple_of(2) { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] })
 }
+
+/// The multi-threaded tokio runtime a bench binary runs on, with `threads` workers.
+pub fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
+}

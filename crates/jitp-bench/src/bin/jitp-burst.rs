@@ -104,9 +104,7 @@ struct Run {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build().unwrap();
-    runtime.block_on(run_all(args))
+    jitp_bench::runtime(args.threads).block_on(run_all(args))
 }
 
 async fn run_all(args: Args) -> ExitCode {

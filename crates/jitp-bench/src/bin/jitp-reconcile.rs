@@ -57,9 +57,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build().unwrap();
-    runtime.block_on(run(args))
+    jitp_bench::runtime(args.threads).block_on(run(args))
 }
 
 /// CPU time of the whole process so far (user + system, every thread), from `/proc/self/stat` in 100 Hz ticks.
