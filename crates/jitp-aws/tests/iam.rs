@@ -19,8 +19,15 @@ fn iam_list() -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The function's actions and the operator's (`jitp reconcile` only), together.
 fn listed_actions() -> BTreeSet<String> {
-    iam_list()["actions"].as_object().expect("actions is an object").keys().cloned().collect()
+    let list = iam_list();
+    let function = list["actions"].as_object().expect("actions is an object").keys();
+    let operator = list["operator_actions"].as_object().expect("operator_actions is an object").keys();
+    let function: BTreeSet<String> = function.cloned().collect();
+    let operator: BTreeSet<String> = operator.cloned().collect();
+    assert!(function.is_disjoint(&operator), "an action is both the function's and the operator's");
+    function.union(&operator).cloned().collect()
 }
 
 #[test]
@@ -40,7 +47,8 @@ fn iam_actions_json_is_exactly_operation_all() {
 fn every_action_names_known_resource_types() {
     let list = iam_list();
     let types: BTreeSet<&str> = list["resources"].as_object().unwrap().keys().map(String::as_str).collect();
-    for (action, scoped) in list["actions"].as_object().unwrap() {
+    let both = list["actions"].as_object().unwrap().iter().chain(list["operator_actions"].as_object().unwrap());
+    for (action, scoped) in both {
         let scoped: Vec<&str> = scoped.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         assert!(!scoped.is_empty(), "{action}: no resource type");
         if scoped.contains(&"*") {
