@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_core::review::{crl_reports, lint_templates};
+use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_core::unix_time::now;
 
 use jitp_wiring::{AwsArgs, ConfigArgs};
@@ -26,17 +26,16 @@ pub(crate) struct LintArgs {
 
 pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
-    let reports = lint_templates(&config, &args.aws.context());
-    let crls = crl_reports(&config, args.at.unwrap_or_else(now));
-    let failed = reports.iter().any(|r| r.has_errors()) || crls.iter().any(|c| c.has_errors());
+    let report = LintReport::new(
+        lint_templates(&config, &args.aws.context()),
+        crl_reports(&config, args.at.unwrap_or_else(now)),
+    );
+    let failed = !report.ok;
     if args.format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string(&serde_json::json!({ "ok": !failed, "templates": reports, "crls": crls }))?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         let dir = config.config().path.parent().map(|d| d.display().to_string()).unwrap_or_default();
-        for r in &reports {
+        for r in &report.templates {
             let file = if dir.is_empty() { r.template.clone() } else { format!("{dir}/{}", r.template) };
             if let Some(e) = &r.error {
                 println!("{file}: error: {}: {} (profile {})", e.reason, e.message, r.profile);
@@ -64,7 +63,7 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        for c in &crls {
+        for c in &report.crls {
             let file = if dir.is_empty() { c.file.clone() } else { format!("{dir}/{}", c.file) };
             let what = format!(
                 "CRL of {}, {} revoked, issued {}, next update {} (profile {}; its signature is checked against the \

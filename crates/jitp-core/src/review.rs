@@ -127,6 +127,26 @@ pub fn crl_reports(rules: &Rules, now: i64) -> Vec<CrlReport> {
         .collect()
 }
 
+/// What `jitp lint --format json` prints and `GET /v1/lint` answers: every template's report and every CRL's,
+/// and whether any of them fails the lint.
+#[derive(Debug, Clone, Serialize)]
+pub struct LintReport {
+    /// No template and no CRL has an error.
+    pub ok: bool,
+    /// One per profile, in the configuration's order.
+    pub templates: Vec<TemplateReport>,
+    /// One per CRL file, profile by profile.
+    pub crls: Vec<CrlReport>,
+}
+
+impl LintReport {
+    /// The report of `templates` (from [`lint_templates`]) and `crls` (from [`crl_reports`]).
+    pub fn new(templates: Vec<TemplateReport>, crls: Vec<CrlReport>) -> Self {
+        let ok = !templates.iter().any(TemplateReport::has_errors) && !crls.iter().any(CrlReport::has_errors);
+        Self { ok, templates, crls }
+    }
+}
+
 /// The synthetic device `jitp lint` renders templates for.
 pub fn synthetic_subject(organization: Option<&str>) -> Subject {
     Subject {

@@ -15,6 +15,7 @@ use jitp_core::audit::{self, AuditRecord, Outcome};
 use jitp_core::decide::check;
 use jitp_core::ids::{CaCertificateId, CertificateId};
 use jitp_core::registry::RegistryError;
+use jitp_core::review::{LintReport, crl_reports};
 use serde::Deserialize;
 use tracing::Instrument as _;
 
@@ -294,13 +295,16 @@ pub(crate) async fn preview(
     Ok(Json(report).into_response())
 }
 
-/// `GET /v1/lint`: the lint report of the templates loaded at start-up, as `jitp lint --format json` prints it.
-/// Needs the secret when previews do ([`AppState::preview_token`]).
+/// `GET /v1/lint`: the lint report of the templates and CRLs loaded at start-up, as `jitp lint --format json`
+/// prints it: the CRLs' freshness (nextUpdate) as of the request, so a CRL going stale under a running server
+/// shows here (and `ok` turns false under `crl_policy = "enforce"`). Needs the secret when previews do
+/// ([`AppState::preview_token`]).
 pub(crate) async fn lint(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if let Some(token) = state.preview_token() {
         authenticate(&state, token, &headers)?;
     }
-    Ok(Json(state.shared.lint.clone()).into_response())
+    let crls = crl_reports(&state.shared.rules, state.now());
+    Ok(Json(LintReport::new(state.shared.lint.clone(), crls)).into_response())
 }
 
 /// `GET /healthz`: the process is up.

@@ -7,7 +7,7 @@ use jitp_core::policy::AwsContext;
 use jitp_core::profile::Config;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
-use jitp_core::review::lint_templates;
+use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -168,8 +168,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<dyn IotRegistry>,
     pub(crate) aws: AwsContext,
     pub(crate) intake: Intake,
-    /// `{"ok": bool, "templates": [...]}`, as `jitp lint --format json` prints it.
-    pub(crate) lint: serde_json::Value,
+    /// The templates' lint reports (fixed at start-up; `GET /v1/lint` adds the CRLs' as of its request).
+    pub(crate) lint: Vec<TemplateReport>,
     pub(crate) metrics: Metrics,
     /// Every destination confirmation received (the first `Options::max_confirmations` kept).
     pub(crate) confirmations: Mutex<Confirmations>,
@@ -205,12 +205,10 @@ impl AppState {
     /// (whose `aws` context previews and lint use too), default [`Options`] and the system clock.
     pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings, intake: Intake) -> Self {
         let aws = settings.aws.clone();
-        let reports = lint_templates(&rules, &aws);
-        let ok = !reports.iter().any(|r| r.has_errors());
-        if !ok {
+        let lint = lint_templates(&rules, &aws);
+        if lint.iter().any(TemplateReport::has_errors) {
             tracing::warn!(config = %rules.config().path.display(), "the loaded templates have lint errors; see GET /v1/lint");
         }
-        let lint = serde_json::json!({ "ok": ok, "templates": reports });
         let provisioner = Provisioner::new(rules.clone(), registry.clone(), settings);
         let options = Options::default();
         let permits = Arc::new(Semaphore::new(options.max_concurrency));

@@ -13,8 +13,10 @@ use jitp_core::decide::check;
 use jitp_core::event::CertificateStatus;
 use jitp_core::policy::AwsContext;
 use jitp_core::registry::{IotRegistry, Operation};
-use jitp_core::review::lint_templates;
+use jitp_core::review::{LintReport, crl_reports, lint_templates};
+use jitp_core::rules::Rules;
 use jitp_server::{AppState, Intake, Options, app};
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{DAY, NOW, event_for_ids};
 use serde_json::{Value, json};
 
@@ -256,9 +258,50 @@ async fn lint_is_exactly_jitp_lint() {
     assert_eq!(a.status, StatusCode::OK);
     let reports = lint_templates(&config(), &AwsContext::default());
     let ok = !reports.iter().any(|r| r.has_errors());
-    assert_eq!(a.json(), json!({ "ok": ok, "templates": reports }));
+    assert_eq!(a.json(), json!({ "ok": ok, "templates": reports, "crls": [] }));
     assert_eq!(a.json()["ok"], true, "the repository's templates lint clean");
     assert_eq!(a.json()["templates"].as_array().map(Vec::len), Some(config().config().profiles.len()));
+}
+
+/// The CRLs a profile lists are in the report, judged fresh or stale as of the request: a CRL that goes past its
+/// nextUpdate under a running server turns `ok` false (crl_policy = "enforce"), as `jitp lint` run then would.
+#[tokio::test]
+async fn lint_lists_the_crls_as_of_the_request() {
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    let crl = ca().crl(&[b"\x01\x02"], NOW - DAY, NOW + DAY);
+    std::fs::write(dir.path().join("crl/acme.crl"), &crl.der).unwrap();
+    let text = "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\n\
+                thing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n\
+                crl = [\"crl/acme.crl\"]\n";
+    let rules = Arc::new(Rules::load(dir.write_config(text)).unwrap());
+    let (registry, _) = registry();
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(NOW));
+    let clock = now.clone();
+    let registry: Arc<dyn IotRegistry> = registry;
+    let state = AppState::new(rules.clone(), registry, settings(), Intake::token(TOKEN).unwrap())
+        .with_clock(Arc::new(move || clock.load(std::sync::atomic::Ordering::SeqCst)));
+    let app = app(state);
+    let expected = |at: i64| {
+        serde_json::to_value(LintReport::new(lint_templates(&rules, &AwsContext::default()), crl_reports(&rules, at)))
+            .unwrap()
+    };
+
+    let a = send(&app, get("/v1/lint", Some(TOKEN))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json(), expected(NOW), "the same report as jitp lint --format json");
+    assert_eq!(a.json()["ok"], true);
+    let listed = &a.json()["crls"][0];
+    assert_eq!(
+        (listed["file"].as_str(), listed["revoked"].as_u64(), listed["stale"].as_bool()),
+        (Some("crl/acme.crl"), Some(1), Some(false))
+    );
+
+    now.store(NOW + 2 * DAY, std::sync::atomic::Ordering::SeqCst);
+    let a = send(&app, get("/v1/lint", Some(TOKEN))).await;
+    assert_eq!(a.json(), expected(NOW + 2 * DAY));
+    assert_eq!((a.json()["ok"].as_bool(), a.json()["crls"][0]["stale"].as_bool()), (Some(false), Some(true)));
 }
 
 #[tokio::test]
