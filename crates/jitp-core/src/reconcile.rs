@@ -464,10 +464,13 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Devices with drift, each once: every device listed but the unchanged ones and those the plan could not
-    /// look at (a device with a policy and a thing change counts once here, twice in the groups).
+    /// Devices with drift, each once: a policy or thing change, a rejection today, or unaccounted for (a device
+    /// with a policy and a thing change counts once here, twice in the groups). Not the unchanged, not those the
+    /// plan could not look at, and not the retired: a revoked or inactive certificate is an ending, not drift
+    /// (`--apply --revoke` makes them), so a report alarming on this number returns to OK after an apply. The
+    /// plan's `drift` flag (the CLI's exit 1) counts the retired too.
     pub fn drifted(&self) -> u64 {
-        self.devices.saturating_sub(self.unchanged).saturating_sub(self.errors)
+        self.devices.saturating_sub(self.unchanged).saturating_sub(self.retired).saturating_sub(self.errors)
     }
 
     /// Add `other`'s devices to these (the counts of disjoint shards sum to the counts of their union).
