@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitp_core::audit::Outcome;
-use jitp_core::memory::MemoryRegistry;
+use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::{Counts, Reconciler};
 use jitp_core::registry::{IotRegistry, Operation};
@@ -72,10 +72,17 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let registry = Arc::new(MemoryRegistry::new());
+    fixture_with(MemoryRegistry::new(), &[]).await
+}
+
+/// The fleet in `registry`, and a drift handler over it with the extra environment `vars`.
+async fn fixture_with(registry: MemoryRegistry, vars: &[(&str, &str)]) -> Fixture {
+    let registry = Arc::new(registry);
     let dir = fleet(registry.clone(), NOW, |d| d).await;
     // Unpaced: 256 ListThings at the quota's 10 a second would make the test wait 25 s for nothing it checks.
-    let settings = settings(&dir, &[("JITP_DRIFT_STACK", "jitp-test"), ("JITP_NO_PACING", "true")]);
+    let mut vars = vars.to_vec();
+    vars.extend([("JITP_DRIFT_STACK", "jitp-test"), ("JITP_NO_PACING", "true")]);
+    let settings = settings(&dir, &vars);
     let rules = Arc::new(settings.common.config.load().unwrap());
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
@@ -227,6 +234,45 @@ async fn bad_events_get_a_clear_error_and_no_panic() {
     assert!(f.lines.lock().unwrap().is_empty(), "no metric line for a bad event");
 }
 
+#[tokio::test]
+async fn a_listing_that_keeps_failing_is_a_transient_error_the_state_machine_retries() {
+    let throttled = (1..=1000).map(|nth| Fault { op: Operation::ListThings, nth, kind: FaultKind::ThrottleBefore });
+    let f = fixture_with(MemoryRegistry::new().with_faults(throttled), &[("JITP_RETRY_DEADLINE_MS", "200")]).await;
+    let err = f.invoke(json!({"shard": "3f"})).await.unwrap_err();
+    // The Retry of every task in infra's state machine matches this errorType.
+    assert_eq!(err.error_type(), "jitp.TransientFailure", "{err}");
+    assert!(err.to_string().contains("ListThings"), "{err}");
+    for template in ["infra/sam/template.yaml", "infra/cdk/lib/jitp-stack.ts"] {
+        let text = std::fs::read_to_string(repo_file(template)).unwrap();
+        assert!(text.contains("\"jitp.TransientFailure\"") || text.contains("'jitp.TransientFailure'"), "{template}");
+    }
+}
+
+fn repo_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative)
+}
+
+#[test]
+fn the_metric_names_are_the_ones_infra_alarms_on() {
+    let sam = std::fs::read_to_string(repo_file("infra/sam/template.yaml")).unwrap();
+    let cdk = std::fs::read_to_string(repo_file("infra/cdk/lib/jitp-stack.ts")).unwrap();
+    assert!(sam.contains(&format!("Namespace: {}", jitp_lambda::drift::DEFAULT_NAMESPACE)));
+    assert!(cdk.contains(&format!("DRIFT_NAMESPACE = '{}'", jitp_lambda::drift::DEFAULT_NAMESPACE)));
+    for alarmed in ["DevicesDrifted", "Devices"] {
+        assert!(sam.contains(&format!("MetricName: {alarmed}\n")), "{alarmed}");
+        assert!(cdk.contains(&format!("driftMetric('{alarmed}'")), "{alarmed}");
+    }
+    let summary = summarize(&[report("0", 1, 1)]).unwrap_err();
+    assert!(summary.to_string().contains("missing"), "{summary}");
+    let names: Vec<&str> = jitp_lambda::drift::metrics(&summarize(&all_reports()).unwrap()).map(|(n, _)| n).to_vec();
+    assert!(names.contains(&"DevicesDrifted") && names.contains(&"Devices"), "{names:?}");
+    assert!(sam.contains(&format!("Name: {}", jitp_lambda::drift::DIMENSION)));
+}
+
+fn all_reports() -> Vec<ShardReport> {
+    "0123456789abcdef".chars().map(|c| report(&c.to_string(), 2, 1)).collect()
+}
+
 fn report(shard: &str, devices: u64, unchanged: u64) -> ShardReport {
     let counts = Counts { devices, unchanged, policy_changes: devices - unchanged, ..Counts::default() };
     ShardReport { shard: shard.parse().unwrap(), drifted: counts.drifted(), counts }
@@ -234,7 +280,7 @@ fn report(shard: &str, devices: u64, unchanged: u64) -> ShardReport {
 
 #[test]
 fn a_summary_is_every_shard_of_one_length_exactly_once() {
-    let all: Vec<ShardReport> = "0123456789abcdef".chars().map(|c| report(&c.to_string(), 2, 1)).collect();
+    let all = all_reports();
     let summary = summarize(&all).unwrap();
     assert_eq!((summary.shards, summary.counts.devices, summary.drifted), (16, 32, 16));
 
