@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
+use clap::Parser;
 use jitp_core::audit::{self, Sink};
 use jitp_core::profile::Config;
 use jitp_core::provision::Settings;
@@ -33,8 +34,6 @@ use jitp_wiring::aws::{Discovered, FunctionArn};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
-use clap::Parser;
 
 /// The metrics' default namespace.
 pub const DEFAULT_NAMESPACE: &str = "jitp/Drift";
@@ -225,7 +224,7 @@ pub fn metrics(summary: &Summary) -> [(&'static str, u64); 9] {
 /// The summary as one CloudWatch Embedded Metric Format line: `_aws` names the metrics (unit Count) in
 /// `namespace` with the one dimension [`DIMENSION`] = `stack`, and the values are top-level keys beside it, with
 /// `eventType` `jitp.drift` and the shard count so a person reading the log sees what the metrics came from.
-/// `at` is the plan's time, Unix seconds (EMF's Timestamp is milliseconds).
+/// `at` is when the totals were made, Unix seconds (EMF's Timestamp is milliseconds).
 ///
 /// Hand-written with serde_json: the EMF crates on crates.io (metrics_cloudwatch_embedded) are a `metrics`
 /// recorder flushed per invocation through their own Lambda layer, for counters scattered through a program;

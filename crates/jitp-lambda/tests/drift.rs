@@ -269,6 +269,18 @@ fn the_metric_names_are_the_ones_infra_alarms_on() {
     assert!(sam.contains(&format!("Name: {}", jitp_lambda::drift::DIMENSION)));
 }
 
+#[test]
+fn an_empty_setting_is_an_error_naming_its_variable() {
+    for var in ["JITP_DRIFT_NAMESPACE", "JITP_DRIFT_STACK"] {
+        let env = [(var.to_owned(), String::new())];
+        let err = jitp_wiring::parse::from_vars::<DriftSettings, _, _, _>(["jitp-drift"], env).unwrap_err();
+        assert!(err.to_string().contains(var), "{var}: {err}");
+    }
+    let defaults: DriftSettings =
+        jitp_wiring::parse::from_vars(["jitp-drift"], Vec::<(String, String)>::new()).unwrap();
+    assert_eq!((defaults.metric_namespace.as_str(), defaults.stack.as_str()), ("jitp/Drift", "jitp"));
+}
+
 fn all_reports() -> Vec<ShardReport> {
     "0123456789abcdef".chars().map(|c| report(&c.to_string(), 2, 1)).collect()
 }
