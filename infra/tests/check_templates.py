@@ -14,6 +14,10 @@ What it checks:
     AWS IoT resource ARN is of a resource type the action is authorized on; `Resource: "*"` only for an action that
     supports no resource-level permission; no other statement uses `Resource: "*"`.
   * Parity: both templates grant the same AWS IoT actions on the same resources.
+  * The drift report: its function's role (a role whose logical id starts with DriftFunctionRole) grants exactly
+    drift_actions and is not counted as the provisioning function's; both functions' JITP_QUOTA_INSTANCES count both
+    functions' concurrency; the state machine's definition is the same in both templates, its Map's
+    MaxConcurrency the drift function's reserved concurrency; a schedule and the drift alarms in both.
   * SAM template structure: the topic rules, the queue wiring, the direct-mode permissions, log retention, alarms.
 """
 from __future__ import annotations
@@ -38,10 +42,10 @@ def load_iam_actions(path: Path) -> dict[str, Any]:
     return data
 
 
-def expected_grants(iam: dict[str, Any], policy_prefix: str) -> dict[str, list[str]]:
+def expected_grants(iam: dict[str, Any], policy_prefix: str, section: str = "actions") -> dict[str, list[str]]:
     """Per action, the resource tails (after arn:X:iot:X:X:) or '*' that iam-actions.json grants it."""
     out = {}
-    for action, types in iam["actions"].items():
+    for action, types in iam[section].items():
         out[action] = sorted("*" if t == "*" else iam["resources"][t].replace("${PolicyPrefix}", policy_prefix)
                              for t in types)
     return out
@@ -109,14 +113,25 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def identity_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
-    """Allow statements of identity policies (AWS::IAM::Policy, ManagedPolicy, Role.Policies), Fn::If expanded."""
+DRIFT_ROLE = "DriftFunctionRole"
+
+
+def is_drift_role(role_id: str) -> bool:
+    """The drift report function's role: SAM's DriftFunctionRole, the CDK's DriftFunctionRole<hash>."""
+    return role_id.startswith(DRIFT_ROLE)
+
+
+def identity_statements(template: dict[str, Any], roles: Callable[[str], bool] = lambda _: True) -> list[dict[str, Any]]:
+    """Allow statements of identity policies (AWS::IAM::Policy, ManagedPolicy, Role.Policies) attached to a role
+    `roles` accepts (every role by default), Fn::If expanded."""
     documents = []
-    for resource in template.get("Resources", {}).values():
+    for rid, resource in template.get("Resources", {}).items():
         kind, props = resource.get("Type"), resource.get("Properties", {})
         if kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            documents.append(props["PolicyDocument"])
-        elif kind == "AWS::IAM::Role":
+            attached = [r["Ref"] for r in props.get("Roles", []) if isinstance(r, dict) and "Ref" in r]
+            if any(roles(r) for r in attached) or (not attached and roles("")):
+                documents.append(props["PolicyDocument"])
+        elif kind == "AWS::IAM::Role" and roles(rid):
             documents.extend(p["PolicyDocument"] for p in props.get("Policies", []))
     statements = []
     for document in documents:
@@ -138,9 +153,10 @@ def normalize(arn: str) -> str:
 
 
 # ---- IAM checks, per template ----------------------------------------------------------------------------------
-def iot_grants(template: dict[str, Any]) -> dict[str, set[str]]:
+def iot_grants(template: dict[str, Any], drift: bool = False) -> dict[str, set[str]]:
+    """The AWS IoT grants of the provisioning function's roles, or (drift) of the drift report function's role."""
     grants: dict[str, set[str]] = {}
-    for statement in identity_statements(template):
+    for statement in identity_statements(template, lambda rid: is_drift_role(rid) == drift):
         for action in as_list(statement["Action"]):
             if action.startswith("iot:"):
                 for resource in as_list(statement["Resource"]):
@@ -150,9 +166,9 @@ def iot_grants(template: dict[str, Any]) -> dict[str, set[str]]:
     return grants
 
 
-def shape(template: dict[str, Any]) -> dict[str, list[str]]:
+def shape(template: dict[str, Any], drift: bool = False) -> dict[str, list[str]]:
     """Per AWS IoT action, its resources without the arn:PARTITION:iot:REGION:ACCOUNT: head (placeholders are X)."""
-    return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template).items()}
+    return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template, drift).items()}
 
 
 def check_iam_list(iam: dict[str, Any], reference: dict[str, Any]) -> None:
@@ -228,6 +244,78 @@ def check_iam(
                     assert not actions_ref[action.split(":", 1)[1].lower()].get("Resources"), f"{action} on '*'"
 
 
+# ---- the drift report, per template --------------------------------------------------------------------------
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def functions(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the provisioning function, the drift function) as AWS::Lambda::Function or AWS::Serverless::Function."""
+    found = {**resources_of(template, "AWS::Lambda::Function"), **resources_of(template, "AWS::Serverless::Function")}
+    # CDK adds a log-retention or custom-resource function only for features this stack does not use.
+    drift = [v for k, v in found.items() if k.startswith("DriftFunction")]
+    main = [v for k, v in found.items() if k.startswith("Function")]
+    assert len(drift) == 1 and len(main) == 1, sorted(found)
+    return main[0], drift[0]
+
+
+def definition(template: dict[str, Any], drift_concurrency: Any) -> dict[str, Any]:
+    """The drift state machine's definition, the function's ARN written FUNCTION, the concurrency substituted."""
+    machines = resources_of(template, "AWS::StepFunctions::StateMachine")
+    assert len(machines) == 1, sorted(machines)
+    (machine,) = machines.values()
+    text = machine["Properties"]["DefinitionString"]
+    if isinstance(text, dict) and "Fn::Sub" in text:
+        body = text["Fn::Sub"] if isinstance(text["Fn::Sub"], str) else text["Fn::Sub"][0]
+        body = body.replace("${DriftConcurrency}", str(drift_concurrency))
+        body = re.sub(r"\$\{DriftFunction\.Arn\}", "FUNCTION", body)
+    else:
+        sep, parts = text["Fn::Join"]
+        body = sep.join(p if isinstance(p, str) else "FUNCTION" for p in parts)
+    return json.loads(body)
+
+
+def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy_prefix: str) -> dict[str, Any]:
+    main, drift = functions(template)
+
+    @check(f"{name}: the drift function's role grants exactly drift_actions, each on its resources")
+    def _() -> None:
+        actual = shape(template, drift=True)
+        expected = expected_grants(iam, policy_prefix, "drift_actions")
+        assert actual == expected, json.dumps({"template": actual, "drift_actions": expected}, indent=1)
+        for statement in identity_statements(template, is_drift_role):
+            for action in as_list(statement["Action"]):
+                assert action.startswith("iot:") or action in ("logs:CreateLogStream", "logs:PutLogEvents"), action
+
+    @check(f"{name}: the drift function is jitp-drift, read-only, 900 s, paced with the provisioning function")
+    def _() -> None:
+        props, env = drift["Properties"], drift["Properties"]["Environment"]["Variables"]
+        assert props["Timeout"] == 900, props["Timeout"]
+        assert env["JITP_QUOTA_INSTANCES"] == main["Properties"]["Environment"]["Variables"]["JITP_QUOTA_INSTANCES"]
+        assert env["JITP_POLICY_PREFIX"] == main["Properties"]["Environment"]["Variables"]["JITP_POLICY_PREFIX"]
+        assert env["JITP_POLICY_MODE"] == main["Properties"]["Environment"]["Variables"]["JITP_POLICY_MODE"]
+        assert "JITP_DRIFT_STACK" in env
+        role = props["Role"]["Fn::GetAtt"][0]
+        assert is_drift_role(role), role
+
+    @check(f"{name}: a schedule starts the drift state machine; alarms on drift, a failed and a missing report")
+    def _() -> None:
+        rules = resources_of(template, "AWS::Events::Rule")
+        assert len(rules) == 1, sorted(rules)
+        (rule,) = rules.values()
+        targets = rule["Properties"]["Targets"]
+        machine_id = next(iter(resources_of(template, "AWS::StepFunctions::StateMachine")))
+        assert targets[0]["Arn"] == {"Ref": machine_id}, targets
+        alarms = {a["Properties"].get("MetricName"): a["Properties"] for a in
+                  resources_of(template, "AWS::CloudWatch::Alarm").values()}
+        assert alarms["DevicesDrifted"]["Namespace"] == "jitp/Drift", alarms["DevicesDrifted"]
+        assert alarms["DevicesDrifted"]["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarms["ExecutionsFailed"]["Namespace"] == "AWS/States"
+        assert alarms["Devices"]["TreatMissingData"] == "breaching"
+
+    return {"definition": definition, "rule": next(iter(resources_of(template, "AWS::Events::Rule").values()), None)}
+
+
 # ---- SAM structure -------------------------------------------------------------------------------------------
 def check_sam(sam: dict[str, Any]) -> None:
     resources = sam["Resources"]
@@ -286,13 +374,36 @@ def check_sam(sam: dict[str, Any]) -> None:
         env = props["Environment"]["Variables"]
         assert set(env) == {"JITP_CONFIG", "JITP_POLICY_MODE", "JITP_POLICY_PREFIX", "JITP_ON_REJECT",
                             "JITP_QUOTA_INSTANCES", "RUST_LOG"}
-        # Each instance's share of the quotas is 1/MaxConcurrency: the same number as the reserved concurrency.
-        assert env["JITP_QUOTA_INSTANCES"] == {"Ref": "MaxConcurrency"}
+        # Each instance's share of the quotas is 1/(MaxConcurrency + DriftConcurrency): both functions' reserved
+        # concurrency, so provisioning and the drift report together stay under every quota.
+        assert env["JITP_QUOTA_INSTANCES"] == {
+            "Fn::FindInMap": ["QuotaInstances", {"Ref": "MaxConcurrency"}, {"Ref": "DriftConcurrency"}]}
+
+    @check("sam: the QuotaInstances table is MaxConcurrency + DriftConcurrency for every value either can take")
+    def _() -> None:
+        table = sam["Mappings"]["QuotaInstances"]
+        params = sam["Parameters"]
+        maxes = range(params["MaxConcurrency"]["MinValue"], params["MaxConcurrency"]["MaxValue"] + 1)
+        drifts = [int(v) for v in params["DriftConcurrency"]["AllowedValues"]]
+        assert sorted(int(k) for k in table) == list(maxes), sorted(table)
+        for m in maxes:
+            assert {int(k): v for k, v in table[str(m)].items()} == {d: m + d for d in drifts}, (m, table[str(m)])
+        drift = resources["DriftFunction"]["Properties"]
+        assert drift["ReservedConcurrentExecutions"] == {"Ref": "DriftConcurrency"}
+        assert resources["DriftFunction"]["Metadata"]["BuildProperties"]["Binary"] == "jitp-drift"
+
+    @check("sam: the drift schedule and its missing-report alarm exist only with a DriftSchedule (default daily)")
+    def _() -> None:
+        assert sam["Parameters"]["DriftSchedule"]["Default"] == "rate(1 day)"
+        assert resources["DriftScheduleRule"]["Condition"] == "HasDriftSchedule"
+        assert resources["DriftScheduleRule"]["Properties"]["ScheduleExpression"] == {"Ref": "DriftSchedule"}
+        assert resources["DriftReportMissingAlarm"]["Condition"] == "HasDriftSchedule"
+        assert resources["DriftAlarm"]["Properties"]["Threshold"] == {"Ref": "DriftThreshold"}
 
     @check("sam: every log group has a retention")
     def _() -> None:
         groups = of_type("AWS::Logs::LogGroup")
-        assert len(groups) == 3
+        assert len(groups) == 4
         for gid, group in groups.items():
             assert group["Properties"].get("RetentionInDays") == 365, gid
 
@@ -304,11 +415,11 @@ def check_sam(sam: dict[str, Any]) -> None:
             assert p in patterns, p
         assert any('$.reason = "DUPLICATE_CLIENT_ID"' in p for p in patterns)
 
-    @check("sam: alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids")
+    @check("sam: alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids, drift")
     def _() -> None:
         names = sorted(a["Properties"]["MetricName"] for a in of_type("AWS::CloudWatch::Alarm").values())
-        assert names == ["ApproximateNumberOfMessagesVisible", "DuplicateClientId", "Errors", "Errors", "Held",
-                         "Rejected", "RuleActionErrors"], names
+        assert names == ["ApproximateNumberOfMessagesVisible", "Devices", "DevicesDrifted", "DuplicateClientId",
+                         "Errors", "Errors", "ExecutionsFailed", "Held", "Rejected", "RuleActionErrors"], names
 
     @check("sam: AWS IoT logging at the chosen level (default ERROR) with its own role")
     def _() -> None:
@@ -341,6 +452,10 @@ def main() -> int:
     sam = load(args.sam)
     # The SAM policy prefix is a parameter, ${PolicyPrefix}, which normalizes to X.
     check_iam("sam", sam, reference, iam, "X")
+    check_drift("sam", sam, iam, "X")
+    # The SAM template's default DriftConcurrency, the CDK app's default driftConcurrency.
+    sam_definition = definition(sam, 1)
+    sam_drift_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam, True).items()}
 
     # The SAM policy prefix is a parameter (policy/X*); the CDK templates are synthesized with the default, jitp-.
     sam_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam).items()}
@@ -352,6 +467,19 @@ def main() -> int:
         @check(f"parity: SAM and {name} grant the same AWS IoT actions on the same resources")
         def _() -> None:
             assert sam_shape == shape(cdk), json.dumps({"sam": sam_shape, "cdk": shape(cdk)}, indent=1)
+
+        check_drift(name, cdk, iam, "jitp-")
+
+        @check(f"parity: SAM and {name}: the same drift role grants and state machine definition")
+        def _() -> None:
+            assert sam_drift_shape == shape(cdk, True), json.dumps({"sam": sam_drift_shape, "cdk": shape(cdk, True)})
+            main, drift = functions(cdk)
+            concurrency = drift["Properties"]["ReservedConcurrentExecutions"]
+            ours = definition(cdk, concurrency)
+            assert ours == sam_definition, json.dumps({"sam": sam_definition, "cdk": ours}, indent=1)
+            assert ours["States"]["PlanShards"]["MaxConcurrency"] == concurrency
+            quota = int(main["Properties"]["Environment"]["Variables"]["JITP_QUOTA_INSTANCES"])
+            assert quota == main["Properties"]["ReservedConcurrentExecutions"] + concurrency, quota
 
     check_sam(sam)
 

@@ -2,11 +2,21 @@
 //! The function role's AWS IoT actions come from one list, `infra/iam-actions.json`. This test ties it to the
 //! Rust code: the list is exactly `Operation::ALL` mapped through `Operation::iam_action`, and the adapter calls
 //! the SDK for exactly those operations. (infra/tests/check_templates.py ties it to the SAM and CDK templates.)
+//! Its `drift_actions`, the drift report's read-only role, are exactly the operations a plan calls.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use jitp_core::registry::Operation;
+use std::sync::Arc;
+
+use jitp_core::audit::Outcome;
+use jitp_core::memory::MemoryRegistry;
+use jitp_core::provision::{Provisioner, Settings};
+use jitp_core::reconcile::{Reconciler, Shard};
+use jitp_core::registry::{IotRegistry, Operation};
+use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
+use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids};
 use serde_json::Value;
 
 fn repo_file(relative: &str) -> PathBuf {
@@ -86,4 +96,71 @@ fn the_adapter_calls_exactly_the_listed_operations() {
     let listed: BTreeSet<String> =
         listed_actions().iter().map(|a| a.trim_start_matches("iot:").to_ascii_lowercase()).collect();
     assert_eq!(called, listed, "SDK calls in src/lib.rs vs infra/iam-actions.json");
+}
+
+fn drift_actions() -> BTreeSet<String> {
+    iam_list()["drift_actions"].as_object().expect("drift_actions is an object").keys().cloned().collect()
+}
+
+/// The operations a plan (and a shard plan) calls over a provisioned fleet whose template changed since.
+async fn plan_operations() -> BTreeSet<String> {
+    let dir = ConfigDir::shipped();
+    let registry = Arc::new(MemoryRegistry::new());
+    let ca = Ca::new("IAM CA", Alg::P256);
+    let ca_id = registry.register_ca(&ca.cert.pem, true).unwrap();
+    let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
+    let provisioner = Provisioner::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    for name in ["sensor-000000000001", "sensor-000000000002", "gw-ab-0001"] {
+        let id = registry.register_certificate(&ca.issue(&Device::new(name)).pem, &ca_id).unwrap();
+        let record = provisioner.handle_bytes(event_for_ids(id.as_str(), ca_id.as_str()).as_bytes(), NOW).await;
+        assert_eq!(record.outcome, Outcome::Provisioned, "{name}: {}", record.message);
+    }
+    let template = dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(&template, v1.replace("/events/*", "/events/alarm")).unwrap();
+    let before = registry.call_counts();
+    let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
+    let reconciler = Reconciler::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    let plan = reconciler.plan(NOW).await.unwrap();
+    assert!(plan.drift && plan.errors.is_empty(), "{plan:?}");
+    for shard in Shard::all(2) {
+        reconciler.plan_shard(&shard, NOW).await.unwrap();
+    }
+    let after = registry.call_counts();
+    Operation::ALL
+        .iter()
+        .filter(|op| after.get(op).copied().unwrap_or(0) > before.get(op).copied().unwrap_or(0))
+        .map(|op| op.iam_action().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn drift_actions_are_exactly_the_calls_a_plan_makes_and_all_reads() {
+    let called = plan_operations().await;
+    assert_eq!(drift_actions(), called, "infra/iam-actions.json drift_actions vs the calls a plan made");
+    // The plan's code names no other operation (a path the fleet above did not take would show here).
+    let source = std::fs::read_to_string(repo_file("crates/jitp-core/src/reconcile.rs")).unwrap();
+    let named: BTreeSet<String> = Operation::ALL
+        .iter()
+        .filter(|op| source.contains(&format!("Operation::{op:?}")))
+        .map(|op| op.iam_action().to_owned())
+        .collect();
+    assert_eq!(named, called, "operations named in reconcile.rs (the plan; apply is reconcile/apply.rs)");
+    for action in &called {
+        let verb = action.trim_start_matches("iot:");
+        assert!(
+            ["Describe", "List", "Get"].iter().any(|read| verb.starts_with(read)),
+            "{action} is not a read: the drift role is read-only"
+        );
+    }
+}
+
+#[test]
+fn drift_actions_are_granted_on_the_same_resource_types_as_elsewhere() {
+    let list = iam_list();
+    let drift = list["drift_actions"].as_object().unwrap();
+    for (action, scoped) in drift {
+        let elsewhere = list["actions"].get(action).or_else(|| list["operator_actions"].get(action));
+        assert_eq!(Some(scoped), elsewhere, "{action}: the drift role's resource types differ from its other grant");
+    }
 }

@@ -13,6 +13,14 @@ use crate::thing::ThingName;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A shard of the inventory that is not 1 to 3 lowercase hex digits (`reconcile::Shard`).
+    #[error("shard {value:?}: {message}")]
+    Shard {
+        /// The value given (its first 16 characters).
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The configuration or a file it names is wrong; `line` is 1-based where known.
     #[error("{}{}: {key}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Config {
@@ -125,7 +133,7 @@ impl Error {
             Self::MissingThingType { .. } => Some(Operation::CreateThing),
             Self::Contended { .. } => Some(Operation::UpdateThing),
             Self::NoVersionToPrune { .. } => Some(Operation::CreatePolicyVersion),
-            Self::Config { .. } | Self::Io { .. } => None,
+            Self::Shard { .. } | Self::Config { .. } | Self::Io { .. } => None,
         }
     }
 }

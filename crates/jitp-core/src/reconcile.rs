@@ -20,6 +20,10 @@
 //!   each listing is a unit a later `--apply` can resume from. A value that does not start with a lowercase
 //!   hex digit is not listed at all: jitp never writes one.
 //!
+//! The prefix length is a parameter ([`Shard`]): 1 digit (16 listings) for `jitp reconcile`, 2 (256 shards)
+//! for the scheduled drift report, which plans one shard per Lambda invocation ([`Reconciler::plan_shard`]):
+//! 100,000 devices take about 2 h 47 min at AWS's quotas, far beyond one invocation's 15 minutes.
+//!
 //! # What one device costs
 //!
 //! Per device: DescribeCertificate (the PEM, status and CA) and ListThingPrincipals (is that certificate
@@ -78,15 +82,97 @@ pub const THING_PLACEHOLDER: &str = "{{ thing_name }}";
 /// The 16 ListThings listings of the inventory: `jitp_certificate` starting with each hex digit (see the
 /// module docs for why).
 pub fn listings(max_results: u32) -> Vec<ThingFilter> {
-    "0123456789abcdef"
-        .chars()
-        .map(|digit| ThingFilter {
+    Shard::all(1).iter().map(|shard| shard.listing(max_results)).collect()
+}
+
+/// The lowercase hex digits, in order: the alphabet of certificate ids and of shard prefixes.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One shard of the inventory: the things whose `jitp_certificate` starts with a prefix of 1 to
+/// [`Shard::MAX_DIGITS`] lowercase hex digits, listed by one ListThings listing ([`Shard::listing`]).
+///
+/// The shards of one length ([`Shard::all`]) are disjoint and together list every thing whose attribute is at
+/// least that long and starts with lowercase hex digits: every thing jitp made (its value is a 64-digit id).
+/// A value shorter than the prefix (never written by jitp) is listed by a 1-digit shard but not by a longer one.
+/// A scheduled drift report plans one shard per invocation, so a fleet too large for one invocation's time
+/// limit is planned in pieces that can each be retried alone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Shard(String);
+
+impl Shard {
+    /// The longest prefix: 3 digits, 4,096 shards (at 100,000 devices, about 24 a shard; longer prefixes would
+    /// make most listings one short page).
+    pub const MAX_DIGITS: usize = 3;
+
+    /// Every shard of `digits` hex digits (clamped to 1..=[`Shard::MAX_DIGITS`]), in order: 16^digits of them.
+    pub fn all(digits: usize) -> Vec<Shard> {
+        let digits = digits.clamp(1, Self::MAX_DIGITS);
+        let mut shards = vec![String::new()];
+        for _ in 0..digits {
+            shards = shards
+                .iter()
+                .flat_map(|prefix| HEX.iter().map(move |&d| format!("{prefix}{}", char::from(d))))
+                .collect();
+        }
+        shards.into_iter().map(Shard).collect()
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its ListThings listing: `jitp_certificate` starting with the prefix, pages of at most `max_results`.
+    pub fn listing(&self, max_results: u32) -> ThingFilter {
+        ThingFilter {
             attribute_name: CERTIFICATE_ATTRIBUTE.to_owned(),
-            attribute_value: digit.to_string(),
+            attribute_value: self.0.clone(),
             prefix: true,
             max_results: max_results.clamp(1, MAX_THINGS_PER_PAGE),
-        })
-        .collect()
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shown: String = s.chars().take(16).collect();
+        if s.is_empty() || s.len() > Self::MAX_DIGITS {
+            return Err(Error::Shard {
+                value: shown,
+                message: format!("a shard is 1 to {} lowercase hex digits", Self::MAX_DIGITS),
+            });
+        }
+        if !s.bytes().all(|b| HEX.contains(&b)) {
+            return Err(Error::Shard {
+                value: shown,
+                message: "a shard is lowercase hex digits (0-9, a-f)".to_owned(),
+            });
+        }
+        Ok(Shard(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Shard {
+    type Error = Error;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<Shard> for String {
+    fn from(shard: Shard) -> Self {
+        shard.0
+    }
 }
 
 /// What the registry holds for one device, as far as the plan needed to look, and today's decision.
@@ -356,7 +442,8 @@ pub struct DeviceError {
 }
 
 /// Devices per group. A device with both a policy and a thing change counts in both.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Counts {
     /// Every thing listed.
     pub devices: u64,
@@ -374,6 +461,31 @@ pub struct Counts {
     pub unaccounted: u64,
     /// The plan could not look.
     pub errors: u64,
+}
+
+impl Counts {
+    /// Devices with drift, each once: a policy or thing change, a rejection today, or unaccounted for (a device
+    /// with a policy and a thing change counts once here, twice in the groups). Not the unchanged, not those the
+    /// plan could not look at, and not the retired: a revoked or inactive certificate is an ending, not drift
+    /// (`--apply --revoke` makes them), so a report alarming on this number returns to OK after an apply. The
+    /// plan's `drift` flag (the CLI's exit 1) counts the retired too.
+    pub fn drifted(&self) -> u64 {
+        self.devices.saturating_sub(self.unchanged).saturating_sub(self.retired).saturating_sub(self.errors)
+    }
+
+    /// Add `other`'s devices to these (the counts of disjoint shards sum to the counts of their union).
+    pub fn add(&mut self, other: &Counts) {
+        let Counts { devices, unchanged, policy_changes, thing_changes, would_reject, retired, unaccounted, errors } =
+            other;
+        self.devices = self.devices.saturating_add(*devices);
+        self.unchanged = self.unchanged.saturating_add(*unchanged);
+        self.policy_changes = self.policy_changes.saturating_add(*policy_changes);
+        self.thing_changes = self.thing_changes.saturating_add(*thing_changes);
+        self.would_reject = self.would_reject.saturating_add(*would_reject);
+        self.retired = self.retired.saturating_add(*retired);
+        self.unaccounted = self.unaccounted.saturating_add(*unaccounted);
+        self.errors = self.errors.saturating_add(*errors);
+    }
 }
 
 /// The plan: `jitp reconcile --plan --format json` prints this (its shape is pinned by a test and documented in
@@ -599,11 +711,22 @@ impl Reconciler {
     /// The plan at `now`: every listing, page by page, each device re-decided and compared. Read-only. A failed
     /// ListThings fails the plan; a device whose own calls fail is listed under `errors`.
     pub async fn plan(&self, now: i64) -> Result<Plan, Error> {
+        self.plan_of(&Shard::all(1), now).await
+    }
+
+    /// The plan of one shard at `now`: the devices whose `jitp_certificate` starts with its prefix, and only
+    /// those (a scheduled drift report plans the fleet shard by shard and sums the counts). Read-only. A failed
+    /// ListThings fails it; a device whose own calls fail is listed under `errors`.
+    pub async fn plan_shard(&self, shard: &Shard, now: i64) -> Result<Plan, Error> {
+        self.plan_of(std::slice::from_ref(shard), now).await
+    }
+
+    async fn plan_of(&self, shards: &[Shard], now: i64) -> Result<Plan, Error> {
         let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
         let concurrency = self.concurrency();
         let mut builder = PlanBuilder::default();
-        for filter in listings(self.page_size) {
+        for filter in shards.iter().map(|shard| shard.listing(self.page_size)) {
             let mut token: Option<String> = None;
             loop {
                 let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;

@@ -6,7 +6,7 @@
 //! end where an uncrashed apply does, 5 versions pruned without the previous default, a canary, a thing group, a
 //! shared policy, `--revoke` for the device's faults only) and `--rollback` (v1 restored; ambiguity refused).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use jitp_core::audit::Outcome;
@@ -16,7 +16,7 @@ use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::ReasonCode;
 use jitp_core::reconcile::apply::{Applied, Mode, Options};
-use jitp_core::reconcile::{Plan, Reconciler, Unaccounted};
+use jitp_core::reconcile::{Counts, Plan, Reconciler, Shard, Unaccounted};
 use jitp_core::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
@@ -567,4 +567,126 @@ async fn a_thing_group_limits_the_apply_to_its_things() {
     changed.sort();
     assert_eq!(changed, [fleet.sensors[10].0.clone(), fleet.sensors[11].0.clone()]);
     assert_eq!(plan(&fleet, 250).await.counts.policy_changes, SENSORS as u64 - 2);
+}
+
+/// The fleet with drift of every kind: the narrowed topic, a denied and a retired certificate, an orphan whose
+/// attribute is an id nobody holds, and one whose attribute starts with a hex digit but is no id.
+async fn drifted_fleet() -> Fleet {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    let (_, denied_id) = fleet.sensors[3].clone();
+    std::fs::write(fleet.dir.path().join("denied.txt"), format!("sha256:{denied_id}\n")).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ndeny_list = \"denied.txt\"",
+            1,
+        )
+    });
+    let (_, retired_id) = fleet.sensors[5].clone();
+    fleet.registry.update_certificate(&retired_id, CertificateStatus::Inactive).await.unwrap();
+    for (name, owner) in [("orphan-1", "ab".repeat(32)), ("orphan-2", "0-not-an-id".to_owned())] {
+        let attributes = BTreeMap::from([("jitp_certificate".to_owned(), owner)]);
+        let spec = ThingSpec { name: name.parse().unwrap(), thing_type: None, attributes };
+        fleet.registry.create_thing(&spec).await.unwrap();
+    }
+    fleet
+}
+
+/// The names a shard's listing returns, all pages.
+async fn listed(registry: &MemoryRegistry, shard: &Shard) -> Vec<String> {
+    let filter = shard.listing(250);
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = registry.list_things(&filter, token.as_deref()).await.unwrap();
+        names.extend(page.things.into_iter().map(|t| t.name.to_string()));
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return names,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_shards_of_each_length_are_disjoint_and_sum_to_the_whole_plan() {
+    let fleet = drifted_fleet().await;
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let reconciler = Reconciler::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    let before = fleet.registry.snapshot();
+    let whole = reconciler.plan(NOW).await.unwrap();
+    assert!(whole.drift);
+    assert_eq!(whole.counts.unaccounted, 2, "{:?}", whole.counts);
+    let all: BTreeSet<String> = {
+        let mut all = BTreeSet::new();
+        for shard in Shard::all(1) {
+            all.extend(listed(&fleet.registry, &shard).await);
+        }
+        all
+    };
+    // The one thing a longer prefix cannot list: its attribute is a hex digit then something no id holds.
+    let short_listed = BTreeSet::from(["orphan-2".to_owned()]);
+    for (digits, expected) in [(1, all.clone()), (2, &all - &short_listed), (3, &all - &short_listed)] {
+        let shards = Shard::all(digits);
+        assert_eq!(shards.len(), 16usize.pow(digits as u32));
+        let mut seen = BTreeSet::new();
+        let mut sum = Counts::default();
+        for shard in &shards {
+            for name in listed(&fleet.registry, shard).await {
+                assert!(seen.insert(name.clone()), "{name} listed by two shards of {digits} digits");
+            }
+        }
+        assert_eq!(seen, expected, "{digits} digits");
+        // Planning only the shards that list something is enough for the sum (the others are empty plans).
+        for shard in &shards {
+            let plan = reconciler.plan_shard(shard, NOW).await.unwrap();
+            assert_eq!(plan.calls.get(&Operation::ListThings), Some(&1), "{shard}: one listing");
+            sum.add(&plan.counts);
+        }
+        let mut want = whole.counts.clone();
+        if digits > 1 {
+            // orphan-2 is unaccounted in the whole plan and listed by no longer shard.
+            want.devices -= 1;
+            want.unaccounted -= 1;
+        }
+        assert_eq!(sum, want, "{digits} digits");
+        assert_eq!(sum.drifted(), want.devices - want.unchanged - want.retired - want.errors);
+        // The retired sensor is not drift; the narrowed sensors, the denied one and the orphans are.
+        assert_eq!(sum.drifted(), want.policy_changes + want.would_reject + want.unaccounted);
+    }
+    assert_eq!(fleet.registry.snapshot(), before, "shard plans are read-only");
+}
+
+#[test]
+fn shards_are_one_to_three_lowercase_hex_digits() {
+    for good in ["0", "f", "3f", "abc", "000"] {
+        assert_eq!(good.parse::<Shard>().unwrap().as_str(), good);
+    }
+    for bad in ["", "3F", "g", "0x", "abcd", "-1", " 3", "ab\n", "é"] {
+        let err = bad.parse::<Shard>().unwrap_err();
+        assert!(err.to_string().starts_with("shard "), "{bad:?}: {err}");
+    }
+    let shards = Shard::all(2);
+    assert_eq!(shards.first().map(Shard::as_str), Some("00"));
+    assert_eq!(shards.last().map(Shard::as_str), Some("ff"));
+    assert!(shards.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+    assert_eq!(Shard::all(0).len(), 16, "clamped to one digit");
+    assert_eq!(Shard::all(9).len(), 4096, "clamped to three digits");
+}
+
+proptest::proptest! {
+    /// Any attribute value is listed by at most one shard of a length, and by one exactly when its first
+    /// characters are that many lowercase hex digits (every id jitp writes is).
+    #[test]
+    fn a_value_is_listed_by_one_shard_exactly_when_it_starts_with_hex(value in "[0-9a-fA-F-]{0,4}", digits in 1usize..=2) {
+        let hexed = value.len() >= digits && value.bytes().take(digits).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let matching = Shard::all(digits)
+            .into_iter()
+            .filter(|s| {
+                let filter = s.listing(250);
+                value.starts_with(&filter.attribute_value)
+            })
+            .count();
+        proptest::prop_assert_eq!(matching, usize::from(hexed));
+    }
 }

@@ -7,7 +7,11 @@
 //!
 //! Init does all the work that can fail on configuration (jitp.toml, the templates, the environment), so a bad
 //! deployment fails its init phase loudly instead of its first device.
+//!
+//! The crate's second binary, `jitp-drift`, is the scheduled drift report ([`drift`]): `jitp reconcile --plan`
+//! shard by shard under a read-only role, its totals written as CloudWatch metrics.
 
+pub mod drift;
 pub mod handler;
 pub mod settings;
 

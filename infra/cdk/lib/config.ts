@@ -33,6 +33,15 @@ export interface JitpConfig {
   readonly maxConcurrency: number;
   /** RUST_LOG for the function. */
   readonly rustLog: string;
+  /**
+   * When the drift report runs (EventBridge schedule expression): a rate() at most a day apart or a cron(); '' for
+   * no schedule (the state machine is still deployed, to start by hand) and no missing-report alarm.
+   */
+  readonly driftSchedule: string;
+  /** Shards the drift report plans at once: its Map's MaxConcurrency and its function's reserved concurrency. */
+  readonly driftConcurrency: number;
+  /** The drift alarm fires when more devices than this have drift. */
+  readonly driftThreshold: number;
 }
 
 export const CA_CERTIFICATE_ID = /^[0-9a-f]{64}$/;
@@ -41,6 +50,9 @@ export const CA_CERTIFICATE_ID = /^[0-9a-f]{64}$/;
 export const POLICY_PREFIX = /^[A-Za-z0-9_+=,.@-]{1,64}$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const RUST_LOG = /^[A-Za-z0-9_:=,.-]{1,256}$/;
+// The SAM template's DriftSchedule AllowedPattern: a rate at most a day apart (the missing-report alarm waits two
+// days), or a cron.
+export const DRIFT_SCHEDULE = /^$|^rate\((1 day|[1-9][0-9]* minutes?|([1-9]|1[0-9]|2[0-4]) hours?)\)$|^cron\([^()]+\)$/;
 
 export const DEFAULTS = {
   policyMode: 'per-thing' as PolicyMode,
@@ -51,6 +63,9 @@ export const DEFAULTS = {
   iotLogLevel: 'ERROR' as IotLogLevel,
   maxConcurrency: 3,
   rustLog: 'info',
+  driftSchedule: 'rate(1 day)',
+  driftConcurrency: 1,
+  driftThreshold: 0,
 };
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
@@ -118,6 +133,22 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     throw new Error(`rustLog is not a RUST_LOG filter: '${rustLog}'`);
   }
 
+  const driftSchedule = input.driftSchedule === undefined ? DEFAULTS.driftSchedule : String(input.driftSchedule);
+  if (!DRIFT_SCHEDULE.test(driftSchedule)) {
+    throw new Error(
+      `driftSchedule must be '', rate(N minutes), rate(N hours) up to 24, rate(1 day) or cron(...); got '${driftSchedule}'`,
+    );
+  }
+  const driftConcurrency =
+    input.driftConcurrency === undefined ? DEFAULTS.driftConcurrency : Number(input.driftConcurrency);
+  if (!Number.isInteger(driftConcurrency) || driftConcurrency < 1 || driftConcurrency > 4) {
+    throw new Error(`driftConcurrency must be an integer from 1 to 4; got '${String(input.driftConcurrency)}'`);
+  }
+  const driftThreshold = input.driftThreshold === undefined ? DEFAULTS.driftThreshold : Number(input.driftThreshold);
+  if (!Number.isInteger(driftThreshold) || driftThreshold < 0) {
+    throw new Error(`driftThreshold must be an integer from 0; got '${String(input.driftThreshold)}'`);
+  }
+
   return {
     caCertificateIds,
     policyMode: oneOf('policyMode', String(input.policyMode ?? DEFAULTS.policyMode), ['per-thing', 'shared'] as const),
@@ -135,6 +166,9 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     ] as const),
     maxConcurrency,
     rustLog,
+    driftSchedule,
+    driftConcurrency,
+    driftThreshold,
   };
 }
 
@@ -151,6 +185,9 @@ export function configFromContext(tryGetContext: (key: string) => unknown): Jitp
     'iotLogLevel',
     'maxConcurrency',
     'rustLog',
+    'driftSchedule',
+    'driftConcurrency',
+    'driftThreshold',
   ];
   const input: Partial<Record<keyof JitpConfig, unknown>> = {};
   for (const key of keys) {

@@ -11,6 +11,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { JitpConfig } from './config';
@@ -55,6 +58,8 @@ export interface IamActions {
   readonly resources: Record<string, string>;
   /** Action -> its resource types, or `['*']` for an action that supports no resource-level permission. */
   readonly actions: Record<string, string[]>;
+  /** The drift report function's actions (the reads of a plan), in the same form. */
+  readonly drift_actions: Record<string, string[]>;
 }
 
 export const IAM_ACTIONS_FILE = path.join('infra', 'iam-actions.json');
@@ -63,7 +68,7 @@ export const IAM_ACTIONS_FILE = path.join('infra', 'iam-actions.json');
 export function loadIamActions(repoRoot: string = findRepoRoot()): IamActions {
   const file = path.join(repoRoot, IAM_ACTIONS_FILE);
   const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as IamActions;
-  for (const [action, types] of Object.entries(parsed.actions)) {
+  for (const [action, types] of [...Object.entries(parsed.actions), ...Object.entries(parsed.drift_actions ?? {})]) {
     if (!action.startsWith('iot:') || action.includes('*')) throw new Error(`${file}: bad action ${action}`);
     if (types.length === 0) throw new Error(`${file}: ${action} has no resource type`);
     for (const t of types) {
@@ -76,6 +81,76 @@ export function loadIamActions(repoRoot: string = findRepoRoot()): IamActions {
 
 /** The AWS IoT actions granted, in the order of infra/iam-actions.json. */
 export const IOT_ACTIONS: string[] = Object.keys(loadIamActions().actions);
+
+// ---------------------------------------------------------------------------------------------------------------
+// The drift report (infra/README.md, "Drift report"): jitp reconcile --plan on a schedule, by a second function
+// (the jitp-drift binary) under a read-only role, run by a state machine: the shards of 2 hex digits (256: the
+// things whose jitp_certificate starts with each prefix), each shard's plan in a Map (retried alone), then the
+// totals as one CloudWatch Embedded Metric Format line: metrics in DRIFT_NAMESPACE with no PutMetricData.
+// A plan costs ~3 calls a device and ListThingPrincipals (10/s) sets its pace; at a quota share of
+// 1/(maxConcurrency + driftConcurrency) (3 + 1 by default: 2.5 devices/s) a shard of 2,250 devices fits the 900 s
+// timeout, so 256 shards cover ~575,000 devices; a daily 100,000-device report takes ~11 h at that share.
+// ---------------------------------------------------------------------------------------------------------------
+export const DRIFT_FUNCTION_TIMEOUT = Duration.seconds(900);
+/** Hex digits of a shard's prefix: 256 shards, well under a Map's 25,000-event execution history. */
+export const DRIFT_SHARD_DIGITS = 2;
+/** The namespace the jitp-drift binary writes its metrics to (its default, JITP_DRIFT_NAMESPACE). */
+export const DRIFT_NAMESPACE = 'jitp/Drift';
+/** An execution gives up after 23 h, before the next daily one starts. */
+export const DRIFT_EXECUTION_TIMEOUT_SECONDS = 82800;
+/** Errors a drift task retries with backoff: Lambda's transient ones and the function's jitp.TransientFailure. */
+export const DRIFT_RETRY = [
+  {
+    ErrorEquals: [
+      'Lambda.ServiceException',
+      'Lambda.AWSLambdaException',
+      'Lambda.SdkClientException',
+      'Lambda.TooManyRequestsException',
+      'jitp.TransientFailure',
+    ],
+    IntervalSeconds: 10,
+    MaxAttempts: 6,
+    BackoffRate: 2,
+    JitterStrategy: 'FULL',
+  },
+];
+
+/** The drift state machine's definition (the SAM template's is the same; check_templates.py compares them). */
+export function driftDefinition(functionArn: string, concurrency: number): Record<string, unknown> {
+  return {
+    Comment: 'jitp drift report: jitp reconcile --plan shard by shard, the totals as CloudWatch metrics',
+    TimeoutSeconds: DRIFT_EXECUTION_TIMEOUT_SECONDS,
+    StartAt: 'Shards',
+    States: {
+      Shards: {
+        Type: 'Task',
+        Resource: functionArn,
+        Parameters: { shards: DRIFT_SHARD_DIGITS },
+        Retry: DRIFT_RETRY,
+        Next: 'PlanShards',
+      },
+      PlanShards: {
+        Type: 'Map',
+        ItemsPath: '$.shards',
+        MaxConcurrency: concurrency,
+        ItemSelector: { 'shard.$': '$$.Map.Item.Value' },
+        ItemProcessor: {
+          ProcessorConfig: { Mode: 'INLINE' },
+          StartAt: 'PlanShard',
+          States: { PlanShard: { Type: 'Task', Resource: functionArn, Retry: DRIFT_RETRY, End: true } },
+        },
+        Next: 'Summarize',
+      },
+      Summarize: {
+        Type: 'Task',
+        Resource: functionArn,
+        Parameters: { 'summarize.$': '$' },
+        Retry: DRIFT_RETRY,
+        End: true,
+      },
+    },
+  };
+}
 
 /** Metric filters on the function's audit records (one JSON line per event, top-level `outcome` and `reason`). */
 export const AUDIT_METRICS: { id: string; metricName: string; pattern: string }[] = [
@@ -201,8 +276,8 @@ export class JitpStack extends Stack {
         JITP_POLICY_MODE: config.policyMode,
         JITP_POLICY_PREFIX: config.policyPrefix,
         JITP_ON_REJECT: config.onReject,
-        // Every instance paces at 1/maxConcurrency of each AWS IoT quota (see Sizing).
-        JITP_QUOTA_INSTANCES: String(config.maxConcurrency),
+        // Every instance paces at 1/(maxConcurrency + driftConcurrency) of each AWS IoT quota (see Sizing).
+        JITP_QUOTA_INSTANCES: String(config.maxConcurrency + config.driftConcurrency),
         RUST_LOG: config.rustLog,
       },
     });
@@ -452,6 +527,7 @@ export class JitpStack extends Stack {
       }),
     ];
     alarms[alarms.length - 1].node.addDependency(duplicateClientIdFilter);
+    alarms.push(...this.addDriftReport(config, repoRoot));
 
     if (config.alarmEmail) {
       const topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'jitp alarms', enforceSSL: true });
@@ -479,15 +555,176 @@ export class JitpStack extends Stack {
   }
 
   /**
+   * The drift report: its function (jitp-drift, read-only role), its state machine, its schedule; returns its
+   * alarms (on drift, on a failed execution, on a missing report when scheduled).
+   */
+  private addDriftReport(config: JitpConfig, repoRoot: string): cloudwatch.Alarm[] {
+    const logGroup = new logs.LogGroup(this, 'DriftFunctionLogGroup', {
+      retention: LOG_RETENTION,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(logGroup, [LOG_GROUP_KMS_SKIP]);
+    const role = new iam.Role(this, 'DriftFunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'jitp drift report function: read-only, the AWS IoT calls a plan makes, its log group',
+    });
+    logGroup.grantWrite(role);
+    this.addIotStatements(role, config, repoRoot, 'drift_actions');
+
+    const fn = new RustFunction(this, 'DriftFunction', {
+      manifestPath: path.join(repoRoot, 'Cargo.toml'),
+      binaryName: 'jitp-drift',
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      bundling: {
+        architecture: lambda.Architecture.ARM_64,
+        commandHooks: {
+          beforeBundling: () => [],
+          afterBundling: (inputDir: string, outputDir: string) => [
+            `cp -R "${inputDir}/templates" "${outputDir}/templates"`,
+          ],
+        },
+      },
+      description: 'jitp drift report: jitp reconcile --plan, one shard per invocation, totals as CloudWatch metrics',
+      memorySize: FUNCTION_MEMORY_MB,
+      timeout: DRIFT_FUNCTION_TIMEOUT,
+      reservedConcurrentExecutions: config.driftConcurrency,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: {
+        JITP_CONFIG: '/var/task/templates/jitp.toml',
+        JITP_POLICY_MODE: config.policyMode,
+        JITP_POLICY_PREFIX: config.policyPrefix,
+        // The provisioning function's share: both count both functions' concurrency (see Sizing).
+        JITP_QUOTA_INSTANCES: String(config.maxConcurrency + config.driftConcurrency),
+        JITP_DRIFT_STACK: this.stackName,
+        RUST_LOG: config.rustLog,
+      },
+    });
+    (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+    skipCheckov(fn, [
+      {
+        id: 'CKV_AWS_117',
+        comment:
+          'The function only calls the AWS IoT control plane and CloudWatch Logs and reaches no private resource; ' +
+          'a VPC would need a NAT gateway or interface endpoints and add no isolation.',
+      },
+      {
+        id: 'CKV_AWS_173',
+        comment:
+          'The environment holds no secrets (a file path, a mode, a policy name prefix, a stack name, a log ' +
+          'filter); Lambda encrypts it at rest with an AWS managed key already.',
+      },
+      {
+        id: 'CKV_AWS_116',
+        comment:
+          'The state machine invokes the function synchronously and retries a failed shard itself; there is no ' +
+          'asynchronous invocation whose event a dead-letter queue could keep.',
+      },
+    ]);
+
+    const machineRole = new iam.Role(this, 'DriftStateMachineRole', {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com').withConditions({
+        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+      }),
+      description: 'jitp drift report state machine: invokes the drift function',
+    });
+    machineRole.addToPolicy(
+      new iam.PolicyStatement({ sid: 'InvokeDriftFunction', actions: ['lambda:InvokeFunction'], resources: [fn.functionArn] }),
+    );
+    const machine = new sfn.StateMachine(this, 'DriftStateMachine', {
+      definitionBody: sfn.DefinitionBody.fromString(JSON.stringify(driftDefinition(fn.functionArn, config.driftConcurrency))),
+      role: machineRole,
+    });
+    // As for the functions: CDK adds a DependsOn on the role beside the GetAtt.
+    (machine.node.defaultChild as CfnResource).addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+    skipCheckov(machine, [
+      {
+        id: 'CKV_AWS_284',
+        comment:
+          "X-Ray tracing would need xray:PutTraceSegments on Resource '*' in the role; the execution history (kept " +
+          "90 days) and the function's log group already show each shard's invocation, duration and error.",
+      },
+      {
+        id: 'CKV_AWS_285',
+        comment:
+          "Step Functions keeps every execution's history for 90 days; logging it to CloudWatch Logs too would need " +
+          "logs delivery actions on Resource '*' in the role and add nothing the history and the log group do not show.",
+      },
+    ]);
+    if (config.driftSchedule !== '') {
+      new events.Rule(this, 'DriftScheduleRule', {
+        description: 'jitp drift report: start the state machine',
+        schedule: events.Schedule.expression(config.driftSchedule),
+        targets: [new eventsTargets.SfnStateMachine(machine)],
+      });
+    }
+
+    const driftMetric = (metricName: string, statistic: string) =>
+      new cloudwatch.Metric({
+        namespace: DRIFT_NAMESPACE,
+        metricName,
+        dimensionsMap: { Stack: this.stackName },
+        statistic,
+        period: Duration.days(1),
+      });
+    const alarms = [
+      new cloudwatch.Alarm(this, 'DriftAlarm', {
+        alarmDescription:
+          'The drift report found devices today\'s configuration would change (DevicesDrifted above the threshold): ' +
+          'run jitp reconcile --plan to see which and why, then --apply. See templates/README.md, "Drift".',
+        metric: driftMetric('DevicesDrifted', 'Maximum'),
+        threshold: config.driftThreshold,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'DriftReportFailedAlarm', {
+        alarmDescription:
+          'A drift report execution failed (a shard kept failing after its retries, or the summary refused the ' +
+          "shards): the state machine's execution history names the state and the error.",
+        metric: machine.metricFailed({ statistic: 'Sum', period: Duration.hours(1) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+    if (config.driftSchedule !== '') {
+      alarms.push(
+        new cloudwatch.Alarm(this, 'DriftReportMissingAlarm', {
+          alarmDescription:
+            'No drift report for two days although one is scheduled (failed, timed out, or not started): drift ' +
+            "would go unnoticed. The state machine's executions show why.",
+          metric: driftMetric('Devices', 'SampleCount'),
+          threshold: 1,
+          evaluationPeriods: 2,
+          comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        }),
+      );
+    }
+    new CfnOutput(this, 'DriftStateMachineArn', { value: machine.stateMachineArn });
+    new CfnOutput(this, 'DriftFunctionLogGroupName', { value: logGroup.logGroupName });
+    return alarms;
+  }
+
+  /**
    * The AWS IoT part of the function's role, built from infra/iam-actions.json: one statement per set of resource
    * types, each action on exactly the types listed for it (the Service Authorization Reference's, narrowest first;
    * infra/tests/check_templates.py checks both templates against the copy of it that the pinned cfn-lint ships).
    */
-  private addIotStatements(role: iam.Role, config: JitpConfig, repoRoot: string): void {
+  private addIotStatements(
+    role: iam.Role,
+    config: JitpConfig,
+    repoRoot: string,
+    section: 'actions' | 'drift_actions' = 'actions',
+  ): void {
     const list = loadIamActions(repoRoot);
     const arn = (resource: string) => `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;
     const groups = new Map<string, { types: string[]; actions: string[] }>();
-    for (const [action, types] of Object.entries(list.actions)) {
+    for (const [action, types] of Object.entries(list[section])) {
       const key = types.join(',');
       const group = groups.get(key) ?? { types, actions: [] };
       group.actions.push(action);

@@ -29,9 +29,14 @@ function synth(overrides: Partial<Record<keyof JitpConfig, unknown>> = {}): Temp
 
 type Statement = { Action: string | string[]; Resource: unknown; Effect: string; Sid?: string };
 
-function statementsOf(template: Template): Statement[] {
+/** The statements of the policies attached to the provisioning function's roles, or (drift) the drift function's. */
+function statementsOf(template: Template, drift = false): Statement[] {
   const policies = template.findResources('AWS::IAM::Policy');
-  return Object.values(policies).flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
+  const isDrift = (p: { [key: string]: any }) =>
+    (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref.startsWith('DriftFunctionRole'));
+  return Object.values(policies)
+    .filter((p) => isDrift(p) === drift)
+    .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
 }
 
 const asList = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v]);
@@ -168,7 +173,8 @@ describe('function', () => {
           JITP_POLICY_MODE: 'per-thing',
           JITP_POLICY_PREFIX: 'jitp-',
           JITP_ON_REJECT: 'revoke',
-          JITP_QUOTA_INSTANCES: '3',
+          // maxConcurrency 3 + driftConcurrency 1: both functions spend the account's quotas.
+          JITP_QUOTA_INSTANCES: '4',
           RUST_LOG: 'info',
         },
       },
@@ -187,10 +193,10 @@ describe('function', () => {
         }),
       },
     });
-    // Each instance paces at 1/maxConcurrency of the quotas: the share follows the concurrency.
-    synth({ maxConcurrency: '12' }).hasResourceProperties('AWS::Lambda::Function', {
+    // Each instance paces at 1/(maxConcurrency + driftConcurrency) of the quotas: the share follows both.
+    synth({ maxConcurrency: '12', driftConcurrency: '2' }).hasResourceProperties('AWS::Lambda::Function', {
       ReservedConcurrentExecutions: 12,
-      Environment: { Variables: Match.objectLike({ JITP_QUOTA_INSTANCES: '12' }) },
+      Environment: { Variables: Match.objectLike({ JITP_QUOTA_INSTANCES: '14' }) },
     });
     assert.throws(() => synth({ policyMode: 'everything' }), /policyMode must be one of/);
     assert.throws(() => synth({ onReject: 'delete' }), /onReject must be one of/);
@@ -273,7 +279,7 @@ describe('IAM', () => {
 describe('observability', () => {
   it('keeps every log group for a year', () => {
     const groups = Object.values(sqsDefault.findResources('AWS::Logs::LogGroup'));
-    assert.equal(groups.length, 3); // function, rule errors, AWSIotLogsV2
+    assert.equal(groups.length, 4); // function, rule errors, AWSIotLogsV2, drift function
     for (const g of groups) assert.equal(g.Properties.RetentionInDays, 365);
   });
 
@@ -294,14 +300,17 @@ describe('observability', () => {
     assert.match(DUPLICATE_CLIENT_ID_PATTERN, /\$\.reason = "DUPLICATE_CLIENT_ID"/);
   });
 
-  it('alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors and duplicate client ids', () => {
+  it('alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids and drift', () => {
     const alarms = Object.values(sqsDefault.findResources('AWS::CloudWatch::Alarm'));
     const metricNames = alarms.map((a) => a.Properties.MetricName).sort();
     assert.deepEqual(metricNames, [
       'ApproximateNumberOfMessagesVisible',
+      'Devices',
+      'DevicesDrifted',
       'DuplicateClientId',
       'Errors',
       'Errors',
+      'ExecutionsFailed',
       'Held',
       'Rejected',
       'RuleActionErrors',
@@ -354,5 +363,56 @@ describe('checkov suppressions', () => {
       }
     }
     assert.ok(skips > 0);
+  });
+});
+
+describe('drift report', () => {
+  it('runs jitp-drift under a role that grants exactly drift_actions, all reads', () => {
+    const list = loadIamActions();
+    const granted: Record<string, string[]> = {};
+    for (const s of statementsOf(sqsDefault, true)) {
+      for (const action of asList(s.Action)) {
+        if (action.startsWith('logs:')) continue;
+        granted[action] = [...(granted[action] ?? []), ...asList(s.Resource as unknown[]).map(arnTail)].sort();
+      }
+    }
+    const expected: Record<string, string[]> = {};
+    for (const [action, types] of Object.entries(list.drift_actions)) {
+      expected[action] = types.map((t) => (t === '*' ? '*' : `:${list.resources[t].replace('${PolicyPrefix}', 'jitp-')}`));
+    }
+    assert.deepEqual(granted, expected);
+    for (const action of Object.keys(granted)) assert.match(action, /^iot:(Describe|List|Get)/);
+    sqsDefault.hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 900,
+      ReservedConcurrentExecutions: 1,
+      Environment: { Variables: Match.objectLike({ JITP_QUOTA_INSTANCES: '4', JITP_POLICY_PREFIX: 'jitp-' }) },
+    });
+  });
+
+  it('plans 256 shards in a Map of driftConcurrency, started daily by default', () => {
+    const machines = Object.values(sqsDefault.findResources('AWS::StepFunctions::StateMachine'));
+    assert.equal(machines.length, 1);
+    const join = machines[0].Properties.DefinitionString['Fn::Join'] as [string, unknown[]];
+    const definition = JSON.parse(join[1].map((p) => (typeof p === 'string' ? p : 'FUNCTION')).join(join[0]));
+    assert.deepEqual(definition.States.Shards.Parameters, { shards: 2 });
+    assert.equal(definition.States.PlanShards.MaxConcurrency, 1);
+    assert.ok(definition.States.PlanShards.ItemProcessor.States.PlanShard.Retry[0].ErrorEquals.includes('jitp.TransientFailure'));
+    sqsDefault.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 day)' });
+    const t = synth({ driftSchedule: '', driftConcurrency: '3' });
+    t.resourceCountIs('AWS::Events::Rule', 0);
+    const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties.MetricName);
+    assert.ok(!names.includes('Devices'), 'no missing-report alarm without a schedule');
+    assert.ok(names.includes('DevicesDrifted'));
+    assert.throws(() => synth({ driftSchedule: 'rate(2 days)' }), /driftSchedule/);
+    assert.throws(() => synth({ driftConcurrency: '5' }), /driftConcurrency/);
+  });
+
+  it('alarms on DevicesDrifted above the threshold, to the alarm topic', () => {
+    const alarms = Object.values(synth({ alarmEmail: 'ops@example.com', driftThreshold: '10' }).findResources('AWS::CloudWatch::Alarm'));
+    const drift = alarms.find((a) => a.Properties.MetricName === 'DevicesDrifted');
+    assert.equal(drift?.Properties.Namespace, 'jitp/Drift');
+    assert.equal(drift?.Properties.Threshold, 10);
+    assert.equal(drift?.Properties.ComparisonOperator, 'GreaterThanThreshold');
+    assert.equal(drift?.Properties.AlarmActions.length, 1);
   });
 });

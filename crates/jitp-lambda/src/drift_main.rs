@@ -1,0 +1,62 @@
+//! `jitp-drift`: the scheduled drift report's Lambda function. Wiring only: the environment is read here, the
+//! logic is in the library (`jitp_lambda::drift`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use jitp_lambda::drift::{self, DriftSettings};
+use jitp_wiring::log::{Target, init_tracing};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let var = |name: &str| std::env::var(name).ok();
+    init_tracing(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), Target::Stdout);
+    let handler = match init().await {
+        Ok(handler) => handler,
+        Err(e) => {
+            // Exiting before the first `next` request fails the init phase: the state machine's task fails and
+            // the report-failed alarm says so.
+            tracing::error!(error = %error_chain(&e), "jitp-drift init failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler.handle(event)));
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %error_chain(e.as_ref()), "lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn init() -> Result<drift::DriftHandler, jitp_wiring::Error> {
+    // No arguments: Lambda runs the binary bare, and the environment is the configuration.
+    let settings: DriftSettings = jitp_wiring::parse::from_vars(["jitp-drift"], std::env::vars_os())?;
+    let task_root = std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from);
+    let exe = std::env::current_exe().ok();
+    let config_path = settings.common.config.path(task_root.as_deref(), exe.as_deref());
+    let handler = drift::build(&settings, &config_path).await?;
+    tracing::info!(
+        config = %config_path.display(),
+        profiles = handler.config().profiles.len(),
+        registry = %settings.common.registry_or(jitp_wiring::RegistryArg::Aws),
+        namespace = %settings.metric_namespace,
+        stack = %settings.stack,
+        "jitp-drift ready"
+    );
+    Ok(handler)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
