@@ -278,7 +278,7 @@ fn revocation(
 ) -> Result<(), Rejection> {
     let mut fault = None;
     for (i, listed) in profile.crl.iter().enumerate() {
-        let ProfileCrl { file, crl } = listed;
+        let ProfileCrl { file, crl, .. } = listed;
         let problem = match checks.get(i) {
             Some(Ok(proof)) if !crl.expired_at(now) => {
                 if let Some(entry) = crl.revocation(device, *proof) {

@@ -142,8 +142,9 @@ pub struct Provisioner {
     rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     settings: Settings,
-    /// One lane per AWS operation, shared by every event of this provisioner.
-    pacer: Pacer,
+    /// One lane per AWS operation, shared by every event of this provisioner (and by those it derives with
+    /// [`Provisioner::with_rules`], so a CRL refresh does not reset the quota lanes).
+    pacer: Arc<Pacer>,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
     /// One DescribeCACertificate in flight per CA (see [`Provisioner::describe_ca`]).
     ca_fetches: Mutex<HashMap<CaCertificateId, Arc<tokio::sync::Mutex<()>>>>,
@@ -394,11 +395,29 @@ impl Provisioner {
             Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
             None => Pacer::unpaced(),
         };
+        let pacer = Arc::new(pacer);
         Self {
             rules,
             registry,
             settings,
             pacer,
+            cas: Mutex::default(),
+            ca_fetches: Mutex::default(),
+            shared_policies: Mutex::default(),
+        }
+    }
+
+    /// A provisioner with new `rules` (a CRL refresh) over the same registry, settings and pacer lanes, with
+    /// an empty CA cache: a cached [`decide::RegisteredCa`] holds the CRL proofs of the rules it was built for,
+    /// so keeping it would serve the old CRLs. Events already running on `self` finish on the old rules; the
+    /// caller swaps the new provisioner in whole, so an event sees one rule set. The shared-policy cache starts
+    /// empty too (it costs a GetPolicy per shared policy, once).
+    pub fn with_rules(&self, rules: Arc<Rules>) -> Self {
+        Self {
+            rules,
+            registry: self.registry.clone(),
+            settings: self.settings.clone(),
+            pacer: self.pacer.clone(),
             cas: Mutex::default(),
             ca_fetches: Mutex::default(),
             shared_policies: Mutex::default(),
