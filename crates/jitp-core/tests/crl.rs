@@ -581,14 +581,25 @@ async fn a_provisioner_with_new_rules_does_not_serve_the_old_crl_proofs() {
     let (early, event) = world.register(&Device::new(OTHER_CN));
     let record = old.handle_bytes(event.as_bytes(), NOW).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
-    // Published: a CRL revoking CN. The CA is cached by `old`; the derived provisioner describes it again.
+    // Published: a CRL revoking CN. The CA is cached by `old`; the derived provisioner checks it again.
     let second = Arc::new(first.with_crl_objects(&objects(&[(S3_URI, &revoking(&[&serial(CN)]).der)])).unwrap());
-    let new = old.with_rules(second);
+    let new = old.with_rules(second).unwrap();
     let (id, event) = world.register(&Device::new(CN));
     let record = new.handle_bytes(event.as_bytes(), NOW).await;
     assert_eq!(record.reason, Some(ReasonCode::CertRevoked), "{}", record.message);
     assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::Revoked));
     assert_eq!(world.registry.certificate_status(&early), Some(CertificateStatus::Active), "unaffected in state");
+
+    // A CRL under the CA's name signed by another key: it parses, but no longer verifies against the cached CA,
+    // so the new provisioner is refused and the caller keeps `new`.
+    let impostor = Ca::new("Acme Device CA", Alg::P256);
+    let forged = impostor.crl_with(&CrlSpec::new(&[]));
+    let third = Arc::new(first.with_crl_objects(&objects(&[(S3_URI, &forged.der)])).unwrap());
+    let refused = new.with_rules(third).unwrap_err().to_string();
+    assert!(
+        refused.contains("profiles[0].crl") && refused.contains(S3_URI) && refused.contains("no longer verifies"),
+        "{refused}"
+    );
 }
 
 #[test]

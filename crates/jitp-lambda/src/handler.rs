@@ -299,10 +299,14 @@ impl Handler {
             return;
         }
         let current = self.inner.rules.load_full();
-        if let Some(rules) = self.inner.crls.refresh(&current, Instant::now()).await {
-            let rules = Arc::new(rules);
-            self.inner.rules.store(rules.clone());
-            let next = self.inner.provisioner.load_full().map(|p| Arc::new(p.with_rules(rules)));
+        let provisioner = self.inner.provisioner.load_full();
+        // The new rules are taken only with a provisioner whose cached CAs verify the new CRLs.
+        let accept = |rules: Arc<Rules>| match &provisioner {
+            Some(p) => p.with_rules(rules.clone()).map(|p| (rules, Some(Arc::new(p)))).map_err(|e| e.to_string()),
+            None => Ok((rules, None)),
+        };
+        if let Some((rules, next)) = self.inner.crls.refresh_with(&current, Instant::now(), accept).await {
+            self.inner.rules.store(rules);
             if next.is_some() {
                 self.inner.provisioner.store(next);
             }

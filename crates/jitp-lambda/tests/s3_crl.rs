@@ -156,7 +156,20 @@ async fn a_crl_published_to_s3_revokes_after_the_ttl() {
     assert_eq!(record["reason"], "CERT_REVOKED", "{record}");
     let (_, record) = world.run(&handler, "sensor-0000000000e5").await;
     assert_eq!(record["outcome"], "PROVISIONED", "{record}");
+    // A CRL under the CA's name signed by another key: it parses but does not verify against the cached CA,
+    // so the last good rules stay (d4 still revoked) rather than holding every device as CA_INVALID.
+    let impostor = Ca::new("jitp s3 crl CA", Alg::P256);
+    world.publish(impostor.crl_with(&CrlSpec::new(&[])).der).await;
+    tokio::time::sleep(TTL * 2).await;
+    let (_, record) = world.run(&handler, "sensor-0000000000d4").await;
+    assert_eq!(record["reason"], "CERT_REVOKED", "{record}");
     assert_eq!(handler.crl_refresh().rebuilds(), 1);
+    // Fixed: a good CRL again, revoking e5's neighbour f6 too.
+    world.publish(world.crl(&["sensor-0000000000a1", "sensor-0000000000d4", "sensor-0000000000f6"])).await;
+    tokio::time::sleep(TTL * 2).await;
+    let (_, record) = world.run(&handler, "sensor-0000000000f6").await;
+    assert_eq!(record["reason"], "CERT_REVOKED", "{record}");
+    assert_eq!(handler.crl_refresh().rebuilds(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@
 //!   conditional GetObject per object (`If-None-Match` with the ETag held). All unchanged (304): nothing is
 //!   rebuilt. One changed: the rules are rebuilt from the held bytes plus the new ones
 //!   ([`Rules::with_crl_objects`], the load's parsing) and returned for the caller to swap in. Any failure
-//!   (network, access denied, a CRL that does not parse): the last good rules stay, with one warning per
+//!   (network, access denied, a CRL that does not parse, or one the caller refuses because a cached CA does not
+//!   verify it, [`CrlRefresh::refresh_with`]): the last good rules stay, with one warning per
 //!   failure streak and an info line when it ends; the next attempt is a TTL later. A CRL that passes its
 //!   nextUpdate while the refresh keeps failing is then governed by `crl_policy`, as for a file.
 //!
@@ -157,7 +158,19 @@ impl CrlRefresh {
     /// If the TTL has passed at `now`: fetch every object conditionally and, if any changed, rules like
     /// `current` with the new CRLs, for the caller to swap in. `None`: nothing due, nothing changed, another
     /// refresh running, or a failure (logged once per streak; `current` stays the rules to use).
-    pub async fn refresh(&self, current: &Rules, now: Instant) -> Option<Rules> {
+    pub async fn refresh(&self, current: &Rules, now: Instant) -> Option<Arc<Rules>> {
+        self.refresh_with(current, now, Ok).await
+    }
+
+    /// [`CrlRefresh::refresh`], the new rules accepted only if `accept` builds what the caller swaps in from
+    /// them (the Lambda: a `Provisioner` whose cached CAs verify the new CRLs). Refused, it is a failure like
+    /// a failed fetch: the copies held stay the last good ones and the next attempt is a TTL later.
+    pub async fn refresh_with<T>(
+        &self,
+        current: &Rules,
+        now: Instant,
+        accept: impl FnOnce(Arc<Rules>) -> Result<T, String>,
+    ) -> Option<T> {
         let fetcher = self.fetcher.as_ref()?;
         let mut held = self.held.try_lock().ok()?;
         if self.objects.is_empty() || now.saturating_duration_since(held.checked) < self.every {
@@ -188,17 +201,17 @@ impl CrlRefresh {
         }
         let mut bytes: CrlObjects = held.objects.iter().map(|(o, (b, _))| (o.clone(), b.clone())).collect();
         bytes.extend(changed.iter().map(|(o, (b, _))| (o.clone(), b.clone())));
-        match current.with_crl_objects(&bytes) {
-            Ok(rules) => {
+        match current.with_crl_objects(&bytes).map_err(|e| e.to_string()).and_then(|rules| accept(Arc::new(rules))) {
+            Ok(accepted) => {
                 let names: Vec<String> = changed.keys().map(ToString::to_string).collect();
                 held.objects.extend(changed);
                 self.rebuilds.fetch_add(1, Ordering::Relaxed);
                 self.recovered(&mut held);
                 tracing::info!(crl = %names.join(", "), "new S3 CRL published: rules rebuilt");
-                Some(rules)
+                Some(accepted)
             }
-            Err(e) => {
-                self.failed(&mut held, &e.to_string());
+            Err(why) => {
+                self.failed(&mut held, &why);
                 None
             }
         }

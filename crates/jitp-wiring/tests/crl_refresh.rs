@@ -135,9 +135,15 @@ async fn the_ttl_gates_a_conditional_refresh_and_only_a_change_rebuilds() {
     s3.put(A, b"not a CRL".to_vec());
     assert!(refresh.refresh(&rules, failed + TTL * 3).await.is_none(), "a CRL that does not parse");
     assert_eq!(refresh.rebuilds(), 1);
+    // A caller that refuses the new rules (the Lambda: a cached CA does not verify them) is a failure too: the
+    // copies held stay, and the next attempt fetches the object again.
     s3.put(A, crl(3));
-    let rules = refresh.refresh(&rules, failed + TTL * 4).await.expect("a good CRL again");
+    let refused = refresh.refresh_with(&rules, failed + TTL * 4, |_| Err::<(), _>("does not verify".to_owned())).await;
+    assert!(refused.is_none());
+    assert_eq!(refresh.rebuilds(), 1);
+    let rules = refresh.refresh(&rules, failed + TTL * 5).await.expect("a good CRL again");
     assert_eq!(reason(&rules, 2), Some(ReasonCode::CertRevoked));
+    assert_eq!(refresh.rebuilds(), 2);
 }
 
 #[tokio::test]
@@ -193,7 +199,7 @@ async fn concurrent_readers_see_one_rule_set_during_swaps() {
         now += TTL;
         let current = live.load_full();
         let next = refresh.refresh(&current, now).await.expect("changed");
-        live.store(Arc::new(next));
+        live.store(next);
     }
     stop.store(true, Ordering::SeqCst);
     for reader in readers {
