@@ -208,3 +208,52 @@ async fn concurrent_readers_see_one_rule_set_during_swaps() {
     assert_eq!(refresh.rebuilds(), 8);
     assert_eq!(reason(&live.load(), 7), Some(ReasonCode::CertRevoked));
 }
+
+/// Captured log lines, for the once-per-streak warning.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failure_streak_warns_once_and_its_end_is_logged() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = ConfigDir::new();
+    let path = config(&dir, &[A]);
+    let s3 = Arc::new(FakeS3::default());
+    s3.put(A, crl(1));
+    let (rules, refresh) = loaded(&s3, &path).await;
+    let mut now = Instant::now();
+    *s3.failing.lock().unwrap() = Some("AccessDenied".to_owned());
+    for _ in 0..3 {
+        now += TTL;
+        assert!(refresh.refresh(&rules, now).await.is_none());
+    }
+    assert_eq!(captured.count("S3 CRL refresh failed"), 1, "one warning for three failures");
+    assert_eq!(captured.count("AccessDenied"), 1);
+    *s3.failing.lock().unwrap() = None;
+    now += TTL;
+    assert!(refresh.refresh(&rules, now).await.is_none(), "unchanged: a 304");
+    assert_eq!(captured.count("S3 CRL refresh succeeded again"), 1);
+    *s3.failing.lock().unwrap() = Some("timeout".to_owned());
+    now += TTL;
+    assert!(refresh.refresh(&rules, now).await.is_none());
+    assert_eq!(captured.count("S3 CRL refresh failed"), 2, "a new streak warns again");
+}
