@@ -121,6 +121,7 @@ step "CDK: assertion tests (node --test)"
 
 CA_1="$(printf 'a%.0s' $(seq 64))"
 CA_2="0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+CRL_OBJECT="s3://acme-pki/crl/acme-issuing.crl"
 rm -rf "$SYNTH_OUT"
 synth() {
   local name="$1"
@@ -130,8 +131,9 @@ synth() {
     --no-version-reporting --output "$SYNTH_OUT/$name" "$@")
   [ -s "$SYNTH_OUT/$name/Jitp.template.json" ] || die "cdk synth wrote no template for $name"
 }
-step "CDK: cdk synth, sqs delivery, two CAs, alarm email"
-synth sqs -c "jitp:caCertificateIds=$CA_1,$CA_2" -c jitp:alarmEmail=alarms@example.com
+step "CDK: cdk synth, sqs delivery, two CAs, alarm email, an S3 CRL"
+synth sqs -c "jitp:caCertificateIds=$CA_1,$CA_2" -c jitp:alarmEmail=alarms@example.com \
+  -c "jitp:crlObjects=$CRL_OBJECT"
 step "CDK: cdk synth, direct delivery, existing AWS IoT logging"
 synth direct -c "jitp:caCertificateIds=$CA_1" -c jitp:deliveryMode=direct -c jitp:manageIotLogging=false
 CDK_TEMPLATES=("$SYNTH_OUT/sqs/Jitp.template.json" "$SYNTH_OUT/direct/Jitp.template.json")

@@ -18,6 +18,9 @@ What it checks:
     drift_actions and is not counted as the provisioning function's; both functions' JITP_QUOTA_INSTANCES count both
     functions' concurrency; the state machine's definition is the same in both templates, its Map's
     MaxConcurrency the drift function's reserved concurrency; a schedule and the drift alarms in both.
+  * S3 CRLs: the one S3 statement (ReadCrlObjects) is s3:GetObject, authorized on the reference's object resource
+    type, on object ARNs without a wildcard; the SAM template's (from its CrlObjects parameter) evaluates to exactly
+    the CDK template's for the same objects, in each partition, and is absent when CrlObjects is empty.
   * SAM template structure: the topic rules, the queue wiring, the direct-mode permissions, log retention, alarms.
 """
 from __future__ import annotations
@@ -77,8 +80,12 @@ def load(path: str) -> dict[str, Any]:
 
 
 def iot_reference() -> dict[str, Any]:
+    return service_reference("iot")
+
+
+def service_reference(service: str) -> dict[str, Any]:
     data = importlib.resources.files("cfnlint.data.AdditionalSpecs").joinpath("Policies.json").read_text()
-    return json.loads(data)["iot"]
+    return json.loads(data)[service]
 
 
 # ---- intrinsic-function helpers --------------------------------------------------------------------------------
@@ -314,6 +321,78 @@ def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy
         assert alarms["Devices"]["TreatMissingData"] == "breaching"
 
     return {"definition": definition, "rule": next(iter(resources_of(template, "AWS::Events::Rule").values()), None)}
+# ---- S3 CRLs --------------------------------------------------------------------------------------------------
+def s3_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in identity_statements(template) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+
+
+def evaluate(value: Any, params: dict[str, str]) -> Any:
+    """The value of the intrinsics the SAM S3 grant uses (Ref, Fn::If on the partition, Fn::Split, Fn::Join)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Ref":
+            return params[arg]
+        if fn == "Fn::Split":
+            return evaluate(arg[1], params).split(arg[0])
+        if fn == "Fn::Join":
+            parts = evaluate(arg[1], params) if isinstance(arg[1], dict) else [evaluate(p, params) for p in arg[1]]
+            return arg[0].join(parts)
+        if fn == "Fn::If":
+            partition = params["AWS::Partition"]
+            taken = {"IsChinaPartition": partition == "aws-cn", "IsGovCloudPartition": partition == "aws-us-gov"}
+            return evaluate(arg[1] if taken[arg[0]] else arg[2], params)
+        raise AssertionError(f"unexpected intrinsic {fn}")
+    return value
+
+
+def check_s3(name: str, template: dict[str, Any], reference: dict[str, Any]) -> None:
+    formats = reference["Resources"]["object"]["ARNFormats"]
+
+    @check(f"{name}: S3 only s3:GetObject, on the object resource type, on exact object ARNs")
+    def _() -> None:
+        assert "object" in reference["Actions"]["getobject"]["Resources"], "GetObject is not on object"
+        for statement in s3_statements(template):
+            assert as_list(statement["Action"]) == ["s3:GetObject"], statement["Action"]
+            if name == "sam":
+                continue  # its ARNs are computed from CrlObjects: checked by evaluation below
+            for resource in as_list(statement["Resource"]):
+                arn = normalize(literal(resource) or "")
+                assert "*" not in arn and "?" not in arn, f"wildcard in {arn}"
+                assert any(arn_regex(f).fullmatch(arn) for f in formats), f"{arn} is not an S3 object ARN"
+
+
+def check_s3_sam(sam: dict[str, Any], cdk_objects: list[str]) -> None:
+    @check("sam: ReadCrlObjects is conditional on CrlObjects and evaluates to exactly its objects' ARNs")
+    def _() -> None:
+        functions = [r for r in sam["Resources"].values() if r.get("Type") == "AWS::IAM::Role"]
+        entries = [e for r in functions for p in r["Properties"].get("Policies", []) for e in as_list(p["PolicyDocument"]["Statement"])]
+        conditional = [e for e in entries if isinstance(e, dict) and "Fn::If" in e and e["Fn::If"][1].get("Sid") == "ReadCrlObjects"]
+        assert len(conditional) == 1, "one conditional ReadCrlObjects statement"
+        condition, statement, otherwise = conditional[0]["Fn::If"]
+        assert condition == "HasCrlObjects" and otherwise == {"Ref": "AWS::NoValue"}
+        assert sam["Conditions"]["HasCrlObjects"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrlObjects"}, ""]}]}
+        samples = [cdk_objects or ["s3://acme-pki/crl/a.crl"], ["s3://acme-pki/a.crl", "s3://b.c-d/x/y=z.crl"]]
+        for objects in samples:
+            for partition in ("aws", "aws-cn", "aws-us-gov"):
+                got = evaluate(statement["Resource"], {"CrlObjects": ",".join(objects), "AWS::Partition": partition})
+                want = [f"arn:{partition}:s3:::{o.removeprefix('s3://')}" for o in objects]
+                assert got == want, f"{partition}: {got} != {want}"
+        pattern = re.compile(sam["Parameters"]["CrlObjects"]["AllowedPattern"])
+        for good in ["", "s3://acme-pki/crl/a.crl", "s3://acme-pki/a.crl,s3://b.c-d/x/y=z.crl"]:
+            assert pattern.fullmatch(good), f"CrlObjects refuses {good!r}"
+        for bad in ["s3://acme-pki/*", "s3://acme-pki", "S3://acme-pki/a", "s3://acme-pki/a b", "s3://a/k",
+                    "s3://acme-pki/a,", "arn:aws:s3:::acme-pki/a", "s3://acme-pki/a?x=1", "s3://acme-pki/${x}"]:
+            assert not pattern.fullmatch(bad), f"CrlObjects accepts {bad!r}"
+
+
+def cdk_crl_objects(cdk: dict[str, Any]) -> list[str]:
+    """The s3:// URIs a synthesized CDK template grants GetObject on."""
+    out = []
+    for statement in s3_statements(cdk):
+        for resource in as_list(statement["Resource"]):
+            arn = normalize(literal(resource) or "")
+            out.append("s3://" + arn.removeprefix("arn:X:s3:::"))
+    return out
 
 
 # ---- SAM structure -------------------------------------------------------------------------------------------
@@ -373,11 +452,12 @@ def check_sam(sam: dict[str, Any]) -> None:
         assert props["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrency"}
         env = props["Environment"]["Variables"]
         assert set(env) == {"JITP_CONFIG", "JITP_POLICY_MODE", "JITP_POLICY_PREFIX", "JITP_ON_REJECT",
-                            "JITP_QUOTA_INSTANCES", "RUST_LOG"}
+                            "JITP_QUOTA_INSTANCES", "JITP_CRL_REFRESH_SECONDS", "RUST_LOG"}
         # Each instance's share of the quotas is 1/(MaxConcurrency + DriftConcurrency): both functions' reserved
         # concurrency, so provisioning and the drift report together stay under every quota.
         assert env["JITP_QUOTA_INSTANCES"] == {
             "Fn::FindInMap": ["QuotaInstances", {"Ref": "MaxConcurrency"}, {"Ref": "DriftConcurrency"}]}
+        assert env["JITP_CRL_REFRESH_SECONDS"] == {"Ref": "CrlRefreshSeconds"}
 
     @check("sam: the QuotaInstances table is MaxConcurrency + DriftConcurrency for every value either can take")
     def _() -> None:
@@ -459,10 +539,15 @@ def main() -> int:
 
     # The SAM policy prefix is a parameter (policy/X*); the CDK templates are synthesized with the default, jitp-.
     sam_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam).items()}
+    s3_reference = service_reference("s3")
+    check_s3("sam", sam, s3_reference)
+    crl_objects: list[str] = []
     for path in args.cdk:
         name = f"cdk ({path})"
         cdk = load(path)
         check_iam(name, cdk, reference, iam, "jitp-")
+        check_s3(name, cdk, s3_reference)
+        crl_objects = crl_objects or cdk_crl_objects(cdk)
 
         @check(f"parity: SAM and {name} grant the same AWS IoT actions on the same resources")
         def _() -> None:
@@ -481,6 +566,11 @@ def main() -> int:
             quota = int(main["Properties"]["Environment"]["Variables"]["JITP_QUOTA_INSTANCES"])
             assert quota == main["Properties"]["ReservedConcurrentExecutions"] + concurrency, quota
 
+    @check("parity: a CDK template grants an S3 CRL object (scripts/test-infra.sh synthesizes one), compared with SAM's")
+    def _() -> None:
+        assert crl_objects, "no CDK template grants s3:GetObject: the SAM evaluation would compare with samples only"
+
+    check_s3_sam(sam, crl_objects)
     check_sam(sam)
 
     failed = [name for name, err in RESULTS if err]

@@ -14,6 +14,7 @@
 //! given to [`AwsRegistryBuilder`] by the binary.
 
 mod error_map;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -45,6 +46,41 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pages followed at most for one list call. AWS allows 10 policies per certificate and returns up to 250
 /// per page, and a thing has a handful of principals: running out means the registry is looping.
 const MAX_PAGES: usize = 100;
+
+/// The crate's one error type: what the S3 CRL fetch ([`s3::S3Crls`]) reports. (The registry's calls report
+/// jitp-core's [`RegistryError`], which the workflow classifies.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// GetObject failed: access denied, no such key or bucket, throttled, unreachable, timed out.
+    #[error("{object}: GetObject failed: {code}: {message}")]
+    S3Get {
+        /// The `s3://` URI.
+        object: String,
+        /// S3's error code (`AccessDenied`, `NoSuchKey`, ...), or `Timeout` / `Unavailable` without a response.
+        code: String,
+        /// What S3 or the SDK said.
+        message: String,
+    },
+    /// The object is larger than a CRL may be; reading stopped there.
+    #[error("{object}: the object is over the {limit}-byte limit for a CRL{}", read.map(|n| format!(" ({n} bytes or more)")).unwrap_or_default())]
+    CrlTooLarge {
+        /// The `s3://` URI.
+        object: String,
+        /// [`jitp_core::cert::MAX_CRL_BYTES`].
+        limit: usize,
+        /// The declared length, or how much had arrived when reading stopped.
+        read: Option<u64>,
+    },
+    /// The body broke off while being read.
+    #[error("{object}: reading the object failed: {message}")]
+    S3Body {
+        /// The `s3://` URI.
+        object: String,
+        /// The cause.
+        message: String,
+    },
+}
 
 /// The retry configuration [`AwsRegistry`] uses: one attempt per call, no SDK retries (the workflow's retry loop
 /// is the only one).

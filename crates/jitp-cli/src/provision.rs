@@ -27,7 +27,6 @@ pub(crate) struct ProvisionArgs {
 /// Exit status of `jitp provision`: 0 provisioned (or already), 1 rejected, 3 transient (deliver again), 4 held.
 pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
     let settings = &args.settings;
-    let config = Arc::new(settings.config.load()?);
     let bytes = if args.event.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), MAX_EVENT_BYTES as u64 + 1), &mut buf)?;
@@ -37,6 +36,9 @@ pub(crate) async fn run(args: &ProvisionArgs) -> anyhow::Result<ExitCode> {
     };
     // Offline unless told otherwise: the embedded registry, empty.
     let opened = settings.open_registry(RegistryArg::Memory(None)).await?;
+    // S3 CRLs are fetched once (with --registry aws): one event needs no refresh.
+    let (config, _) = settings.load_rules(&settings.config.path(None, None), &opened).await?;
+    let config = Arc::new(config);
     let workflow = settings.workflow(settings.aws_context(&opened, None));
     let provisioner = Provisioner::new(config, opened.registry.clone(), workflow);
     let record = provisioner.handle_bytes(&bytes, now()).await;

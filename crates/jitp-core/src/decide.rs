@@ -140,6 +140,49 @@ impl RegisteredCa {
         Self { id, state }
     }
 
+    /// The same CA checked for `config` instead (a CRL refresh: the same profiles, new CRLs), without parsing
+    /// or checking the CA again.
+    pub fn for_config(&self, config: &Config) -> Self {
+        match &self.state {
+            CaState::Trusted { ca, .. } => {
+                let profiles = config
+                    .profiles
+                    .iter()
+                    .map(|p| {
+                        if !p.ca.matches(&self.id) {
+                            return ProfileCa { chains: true, crls: Vec::new() };
+                        }
+                        ProfileCa {
+                            chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
+                            crls: p.crl.iter().map(|c| c.crl.verify(ca)).collect(),
+                        }
+                    })
+                    .collect();
+                Self { id: self.id.clone(), state: CaState::Trusted { ca: ca.clone(), profiles } }
+            }
+            CaState::Unreadable(_) | CaState::Untrusted { .. } => self.clone(),
+        }
+    }
+
+    /// The CRLs of `config` that verified against this CA as `before` checked it and do not as `self` does
+    /// (`self` = `before.for_config(config)`): per CRL, its profile's key and why, e.g. a newly published CRL
+    /// signed by another key.
+    pub fn crls_no_longer_verifying(&self, before: &RegisteredCa, config: &Config) -> Vec<(String, String)> {
+        let (Ok((_, now)), Ok((_, was))) = (self.trusted(), before.trusted()) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (i, (profile, (now, was))) in config.profiles.iter().zip(now.iter().zip(was)).enumerate() {
+            for (listed, (now, was)) in profile.crl.iter().zip(now.crls.iter().zip(&was.crls)) {
+                if let (Err(why), Ok(_)) = (now, was) {
+                    out.push((
+                        format!("profiles[{i}].crl"),
+                        format!("{}: no longer verifies against CA {}: {why}", listed.file, self.id),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// The CA's id in AWS IoT.
     pub fn id(&self) -> &CaCertificateId {
         &self.id
@@ -278,7 +321,7 @@ fn revocation(
 ) -> Result<(), Rejection> {
     let mut fault = None;
     for (i, listed) in profile.crl.iter().enumerate() {
-        let ProfileCrl { file, crl } = listed;
+        let ProfileCrl { file, crl, .. } = listed;
         let problem = match checks.get(i) {
             Some(Ok(proof)) if !crl.expired_at(now) => {
                 if let Some(entry) = crl.revocation(device, *proof) {

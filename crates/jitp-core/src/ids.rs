@@ -176,6 +176,127 @@ validated_string!(
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b'-'))
 );
 
+/// An S3 object named by an `s3://bucket/key` URI, as a profile's `crl = [...]` may list it. Only a valid
+/// general purpose bucket name and a plain key exist: the value goes into an IAM resource ARN
+/// (`arn:aws:s3:::bucket/key`, granted by infra/), so nothing in it may widen that grant (`*`, `?`, `${`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct S3Object {
+    bucket: String,
+    key: String,
+}
+
+/// The longest key S3 accepts, in UTF-8 bytes.
+pub const MAX_S3_KEY_BYTES: usize = 1024;
+
+impl S3Object {
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Parse `s3://bucket/key`. The error is one sentence naming the rule broken (the caller names the key
+    /// and the value).
+    ///
+    /// Bucket: the general purpose bucket naming rules (3 to 63 of `[a-z0-9.-]`, a letter or digit at each
+    /// end, no `..`, not an IP address, none of S3's reserved prefixes and suffixes). Key: 1 to 1024 bytes of
+    /// `[A-Za-z0-9!_.'()/=+,@:-]` (S3's safe characters without `*`, plus a few unambiguous ones), no empty,
+    /// `.` or `..` segment, not ending in `/`. No query string, fragment or percent-encoding: the URI is the
+    /// object, as `aws s3 cp` writes it.
+    pub fn parse(uri: &str) -> Result<Self, String> {
+        let rest = match uri.strip_prefix("s3://") {
+            Some(rest) => rest,
+            None if uri.len() >= 5 && uri.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("s3://")) => {
+                return Err("the scheme must be written s3:// in lowercase".to_owned());
+            }
+            None => return Err("an S3 URI is s3://bucket/key".to_owned()),
+        };
+        if let Some(c) = rest.chars().find(|c| matches!(c, '?' | '#' | '%')) {
+            return Err(format!(
+                "{c:?} is not allowed: an s3:// URI names the object as it is (no query string, fragment or percent-encoding)"
+            ));
+        }
+        let (bucket, key) = rest.split_once('/').ok_or("no key: an S3 URI is s3://bucket/key")?;
+        check_bucket(bucket)?;
+        check_key(key)?;
+        Ok(Self { bucket: bucket.to_owned(), key: key.to_owned() })
+    }
+}
+
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    const RULE: &str = "3 to 63 of [a-z0-9.-], starting and ending with a letter or digit";
+    let ends_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if bucket.is_empty() {
+        return Err("the bucket name is empty".to_owned());
+    }
+    if !(3..=63).contains(&bucket.len())
+        || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        || !ends_ok(bucket.as_bytes().first())
+        || !ends_ok(bucket.as_bytes().last())
+    {
+        return Err(format!("the bucket name {} is not valid ({RULE})", shown(bucket)));
+    }
+    if bucket.contains("..") {
+        return Err(format!("the bucket name {} has two adjacent periods", shown(bucket)));
+    }
+    if bucket.split('.').count() == 4
+        && bucket.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("the bucket name {} is formatted as an IP address", shown(bucket)));
+    }
+    const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    if let Some(p) = PREFIXES.iter().find(|p| bucket.starts_with(**p)) {
+        return Err(format!("the bucket name {} starts with {p:?}, which S3 reserves", shown(bucket)));
+    }
+    if let Some(s) = SUFFIXES.iter().find(|s| bucket.ends_with(**s)) {
+        return Err(format!("the bucket name {} ends with {s:?}, which S3 reserves", shown(bucket)));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("no key: an S3 URI is s3://bucket/key".to_owned());
+    }
+    if key.len() > MAX_S3_KEY_BYTES {
+        return Err(format!("the key is {} bytes, over S3's {MAX_S3_KEY_BYTES}", key.len()));
+    }
+    if let Some(c) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || "!_.'()/=+,@:-".contains(*c))) {
+        return Err(format!(
+            "the key has {c:?}; a CRL's key is [A-Za-z0-9!_.'()/=+,@:-] (no wildcard for the IAM grant)"
+        ));
+    }
+    if key.ends_with('/') {
+        return Err("the key ends with \"/\": that names a folder, not a CRL object".to_owned());
+    }
+    if let Some(segment) = key.split('/').find(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(format!(
+            "the key has an empty, \".\" or \"..\" segment ({:?}): write the object's key exactly",
+            segment
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for S3Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl FromStr for S3Object {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::cert::{Certificate, Crl, MAX_CRL_BYTES};
 use crate::error::Error;
-use crate::ids::CaCertificateId;
+use crate::ids::{CaCertificateId, S3Object};
 use crate::registry::Operation;
 use crate::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
 
@@ -87,7 +87,13 @@ pub struct Overrides {
     pub policy_prefix: Option<String>,
     /// Replaces `defaults.on_reject`.
     pub on_reject: Option<OnReject>,
+    /// The bytes of the S3 CRLs the configuration lists ([`Config::crl_objects`]), fetched by the caller:
+    /// jitp-core reads no S3. An `s3://` entry missing here is a configuration error.
+    pub crl_objects: CrlObjects,
 }
+
+/// The fetched bytes of S3 CRL objects, by object.
+pub type CrlObjects = BTreeMap<S3Object, std::sync::Arc<[u8]>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,7 +199,7 @@ impl CaMatch {
 }
 
 /// The loaded configuration: defaults and profiles (its templates are compiled by `rules::Rules`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The jitp.toml it came from.
     pub path: PathBuf,
@@ -269,13 +275,39 @@ pub struct Profile {
     pub on_duplicate: OnDuplicate,
 }
 
-/// A CRL file a profile lists: the path as written in jitp.toml (for messages) and the parsed list.
+/// A CRL a profile lists: the entry as written in jitp.toml (for messages), where it comes from, and the
+/// parsed list.
 #[derive(Debug, Clone)]
 pub struct ProfileCrl {
-    /// The path as written in `crl = [...]`, relative to jitp.toml.
+    /// The entry as written in `crl = [...]`: a path relative to jitp.toml, or an `s3://bucket/key` URI.
     pub file: String,
+    /// Where the bytes come from.
+    pub source: CrlSource,
     /// The list.
     pub crl: Crl,
+}
+
+/// Where a CRL of `crl = [...]` comes from. An entry whose text before its first `/` holds a `:` is a URI,
+/// and the only URI jitp reads is `s3://bucket/key` ([`S3Object::parse`]); anything else is a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrlSource {
+    /// A file, relative to jitp.toml, read at load.
+    File(PathBuf),
+    /// An S3 object, fetched by the caller ([`Overrides::crl_objects`]) and refreshed by it
+    /// ([`Config::with_crl_objects`]).
+    S3(S3Object),
+}
+
+impl CrlSource {
+    /// Classify one entry of `crl = [...]`; `dir` is jitp.toml's directory. The error is one sentence.
+    pub fn parse(entry: &str, dir: &Path) -> Result<Self, String> {
+        let head = entry.split('/').next().unwrap_or("");
+        if head.contains(':') {
+            S3Object::parse(entry).map(Self::S3).map_err(|why| format!("{}: {why}", crate::ids::shown(entry)))
+        } else {
+            Ok(Self::File(dir.join(entry)))
+        }
+    }
 }
 
 /// A profile's deny list: serial numbers, SHA-256 and SHA-1 fingerprints of the DER, each entry matching
@@ -438,7 +470,7 @@ impl Config {
         let mut profiles = Vec::with_capacity(raw.profiles.len());
         let mut names = HashSet::new();
         for (i, p) in raw.profiles.into_iter().enumerate() {
-            let profile = ctx.profile(i, p, &defaults)?;
+            let profile = ctx.profile(i, p, &defaults, &overrides.crl_objects)?;
             if !names.insert(profile.name.clone()) {
                 return Err(Error::config(
                     path,
@@ -477,6 +509,66 @@ impl Config {
     /// The profile called `name`.
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The S3 objects jitp.toml at `path` lists as CRLs, each once, in order: what the caller fetches before
+    /// loading ([`Overrides::crl_objects`]). A malformed `s3://` entry is the configuration error loading
+    /// would give (the other keys are checked by the load).
+    pub fn crl_objects(path: impl AsRef<Path>) -> Result<Vec<S3Object>, Error> {
+        let path = path.as_ref();
+        let source = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::crl_objects_in(&source, path)
+    }
+
+    /// [`Config::crl_objects`] of configuration text as if read from `path`.
+    pub fn crl_objects_in(source: &str, path: &Path) -> Result<Vec<S3Object>, Error> {
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            let line = e.span().map(|s| line_of(source, s.start));
+            Error::config(path, line, "jitp.toml", e.message().to_owned())
+        })?;
+        let ctx =
+            Loader { source, path: path.to_path_buf(), dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        let mut objects = Vec::new();
+        for (i, p) in raw.profiles.iter().enumerate() {
+            for entry in &p.crl {
+                if let CrlSource::S3(object) = ctx.crl_source(entry, &format!("profiles[{i}].crl"))?
+                    && !objects.contains(&object)
+                {
+                    objects.push(object);
+                }
+            }
+        }
+        Ok(objects)
+    }
+
+    /// The S3 objects this configuration's profiles list as CRLs, each once, in order.
+    pub fn s3_crls(&self) -> Vec<S3Object> {
+        let mut objects: Vec<S3Object> = Vec::new();
+        for listed in self.profiles.iter().flat_map(|p| &p.crl) {
+            if let CrlSource::S3(object) = &listed.source
+                && !objects.contains(object)
+            {
+                objects.push(object.clone());
+            }
+        }
+        objects
+    }
+
+    /// This configuration with its S3 CRLs parsed again from `objects` (a refresh's fetch), through the same
+    /// parsing as the load ([`Crl::from_bytes`]); file CRLs and everything else are kept. An object missing
+    /// from `objects` or that does not parse is the error a load would give, naming the profile's key and the
+    /// URI; `self` is then unchanged and still the rules to use.
+    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, Error> {
+        let mut next = self.clone();
+        for (i, profile) in next.profiles.iter_mut().enumerate() {
+            for listed in &mut profile.crl {
+                if let CrlSource::S3(object) = &listed.source {
+                    listed.crl = s3_crl(object, objects)
+                        .map_err(|why| Error::config(&self.path, None, format!("profiles[{i}].crl"), why))?;
+                }
+            }
+        }
+        Ok(next)
     }
 
     /// What to do with a rejection governed by `profile` (or by the defaults when none was selected).
@@ -521,7 +613,7 @@ impl Loader<'_> {
         self.dir.join(rel)
     }
 
-    fn profile(&self, i: usize, p: RawProfile, d: &RawDefaults) -> Result<Profile, Error> {
+    fn profile(&self, i: usize, p: RawProfile, d: &RawDefaults, objects: &CrlObjects) -> Result<Profile, Error> {
         let key = |k: &str| format!("profiles[{i}].{k}");
         let name = p.name.get_ref().clone();
         let name_ok = !name.is_empty()
@@ -608,7 +700,7 @@ impl Loader<'_> {
             Some(file) => self.deny_list(file, &key("deny_list"))?,
             None => DenyList::default(),
         };
-        let crl = p.crl.iter().map(|file| self.crl(file, &key("crl"))).collect::<Result<Vec<_>, _>>()?;
+        let crl = p.crl.iter().map(|entry| self.crl(entry, &key("crl"), objects)).collect::<Result<Vec<_>, _>>()?;
         let thing_type = match p.thing_type {
             Some(t) => Some(self.aws_name(t, &key("thing_type"))?),
             None => None,
@@ -696,10 +788,28 @@ impl Loader<'_> {
         }
     }
 
-    /// Read and parse one CRL file of `crl = [...]`, at most [`MAX_CRL_BYTES`].
-    fn crl(&self, file: &Spanned<String>, key: &str) -> Result<ProfileCrl, Error> {
+    fn crl_source(&self, entry: &Spanned<String>, key: &str) -> Result<CrlSource, Error> {
+        CrlSource::parse(entry.get_ref(), &self.dir).or_else(|why| {
+            self.err(
+                Some(entry.span()),
+                key.to_owned(),
+                format!("{why} (a CRL is a file beside jitp.toml or s3://bucket/key)"),
+            )
+        })
+    }
+
+    /// Read and parse one CRL of `crl = [...]`: a file (read here, at most [`MAX_CRL_BYTES`]) or an S3 object
+    /// (from the caller's `objects`); both through [`Crl::from_bytes`].
+    fn crl(&self, entry: &Spanned<String>, key: &str, objects: &CrlObjects) -> Result<ProfileCrl, Error> {
         use std::io::Read as _;
-        let full = self.resolve(file.get_ref());
+        let full = match self.crl_source(entry, key)? {
+            CrlSource::File(full) => full,
+            CrlSource::S3(object) => {
+                let crl = s3_crl(&object, objects).or_else(|why| self.err(Some(entry.span()), key.to_owned(), why))?;
+                return Ok(ProfileCrl { file: entry.get_ref().clone(), source: CrlSource::S3(object), crl });
+            }
+        };
+        let file = entry;
         let mut bytes = Vec::new();
         if let Err(e) =
             std::fs::File::open(&full).and_then(|f| f.take(MAX_CRL_BYTES as u64 + 1).read_to_end(&mut bytes))
@@ -714,7 +824,7 @@ impl Loader<'_> {
             );
         }
         match Crl::from_bytes(&bytes) {
-            Ok(crl) => Ok(ProfileCrl { file: file.get_ref().clone(), crl }),
+            Ok(crl) => Ok(ProfileCrl { file: file.get_ref().clone(), source: CrlSource::File(full), crl }),
             Err(why) => self.err(Some(file.span()), key.to_owned(), format!("{}: {why}", full.display())),
         }
     }
@@ -734,6 +844,14 @@ impl Loader<'_> {
         }
         Ok(list)
     }
+}
+
+/// An S3 CRL's list from the caller's fetched bytes; the error names the URI.
+fn s3_crl(object: &S3Object, objects: &CrlObjects) -> Result<Crl, String> {
+    let bytes = objects
+        .get(object)
+        .ok_or_else(|| format!("{object}: not fetched (the binary fetches S3 CRLs before loading; this one cannot)"))?;
+    Crl::from_bytes(bytes).map_err(|why| format!("{object}: {why}"))
 }
 
 /// A serial's lowercase hex as [`Certificate::serial_hex`] prints it: no leading zero bytes, an even number of

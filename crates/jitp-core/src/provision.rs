@@ -142,8 +142,9 @@ pub struct Provisioner {
     rules: Arc<Rules>,
     registry: Arc<dyn IotRegistry>,
     settings: Settings,
-    /// One lane per AWS operation, shared by every event of this provisioner.
-    pacer: Pacer,
+    /// One lane per AWS operation, shared by every event of this provisioner (and by those it derives with
+    /// [`Provisioner::with_rules`], so a CRL refresh does not reset the quota lanes).
+    pacer: Arc<Pacer>,
     cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
     /// One DescribeCACertificate in flight per CA (see [`Provisioner::describe_ca`]).
     ca_fetches: Mutex<HashMap<CaCertificateId, Arc<tokio::sync::Mutex<()>>>>,
@@ -394,6 +395,7 @@ impl Provisioner {
             Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
             None => Pacer::unpaced(),
         };
+        let pacer = Arc::new(pacer);
         Self {
             rules,
             registry,
@@ -403,6 +405,37 @@ impl Provisioner {
             ca_fetches: Mutex::default(),
             shared_policies: Mutex::default(),
         }
+    }
+
+    /// A provisioner with new `rules` (a CRL refresh: the same profiles, new CRLs) over the same registry,
+    /// settings and pacer lanes. Its CA cache is this one's, each CA checked again for `rules` (a cached
+    /// [`decide::RegisteredCa`] holds the CRL proofs of the rules it was built for, so keeping it as it is would
+    /// serve the old CRLs), with the same fetch time. Refused, naming the profile's key and the CRL, if a CRL that
+    /// verified against a cached CA no longer does (a new CRL signed by another key): the caller keeps `self`.
+    /// Events already running on `self` finish on the old rules; the caller swaps the new provisioner in whole,
+    /// so an event sees one rule set. The shared-policy cache starts empty (a GetPolicy per shared policy, once).
+    pub fn with_rules(&self, rules: Arc<Rules>) -> Result<Self, Error> {
+        let cached: Vec<(CaCertificateId, Arc<CachedCa>)> = match self.cas.lock() {
+            Ok(map) => map.iter().map(|(id, ca)| (id.clone(), ca.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut cas = HashMap::with_capacity(cached.len());
+        for (id, old) in cached {
+            let ca = old.ca.for_config(rules.config());
+            if let Some((key, why)) = ca.crls_no_longer_verifying(&old.ca, rules.config()).into_iter().next() {
+                return Err(Error::config(&rules.config().path, None, key, why));
+            }
+            cas.insert(id, Arc::new(CachedCa { active: old.active, ca, fetched: old.fetched }));
+        }
+        Ok(Self {
+            rules,
+            registry: self.registry.clone(),
+            settings: self.settings.clone(),
+            pacer: self.pacer.clone(),
+            cas: Mutex::new(cas),
+            ca_fetches: Mutex::default(),
+            shared_policies: Mutex::default(),
+        })
     }
 
     /// The pacer every event of this provisioner shares (its lanes' rates, the bound they set).

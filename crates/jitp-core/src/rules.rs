@@ -6,17 +6,19 @@
 //! templates read the configuration, and everything that decides takes a [`Rules`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::policy::Engine;
-use crate::profile::{Config, Overrides, Profile};
+use crate::profile::{Config, CrlObjects, Overrides, Profile};
 
 /// A configuration and its compiled templates, consistent with each other. Built only by [`Rules::compile`]
 /// and the loaders, so every `Rules` has passed the policy-name checks.
 #[derive(Debug)]
 pub struct Rules {
     config: Config,
-    templates: Engine,
+    /// Shared by the rules a CRL refresh derives ([`Rules::with_crl_objects`]): the templates do not change.
+    templates: Arc<Engine>,
 }
 
 impl Rules {
@@ -39,7 +41,13 @@ impl Rules {
     pub fn compile(config: Config) -> Result<Self, Error> {
         crate::naming::check_config(&config)?;
         let templates = Engine::compile(&config)?;
-        Ok(Self { config, templates })
+        Ok(Self { config, templates: Arc::new(templates) })
+    }
+
+    /// These rules with their S3 CRLs parsed again from a refresh's `objects` ([`Config::with_crl_objects`]):
+    /// the same templates (the policy-name checks do not depend on CRLs), new CRLs. On an error `self` stands.
+    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, Error> {
+        Ok(Self { config: self.config.with_crl_objects(objects)?, templates: self.templates.clone() })
     }
 
     /// The configuration.

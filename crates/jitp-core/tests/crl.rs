@@ -300,8 +300,12 @@ impl World {
     }
 
     fn provisioner(&self, rules: Rules) -> Provisioner {
+        self.provisioner_arc(Arc::new(rules))
+    }
+
+    fn provisioner_arc(&self, rules: Arc<Rules>) -> Provisioner {
         let settings = Settings { retry_base: std::time::Duration::from_millis(1), ..Settings::default() };
-        Provisioner::new(Arc::new(rules), self.registry.clone() as Arc<dyn IotRegistry>, settings)
+        Provisioner::new(rules, self.registry.clone() as Arc<dyn IotRegistry>, settings)
     }
 
     fn register(&self, device: &Device) -> (jitp_core::ids::CertificateId, String) {
@@ -497,4 +501,161 @@ fn crls_of_rsa_and_every_ec_curve_verify() {
         let other = run(OTHER_CN);
         assert!(other.accepted(), "{alg:?}: {}", other.message);
     }
+}
+
+// ---- S3 CRLs (`crl = ["s3://bucket/key"]`): the caller fetches, the core parses -------------------------------
+
+const S3_URI: &str = "s3://acme-pki/crl/acme-issuing.crl";
+
+fn s3_config(setup: &Setup, entries: &[&str]) -> std::path::PathBuf {
+    let list: Vec<String> = entries.iter().map(|f| format!("{f:?}")).collect();
+    let text = format!(
+        "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [{}]\n",
+        list.join(", ")
+    );
+    setup.dir.write_config(&text)
+}
+
+fn objects(pairs: &[(&str, &[u8])]) -> jitp_core::profile::CrlObjects {
+    pairs.iter().map(|(uri, bytes)| (uri.parse().unwrap(), Arc::from(*bytes))).collect()
+}
+
+fn load_s3(path: &std::path::Path, objects: jitp_core::profile::CrlObjects) -> Result<Rules, String> {
+    let overrides = jitp_core::profile::Overrides { crl_objects: objects, ..Default::default() };
+    Rules::load_with(path, &overrides).map_err(|e| e.to_string())
+}
+
+#[test]
+fn an_s3_crl_from_the_callers_bytes_revokes_through_the_same_pipeline() {
+    let setup = Setup::new();
+    setup.file("local.crl", &revoking(&[&serial(OTHER_CN)]).der);
+    let path = s3_config(&setup, &[S3_URI, "crl/local.crl", S3_URI]);
+    let listed = jitp_core::profile::Config::crl_objects(&path).unwrap();
+    assert_eq!(listed.iter().map(ToString::to_string).collect::<Vec<_>>(), [S3_URI], "each object once");
+    assert_eq!((listed[0].bucket(), listed[0].key()), ("acme-pki", "crl/acme-issuing.crl"));
+
+    let rules = load_s3(&path, objects(&[(S3_URI, revoking(&[&serial(CN)]).pem.as_bytes())])).unwrap();
+    let report = run(&rules, &Device::new(CN));
+    assert_reason(&report, Some(ReasonCode::CertRevoked));
+    assert!(report.message.contains(S3_URI), "{}", report.message);
+    assert_reason(&run(&rules, &Device::new(OTHER_CN)), Some(ReasonCode::CertRevoked));
+    assert_eq!(rules.config().s3_crls(), listed);
+
+    // Not fetched, oversized, not a CRL: configuration errors naming the key and the URI.
+    let missing = load_s3(&path, objects(&[])).unwrap_err();
+    assert!(
+        missing.contains("profiles[0].crl") && missing.contains(S3_URI) && missing.contains("not fetched"),
+        "{missing}"
+    );
+    let huge = vec![0x30; jitp_core::cert::MAX_CRL_BYTES + 1];
+    let too_big = load_s3(&path, objects(&[(S3_URI, &huge)])).unwrap_err();
+    assert!(too_big.contains(S3_URI) && too_big.contains("limit"), "{too_big}");
+    let garbage = load_s3(&path, objects(&[(S3_URI, b"not a crl")])).unwrap_err();
+    assert!(garbage.contains("profiles[0].crl") && garbage.contains(S3_URI), "{garbage}");
+}
+
+#[test]
+fn a_refresh_replaces_the_s3_crls_and_keeps_the_rest() {
+    let setup = Setup::new();
+    setup.file("local.crl", &revoking(&[&serial(OTHER_CN)]).der);
+    let path = s3_config(&setup, &[S3_URI, "crl/local.crl"]);
+    let first = load_s3(&path, objects(&[(S3_URI, &revoking(&[]).der)])).unwrap();
+    assert!(run(&first, &Device::new(CN)).accepted());
+    let third = Device::new("sensor-0000000000aa");
+    let second = first.with_crl_objects(&objects(&[(S3_URI, &revoking(&[&serial(CN)]).der)])).unwrap();
+    assert_reason(&run(&second, &Device::new(CN)), Some(ReasonCode::CertRevoked));
+    assert_reason(&run(&second, &Device::new(OTHER_CN)), Some(ReasonCode::CertRevoked));
+    assert!(run(&second, &third).accepted());
+    assert!(run(&first, &Device::new(CN)).accepted(), "the old rules are unchanged");
+    let bad = first.with_crl_objects(&objects(&[(S3_URI, b"\x30\x00")])).unwrap_err().to_string();
+    assert!(bad.contains("profiles[0].crl") && bad.contains(S3_URI), "{bad}");
+}
+
+#[tokio::test]
+async fn a_provisioner_with_new_rules_does_not_serve_the_old_crl_proofs() {
+    let world = World::new();
+    let setup = Setup::new();
+    let path = s3_config(&setup, &[S3_URI]);
+    let first = Arc::new(load_s3(&path, objects(&[(S3_URI, &revoking(&[]).der)])).unwrap());
+    let old = world.provisioner_arc(first.clone());
+    let (early, event) = world.register(&Device::new(OTHER_CN));
+    let record = old.handle_bytes(event.as_bytes(), NOW).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    // Published: a CRL revoking CN. The CA is cached by `old`; the derived provisioner checks it again.
+    let second = Arc::new(first.with_crl_objects(&objects(&[(S3_URI, &revoking(&[&serial(CN)]).der)])).unwrap());
+    let new = old.with_rules(second).unwrap();
+    let (id, event) = world.register(&Device::new(CN));
+    let record = new.handle_bytes(event.as_bytes(), NOW).await;
+    assert_eq!(record.reason, Some(ReasonCode::CertRevoked), "{}", record.message);
+    assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::Revoked));
+    assert_eq!(world.registry.certificate_status(&early), Some(CertificateStatus::Active), "unaffected in state");
+
+    // A CRL under the CA's name signed by another key: it parses, but no longer verifies against the cached CA,
+    // so the new provisioner is refused and the caller keeps `new`.
+    let impostor = Ca::new("Acme Device CA", Alg::P256);
+    let forged = impostor.crl_with(&CrlSpec::new(&[]));
+    let third = Arc::new(first.with_crl_objects(&objects(&[(S3_URI, &forged.der)])).unwrap());
+    let refused = new.with_rules(third).unwrap_err().to_string();
+    assert!(
+        refused.contains("profiles[0].crl") && refused.contains(S3_URI) && refused.contains("no longer verifies"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn malformed_s3_uris_are_configuration_errors_naming_the_key_the_value_and_the_rule() {
+    let setup = Setup::new();
+    for (uri, rule) in [
+        ("s3:///key.crl", "bucket name is empty"),
+        ("s3://Acme-PKI/key.crl", "not valid"),
+        ("s3://acme_pki/key.crl", "not valid"),
+        ("s3://ab/key.crl", "not valid"),
+        ("s3://-acme/key.crl", "not valid"),
+        ("s3://acme..pki/key.crl", "adjacent periods"),
+        ("s3://192.168.1.1/key.crl", "IP address"),
+        ("s3://xn--acme/key.crl", "reserves"),
+        ("s3://acme-s3alias/key.crl", "reserves"),
+        ("s3://acme-pki", "no key"),
+        ("s3://acme-pki/", "no key"),
+        ("s3:/acme-pki/key.crl", "s3://bucket/key"),
+        ("S3://acme-pki/key.crl", "lowercase"),
+        ("https://acme-pki/key.crl", "s3://bucket/key"),
+        ("s3://acme-pki/key.crl?versionId=1", "query string"),
+        ("s3://acme-pki/key.crl#x", "fragment"),
+        ("s3://acme-pki/key%20.crl", "percent"),
+        ("s3://acme-pki/../key.crl", "\"..\" segment"),
+        ("s3://acme-pki/crl//key.crl", "empty"),
+        ("s3://acme-pki/crl/", "folder"),
+        ("s3://acme-pki/crl/*.crl", "wildcard"),
+        ("s3://acme-pki/crl/${aws:username}", "wildcard"),
+        ("s3://acme-pki/key crl", "wildcard"),
+    ] {
+        let path = s3_config(&setup, &[uri]);
+        for error in [
+            load_s3(&path, objects(&[])).unwrap_err(),
+            jitp_core::profile::Config::crl_objects(&path).unwrap_err().to_string(),
+        ] {
+            let value = format!("{uri:?}");
+            assert!(error.contains("profiles[0].crl") && error.contains(&value), "{uri}: {error}");
+            assert!(error.contains(rule), "{uri}: {rule:?} in {error}");
+            assert!(error.contains(":7:"), "{uri}: the line in {error}");
+        }
+    }
+    let long_key = format!("s3://acme-pki/{}", "k".repeat(1025));
+    assert!(jitp_core::ids::S3Object::parse(&long_key).unwrap_err().contains("1024"));
+    assert!(jitp_core::ids::S3Object::parse(&format!("s3://{}/k", "a".repeat(64))).is_err());
+    for good in ["s3://acme-pki/k", "s3://a.b-c/crl/2026/acme(1).crl", "s3://123/x=y+z,@a:b!_'"] {
+        let object = jitp_core::ids::S3Object::parse(good).unwrap();
+        assert_eq!(object.to_string(), good);
+    }
+}
+
+#[test]
+fn s3_uri_parsing_never_panics() {
+    proptest::proptest!(|(s in "\\PC{0,80}", t in "s3://[a-z.-]{0,8}/[ -~]{0,12}")| {
+        let _ = jitp_core::ids::S3Object::parse(&s);
+        if let Ok(object) = jitp_core::ids::S3Object::parse(&t) {
+            proptest::prop_assert_eq!(object.to_string(), t);
+        }
+    });
 }

@@ -14,13 +14,15 @@
 //! `{ $.outcome = "REJECTED" }` match it. The function's own log is tracing's, JSON lines on stdout too
 //! ([`jitp_wiring::log::init_tracing`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
 use jitp_core::audit::AuditRecord;
 use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::Config;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
 use jitp_core::rules::Rules;
@@ -32,6 +34,7 @@ use tracing::Instrument as _;
 use jitp_core::audit::{self, Sink};
 use jitp_wiring::AwsArgs;
 use jitp_wiring::aws::{Discovered, FunctionArn};
+use jitp_wiring::crl::CrlRefresh;
 
 use crate::settings::LambdaSettings;
 
@@ -115,7 +118,10 @@ pub struct Handler {
 }
 
 struct Inner {
-    rules: Arc<Rules>,
+    /// The rules in force; replaced whole by a CRL refresh, with the provisioner below.
+    rules: ArcSwap<Rules>,
+    /// The S3 CRLs' refresh, checked at the start of each invocation ([`Handler::handle`]).
+    crls: Arc<CrlRefresh>,
     registry: Arc<dyn IotRegistry>,
     /// The configured part of the policy context; the function's ARN fills the rest.
     aws: AwsArgs,
@@ -124,8 +130,9 @@ struct Inner {
     sqs_concurrency: usize,
     settings: Settings,
     /// Built on the first invocation unless the `aws.*` context is fully configured: the account and partition
-    /// then come from the function's own ARN.
-    provisioner: OnceLock<Provisioner>,
+    /// then come from the function's own ARN. Replaced whole when a CRL refresh changes the rules (its CA cache
+    /// holds the old CRLs' proofs): an event loads it once and runs on that one.
+    provisioner: ArcSwapOption<Provisioner>,
     clock: Clock,
     sink: Sink,
     /// Saved after each invocation (`JITP_REGISTRY=memory:PATH`).
@@ -135,7 +142,7 @@ struct Inner {
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
-            .field("config", &self.inner.rules.config().path)
+            .field("config", &self.inner.rules.load().config().path)
             .field("sqs_concurrency", &self.inner.sqs_concurrency)
             .finish_non_exhaustive()
     }
@@ -144,6 +151,7 @@ impl std::fmt::Debug for Handler {
 /// Builds a [`Handler`].
 pub struct HandlerBuilder {
     rules: Arc<Rules>,
+    crls: CrlRefresh,
     registry: Arc<dyn IotRegistry>,
     aws: AwsArgs,
     sdk_region: Option<String>,
@@ -185,6 +193,12 @@ impl HandlerBuilder {
         self
     }
 
+    /// Refresh the S3 CRLs with this (from [`jitp_wiring::Settings::load_rules`]); default: none.
+    pub fn crl_refresh(mut self, crls: CrlRefresh) -> Self {
+        self.crls = crls;
+        self
+    }
+
     /// Save this memory registry after each invocation.
     pub fn save_after_each_invocation(mut self, memory: Arc<MemoryRegistry>) -> Self {
         self.memory = Some(memory);
@@ -193,16 +207,20 @@ impl HandlerBuilder {
 
     /// The handler.
     pub fn build(self) -> Handler {
-        let provisioner = OnceLock::new();
+        let provisioner = ArcSwapOption::empty();
         let mut settings = self.settings;
         if self.aws.is_complete() {
             settings.aws = self.aws.context();
-            // Set once, on a fresh cell: cannot fail.
-            let _ = provisioner.set(Provisioner::new(self.rules.clone(), self.registry.clone(), settings.clone()));
+            provisioner.store(Some(Arc::new(Provisioner::new(
+                self.rules.clone(),
+                self.registry.clone(),
+                settings.clone(),
+            ))));
         }
         Handler {
             inner: Arc::new(Inner {
-                rules: self.rules,
+                rules: ArcSwap::new(self.rules),
+                crls: Arc::new(self.crls),
                 registry: self.registry,
                 aws: self.aws,
                 sdk_region: self.sdk_region,
@@ -245,6 +263,7 @@ impl Handler {
     pub fn builder(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: &LambdaSettings) -> HandlerBuilder {
         HandlerBuilder {
             rules,
+            crls: CrlRefresh::none(),
             registry,
             aws: settings.common.aws.clone(),
             sdk_region: None,
@@ -256,13 +275,49 @@ impl Handler {
         }
     }
 
-    /// The loaded configuration.
-    pub fn config(&self) -> &Config {
-        self.inner.rules.config()
+    /// The rules in force (the configuration, its templates, the S3 CRLs of the last good refresh).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules.load_full()
     }
 
-    fn provisioner(&self, ctx: &Context) -> &Provisioner {
-        self.inner.provisioner.get_or_init(|| {
+    /// The S3 CRLs' refresh (its rebuild count, for tests and the start-up line).
+    pub fn crl_refresh(&self) -> &CrlRefresh {
+        &self.inner.crls
+    }
+
+    /// Refresh the S3 CRLs if their TTL has passed, before this invocation decides anything.
+    ///
+    /// Why here and not in a background task: Lambda freezes the sandbox between invocations, so a task's sleep
+    /// would not run on time, and a refresh caught by the freeze mid-fetch would thaw with a stale connection at
+    /// some later invocation. Checked at the start of each invocation, the refresh happens exactly when the
+    /// TTL has passed and an event needs the rules; the invocation that finds it due pays the conditional
+    /// GetObject (a 304 when nothing changed). A sandbox runs one invocation at a time, so no event of this
+    /// function is in flight during the swap; the swap is still whole (rules and provisioner loaded once per
+    /// event), so an SQS batch decides all its messages on one rule set.
+    async fn refresh_crls(&self) {
+        if !self.inner.crls.due(Instant::now()) {
+            return;
+        }
+        let current = self.inner.rules.load_full();
+        let provisioner = self.inner.provisioner.load_full();
+        // The new rules are taken only with a provisioner whose cached CAs verify the new CRLs.
+        let accept = |rules: Arc<Rules>| match &provisioner {
+            Some(p) => p.with_rules(rules.clone()).map(|p| (rules, Some(Arc::new(p)))).map_err(|e| e.to_string()),
+            None => Ok((rules, None)),
+        };
+        if let Some((rules, next)) = self.inner.crls.refresh_with(&current, Instant::now(), accept).await {
+            self.inner.rules.store(rules);
+            if next.is_some() {
+                self.inner.provisioner.store(next);
+            }
+        }
+    }
+
+    fn provisioner(&self, ctx: &Context) -> Arc<Provisioner> {
+        if let Some(built) = self.inner.provisioner.load_full() {
+            return built;
+        }
+        let built = Arc::new({
             let function_arn = FunctionArn::parse(&ctx.invoked_function_arn);
             let found = Discovered { function_arn, sdk_region: self.inner.sdk_region.as_deref() };
             let aws = jitp_wiring::aws::resolve(&self.inner.aws, &found);
@@ -274,13 +329,20 @@ impl Handler {
             }
             tracing::info!(partition = %aws.partition, region = %aws.region, account_id = %aws.account_id, "policy context");
             let settings = Settings { aws, ..self.inner.settings.clone() };
-            Provisioner::new(self.inner.rules.clone(), self.inner.registry.clone(), settings)
-        })
+            Provisioner::new(self.inner.rules.load_full(), self.inner.registry.clone(), settings)
+        });
+        // Kept only if no other call stored one first (the first one stored wins; they are equivalent).
+        let previous = self.inner.provisioner.compare_and_swap(&None::<Arc<Provisioner>>, Some(built.clone()));
+        match &*previous {
+            Some(first) => first.clone(),
+            None => built,
+        }
     }
 
     /// Handle one invocation: an SQS batch or a direct event, told apart by shape.
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Response, HandlerError> {
         let (payload, ctx) = event.into_parts();
+        self.refresh_crls().await;
         let result = if is_sqs_batch(&payload) {
             match serde_json::from_value::<SqsEvent>(payload) {
                 Ok(batch) => self.handle_sqs(batch, &ctx).await.map(Response::Batch),

@@ -23,12 +23,15 @@ use jitp_wiring::RegistryArg;
 pub use handler::{Clock, Handler, HandlerError, Response};
 pub use settings::LambdaSettings;
 
-/// Load jitp.toml from `config_path` (templates compiled) with the settings' overrides, open the registry
-/// (default `aws`), and build the handler (system clock, stdout).
+/// Open the registry (default `aws`), load jitp.toml from `config_path` (templates compiled, S3 CRLs fetched:
+/// one that cannot be is an init error) with the settings' overrides, and build the handler (system clock,
+/// stdout), which refreshes the S3 CRLs every `JITP_CRL_REFRESH_SECONDS`.
 pub async fn build(settings: &LambdaSettings, config_path: &Path) -> Result<Handler, jitp_wiring::Error> {
-    let rules = Arc::new(settings.common.config.load_from(config_path)?);
     let opened = settings.common.open_registry(RegistryArg::Aws).await?;
-    let mut builder = Handler::builder(rules, opened.registry.clone(), settings).sdk_region(opened.sdk_region.clone());
+    let (rules, crls) = settings.common.load_rules(config_path, &opened).await?;
+    let mut builder = Handler::builder(Arc::new(rules), opened.registry.clone(), settings)
+        .sdk_region(opened.sdk_region.clone())
+        .crl_refresh(crls);
     // Saving a memory registry without a file does nothing.
     if let Some(memory) = opened.memory.clone() {
         builder = builder.save_after_each_invocation(memory);

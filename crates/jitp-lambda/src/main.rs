@@ -40,7 +40,8 @@ async fn init() -> Result<jitp_lambda::Handler, jitp_wiring::Error> {
     let handler = jitp_lambda::build(&settings, &config_path).await?;
     tracing::info!(
         config = %config_path.display(),
-        profiles = handler.config().profiles.len(),
+        profiles = handler.rules().config().profiles.len(),
+        s3_crls = handler.crl_refresh().objects().len(),
         registry = %settings.common.registry_or(jitp_wiring::RegistryArg::Aws),
         sqs_concurrency = settings.sqs_concurrency,
         "jitp-lambda ready"

@@ -9,6 +9,7 @@
 //!   values. `aws` needs this crate's `aws` feature (the AWS SDK); without it only the embedded registry opens.
 //! - [`aws::resolve`]: the template context's `aws.*` from the settings, the Lambda function's own ARN and the
 //!   SDK's region.
+//! - [`crl`]: the S3 CRLs a jitp.toml lists, fetched at start-up and refreshed on a TTL.
 //! - [`log::init_tracing`]: the one tracing setup (JSON lines).
 //! - [`parse`]: clap's errors turned into [`Error::Setting`], which names the variable, the flag, the value and
 //!   what is allowed; and a parser that reads given variables instead of the process environment (tests).
@@ -17,6 +18,7 @@
 //! environment: the binaries do (through clap's `env`, or `std::env`) and pass the values in.
 
 pub mod aws;
+pub mod crl;
 pub mod log;
 pub mod parse;
 pub mod registry;
@@ -55,6 +57,14 @@ pub enum Error {
         /// What is wrong.
         #[source]
         source: jitp_core::Error,
+    },
+    /// An S3 CRL jitp.toml lists cannot be fetched at start-up.
+    #[error("CRL {object}: {message}")]
+    Crl {
+        /// The `s3://` URI(s).
+        object: String,
+        /// Why.
+        message: String,
     },
     /// The embedded registry's file cannot be read or written.
     #[error("memory registry {}: {source}", path.display())]

@@ -137,6 +137,7 @@ mod tests {
             (s.retry_deadline_ms, s.retry_base_ms, s.retry_max_ms, s.ca_cache_ttl_secs),
             (20_000, 25, 2_000, 300)
         );
+        assert_eq!(s.crl_refresh_seconds, 300);
         assert_eq!(bin.own.count, 8);
         assert!(!bin.switch);
     }
@@ -156,6 +157,7 @@ mod tests {
                 ("JITP_RETRY_BASE_MS", "5"),
                 ("JITP_RETRY_MAX_MS", "50"),
                 ("JITP_CA_CACHE_TTL_SECS", "60"),
+                ("JITP_CRL_REFRESH_SECONDS", "45"),
                 ("JITP_QUOTAS", "CreatePolicy=50,UpdateCertificate=40"),
                 ("JITP_QUOTA_INSTANCES", "4"),
                 ("JITP_AWS_ACCOUNT_ID", "210987654321"),
@@ -174,6 +176,7 @@ mod tests {
         assert_eq!(s.config.on_reject, Some(jitp_core::profile::OnReject::Deactivate));
         assert_eq!(s.registry.as_ref().map(ToString::to_string).as_deref(), Some("memory:/tmp/r.json"));
         assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(s.crl_refresh(), std::time::Duration::from_secs(45));
         let w = s.workflow(jitp_core::policy::AwsContext::default());
         assert_eq!(w.retry_deadline, std::time::Duration::from_millis(1500));
         assert_eq!((w.retry_base.as_millis(), w.retry_max.as_millis(), w.ca_cache_ttl.as_secs()), (5, 50, 60));
@@ -220,6 +223,10 @@ mod tests {
             ("JITP_RETRY_DEADLINE_MS", "20s", "--retry-deadline-ms", "milliseconds, a whole number up to 900000"),
             ("JITP_RETRY_DEADLINE_MS", "900001", "--retry-deadline-ms", "milliseconds, a whole number up to 900000"),
             ("JITP_CA_CACHE_TTL_SECS", "-1", "--ca-cache-ttl-secs", "seconds, a whole number up to 86400"),
+            ("JITP_CRL_REFRESH_SECONDS", "5", "--crl-refresh-seconds", "seconds, a whole number from 10 to 86400"),
+            ("JITP_CRL_REFRESH_SECONDS", "86401", "--crl-refresh-seconds", "seconds, a whole number from 10 to 86400"),
+            ("JITP_CRL_REFRESH_SECONDS", "5m", "--crl-refresh-seconds", "seconds, a whole number from 10 to 86400"),
+            ("JITP_CRL_REFRESH_SECONDS", "", "--crl-refresh-seconds", "seconds, a whole number from 10 to 86400"),
             ("JITP_AWS_ACCOUNT_ID", "12345", "--account-id", "12 digits"),
             ("JITP_AWS_PARTITION", "AWS", "--partition", "a partition such as aws, aws-cn or aws-us-gov"),
             ("AWS_REGION", "US-EAST-1", "--region", "a region such as us-east-1 (lowercase)"),

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use jitp_core::pacing::{Pacing, Quotas};
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::{OnReject, Overrides, PolicyMode};
+use jitp_core::profile::{CrlObjects, OnReject, Overrides, PolicyMode};
 use jitp_core::provision;
 use jitp_core::registry::Operation;
 use jitp_core::rules::Rules;
@@ -48,11 +49,18 @@ impl ConfigArgs {
     }
 
     /// Load jitp.toml from `path` with the overrides: the templates compile here, so a bad one fails start-up.
+    /// An `s3://` CRL is a configuration error here (not fetched): [`crate::crl::load`] fetches them.
     pub fn load_from(&self, path: &Path) -> Result<Rules, Error> {
+        self.load_with_crls(path, CrlObjects::new())
+    }
+
+    /// [`ConfigArgs::load_from`] with the bytes of the S3 CRLs jitp.toml lists.
+    pub fn load_with_crls(&self, path: &Path, crl_objects: CrlObjects) -> Result<Rules, Error> {
         let overrides = Overrides {
             policy_mode: self.policy_mode,
             policy_prefix: self.policy_prefix.clone(),
             on_reject: self.on_reject,
+            crl_objects,
         };
         Rules::load_with(path, &overrides).map_err(|source| Error::Config { path: path.to_owned(), source })
     }
@@ -130,6 +138,16 @@ pub struct Settings {
         value_parser = secs_up_to(MAX_CA_CACHE_TTL)
     )]
     pub ca_cache_ttl_secs: u64,
+    /// How often the S3 CRLs jitp.toml lists (crl = ["s3://bucket/key"]) are fetched again, in seconds, 10 to
+    /// 86400: a CRL published to S3 takes effect within this time (a conditional GetObject; unchanged costs a 304).
+    #[arg(
+        long,
+        env = "JITP_CRL_REFRESH_SECONDS",
+        value_name = "SECS",
+        default_value_t = crate::crl::DEFAULT_CRL_REFRESH.as_secs(),
+        value_parser = secs_in(crate::crl::MIN_CRL_REFRESH, crate::crl::MAX_CRL_REFRESH)
+    )]
+    pub crl_refresh_seconds: u64,
     /// The account's API quotas where they differ from AWS's defaults and from jitp.toml's [quotas], as
     /// Operation=rate pairs (requests per second), comma-separated: CreatePolicy=50,UpdateCertificate=50.
     #[arg(long, env = "JITP_QUOTAS", value_name = "OP=RATE,...", value_parser = quotas)]
@@ -185,6 +203,34 @@ impl Settings {
         aws
     }
 
+    /// `--crl-refresh-seconds` as a duration.
+    pub fn crl_refresh(&self) -> Duration {
+        Duration::from_secs(self.crl_refresh_seconds)
+    }
+
+    /// Load jitp.toml at `path` with its S3 CRLs fetched (from S3 when the registry is AWS IoT, at
+    /// `--endpoint-url` if given; an `s3://` CRL with the embedded registry is a start-up error), and the
+    /// refresh that keeps them current.
+    pub async fn load_rules(&self, path: &Path, opened: &Opened) -> Result<(Rules, crate::crl::CrlRefresh), Error> {
+        let fetcher = self.crl_fetcher(path, opened).await?;
+        crate::crl::load(&self.config, path, fetcher, self.crl_refresh()).await
+    }
+
+    #[cfg(feature = "aws")]
+    async fn crl_fetcher(&self, path: &Path, opened: &Opened) -> Result<Option<Arc<dyn crate::crl::CrlFetch>>, Error> {
+        let needed = jitp_core::profile::Config::crl_objects(path)
+            .map_err(|source| Error::Config { path: path.to_owned(), source })?;
+        if needed.is_empty() || !opened.is_aws() {
+            return Ok(None);
+        }
+        Ok(Some(crate::crl::s3_fetcher(self.endpoint_url.as_deref(), self.aws.region.as_deref()).await))
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn crl_fetcher(&self, _: &Path, _: &Opened) -> Result<Option<Arc<dyn crate::crl::CrlFetch>>, Error> {
+        Ok(None)
+    }
+
     /// The workflow's tunables, with the policy context `aws`.
     pub fn workflow(&self, aws: AwsContext) -> provision::Settings {
         provision::Settings {
@@ -219,6 +265,15 @@ fn millis_up_to(max: Duration) -> impl Fn(&str) -> Result<u64, String> + Clone +
 fn secs_up_to(max: Duration) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
     let max = max.as_secs();
     move |v| whole_number(v).filter(|n| *n <= max).ok_or_else(|| format!("seconds, a whole number up to {max}"))
+}
+
+fn secs_in(min: Duration, max: Duration) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    let (min, max) = (min.as_secs(), max.as_secs());
+    move |v| {
+        whole_number(v)
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("seconds, a whole number from {min} to {max}"))
+    }
 }
 
 /// A whole number in `min..=max`, for the binaries' own settings.

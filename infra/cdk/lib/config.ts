@@ -42,6 +42,19 @@ export interface JitpConfig {
   readonly driftConcurrency: number;
   /** The drift alarm fires when more devices than this have drift. */
   readonly driftThreshold: number;
+  /**
+   * The S3 CRLs jitp.toml lists (`crl = ["s3://bucket/key"]`): the function may s3:GetObject exactly these objects
+   * (nothing when empty).
+   */
+  readonly crlObjects: S3Object[];
+  /** JITP_CRL_REFRESH_SECONDS: how often the function fetches the S3 CRLs again. */
+  readonly crlRefreshSeconds: number;
+}
+
+/** An S3 object named by an s3://bucket/key URI. */
+export interface S3Object {
+  readonly bucket: string;
+  readonly key: string;
 }
 
 export const CA_CERTIFICATE_ID = /^[0-9a-f]{64}$/;
@@ -53,6 +66,10 @@ const RUST_LOG = /^[A-Za-z0-9_:=,.-]{1,256}$/;
 // The SAM template's DriftSchedule AllowedPattern: a rate at most a day apart (the missing-report alarm waits two
 // days), or a cron.
 export const DRIFT_SCHEDULE = /^$|^rate\((1 day|[1-9][0-9]* minutes?|([1-9]|1[0-9]|2[0-4]) hours?)\)$|^cron\([^()]+\)$/;
+// The rules jitp applies to a CRL's s3:// URI (jitp_core::ids::S3Object), minus the comma that separates a list: a
+// general purpose bucket name, a key of S3's safe characters without a wildcard, so the grant names the object only.
+const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const S3_KEY = /^[A-Za-z0-9!_.'()/=+@:-]{1,1024}$/;
 
 export const DEFAULTS = {
   policyMode: 'per-thing' as PolicyMode,
@@ -66,7 +83,26 @@ export const DEFAULTS = {
   driftSchedule: 'rate(1 day)',
   driftConcurrency: 1,
   driftThreshold: 0,
+  crlRefreshSeconds: 300,
 };
+
+/** Parse `s3://bucket/key` as jitp does (the same URI must appear in jitp.toml). */
+export function parseS3Uri(uri: string): S3Object {
+  const fail = (why: string) => new Error(`crlObjects: '${uri}' ${why}`);
+  if (!uri.startsWith('s3://')) throw fail('is not an s3://bucket/key URI (lowercase scheme)');
+  const rest = uri.slice('s3://'.length);
+  const slash = rest.indexOf('/');
+  if (slash < 0) throw fail('has no key');
+  const bucket = rest.slice(0, slash);
+  const key = rest.slice(slash + 1);
+  if (!S3_BUCKET.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+    throw fail(`has an invalid bucket name '${bucket}' (3 to 63 of [a-z0-9.-], a letter or digit at each end)`);
+  }
+  if (!S3_KEY.test(key) || key.endsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw fail(`has an invalid key '${key}' (1 to 1024 of [A-Za-z0-9!_.'()/=+@:-], no empty, . or .. segment)`);
+  }
+  return { bucket, key };
+}
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) {
@@ -149,6 +185,16 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     throw new Error(`driftThreshold must be an integer from 0; got '${String(input.driftThreshold)}'`);
   }
 
+  const crlObjects = asList(input.crlObjects).map(parseS3Uri);
+  if (new Set(crlObjects.map((o) => `${o.bucket}/${o.key}`)).size !== crlObjects.length) {
+    throw new Error('crlObjects: duplicate object');
+  }
+  const crlRefreshSeconds =
+    input.crlRefreshSeconds === undefined ? DEFAULTS.crlRefreshSeconds : Number(input.crlRefreshSeconds);
+  if (!Number.isInteger(crlRefreshSeconds) || crlRefreshSeconds < 10 || crlRefreshSeconds > 86400) {
+    throw new Error(`crlRefreshSeconds must be an integer from 10 to 86400; got '${String(input.crlRefreshSeconds)}'`);
+  }
+
   return {
     caCertificateIds,
     policyMode: oneOf('policyMode', String(input.policyMode ?? DEFAULTS.policyMode), ['per-thing', 'shared'] as const),
@@ -169,6 +215,8 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     driftSchedule,
     driftConcurrency,
     driftThreshold,
+    crlObjects,
+    crlRefreshSeconds,
   };
 }
 
@@ -188,6 +236,8 @@ export function configFromContext(tryGetContext: (key: string) => unknown): Jitp
     'driftSchedule',
     'driftConcurrency',
     'driftThreshold',
+    'crlObjects',
+    'crlRefreshSeconds',
   ];
   const input: Partial<Record<keyof JitpConfig, unknown>> = {};
   for (const key of keys) {

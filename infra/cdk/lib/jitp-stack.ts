@@ -244,6 +244,16 @@ export class JitpStack extends Stack {
     });
     functionLogGroup.grantWrite(functionRole);
     this.addIotStatements(functionRole, config, repoRoot);
+    // The S3 CRLs jitp.toml lists: GetObject on exactly those objects, nothing when there are none.
+    if (config.crlObjects.length > 0) {
+      functionRole.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'ReadCrlObjects',
+          actions: ['s3:GetObject'],
+          resources: config.crlObjects.map((o) => `arn:${Aws.PARTITION}:s3:::${o.bucket}/${o.key}`),
+        }),
+      );
+    }
 
     this.function = new RustFunction(this, 'Function', {
       manifestPath: path.join(repoRoot, 'Cargo.toml'),
@@ -278,6 +288,7 @@ export class JitpStack extends Stack {
         JITP_ON_REJECT: config.onReject,
         // Every instance paces at 1/(maxConcurrency + driftConcurrency) of each AWS IoT quota (see Sizing).
         JITP_QUOTA_INSTANCES: String(config.maxConcurrency + config.driftConcurrency),
+        JITP_CRL_REFRESH_SECONDS: String(config.crlRefreshSeconds),
         RUST_LOG: config.rustLog,
       },
     });

@@ -175,6 +175,7 @@ describe('function', () => {
           JITP_ON_REJECT: 'revoke',
           // maxConcurrency 3 + driftConcurrency 1: both functions spend the account's quotas.
           JITP_QUOTA_INSTANCES: '4',
+          JITP_CRL_REFRESH_SECONDS: '300',
           RUST_LOG: 'info',
         },
       },
@@ -253,6 +254,40 @@ describe('IAM', () => {
       }
     }
     assert.deepEqual(actual, expected);
+  });
+
+  it('grants s3:GetObject on exactly the CRL objects, and nothing on S3 without them', () => {
+    const s3Statements = (t: Template) => statementsOf(t).filter((s) => asList(s.Action).some((a) => a.startsWith('s3:')));
+    assert.deepEqual(s3Statements(sqsDefault), []);
+    const t = synth({ crlObjects: 's3://acme-pki/crl/issuing.crl, s3://other.pki/a.crl', crlRefreshSeconds: 60 });
+    const [statement, ...others] = s3Statements(t);
+    assert.equal(others.length, 0);
+    assert.equal(statement.Sid, 'ReadCrlObjects');
+    assert.deepEqual(asList(statement.Action), ['s3:GetObject']);
+    assert.deepEqual(asList(statement.Resource as unknown[]).map(arnTail), [':s3:::acme-pki/crl/issuing.crl', ':s3:::other.pki/a.crl']);
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ JITP_CRL_REFRESH_SECONDS: '60' }) },
+    });
+  });
+
+  it('refuses a CRL object URI jitp would refuse, and one that would widen the grant', () => {
+    for (const bad of [
+      'S3://acme-pki/a.crl',
+      's3:/acme-pki/a.crl',
+      's3://acme-pki',
+      's3:///a.crl',
+      's3://Acme/a.crl',
+      's3://acme..pki/a.crl',
+      's3://acme-pki/*',
+      's3://acme-pki/a.crl?versionId=1',
+      's3://acme-pki/../a.crl',
+      's3://acme-pki/crl/',
+      's3://acme-pki/${aws:username}',
+    ]) {
+      assert.throws(() => synth({ crlObjects: bad }), /crlObjects/, bad);
+    }
+    assert.throws(() => synth({ crlObjects: 's3://a-b/k,s3://a-b/k' }), /duplicate/);
+    assert.throws(() => synth({ crlRefreshSeconds: 5 }), /crlRefreshSeconds/);
   });
 
   it('follows the policy prefix', () => {

@@ -1,0 +1,265 @@
+//! S3 CRLs: fetched at start-up, refreshed on a TTL, swapped in whole.
+//!
+//! jitp-core lists the objects a jitp.toml needs ([`Config::crl_objects`]) and parses their bytes; this module
+//! fetches them through a [`CrlFetch`] (jitp-aws's GetObject with the `aws` feature, [`s3_fetcher`]; a fake in
+//! tests) and decides when to fetch again:
+//!
+//! - [`load`]: every S3 CRL fetched before the rules load. A failure is a start-up error ([`Error::Crl`]): the
+//!   Lambda's init fails and no device is touched.
+//! - [`CrlRefresh::refresh`]: once the TTL (`JITP_CRL_REFRESH_SECONDS`) has passed since the last attempt, a
+//!   conditional GetObject per object (`If-None-Match` with the ETag held). All unchanged (304): nothing is
+//!   rebuilt. One changed: the rules are rebuilt from the held bytes plus the new ones
+//!   ([`Rules::with_crl_objects`], the load's parsing) and returned for the caller to swap in. Any failure
+//!   (network, access denied, a CRL that does not parse, or one the caller refuses because a cached CA does not
+//!   verify it, [`CrlRefresh::refresh_with`]): the last good rules stay, with one warning per
+//!   failure streak and an info line when it ends; the next attempt is a TTL later. A CRL that passes its
+//!   nextUpdate while the refresh keeps failing is then governed by `crl_policy`, as for a file.
+//!
+//! The caller swaps the returned rules in whole (the Lambda swaps its `Provisioner`, whose CA cache holds the
+//! old CRLs' proofs, see `Provisioner::with_rules`), so an event sees the old rules or the new, never a mix.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jitp_core::ids::S3Object;
+use jitp_core::profile::{Config, CrlObjects};
+use jitp_core::rules::Rules;
+
+use crate::{ConfigArgs, Error};
+
+/// The default `JITP_CRL_REFRESH_SECONDS`: five minutes, as the CA cache.
+pub const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(300);
+/// The shortest refresh period: a GetObject per object per 10 s per instance is already plenty.
+pub const MIN_CRL_REFRESH: Duration = Duration::from_secs(10);
+/// The longest: a day (a CRL's nextUpdate is typically days away).
+pub const MAX_CRL_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
+/// What a conditional fetch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// Still the ETag held (S3's 304): nothing to rebuild.
+    Unchanged,
+    /// New bytes and their ETag.
+    Changed {
+        /// The object's bytes.
+        bytes: Arc<[u8]>,
+        /// Its ETag, for the next conditional fetch.
+        etag: Option<String>,
+    },
+}
+
+/// Fetches an S3 CRL object, conditionally when given the ETag held. The error is one sentence naming the
+/// object.
+#[async_trait::async_trait]
+pub trait CrlFetch: Send + Sync {
+    /// GetObject `object`, with `If-None-Match: etag` when there is one.
+    async fn fetch(&self, object: &S3Object, etag: Option<&str>) -> Result<Fetched, String>;
+}
+
+/// The copies held and when the objects were last asked for.
+struct Held {
+    objects: BTreeMap<S3Object, (Arc<[u8]>, Option<String>)>,
+    checked: Instant,
+    /// In a failure streak: its first failure was logged, the others are not.
+    failing: bool,
+}
+
+/// The S3 CRLs of a configuration and their refresh. Safe to share; one refresh runs at a time (the others
+/// skip it and keep deciding on the rules they hold).
+pub struct CrlRefresh {
+    objects: Vec<S3Object>,
+    fetcher: Option<Arc<dyn CrlFetch>>,
+    every: Duration,
+    held: tokio::sync::Mutex<Held>,
+    rebuilds: AtomicU64,
+}
+
+impl std::fmt::Debug for CrlRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrlRefresh").field("objects", &self.objects.len()).field("every", &self.every).finish()
+    }
+}
+
+/// Load jitp.toml at `path` with `config`'s overrides and its S3 CRLs fetched through `fetcher` (required
+/// when it lists any). Returns the rules and their refresh, whose clock starts now.
+pub async fn load(
+    config: &ConfigArgs,
+    path: &Path,
+    fetcher: Option<Arc<dyn CrlFetch>>,
+    every: Duration,
+) -> Result<(Rules, CrlRefresh), Error> {
+    let objects = Config::crl_objects(path).map_err(|source| Error::Config { path: path.to_owned(), source })?;
+    let mut held = BTreeMap::new();
+    if !objects.is_empty() {
+        let Some(fetcher) = fetcher.as_ref() else {
+            return Err(Error::Crl {
+                object: objects.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                message: "S3 CRLs are fetched only with the aws registry (JITP_REGISTRY=aws, in a build with the aws feature)".to_owned(),
+            });
+        };
+        for object in &objects {
+            match fetcher.fetch(object, None).await {
+                Ok(Fetched::Changed { bytes, etag }) => {
+                    held.insert(object.clone(), (bytes, etag));
+                }
+                Ok(Fetched::Unchanged) => {
+                    return Err(Error::Crl {
+                        object: object.to_string(),
+                        message: "answered Not Modified to an unconditional GetObject".to_owned(),
+                    });
+                }
+                Err(message) => return Err(Error::Crl { object: object.to_string(), message }),
+            }
+        }
+    }
+    let bytes: CrlObjects = held.iter().map(|(o, (b, _))| (o.clone(), b.clone())).collect();
+    let rules = config.load_with_crls(path, bytes)?;
+    let refresh = CrlRefresh {
+        objects,
+        fetcher,
+        every,
+        held: tokio::sync::Mutex::new(Held { objects: held, checked: Instant::now(), failing: false }),
+        rebuilds: AtomicU64::new(0),
+    };
+    Ok((rules, refresh))
+}
+
+impl CrlRefresh {
+    /// No S3 CRL: [`CrlRefresh::refresh`] never fetches.
+    pub fn none() -> Self {
+        Self {
+            objects: Vec::new(),
+            fetcher: None,
+            every: DEFAULT_CRL_REFRESH,
+            held: tokio::sync::Mutex::new(Held { objects: BTreeMap::new(), checked: Instant::now(), failing: false }),
+            rebuilds: AtomicU64::new(0),
+        }
+    }
+
+    /// The S3 objects refreshed.
+    pub fn objects(&self) -> &[S3Object] {
+        &self.objects
+    }
+
+    /// How many times new rules were built since the load (each changed fetch that parsed).
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds.load(Ordering::Relaxed)
+    }
+
+    /// Has the TTL passed at `now` since the last attempt?
+    pub fn due(&self, now: Instant) -> bool {
+        !self.objects.is_empty()
+            && self.held.try_lock().is_ok_and(|held| now.saturating_duration_since(held.checked) >= self.every)
+    }
+
+    /// If the TTL has passed at `now`: fetch every object conditionally and, if any changed, rules like
+    /// `current` with the new CRLs, for the caller to swap in. `None`: nothing due, nothing changed, another
+    /// refresh running, or a failure (logged once per streak; `current` stays the rules to use).
+    pub async fn refresh(&self, current: &Rules, now: Instant) -> Option<Arc<Rules>> {
+        self.refresh_with(current, now, Ok).await
+    }
+
+    /// [`CrlRefresh::refresh`], the new rules accepted only if `accept` builds what the caller swaps in from
+    /// them (the Lambda: a `Provisioner` whose cached CAs verify the new CRLs). Refused, it is a failure like
+    /// a failed fetch: the copies held stay the last good ones and the next attempt is a TTL later.
+    pub async fn refresh_with<T>(
+        &self,
+        current: &Rules,
+        now: Instant,
+        accept: impl FnOnce(Arc<Rules>) -> Result<T, String>,
+    ) -> Option<T> {
+        let fetcher = self.fetcher.as_ref()?;
+        let mut held = self.held.try_lock().ok()?;
+        if self.objects.is_empty() || now.saturating_duration_since(held.checked) < self.every {
+            return None;
+        }
+        held.checked = now;
+        let mut changed = BTreeMap::new();
+        for object in &self.objects {
+            let etag = held.objects.get(object).and_then(|(_, etag)| etag.as_deref());
+            match fetcher.fetch(object, etag).await {
+                Ok(Fetched::Unchanged) => {}
+                Ok(Fetched::Changed { bytes, etag }) => {
+                    if held.objects.get(object).is_none_or(|(old, _)| **old != *bytes) {
+                        changed.insert(object.clone(), (bytes, etag));
+                    } else if let Some(entry) = held.objects.get_mut(object) {
+                        entry.1 = etag;
+                    }
+                }
+                Err(message) => {
+                    self.failed(&mut held, &message);
+                    return None;
+                }
+            }
+        }
+        if changed.is_empty() {
+            self.recovered(&mut held);
+            return None;
+        }
+        let mut bytes: CrlObjects = held.objects.iter().map(|(o, (b, _))| (o.clone(), b.clone())).collect();
+        bytes.extend(changed.iter().map(|(o, (b, _))| (o.clone(), b.clone())));
+        match current.with_crl_objects(&bytes).map_err(|e| e.to_string()).and_then(|rules| accept(Arc::new(rules))) {
+            Ok(accepted) => {
+                let names: Vec<String> = changed.keys().map(ToString::to_string).collect();
+                held.objects.extend(changed);
+                self.rebuilds.fetch_add(1, Ordering::Relaxed);
+                self.recovered(&mut held);
+                tracing::info!(crl = %names.join(", "), "new S3 CRL published: rules rebuilt");
+                Some(accepted)
+            }
+            Err(why) => {
+                self.failed(&mut held, &why);
+                None
+            }
+        }
+    }
+
+    fn failed(&self, held: &mut Held, message: &str) {
+        if !held.failing {
+            held.failing = true;
+            tracing::warn!(
+                error = %message,
+                retry_in_secs = self.every.as_secs(),
+                "S3 CRL refresh failed: the last good CRLs stay in force (logged once until a refresh succeeds)"
+            );
+        }
+    }
+
+    fn recovered(&self, held: &mut Held) {
+        if held.failing {
+            held.failing = false;
+            tracing::info!("S3 CRL refresh succeeded again");
+        }
+    }
+}
+
+/// The [`CrlFetch`] over jitp-aws's GetObject (the endpoint and region as the registry's).
+#[cfg(feature = "aws")]
+pub async fn s3_fetcher(endpoint_url: Option<&str>, region: Option<&str>) -> Arc<dyn CrlFetch> {
+    let s3 = jitp_aws::s3::S3Crls::builder()
+        .set_endpoint_url(endpoint_url.map(str::to_owned))
+        .set_region(region.map(str::to_owned))
+        .build()
+        .await;
+    Arc::new(S3Fetcher(s3))
+}
+
+/// jitp-aws's [`jitp_aws::s3::S3Crls`] as a [`CrlFetch`].
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone)]
+pub struct S3Fetcher(pub jitp_aws::s3::S3Crls);
+
+#[cfg(feature = "aws")]
+#[async_trait::async_trait]
+impl CrlFetch for S3Fetcher {
+    async fn fetch(&self, object: &S3Object, etag: Option<&str>) -> Result<Fetched, String> {
+        match self.0.get(object, etag).await {
+            Ok(jitp_aws::s3::Fetched::Unchanged) => Ok(Fetched::Unchanged),
+            Ok(jitp_aws::s3::Fetched::Changed { bytes, etag }) => Ok(Fetched::Changed { bytes: bytes.into(), etag }),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
