@@ -292,7 +292,17 @@ def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy
         assert actual == expected, json.dumps({"template": actual, "drift_actions": expected}, indent=1)
         for statement in identity_statements(template, is_drift_role):
             for action in as_list(statement["Action"]):
-                assert action.startswith("iot:") or action in ("logs:CreateLogStream", "logs:PutLogEvents"), action
+                assert action.startswith("iot:") or action in (
+                    "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject"), action
+
+    @check(f"{name}: the drift function reads exactly the S3 CRL objects the provisioning function reads")
+    def _() -> None:
+        def objects(roles: Callable[[str], bool]) -> list[Any]:
+            return sorted((json.dumps(s["Resource"], sort_keys=True) for s in identity_statements(template, roles)
+                           if "s3:GetObject" in as_list(s["Action"])))
+        drift_objects = objects(is_drift_role)
+        main_objects = objects(lambda r: not is_drift_role(r) and r.startswith("FunctionRole"))
+        assert drift_objects == main_objects, {"drift": drift_objects, "function": main_objects}
 
     @check(f"{name}: the drift function is jitp-drift, read-only, 900 s, paced with the provisioning function")
     def _() -> None:
@@ -302,6 +312,7 @@ def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy
         assert env["JITP_POLICY_PREFIX"] == main["Properties"]["Environment"]["Variables"]["JITP_POLICY_PREFIX"]
         assert env["JITP_POLICY_MODE"] == main["Properties"]["Environment"]["Variables"]["JITP_POLICY_MODE"]
         assert "JITP_DRIFT_STACK" in env
+        assert env["JITP_CRL_REFRESH_SECONDS"] == main["Properties"]["Environment"]["Variables"]["JITP_CRL_REFRESH_SECONDS"]
         role = props["Role"]["Fn::GetAtt"][0]
         assert is_drift_role(role), role
 
@@ -367,16 +378,20 @@ def check_s3_sam(sam: dict[str, Any], cdk_objects: list[str]) -> None:
         functions = [r for r in sam["Resources"].values() if r.get("Type") == "AWS::IAM::Role"]
         entries = [e for r in functions for p in r["Properties"].get("Policies", []) for e in as_list(p["PolicyDocument"]["Statement"])]
         conditional = [e for e in entries if isinstance(e, dict) and "Fn::If" in e and e["Fn::If"][1].get("Sid") == "ReadCrlObjects"]
-        assert len(conditional) == 1, "one conditional ReadCrlObjects statement"
-        condition, statement, otherwise = conditional[0]["Fn::If"]
-        assert condition == "HasCrlObjects" and otherwise == {"Ref": "AWS::NoValue"}
+        # One in the provisioning function's role, one in the drift report's: both decide with the same CRLs.
+        assert len(conditional) == 2, "a conditional ReadCrlObjects statement in each function's role"
         assert sam["Conditions"]["HasCrlObjects"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrlObjects"}, ""]}]}
-        samples = [cdk_objects or ["s3://acme-pki/crl/a.crl"], ["s3://acme-pki/a.crl", "s3://b.c-d/x/y=z.crl"]]
-        for objects in samples:
-            for partition in ("aws", "aws-cn", "aws-us-gov"):
-                got = evaluate(statement["Resource"], {"CrlObjects": ",".join(objects), "AWS::Partition": partition})
-                want = [f"arn:{partition}:s3:::{o.removeprefix('s3://')}" for o in objects]
-                assert got == want, f"{partition}: {got} != {want}"
+        samples = [sorted(set(cdk_objects)) or ["s3://acme-pki/crl/a.crl"],
+                   ["s3://acme-pki/a.crl", "s3://b.c-d/x/y=z.crl"]]
+        for entry in conditional:
+            condition, statement, otherwise = entry["Fn::If"]
+            assert condition == "HasCrlObjects" and otherwise == {"Ref": "AWS::NoValue"}
+            for objects in samples:
+                for partition in ("aws", "aws-cn", "aws-us-gov"):
+                    params = {"CrlObjects": ",".join(objects), "AWS::Partition": partition}
+                    got = evaluate(statement["Resource"], params)
+                    want = [f"arn:{partition}:s3:::{o.removeprefix('s3://')}" for o in objects]
+                    assert got == want, f"{partition}: {got} != {want}"
         pattern = re.compile(sam["Parameters"]["CrlObjects"]["AllowedPattern"])
         for good in ["", "s3://acme-pki/crl/a.crl", "s3://acme-pki/a.crl,s3://b.c-d/x/y=z.crl"]:
             assert pattern.fullmatch(good), f"CrlObjects refuses {good!r}"

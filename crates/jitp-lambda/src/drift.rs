@@ -19,11 +19,13 @@
 //! builds no `Provisioner`, so no event can make it write. A plan is read-only, so a retried shard is safe.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use clap::Parser;
 use jitp_core::audit::{self, Sink};
-use jitp_core::profile::Config;
 use jitp_core::provision::Settings;
 use jitp_core::reconcile::{Counts, Reconciler, Shard};
 use jitp_core::registry::IotRegistry;
@@ -31,6 +33,7 @@ use jitp_core::rules::Rules;
 use jitp_core::unix_time::Clock;
 use jitp_wiring::AwsArgs;
 use jitp_wiring::aws::{Discovered, FunctionArn};
+use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -61,21 +64,23 @@ pub struct DriftSettings {
     pub stack: String,
 }
 
-/// Load jitp.toml from `config_path` (templates compiled) with the settings' overrides, open the registry
-/// (default `aws`), and build the drift handler (system clock, stdout).
+/// Open the registry (default `aws`), load jitp.toml from `config_path` (templates compiled, S3 CRLs fetched:
+/// one that cannot be is an init error, as for the provisioning function) with the settings' overrides, and build
+/// the drift handler (system clock, stdout), which refreshes the S3 CRLs every `JITP_CRL_REFRESH_SECONDS`.
 pub async fn build(
     settings: &DriftSettings,
     config_path: &std::path::Path,
 ) -> Result<DriftHandler, jitp_wiring::Error> {
-    let rules = Arc::new(settings.common.config.load_from(config_path)?);
     let opened = settings.common.open_registry(jitp_wiring::RegistryArg::Aws).await?;
+    let (rules, crls) = settings.common.load_rules(config_path, &opened).await?;
     Ok(DriftHandler::with(
-        rules,
+        Arc::new(rules),
         opened.registry.clone(),
         settings,
         opened.sdk_region.clone(),
         jitp_core::unix_time::system_clock(),
         audit::stdout(),
+        crls,
     ))
 }
 
@@ -257,13 +262,17 @@ pub struct DriftHandler {
 }
 
 struct Inner {
-    rules: Arc<Rules>,
+    /// The rules in force; replaced whole by a CRL refresh, which also drops the reconciler built on the old ones.
+    rules: ArcSwap<Rules>,
+    /// The S3 CRLs' refresh, checked at the start of each shard's invocation.
+    crls: CrlRefresh,
     registry: Arc<dyn IotRegistry>,
     aws: AwsArgs,
     sdk_region: Option<String>,
     settings: Settings,
-    /// Built on the first invocation unless the policy context is configured: the function's ARN fills it.
-    reconciler: OnceLock<Reconciler>,
+    /// Built on the first invocation unless the policy context is configured (the function's ARN fills it), and
+    /// again after a CRL refresh changed the rules.
+    reconciler: ArcSwapOption<Reconciler>,
     clock: Clock,
     sink: Sink,
     namespace: String,
@@ -273,7 +282,7 @@ struct Inner {
 impl std::fmt::Debug for DriftHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DriftHandler")
-            .field("config", &self.inner.rules.config().path)
+            .field("config", &self.inner.rules.load().config().path)
             .field("namespace", &self.inner.namespace)
             .field("stack", &self.inner.stack)
             .finish_non_exhaustive()
@@ -284,11 +293,19 @@ impl DriftHandler {
     /// A handler over `registry` with today's `rules` and the settings' pacing, retries and policy context; the
     /// system clock, the metric line to stdout.
     pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: &DriftSettings) -> Self {
-        Self::with(rules, registry, settings, None, jitp_core::unix_time::system_clock(), audit::stdout())
+        Self::with(
+            rules,
+            registry,
+            settings,
+            None,
+            jitp_core::unix_time::system_clock(),
+            audit::stdout(),
+            CrlRefresh::none(),
+        )
     }
 
     /// As [`DriftHandler::new`], with the SDK's region (used in policies when the settings name none), a clock
-    /// and a sink of its own (tests).
+    /// and a sink of its own (tests), and the S3 CRLs' refresh (from [`jitp_wiring::Settings::load_rules`]).
     pub fn with(
         rules: Arc<Rules>,
         registry: Arc<dyn IotRegistry>,
@@ -296,18 +313,19 @@ impl DriftHandler {
         sdk_region: Option<String>,
         clock: Clock,
         sink: Sink,
+        crls: CrlRefresh,
     ) -> Self {
         let aws = settings.common.aws.clone();
         let mut workflow = settings.common.workflow(jitp_core::policy::AwsContext::default());
-        let reconciler = OnceLock::new();
+        let reconciler = ArcSwapOption::empty();
         if aws.is_complete() {
             workflow.aws = aws.context();
-            // Set once, on a fresh cell: cannot fail.
-            let _ = reconciler.set(Reconciler::new(rules.clone(), registry.clone(), workflow.clone()));
+            reconciler.store(Some(Arc::new(Reconciler::new(rules.clone(), registry.clone(), workflow.clone()))));
         }
         Self {
             inner: Arc::new(Inner {
-                rules,
+                rules: ArcSwap::new(rules),
+                crls,
                 registry,
                 aws,
                 sdk_region,
@@ -321,13 +339,36 @@ impl DriftHandler {
         }
     }
 
-    /// The loaded configuration.
-    pub fn config(&self) -> &Config {
-        self.inner.rules.config()
+    /// The rules in force (the configuration, its templates, the S3 CRLs of the last good refresh).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules.load_full()
     }
 
-    fn reconciler(&self, ctx: &Context) -> &Reconciler {
-        self.inner.reconciler.get_or_init(|| {
+    /// The S3 CRLs' refresh (its rebuild count, for tests and the start-up line).
+    pub fn crl_refresh(&self) -> &CrlRefresh {
+        &self.inner.crls
+    }
+
+    /// Refresh the S3 CRLs if their TTL has passed, before a shard is planned: at the start of an invocation,
+    /// not in a background task, for the reason the provisioning function gives (Lambda freezes the sandbox
+    /// between invocations). A shard is planned on one rule set: the reconciler built on the old rules is
+    /// dropped, and the next one is built on the new.
+    async fn refresh_crls(&self) {
+        if !self.inner.crls.due(Instant::now()) {
+            return;
+        }
+        let current = self.inner.rules.load_full();
+        if let Some(rules) = self.inner.crls.refresh(&current, Instant::now()).await {
+            self.inner.rules.store(rules);
+            self.inner.reconciler.store(None);
+        }
+    }
+
+    fn reconciler(&self, ctx: &Context) -> Arc<Reconciler> {
+        if let Some(built) = self.inner.reconciler.load_full() {
+            return built;
+        }
+        let built = Arc::new({
             let function_arn = FunctionArn::parse(&ctx.invoked_function_arn);
             let found = Discovered { function_arn, sdk_region: self.inner.sdk_region.as_deref() };
             let aws = jitp_wiring::aws::resolve(&self.inner.aws, &found);
@@ -338,8 +379,10 @@ impl DriftHandler {
                 );
             }
             let settings = Settings { aws, ..self.inner.settings.clone() };
-            Reconciler::new(self.inner.rules.clone(), self.inner.registry.clone(), settings)
-        })
+            Reconciler::new(self.inner.rules.load_full(), self.inner.registry.clone(), settings)
+        });
+        self.inner.reconciler.store(Some(built.clone()));
+        built
     }
 
     /// Handle one invocation.
@@ -355,7 +398,10 @@ impl DriftHandler {
                 }
                 Ok(DriftResponse::Shards { shards: Shard::all(digits) })
             }
-            DriftEvent::Shard(shard) => self.plan_shard(&shard, &ctx).await.map(DriftResponse::Shard),
+            DriftEvent::Shard(shard) => {
+                self.refresh_crls().await;
+                self.plan_shard(&shard, &ctx).await.map(DriftResponse::Shard)
+            }
             DriftEvent::Summarize(reports) => {
                 let summary = summarize(&reports)?;
                 let now = (self.inner.clock)();

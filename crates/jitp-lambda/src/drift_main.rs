@@ -41,7 +41,8 @@ async fn init() -> Result<drift::DriftHandler, jitp_wiring::Error> {
     let handler = drift::build(&settings, &config_path).await?;
     tracing::info!(
         config = %config_path.display(),
-        profiles = handler.config().profiles.len(),
+        profiles = handler.rules().config().profiles.len(),
+        s3_crls = handler.crl_refresh().objects().len(),
         registry = %settings.common.registry_or(jitp_wiring::RegistryArg::Aws),
         namespace = %settings.metric_namespace,
         stack = %settings.stack,

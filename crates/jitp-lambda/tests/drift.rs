@@ -21,6 +21,7 @@ use jitp_lambda::drift::{DriftError, DriftHandler, DriftResponse, DriftSettings,
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::lambda::{Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids, unix_now};
+use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -93,6 +94,7 @@ async fn fixture_with(registry: MemoryRegistry, vars: &[(&str, &str)]) -> Fixtur
         None,
         Arc::new(|| NOW),
         Arc::new(move |line: &str| sink.lock().unwrap().push(line.to_owned())),
+        CrlRefresh::none(),
     );
     Fixture { dir, registry, handler, lines }
 }

@@ -244,16 +244,7 @@ export class JitpStack extends Stack {
     });
     functionLogGroup.grantWrite(functionRole);
     this.addIotStatements(functionRole, config, repoRoot);
-    // The S3 CRLs jitp.toml lists: GetObject on exactly those objects, nothing when there are none.
-    if (config.crlObjects.length > 0) {
-      functionRole.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'ReadCrlObjects',
-          actions: ['s3:GetObject'],
-          resources: config.crlObjects.map((o) => `arn:${Aws.PARTITION}:s3:::${o.bucket}/${o.key}`),
-        }),
-      );
-    }
+    JitpStack.addCrlObjects(functionRole, config);
 
     this.function = new RustFunction(this, 'Function', {
       manifestPath: path.join(repoRoot, 'Cargo.toml'),
@@ -565,6 +556,18 @@ export class JitpStack extends Stack {
     if (this.queue) new CfnOutput(this, 'EventQueueUrl', { value: this.queue.queueUrl });
   }
 
+  /** The S3 CRLs jitp.toml lists: GetObject on exactly those objects, nothing when there are none. */
+  private static addCrlObjects(role: iam.Role, config: JitpConfig): void {
+    if (config.crlObjects.length === 0) return;
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadCrlObjects',
+        actions: ['s3:GetObject'],
+        resources: config.crlObjects.map((o) => `arn:${Aws.PARTITION}:s3:::${o.bucket}/${o.key}`),
+      }),
+    );
+  }
+
   /**
    * The drift report: its function (jitp-drift, read-only role), its state machine, its schedule; returns its
    * alarms (on drift, on a failed execution, on a missing report when scheduled).
@@ -581,6 +584,8 @@ export class JitpStack extends Stack {
     });
     logGroup.grantWrite(role);
     this.addIotStatements(role, config, repoRoot, 'drift_actions');
+    // The drift report decides with the same CRLs, so it reads the same objects.
+    JitpStack.addCrlObjects(role, config);
 
     const fn = new RustFunction(this, 'DriftFunction', {
       manifestPath: path.join(repoRoot, 'Cargo.toml'),
@@ -610,6 +615,7 @@ export class JitpStack extends Stack {
         // The provisioning function's share: both count both functions' concurrency (see Sizing).
         JITP_QUOTA_INSTANCES: String(config.maxConcurrency + config.driftConcurrency),
         JITP_DRIFT_STACK: this.stackName,
+        JITP_CRL_REFRESH_SECONDS: String(config.crlRefreshSeconds),
         RUST_LOG: config.rustLog,
       },
     });
