@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitp_core::audit::Outcome;
+use jitp_core::ids::S3Object;
 use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::{Counts, Reconciler};
@@ -20,8 +21,8 @@ use jitp_core::rules::Rules;
 use jitp_lambda::drift::{DriftError, DriftHandler, DriftResponse, DriftSettings, ShardReport, emf_line, summarize};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::lambda::{Reply, RuntimeApi};
-use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids, unix_now};
-use jitp_wiring::crl::CrlRefresh;
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, event_for_ids, unix_now};
+use jitp_wiring::crl::{CrlFetch, CrlRefresh, Fetched};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -42,12 +43,18 @@ fn settings(dir: &ConfigDir, extra: &[(&str, &str)]) -> DriftSettings {
     jitp_wiring::parse::from_vars(["jitp-drift"], env).unwrap()
 }
 
+/// The fleet's CA (one per test binary: a CRL must be signed by the CA the fleet's certificates name).
+fn drift_ca() -> &'static Ca {
+    static CA: std::sync::OnceLock<Ca> = std::sync::OnceLock::new();
+    CA.get_or_init(|| Ca::new("Drift CA", Alg::P256))
+}
+
 /// Sensors and two gateways provisioned at `now` with the shipped configuration, then the sensor template
 /// narrowed: every sensor has a policy change, the gateways none.
 async fn fleet(registry: Arc<MemoryRegistry>, now: i64, valid: impl Fn(Device) -> Device) -> ConfigDir {
     let dir = ConfigDir::shipped();
     let settings = settings(&dir, &[]);
-    let ca = Ca::new("Drift CA", Alg::P256);
+    let ca = drift_ca();
     let ca_id = registry.register_ca(&ca.cert.pem, true).unwrap();
     let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
     let workflow = settings.common.workflow(settings.common.aws.context());
@@ -381,4 +388,87 @@ async fn the_binary_plans_shards_and_writes_one_emf_line() {
     assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "jitp/Drift");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// S3 as the CRL refresh sees it: one object whose ETag changes with each put, a 304 for a matching
+/// If-None-Match (as S3 answers, and moto too: tests/README.md).
+#[derive(Default)]
+struct OneObject {
+    current: Mutex<(Vec<u8>, u32)>,
+}
+
+impl OneObject {
+    fn put(&self, bytes: Vec<u8>) {
+        let mut current = self.current.lock().unwrap();
+        *current = (bytes, current.1 + 1);
+    }
+}
+
+#[async_trait::async_trait]
+impl CrlFetch for OneObject {
+    async fn fetch(&self, _: &S3Object, etag: Option<&str>) -> Result<Fetched, String> {
+        let (bytes, version) = self.current.lock().unwrap().clone();
+        let tag = format!("\"v{version}\"");
+        if etag == Some(tag.as_str()) {
+            return Ok(Fetched::Unchanged);
+        }
+        Ok(Fetched::Changed { bytes: Arc::from(bytes.as_slice()), etag: Some(tag) })
+    }
+}
+
+/// The drift report decides with the S3 CRLs of its last refresh, as the provisioning function does: a CRL
+/// published after its init reaches the next shard planned once the TTL has passed (that sensor is
+/// DevicesWouldReject), without a redeploy, and the report still writes nothing.
+#[tokio::test]
+async fn a_crl_published_to_s3_reaches_the_next_shards_after_the_ttl() {
+    let registry = Arc::new(MemoryRegistry::new());
+    let dir = fleet(registry.clone(), NOW, |d| d).await;
+    let path = dir.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let listed = "policy = \"policies/sensor.json.tera\"\n";
+    assert!(text.contains(listed));
+    std::fs::write(&path, text.replacen(listed, &format!("{listed}crl = [\"s3://acme-pki/drift.crl\"]\n"), 1)).unwrap();
+    let s3 = Arc::new(OneObject::default());
+    s3.put(drift_ca().crl(&[], NOW - DAY, NOW + 30 * DAY).der);
+
+    let settings = settings(&dir, &[("JITP_NO_PACING", "true")]);
+    let ttl = Duration::from_millis(200);
+    let fetcher: Arc<dyn CrlFetch> = s3.clone();
+    let (rules, crls) = jitp_wiring::crl::load(&settings.common.config, &path, Some(fetcher), ttl).await.unwrap();
+    let handler = DriftHandler::with(
+        Arc::new(rules),
+        registry.clone() as Arc<dyn IotRegistry>,
+        &settings,
+        None,
+        Arc::new(|| NOW),
+        Arc::new(|_: &str| {}),
+        crls,
+    );
+    let plan_all = || async {
+        let mut total = Counts::default();
+        for shard in 0..16 {
+            let payload = json!({ "shard": format!("{shard:x}") });
+            let DriftResponse::Shard(report) =
+                handler.handle(LambdaEvent::new(payload, Context::default())).await.unwrap()
+            else {
+                panic!("a shard report")
+            };
+            total.add(&report.counts);
+        }
+        total
+    };
+    let before = registry.snapshot();
+    assert_eq!(plan_all().await.would_reject, 0, "the CRL at init revokes nobody");
+
+    let revoked = Device::new("sensor-000000000000").serial;
+    s3.put(drift_ca().crl(&[revoked.as_slice()], NOW - DAY, NOW + 30 * DAY).der);
+    assert_eq!(plan_all().await.would_reject, 0, "within the TTL the report keeps the CRL it holds");
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let after = plan_all().await;
+    assert_eq!(after.would_reject, 1, "{after:?}");
+    assert_eq!(handler.crl_refresh().rebuilds(), 1);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    plan_all().await;
+    assert_eq!(handler.crl_refresh().rebuilds(), 1, "an unchanged object (304) rebuilds nothing");
+    assert_eq!(registry.snapshot(), before, "the report is read-only");
 }
