@@ -241,3 +241,135 @@ fn lint_and_check_show_a_profiles_crl() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("crl             crl/acme.crl: valid (1 revoked"), "{stdout}");
 }
+
+/// A profile whose CRL is an S3 object, and the directory holding a local copy of it (`crl/acme.crl`).
+fn s3_crl_config(ca: &Ca, revoked: &Device, next_update: i64) -> (ConfigDir, PathBuf, PathBuf) {
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    let local = dir.path().join("crl/acme.crl");
+    std::fs::write(&local, ca.crl(&[&revoked.serial], NOW - DAY, next_update).pem).unwrap();
+    let config = dir.write_config(&format!(
+        "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [\"{S3_CRL}\"]\n"
+    ));
+    (dir, config, local)
+}
+
+const S3_CRL: &str = "s3://acme-pki-crls/devices/acme.crl";
+
+/// A new CRL previewed before it is published: `--crl-object URI=PATH` stands in for the S3 object, and the
+/// lint names the URI (fresh: ok with its revoked count; stale under `enforce`: the lint fails).
+#[test]
+fn lint_previews_an_s3_crl_from_a_local_file() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let revoked = Device::new("sensor-0123456789ab");
+    let (_dir, config, local) = s3_crl_config(&ca, &revoked, NOW + 7 * DAY);
+    let object = format!("{S3_CRL}={}", local.display());
+    let lint = |at: &str, format: &str| {
+        jitp()
+            .args(["lint", "--offline", "--at", at, "--format", format, "--crl-object", &object, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = lint(AT, "text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{S3_CRL}: ok: CRL of CN=CLI CA")) && stdout.contains("1 revoked"), "{stdout}");
+    let out = lint(AT, "json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["crls"][0]["file"].as_str(), json["crls"][0]["revoked"].as_u64()), (Some(S3_CRL), Some(1)));
+    assert_eq!(json["crls"][0]["stale"], false, "{json}");
+    let out = lint("2026-02-01T00:00:00Z", "text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("{S3_CRL}: error[crl]: stale")), "{stdout}");
+}
+
+/// `--crl-object` for an object jitp.toml does not list, or a malformed URI, is refused naming the flag and
+/// the value; `--offline` without a local copy names the object that needs one.
+#[test]
+fn lint_refuses_unknown_or_missing_s3_crls() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (_dir, config, local) = s3_crl_config(&ca, &Device::new("sensor-0123456789ab"), NOW + 7 * DAY);
+    let lint = |extra: &[String]| {
+        let out = jitp().arg("lint").args(extra).arg("--config").arg(&config).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let other = format!("s3://acme-pki-crls/other.crl={}", local.display());
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), other.clone()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains(&other) && stderr.contains(S3_CRL), "{stderr}");
+    let (code, stderr) =
+        lint(&["--crl-object".into(), format!("S3://acme-pki-crls/devices/acme.crl={}", local.display())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("lowercase"), "{stderr}");
+    let (code, stderr) = lint(&["--crl-object".into(), S3_CRL.into()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("PATH"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("--offline") && stderr.contains("--crl-object"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), format!("{S3_CRL}=/nonexistent.crl")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("/nonexistent.crl"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), format!("{S3_CRL}={}", config.display())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("--crl-object {S3_CRL}={}: ", config.display())), "names flag and path: {stderr}");
+}
+
+/// `jitp check` with the CRL given locally rejects a device it revokes.
+#[test]
+fn check_rejects_a_device_revoked_by_a_local_copy_of_an_s3_crl() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let revoked = Device::new("sensor-0123456789ab");
+    let (_dir, config, local) = s3_crl_config(&ca, &revoked, NOW + 7 * DAY);
+    let pair = tempfile::tempdir().unwrap();
+    let (ca_path, cert_path) = write_pair(pair.path(), &ca, &revoked);
+    let out = jitp()
+        .args(["check", "--offline", "--format", "json", "--at", AT, "--crl-object"])
+        .arg(format!("{S3_CRL}={}", local.display()))
+        .arg("--config")
+        .arg(&config)
+        .arg("--ca")
+        .arg(&ca_path)
+        .arg("--cert")
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["reason"], "CERT_REVOKED", "{json}");
+    assert_eq!(json["crls"][0]["file"], S3_CRL, "{json}");
+}
+
+/// Without `--crl-object` the S3 CRL is fetched from S3 (moto's, at `--endpoint-url`); a missing object is an
+/// error naming the URI and the cause. Skipped when moto is not installed.
+#[test]
+fn lint_fetches_an_s3_crl_from_s3() {
+    let Some(moto) = jitp_testkit::moto::MotoServer::start() else { return };
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (_dir, config, _) = s3_crl_config(&ca, &Device::new("sensor-0123456789ab"), NOW + 7 * DAY);
+    let lint = || {
+        jitp()
+            .args(["lint", "--at", AT, "--region", "us-east-1", "--endpoint-url", &moto.endpoint, "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = lint();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("--crl-object"), "{stderr}");
+    assert_eq!(moto.request("PUT", "/acme-pki-crls", "").unwrap().0, 200);
+    let pem = ca.crl(&[&Device::new("sensor-0123456789ab").serial], NOW - DAY, NOW + 7 * DAY).pem;
+    assert_eq!(moto.request("PUT", "/acme-pki-crls/devices/acme.crl", &pem).unwrap().0, 200);
+    let out = lint();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{S3_CRL}: ok: CRL of CN=CLI CA")) && stdout.contains("1 revoked"), "{stdout}");
+}
