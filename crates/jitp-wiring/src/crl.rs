@@ -271,6 +271,11 @@ impl CrlRefresh {
         }
     }
 
+    /// The refresh period (`JITP_CRL_REFRESH_SECONDS`).
+    pub fn every(&self) -> Duration {
+        self.every
+    }
+
     /// The S3 objects refreshed.
     pub fn objects(&self) -> &[S3Object] {
         &self.objects
