@@ -365,11 +365,104 @@ fn lint_fetches_an_s3_crl_from_s3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(S3_CRL) && stderr.contains("--crl-object"), "{stderr}");
-    assert_eq!(moto.request("PUT", "/acme-pki-crls", "").unwrap().0, 200);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls", ""), 200);
     let pem = ca.crl(&[&Device::new("sensor-0123456789ab").serial], NOW - DAY, NOW + 7 * DAY).pem;
-    assert_eq!(moto.request("PUT", "/acme-pki-crls/devices/acme.crl", &pem).unwrap().0, 200);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &pem), 200);
     let out = lint();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("{S3_CRL}: ok: CRL of CN=CLI CA")) && stdout.contains("1 revoked"), "{stdout}");
+}
+
+/// A path-style S3 PUT to moto as the account (moto checks no signature, but refuses an anonymous overwrite of
+/// an object): its status.
+fn s3_put(moto: &jitp_testkit::moto::MotoServer, path: &str, body: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(moto.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        moto.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Kills the `jitp serve` it holds when dropped, so that a failed assertion leaves no server behind.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`: (status, body), or None if nothing answers yet.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// `jitp serve` fetches the S3 CRLs at start and again every `--crl-refresh-seconds`: a CRL published while it
+/// runs shows in `GET /v1/lint` within the period. Over moto's S3 (IoT on the same endpoint); skipped without
+/// moto. Takes the setting's 10 s floor.
+#[test]
+fn serve_refreshes_an_s3_crl() {
+    let Some(moto) = jitp_testkit::moto::MotoServer::start() else { return };
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let first = Device::new("sensor-0123456789ab");
+    let (_dir, config, _) = s3_crl_config(&ca, &first, NOW + 7 * DAY);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls", ""), 200);
+    // The fixtures' clock is 2026-01-01: nextUpdate far enough ahead to be fresh at the real clock too.
+    let crl = |serials: &[&[u8]]| ca.crl(serials, NOW - DAY, NOW + 3650 * DAY).pem;
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &crl(&[&first.serial])), 200);
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+    let _server = Server(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("jitp"))
+            .args(["serve", "--no-intake", "--registry", "aws", "--region", "us-east-1", "--crl-refresh-seconds", "10"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--endpoint-url", &moto.endpoint, "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let revoked = || {
+        let (status, body) = http_get(port, "/v1/lint")?;
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["crls"][0]["file"], S3_CRL, "{json}");
+        json["crls"][0]["revoked"].as_u64()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        seen = revoked();
+    }
+    assert_eq!(seen, Some(1), "the CRL fetched at start");
+    let second = Device::new("sensor-00000000ffff");
+    let pem = crl(&[&first.serial, &second.serial]);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &pem), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    while seen != Some(2) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        seen = revoked();
+    }
+    assert_eq!(seen, Some(2), "the CRL published while it runs, within the refresh period");
 }
