@@ -307,6 +307,10 @@ fn lint_refuses_unknown_or_missing_s3_crls() {
     let (code, stderr) = lint(&["--crl-object".into(), S3_CRL.into()]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--crl-object") && stderr.contains("PATH"), "{stderr}");
+    let given = format!("{S3_CRL}={}", local.display());
+    let (code, stderr) = lint(&["--crl-object".into(), given.clone(), "--crl-object".into(), given]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("given twice"), "{stderr}");
     let (code, stderr) = lint(&["--offline".into()]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(S3_CRL) && stderr.contains("--offline") && stderr.contains("--crl-object"), "{stderr}");

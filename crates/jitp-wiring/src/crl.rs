@@ -207,6 +207,14 @@ impl CrlObjectArgs {
                     ),
                 });
             }
+            if bytes.contains_key(&local.object) {
+                return Err(Error::Setting {
+                    var: None,
+                    flag: "--crl-object".to_owned(),
+                    value: format!("{}={}", local.object, local.path.display()),
+                    expected: format!("each object once ({} is given twice)", local.object),
+                });
+            }
             bytes.insert(local.object.clone(), read_local(local)?);
         }
         let missing: Vec<S3Object> = listed.into_iter().filter(|o| !bytes.contains_key(o)).collect();
