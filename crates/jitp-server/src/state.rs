@@ -1,10 +1,10 @@
-//! The shared state: configuration, workflow, secret, metrics. Built once at start-up, cloned per request.
+//! The shared state: configuration, workflow, secret, metrics. Built once at start-up (the rules and the workflow
+//! over them swapped whole when new S3 CRLs come in), cloned per request.
 
 use std::sync::{Arc, Mutex, PoisonError};
-
-use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use jitp_core::policy::AwsContext;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
