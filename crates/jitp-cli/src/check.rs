@@ -9,7 +9,8 @@ use jitp_core::decide::{CheckReport, check};
 use jitp_core::ids::CaCertificateId;
 
 use jitp_core::unix_time::now;
-use jitp_wiring::{AwsArgs, ConfigArgs};
+use jitp_wiring::crl::CrlObjectArgs;
+use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
 use crate::common::{Format, parse_time, read_bounded};
 
@@ -34,6 +35,10 @@ pub(crate) struct CheckArgs {
     format: Format,
     #[command(flatten)]
     aws: AwsArgs,
+    #[command(flatten)]
+    crls: CrlObjectArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +47,8 @@ pub(crate) enum Mode {
     Render,
 }
 
-pub(crate) fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
+pub(crate) async fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+    let config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
     let aws = args.aws.context();
     let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;

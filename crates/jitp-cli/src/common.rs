@@ -5,6 +5,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use jitp_core::rules::Rules;
+use jitp_wiring::crl::{CrlObjectArgs, review_fetcher};
+use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -28,4 +31,16 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z"))
+}
+
+/// jitp.toml (`--config`, else ./templates/jitp.toml) for `jitp check` and `jitp lint`: its S3 CRLs from the
+/// `--crl-object` files, the others fetched from S3 (at `--endpoint-url`, in `--region`) unless `--offline`.
+pub(crate) async fn load_rules(
+    config: &ConfigArgs,
+    crls: &CrlObjectArgs,
+    endpoint: &EndpointArgs,
+    aws: &AwsArgs,
+) -> Result<Rules, jitp_wiring::Error> {
+    let path = config.path(None, None);
+    crls.load(config, &path, || review_fetcher(endpoint.endpoint_url.clone(), aws.region.clone())).await
 }

@@ -1,12 +1,15 @@
 //! `jitp lint`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
+use jitp_core::profile::CrlSource;
 use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_core::unix_time::now;
 
-use jitp_wiring::{AwsArgs, ConfigArgs};
+use jitp_wiring::crl::CrlObjectArgs;
+use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
 use crate::common::{Format, parse_time};
 
@@ -22,10 +25,14 @@ pub(crate) struct LintArgs {
     format: Format,
     #[command(flatten)]
     aws: AwsArgs,
+    #[command(flatten)]
+    crls: CrlObjectArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
 }
 
-pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
+pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
     let report = LintReport::new(
         lint_templates(&config, &args.aws.context()),
         crl_reports(&config, args.at.unwrap_or_else(now)),
@@ -64,7 +71,9 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for c in &report.crls {
-            let file = if dir.is_empty() { c.file.clone() } else { format!("{dir}/{}", c.file) };
+            // An S3 CRL is named by its URI; a file by its path beside jitp.toml.
+            let s3 = matches!(CrlSource::parse(&c.file, Path::new("")), Ok(CrlSource::S3(_)));
+            let file = if dir.is_empty() || s3 { c.file.clone() } else { format!("{dir}/{}", c.file) };
             let what = format!(
                 "CRL of {}, {} revoked, issued {}, next update {} (profile {}; its signature is checked against the \
                  registered CA when the CA is loaded)",

@@ -61,9 +61,9 @@ fn main() -> ExitCode {
     let rust_log = std::env::var("RUST_LOG").ok();
     let log = |target| init_tracing(rust_log.as_deref(), None, target);
     let result = match cli.command {
-        Command::Check(args) => check::run(&args, check::Mode::Check),
-        Command::Render(args) => check::run(&args, check::Mode::Render),
-        Command::Lint(args) => lint::run(&args),
+        Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(&args, check::Mode::Check))),
+        Command::Render(args) => runtime().and_then(|rt| rt.block_on(check::run(&args, check::Mode::Render))),
+        Command::Lint(args) => runtime().and_then(|rt| rt.block_on(lint::run(&args))),
         Command::Provision(args) => {
             // Standard output is the audit record; the log goes to standard error.
             log(Target::Stderr);

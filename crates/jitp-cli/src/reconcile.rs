@@ -136,7 +136,8 @@ async fn reconciler(args: &ReconcileArgs) -> anyhow::Result<(Reconciler, jitp_wi
         _ => {}
     }
     let opened =
-        jitp_wiring::registry::open(&choice, settings.endpoint_url.as_deref(), settings.aws.region.as_deref()).await?;
+        jitp_wiring::registry::open(&choice, settings.endpoint.endpoint_url.as_deref(), settings.aws.region.as_deref())
+            .await?;
     // S3 CRLs are fetched once (over aws): a plan or an apply decides on the CRLs of its start.
     let (rules, _) = settings.load_rules(&settings.config.path(None, None), &opened).await?;
     let rules = Arc::new(rules);

@@ -241,3 +241,232 @@ fn lint_and_check_show_a_profiles_crl() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("crl             crl/acme.crl: valid (1 revoked"), "{stdout}");
 }
+
+/// A profile whose CRL is an S3 object, and the directory holding a local copy of it (`crl/acme.crl`).
+fn s3_crl_config(ca: &Ca, revoked: &Device, next_update: i64) -> (ConfigDir, PathBuf, PathBuf) {
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    let local = dir.path().join("crl/acme.crl");
+    std::fs::write(&local, ca.crl(&[&revoked.serial], NOW - DAY, next_update).pem).unwrap();
+    let config = dir.write_config(&format!(
+        "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [\"{S3_CRL}\"]\n"
+    ));
+    (dir, config, local)
+}
+
+const S3_CRL: &str = "s3://acme-pki-crls/devices/acme.crl";
+
+/// A new CRL previewed before it is published: `--crl-object URI=PATH` stands in for the S3 object, and the
+/// lint names the URI (fresh: ok with its revoked count; stale under `enforce`: the lint fails).
+#[test]
+fn lint_previews_an_s3_crl_from_a_local_file() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let revoked = Device::new("sensor-0123456789ab");
+    let (_dir, config, local) = s3_crl_config(&ca, &revoked, NOW + 7 * DAY);
+    let object = format!("{S3_CRL}={}", local.display());
+    let lint = |at: &str, format: &str| {
+        jitp()
+            .args(["lint", "--offline", "--at", at, "--format", format, "--crl-object", &object, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = lint(AT, "text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{S3_CRL}: ok: CRL of CN=CLI CA")) && stdout.contains("1 revoked"), "{stdout}");
+    let out = lint(AT, "json");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["crls"][0]["file"].as_str(), json["crls"][0]["revoked"].as_u64()), (Some(S3_CRL), Some(1)));
+    assert_eq!(json["crls"][0]["stale"], false, "{json}");
+    let out = lint("2026-02-01T00:00:00Z", "text");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("{S3_CRL}: error[crl]: stale")), "{stdout}");
+}
+
+/// `--crl-object` for an object jitp.toml does not list, or a malformed URI, is refused naming the flag and
+/// the value; `--offline` without a local copy names the object that needs one.
+#[test]
+fn lint_refuses_unknown_or_missing_s3_crls() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (_dir, config, local) = s3_crl_config(&ca, &Device::new("sensor-0123456789ab"), NOW + 7 * DAY);
+    let lint = |extra: &[String]| {
+        let out = jitp().arg("lint").args(extra).arg("--config").arg(&config).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let other = format!("s3://acme-pki-crls/other.crl={}", local.display());
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), other.clone()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains(&other) && stderr.contains(S3_CRL), "{stderr}");
+    let (code, stderr) =
+        lint(&["--crl-object".into(), format!("S3://acme-pki-crls/devices/acme.crl={}", local.display())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("lowercase"), "{stderr}");
+    let (code, stderr) = lint(&["--crl-object".into(), S3_CRL.into()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("PATH"), "{stderr}");
+    let given = format!("{S3_CRL}={}", local.display());
+    let (code, stderr) = lint(&["--crl-object".into(), given.clone(), "--crl-object".into(), given]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--crl-object") && stderr.contains("given twice"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("--offline") && stderr.contains("--crl-object"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), format!("{S3_CRL}=/nonexistent.crl")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("/nonexistent.crl"), "{stderr}");
+    let (code, stderr) = lint(&["--offline".into(), "--crl-object".into(), format!("{S3_CRL}={}", config.display())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("--crl-object {S3_CRL}={}: ", config.display())), "names flag and path: {stderr}");
+}
+
+/// `jitp check` with the CRL given locally rejects a device it revokes.
+#[test]
+fn check_rejects_a_device_revoked_by_a_local_copy_of_an_s3_crl() {
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let revoked = Device::new("sensor-0123456789ab");
+    let (_dir, config, local) = s3_crl_config(&ca, &revoked, NOW + 7 * DAY);
+    let pair = tempfile::tempdir().unwrap();
+    let (ca_path, cert_path) = write_pair(pair.path(), &ca, &revoked);
+    let out = jitp()
+        .args(["check", "--offline", "--format", "json", "--at", AT, "--crl-object"])
+        .arg(format!("{S3_CRL}={}", local.display()))
+        .arg("--config")
+        .arg(&config)
+        .arg("--ca")
+        .arg(&ca_path)
+        .arg("--cert")
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json["reason"], "CERT_REVOKED", "{json}");
+    assert_eq!(json["crls"][0]["file"], S3_CRL, "{json}");
+}
+
+/// Without `--crl-object` the S3 CRL is fetched from S3 (moto's, at `--endpoint-url`); a missing object is an
+/// error naming the URI and the cause. Skipped when moto is not installed.
+#[test]
+fn lint_fetches_an_s3_crl_from_s3() {
+    let Some(moto) = jitp_testkit::moto::MotoServer::start() else { return };
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (_dir, config, _) = s3_crl_config(&ca, &Device::new("sensor-0123456789ab"), NOW + 7 * DAY);
+    let lint = || {
+        jitp()
+            .args(["lint", "--at", AT, "--region", "us-east-1", "--endpoint-url", &moto.endpoint, "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    };
+    let out = lint();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(S3_CRL) && stderr.contains("--crl-object"), "{stderr}");
+    assert_eq!(s3_put(&moto, "/acme-pki-crls", ""), 200);
+    let pem = ca.crl(&[&Device::new("sensor-0123456789ab").serial], NOW - DAY, NOW + 7 * DAY).pem;
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &pem), 200);
+    let out = lint();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{S3_CRL}: ok: CRL of CN=CLI CA")) && stdout.contains("1 revoked"), "{stdout}");
+}
+
+/// A path-style S3 PUT to moto as the account (moto checks no signature, but refuses an anonymous overwrite of
+/// an object): its status.
+fn s3_put(moto: &jitp_testkit::moto::MotoServer, path: &str, body: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(moto.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        moto.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Kills the `jitp serve` it holds when dropped, so that a failed assertion leaves no server behind.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on 127.0.0.1:`port`: (status, body), or None if nothing answers yet.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// `jitp serve` fetches the S3 CRLs at start and again every `--crl-refresh-seconds`: a CRL published while it
+/// runs shows in `GET /v1/lint` within the period. Over moto's S3 (IoT on the same endpoint); skipped without
+/// moto. Takes the setting's 10 s floor.
+#[test]
+fn serve_refreshes_an_s3_crl() {
+    let Some(moto) = jitp_testkit::moto::MotoServer::start() else { return };
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let first = Device::new("sensor-0123456789ab");
+    let (_dir, config, _) = s3_crl_config(&ca, &first, NOW + 7 * DAY);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls", ""), 200);
+    // The fixtures' clock is 2026-01-01: nextUpdate far enough ahead to be fresh at the real clock too.
+    let crl = |serials: &[&[u8]]| ca.crl(serials, NOW - DAY, NOW + 3650 * DAY).pem;
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &crl(&[&first.serial])), 200);
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+    let _server = Server(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("jitp"))
+            .args(["serve", "--no-intake", "--registry", "aws", "--region", "us-east-1", "--crl-refresh-seconds", "10"])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--endpoint-url", &moto.endpoint, "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let revoked = || {
+        let (status, body) = http_get(port, "/v1/lint")?;
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["crls"][0]["file"], S3_CRL, "{json}");
+        json["crls"][0]["revoked"].as_u64()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    while seen.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        seen = revoked();
+    }
+    assert_eq!(seen, Some(1), "the CRL fetched at start");
+    let second = Device::new("sensor-00000000ffff");
+    let pem = crl(&[&first.serial, &second.serial]);
+    assert_eq!(s3_put(&moto, "/acme-pki-crls/devices/acme.crl", &pem), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    while seen != Some(2) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        seen = revoked();
+    }
+    assert_eq!(seen, Some(2), "the CRL published while it runs, within the refresh period");
+}

@@ -121,7 +121,7 @@ async fn handle_event(state: &AppState, bytes: Bytes, request_id: Option<String>
     let now = state.now();
     let worker = state.clone();
     let work = async move {
-        let record = worker.shared.provisioner.handle_bytes(&bytes, now).await;
+        let record = worker.snapshot().provisioner.handle_bytes(&bytes, now).await;
         let origin = audit::Origin { trigger: "http", request_id: request_id.as_deref(), message_id: None };
         (worker.audit)(&record.line(&origin));
         worker.shared.metrics.event(&record);
@@ -284,7 +284,7 @@ pub(crate) async fn preview(
             .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z")))?,
     };
     let report = check(
-        &state.shared.rules,
+        &state.snapshot().rules,
         request.ca_pem.as_bytes(),
         request.cert_pem.as_bytes(),
         ca_id.as_ref(),
@@ -295,7 +295,8 @@ pub(crate) async fn preview(
     Ok(Json(report).into_response())
 }
 
-/// `GET /v1/lint`: the lint report of the templates and CRLs loaded at start-up, as `jitp lint --format json`
+/// `GET /v1/lint`: the lint report of the templates loaded at start-up and of the CRLs in force (the S3 ones as
+/// last refreshed), as `jitp lint --format json`
 /// prints it: the CRLs' freshness (nextUpdate) as of the request, so a CRL going stale under a running server
 /// shows here (and `ok` turns false under `crl_policy = "enforce"`). Needs the secret when previews do
 /// ([`AppState::preview_token`]).
@@ -303,7 +304,7 @@ pub(crate) async fn lint(State(state): State<AppState>, headers: HeaderMap) -> R
     if let Some(token) = state.preview_token() {
         authenticate(&state, token, &headers)?;
     }
-    let crls = crl_reports(&state.shared.rules, state.now());
+    let crls = crl_reports(&state.rules(), state.now());
     Ok(Json(LintReport::new(state.shared.lint.clone(), crls)).into_response())
 }
 
@@ -336,7 +337,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     }
     let body = serde_json::json!({
         "status": "ready",
-        "profiles": state.shared.rules.config().profiles.len(),
+        "profiles": state.rules().config().profiles.len(),
         "intake": state.intake_enabled(),
     });
     Ok(Json(body).into_response())

@@ -1,10 +1,11 @@
-//! The shared state: configuration, workflow, secret, metrics. Built once at start-up, cloned per request.
+//! The shared state: configuration, workflow, secret, metrics. Built once at start-up (the rules and the workflow
+//! over them swapped whole when new S3 CRLs come in), cloned per request.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use jitp_core::policy::AwsContext;
-use jitp_core::profile::Config;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::registry::IotRegistry;
 use jitp_core::review::{TemplateReport, lint_templates};
@@ -161,14 +162,22 @@ impl Options {
     }
 }
 
-/// Everything built once: the configuration (templates compiled), the workflow, the lint report.
-pub(crate) struct Shared {
-    pub(crate) provisioner: Provisioner,
+/// The rules in force and the workflow over them, swapped together when new S3 CRLs come in
+/// ([`AppState::replace_rules`]): a request loads one snapshot and decides on it from start to end.
+pub(crate) struct Snapshot {
     pub(crate) rules: Arc<Rules>,
+    pub(crate) provisioner: Arc<Provisioner>,
+}
+
+/// Everything built once (the rules' CRLs swappable): the configuration (templates compiled), the workflow,
+/// the lint report.
+pub(crate) struct Shared {
+    pub(crate) current: ArcSwap<Snapshot>,
     pub(crate) registry: Arc<dyn IotRegistry>,
     pub(crate) aws: AwsContext,
     pub(crate) intake: Intake,
-    /// The templates' lint reports (fixed at start-up; `GET /v1/lint` adds the CRLs' as of its request).
+    /// The templates' lint reports (fixed at start-up: a CRL refresh changes only the CRLs; `GET /v1/lint` adds
+    /// the current CRLs' as of its request).
     pub(crate) lint: Vec<TemplateReport>,
     pub(crate) metrics: Metrics,
     /// Every destination confirmation received (the first `Options::max_confirmations` kept).
@@ -193,7 +202,7 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("config", &self.shared.rules.config().path)
+            .field("config", &self.shared.current.load().rules.config().path)
             .field("intake", &self.shared.intake)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -209,12 +218,11 @@ impl AppState {
         if lint.iter().any(TemplateReport::has_errors) {
             tracing::warn!(config = %rules.config().path.display(), "the loaded templates have lint errors; see GET /v1/lint");
         }
-        let provisioner = Provisioner::new(rules.clone(), registry.clone(), settings);
+        let provisioner = Arc::new(Provisioner::new(rules.clone(), registry.clone(), settings));
         let options = Options::default();
         let permits = Arc::new(Semaphore::new(options.max_concurrency));
         let shared = Shared {
-            provisioner,
-            rules,
+            current: ArcSwap::from_pointee(Snapshot { rules, provisioner }),
             registry,
             aws,
             intake,
@@ -257,9 +265,25 @@ impl AppState {
         matches!(self.shared.intake, Intake::Enabled(_))
     }
 
-    /// The loaded configuration.
-    pub fn config(&self) -> &Config {
-        self.shared.rules.config()
+    /// The rules in force (the configuration with its current CRLs).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.shared.current.load().rules.clone()
+    }
+
+    /// Put `rules` (the rules in force with new S3 CRLs, `Rules::with_crl_objects`) in force, with a workflow
+    /// over them that keeps the CA cache ([`Provisioner::with_rules`]). Refused, nothing changes, if a CA
+    /// already cached does not verify a new CRL. A request already running finishes on the snapshot it loaded;
+    /// the next one loads the new.
+    pub fn replace_rules(&self, rules: Arc<Rules>) -> Result<(), jitp_core::Error> {
+        let current = self.shared.current.load_full();
+        let provisioner = Arc::new(current.provisioner.with_rules(rules.clone())?);
+        self.shared.current.store(Arc::new(Snapshot { rules, provisioner }));
+        Ok(())
+    }
+
+    /// One consistent view of the rules and the workflow over them, for one request.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.current.load_full()
     }
 
     /// The options in force.

@@ -477,3 +477,58 @@ async fn the_audit_line_has_the_shape_every_binary_writes() {
     assert_eq!(line["requestId"], "req-7");
     assert_eq!(line["outcome"], "PROVISIONED");
 }
+
+/// New S3 CRLs swapped in (what `jitp serve`'s refresh task does): the next requests decide on them, the
+/// workflow included, and `GET /v1/lint` lists the CRL in force under its `s3://` URI.
+#[tokio::test]
+async fn replaced_rules_are_the_next_requests_rules() {
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    let object: jitp_core::ids::S3Object = "s3://acme-pki-crls/devices/acme.crl".parse().unwrap();
+    let text = "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\n\
+                thing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n\
+                crl = [\"s3://acme-pki-crls/devices/acme.crl\"]\n";
+    let objects = |serials: &[&[u8]]| {
+        let crl = ca().crl(serials, NOW - DAY, NOW + 7 * DAY);
+        jitp_core::profile::CrlObjects::from([(object.clone(), Arc::<[u8]>::from(crl.der))])
+    };
+    let overrides = jitp_core::profile::Overrides { crl_objects: objects(&[b"\x01\x02"]), ..Default::default() };
+    let rules = Arc::new(Rules::load_with(dir.write_config(text), &overrides).unwrap());
+    let (registry, ca_id) = registry();
+    let device = jitp_testkit::Device::new("sensor-0123456789ab");
+    let cert = ca().issue(&device);
+    let (_, body) = pending(&registry, &ca_id, &cert);
+    let dyn_registry: Arc<dyn IotRegistry> = registry.clone();
+    let state = AppState::new(rules.clone(), dyn_registry, settings(), Intake::token(TOKEN).unwrap())
+        .with_clock(Arc::new(|| NOW))
+        .with_audit_sink(Arc::new(|_: &str| {}));
+    let app = app(state.clone());
+    let preview =
+        || post("/v1/preview", Some(TOKEN), json!({ "ca_pem": ca().cert.pem, "cert_pem": cert.pem }).to_string());
+    assert_eq!(send(&app, preview()).await.json()["decision"], "accept");
+    let a = send(&app, get("/v1/lint", Some(TOKEN))).await;
+    assert_eq!(
+        (a.json()["crls"][0]["file"].as_str(), a.json()["crls"][0]["revoked"].as_u64()),
+        (Some("s3://acme-pki-crls/devices/acme.crl"), Some(1))
+    );
+
+    let revoking = rules.with_crl_objects(&objects(&[b"\x01\x02", &device.serial])).unwrap();
+    state.replace_rules(Arc::new(revoking)).unwrap();
+    let a = send(&app, preview()).await;
+    assert_eq!(a.json()["reason"], "CERT_REVOKED", "{}", a.text());
+    let a = send(&app, get("/v1/lint", Some(TOKEN))).await;
+    assert_eq!(a.json()["crls"][0]["revoked"].as_u64(), Some(2), "{}", a.text());
+    assert_eq!(state.rules().config().profiles[0].crl[0].crl.revoked_count(), 2);
+    let a = send(&app, event(&body)).await;
+    assert_eq!(a.json()["reason"], "CERT_REVOKED", "the workflow decides on the new rules too: {}", a.text());
+
+    // A CRL the cached CA did not issue is refused: the rules in force stay.
+    let other = jitp_testkit::Ca::new("Other CA", jitp_testkit::Alg::P256);
+    let foreign = jitp_core::profile::CrlObjects::from([(
+        object.clone(),
+        Arc::<[u8]>::from(other.crl(&[], NOW - DAY, NOW + 7 * DAY).der),
+    )]);
+    let refused = state.rules().with_crl_objects(&foreign).unwrap();
+    assert!(state.replace_rules(Arc::new(refused)).is_err());
+    assert_eq!(state.rules().config().profiles[0].crl[0].crl.revoked_count(), 2);
+}

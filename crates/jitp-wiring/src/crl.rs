@@ -19,7 +19,7 @@
 //! old CRLs' proofs, see `Provisioner::with_rules`), so an event sees the old rules or the new, never a mix.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -100,20 +100,7 @@ pub async fn load(
                 message: "S3 CRLs are fetched only with the aws registry (JITP_REGISTRY=aws, in a build with the aws feature)".to_owned(),
             });
         };
-        for object in &objects {
-            match fetcher.fetch(object, None).await {
-                Ok(Fetched::Changed { bytes, etag }) => {
-                    held.insert(object.clone(), (bytes, etag));
-                }
-                Ok(Fetched::Unchanged) => {
-                    return Err(Error::Crl {
-                        object: object.to_string(),
-                        message: "answered Not Modified to an unconditional GetObject".to_owned(),
-                    });
-                }
-                Err(message) => return Err(Error::Crl { object: object.to_string(), message }),
-            }
-        }
+        held = fetch_all(fetcher.as_ref(), &objects).await?;
     }
     let bytes: CrlObjects = held.iter().map(|(o, (b, _))| (o.clone(), b.clone())).collect();
     let rules = config.load_with_crls(path, bytes)?;
@@ -127,6 +114,159 @@ pub async fn load(
     Ok((rules, refresh))
 }
 
+/// GetObject each of `objects` unconditionally: their bytes and ETags, or the first failure naming its URI.
+async fn fetch_all(
+    fetcher: &dyn CrlFetch,
+    objects: &[S3Object],
+) -> Result<BTreeMap<S3Object, (Arc<[u8]>, Option<String>)>, Error> {
+    let mut held = BTreeMap::new();
+    for object in objects {
+        match fetcher.fetch(object, None).await {
+            Ok(Fetched::Changed { bytes, etag }) => {
+                held.insert(object.clone(), (bytes, etag));
+            }
+            Ok(Fetched::Unchanged) => {
+                return Err(Error::Crl {
+                    object: object.to_string(),
+                    message: "answered Not Modified to an unconditional GetObject".to_owned(),
+                });
+            }
+            Err(message) => return Err(Error::Crl { object: object.to_string(), message }),
+        }
+    }
+    Ok(held)
+}
+
+/// An S3 CRL's bytes taken from a local file (`--crl-object s3://bucket/key=PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCrl {
+    /// The object jitp.toml lists.
+    pub object: S3Object,
+    /// The file standing in for it.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for LocalCrl {
+    type Err = String;
+
+    /// `s3://bucket/key=PATH`, split at the last `=` (a key may hold `=`; a path holding one cannot be given).
+    /// The URI is checked as jitp.toml's are ([`S3Object::parse`]).
+    fn from_str(v: &str) -> Result<Self, String> {
+        let (uri, path) = v
+            .rsplit_once('=')
+            .ok_or("s3://bucket/key=PATH: the object jitp.toml lists, =, and the local file to use as its bytes")?;
+        if path.is_empty() {
+            return Err(format!("no PATH after {uri}=: s3://bucket/key=PATH names the local file to use"));
+        }
+        let object = S3Object::parse(uri)
+            .map_err(|why| format!("s3://BUCKET/KEY=PATH, as jitp.toml writes it ({uri:?}: {why})"))?;
+        Ok(Self { object, path: PathBuf::from(path) })
+    }
+}
+
+/// How `jitp lint` and `jitp check` get the S3 CRLs a jitp.toml lists: from local files (`--crl-object`, to
+/// preview a CRL before publishing it, or offline in CI), else from S3 with the default credential chain
+/// (refused by `--offline`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CrlObjectArgs {
+    /// Use the local file PATH as the bytes of the S3 CRL s3://BUCKET/KEY that jitp.toml lists (repeatable):
+    /// lint or check a CRL before publishing it. The S3 CRLs not given are fetched from S3.
+    #[arg(long = "crl-object", value_name = "s3://BUCKET/KEY=PATH", value_parser = crl_object)]
+    pub crl_objects: Vec<LocalCrl>,
+    /// Fetch nothing from S3: every S3 CRL jitp.toml lists must be given with --crl-object.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+fn crl_object(v: &str) -> Result<LocalCrl, String> {
+    v.parse()
+}
+
+impl CrlObjectArgs {
+    /// Load jitp.toml at `path` with `config`'s overrides, its S3 CRLs read from the `--crl-object` files and
+    /// the others fetched through `fetcher` (called only if one is needed; refused under `--offline`). An
+    /// object given that jitp.toml does not list is an error naming it and the ones it does list.
+    pub async fn load<F, Fut>(&self, config: &ConfigArgs, path: &Path, fetcher: F) -> Result<Rules, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<dyn CrlFetch>, Error>>,
+    {
+        let listed = Config::crl_objects(path).map_err(|source| Error::Config { path: path.to_owned(), source })?;
+        let mut bytes = CrlObjects::new();
+        for local in &self.crl_objects {
+            if !listed.contains(&local.object) {
+                let names = listed.iter().map(ToString::to_string).collect::<Vec<_>>();
+                return Err(Error::Setting {
+                    var: None,
+                    flag: "--crl-object".to_owned(),
+                    value: format!("{}={}", local.object, local.path.display()),
+                    expected: format!(
+                        "an S3 CRL that {} lists in a profile's crl ({})",
+                        path.display(),
+                        if names.is_empty() { "it lists none".to_owned() } else { names.join(", ") }
+                    ),
+                });
+            }
+            if bytes.contains_key(&local.object) {
+                return Err(Error::Setting {
+                    var: None,
+                    flag: "--crl-object".to_owned(),
+                    value: format!("{}={}", local.object, local.path.display()),
+                    expected: format!("each object once ({} is given twice)", local.object),
+                });
+            }
+            bytes.insert(local.object.clone(), read_local(local)?);
+        }
+        let missing: Vec<S3Object> = listed.into_iter().filter(|o| !bytes.contains_key(o)).collect();
+        if !missing.is_empty() {
+            let names = missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            if self.offline {
+                return Err(Error::Crl {
+                    object: names,
+                    message: "--offline: not fetched from S3; give each as --crl-object s3://BUCKET/KEY=PATH"
+                        .to_owned(),
+                });
+            }
+            let fetcher = fetcher().await?;
+            let fetched = fetch_all(fetcher.as_ref(), &missing).await.map_err(|e| match e {
+                Error::Crl { object, message } => Error::Crl {
+                    message: format!(
+                        "{message} (to use a local copy instead: --crl-object {object}=PATH; to fetch nothing: --offline)"
+                    ),
+                    object,
+                },
+                other => other,
+            })?;
+            bytes.extend(fetched.into_iter().map(|(o, (b, _))| (o, b)));
+        }
+        config.load_with_crls(path, bytes)
+    }
+}
+
+/// A `--crl-object` file, read up to one byte past the CRL size limit (the parser then says it is too large).
+fn read_local(local: &LocalCrl) -> Result<Arc<[u8]>, Error> {
+    use std::io::Read as _;
+    let limit = jitp_core::cert::MAX_CRL_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&local.path).and_then(|f| f.take(limit).read_to_end(&mut bytes)).map_err(|e| Error::Crl {
+        object: local.object.to_string(),
+        message: format!(
+            "--crl-object {}={}: cannot read {}: {e}",
+            local.object,
+            local.path.display(),
+            local.path.display()
+        ),
+    })?;
+    // Parsed here too so that a bad file is named by its flag and path (the load would name only jitp.toml).
+    if let Err(why) = jitp_core::cert::Crl::from_bytes(&bytes) {
+        return Err(Error::Crl {
+            object: local.object.to_string(),
+            message: format!("--crl-object {}={}: {why}", local.object, local.path.display()),
+        });
+    }
+    Ok(bytes.into())
+}
+
 impl CrlRefresh {
     /// No S3 CRL: [`CrlRefresh::refresh`] never fetches.
     pub fn none() -> Self {
@@ -137,6 +277,11 @@ impl CrlRefresh {
             held: tokio::sync::Mutex::new(Held { objects: BTreeMap::new(), checked: Instant::now(), failing: false }),
             rebuilds: AtomicU64::new(0),
         }
+    }
+
+    /// The refresh period (`JITP_CRL_REFRESH_SECONDS`).
+    pub fn every(&self) -> Duration {
+        self.every
     }
 
     /// The S3 objects refreshed.
@@ -247,6 +392,22 @@ pub async fn s3_fetcher(endpoint_url: Option<&str>, region: Option<&str>) -> Arc
     Arc::new(S3Fetcher(s3))
 }
 
+/// The [`CrlFetch`] of `jitp lint` and `jitp check` ([`CrlObjectArgs::load`]): [`s3_fetcher`] with the default
+/// credential chain, at `endpoint_url` if given.
+#[cfg(feature = "aws")]
+pub async fn review_fetcher(endpoint_url: Option<String>, region: Option<String>) -> Result<Arc<dyn CrlFetch>, Error> {
+    Ok(s3_fetcher(endpoint_url.as_deref(), region.as_deref()).await)
+}
+
+/// Without the AWS SDK nothing is fetched: every S3 CRL must be given with `--crl-object`.
+#[cfg(not(feature = "aws"))]
+pub async fn review_fetcher(_: Option<String>, _: Option<String>) -> Result<Arc<dyn CrlFetch>, Error> {
+    Err(Error::Usage(
+        "this build has no AWS SDK (built without the `aws` feature) to fetch S3 CRLs: give each as --crl-object s3://BUCKET/KEY=PATH"
+            .to_owned(),
+    ))
+}
+
 /// jitp-aws's [`jitp_aws::s3::S3Crls`] as a [`CrlFetch`].
 #[cfg(feature = "aws")]
 #[derive(Debug, Clone)]
@@ -260,6 +421,27 @@ impl CrlFetch for S3Fetcher {
             Ok(jitp_aws::s3::Fetched::Unchanged) => Ok(Fetched::Unchanged),
             Ok(jitp_aws::s3::Fetched::Changed { bytes, etag }) => Ok(Fetched::Changed { bytes: bytes.into(), etag }),
             Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crl_object_flag_splits_at_the_last_equals_and_checks_the_uri() {
+        let local: LocalCrl = "s3://acme-crls/v=2/ca.crl=/tmp/new.crl".parse().unwrap();
+        assert_eq!((local.object.key(), local.path.as_path()), ("v=2/ca.crl", Path::new("/tmp/new.crl")));
+        for (bad, says) in [
+            ("s3://acme-crls/ca.crl", "=PATH"),
+            ("s3://acme-crls/ca.crl=", "no PATH"),
+            ("S3://acme-crls/ca.crl=x", "lowercase"),
+            ("s3://acme-crls/dir/=x", "folder"),
+            ("https://acme-crls/ca.crl=x", "s3://bucket/key"),
+        ] {
+            let why = bad.parse::<LocalCrl>().unwrap_err();
+            assert!(why.contains(says), "{bad}: {why}");
         }
     }
 }

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 pub use aws::AwsArgs;
 pub use registry::{Opened, RegistryArg};
-pub use settings::{ConfigArgs, MAX_RETRY_DEADLINE, Settings, count_in, default_config_path, switch};
+pub use settings::{ConfigArgs, EndpointArgs, MAX_RETRY_DEADLINE, Settings, count_in, default_config_path, switch};
 
 /// Why a binary cannot start: its settings, its jitp.toml or its registry.
 #[derive(Debug, thiserror::Error)]

@@ -132,7 +132,7 @@ mod tests {
     fn defaults() {
         let bin = parse(&[], &[]).unwrap();
         let s = &bin.settings;
-        assert!(s.config.config.is_none() && s.registry.is_none() && s.endpoint_url.is_none());
+        assert!(s.config.config.is_none() && s.registry.is_none() && s.endpoint.endpoint_url.is_none());
         assert_eq!(
             (s.retry_deadline_ms, s.retry_base_ms, s.retry_max_ms, s.ca_cache_ttl_secs),
             (20_000, 25, 2_000, 300)
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(s.config.policy_prefix.as_deref(), Some("acme-"));
         assert_eq!(s.config.on_reject, Some(jitp_core::profile::OnReject::Deactivate));
         assert_eq!(s.registry.as_ref().map(ToString::to_string).as_deref(), Some("memory:/tmp/r.json"));
-        assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(s.endpoint.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(s.crl_refresh(), std::time::Duration::from_secs(45));
         let w = s.workflow(jitp_core::policy::AwsContext::default());
         assert_eq!(w.retry_deadline, std::time::Duration::from_millis(1500));

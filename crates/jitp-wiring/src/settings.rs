@@ -85,6 +85,16 @@ pub fn default_config_path(task_root: Option<&Path>, exe: Option<&Path>) -> Path
     }
 }
 
+/// `--endpoint-url`: one flag for every command that talks to AWS (the workflow's binaries, and `jitp check` /
+/// `jitp lint` for the S3 CRLs they fetch).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EndpointArgs {
+    /// An endpoint to send AWS IoT and S3 requests to instead of AWS's (an emulator such as moto's server;
+    /// S3 is then addressed path-style).
+    #[arg(long, env = "JITP_AWS_ENDPOINT_URL", value_name = "URL", value_parser = endpoint_url)]
+    pub endpoint_url: Option<String>,
+}
+
 /// The settings every binary that runs the workflow takes: the Lambda function, `jitp serve`, `jitp provision`.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -98,9 +108,9 @@ pub struct Settings {
     /// registry kept in a file). Default: aws; jitp provision: memory.
     #[arg(long, env = "JITP_REGISTRY", value_name = "REGISTRY", value_parser = registry)]
     pub registry: Option<RegistryArg>,
-    /// An endpoint to send AWS IoT requests to instead of AWS IoT's (an emulator such as moto's server).
-    #[arg(long, env = "JITP_AWS_ENDPOINT_URL", value_name = "URL", value_parser = endpoint_url)]
-    pub endpoint_url: Option<String>,
+    /// `--endpoint-url`.
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// How long one event may retry transient failures (throttling, AWS IoT unavailable) before it is handed
     /// back for redelivery, in milliseconds; at most 900000. Keep it well under the Lambda's timeout.
     #[arg(
@@ -185,7 +195,7 @@ impl Settings {
     /// Open the registry (`--registry`, else `default`) with `--endpoint-url` and `--region`.
     pub async fn open_registry(&self, default: RegistryArg) -> Result<Opened, Error> {
         let choice = self.registry_or(default);
-        crate::registry::open(&choice, self.endpoint_url.as_deref(), self.aws.region.as_deref()).await
+        crate::registry::open(&choice, self.endpoint.endpoint_url.as_deref(), self.aws.region.as_deref()).await
     }
 
     /// The policy context for workflows over `opened`, given the Lambda function's ARN if there is one. Warns
@@ -223,7 +233,7 @@ impl Settings {
         if needed.is_empty() || !opened.is_aws() {
             return Ok(None);
         }
-        Ok(Some(crate::crl::s3_fetcher(self.endpoint_url.as_deref(), self.aws.region.as_deref()).await))
+        Ok(Some(crate::crl::s3_fetcher(self.endpoint.endpoint_url.as_deref(), self.aws.region.as_deref()).await))
     }
 
     #[cfg(not(feature = "aws"))]
