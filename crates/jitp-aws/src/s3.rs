@@ -124,7 +124,7 @@ impl S3Crls {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(Error::S3Body { object: object.to_string(), message: error_chain(&e) });
+                    return Err(Error::S3Body { object: object.to_string(), message: jitp_core::error::chain(&e) });
                 }
             }
         }
@@ -141,21 +141,10 @@ where
     let (code, message) = match e {
         SdkError::ServiceError(service) => (
             service.err().code().unwrap_or("Unknown").to_owned(),
-            service.err().message().map_or_else(|| error_chain(service.err()), str::to_owned),
+            service.err().message().map_or_else(|| jitp_core::error::chain(service.err()), str::to_owned),
         ),
-        SdkError::TimeoutError(_) => ("Timeout".to_owned(), error_chain(e)),
-        _ => ("Unavailable".to_owned(), error_chain(e)),
+        SdkError::TimeoutError(_) => ("Timeout".to_owned(), jitp_core::error::chain(e)),
+        _ => ("Unavailable".to_owned(), jitp_core::error::chain(e)),
     };
     Error::S3Get { object: object.to_string(), code, message }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

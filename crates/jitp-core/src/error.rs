@@ -137,3 +137,15 @@ impl Error {
         }
     }
 }
+
+/// `e` and its sources, outermost first, joined with ": ": the one line a log or an invocation error shows.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -32,7 +32,6 @@ use jitp_core::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_core::unix_time::Clock;
 use jitp_wiring::AwsArgs;
-use jitp_wiring::aws::{Discovered, FunctionArn};
 use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
@@ -369,15 +368,8 @@ impl DriftHandler {
             return built;
         }
         let built = Arc::new({
-            let function_arn = FunctionArn::parse(&ctx.invoked_function_arn);
-            let found = Discovered { function_arn, sdk_region: self.inner.sdk_region.as_deref() };
-            let aws = jitp_wiring::aws::resolve(&self.inner.aws, &found);
-            if function_arn.is_none() && self.inner.aws.account_id.is_none() {
-                tracing::warn!(
-                    account_id = %aws.account_id,
-                    "no JITP_AWS_ACCOUNT_ID and no function ARN to take the account from: every policy will differ"
-                );
-            }
+            let sdk_region = self.inner.sdk_region.as_deref();
+            let aws = jitp_wiring::aws::for_function(&self.inner.aws, &ctx.invoked_function_arn, sdk_region);
             let settings = Settings { aws, ..self.inner.settings.clone() };
             Reconciler::new(self.inner.rules.load_full(), self.inner.registry.clone(), settings)
         });
@@ -414,7 +406,7 @@ impl DriftHandler {
     async fn plan_shard(&self, shard: &Shard, ctx: &Context) -> Result<ShardReport, DriftError> {
         let now = (self.inner.clock)();
         let plan = self.reconciler(ctx).plan_shard(shard, now).await.map_err(|e| {
-            let text = error_chain(&e);
+            let text = jitp_core::error::chain(&e);
             if e.is_transient() { DriftError::Transient(text) } else { DriftError::Plan(text) }
         })?;
         for error in plan.errors.iter().take(LOGGED_ERRORS) {
@@ -424,15 +416,4 @@ impl DriftHandler {
         tracing::info!(shard = %shard, devices = plan.counts.devices, drifted, errors = plan.counts.errors, "shard planned");
         Ok(ShardReport { shard: shard.clone(), counts: plan.counts, drifted })
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Exiting before the first `next` request fails the init phase: the state machine's task fails and
             // the report-failed alarm says so.
-            tracing::error!(error = %error_chain(&e), "jitp-drift init failed");
+            tracing::error!(error = %jitp_core::error::chain(&e), "jitp-drift init failed");
             return ExitCode::FAILURE;
         }
     };
@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %error_chain(e.as_ref()), "lambda runtime stopped");
+            tracing::error!(error = %jitp_core::error::chain(e.as_ref()), "lambda runtime stopped");
             ExitCode::FAILURE
         }
     }
@@ -49,15 +49,4 @@ async fn init() -> Result<drift::DriftHandler, jitp_wiring::Error> {
         "jitp-drift ready"
     );
     Ok(handler)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -33,7 +33,6 @@ use tracing::Instrument as _;
 
 use jitp_core::audit::{self, Sink};
 use jitp_wiring::AwsArgs;
-use jitp_wiring::aws::{Discovered, FunctionArn};
 use jitp_wiring::crl::CrlRefresh;
 
 use crate::settings::LambdaSettings;
@@ -318,16 +317,8 @@ impl Handler {
             return built;
         }
         let built = Arc::new({
-            let function_arn = FunctionArn::parse(&ctx.invoked_function_arn);
-            let found = Discovered { function_arn, sdk_region: self.inner.sdk_region.as_deref() };
-            let aws = jitp_wiring::aws::resolve(&self.inner.aws, &found);
-            if function_arn.is_none() && self.inner.aws.account_id.is_none() {
-                tracing::warn!(
-                    account_id = %aws.account_id,
-                    "no JITP_AWS_ACCOUNT_ID and no function ARN to take the account from: policies use a placeholder account"
-                );
-            }
-            tracing::info!(partition = %aws.partition, region = %aws.region, account_id = %aws.account_id, "policy context");
+            let sdk_region = self.inner.sdk_region.as_deref();
+            let aws = jitp_wiring::aws::for_function(&self.inner.aws, &ctx.invoked_function_arn, sdk_region);
             let settings = Settings { aws, ..self.inner.settings.clone() };
             Provisioner::new(self.inner.rules.load_full(), self.inner.registry.clone(), settings)
         });

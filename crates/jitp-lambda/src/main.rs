@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Exiting before the first `next` request fails the init phase: Lambda reports it and retries the
             // event later, and no device is touched by a misconfigured function.
-            tracing::error!(error = %error_chain(&e), "jitp-lambda init failed");
+            tracing::error!(error = %jitp_core::error::chain(&e), "jitp-lambda init failed");
             return ExitCode::FAILURE;
         }
     };
@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %error_chain(e.as_ref()), "lambda runtime stopped");
+            tracing::error!(error = %jitp_core::error::chain(e.as_ref()), "lambda runtime stopped");
             ExitCode::FAILURE
         }
     }
@@ -47,15 +47,4 @@ async fn init() -> Result<jitp_lambda::Handler, jitp_wiring::Error> {
         "jitp-lambda ready"
     );
     Ok(handler)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -65,6 +65,22 @@ pub fn resolve(args: &AwsArgs, found: &Discovered<'_>) -> AwsContext {
     }
 }
 
+/// A Lambda function's policy context: [`resolve`] with its own ARN (`invoked_function_arn`, from the
+/// invocation's context) and the SDK's region, logged once; a warning when neither the settings nor the ARN name
+/// the account (every policy would then name the placeholder account).
+pub fn for_function(args: &AwsArgs, invoked_function_arn: &str, sdk_region: Option<&str>) -> AwsContext {
+    let function_arn = FunctionArn::parse(invoked_function_arn);
+    let aws = resolve(args, &Discovered { function_arn, sdk_region });
+    if function_arn.is_none() && args.account_id.is_none() {
+        tracing::warn!(
+            account_id = %aws.account_id,
+            "no JITP_AWS_ACCOUNT_ID and no function ARN to take the account from: policies use a placeholder account"
+        );
+    }
+    tracing::info!(partition = %aws.partition, region = %aws.region, account_id = %aws.account_id, "policy context");
+    aws
+}
+
 /// The parts of a Lambda function ARN that matter here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FunctionArn<'a> {

@@ -336,14 +336,7 @@ pub(crate) fn describe_char(c: char) -> String {
 }
 
 fn tera_message(e: &tera::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    crate::error::chain(e)
 }
 
 fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
