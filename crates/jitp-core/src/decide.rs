@@ -4,6 +4,8 @@
 //! the security team previews is what devices get.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -110,6 +112,24 @@ struct ProfileCa {
     chains: bool,
     /// Per CRL of the profile (same order as `profile.crl`): the proof that the CA issued it, or why not.
     crls: Vec<Result<CrlCheck, String>>,
+    /// Per CRL: has the warning that it is ignored (`crl_policy = "warn"`) been logged for this CA? Once per
+    /// cached CA, not once per decision: a burst of 10,000 devices under a stale CRL logs it once (and again
+    /// when the CA cache refills, so it is not forgotten either). Shared by the clones of this entry.
+    warned: Arc<[AtomicBool]>,
+}
+
+impl ProfileCa {
+    /// What profile `p` says of the CA `id` (checked: `ca`).
+    fn new(p: &Profile, id: &CaCertificateId, ca: &TrustedCa) -> Self {
+        if !p.ca.matches(id) {
+            return Self { chains: true, crls: Vec::new(), warned: Arc::new([]) };
+        }
+        Self {
+            chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
+            crls: p.crl.iter().map(|c| c.crl.verify(ca)).collect(),
+            warned: p.crl.iter().map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
 }
 
 impl RegisteredCa {
@@ -120,19 +140,7 @@ impl RegisteredCa {
             Ok(cert) => match TrustedCa::check(cert.clone()) {
                 Err(why) => CaState::Untrusted { cert, why },
                 Ok(ca) => {
-                    let profiles = config
-                        .profiles
-                        .iter()
-                        .map(|p| {
-                            if !p.ca.matches(&id) {
-                                return ProfileCa { chains: true, crls: Vec::new() };
-                            }
-                            ProfileCa {
-                                chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
-                                crls: p.crl.iter().map(|c| c.crl.verify(&ca)).collect(),
-                            }
-                        })
-                        .collect();
+                    let profiles = config.profiles.iter().map(|p| ProfileCa::new(p, &id, &ca)).collect();
                     CaState::Trusted { ca, profiles }
                 }
             },
@@ -145,19 +153,7 @@ impl RegisteredCa {
     pub fn for_config(&self, config: &Config) -> Self {
         match &self.state {
             CaState::Trusted { ca, .. } => {
-                let profiles = config
-                    .profiles
-                    .iter()
-                    .map(|p| {
-                        if !p.ca.matches(&self.id) {
-                            return ProfileCa { chains: true, crls: Vec::new() };
-                        }
-                        ProfileCa {
-                            chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
-                            crls: p.crl.iter().map(|c| c.crl.verify(ca)).collect(),
-                        }
-                    })
-                    .collect();
+                let profiles = config.profiles.iter().map(|p| ProfileCa::new(p, &self.id, ca)).collect();
                 Self { id: self.id.clone(), state: CaState::Trusted { ca: ca.clone(), profiles } }
             }
             CaState::Unreadable(_) | CaState::Untrusted { .. } => self.clone(),
@@ -239,8 +235,9 @@ pub fn decide<'c>(rules: &'c Rules, input: &Input<'_>) -> Result<Verdict<'c>, Re
 
     let (index, profile) = select_profile(&candidates, &device)?;
     let with_profile = |rejection: Rejection| Refusal { rejection, profile: Some(profile) };
-    let (chains, crls) = per_profile.get(index).map_or((false, &[][..]), |p| (p.chains, p.crls.as_slice()));
-    revocation(profile, &device, crls, input.now).map_err(with_profile)?;
+    let (chains, crls, warned) =
+        per_profile.get(index).map_or((false, &[][..], &[][..]), |p| (p.chains, p.crls.as_slice(), &p.warned[..]));
+    revocation(profile, &device, crls, warned, input.now).map_err(with_profile)?;
     profile_checks(profile, &device, ca.certificate(), chains).map_err(with_profile)?;
     device_verdict(rules, profile, &device, input).map_err(with_profile)
 }
@@ -311,12 +308,13 @@ pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Reje
 /// The selected profile's CRLs: CERT_REVOKED if a valid one lists the device. `checks[i]`: did the CA issue
 /// `profile.crl[i]` (checked once, by [`RegisteredCa`])? A CRL it did not issue, or one past its nextUpdate at
 /// `now`, is the operator's CA_INVALID under `crl_policy = "enforce"`, and is skipped with a warning under
-/// `"warn"`. A revocation on a valid CRL is reported before any fault of another CRL: the CA's own word on the
-/// certificate stands whatever else is wrong with the configuration.
+/// `"warn"` (logged once per cached CA: `warned[i]`). A revocation on a valid CRL is reported before any fault
+/// of another CRL: the CA's own word on the certificate stands whatever else is wrong with the configuration.
 fn revocation(
     profile: &Profile,
     device: &Certificate,
     checks: &[Result<CrlCheck, String>],
+    warned: &[AtomicBool],
     now: i64,
 ) -> Result<(), Rejection> {
     let mut fault = None;
@@ -358,7 +356,14 @@ fn revocation(
                 });
             }
             CrlPolicy::Warn => {
-                tracing::warn!(profile = %profile.name, crl = %file, "CRL ignored (crl_policy = \"warn\"): it {problem}");
+                // Logged once per cached CA (a missing flag: logged, never silenced).
+                if !warned.get(i).is_some_and(|w| w.swap(true, Ordering::Relaxed)) {
+                    tracing::warn!(
+                        profile = %profile.name,
+                        crl = %file,
+                        "CRL ignored (crl_policy = \"warn\"): it {problem} (logged once until the CA is checked again)"
+                    );
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reason::{Fault, ReasonCode};
 use jitp_core::registry::IotRegistry;
 use jitp_core::rules::Rules;
+use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlFile, CrlSpec, DAY, Device, NOW, RevocationReason, Revoked, oid, replace_all};
 
@@ -658,4 +659,22 @@ fn s3_uri_parsing_never_panics() {
             proptest::prop_assert_eq!(object.to_string(), t);
         }
     });
+}
+
+/// Under `crl_policy = "warn"` a stale CRL is ignored with one warning per cached CA, not one per decision: a
+/// burst of devices under it logs it once, and every one of them provisions.
+#[tokio::test(flavor = "current_thread")]
+async fn an_ignored_crl_is_logged_once_per_cached_ca_not_per_device() {
+    let log = CapturedLog::default();
+    let _guard = tracing::subscriber::set_default(log.subscriber());
+    let world = World::new();
+    let (_setup, rules) = Setup::with_policy(&ca().crl(&[], NOW - 10 * DAY, NOW - DAY).der, "crl_policy = \"warn\"");
+    let provisioner = world.provisioner(rules);
+    for i in 0..5 {
+        let (_, event) = world.register(&Device::new(&format!("sensor-{i:012x}")));
+        let record = provisioner.handle_bytes(event.as_bytes(), NOW).await;
+        assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    }
+    assert_eq!(log.count("CRL ignored"), 1, "one warning for five devices");
+    assert_eq!(log.count("is stale"), 1);
 }

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod audit_line;
+pub mod captured_log;
 pub mod config_dir;
 pub mod events;
 #[cfg(feature = "lambda")]

@@ -14,6 +14,7 @@ use jitp_core::ids::S3Object;
 use jitp_core::policy::AwsContext;
 use jitp_core::reason::ReasonCode;
 use jitp_core::rules::Rules;
+use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW};
 use jitp_wiring::ConfigArgs;
@@ -209,32 +210,10 @@ async fn concurrent_readers_see_one_rule_set_during_swaps() {
     assert_eq!(reason(&live.load(), 7), Some(ReasonCode::CertRevoked));
 }
 
-/// Captured log lines, for the once-per-streak warning.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_failure_streak_warns_once_and_its_end_is_logged() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLog::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
     let dir = ConfigDir::new();
     let path = config(&dir, &[A]);
     let s3 = Arc::new(FakeS3::default());
