@@ -181,9 +181,11 @@ def shape(template: dict[str, Any], drift: bool = False) -> dict[str, list[str]]
 def check_iam_list(iam: dict[str, Any], reference: dict[str, Any]) -> None:
     actions_ref = reference["Actions"]
 
-    @check("iam-actions.json: every action is an AWS IoT action, on resource types the reference gives it")
+    @check("iam-actions.json: every action of every list (the function's, the operator's, the drift report's) is an "
+           "AWS IoT action, on resource types the reference gives it")
     def _() -> None:
-        for action, types in iam["actions"].items():
+        listed = [item for section in ("actions", "operator_actions", "drift_actions") for item in iam[section].items()]
+        for action, types in listed:
             assert action.startswith("iot:") and "*" not in action, action
             known = actions_ref.get(action.split(":", 1)[1].lower())
             assert known is not None, f"{action} is not an AWS IoT action"
