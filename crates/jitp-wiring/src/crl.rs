@@ -36,6 +36,16 @@ pub const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(300);
 pub const MIN_CRL_REFRESH: Duration = Duration::from_secs(10);
 /// The longest: a day (a CRL's nextUpdate is typically days away).
 pub const MAX_CRL_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// One object's fetch, body included, at most: the SDK's operation timeout does not bound a slow body, and the
+/// Lambda's invocation that finds the TTL passed waits for its refresh.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `fetcher.fetch`, given up after [`FETCH_TIMEOUT`] (a failed fetch like any other).
+async fn fetch(fetcher: &dyn CrlFetch, object: &S3Object, etag: Option<&str>) -> Result<Fetched, String> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetcher.fetch(object, etag))
+        .await
+        .unwrap_or_else(|_| Err(format!("{object}: no answer within {} s", FETCH_TIMEOUT.as_secs())))
+}
 
 /// What a conditional fetch found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +131,7 @@ async fn fetch_all(
 ) -> Result<BTreeMap<S3Object, (Arc<[u8]>, Option<String>)>, Error> {
     let mut held = BTreeMap::new();
     for object in objects {
-        match fetcher.fetch(object, None).await {
+        match fetch(fetcher, object, None).await {
             Ok(Fetched::Changed { bytes, etag }) => {
                 held.insert(object.clone(), (bytes, etag));
             }
@@ -322,10 +332,13 @@ impl CrlRefresh {
             return None;
         }
         held.checked = now;
+        // Each object stands alone: one that cannot be fetched keeps its last good copy, and the others' new
+        // CRLs still take effect (a revocation published to one CRL is not held back by another's outage).
         let mut changed = BTreeMap::new();
+        let mut errors = Vec::new();
         for object in &self.objects {
             let etag = held.objects.get(object).and_then(|(_, etag)| etag.as_deref());
-            match fetcher.fetch(object, etag).await {
+            match fetch(fetcher.as_ref(), object, etag).await {
                 Ok(Fetched::Unchanged) => {}
                 Ok(Fetched::Changed { bytes, etag }) => {
                     if held.objects.get(object).is_none_or(|(old, _)| **old != *bytes) {
@@ -334,14 +347,11 @@ impl CrlRefresh {
                         entry.1 = etag;
                     }
                 }
-                Err(message) => {
-                    self.failed(&mut held, &message);
-                    return None;
-                }
+                Err(message) => errors.push(message),
             }
         }
         if changed.is_empty() {
-            self.recovered(&mut held);
+            self.settle(&mut held, &errors);
             return None;
         }
         let mut bytes: CrlObjects = held.objects.iter().map(|(o, (b, _))| (o.clone(), b.clone())).collect();
@@ -351,7 +361,7 @@ impl CrlRefresh {
                 let names: Vec<String> = changed.keys().map(ToString::to_string).collect();
                 held.objects.extend(changed);
                 self.rebuilds.fetch_add(1, Ordering::Relaxed);
-                self.recovered(&mut held);
+                self.settle(&mut held, &errors);
                 tracing::info!(crl = %names.join(", "), "new S3 CRL published: rules rebuilt");
                 Some(accepted)
             }
@@ -359,6 +369,15 @@ impl CrlRefresh {
                 self.failed(&mut held, &why);
                 None
             }
+        }
+    }
+
+    /// The end of an attempt: a failure streak goes on while any object failed, and ends when none did.
+    fn settle(&self, held: &mut Held, errors: &[String]) {
+        if errors.is_empty() {
+            self.recovered(held);
+        } else {
+            self.failed(held, &errors.join("; "));
         }
     }
 

@@ -147,6 +147,33 @@ async fn the_ttl_gates_a_conditional_refresh_and_only_a_change_rebuilds() {
     assert_eq!(refresh.rebuilds(), 2);
 }
 
+/// Each object stands alone: while one cannot be fetched (deleted, access denied), its last good copy stays in
+/// force and another object's new CRL still takes effect.
+#[tokio::test]
+async fn one_object_failing_does_not_hold_back_another_ones_new_crl() {
+    let dir = ConfigDir::new();
+    let path = config(&dir, &[A, B]);
+    let s3 = Arc::new(FakeS3::default());
+    s3.put(A, crl(1));
+    let serial = Device::new(&cn(5)).serial;
+    s3.put(B, ca().crl_with(&CrlSpec::new(&[serial.as_slice()])).der);
+    let (rules, refresh) = loaded(&s3, &path).await;
+    assert_eq!(
+        (reason(&rules, 0), reason(&rules, 2), reason(&rules, 5)),
+        (Some(ReasonCode::CertRevoked), None, Some(ReasonCode::CertRevoked))
+    );
+
+    s3.objects.lock().unwrap().remove(B);
+    s3.put(A, crl(3));
+    let rules = refresh.refresh(&rules, Instant::now() + TTL).await.expect("A's new CRL despite B's failure");
+    assert_eq!(
+        (reason(&rules, 2), reason(&rules, 5), reason(&rules, 6)),
+        (Some(ReasonCode::CertRevoked), Some(ReasonCode::CertRevoked), None),
+        "A's new entries in force, B's last good copy kept"
+    );
+    assert_eq!(refresh.rebuilds(), 1);
+}
+
 #[tokio::test]
 async fn a_failure_at_load_is_an_error_naming_the_object() {
     let dir = ConfigDir::new();
