@@ -492,6 +492,15 @@ def check_sam(sam: dict[str, Any]) -> None:
     @check("sam: the drift schedule and its missing-report alarm exist only with a DriftSchedule (default daily)")
     def _() -> None:
         assert sam["Parameters"]["DriftSchedule"]["Default"] == "rate(1 day)"
+        # The same schedules in both: the CDK app's DRIFT_SCHEDULE is SAM's AllowedPattern.
+        config_ts = (Path(__file__).resolve().parents[1] / "cdk" / "lib" / "config.ts").read_text()
+        cdk_pattern = re.search(r"export const DRIFT_SCHEDULE = /(.*)/;", config_ts)
+        assert cdk_pattern and cdk_pattern.group(1) == sam["Parameters"]["DriftSchedule"]["AllowedPattern"], cdk_pattern
+        pattern = re.compile(sam["Parameters"]["DriftSchedule"]["AllowedPattern"])
+        for good in ["", "rate(1 day)", "rate(1 minute)", "rate(30 minutes)", "rate(1 hour)", "rate(24 hours)", "cron(0 3 * * ? *)"]:
+            assert pattern.fullmatch(good), good
+        for bad in ["rate(2 days)", "rate(1 minutes)", "rate(5 minute)", "rate(1 hours)", "rate(25 hours)", "rate(0 minutes)"]:
+            assert not pattern.fullmatch(bad), bad
         assert resources["DriftScheduleRule"]["Condition"] == "HasDriftSchedule"
         assert resources["DriftScheduleRule"]["Properties"]["ScheduleExpression"] == {"Ref": "DriftSchedule"}
         assert resources["DriftReportMissingAlarm"]["Condition"] == "HasDriftSchedule"

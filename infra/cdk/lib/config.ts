@@ -64,8 +64,8 @@ export const POLICY_PREFIX = /^[A-Za-z0-9_+=,.@-]{1,64}$/;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 const RUST_LOG = /^[A-Za-z0-9_:=,.-]{1,256}$/;
 // The SAM template's DriftSchedule AllowedPattern: a rate at most a day apart (the missing-report alarm waits two
-// days), or a cron.
-export const DRIFT_SCHEDULE = /^$|^rate\((1 day|[1-9][0-9]* minutes?|([1-9]|1[0-9]|2[0-4]) hours?)\)$|^cron\([^()]+\)$/;
+// days), its unit singular for 1 and plural otherwise as EventBridge requires, or a cron.
+export const DRIFT_SCHEDULE = /^$|^rate\((1 (day|hour|minute)|([2-9]|[1-9][0-9]+) minutes|([2-9]|1[0-9]|2[0-4]) hours)\)$|^cron\([^()]+\)$/;
 // The rules jitp applies to a CRL's s3:// URI (jitp_core::ids::S3Object), minus the comma that separates a list: a
 // general purpose bucket name, a key of S3's safe characters without a wildcard, so the grant names the object only.
 const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;

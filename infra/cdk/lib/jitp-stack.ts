@@ -671,10 +671,19 @@ export class JitpStack extends Stack {
       },
     ]);
     if (config.driftSchedule !== '') {
+      // Its own role, as SAM's DriftScheduleRole: assumable by EventBridge for this account only (the target's
+      // default role has no aws:SourceAccount condition), allowed to start this state machine only.
+      const scheduleRole = new iam.Role(this, 'DriftScheduleRole', {
+        assumedBy: new iam.ServicePrincipal('events.amazonaws.com', {
+          conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+        }),
+        description: 'jitp drift report schedule: starts the state machine',
+      });
+      machine.grantStartExecution(scheduleRole);
       new events.Rule(this, 'DriftScheduleRule', {
         description: 'jitp drift report: start the state machine',
         schedule: events.Schedule.expression(config.driftSchedule),
-        targets: [new eventsTargets.SfnStateMachine(machine)],
+        targets: [new eventsTargets.SfnStateMachine(machine, { role: scheduleRole })],
       });
     }
 

@@ -443,7 +443,12 @@ describe('drift report', () => {
     const names = Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties.MetricName);
     assert.ok(!names.includes('Devices'), 'no missing-report alarm without a schedule');
     assert.ok(names.includes('DevicesDrifted'));
-    assert.throws(() => synth({ driftSchedule: 'rate(2 days)' }), /driftSchedule/);
+    for (const bad of ['rate(2 days)', 'rate(1 minutes)', 'rate(5 minute)', 'rate(1 hours)', 'rate(25 hours)']) {
+      assert.throws(() => synth({ driftSchedule: bad }), /driftSchedule/, bad);
+    }
+    for (const good of ['rate(1 minute)', 'rate(30 minutes)', 'rate(1 hour)', 'rate(12 hours)', 'cron(0 3 * * ? *)']) {
+      assert.doesNotThrow(() => resolveConfig({ caCertificateIds: [CA_A], driftSchedule: good }), good);
+    }
     assert.throws(() => synth({ driftConcurrency: '5' }), /driftConcurrency/);
   });
 
