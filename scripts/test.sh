@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A full run needs ~5 GB: target/ ~3.3 GB (debug builds, Cargo.toml's [profile.dev]), the moto and infra venvs and
-# the CDK's node_modules ~1.2 GB. Say so up front rather than fail with ENOSPC half way through.
+# A full run from a clean clone peaks at ~5.2 GB: target/ ~4 GB (debug builds, Cargo.toml's [profile.dev]), the
+# moto and infra venvs and the CDK's node_modules ~1.2 GB. Say so up front rather than fail with ENOSPC half way.
 free_mb=$(df -Pm . | awk 'NR == 2 { print $4 }')
-echo "== disk: ${free_mb} MB free in $PWD (a full run needs ~5000 MB)"
+echo "== disk: ${free_mb} MB free in $PWD (a full run from a clean clone needs ~5500 MB)"
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
