@@ -135,6 +135,26 @@ impl Default for AwsRegistryBuilder {
     }
 }
 
+/// The shared AWS configuration both clients start from (AWS IoT's and S3's): the default chain, with the region,
+/// the credentials and an endpoint for every service overridden when given.
+pub(crate) async fn shared_config(
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    credentials: Option<Credentials>,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    loader.load().await
+}
+
 impl AwsRegistryBuilder {
     /// Send requests to `url` instead of AWS IoT's regional endpoint (an emulator such as moto's server).
     pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
@@ -181,17 +201,7 @@ impl AwsRegistryBuilder {
     /// Load the shared AWS configuration and build the client. Credentials are resolved lazily, on the first
     /// call, so this does not fail; a missing region surfaces as an error of the first call.
     pub async fn build(self) -> AwsRegistry {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = self.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = self.region {
-            loader = loader.region(Region::new(region));
-        }
-        if let Some(credentials) = self.credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        let shared = loader.load().await;
+        let shared = shared_config(self.endpoint_url, self.region, self.credentials).await;
         let config =
             configure(aws_sdk_iot::config::Builder::from(&shared), self.operation_timeout, self.attempt_timeout);
         AwsRegistry::from_client(aws_sdk_iot::Client::from_conf(config.build()))

@@ -11,7 +11,7 @@
 //! The SDK's standard retries stay on here (unlike [`crate::AwsRegistry`]'s): no workflow retry loop sits
 //! above a CRL fetch, and a refresh that still fails keeps the last good CRL.
 
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use jitp_core::cert::MAX_CRL_BYTES;
 use jitp_core::ids::S3Object;
@@ -68,14 +68,8 @@ impl S3CrlsBuilder {
 
     /// Load the shared AWS configuration and build the client (credentials are resolved on the first call).
     pub async fn build(self) -> S3Crls {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = self.region {
-            loader = loader.region(Region::new(region));
-        }
-        if let Some(credentials) = self.credentials {
-            loader = loader.credentials_provider(credentials);
-        }
-        let shared = loader.load().await;
+        // The endpoint is set on S3's own configuration below, where path-style addressing goes with it.
+        let shared = crate::shared_config(None, self.region, self.credentials).await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(timeout_config(DEFAULT_OPERATION_TIMEOUT, DEFAULT_ATTEMPT_TIMEOUT));
         if let Some(url) = self.endpoint_url {
