@@ -30,8 +30,9 @@ use aws_sdk_iot::types as sdk;
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_core::registry::{
-    CaDescription, CaStatus, CertificateDescription, IotRegistry, MAX_THINGS_PER_PAGE, Operation, PolicyDescription,
-    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
+    CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
+    MAX_THINGS_PER_PAGE, Operation, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingFilter,
+    ThingNamePage, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 
@@ -552,6 +553,74 @@ impl IotRegistry for AwsRegistry {
             .map(|name| listed_thing(OP, name))
             .collect::<Result<Vec<ThingName>, RegistryError>>()?;
         Ok(ThingNamePage { things, next_token: page.next_token.filter(|t| !t.is_empty()) })
+    }
+
+    async fn list_targets_for_policy(&self, name: &PolicyName) -> Result<Vec<String>, RegistryError> {
+        const OP: Operation = Operation::ListTargetsForPolicy;
+        let mut targets = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let request = self
+                .client
+                .list_targets_for_policy()
+                .policy_name(name.as_str())
+                .page_size(250)
+                .set_marker(marker.take())
+                .send();
+            let page = call(OP, request).await?;
+            targets.extend(page.targets.unwrap_or_default());
+            match page.next_marker.filter(|m| !m.is_empty()) {
+                Some(next) => marker = Some(next),
+                None => return Ok(targets),
+            }
+        }
+        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+    }
+
+    async fn list_ca_certificates(&self) -> Result<Vec<CaCertificateId>, RegistryError> {
+        const OP: Operation = Operation::ListCACertificates;
+        let mut ids = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let request = self.client.list_ca_certificates().page_size(250).set_marker(marker.take()).send();
+            let page = call(OP, request).await?;
+            for ca in page.certificates.unwrap_or_default() {
+                let id = ca.certificate_id.ok_or_else(|| malformed(OP, "has a CA without certificateId"))?;
+                ids.push(id.parse().map_err(|e| malformed(OP, &format!("has a bad CA id: {e}")))?);
+            }
+            match page.next_marker.filter(|m| !m.is_empty()) {
+                Some(next) => marker = Some(next),
+                None => return Ok(ids),
+            }
+        }
+        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+    }
+
+    async fn list_certificates_by_ca(
+        &self,
+        ca: &CaCertificateId,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, RegistryError> {
+        const OP: Operation = Operation::ListCertificatesByCA;
+        let request = self
+            .client
+            .list_certificates_by_ca()
+            .ca_certificate_id(ca.as_str())
+            .page_size(250)
+            .set_marker(marker.map(str::to_owned))
+            .send();
+        let page = call(OP, request).await?;
+        let mut certificates = Vec::new();
+        for c in page.certificates.unwrap_or_default() {
+            let id = c.certificate_id.ok_or_else(|| malformed(OP, "has a certificate without certificateId"))?;
+            let id: CertificateId = id.parse().map_err(|e| malformed(OP, &format!("has a bad certificate id: {e}")))?;
+            let arn = c.certificate_arn.ok_or_else(|| malformed(OP, "has a certificate without certificateArn"))?;
+            // A status this adapter does not know is not one jitp could act on: skip the certificate, as the
+            // listing's other readers would not see it either.
+            let Some(status) = c.status.as_ref().and_then(from_sdk_status) else { continue };
+            certificates.push(CertificateSummary { id, arn, status });
+        }
+        Ok(CertificatePage { certificates, next_marker: page.next_marker.filter(|m| !m.is_empty()) })
     }
 }
 

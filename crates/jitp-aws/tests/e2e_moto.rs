@@ -389,8 +389,8 @@ macro_rules! slow {
 use jitp_core::event::CertificateStatus;
 use jitp_core::ids::PolicyName;
 use jitp_core::registry::{
-    CaDescription, CertificateDescription, PolicyDescription, PolicyVersion, RegistryError, ThingDescription,
-    ThingFilter, ThingNamePage, ThingPage, ThingSpec,
+    CaDescription, CertificateDescription, CertificatePage, PolicyDescription, PolicyVersion, RegistryError,
+    ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
 };
 use jitp_core::thing::ThingName;
 slow! {
@@ -414,6 +414,9 @@ slow! {
     detach_thing_principal(thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
     list_things(filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
     list_things_in_thing_group(group: &str, next_token: Option<&str>) -> Result<ThingNamePage, RegistryError>;
+    list_targets_for_policy(name: &PolicyName) -> Result<Vec<String>, RegistryError>;
+    list_ca_certificates() -> Result<Vec<CaCertificateId>, RegistryError>;
+    list_certificates_by_ca(ca: &CaCertificateId, marker: Option<&str>) -> Result<CertificatePage, RegistryError>;
 }
 
 /// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,

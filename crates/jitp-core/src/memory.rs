@@ -24,8 +24,9 @@ use crate::event::CertificateStatus;
 use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Quotas;
 use crate::registry::{
-    CaDescription, CaStatus, CertificateDescription, IotRegistry, MAX_THINGS_PER_PAGE, Operation, PolicyDescription,
-    PolicyVersion, RegistryError, ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
+    CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
+    MAX_THINGS_PER_PAGE, Operation, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingFilter,
+    ThingNamePage, ThingPage, ThingSpec,
 };
 use crate::thing::ThingName;
 
@@ -167,6 +168,8 @@ struct Runtime {
 /// ListThings' `nextToken` of this registry: the name of the last thing of the page before. AWS's tokens are
 /// opaque; callers only pass them back.
 const THINGS_TOKEN: &str = "jitp-memory-things-after:";
+/// ListCertificatesByCA's `nextMarker` of this registry: the id of the last certificate of the page before.
+const CERTIFICATES_MARKER: &str = "jitp-memory-certificates-after:";
 
 /// The in-memory registry.
 #[derive(Debug)]
@@ -346,6 +349,69 @@ impl MemoryRegistry {
     pub fn attached_policies(&self, id: &CertificateId) -> Vec<PolicyName> {
         let state = lock(&self.state);
         state.policy_targets.get(&cert_arn(&state, id)).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// An operator's DeleteThing (the console's "delete", which detaches the thing's principals first): the
+    /// certificates stay as they are, with their policies. For tests of what people do to the registry.
+    pub fn operator_delete_thing(&self, name: &ThingName) {
+        let mut state = lock(&self.state);
+        if let Some(principals) = state.thing_principals.remove(name) {
+            for principal in principals {
+                if let Some(things) = state.principal_things.get_mut(&principal) {
+                    things.remove(name);
+                }
+            }
+        }
+        state.things.remove(name);
+    }
+
+    /// An operator's CreateThing, or UpdateThing of every attribute, without any check (a script, a typo).
+    pub fn operator_put_thing(&self, name: &ThingName, attributes: BTreeMap<String, String>) {
+        let mut state = lock(&self.state);
+        let thing = state.things.entry(name.clone()).or_default();
+        thing.attributes = attributes;
+        thing.version += 1;
+    }
+
+    /// An operator's AttachThingPrincipal (non-exclusive unless `exclusive`), without any check.
+    pub fn operator_attach_thing(&self, name: &ThingName, id: &CertificateId, exclusive: bool) {
+        let mut state = lock(&self.state);
+        let arn = cert_arn(&state, id);
+        state.principal_things.entry(arn.clone()).or_default().insert(name.clone(), exclusive);
+        state.thing_principals.entry(name.clone()).or_default().insert(arn);
+    }
+
+    /// An operator's DetachPolicy.
+    pub fn operator_detach_policy(&self, name: &PolicyName, id: &CertificateId) {
+        let mut state = lock(&self.state);
+        let arn = cert_arn(&state, id);
+        if let Some(policies) = state.policy_targets.get_mut(&arn) {
+            policies.remove(name);
+        }
+    }
+
+    /// An operator's UpdateCertificate to any status, without AWS's transition rules.
+    pub fn operator_set_status(&self, id: &CertificateId, status: CertificateStatus) {
+        if let Some(cert) = lock(&self.state).certificates.get_mut(id) {
+            cert.status = Some(status);
+        }
+    }
+
+    /// The thing's attributes, if it exists.
+    pub fn thing_attributes(&self, name: &ThingName) -> Option<BTreeMap<String, String>> {
+        lock(&self.state).things.get(name).map(|t| t.attributes.clone())
+    }
+
+    /// The certificates (ARNs) a policy is attached to.
+    pub fn policy_targets(&self, name: &PolicyName) -> Vec<String> {
+        let state = lock(&self.state);
+        state.policy_targets.iter().filter(|(_, p)| p.contains(name)).map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The default version's document of a policy.
+    pub fn policy_document(&self, name: &PolicyName) -> Option<String> {
+        let state = lock(&self.state);
+        state.policies.get(name).and_then(|p| p.versions.get(&p.default).cloned())
     }
 
     /// Things attached to a certificate.
@@ -840,6 +906,58 @@ impl IotRegistry for MemoryRegistry {
             Ok(ThingNamePage { things, next_token })
         });
         self.finish(Operation::ListThingsInThingGroup, after, None, r)
+    }
+
+    async fn list_targets_for_policy(&self, name: &PolicyName) -> Result<Vec<String>, RegistryError> {
+        let after = self.admit(Operation::ListTargetsForPolicy).await?;
+        let r = self.with_state(|s| {
+            if !s.policies.contains_key(name) {
+                return Err(RegistryError::NotFound(format!("policy {name}")));
+            }
+            Ok(s.policy_targets.iter().filter(|(_, names)| names.contains(name)).map(|(t, _)| t.clone()).collect())
+        });
+        self.finish(Operation::ListTargetsForPolicy, after, None, r)
+    }
+
+    async fn list_ca_certificates(&self) -> Result<Vec<CaCertificateId>, RegistryError> {
+        let after = self.admit(Operation::ListCACertificates).await?;
+        let r = self.with_state(|s| Ok(s.cas.keys().cloned().collect()));
+        self.finish(Operation::ListCACertificates, after, None, r)
+    }
+
+    async fn list_certificates_by_ca(
+        &self,
+        ca: &CaCertificateId,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, RegistryError> {
+        let after = self.admit(Operation::ListCertificatesByCA).await?;
+        let limit = lock(&self.runtime).page_size.unwrap_or(MAX_THINGS_PER_PAGE).min(MAX_THINGS_PER_PAGE) as usize;
+        let r = self.with_state(|s| {
+            if !s.cas.contains_key(ca) {
+                return Err(RegistryError::NotFound(format!("CA {ca}")));
+            }
+            let start = match marker {
+                None => None,
+                Some(m) => match m.strip_prefix(CERTIFICATES_MARKER).map(str::parse::<CertificateId>) {
+                    Some(Ok(id)) => Some(id),
+                    _ => return Err(RegistryError::InvalidRequest(format!("marker {m:?} is not valid"))),
+                },
+            };
+            let mut of_ca = s
+                .certificates
+                .iter()
+                .filter(|(id, c)| c.ca.as_ref() == Some(ca) && start.as_ref().is_none_or(|after| *id > after))
+                .filter_map(|(id, c)| {
+                    c.status.map(|status| CertificateSummary { id: id.clone(), arn: cert_arn(s, id), status })
+                });
+            let certificates: Vec<CertificateSummary> = of_ca.by_ref().take(limit).collect();
+            let next_marker = match (of_ca.next(), certificates.last()) {
+                (Some(_), Some(last)) => Some(format!("{CERTIFICATES_MARKER}{}", last.id)),
+                _ => None,
+            };
+            Ok(CertificatePage { certificates, next_marker })
+        });
+        self.finish(Operation::ListCertificatesByCA, after, None, r)
     }
 }
 

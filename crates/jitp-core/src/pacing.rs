@@ -47,7 +47,8 @@ pub struct Quotas(BTreeMap<Operation, f64>);
 
 impl Quotas {
     /// AWS IoT Core's published default quotas for the APIs jitp calls (Service Quotas, "AWS IoT Core", API
-    /// throttling limits). DetachThingPrincipal, not listed separately, takes AttachThingPrincipal's.
+    /// throttling limits). DetachThingPrincipal, not listed separately, takes AttachThingPrincipal's; ListTargetsForPolicy,
+    /// ListCACertificates and ListCertificatesByCA, not listed either, take the list APIs' 10 a second.
     pub fn aws_defaults() -> Self {
         use Operation as O;
         let rate = |op: Operation| match op {
@@ -60,7 +61,10 @@ impl Quotas {
             | O::ListPolicyVersions
             | O::ListThingPrincipals
             | O::ListThings
-            | O::ListThingsInThingGroup => 10.0,
+            | O::ListThingsInThingGroup
+            | O::ListTargetsForPolicy
+            | O::ListCACertificates
+            | O::ListCertificatesByCA => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

@@ -98,6 +98,10 @@ pub use crate::thing::CERTIFICATE_ATTRIBUTE;
 /// between the read and the compare-and-set) before the event is handed back for redelivery.
 const MAX_CLAIM_ROUNDS: usize = 5;
 
+/// Other certificates a per-thing policy may be attached to that the workflow describes before it holds the
+/// event anyway (each is a DescribeCertificate on a path that runs only when someone else is attached).
+const MAX_TARGETS_DESCRIBED: usize = 5;
+
 /// Tunables of the workflow.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -166,6 +170,9 @@ struct Refused<'c> {
     active: bool,
     /// The workflow already set the certificate's status itself (a superseded or duplicate ACTIVE one).
     written: Option<CertificateAction>,
+    /// A DUPLICATE_THING whose owner is proven live: ACTIVE and attached to the thing. Only then may an ACTIVE
+    /// certificate that does not own its thing be deactivated (`recheck_active`).
+    live_owner: bool,
 }
 
 /// Why the workflow stopped early.
@@ -195,6 +202,7 @@ impl<'c> Stop<'c> {
             refusal: rejection.into(),
             active: false,
             written: Some(CertificateAction::Inactive),
+            live_owner: false,
         }))
     }
 }
@@ -207,7 +215,7 @@ impl From<Error> for Stop<'_> {
 
 impl<'c> From<Refusal<'c>> for Stop<'c> {
     fn from(refusal: Refusal<'c>) -> Self {
-        Self::Reject(Box::new(Refused { refusal, active: false, written: None }))
+        Self::Reject(Box::new(Refused { refusal, active: false, written: None, live_owner: false }))
     }
 }
 
@@ -682,7 +690,12 @@ impl Provisioner {
             .filter_map(|(gap, what)| gap.then_some(what))
             .collect();
         match self.claim_thing(subject, tally).await {
-            Err(Stop::Reject(refused)) if refused.refusal.rejection.reason == crate::ReasonCode::DuplicateThing => {
+            // Only an owner proven live (ACTIVE and attached to the thing) costs this certificate its activation:
+            // an owner that is retired, deleted, still PENDING or not jitp's leaves it as it is (HELD), so an
+            // operator's deletion or rollback never leaves a device without an ACTIVE certificate.
+            Err(Stop::Reject(refused))
+                if refused.refusal.rejection.reason == crate::ReasonCode::DuplicateThing && refused.live_owner =>
+            {
                 tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
                 // Detaching is safe only where no copy of this certificate's event can be activating it now:
                 // in reject mode a non-owner never reaches activation; in rotate mode it may (module docs).
@@ -779,6 +792,9 @@ impl Provisioner {
         created: PolicyStart,
     ) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
+        if matches!(created, PolicyStart::Exists) && verdict.policy_mode != PolicyMode::Shared {
+            self.policy_not_in_use(subject, tally).await?;
+        }
         facts.policy_version = Some(self.settle_policy(verdict, created, tally).await?);
         let (policy, thing) = (&verdict.policy.name, &verdict.thing_name);
         let groups = futures::future::join_all(verdict.thing_groups.iter().map(|group| {
@@ -848,15 +864,18 @@ impl Provisioner {
     }
 
     /// The thing is owned by `owner`, another certificate: may this one take it over?
+    ///
+    /// Only from a live owner, and only by rotation. The owner attribute is a claim anyone who can write thing
+    /// attributes can make, so it is checked against the registry before anything follows from it:
+    ///
+    /// - not a certificate id, or an ACTIVE certificate not attached to the thing (a thing made or edited by
+    ///   hand): THING_NOT_MANAGED, held;
+    /// - REVOKED, INACTIVE or deleted: THING_OWNER_RETIRED, held. A retired owner's name is never taken over
+    ///   silently, in either mode: the operator decides (`jitp handover`, or delete the thing);
+    /// - live (ACTIVE and attached, or PENDING_ACTIVATION: a provisioning in flight): DUPLICATE_THING, unless
+    ///   `on_duplicate = "rotate"` and this certificate is newer and of the same CA.
     async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
         let name = &subject.verdict.thing_name;
-        if subject.verdict.on_duplicate == OnDuplicate::Reject {
-            return Err(reject!(
-                DuplicateThing,
-                "thing {name} belongs to certificate {owner} (whatever its status: an owner whose provisioning is in flight keeps its thing); one identity per device (on_duplicate = \"rotate\" lets a newer certificate of the same CA take over)"
-            )
-            .into());
-        }
         let Ok(other) = owner.parse::<CertificateId>() else {
             return Err(reject!(
                 ThingNotManaged,
@@ -864,21 +883,67 @@ impl Provisioner {
             )
             .into());
         };
-        match self.other_certificate(subject, &other, tally).await? {
-            Other::Gone => Ok(()),
-            Other::Present { same_ca: false, .. } => Err(reject!(
+        let (not_before, same_ca, status) = match self.other_certificate(subject, &other, tally).await? {
+            Other::Gone => {
+                return Err(reject!(
+                    ThingOwnerRetired,
+                    "thing {name} belongs to certificate {other}, which no longer exists; jitp does not take a name over from a deleted owner: hand it to this certificate with `jitp handover --thing {name} --certificate {}`, or delete the thing",
+                    subject.cert.id
+                )
+                .into());
+            }
+            Other::Present { not_before, same_ca, status } => (not_before, same_ca, status),
+        };
+        match status {
+            CertificateStatus::Active => {
+                let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
+                if !principals.iter().any(|arn| CertificateId::from_arn(arn).as_ref() == Some(&other)) {
+                    return Err(reject!(
+                        ThingNotManaged,
+                        "thing {name} names certificate {other} as its owner, but that certificate is not attached to it: not a thing jitp provisioned; jitp leaves it to the operator"
+                    )
+                    .into());
+                }
+            }
+            CertificateStatus::PendingActivation => {}
+            retired => {
+                return Err(reject!(
+                    ThingOwnerRetired,
+                    "thing {name} belongs to certificate {other}, which is {retired}; jitp does not take a name over from a retired owner: hand it to this certificate with `jitp handover --thing {name} --certificate {}`, or delete the thing",
+                    subject.cert.id
+                )
+                .into());
+            }
+        }
+        let live = status == CertificateStatus::Active;
+        let duplicate = |rejection: Rejection| {
+            Stop::Reject(Box::new(Refused {
+                refusal: rejection.into(),
+                active: false,
+                written: None,
+                live_owner: live,
+            }))
+        };
+        if subject.verdict.on_duplicate == OnDuplicate::Reject {
+            return Err(duplicate(reject!(
+                DuplicateThing,
+                "thing {name} belongs to certificate {other} ({status}: an owner whose provisioning is in flight keeps its thing); one identity per device (on_duplicate = \"rotate\" lets a newer certificate of the same CA take over)"
+            )));
+        }
+        if !same_ca {
+            return Err(duplicate(reject!(
                 DuplicateThing,
                 "thing {name} belongs to certificate {other} of another CA; rotation replaces only a certificate of the same CA"
-            )
-            .into()),
-            Other::Present { not_before, .. } if (not_before, &other) > subject.rank() => Err(reject!(
+            )));
+        }
+        if (not_before, &other) > subject.rank() {
+            return Err(duplicate(reject!(
                 DuplicateThing,
                 "thing {name} belongs to newer certificate {other} (notBefore {}); rotation only moves a thing to a newer certificate",
                 crate::unix_time::rfc3339(not_before)
-            )
-            .into()),
-            Other::Present { .. } => Ok(()),
+            )));
         }
+        Ok(())
     }
 
     async fn other_certificate(
@@ -930,6 +995,79 @@ impl Provisioner {
             }
         }
         Ok(retired)
+    }
+
+    /// The device's per-thing policy existed before this event: prove that no other certificate depends on it
+    /// before this event writes a version into it or attaches it (POLICY_IN_USE, held, otherwise).
+    ///
+    /// Why this is needed: the claim proves the *thing* is this certificate's, not the policy. An operator who
+    /// deletes a thing leaves its certificate ACTIVE with the per-thing policy attached; a new certificate for the
+    /// same name then creates the thing again and would find the policy there. Writing its document would change
+    /// the old certificate's permissions, and even attaching the same document would give two ACTIVE
+    /// certificates one client id.
+    ///
+    /// Who may be attached besides this certificate: certificates attached to the thing this event has just
+    /// claimed (a rotation's predecessors, kept INACTIVE for a rollback, or an owner handed over: the same
+    /// device), and REVOKED certificates (final in AWS IoT: they never connect again). Anything else (another
+    /// certificate in any other status, a thing group, an identity) holds the event. At most
+    /// [`MAX_TARGETS_DESCRIBED`] other certificates are described; more than that holds it too.
+    ///
+    /// Why the answer stays true until this event attaches the policy: it runs after the claim succeeded, so
+    /// only this certificate (and replays of its event) can reach this point for this thing, by the claim's
+    /// atomic primitives (CreateThing's conditional create, UpdateThing's expectedVersion); no other jitp event
+    /// attaches this policy meanwhile. A person attaching it by hand in that window is not jitp's to prevent;
+    /// `jitp reconcile` reports such a certificate (`orphaned`). Cost: one ListTargetsForPolicy, on this slow
+    /// path only (the policy existed); ListThingPrincipals and DescribeCertificate only when others are attached.
+    async fn policy_not_in_use(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
+        let (cert, verdict) = (subject.cert, subject.verdict);
+        let (name, thing) = (&verdict.policy.name, &verdict.thing_name);
+        let targets = match tally.call(Operation::ListTargetsForPolicy, |r| r.list_targets_for_policy(name)).await? {
+            Ok(targets) => targets,
+            // Deleted since CreatePolicy answered: GetPolicy says so next, and the event is handed back.
+            Err(RegistryError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(registry_error(Operation::ListTargetsForPolicy, e).into()),
+        };
+        let others: Vec<&String> = targets.iter().filter(|t| **t != cert.arn).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let principals = match tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await? {
+            Ok(p) => p,
+            Err(RegistryError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(registry_error(Operation::ListThingPrincipals, e).into()),
+        };
+        let mut blocking: Vec<String> = Vec::new();
+        let mut described = 0;
+        for target in others.into_iter().filter(|t| !principals.contains(t)) {
+            let Some(id) = CertificateId::from_arn(target) else {
+                blocking.push(format!("{target} (not a certificate)"));
+                continue;
+            };
+            if described == MAX_TARGETS_DESCRIBED {
+                blocking.push(format!("certificate {id} (not examined)"));
+                continue;
+            }
+            described += 1;
+            match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(&id)).await? {
+                Ok(d) if d.status == CertificateStatus::Revoked => {}
+                Err(RegistryError::NotFound(_)) => {}
+                Ok(d) => blocking.push(format!("certificate {id} ({})", d.status)),
+                Err(e) => return Err(registry_error(Operation::DescribeCertificate, e).into()),
+            }
+        }
+        if blocking.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = blocking.iter().take(3).map(String::as_str).collect();
+        let more = blocking.len().saturating_sub(shown.len());
+        Err(reject!(
+            PolicyInUse,
+            "policy {name} is attached to {}{} as well, which is not attached to thing {thing}: writing or attaching it for certificate {} would change or share that certificate's permissions (was the thing deleted while its certificate stayed ACTIVE?). Revoke, deactivate or detach the other certificate, or hand the device over, then redeliver the event",
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            cert.id
+        )
+        .into())
     }
 
     /// The policy's conditional create, the part that may run before the claim is known (see

@@ -82,6 +82,13 @@ pub enum ReasonCode {
     /// The thing exists but jitp did not create it (it has no `jitp_certificate` attribute): jitp never adopts a
     /// thing it did not create.
     ThingNotManaged,
+    /// The device's per-thing policy exists and another certificate, not REVOKED and not attached to the
+    /// device's thing, is attached to it (the thing was deleted while that certificate stayed): writing or
+    /// attaching the policy would change or share that certificate's permissions. The operator decides.
+    PolicyInUse,
+    /// The thing's recorded owner (`jitp_certificate`) is REVOKED, INACTIVE or deleted: the name is not taken
+    /// over silently. The operator hands it over (`jitp handover`) or deletes the thing.
+    ThingOwnerRetired,
 }
 
 impl ReasonCode {
@@ -119,6 +126,8 @@ impl ReasonCode {
         Self::NameConstraintViolation,
         Self::ThingNotManaged,
         Self::CertRevoked,
+        Self::PolicyInUse,
+        Self::ThingOwnerRetired,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -156,6 +165,8 @@ impl ReasonCode {
             Self::NameConstraintViolation => "NAME_CONSTRAINT_VIOLATION",
             Self::ThingNotManaged => "THING_NOT_MANAGED",
             Self::CertRevoked => "CERT_REVOKED",
+            Self::PolicyInUse => "POLICY_IN_USE",
+            Self::ThingOwnerRetired => "THING_OWNER_RETIRED",
         }
     }
 
@@ -181,7 +192,9 @@ impl ReasonCode {
             | Self::PolicyTemplateError
             | Self::PolicyTooPermissive
             | Self::PolicyTooLarge
-            | Self::ThingNotManaged => Fault::Operator,
+            | Self::ThingNotManaged
+            | Self::PolicyInUse
+            | Self::ThingOwnerRetired => Fault::Operator,
             Self::MalformedCertificate
             | Self::IssuerMismatch
             | Self::SignatureInvalid

@@ -76,6 +76,9 @@ pub enum Operation {
     DetachThingPrincipal,
     ListThings,
     ListThingsInThingGroup,
+    ListTargetsForPolicy,
+    ListCACertificates,
+    ListCertificatesByCA,
 }
 
 impl Operation {
@@ -101,6 +104,9 @@ impl Operation {
         Self::DetachThingPrincipal,
         Self::ListThings,
         Self::ListThingsInThingGroup,
+        Self::ListTargetsForPolicy,
+        Self::ListCACertificates,
+        Self::ListCertificatesByCA,
     ];
 
     /// The AWS API name.
@@ -126,6 +132,9 @@ impl Operation {
             Self::DetachThingPrincipal => "DetachThingPrincipal",
             Self::ListThings => "ListThings",
             Self::ListThingsInThingGroup => "ListThingsInThingGroup",
+            Self::ListTargetsForPolicy => "ListTargetsForPolicy",
+            Self::ListCACertificates => "ListCACertificates",
+            Self::ListCertificatesByCA => "ListCertificatesByCA",
         }
     }
 
@@ -153,6 +162,9 @@ impl Operation {
             Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
             Self::ListThings => "iot:ListThings",
             Self::ListThingsInThingGroup => "iot:ListThingsInThingGroup",
+            Self::ListTargetsForPolicy => "iot:ListTargetsForPolicy",
+            Self::ListCACertificates => "iot:ListCACertificates",
+            Self::ListCertificatesByCA => "iot:ListCertificatesByCA",
         }
     }
 }
@@ -291,6 +303,26 @@ pub struct PolicyVersion {
     pub is_default: bool,
 }
 
+/// One certificate of ListCertificatesByCA (the fields jitp reads of AWS's `Certificate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateSummary {
+    /// The certificate id.
+    pub id: CertificateId,
+    /// Its ARN.
+    pub arn: String,
+    /// Its status.
+    pub status: CertificateStatus,
+}
+
+/// One page of ListCertificatesByCA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatePage {
+    /// The certificates of this page.
+    pub certificates: Vec<CertificateSummary>,
+    /// `nextMarker`: pass it back for the next page; `None` on the last page.
+    pub next_marker: Option<String>,
+}
+
 /// The AWS IoT calls jitp needs.
 #[async_trait]
 pub trait IotRegistry: Send + Sync {
@@ -344,4 +376,15 @@ pub trait IotRegistry: Send + Sync {
         group: &str,
         next_token: Option<&str>,
     ) -> Result<ThingNamePage, RegistryError>;
+    /// ListTargetsForPolicy, every page: the principals (certificate ARNs, and whatever else the account
+    /// attached: thing groups, Cognito identities) the policy is attached to.
+    async fn list_targets_for_policy(&self, name: &PolicyName) -> Result<Vec<String>, RegistryError>;
+    /// ListCACertificates, every page: the ids of the CA certificates registered in the account.
+    async fn list_ca_certificates(&self) -> Result<Vec<CaCertificateId>, RegistryError>;
+    /// ListCertificatesByCA, one page of at most 250, from `marker` (a previous page's) or the start.
+    async fn list_certificates_by_ca(
+        &self,
+        ca: &CaCertificateId,
+        marker: Option<&str>,
+    ) -> Result<CertificatePage, RegistryError>;
 }
