@@ -175,6 +175,32 @@ impl From<Shard> for String {
     }
 }
 
+/// The names of the policies jitp attaches to the certificate of thing `thing` under `config`: each per-thing
+/// profile's `<policy_prefix><thing>` and each shared profile's shared name.
+///
+/// # How reconcile proves a device is jitp's
+///
+/// A thing's `jitp_certificate` attribute is a claim: anyone who can write thing attributes can make it. Before
+/// reconcile writes to a device or revokes its certificate, the registry must show what jitp's workflow and only
+/// it makes together: the certificate is attached to the thing (ListThingPrincipals), and a policy of a name
+/// jitp gives this thing's policy is attached to the certificate (ListAttachedPolicies). A thing made by hand for
+/// another team's certificate, attached to it, has no such policy, so it is `unaccounted` (`no_jitp_policy`) and
+/// nothing is written or revoked. Forging the proof takes attaching a policy named like jitp's to the
+/// certificate, an act of someone who administers the account's policies, not of someone who edits things. The
+/// attachment type (EXCLUSIVE_THING) is not read: it takes ListThingPrincipalsV2, a call and an action more
+/// per device, and adds nothing a hand attachment could not also set. Cost: one ListAttachedPolicies per ACTIVE
+/// device, made beside GetPolicy (the same round trip).
+pub fn jitp_policy_names(config: &crate::profile::Config, thing: &ThingName) -> BTreeSet<String> {
+    config
+        .profiles
+        .iter()
+        .map(|p| match p.policy_mode {
+            PolicyMode::Shared => crate::naming::shared_name(p),
+            _ => format!("{}{}", p.policy_prefix, thing.as_str()),
+        })
+        .collect()
+}
+
 /// What the registry holds for one device, as far as the plan needed to look, and today's decision.
 #[derive(Debug, Clone)]
 pub enum Observed<'c> {
@@ -188,6 +214,9 @@ pub enum Observed<'c> {
     Status(CertificateStatus),
     /// The registry does not say which CA issued the certificate: nothing to decide against.
     CaNotNamed,
+    /// The certificate is ACTIVE and attached to the thing, but has no policy jitp would attach for this thing:
+    /// not provably a device jitp provisioned (see [`jitp_policy_names`]).
+    NoJitpPolicy,
     /// Today's configuration refuses the certificate; the profile that governed the refusal, if the decision
     /// selected one (its `on_reject` is what `--revoke` applies).
     Refused(Rejection, Option<&'c Profile>),
@@ -216,6 +245,9 @@ pub enum Unaccounted {
     CertificatePending,
     /// The registry names no CA for the certificate.
     CaNotNamed,
+    /// The certificate has no policy jitp would attach for this thing: the thing and its attribute may have
+    /// been written by anyone who can write things; reconcile proves a device is jitp's before it acts.
+    NoJitpPolicy,
 }
 
 /// A value before and after (`None`: absent).
@@ -277,6 +309,7 @@ pub fn assess(thing: &ThingDescription, certificate: &CertificateId, observed: &
         Observed::CertificateMissing => Assessment::Unaccounted(Unaccounted::CertificateMissing),
         Observed::NotAttached => Assessment::Unaccounted(Unaccounted::NotAttached),
         Observed::CaNotNamed => Assessment::Unaccounted(Unaccounted::CaNotNamed),
+        Observed::NoJitpPolicy => Assessment::Unaccounted(Unaccounted::NoJitpPolicy),
         Observed::Status(CertificateStatus::PendingActivation) => {
             Assessment::Unaccounted(Unaccounted::CertificatePending)
         }
@@ -432,6 +465,24 @@ pub struct Why {
     pub why: Unaccounted,
 }
 
+/// An orphaned group's key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Orphaned {
+    /// The jitp policy names attached to the first example.
+    pub policies: Vec<String>,
+}
+
+/// An ACTIVE certificate with a jitp policy attached that no thing jitp made names as its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    /// The certificate.
+    pub id: CertificateId,
+    /// Its ARN.
+    pub arn: String,
+    /// The policies attached to it whose names start with a profile's `policy_prefix`.
+    pub policies: Vec<String>,
+}
+
 /// A device whose calls failed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceError {
@@ -461,6 +512,9 @@ pub struct Counts {
     pub unaccounted: u64,
     /// The plan could not look.
     pub errors: u64,
+    /// ACTIVE certificates with a jitp policy that no thing jitp made names (not devices: not in `devices`).
+    #[serde(default)]
+    pub orphaned: u64,
 }
 
 impl Counts {
@@ -470,13 +524,27 @@ impl Counts {
     /// (`--apply --revoke` makes them), so a report alarming on this number returns to OK after an apply. The
     /// plan's `drift` flag (the CLI's exit 1) counts the retired too.
     pub fn drifted(&self) -> u64 {
-        self.devices.saturating_sub(self.unchanged).saturating_sub(self.retired).saturating_sub(self.errors)
+        self.devices
+            .saturating_sub(self.unchanged)
+            .saturating_sub(self.retired)
+            .saturating_sub(self.errors)
+            .saturating_add(self.orphaned)
     }
 
     /// Add `other`'s devices to these (the counts of disjoint shards sum to the counts of their union).
     pub fn add(&mut self, other: &Counts) {
-        let Counts { devices, unchanged, policy_changes, thing_changes, would_reject, retired, unaccounted, errors } =
-            other;
+        let Counts {
+            devices,
+            unchanged,
+            policy_changes,
+            thing_changes,
+            would_reject,
+            retired,
+            unaccounted,
+            errors,
+            orphaned,
+        } = other;
+        self.orphaned = self.orphaned.saturating_add(*orphaned);
         self.devices = self.devices.saturating_add(*devices);
         self.unchanged = self.unchanged.saturating_add(*unchanged);
         self.policy_changes = self.policy_changes.saturating_add(*policy_changes);
@@ -510,6 +578,10 @@ pub struct Plan {
     pub retired: Vec<Group<Retired>>,
     /// Unaccounted devices by why.
     pub unaccounted: Vec<Group<Why>>,
+    /// ACTIVE certificates with a jitp policy that no thing jitp made names: the thing was deleted, or names
+    /// another certificate now. Examples are certificate ids. Only the whole plan looks for them
+    /// ([`Reconciler::plan`]); a shard's plan does not.
+    pub orphaned: Vec<Group<Orphaned>>,
     /// Devices whose calls failed (the plan is incomplete when this is not empty).
     pub errors: Vec<DeviceError>,
     /// Calls made, by operation.
@@ -576,6 +648,7 @@ pub struct PlanBuilder {
     rejected: Groups<Rejected>,
     retired: Groups<Retired>,
     unaccounted: Groups<Why>,
+    orphaned: Groups<Orphaned>,
     errors: Vec<DeviceError>,
 }
 
@@ -615,6 +688,13 @@ impl PlanBuilder {
         }
     }
 
+    /// Count an orphaned certificate (not a device: `devices` is unchanged).
+    pub fn orphan(&mut self, orphan: &Orphan) {
+        self.counts.orphaned += 1;
+        let change = Orphaned { policies: orphan.policies.clone() };
+        self.orphaned.add("orphaned".to_owned(), change, orphan.id.as_str());
+    }
+
     /// Count a device the plan could not look at.
     pub fn error(&mut self, thing: &ThingName, error: &Error) {
         self.counts.devices += 1;
@@ -626,7 +706,7 @@ impl PlanBuilder {
     pub fn finish(mut self, now: i64, config: &str, calls: BTreeMap<Operation, u32>) -> Plan {
         self.errors.sort_by(|a, b| a.thing.cmp(&b.thing));
         let c = &self.counts;
-        let drift = c.policy_changes + c.thing_changes + c.would_reject + c.retired + c.unaccounted > 0;
+        let drift = c.policy_changes + c.thing_changes + c.would_reject + c.retired + c.unaccounted + c.orphaned > 0;
         Plan {
             at: rfc3339(now),
             config: config.to_owned(),
@@ -637,6 +717,7 @@ impl PlanBuilder {
             would_reject: self.rejected.finish(),
             retired: self.retired.finish(),
             unaccounted: self.unaccounted.finish(),
+            orphaned: self.orphaned.finish(),
             errors: self.errors,
             calls,
         }
@@ -711,26 +792,28 @@ impl Reconciler {
     /// The plan at `now`: every listing, page by page, each device re-decided and compared. Read-only. A failed
     /// ListThings fails the plan; a device whose own calls fail is listed under `errors`.
     pub async fn plan(&self, now: i64) -> Result<Plan, Error> {
-        self.plan_of(&Shard::all(1), now).await
+        self.plan_of(&Shard::all(1), now, true).await
     }
 
     /// The plan of one shard at `now`: the devices whose `jitp_certificate` starts with its prefix, and only
     /// those (a scheduled drift report plans the fleet shard by shard and sums the counts). Read-only. A failed
     /// ListThings fails it; a device whose own calls fail is listed under `errors`.
     pub async fn plan_shard(&self, shard: &Shard, now: i64) -> Result<Plan, Error> {
-        self.plan_of(std::slice::from_ref(shard), now).await
+        self.plan_of(std::slice::from_ref(shard), now, false).await
     }
 
-    async fn plan_of(&self, shards: &[Shard], now: i64) -> Result<Plan, Error> {
+    async fn plan_of(&self, shards: &[Shard], now: i64, orphans: bool) -> Result<Plan, Error> {
         let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
         let concurrency = self.concurrency();
         let mut builder = PlanBuilder::default();
+        let mut owners: std::collections::HashSet<CertificateId> = std::collections::HashSet::new();
         for filter in shards.iter().map(|shard| shard.listing(self.page_size)) {
             let mut token: Option<String> = None;
             loop {
                 let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
                 for looked in self.look_page(page.things, now, &tally, &memo, concurrency).await {
+                    owners.extend(looked.id.clone());
                     match looked.assessment() {
                         Ok(assessment) => builder.add(&looked.thing.name, assessment),
                         Err(e) => builder.error(&looked.thing.name, e),
@@ -742,8 +825,72 @@ impl Reconciler {
                 }
             }
         }
+        if orphans {
+            for orphan in self.orphans(&owners, &tally, concurrency).await? {
+                builder.orphan(&orphan);
+            }
+        }
         let config = self.rules.config().path.display().to_string();
         Ok(builder.finish(now, &config, tally.into_calls().by_operation))
+    }
+
+    /// ACTIVE certificates of the CAs the profiles serve that carry a policy named with a profile's
+    /// `policy_prefix` and that no thing of the inventory (`owners`: every certificate a listed thing names)
+    /// names: certificates jitp activated whose thing was deleted or now names another certificate.
+    ///
+    /// Found by ListCACertificates, then ListCertificatesByCA per CA a profile serves (pages of 250, with the
+    /// status), then ListAttachedPolicies of each ACTIVE certificate no listed thing names. A fleet whose
+    /// certificates all belong to its things costs one call per 250 certificates; only candidates cost more.
+    pub(crate) async fn orphans(
+        &self,
+        owners: &std::collections::HashSet<CertificateId>,
+        tally: &Tally<'_>,
+        concurrency: usize,
+    ) -> Result<Vec<Orphan>, Error> {
+        let config = self.rules.config();
+        let cas = tally.must(Operation::ListCACertificates, |r| r.list_ca_certificates()).await?;
+        let mut found = Vec::new();
+        for ca in cas.iter().filter(|id| config.profiles.iter().any(|p| p.ca.matches(id))) {
+            let mut marker: Option<String> = None;
+            loop {
+                let page = tally
+                    .must(Operation::ListCertificatesByCA, |r| r.list_certificates_by_ca(ca, marker.as_deref()))
+                    .await?;
+                let candidates = page
+                    .certificates
+                    .into_iter()
+                    .filter(|c| c.status == CertificateStatus::Active && !owners.contains(&c.id));
+                let looked: Vec<Result<Option<Orphan>, Error>> = futures::stream::iter(candidates)
+                    .map(|c| async move {
+                        let attached = match tally
+                            .call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&c.arn))
+                            .await?
+                        {
+                            Ok(names) => names,
+                            Err(RegistryError::NotFound(_)) => Vec::new(),
+                            Err(e) => return Err(registry_error(Operation::ListAttachedPolicies, e)),
+                        };
+                        let policies: Vec<String> = attached
+                            .iter()
+                            .map(|p| p.to_string())
+                            .filter(|p| config.profiles.iter().any(|profile| p.starts_with(&profile.policy_prefix)))
+                            .collect();
+                        Ok((!policies.is_empty()).then_some(Orphan { id: c.id, arn: c.arn, policies }))
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+                for orphan in looked {
+                    found.extend(orphan?);
+                }
+                match page.next_marker {
+                    Some(next) if Some(&next) != marker.as_ref() => marker = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
 
     /// Devices in flight: enough to keep the lanes busy, few enough that the queue on the slowest lane a device
@@ -829,12 +976,32 @@ impl Reconciler {
             CaEntry::Found { ca, .. } => ca.clone(),
         };
         let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca, now, aws: &self.settings.aws };
+        let arn = &cert.arn;
+        let attached = || async {
+            match tally.call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn)).await? {
+                Ok(names) => Ok(names),
+                Err(RegistryError::NotFound(_)) => Ok(Vec::new()),
+                Err(e) => Err(registry_error(Operation::ListAttachedPolicies, e)),
+            }
+        };
+        let proven = |attached: &[PolicyName]| {
+            let ours = jitp_policy_names(self.rules.config(), name);
+            attached.iter().any(|p| ours.contains(p.as_str()))
+        };
         let verdict = match decide::decide(&self.rules, &input) {
             Ok(verdict) => verdict,
-            Err(refusal) => return Ok(Observed::Refused(refusal.rejection, refusal.profile)),
+            Err(refusal) => {
+                if !proven(&attached().await?) {
+                    return Ok(Observed::NoJitpPolicy);
+                }
+                return Ok(Observed::Refused(refusal.rejection, refusal.profile));
+            }
         };
-        let current_policy = self.policy(&verdict, tally, memo).await?;
-        Ok(Observed::Accepted { verdict: Box::new(verdict), current_policy })
+        let (current_policy, attached) = tokio::join!(self.policy(&verdict, tally, memo), attached());
+        if !proven(&attached?) {
+            return Ok(Observed::NoJitpPolicy);
+        }
+        Ok(Observed::Accepted { verdict: Box::new(verdict), current_policy: current_policy? })
     }
 
     async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>, memo: &Memo) -> Result<Arc<CaEntry>, Error> {

@@ -276,3 +276,90 @@ async fn a_hand_rollback_and_late_redeliveries_never_leave_a_device_without_an_a
         );
     }
 }
+
+fn reconciler(world: &World, rules: Arc<Rules>) -> jitp_core::reconcile::Reconciler {
+    jitp_core::reconcile::Reconciler::new(rules, world.registry.clone() as Arc<dyn IotRegistry>, settings())
+}
+
+const REVOKE: jitp_core::reconcile::apply::Options<'static> = jitp_core::reconcile::apply::Options {
+    mode: jitp_core::reconcile::apply::Mode::Apply,
+    revoke: true,
+    canary: None,
+    thing_group: None,
+};
+
+/// Item 2: things that carry `jitp_certificate` but that jitp cannot prove it made. For every way a hand-made
+/// thing can point at a certificate (attached non-exclusively or exclusively, ACTIVE, one today's configuration
+/// refuses and one it accepts), the plan says `unaccounted` (`no_jitp_policy`) and `--apply --revoke` writes
+/// nothing to the thing and never touches the certificate.
+#[tokio::test]
+async fn reconcile_never_writes_or_revokes_what_jitp_cannot_prove_it_made() {
+    // A certificate today's profiles refuse (its CN is no sensor's) and one they accept, each another team's.
+    let foreign_refused = {
+        let mut d = Device::new("pump-controller-7");
+        d.serial = vec![0x77; 8];
+        d
+    };
+    for (foreign, exclusive) in [(foreign_refused.clone(), false), (foreign_refused, true), (device(7), false)] {
+        let world = World::new(shipped(), false);
+        let id = world.registry.register_certificate(&ca().issue(&foreign).pem, &world.ca_id).unwrap();
+        world.registry.operator_set_status(&id, CertificateStatus::Active);
+        let name: ThingName = "hand-made-thing".parse().unwrap();
+        let attributes = BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), id.to_string())]);
+        world.registry.operator_put_thing(&name, attributes.clone());
+        world.registry.operator_attach_thing(&name, &id, exclusive);
+        let before = world.registry.snapshot();
+        let plan = reconciler(&world, shipped()).plan(NOW).await.unwrap();
+        let case = format!("{:?} exclusive={exclusive}", foreign.cn);
+        assert_eq!(plan.counts.unaccounted, 1, "{case}: {plan:#?}");
+        assert_eq!(plan.unaccounted[0].change.why, jitp_core::reconcile::Unaccounted::NoJitpPolicy, "{case}");
+        let applied = reconciler(&world, shipped()).apply(NOW, REVOKE, &|_| {}).await.unwrap();
+        assert!(applied.changes.is_empty(), "{case}: {:?}", applied.changes);
+        assert_eq!(world.status(&id), CertificateStatus::Active, "{case}: another team's certificate was touched");
+        assert_eq!(world.registry.thing_attributes(&name), Some(attributes), "{case}");
+        assert_eq!(world.registry.snapshot()["certificates"], before["certificates"], "{case}");
+    }
+}
+
+/// Item 1, reconcile's side: a certificate jitp activated whose thing was then deleted by hand, or whose thing
+/// now names another certificate, is `orphaned` in the plan (it is on no thing the inventory lists), reported by
+/// `--apply`, and deactivated (never revoked) by `--apply --revoke`. Devices jitp can account for are not
+/// orphans.
+#[tokio::test]
+async fn a_certificate_whose_thing_is_gone_or_names_another_is_orphaned_and_only_deactivated() {
+    for renamed in [false, true] {
+        let world = World::new(shipped(), false);
+        let (a, _) = world.provisioned(0).await;
+        // A device that stays as jitp made it.
+        let (ok, _) = {
+            let mut d = Device::new("sensor-00000000beef");
+            d.serial = vec![0x55; 8];
+            let id = world.registry.register_certificate(&ca().issue(&d).pem, &world.ca_id).unwrap();
+            let event = jitp_testkit::event_for_ids(id.as_str(), world.ca_id.as_str());
+            assert_eq!(world.handle(&event).await.outcome, Outcome::Provisioned);
+            (id, event)
+        };
+        if renamed {
+            // The thing now names another certificate (a script rewrote the attribute).
+            let attributes = BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), "cd".repeat(32))]);
+            world.registry.operator_put_thing(&thing(), attributes);
+        } else {
+            world.registry.operator_delete_thing(&thing());
+        }
+        let plan = reconciler(&world, shipped()).plan(NOW).await.unwrap();
+        assert_eq!(plan.counts.orphaned, 1, "renamed={renamed}: {plan:#?}");
+        assert_eq!(plan.orphaned[0].examples, vec![a.to_string()]);
+        assert!(plan.drift);
+        let report = reconciler(&world, shipped())
+            .apply(NOW, jitp_core::reconcile::apply::Options { revoke: false, ..REVOKE }, &|_| {})
+            .await
+            .unwrap();
+        assert!(report.reported.iter().any(|r| r.message.starts_with("orphaned")), "{report:#?}");
+        assert_eq!(world.status(&a), CertificateStatus::Active, "reported only without --revoke");
+        let applied = reconciler(&world, shipped()).apply(NOW, REVOKE, &|_| {}).await.unwrap();
+        assert_eq!(world.status(&a), CertificateStatus::Inactive, "renamed={renamed}: {applied:#?}");
+        assert_eq!(world.status(&ok), CertificateStatus::Active);
+        let again = reconciler(&world, shipped()).plan(NOW).await.unwrap();
+        assert_eq!(again.counts.orphaned, 0, "an INACTIVE certificate is no orphan");
+    }
+}

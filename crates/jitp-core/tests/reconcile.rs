@@ -81,14 +81,23 @@ async fn todays_configuration_unchanged_is_no_drift() {
     let plan = plan(&fleet, 250).await;
     assert!(!plan.drift, "{plan:#?}");
     assert_eq!((plan.counts.devices, plan.counts.unchanged), (SENSORS as u64 + 2, SENSORS as u64 + 2));
-    // 16 listings of one page; per device DescribeCertificate, ListThingPrincipals, GetPolicy; the CA once.
+    // 16 listings of one page; per device DescribeCertificate, ListThingPrincipals, GetPolicy and the ownership
+    // proof's ListAttachedPolicies; the CA once.
     let calls = &plan.calls;
     assert_eq!(calls.get(&Operation::ListThings), Some(&16));
-    for op in [Operation::DescribeCertificate, Operation::ListThingPrincipals, Operation::GetPolicy] {
+    let per_device = [
+        Operation::DescribeCertificate,
+        Operation::ListThingPrincipals,
+        Operation::GetPolicy,
+        Operation::ListAttachedPolicies,
+    ];
+    for op in per_device {
         assert_eq!(calls.get(&op), Some(&(SENSORS as u32 + 2)), "{op}");
     }
     assert_eq!(calls.get(&Operation::DescribeCACertificate), Some(&1));
-    assert_eq!(calls.values().sum::<u32>(), 16 + 3 * (SENSORS as u32 + 2) + 1, "{calls:?}");
+    let orphan_scan = calls.get(&Operation::ListCACertificates).copied().unwrap_or(0)
+        + calls.get(&Operation::ListCertificatesByCA).copied().unwrap_or(0);
+    assert_eq!(calls.values().sum::<u32>(), 16 + 4 * (SENSORS as u32 + 2) + 1 + orphan_scan, "{calls:?}");
 }
 
 #[tokio::test]

@@ -285,6 +285,22 @@ impl Reconciler {
             take(done, &mut counts, &mut reported);
         }
         drop(acting);
+        // Orphans: ACTIVE certificates with a jitp policy that no thing jitp made names. Not with --thing-group (an
+        // orphan is on no thing of it) nor with --canary (it acts on devices, in name order).
+        if options.mode == Mode::Apply && options.thing_group.is_none() && options.canary.is_none() {
+            let owners = looked.iter().filter_map(|l| l.id.clone()).collect();
+            match self.orphans(&owners, &tally, concurrency).await {
+                Ok(orphans) => {
+                    for orphan in orphans {
+                        let done = self.orphan(&orphan, options.revoke, now, &tally).await;
+                        take(done, &mut counts, &mut reported);
+                    }
+                }
+                Err(e) => {
+                    errors.push(DeviceError { thing: "orphaned certificates".to_owned(), message: e.to_string() })
+                }
+            }
+        }
         reported.sort_by(|a, b| a.thing.cmp(&b.thing));
         errors.sort_by(|a, b| a.thing.cmp(&b.thing));
         counts.reported = reported.len() as u64;
@@ -397,6 +413,37 @@ impl Reconciler {
                     Err(e) => done.error = fail(e.to_string()),
                 },
             }
+        }
+        done
+    }
+
+    /// An orphaned certificate: with `--revoke`, deactivated (INACTIVE, never REVOKED: it was orphaned by what
+    /// someone did to its thing, not by anything wrong with the certificate, and a configuration or a hand-over
+    /// may still give it back its device); otherwise reported.
+    async fn orphan(&self, orphan: &super::Orphan, revoke: bool, now: i64, tally: &Tally<'_>) -> Done {
+        let mut done = Done::default();
+        let label = format!("certificate {}", orphan.id);
+        let why = format!(
+            "ACTIVE with jitp policy {} but no thing jitp made names it (its thing was deleted, or names another certificate)",
+            orphan.policies.join(", ")
+        );
+        if !revoke {
+            done.reported.push(Reported {
+                thing: label,
+                reason: None,
+                message: format!("orphaned: {why}; --revoke deactivates it"),
+            });
+            return done;
+        }
+        match tally.set_status(&orphan.id, crate::event::CertificateStatus::Inactive).await {
+            Ok(()) => {
+                let mut r =
+                    ReconcileRecord::new(now, ReconcileAction::Certificate, format!("{label} set INACTIVE: {why}"));
+                r.certificate_id = Some(orphan.id.to_string());
+                r.certificate_action = Some(crate::audit::CertificateAction::Inactive);
+                done.records.push(r);
+            }
+            Err(e) => done.error = Some(DeviceError { thing: label, message: e.to_string() }),
         }
         done
     }
