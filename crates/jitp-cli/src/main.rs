@@ -4,6 +4,7 @@
 mod check;
 mod common;
 mod demo;
+mod handover;
 mod lint;
 mod provision;
 mod reconcile;
@@ -38,6 +39,9 @@ enum Command {
     /// Show what today's configuration would change on the devices already provisioned (--plan; read-only).
     /// Exit 0 no drift, 1 drift found, 2 an error (as `jitp check`: 0 the good answer, 1 the other, 2 trouble).
     Reconcile(reconcile::ReconcileArgs),
+    /// Hand a thing to a certificate by the operator's decision (a name held by a retired or foreign owner, a
+    /// rotation rolled back): compare-and-set on the thing, audited.
+    Handover(handover::HandoverArgs),
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
     /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
@@ -69,14 +73,16 @@ fn main() -> ExitCode {
             log(Target::Stderr);
             runtime().and_then(|rt| rt.block_on(provision::run(&args)))
         }
+        Command::Handover(args) => {
+            log(Target::Stderr);
+            runtime().and_then(|rt| rt.block_on(handover::run(&args)))
+        }
         Command::Register(args) => runtime().and_then(|rt| rt.block_on(provision::register(&args))),
         Command::Reconcile(args) => {
             // Standard output is the plan; the log goes to standard error.
             log(Target::Stderr);
-            runtime().map(|rt| rt.block_on(reconcile::run(&args))).or_else(|e| {
-                eprintln!("jitp: {e:#}");
-                Ok(ExitCode::from(1))
-            })
+            // No runtime is an error (2), not "drift found" (1).
+            runtime().map(|rt| rt.block_on(reconcile::run(&args)))
         }
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
         #[cfg(feature = "server")]

@@ -243,6 +243,7 @@ fn text(plan: &Plan) -> String {
         ("would reject", c.would_reject, Some(plan.would_reject.len())),
         ("retired", c.retired, None),
         ("unaccounted", c.unaccounted, None),
+        ("orphaned", c.orphaned, None),
         ("errors", c.errors, None),
     ] {
         let _ = write!(out, "  {name:<15} {n:>8}");
@@ -309,6 +310,10 @@ fn text(plan: &Plan) -> String {
                     )
                 })
                 .collect(),
+        ),
+        (
+            "Orphaned (ACTIVE certificates with a jitp policy that no thing jitp made names; --apply --revoke deactivates them)",
+            plan.orphaned.iter().map(|g| (g.change.policies.join(", "), examples(g))).collect(),
         ),
     ] {
         if !groups.is_empty() {

@@ -91,12 +91,22 @@ fn drift_exits_1_with_the_pinned_json_shape_and_the_file_is_untouched() {
         "would_reject",
         "retired",
         "unaccounted",
+        "orphaned",
         "errors",
         "calls",
     ];
     assert_eq!(keys(&plan), top.into_iter().collect());
-    let counts =
-        ["devices", "unchanged", "policy_changes", "thing_changes", "would_reject", "retired", "unaccounted", "errors"];
+    let counts = [
+        "devices",
+        "unchanged",
+        "policy_changes",
+        "thing_changes",
+        "would_reject",
+        "retired",
+        "unaccounted",
+        "errors",
+        "orphaned",
+    ];
     assert_eq!(keys(&plan["counts"]), counts.into_iter().collect());
     assert_eq!(plan["at"], AT);
     assert_eq!(plan["drift"], true);

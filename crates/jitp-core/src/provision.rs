@@ -1115,6 +1115,167 @@ impl Provisioner {
     }
 }
 
+/// What `jitp handover` did: the thing moved to a certificate by an operator's decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HandedOver {
+    /// The thing.
+    pub thing: String,
+    /// The owner before (the attribute's value as it was).
+    pub from: Option<String>,
+    /// The owner now.
+    pub to: String,
+    /// The new owner was INACTIVE, attached to the thing with its policy, and is ACTIVE now (a rotation rollback).
+    pub activated: bool,
+    /// The previous owner, ACTIVE before, is INACTIVE now (never REVOKED: the hand-over can be handed back).
+    pub deactivated: Option<String>,
+    /// One sentence: what happened and what to do next.
+    pub message: String,
+}
+
+impl Provisioner {
+    /// `jitp handover`: move thing `thing` to certificate `to`, deliberately, when the workflow holds a device
+    /// (THING_OWNER_RETIRED, THING_NOT_MANAGED) or to roll a rotation back. Refused (a [`Rejection`], nothing
+    /// written) unless today's configuration accepts `to` for exactly this thing.
+    ///
+    /// The order keeps a device with an ACTIVE certificate at every step, also under redelivered events:
+    /// 1. the compare-and-set of the owner attribute (UpdateThing with the `expectedVersion` just read: a thing
+    ///    written since makes the hand-over fail, never overwrite). From here on a late event of the previous
+    ///    owner finds it no longer owns the thing; its owner (`to`) is not live yet, so that event is held, not
+    ///    acted on (`recheck_active` deactivates only for a live owner), and the previous owner stays ACTIVE;
+    /// 2. `to` activated, if it was INACTIVE and is attached to the thing with its policy (a rollback); a
+    ///    PENDING `to` is provisioned by its redelivered event, which now finds itself the owner;
+    /// 3. the previous owner deactivated, only once `to` is ACTIVE.
+    ///
+    /// A PENDING `to` while the previous owner is ACTIVE is refused: the device would end with two ACTIVE
+    /// certificates on one thing; deactivate the previous owner first, or use rotation.
+    pub async fn hand_over(
+        &self,
+        thing: &crate::thing::ThingName,
+        to: &CertificateId,
+        now: i64,
+    ) -> Result<Result<HandedOver, Rejection>, Error> {
+        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let current = match tally.call(Operation::DescribeThing, |r| r.describe_thing(thing)).await? {
+            Ok(d) => d,
+            Err(RegistryError::NotFound(_)) => {
+                return Ok(Err(reject!(
+                    ThingNotManaged,
+                    "thing {thing} does not exist: nothing to hand over; redeliver the certificate's event"
+                )));
+            }
+            Err(e) => return Err(registry_error(Operation::DescribeThing, e)),
+        };
+        let cert = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(to)).await? {
+            Ok(c) => c,
+            Err(RegistryError::NotFound(_)) => {
+                return Ok(Err(reject!(CertNotFound, "certificate {to} does not exist in the registry")));
+            }
+            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
+        };
+        if !matches!(
+            cert.status,
+            CertificateStatus::PendingActivation | CertificateStatus::Active | CertificateStatus::Inactive
+        ) {
+            return Ok(Err(reject!(
+                CertNotPending,
+                "certificate {to} is {}: it can never be a thing's owner again",
+                cert.status
+            )));
+        }
+        let Some(ca_id) = cert.ca_certificate_id.clone() else {
+            return Ok(Err(reject!(
+                UnknownCa,
+                "the registry names no CA for certificate {to}: nothing to decide against"
+            )));
+        };
+        let ca = match self.ca(&ca_id, &tally).await {
+            Ok(ca) => ca,
+            Err(Stop::Reject(refused)) => return Ok(Err(refused.refusal.rejection)),
+            Err(Stop::Fail(e)) => return Err(e),
+        };
+        if !ca.active {
+            return Ok(Err(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")));
+        }
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
+        let verdict = match decide::decide(&self.rules, &input) {
+            Ok(v) => v,
+            Err(refusal) => return Ok(Err(refusal.rejection)),
+        };
+        if verdict.thing_name != *thing {
+            return Ok(Err(reject!(
+                DuplicateThing,
+                "today's configuration names certificate {to}'s thing {}, not {thing}: a certificate is handed only its own name",
+                verdict.thing_name
+            )));
+        }
+        let from = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned();
+        let previous = from.as_deref().and_then(|o| o.parse::<CertificateId>().ok()).filter(|o| o != to);
+        let previous_active = match &previous {
+            Some(id) => match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)).await? {
+                Ok(d) => d.status == CertificateStatus::Active,
+                Err(RegistryError::NotFound(_)) => false,
+                Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
+            },
+            None => false,
+        };
+        if previous_active && cert.status == CertificateStatus::PendingActivation {
+            return Ok(Err(reject!(
+                DuplicateThing,
+                "thing {thing}'s owner {} is ACTIVE and certificate {to} is PENDING: handing over now would leave two ACTIVE certificates on one thing once {to} is provisioned; deactivate the owner first (or use on_duplicate = \"rotate\")",
+                previous.as_ref().map(ToString::to_string).unwrap_or_default()
+            )));
+        }
+        // A rollback's certificate must already be complete: it is activated here, not by an event.
+        if cert.status == CertificateStatus::Inactive {
+            let (principals, policies) = tokio::join!(
+                tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)),
+                tally.must(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&cert.arn)),
+            );
+            if !principals?.contains(&cert.arn) || !policies?.contains(&verdict.policy.name) {
+                return Ok(Err(reject!(
+                    CertNotPending,
+                    "certificate {to} is INACTIVE and not attached to thing {thing} with policy {}: jitp activates only a complete certificate",
+                    verdict.policy.name
+                )));
+            }
+        }
+        let ca_cert = match ca.ca.certificate() {
+            Ok(c) => c,
+            Err(rejection) => return Ok(Err(rejection.clone())),
+        };
+        let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
+        let spec = subject.spec();
+        if from.as_deref() != Some(to.as_str()) {
+            match tally.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
+                Ok(()) => {}
+                Err(RegistryError::VersionConflict(_) | RegistryError::NotFound(_)) => {
+                    return Err(Error::Contended { thing: thing.clone(), rounds: 1 });
+                }
+                Err(e) => return Err(registry_error(Operation::UpdateThing, e)),
+            }
+        }
+        let activated = cert.status == CertificateStatus::Inactive;
+        if activated {
+            tally.must(Operation::UpdateCertificate, |r| r.update_certificate(to, CertificateStatus::Active)).await?;
+        }
+        let mut deactivated = None;
+        if previous_active
+            && cert.status != CertificateStatus::PendingActivation
+            && let Some(previous) = &previous
+        {
+            tally.set_status(previous, CertificateStatus::Inactive).await?;
+            deactivated = Some(previous.to_string());
+        }
+        let message = match cert.status {
+            CertificateStatus::PendingActivation => format!(
+                "thing {thing} now names certificate {to}: redeliver its held event (or redrive the dead-letter queue) to provision it"
+            ),
+            _ => format!("thing {thing} now names certificate {to}, which is ACTIVE"),
+        };
+        Ok(Ok(HandedOver { thing: thing.to_string(), from, to: to.to_string(), activated, deactivated, message }))
+    }
+}
+
 /// What the device's certificate gets for a rejection that is the device's fault, under `profile`'s `on_reject`
 /// (the configuration's default without one): the status to write (`None`: leave it), and the action recorded.
 /// The workflow's rejections and `jitp reconcile --revoke` both go through here.
