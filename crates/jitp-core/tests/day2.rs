@@ -363,3 +363,60 @@ async fn a_certificate_whose_thing_is_gone_or_names_another_is_orphaned_and_only
         assert_eq!(again.counts.orphaned, 0, "an INACTIVE certificate is no orphan");
     }
 }
+
+/// `jitp handover`, the deliberate way out of THING_OWNER_RETIRED: the held device's redelivered event then
+/// provisions it. Refused, with nothing written, for a certificate today's configuration names another thing
+/// for, and for a PENDING certificate while the owner is ACTIVE.
+#[tokio::test]
+async fn a_handover_releases_a_held_device_and_refuses_what_would_share_an_identity() {
+    let world = World::new(shipped(), false);
+    let (retired, _) = world.provisioned(0).await;
+    world.registry.operator_set_status(&retired, CertificateStatus::Revoked);
+    let (device, event) = world.register(1);
+    let held = world.handle(&event).await;
+    assert_eq!(held.reason, Some(ReasonCode::ThingOwnerRetired), "{}", held.message);
+    let done = world.provisioner.hand_over(&thing(), &device, NOW).await.unwrap().unwrap();
+    assert_eq!((done.from.as_deref(), done.to.as_str()), (Some(retired.as_str()), device.as_str()));
+    let record = world.handle(&event).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(world.status(&device), CertificateStatus::Active);
+
+    // Another name's certificate: refused.
+    let mut other = Device::new("sensor-0000000000ff");
+    other.serial = vec![0x66; 8];
+    let other = world.registry.register_certificate(&ca().issue(&other).pem, &world.ca_id).unwrap();
+    let refused = world.provisioner.hand_over(&thing(), &other, NOW).await.unwrap().unwrap_err();
+    assert!(refused.message.contains("sensor-0000000000ff"), "{}", refused.message);
+    // A PENDING certificate while the owner is ACTIVE: refused, the owner untouched.
+    let (pending, _) = world.register(2);
+    let refused = world.provisioner.hand_over(&thing(), &pending, NOW).await.unwrap().unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::DuplicateThing, "{}", refused.message);
+    assert_eq!(world.status(&device), CertificateStatus::Active);
+    assert_eq!(world.status(&pending), CertificateStatus::PendingActivation);
+}
+
+/// The rotation rollback as a command: the previous certificate handed the thing back, activated, the newer one
+/// deactivated; then every late redelivery of either event, in either order, leaves exactly the previous one
+/// ACTIVE and owning the thing.
+#[tokio::test]
+async fn a_rotation_rollback_by_handover_survives_late_redeliveries() {
+    for order in [[0usize, 1], [1, 0]] {
+        let world = World::new(rotate(), false);
+        let (old, old_event) = world.provisioned(0).await;
+        let (new, new_event) = world.provisioned(1).await;
+        assert_eq!(world.status(&old), CertificateStatus::Inactive);
+        let done = world.provisioner.hand_over(&thing(), &old, NOW).await.unwrap().unwrap();
+        assert!(done.activated);
+        assert_eq!(done.deactivated.as_deref(), Some(new.as_str()));
+        let events = [&old_event, &new_event];
+        for i in order {
+            let record = world.handle(events[i]).await;
+            // The newer certificate's late event finds it INACTIVE (CERT_NOT_PENDING: left alone).
+            assert!(record.certificate_action.is_none(), "order {order:?}: {}", record.message);
+        }
+        assert_eq!(world.status(&old), CertificateStatus::Active, "order {order:?}");
+        assert_eq!(world.status(&new), CertificateStatus::Inactive, "order {order:?}");
+        let owner = world.registry.thing_attributes(&thing()).unwrap()[CERTIFICATE_ATTRIBUTE].clone();
+        assert_eq!(owner, old.to_string());
+    }
+}
