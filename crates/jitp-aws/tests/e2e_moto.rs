@@ -414,6 +414,9 @@ slow! {
     detach_thing_principal(thing: &ThingName, principal: &str) -> Result<(), RegistryError>;
     list_things(filter: &ThingFilter, next_token: Option<&str>) -> Result<ThingPage, RegistryError>;
     list_things_in_thing_group(group: &str, next_token: Option<&str>) -> Result<ThingNamePage, RegistryError>;
+    tag_resource(arn: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<(), RegistryError>;
+    untag_resource(arn: &str, keys: &[String]) -> Result<(), RegistryError>;
+    list_tags_for_resource(arn: &str) -> Result<std::collections::BTreeMap<String, String>, RegistryError>;
 }
 
 /// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,

@@ -31,6 +31,13 @@ use crate::thing::ThingName;
 
 /// AWS IoT keeps at most this many versions of a policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
+/// AWS IoT's tag limits (the `Tag` type of its API reference; "user-defined tags per resource" in the tagging
+/// guide): at most 50 tags a resource, a key of 1 to 128 characters, a value of at most 256.
+pub const MAX_TAGS_PER_RESOURCE: usize = 50;
+/// The longest tag key.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// The longest tag value.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
 /// A scripted fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +116,9 @@ struct Policy {
     versions: BTreeMap<u64, String>,
     default: u64,
     next: u64,
+    /// TagResource's tags (policies are taggable in AWS IoT).
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
 }
 
 /// Everything the registry holds (the persistence file is this, as JSON).
@@ -184,6 +194,39 @@ impl Default for MemoryRegistry {
 
 fn cert_arn(state: &State, id: &CertificateId) -> String {
     format!("arn:aws:iot:{}:{}:cert/{id}", state.region, state.account)
+}
+
+fn policy_arn(state: &State, name: &PolicyName) -> String {
+    format!("arn:aws:iot:{}:{}:policy/{name}", state.region, state.account)
+}
+
+/// The policy a resource ARN names, as AWS IoT resolves it: this account and region's policies only.
+fn tagged_policy<'s>(state: &'s mut State, arn: &str) -> Result<&'s mut Policy, RegistryError> {
+    let prefix = format!("arn:aws:iot:{}:{}:policy/", state.region, state.account);
+    let name = arn.strip_prefix(&prefix).and_then(|n| n.parse::<PolicyName>().ok());
+    name.and_then(|n| state.policies.get_mut(&n)).ok_or_else(|| RegistryError::NotFound(format!("resource {arn}")))
+}
+
+/// AWS IoT's checks of the tags of one TagResource request.
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    for (key, value) in tags {
+        let key_chars = key.chars().count();
+        if !(1..=MAX_TAG_KEY_CHARS).contains(&key_chars) {
+            return Err(RegistryError::InvalidRequest(format!(
+                "tag key {key:?} has {key_chars} characters; 1 to {MAX_TAG_KEY_CHARS} are allowed"
+            )));
+        }
+        if key.starts_with("aws:") {
+            return Err(RegistryError::InvalidRequest(format!("tag key {key:?}: the aws: prefix is reserved")));
+        }
+        let value_chars = value.chars().count();
+        if value_chars > MAX_TAG_VALUE_CHARS {
+            return Err(RegistryError::InvalidRequest(format!(
+                "tag {key:?}: the value has {value_chars} characters; at most {MAX_TAG_VALUE_CHARS} are allowed"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -613,7 +656,12 @@ impl IotRegistry for MemoryRegistry {
             }
             s.policies.insert(
                 name.clone(),
-                Policy { versions: BTreeMap::from([(1, document.to_owned())]), default: 1, next: 2 },
+                Policy {
+                    versions: BTreeMap::from([(1, document.to_owned())]),
+                    default: 1,
+                    next: 2,
+                    tags: BTreeMap::new(),
+                },
             );
             Ok(())
         });
@@ -628,6 +676,7 @@ impl IotRegistry for MemoryRegistry {
                 name: name.clone(),
                 document: p.versions.get(&p.default).cloned().unwrap_or_default(),
                 default_version_id: p.default.to_string(),
+                arn: policy_arn(s, name),
             })
         });
         self.finish(Operation::GetPolicy, after, None, r)
@@ -840,6 +889,41 @@ impl IotRegistry for MemoryRegistry {
             Ok(ThingNamePage { things, next_token })
         });
         self.finish(Operation::ListThingsInThingGroup, after, None, r)
+    }
+
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::TagResource).await?;
+        let r = self.with_state(|s| {
+            check_tags(tags)?;
+            let policy = tagged_policy(s, arn)?;
+            let total = policy.tags.keys().chain(tags.keys().filter(|k| !policy.tags.contains_key(*k))).count();
+            if total > MAX_TAGS_PER_RESOURCE {
+                return Err(RegistryError::InvalidRequest(format!(
+                    "resource {arn} would have {total} tags; at most {MAX_TAGS_PER_RESOURCE} are allowed"
+                )));
+            }
+            policy.tags.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(())
+        });
+        self.finish(Operation::TagResource, after, None, r)
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::UntagResource).await?;
+        let r = self.with_state(|s| {
+            let policy = tagged_policy(s, arn)?;
+            for key in keys {
+                policy.tags.remove(key);
+            }
+            Ok(())
+        });
+        self.finish(Operation::UntagResource, after, None, r)
+    }
+
+    async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+        let after = self.admit(Operation::ListTagsForResource).await?;
+        let r = self.with_state(|s| Ok(tagged_policy(s, arn)?.tags.clone()));
+        self.finish(Operation::ListTagsForResource, after, None, r)
     }
 }
 

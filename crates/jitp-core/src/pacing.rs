@@ -60,7 +60,11 @@ impl Quotas {
             | O::ListPolicyVersions
             | O::ListThingPrincipals
             | O::ListThings
-            | O::ListThingsInThingGroup => 10.0,
+            | O::ListThingsInThingGroup
+            // Service Quotas L-06E76376, L-8996ACA8, L-D127B7BE ("TagResource API TPS" and the others).
+            | O::TagResource
+            | O::UntagResource
+            | O::ListTagsForResource => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

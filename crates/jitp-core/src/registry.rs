@@ -42,6 +42,11 @@ pub enum RegistryError {
     /// InvalidRequestException and other 4xx: a retry will not help.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The service answered success, but not in a shape jitp can read (a body that does not parse, a field the
+    /// API promises that is missing, a name jitp cannot hold): the same request would get the same answer, so a
+    /// retry will not help.
+    #[error("unreadable answer: {0}")]
+    Unreadable(String),
 }
 
 impl RegistryError {
@@ -76,6 +81,9 @@ pub enum Operation {
     DetachThingPrincipal,
     ListThings,
     ListThingsInThingGroup,
+    TagResource,
+    UntagResource,
+    ListTagsForResource,
 }
 
 impl Operation {
@@ -101,6 +109,9 @@ impl Operation {
         Self::DetachThingPrincipal,
         Self::ListThings,
         Self::ListThingsInThingGroup,
+        Self::TagResource,
+        Self::UntagResource,
+        Self::ListTagsForResource,
     ];
 
     /// The AWS API name.
@@ -126,6 +137,9 @@ impl Operation {
             Self::DetachThingPrincipal => "DetachThingPrincipal",
             Self::ListThings => "ListThings",
             Self::ListThingsInThingGroup => "ListThingsInThingGroup",
+            Self::TagResource => "TagResource",
+            Self::UntagResource => "UntagResource",
+            Self::ListTagsForResource => "ListTagsForResource",
         }
     }
 
@@ -153,6 +167,9 @@ impl Operation {
             Self::DetachThingPrincipal => "iot:DetachThingPrincipal",
             Self::ListThings => "iot:ListThings",
             Self::ListThingsInThingGroup => "iot:ListThingsInThingGroup",
+            Self::TagResource => "iot:TagResource",
+            Self::UntagResource => "iot:UntagResource",
+            Self::ListTagsForResource => "iot:ListTagsForResource",
         }
     }
 }
@@ -280,6 +297,10 @@ pub struct PolicyDescription {
     pub document: String,
     /// The default version id.
     pub default_version_id: String,
+    /// `policyArn`: the ARN its tags are read and written on (as AWS IoT gives it: jitp never builds one, so
+    /// the account and partition are never guessed).
+    #[serde(default)]
+    pub arn: String,
 }
 
 /// One entry of ListPolicyVersions.
@@ -344,4 +365,11 @@ pub trait IotRegistry: Send + Sync {
         group: &str,
         next_token: Option<&str>,
     ) -> Result<ThingNamePage, RegistryError>;
+    /// TagResource: add `tags` to the resource `arn` (a policy's, as GetPolicy gave it), replacing the value of a
+    /// key it already has.
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError>;
+    /// UntagResource: remove `keys` from the resource `arn` (a key it does not have is no error).
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError>;
+    /// ListTagsForResource: every tag of the resource `arn`, all pages.
+    async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError>;
 }

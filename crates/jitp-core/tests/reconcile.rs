@@ -415,22 +415,65 @@ async fn a_policy_at_five_versions_is_pruned_without_losing_the_previous_default
     assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("5", v1.as_str()));
 }
 
+/// The policy's ARN, as GetPolicy gives it.
+async fn arn_of(registry: &MemoryRegistry, thing: &str) -> String {
+    policy_of(registry, thing).await.arn
+}
+
+/// jitp's rollback tags on a device's policy.
+async fn rollback_tags(registry: &MemoryRegistry, thing: &str) -> BTreeMap<String, String> {
+    let tags = registry.list_tags_for_resource(&arn_of(registry, thing).await).await.unwrap();
+    tags.into_iter().filter(|(k, _)| k.starts_with("jitp:rollback:")).collect()
+}
+
 #[tokio::test]
-async fn a_rollback_that_would_be_ambiguous_is_refused_and_reported() {
+async fn a_default_set_back_by_hand_is_still_rolled_back_by_its_record_and_a_missing_or_forged_one_is_refused() {
     let fleet = fleet().await;
     narrow(&fleet);
     assert!(run(&fleet, APPLY).await.0.converged);
-    // Someone made a version since and set today's document back as the default by hand: version 3 is newest.
-    let (name, _) = &fleet.sensors[1];
-    let policy = format!("jitp-{name}").parse().unwrap();
-    fleet.registry.create_policy_version(&policy, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
-    fleet.registry.set_default_policy_version(&policy, "2").await.unwrap();
+    let policy = |i: usize| format!("jitp-{}", fleet.sensors[i].0).parse().unwrap();
+    // 1: someone made a version since and set today's document back as the default by hand: the record (version
+    // 1) is what the apply replaced, whatever happened to the numbering since.
+    fleet.registry.create_policy_version(&policy(1), r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    fleet.registry.set_default_policy_version(&policy(1), "2").await.unwrap();
+    // 2: the record removed by hand; 3: forged to name a version that does not exist; 4: not a version id;
+    // 5: the recorded version deleted by hand.
+    let record = |i: usize| {
+        let registry = fleet.registry.clone();
+        let thing = fleet.sensors[i].0.clone();
+        async move {
+            let keys: Vec<String> = rollback_tags(&registry, &thing).await.into_keys().collect();
+            assert_eq!(keys.len(), 1, "one record per applied policy");
+            (arn_of(&registry, &thing).await, keys[0].clone())
+        }
+    };
+    let (arn, key) = record(2).await;
+    fleet.registry.untag_resource(&arn, &[key]).await.unwrap();
+    for (i, forged) in [(3, "9"), (4, "1; DROP")] {
+        let (arn, key) = record(i).await;
+        fleet.registry.tag_resource(&arn, &BTreeMap::from([(key, forged.to_owned())])).await.unwrap();
+    }
+    fleet.registry.create_policy_version(&policy(5), r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    fleet.registry.set_default_policy_version(&policy(5), "2").await.unwrap();
+    fleet.registry.delete_policy_version(&policy(5), "1").await.unwrap();
+
     let (rolled, _) = run(&fleet, ROLLBACK).await;
-    assert_eq!(rolled.counts.changed, SENSORS as u64 - 1);
-    assert_eq!(rolled.reported.len(), 1, "{:?}", rolled.reported);
-    assert_eq!(rolled.reported[0].thing, *name);
-    assert!(rolled.reported[0].message.contains("not the newest"), "{}", rolled.reported[0].message);
-    assert_eq!(policy_of(&fleet.registry, name).await.default_version_id, "2", "left as it was");
+    assert!(rolled.converged, "{:?}", rolled.errors);
+    assert_eq!(rolled.counts.changed, SENSORS as u64 - 4);
+    let reported: Vec<(&str, &str)> = rolled.reported.iter().map(|r| (r.thing.as_str(), r.message.as_str())).collect();
+    assert_eq!(reported.len(), 4, "{reported:#?}");
+    for (i, (thing, message), expected) in [
+        (2, reported[0], "no apply recorded"),
+        (3, reported[1], "no longer exists"),
+        (4, reported[2], "is not a version of this policy"),
+        (5, reported[3], "no longer exists"),
+    ] {
+        assert_eq!(thing, fleet.sensors[i].0);
+        assert!(message.contains(expected), "{thing}: {message}");
+        assert_eq!(policy_of(&fleet.registry, thing).await.default_version_id, "2", "{thing}: left as it was");
+    }
+    assert_eq!(policy_of(&fleet.registry, &fleet.sensors[1].0).await.default_version_id, "1");
+    assert!(rollback_tags(&fleet.registry, &fleet.sensors[1].0).await.is_empty(), "the record is spent");
 }
 
 #[tokio::test]
