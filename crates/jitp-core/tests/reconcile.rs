@@ -733,3 +733,164 @@ proptest::proptest! {
         proptest::prop_assert_eq!(matching, usize::from(hexed));
     }
 }
+
+// ---- rollback restores exactly the default an apply replaced (issue 20, item 4) ----
+
+/// A document no template renders, for versions made by hand.
+fn by_hand(i: usize) -> String {
+    format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":"iot:Connect","Resource":"h{i}"}}]}}"#)
+}
+
+/// A copy of the fleet's registry whose every call waits 1-4 ms, so that concurrent runs interleave.
+fn slow_copy(fleet: &Fleet, dir: &tempfile::TempDir) -> Arc<MemoryRegistry> {
+    let file = dir.path().join("registry.json");
+    std::fs::write(&file, serde_json::to_string(&fleet.registry.snapshot()).unwrap()).unwrap();
+    let ms = std::time::Duration::from_millis;
+    Arc::new(MemoryRegistry::open(&file).unwrap().with_latency(ms(1), ms(4)))
+}
+
+/// The measured case: 5 versions, version 3 the default by hand. The apply prunes version 1, makes 6 and
+/// records 3; rollback restores 3 (the document in force), not 5.
+#[tokio::test]
+async fn at_five_versions_with_a_hand_set_default_rollback_restores_that_default_not_the_one_before_by_number() {
+    let fleet = fleet().await;
+    let (name, _) = &fleet.sensors[0];
+    let policy = format!("jitp-{name}").parse().unwrap();
+    for i in 2..=5 {
+        fleet.registry.create_policy_version(&policy, &by_hand(i)).await.unwrap();
+    }
+    fleet.registry.set_default_policy_version(&policy, "3").await.unwrap();
+    narrow(&fleet);
+
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    let versions = fleet.registry.list_policy_versions(&policy).await.unwrap();
+    let ids: Vec<&str> = versions.iter().map(|v| v.version_id.as_str()).collect();
+    assert_eq!(ids, ["2", "3", "4", "5", "6"], "version 1 pruned, the default it replaced (3) kept");
+    assert!(lines.iter().any(|l| l.contains(r#""from_version":"3","to_version":"6""#)), "{lines:?}");
+    assert_eq!(rollback_tags(&fleet.registry, name).await.into_values().collect::<Vec<_>>(), ["3"]);
+
+    let (rolled, lines) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    let now = policy_of(&fleet.registry, name).await;
+    assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("3", by_hand(3).as_str()));
+    assert!(lines.iter().any(|l| l.contains(r#""from_version":"6","to_version":"3""#)), "{lines:?}");
+    assert!(rollback_tags(&fleet.registry, name).await.is_empty(), "the record is spent");
+    // A second rollback does nothing: no device is at today's document.
+    let (again, _) = run(&fleet, ROLLBACK).await;
+    assert!(again.changes.is_empty() && again.reported.is_empty(), "{again:#?}");
+}
+
+/// Two applies at once over a registry with latency: a policy may get today's document twice, and one rollback
+/// still restores every policy's version 1; a second rollback does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applies_at_once_then_a_rollback_restores_every_previous_default() {
+    let fleet = fleet().await;
+    let mut v1 = Vec::new();
+    for (name, _) in &fleet.sensors {
+        v1.push(policy_of(&fleet.registry, name).await.document);
+    }
+    narrow(&fleet);
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_copy(&fleet, &tmp);
+    let (a, b) = tokio::join!(
+        run_with(&fleet, &slow, Settings::default(), APPLY),
+        run_with(&fleet, &slow, Settings::default(), APPLY)
+    );
+    assert!(a.0.converged && b.0.converged, "{:?} {:?}", a.0.errors, b.0.errors);
+    let made = a.0.counts.policies + b.0.counts.policies;
+    assert!((SENSORS as u64..=2 * SENSORS as u64).contains(&made), "{made}");
+
+    let (rolled, _) = run_with(&fleet, &slow, Settings::default(), ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.changed, SENSORS as u64);
+    for ((name, _), old) in fleet.sensors.iter().zip(&v1) {
+        let now = policy_of(&slow, name).await;
+        assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("1", old.as_str()), "{name}");
+    }
+    let (again, _) = run_with(&fleet, &slow, Settings::default(), ROLLBACK).await;
+    assert!(again.changes.is_empty() && again.reported.is_empty(), "{again:#?}");
+}
+
+/// Crashes around the record and the version: the record written but its answer lost (the run dies before the
+/// version), the version made but its answer lost, the version never sent. A re-run converges and a rollback
+/// then restores version 1 everywhere.
+#[tokio::test]
+async fn a_crash_between_the_record_and_the_version_still_rolls_back_to_version_1() {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("registry.json");
+    std::fs::write(&file, serde_json::to_string(&fleet.registry.snapshot()).unwrap()).unwrap();
+    let crashed = Arc::new(MemoryRegistry::open(&file).unwrap().with_faults([
+        Fault { op: Operation::TagResource, nth: 2, kind: FaultKind::UnavailableAfter },
+        Fault { op: Operation::CreatePolicyVersion, nth: 4, kind: FaultKind::UnavailableAfter },
+        Fault { op: Operation::CreatePolicyVersion, nth: 6, kind: FaultKind::UnavailableBefore },
+    ]));
+    let hasty = Settings { retry_deadline: std::time::Duration::ZERO, ..Settings::default() };
+    let (first, _) = run_with(&fleet, &crashed, hasty, APPLY).await;
+    assert_eq!(first.counts.errors, 3, "{:?}", first.errors);
+    let (rerun, _) = run_with(&fleet, &crashed, Settings::default(), APPLY).await;
+    assert!(rerun.converged, "{:?}", rerun.errors);
+    let (rolled, _) = run_with(&fleet, &crashed, Settings::default(), ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.changed, SENSORS as u64);
+    for (name, _) in &fleet.sensors {
+        assert_eq!(policy_of(&crashed, name).await.default_version_id, "1", "{name}");
+        assert!(rollback_tags(&crashed, name).await.is_empty(), "{name}");
+    }
+}
+
+/// Eight template changes applied one after the other: each rollback would restore the version just before,
+/// and jitp's tags never pile up (at most 4 before the policy first prunes, one after every pruning).
+#[tokio::test]
+async fn many_applies_keep_the_records_few_and_rollback_restores_the_version_just_before() {
+    let fleet = fleet().await;
+    let (name, _) = &fleet.sensors[0];
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    for i in 1..=8 {
+        std::fs::write(&template, v1.replace(NARROWED_FROM, &NARROWED_TO.replace("alarm", &format!("alarm{i}"))))
+            .unwrap();
+        assert!(run(&fleet, APPLY).await.0.converged);
+        let tags = rollback_tags(&fleet.registry, name).await;
+        let default = policy_of(&fleet.registry, name).await.default_version_id;
+        assert_eq!(default, (i + 1).to_string());
+        assert_eq!(tags.values().filter(|v| **v == i.to_string()).count(), 1, "apply {i}: {tags:?}");
+        assert!(tags.len() <= 4, "apply {i}: {tags:?}");
+        if i >= 5 {
+            assert_eq!(tags.len(), 1, "apply {i} pruned and cleaned: {tags:?}");
+        }
+    }
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    let now = policy_of(&fleet.registry, name).await;
+    assert_eq!(now.default_version_id, "8");
+    assert!(now.document.contains("alarm7"), "{}", now.document);
+}
+
+/// A version the workflow made (a device provisioned after the template changed makes the shared policy's new
+/// default) carries its record: rollback restores the shared policy's version 1.
+#[tokio::test]
+async fn a_shared_policy_version_the_workflow_made_is_rolled_back_by_its_record() {
+    let fleet =
+        fleet_with(|toml| toml.replacen("name = \"sensors\"", "name = \"sensors\"\npolicy_mode = \"shared\"", 1)).await;
+    let shared: jitp_core::ids::PolicyName = "jitp-sensor".parse().unwrap();
+    let v1 = fleet.registry.get_policy(&shared).await.unwrap();
+    narrow(&fleet);
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let provisioner = Provisioner::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    let ca_id = CaCertificateId::of_der(&fleet.ca.cert.der);
+    let id =
+        fleet.registry.register_certificate(&fleet.ca.issue(&Device::new("sensor-0000000000ff")).pem, &ca_id).unwrap();
+    let record =
+        provisioner.handle_bytes(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()).as_bytes(), NOW).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(fleet.registry.get_policy(&shared).await.unwrap().default_version_id, "2", "the workflow made it");
+    assert!(run(&fleet, APPLY).await.0.changes.is_empty(), "nothing left to apply");
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.policies, 1);
+    let now = fleet.registry.get_policy(&shared).await.unwrap();
+    assert_eq!((now.default_version_id, now.document), (v1.default_version_id, v1.document));
+}
