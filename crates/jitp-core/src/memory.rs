@@ -2,7 +2,8 @@
 //!
 //! It keeps what matters to jitp the way AWS does: certificate statuses and legal transitions, CreateThing
 //! idempotent for an identical configuration and AlreadyExists otherwise, CreatePolicy AlreadyExists, at most
-//! 5 policy versions, attachments, exclusive thing principals. On top: token-bucket quotas per API, scripted
+//! 5 policy versions, policy tags (at most 50, AWS's key and value limits), attachments, exclusive thing
+//! principals. On top: token-bucket quotas per API, scripted
 //! faults (before or after the write takes effect, and latency), an invariant check after every call, an optional
 //! log of every call's span (which calls overlapped), and a persistence file so `jitp provision --registry
 //! memory:PATH` can be run repeatedly.
@@ -325,8 +326,14 @@ impl MemoryRegistry {
 
     /// Script faults.
     pub fn with_faults(self, faults: impl IntoIterator<Item = Fault>) -> Self {
-        lock(&self.runtime).faults.extend(faults);
+        self.add_faults(faults);
         self
+    }
+
+    /// Script more faults on a registry in use (`nth` counts the calls made so far too), as a test that
+    /// interleaves runs does to crash one of them.
+    pub fn add_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.runtime).faults.extend(faults);
     }
 
     /// Register a CA as AWS's RegisterCACertificate does; its id is the SHA-256 of its DER.
@@ -1005,6 +1012,38 @@ mod tests {
         assert!(matches!(bad, Err(RegistryError::InvalidRequest(_))), "{bad:?}");
         let too_many = registry.list_things(&ThingFilter { max_results: 251, ..filter("0", true) }, None).await;
         assert!(matches!(too_many, Err(RegistryError::InvalidRequest(_))), "{too_many:?}");
+    }
+
+    #[tokio::test]
+    async fn policy_tags_follow_aws_limits() {
+        let registry = MemoryRegistry::new();
+        let name: PolicyName = "jitp-p".parse().unwrap_or_else(|e| unreachable!("{e}"));
+        registry.create_policy(&name, "{}").await.unwrap_or_else(|e| unreachable!("{e}"));
+        let arn = registry.get_policy(&name).await.unwrap_or_else(|e| unreachable!("{e}")).arn;
+        assert_eq!(arn, "arn:aws:iot:us-east-1:123456789012:policy/jitp-p");
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let invalid = |r: Result<(), RegistryError>| matches!(r, Err(RegistryError::InvalidRequest(_)));
+        let long_key = "k".repeat(MAX_TAG_KEY_CHARS + 1);
+        let long_value = "v".repeat(MAX_TAG_VALUE_CHARS + 1);
+        for bad in [tags(&[("", "v")]), tags(&[(&long_key, "v")]), tags(&[("aws:x", "v")]), tags(&[("k", &long_value)])]
+        {
+            assert!(invalid(registry.tag_resource(&arn, &bad).await), "{bad:?}");
+        }
+        let fifty: BTreeMap<String, String> =
+            (0..MAX_TAGS_PER_RESOURCE).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(registry.tag_resource(&arn, &fifty).await, Ok(()));
+        assert_eq!(registry.tag_resource(&arn, &tags(&[("k0", "replaced")])).await, Ok(()), "a key it has");
+        assert!(invalid(registry.tag_resource(&arn, &tags(&[("one-more", "")])).await));
+        assert_eq!(registry.untag_resource(&arn, &["k1".into(), "absent".into()]).await, Ok(()));
+        let now = registry.list_tags_for_resource(&arn).await.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((now.len(), now.get("k0").map(String::as_str)), (MAX_TAGS_PER_RESOURCE - 1, Some("replaced")));
+        for other in
+            ["arn:aws:iot:us-east-1:123456789012:policy/jitp-q", "arn:aws:iot:eu-west-1:123456789012:policy/jitp-p"]
+        {
+            assert!(matches!(registry.list_tags_for_resource(other).await, Err(RegistryError::NotFound(_))), "{other}");
+        }
     }
 
     #[tokio::test]

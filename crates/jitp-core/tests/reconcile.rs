@@ -39,16 +39,21 @@ async fn fleet() -> Fleet {
 
 /// The fleet, provisioned with the shipped configuration as `edit` leaves it.
 async fn fleet_with(edit: impl FnOnce(String) -> String) -> Fleet {
+    fleet_of(SENSORS, MemoryRegistry::new(), edit).await
+}
+
+/// `sensors` sensors and the two gateways, provisioned into `registry`.
+async fn fleet_of(count: usize, registry: MemoryRegistry, edit: impl FnOnce(String) -> String) -> Fleet {
     let dir = ConfigDir::shipped();
     dir.edit_config(edit);
-    let registry = Arc::new(MemoryRegistry::new());
+    let registry = Arc::new(registry);
     let ca = Ca::new("Reconcile CA", Alg::P256);
     let ca_id: CaCertificateId = registry.register_ca(&ca.cert.pem, true).unwrap();
     let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
     let provisioner = Provisioner::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default());
     let mut sensors = Vec::new();
     let names: Vec<String> =
-        (0..SENSORS).map(|i| format!("sensor-{i:012x}")).chain(["gw-ab-0001".into(), "gw-cd-0002".into()]).collect();
+        (0..count).map(|i| format!("sensor-{i:012x}")).chain(["gw-ab-0001".into(), "gw-cd-0002".into()]).collect();
     for name in names {
         let id = registry.register_certificate(&ca.issue(&Device::new(&name)).pem, &ca_id).unwrap();
         let record =
@@ -893,4 +898,198 @@ async fn a_shared_policy_version_the_workflow_made_is_rolled_back_by_its_record(
     assert_eq!(rolled.counts.policies, 1);
     let now = fleet.registry.get_policy(&shared).await.unwrap();
     assert_eq!((now.default_version_id, now.document), (v1.default_version_id, v1.document));
+}
+
+// ---- the state machine: operators' hands, applies and rollbacks interleaved ----
+
+/// What happens next to the fleet (3 sensors).
+#[derive(Debug, Clone)]
+enum Action {
+    /// `--apply` with template variant 0 (as shipped), 1 or 2.
+    Apply(usize),
+    /// Two `--apply` runs of one variant at once.
+    ApplyTwice(usize),
+    /// `--apply` that dies: the `nth` next call of TagResource or CreatePolicyVersion fails before or after it
+    /// takes effect, with no retry.
+    ApplyCrashed { variant: usize, tag: bool, after: bool, nth: u64 },
+    /// `--rollback` with the variant last applied.
+    Rollback,
+    /// By hand: SetDefaultPolicyVersion to one of the policy's versions.
+    HandDefault { sensor: usize, pick: usize },
+    /// By hand: CreatePolicyVersion of another document (deleting the oldest non-default version first at 5),
+    /// then, with `restore`, the default set back to what it was.
+    HandVersion { sensor: usize, doc: usize, restore: bool },
+    /// By hand: DeletePolicyVersion of a non-default version.
+    HandDelete { sensor: usize, pick: usize },
+}
+
+fn action() -> impl proptest::strategy::Strategy<Value = Action> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize).prop_map(Action::Apply),
+        1 => (0..3usize).prop_map(Action::ApplyTwice),
+        1 => (0..3usize, any::<bool>(), any::<bool>(), 1..4u64)
+            .prop_map(|(variant, tag, after, nth)| Action::ApplyCrashed { variant, tag, after, nth }),
+        3 => Just(Action::Rollback),
+        1 => (0..3usize, 0..5usize).prop_map(|(sensor, pick)| Action::HandDefault { sensor, pick }),
+        1 => (0..3usize, 0..4usize, any::<bool>())
+            .prop_map(|(sensor, doc, restore)| Action::HandVersion { sensor, doc, restore }),
+        1 => (0..3usize, 0..5usize).prop_map(|(sensor, pick)| Action::HandDelete { sensor, pick }),
+    ]
+}
+
+/// What the model knows of one sensor's policy.
+#[derive(Debug, Default)]
+struct Known {
+    /// The default before the last apply that changed it, and the default that apply left.
+    applied: Option<(String, String)>,
+    /// Every default an apply replaced: the only versions a rollback may ever restore.
+    replaced: BTreeSet<String>,
+    /// The document each template variant renders for it, once seen.
+    docs: BTreeMap<usize, String>,
+}
+
+async fn defaults(fleet: &Fleet) -> Vec<PolicyDescription> {
+    let mut out = Vec::new();
+    for (name, _) in &fleet.sensors {
+        out.push(policy_of(&fleet.registry, name).await);
+    }
+    out
+}
+
+/// Run `actions` and check after each rollback that every policy whose default is today's document, made by an
+/// apply and untouched since, is back at exactly the default that apply replaced; that a policy not at today's
+/// document is left alone; and that no rollback ever sets a default that was not in force before an apply.
+async fn run_machine(actions: Vec<Action>) {
+    let ms = std::time::Duration::from_millis;
+    let fleet = fleet_of(3, MemoryRegistry::new().with_latency(ms(0), ms(1)), |toml| toml).await;
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let shipped = std::fs::read_to_string(&template).unwrap();
+    let variant = |v: usize| match v {
+        0 => shipped.clone(),
+        v => shipped.replace(NARROWED_FROM, &NARROWED_TO.replace("alarm", &format!("alarm{v}"))),
+    };
+    let mut known: Vec<Known> = (0..3).map(|_| Known::default()).collect();
+    for (k, p) in known.iter_mut().zip(defaults(&fleet).await) {
+        k.docs.insert(0, p.document);
+    }
+    let mut today = 0;
+    for (step, action) in actions.into_iter().enumerate() {
+        let before = defaults(&fleet).await;
+        let policy =
+            |i: usize| -> jitp_core::ids::PolicyName { format!("jitp-{}", fleet.sensors[i].0).parse().unwrap() };
+        match action.clone() {
+            Action::Apply(v) | Action::ApplyTwice(v) | Action::ApplyCrashed { variant: v, .. } => {
+                std::fs::write(&template, variant(v)).unwrap();
+                today = v;
+                let converged = match action {
+                    Action::Apply(_) => run(&fleet, APPLY).await.0.converged,
+                    Action::ApplyTwice(_) => {
+                        let (a, b) = tokio::join!(run(&fleet, APPLY), run(&fleet, APPLY));
+                        a.0.converged && b.0.converged
+                    }
+                    Action::ApplyCrashed { tag, after, nth, .. } => {
+                        let op = if tag { Operation::TagResource } else { Operation::CreatePolicyVersion };
+                        let nth = fleet.registry.call_counts().get(&op).copied().unwrap_or(0) + nth;
+                        let kind = if after { FaultKind::UnavailableAfter } else { FaultKind::UnavailableBefore };
+                        fleet.registry.add_faults([Fault { op, nth, kind }]);
+                        let hasty = Settings { retry_deadline: std::time::Duration::ZERO, ..Settings::default() };
+                        run_with(&fleet, &fleet.registry, hasty, APPLY).await;
+                        false
+                    }
+                    _ => unreachable!(),
+                };
+                for ((k, was), now) in known.iter_mut().zip(&before).zip(defaults(&fleet).await) {
+                    if now.default_version_id != was.default_version_id {
+                        k.applied = Some((was.default_version_id.clone(), now.default_version_id.clone()));
+                        k.replaced.insert(was.default_version_id.clone());
+                    }
+                    if converged {
+                        k.docs.insert(v, now.document);
+                    }
+                }
+            }
+            Action::Rollback => {
+                let (rolled, _) = run(&fleet, ROLLBACK).await;
+                assert!(rolled.converged, "step {step}: {:?}", rolled.errors);
+                for (i, (k, was)) in known.iter_mut().zip(&before).enumerate() {
+                    let now = policy_of(&fleet.registry, &fleet.sensors[i].0).await;
+                    let at_today = k.docs.get(&today).map(|d| *d == was.document);
+                    if at_today == Some(false) {
+                        assert_eq!(
+                            now.default_version_id, was.default_version_id,
+                            "step {step}, sensor {i}: not at today's document, left alone"
+                        );
+                    }
+                    let versions = fleet.registry.list_policy_versions(&policy(i)).await.unwrap();
+                    if let (Some(true), Some((replaced, made))) = (at_today, &k.applied)
+                        && *made == was.default_version_id
+                        && versions.iter().any(|v| v.version_id == *replaced)
+                    {
+                        assert_eq!(
+                            now.default_version_id, *replaced,
+                            "step {step}, sensor {i}: the default the apply replaced"
+                        );
+                    }
+                    assert!(
+                        now.default_version_id == was.default_version_id
+                            || k.replaced.contains(&now.default_version_id),
+                        "step {step}, sensor {i}: version {} was never in force before an apply",
+                        now.default_version_id
+                    );
+                    if now.default_version_id != was.default_version_id {
+                        k.applied = None;
+                    }
+                }
+            }
+            Action::HandDefault { sensor, pick } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                let chosen = &versions[pick % versions.len()].version_id;
+                fleet.registry.set_default_policy_version(&policy(sensor), chosen).await.unwrap();
+            }
+            Action::HandVersion { sensor, doc, restore } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                if versions.len() == 5
+                    && let Some(oldest) = versions.iter().find(|v| !v.is_default)
+                {
+                    fleet.registry.delete_policy_version(&policy(sensor), &oldest.version_id).await.unwrap();
+                }
+                // A fault scripted for a crashed apply may still be pending and hit this call: either way the
+                // model reads the registry again before the next step.
+                let _ = fleet.registry.create_policy_version(&policy(sensor), &by_hand(doc)).await;
+                if restore {
+                    let was = &before[sensor].default_version_id;
+                    fleet.registry.set_default_policy_version(&policy(sensor), was).await.unwrap();
+                }
+            }
+            Action::HandDelete { sensor, pick } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                let others: Vec<_> = versions.iter().filter(|v| !v.is_default).collect();
+                if !others.is_empty() {
+                    let chosen = &others[pick % others.len()].version_id;
+                    fleet.registry.delete_policy_version(&policy(sensor), chosen).await.unwrap();
+                }
+            }
+        }
+        for (name, _) in &fleet.sensors {
+            let tags = rollback_tags(&fleet.registry, name).await;
+            assert!(tags.len() <= 12, "step {step}: {name} has {} rollback tags: {tags:?}", tags.len());
+        }
+    }
+}
+
+proptest::proptest! {
+    // Every case is a fresh fleet and up to 16 runs: 12 cases by default; PROPTEST_CASES=N for more (CI's
+    // scripts/test.sh leaves the default, about 15 s here).
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    #[test]
+    fn rollback_after_apply_restores_every_previous_default_whatever_happens_between(
+        actions in proptest::collection::vec(action(), 1..16)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run_machine(actions));
+    }
 }
