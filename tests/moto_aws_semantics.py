@@ -19,6 +19,14 @@ starts the ordinary moto server (same arguments as moto_server):
 - ListThings with usePrefixAttributeValue=true: the things whose attribute value starts with attributeValue
   (AWS API reference, ListThings); `jitp reconcile` lists its things that way. moto ignores the parameter and
   matches the whole value, so it would list nothing.
+- TagResource, UntagResource, ListTagsForResource on a policy's ARN (AWS API reference; policies are taggable,
+  at most 50 tags, keys of 1 to 128 characters, values of at most 256): jitp records the default a new policy
+  version replaces in the policy's tags, which is what `jitp reconcile --rollback` restores. moto 5.2.5 has no
+  tagging for AWS IoT at all. Here: policies only (the only resource jitp tags), a resource that is not one of
+  this account's policies is ResourceNotFoundException, UntagResource of an absent key succeeds.
+- ListCACertificates (AWS API reference): the account's CA certificates, with certificateId, certificateArn,
+  status and creationDate. `jitp reconcile` lists them to find orphaned certificates (ACTIVE, with a jitp policy,
+  named by no thing). moto 5.2.5 has no ListCACertificates at all.
 
 moto's server answers requests on several threads, so each patched call runs under one lock: the check and the
 write are one atomic step, as they are in AWS IoT.
@@ -137,6 +145,62 @@ def list_things_response(self):
 
 _list_things = _Responses.list_things
 
+_TAGS = {}  # policy ARN -> {key: value}
+
+
+def _tagged_policy(backend, arn):
+    for policy in backend.policies.values():
+        if policy.arn == arn:
+            return policy
+    raise exceptions.ResourceNotFoundException(f"No resource {arn}")
+
+
+def tag_resource_response(self):
+    arn = self._get_param("resourceArn")
+    tags = {t["Key"]: t.get("Value", "") for t in self._get_param("tags") or []}
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or key.startswith("aws:") or len(value) > 256:
+            raise exceptions.InvalidRequestException(f"Tag {key!r} is not valid")
+    with _LOCK:
+        _tagged_policy(self.iot_backend, arn)
+        merged = {**_TAGS.get(arn, {}), **tags}
+        if len(merged) > 50:
+            raise exceptions.InvalidRequestException(f"{arn} would have {len(merged)} tags; at most 50 are allowed")
+        _TAGS[arn] = merged
+    return responses.EmptyResult()
+
+
+def untag_resource_response(self):
+    arn = self._get_param("resourceArn")
+    with _LOCK:
+        _tagged_policy(self.iot_backend, arn)
+        for key in self._get_param("tagKeys") or []:
+            _TAGS.get(arn, {}).pop(key, None)
+    return responses.EmptyResult()
+
+
+def list_tags_for_resource_response(self):
+    arn = self._get_param("resourceArn")
+    with _LOCK:
+        _tagged_policy(self.iot_backend, arn)
+        tags = [{"Key": k, "Value": v} for k, v in sorted(_TAGS.get(arn, {}).items())]
+    return responses.ActionResult({"tags": tags})
+
+
+def list_ca_certificates_response(self):
+    with _LOCK:
+        cas = [
+            {
+                "certificateId": ca.certificate_id,
+                "certificateArn": ca.arn,
+                "status": ca.status,
+                "creationDate": ca.creation_date,
+            }
+            for ca in self.iot_backend.ca_certificates.values()
+        ]
+    return responses.ActionResult({"certificates": cas})
+
+
 _to_description_dict = models.FakeCertificate.to_description_dict
 
 
@@ -154,6 +218,10 @@ _Backend.detach_thing_principal = detach_thing_principal
 _Responses.update_thing = update_thing_response
 _Responses.attach_thing_principal = attach_thing_principal_response
 _Responses.list_things = list_things_response
+_Responses.tag_resource = tag_resource_response
+_Responses.untag_resource = untag_resource_response
+_Responses.list_tags_for_resource = list_tags_for_resource_response
+_Responses.list_ca_certificates = list_ca_certificates_response
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,9 @@
 //!
 //! The modeled error code (`ProvideErrorMetadata::code`, taken from `x-amzn-ErrorType` or the body) decides
 //! first; where the code is absent or unknown the raw HTTP status decides. Errors that never reached the
-//! service (timeouts, connection failures) are transient; a request the SDK could not even build is not.
+//! service (timeouts, connection failures) are transient; a request the SDK could not even build is not, nor
+//! is a success answer that cannot be read (the same request gets the same answer: a retry only burns the
+//! deadline, 22 attempts over 20 s, before the same error).
 
 use aws_sdk_iot::config::http::HttpResponse;
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -22,8 +24,8 @@ where
             let message = detail(op, e.code(), e.message(), status, err.request_id());
             kind(message)
         }
-        // The service answered, but not in the shape of the API: judge by the status, and a 2xx or 3xx that
-        // cannot be parsed is a fault on the way (a proxy, a truncated body), so worth a retry.
+        // The service answered, but not in the shape of the API: judge by the status. A 2xx or 3xx that cannot
+        // be parsed is Unreadable (not retried); an error status keeps its meaning (a 5xx is still transient).
         SdkError::ResponseError(_) => {
             let kind = classify(None, status);
             kind(format!("{op}: unreadable response (HTTP {}): {}", shown_status(status), DisplayErrorContext(err)))
@@ -64,9 +66,12 @@ fn classify(code: Option<&str>, status: Option<u16>) -> fn(String) -> RegistryEr
             | "DeleteConflictException"
             | "ConflictingResourceUpdateException",
         ) => RegistryError::Conflict,
+        // No code: a 2xx or 3xx here is a success body the SDK could not parse (it reports that as an unmodeled
+        // service error).
         _ => match status {
             Some(429) => RegistryError::Throttled,
             Some(400..=499) => RegistryError::InvalidRequest,
+            Some(200..=399) => RegistryError::Unreadable,
             _ => RegistryError::Unavailable,
         },
     }
@@ -107,6 +112,7 @@ pub(crate) fn outcome(err: &RegistryError) -> &'static str {
         RegistryError::Throttled(_) => "throttled",
         RegistryError::Unavailable(_) => "unavailable",
         RegistryError::InvalidRequest(_) => "invalid_request",
+        RegistryError::Unreadable(_) => "unreadable",
         _ => "error",
     }
 }
@@ -143,7 +149,8 @@ mod tests {
         assert_eq!(kind(None, Some(403)), "invalid_request");
         assert_eq!(kind(None, Some(500)), "unavailable");
         assert_eq!(kind(None, Some(502)), "unavailable");
-        assert_eq!(kind(None, Some(200)), "unavailable");
+        assert_eq!(kind(None, Some(200)), "unreadable", "a success body that did not parse");
+        assert_eq!(kind(None, Some(304)), "unreadable");
         assert_eq!(kind(None, None), "unavailable");
     }
 }

@@ -252,9 +252,10 @@ where
     result
 }
 
-/// A response that lacks what the API promises: a fault on the service's side, worth a retry.
+/// A success response that lacks what the API promises, or holds what jitp cannot take: the same request would
+/// get the same answer, so it is not retried ([`RegistryError::Unreadable`]).
 fn malformed(op: Operation, what: &str) -> RegistryError {
-    RegistryError::Unavailable(format!("{op}: the response {what}"))
+    RegistryError::Unreadable(format!("{op}: the response {what}"))
 }
 
 /// A thing name from a listing, or why the listing is unusable.
@@ -416,6 +417,7 @@ impl IotRegistry for AwsRegistry {
             name: name.clone(),
             document: out.policy_document.ok_or_else(|| malformed(OP, "has no policyDocument"))?,
             default_version_id: out.default_version_id.ok_or_else(|| malformed(OP, "has no defaultVersionId"))?,
+            arn: out.policy_arn.ok_or_else(|| malformed(OP, "has no policyArn"))?,
         })
     }
 
@@ -572,6 +574,38 @@ impl IotRegistry for AwsRegistry {
             match page.next_marker.filter(|m| !m.is_empty()) {
                 Some(next) => marker = Some(next),
                 None => return Ok(targets),
+            }
+        }
+        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+    }
+
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+        const OP: Operation = Operation::TagResource;
+        let tags = tags
+            .iter()
+            .map(|(key, value)| sdk::Tag::builder().key(key).value(value).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RegistryError::InvalidRequest(format!("{OP}: request not built: {e}")))?;
+        call(OP, self.client.tag_resource().resource_arn(arn).set_tags(Some(tags)).send()).await.map(drop)
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError> {
+        let request = self.client.untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send();
+        call(Operation::UntagResource, request).await.map(drop)
+    }
+
+    async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+        const OP: Operation = Operation::ListTagsForResource;
+        let mut tags = BTreeMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let request = self.client.list_tags_for_resource().resource_arn(arn).set_next_token(token.take()).send();
+            let page = call(OP, request).await?;
+            // A tag without a value is the empty string, as the API reference has it (Value: 0 to 256 characters).
+            tags.extend(page.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value.unwrap_or_default())));
+            match page.next_token.filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next),
+                None => return Ok(tags),
             }
         }
         Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))

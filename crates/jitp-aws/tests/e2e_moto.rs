@@ -417,6 +417,9 @@ slow! {
     list_targets_for_policy(name: &PolicyName) -> Result<Vec<String>, RegistryError>;
     list_ca_certificates() -> Result<Vec<CaCertificateId>, RegistryError>;
     list_certificates_by_ca(ca: &CaCertificateId, marker: Option<&str>) -> Result<CertificatePage, RegistryError>;
+    tag_resource(arn: &str, tags: &std::collections::BTreeMap<String, String>) -> Result<(), RegistryError>;
+    untag_resource(arn: &str, keys: &[String]) -> Result<(), RegistryError>;
+    list_tags_for_resource(arn: &str) -> Result<std::collections::BTreeMap<String, String>, RegistryError>;
 }
 
 /// K certificates for one name, each event delivered twice, all at once, through 10-40 ms of latency per call,

@@ -280,3 +280,40 @@ async fn reset_forgets_everything() {
     moto.server.reset();
     assert!(matches!(moto.registry.get_policy(&name).await, Err(RegistryError::NotFound(_))));
 }
+
+/// moto 5.2.5 has no AWS IoT tagging: TagResource and ListTagsForResource on a policy's ARN are HTTP 500 (AWS
+/// tags policies; replay.rs pins the requests). The end-to-end suite runs on the patched server (tests/moto_aws_semantics.py), which adds it.
+#[tokio::test]
+async fn moto_has_no_iot_tagging() {
+    let moto = moto_or_skip!();
+    let name = policy("jitp-sensor-00000000000c");
+    moto.registry.create_policy(&name, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    let arn = moto.registry.get_policy(&name).await.unwrap().arn;
+    assert!(arn.ends_with(":policy/jitp-sensor-00000000000c"), "{arn}");
+    let tags = BTreeMap::from([("jitp:rollback:ab".to_owned(), "1".to_owned())]);
+    let err = moto.registry.tag_resource(&arn, &tags).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unavailable(_)) && err.to_string().contains("HTTP 500"), "{err}");
+    let err = moto.registry.list_tags_for_resource(&arn).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+}
+
+/// The patched server's tagging, as AWS IoT's: tags on a policy's ARN, replaced by key, removed by key (an
+/// absent key is no error), an unknown resource NotFound, at most 50 tags.
+#[tokio::test]
+async fn patched_moto_tags_policies_as_aws_does() {
+    let Some(moto) = Moto::start_with_aws_semantics().await else { return };
+    let name = policy("jitp-sensor-00000000000d");
+    moto.registry.create_policy(&name, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    let arn = moto.registry.get_policy(&name).await.unwrap().arn;
+    moto.registry.tag_resource(&arn, &attrs(&[("a", "1"), ("b", "2")])).await.unwrap();
+    moto.registry.tag_resource(&arn, &attrs(&[("a", "3")])).await.unwrap();
+    assert_eq!(moto.registry.list_tags_for_resource(&arn).await.unwrap(), attrs(&[("a", "3"), ("b", "2")]));
+    moto.registry.untag_resource(&arn, &["b".into(), "absent".into()]).await.unwrap();
+    assert_eq!(moto.registry.list_tags_for_resource(&arn).await.unwrap(), attrs(&[("a", "3")]));
+    let missing = arn.replace("00000000000d", "00000000000e");
+    let err = moto.registry.list_tags_for_resource(&missing).await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotFound(_)), "{err}");
+    let many: BTreeMap<String, String> = (0..50).map(|i| (format!("k{i}"), String::new())).collect();
+    let err = moto.registry.tag_resource(&arn, &many).await.unwrap_err();
+    assert!(matches!(err, RegistryError::InvalidRequest(_)), "51 tags: {err}");
+}

@@ -27,6 +27,8 @@ const CA_ID: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf000102030405060708090a0b0c0
 const ARN: &str =
     "arn:aws:iot:us-east-1:123456789012:cert/0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a09080706050403020100a";
 
+const POLICY_ARN: &str = "arn:aws:iot:us-east-1:123456789012:policy/jitp-sensor-0a1b2c3d4e5f";
+
 fn cert_id() -> CertificateId {
     CERT_ID.parse().unwrap()
 }
@@ -124,6 +126,7 @@ fn variant(e: &RegistryError) -> &'static str {
         RegistryError::Throttled(_) => "Throttled",
         RegistryError::Unavailable(_) => "Unavailable",
         RegistryError::InvalidRequest(_) => "InvalidRequest",
+        RegistryError::Unreadable(_) => "Unreadable",
         _ => "?",
     }
 }
@@ -181,6 +184,9 @@ error_mapping_tests! {
     errors_attach_thing_principal, "AttachThingPrincipal", |r| r.attach_thing_principal(&thing(), ARN, true);
     errors_list_things, "ListThings", |r| r.list_things(&owner_filter(), None);
     errors_list_things_in_thing_group, "ListThingsInThingGroup", |r| r.list_things_in_thing_group("pilot", None);
+    errors_tag_resource, "TagResource", |r| r.tag_resource(POLICY_ARN, &BTreeMap::from([("k".into(), "v".into())]));
+    errors_untag_resource, "UntagResource", |r| r.untag_resource(POLICY_ARN, &["k".into()]);
+    errors_list_tags_for_resource, "ListTagsForResource", |r| r.list_tags_for_resource(POLICY_ARN);
 }
 
 fn owner_filter() -> ThingFilter {
@@ -234,8 +240,9 @@ async fn describe_certificate_without_ca_id_and_every_status() {
     }
 }
 
+/// A success answer that lacks what the API promises would be the same next time: Unreadable, not retried.
 #[tokio::test]
-async fn describe_certificate_that_lacks_what_the_api_promises_is_unavailable() {
+async fn describe_certificate_that_lacks_what_the_api_promises_is_unreadable() {
     let cases = [
         r#"{}"#.to_owned(),
         format!(
@@ -251,7 +258,8 @@ async fn describe_certificate_that_lacks_what_the_api_promises_is_unavailable() 
     for body in cases {
         let (registry, _) = replay(vec![json(200, &body)]);
         let err = registry.describe_certificate(&cert_id()).await.unwrap_err();
-        assert!(matches!(err, RegistryError::Unavailable(_)), "{body}: {err}");
+        assert!(matches!(err, RegistryError::Unreadable(_)), "{body}: {err}");
+        assert!(!err.is_transient(), "{err}");
     }
 }
 
@@ -398,7 +406,7 @@ async fn a_registry_that_never_stops_paginating_is_cut_off() {
     let pages = (0..100).map(|i| json(200, &format!(r#"{{"principals":[],"nextToken":"t{i}"}}"#))).collect();
     let (registry, http) = replay(pages);
     let err = registry.list_thing_principals(&thing()).await.unwrap_err();
-    assert!(matches!(err, RegistryError::Unavailable(_)), "{err}");
+    assert!(matches!(err, RegistryError::Unreadable(_)), "{err}");
     assert_eq!(requests(&http).len(), 100);
 }
 
@@ -475,6 +483,7 @@ async fn get_policy_returns_default_version_document() {
     let (registry, http) = replay(vec![json(200, body)]);
     let p = registry.get_policy(&policy()).await.unwrap();
     assert_eq!(p.name, policy());
+    assert_eq!(p.arn, "arn");
     assert_eq!(p.document, r#"{"Version":"2012-10-17"}"#);
     assert_eq!(p.default_version_id, "3");
     assert_eq!(requests(&http)[0].method(), "GET");
@@ -614,6 +623,114 @@ async fn create_policy_with_a_malformed_document_is_invalid_request() {
     let (registry, _) = replay(vec![aws_error(400, "MalformedPolicyException")]);
     let err = registry.create_policy(&policy(), "not json").await.unwrap_err();
     assert!(matches!(err, RegistryError::InvalidRequest(_)), "{err}");
+}
+
+// ---- the rollback record: tags on the policy ----
+
+#[tokio::test]
+async fn get_policy_without_policy_arn_is_unreadable() {
+    let body = r#"{"policyName":"jitp-sensor-0a1b2c3d4e5f","policyDocument":"{}","defaultVersionId":"3"}"#;
+    let (registry, _) = replay(vec![json(200, body)]);
+    let err = registry.get_policy(&policy()).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unreadable(_)) && err.to_string().contains("policyArn"), "{err}");
+}
+
+/// AWS: `POST /tags` with the ARN and a list of `{Key, Value}` in the body.
+#[tokio::test]
+async fn tag_resource_sends_the_arn_and_each_tag() {
+    let (registry, http) = replay(vec![ok()]);
+    let tags = BTreeMap::from([("jitp:rollback:ab".to_owned(), "3".to_owned()), ("owner".into(), String::new())]);
+    registry.tag_resource(POLICY_ARN, &tags).await.unwrap();
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "POST");
+    assert!(reqs[0].uri().ends_with("/tags"), "{}", reqs[0].uri());
+    assert_eq!(
+        body_json(reqs[0]),
+        serde_json::json!({"resourceArn": POLICY_ARN, "tags": [{"Key": "jitp:rollback:ab", "Value": "3"}, {"Key": "owner", "Value": ""}]})
+    );
+}
+
+/// AWS: `POST /untag` with the ARN and the keys.
+#[tokio::test]
+async fn untag_resource_sends_the_arn_and_the_keys() {
+    let (registry, http) = replay(vec![ok()]);
+    registry.untag_resource(POLICY_ARN, &["jitp:rollback:ab".into(), "jitp:rollback:cd".into()]).await.unwrap();
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "POST");
+    assert!(reqs[0].uri().ends_with("/untag"), "{}", reqs[0].uri());
+    assert_eq!(
+        body_json(reqs[0]),
+        serde_json::json!({"resourceArn": POLICY_ARN, "tagKeys": ["jitp:rollback:ab", "jitp:rollback:cd"]})
+    );
+}
+
+/// AWS: `GET /tags?resourceArn=...`, paged by `nextToken`; a tag without a value reads as the empty string.
+#[tokio::test]
+async fn list_tags_for_resource_follows_next_token() {
+    let (registry, http) = replay(vec![
+        json(200, r#"{"tags":[{"Key":"jitp:rollback:ab","Value":"3"},{"Key":"bare"}],"nextToken":"page-2"}"#),
+        json(200, r#"{"tags":[{"Key":"owner","Value":"ops"}]}"#),
+    ]);
+    let tags = registry.list_tags_for_resource(POLICY_ARN).await.unwrap();
+    let want = BTreeMap::from([
+        ("jitp:rollback:ab".to_owned(), "3".to_owned()),
+        ("bare".into(), String::new()),
+        ("owner".into(), "ops".into()),
+    ]);
+    assert_eq!(tags, want);
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "GET");
+    assert!(
+        reqs[0].uri().contains("/tags?") && reqs[0].uri().contains("resourceArn=arn%3Aaws%3Aiot"),
+        "{}",
+        reqs[0].uri()
+    );
+    assert!(reqs[1].uri().contains("nextToken=page-2"), "{}", reqs[1].uri());
+}
+
+// ---- an answer that cannot be read is not retried ----
+
+/// Success answers jitp cannot read: a body that is not JSON, a thing jitp cannot name, a page without its
+/// things' names. Each is Unreadable after one request: the same request would get the same answer.
+#[tokio::test]
+async fn a_list_things_page_that_cannot_be_read_is_unreadable_after_one_request() {
+    for body in [
+        r#"{"things":[{"thingName":"sensor-0a1b"#,
+        "<html>200 OK from a proxy</html>",
+        r#"{"things":[{"thingName":"has space","version":1}]}"#,
+        r#"{"things":[{"version":1}]}"#,
+        r#"{"things":"not a list"}"#,
+    ] {
+        let http = StaticReplayClient::new(vec![ReplayEvent::new(HttpRequest::new(SdkBody::empty()), json(200, body))]);
+        let registry = production(http.clone(), Duration::from_secs(10), Duration::from_secs(3));
+        let err = registry.list_things(&owner_filter(), None).await.unwrap_err();
+        assert!(matches!(err, RegistryError::Unreadable(_)), "{body}: {err}");
+        assert!(!err.is_transient(), "{body}: {err}");
+        assert!(err.to_string().contains("ListThings"), "{err}");
+        assert_eq!(requests(&http).len(), 1, "{body}");
+    }
+}
+
+/// Through the workflow's retry loop (a plan: 16 ListThings listings, each retried until a 20 s deadline when
+/// transient): an unreadable page is an error at once, after one request, not 22 attempts over 20 s.
+#[tokio::test]
+async fn a_plan_stops_at_once_on_an_unreadable_list_things_page() {
+    let events = (0..3)
+        .map(|_| ReplayEvent::new(HttpRequest::new(SdkBody::empty()), json(200, r#"{"things":[{"thingName":"#)))
+        .collect();
+    let http = StaticReplayClient::new(events);
+    let registry = production(http.clone(), Duration::from_secs(10), Duration::from_secs(3));
+    let rules = std::sync::Arc::new(jitp_core::rules::Rules::load(jitp_testkit::repo_config_path()).unwrap());
+    let reconciler = jitp_core::reconcile::Reconciler::new(
+        rules,
+        std::sync::Arc::new(registry),
+        jitp_core::provision::Settings::default(),
+    );
+    let started = std::time::Instant::now();
+    let err = reconciler.plan(jitp_testkit::NOW).await.unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert_eq!(requests(&http).len(), 1, "not retried");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 // ---- transport failures, retries and the client's configuration ----

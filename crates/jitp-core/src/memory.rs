@@ -2,7 +2,8 @@
 //!
 //! It keeps what matters to jitp the way AWS does: certificate statuses and legal transitions, CreateThing
 //! idempotent for an identical configuration and AlreadyExists otherwise, CreatePolicy AlreadyExists, at most
-//! 5 policy versions, attachments, exclusive thing principals. On top: token-bucket quotas per API, scripted
+//! 5 policy versions, policy tags (at most 50, AWS's key and value limits), attachments, exclusive thing
+//! principals. On top: token-bucket quotas per API, scripted
 //! faults (before or after the write takes effect, and latency), an invariant check after every call, an optional
 //! log of every call's span (which calls overlapped), and a persistence file so `jitp provision --registry
 //! memory:PATH` can be run repeatedly.
@@ -32,6 +33,13 @@ use crate::thing::ThingName;
 
 /// AWS IoT keeps at most this many versions of a policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
+/// AWS IoT's tag limits (the `Tag` type of its API reference; "user-defined tags per resource" in the tagging
+/// guide): at most 50 tags a resource, a key of 1 to 128 characters, a value of at most 256.
+pub const MAX_TAGS_PER_RESOURCE: usize = 50;
+/// The longest tag key.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// The longest tag value.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
 /// A scripted fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +118,9 @@ struct Policy {
     versions: BTreeMap<u64, String>,
     default: u64,
     next: u64,
+    /// TagResource's tags (policies are taggable in AWS IoT).
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
 }
 
 /// Everything the registry holds (the persistence file is this, as JSON).
@@ -187,6 +198,39 @@ impl Default for MemoryRegistry {
 
 fn cert_arn(state: &State, id: &CertificateId) -> String {
     format!("arn:aws:iot:{}:{}:cert/{id}", state.region, state.account)
+}
+
+fn policy_arn(state: &State, name: &PolicyName) -> String {
+    format!("arn:aws:iot:{}:{}:policy/{name}", state.region, state.account)
+}
+
+/// The policy a resource ARN names, as AWS IoT resolves it: this account and region's policies only.
+fn tagged_policy<'s>(state: &'s mut State, arn: &str) -> Result<&'s mut Policy, RegistryError> {
+    let prefix = format!("arn:aws:iot:{}:{}:policy/", state.region, state.account);
+    let name = arn.strip_prefix(&prefix).and_then(|n| n.parse::<PolicyName>().ok());
+    name.and_then(|n| state.policies.get_mut(&n)).ok_or_else(|| RegistryError::NotFound(format!("resource {arn}")))
+}
+
+/// AWS IoT's checks of the tags of one TagResource request.
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    for (key, value) in tags {
+        let key_chars = key.chars().count();
+        if !(1..=MAX_TAG_KEY_CHARS).contains(&key_chars) {
+            return Err(RegistryError::InvalidRequest(format!(
+                "tag key {key:?} has {key_chars} characters; 1 to {MAX_TAG_KEY_CHARS} are allowed"
+            )));
+        }
+        if key.starts_with("aws:") {
+            return Err(RegistryError::InvalidRequest(format!("tag key {key:?}: the aws: prefix is reserved")));
+        }
+        let value_chars = value.chars().count();
+        if value_chars > MAX_TAG_VALUE_CHARS {
+            return Err(RegistryError::InvalidRequest(format!(
+                "tag {key:?}: the value has {value_chars} characters; at most {MAX_TAG_VALUE_CHARS} are allowed"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -285,8 +329,14 @@ impl MemoryRegistry {
 
     /// Script faults.
     pub fn with_faults(self, faults: impl IntoIterator<Item = Fault>) -> Self {
-        lock(&self.runtime).faults.extend(faults);
+        self.add_faults(faults);
         self
+    }
+
+    /// Script more faults on a registry in use (`nth` counts the calls made so far too), as a test that
+    /// interleaves runs does to crash one of them.
+    pub fn add_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.runtime).faults.extend(faults);
     }
 
     /// Register a CA as AWS's RegisterCACertificate does; its id is the SHA-256 of its DER.
@@ -679,7 +729,12 @@ impl IotRegistry for MemoryRegistry {
             }
             s.policies.insert(
                 name.clone(),
-                Policy { versions: BTreeMap::from([(1, document.to_owned())]), default: 1, next: 2 },
+                Policy {
+                    versions: BTreeMap::from([(1, document.to_owned())]),
+                    default: 1,
+                    next: 2,
+                    tags: BTreeMap::new(),
+                },
             );
             Ok(())
         });
@@ -694,6 +749,7 @@ impl IotRegistry for MemoryRegistry {
                 name: name.clone(),
                 document: p.versions.get(&p.default).cloned().unwrap_or_default(),
                 default_version_id: p.default.to_string(),
+                arn: policy_arn(s, name),
             })
         });
         self.finish(Operation::GetPolicy, after, None, r)
@@ -959,6 +1015,41 @@ impl IotRegistry for MemoryRegistry {
         });
         self.finish(Operation::ListCertificatesByCA, after, None, r)
     }
+
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::TagResource).await?;
+        let r = self.with_state(|s| {
+            check_tags(tags)?;
+            let policy = tagged_policy(s, arn)?;
+            let total = policy.tags.keys().chain(tags.keys().filter(|k| !policy.tags.contains_key(*k))).count();
+            if total > MAX_TAGS_PER_RESOURCE {
+                return Err(RegistryError::InvalidRequest(format!(
+                    "resource {arn} would have {total} tags; at most {MAX_TAGS_PER_RESOURCE} are allowed"
+                )));
+            }
+            policy.tags.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(())
+        });
+        self.finish(Operation::TagResource, after, None, r)
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError> {
+        let after = self.admit(Operation::UntagResource).await?;
+        let r = self.with_state(|s| {
+            let policy = tagged_policy(s, arn)?;
+            for key in keys {
+                policy.tags.remove(key);
+            }
+            Ok(())
+        });
+        self.finish(Operation::UntagResource, after, None, r)
+    }
+
+    async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+        let after = self.admit(Operation::ListTagsForResource).await?;
+        let r = self.with_state(|s| Ok(tagged_policy(s, arn)?.tags.clone()));
+        self.finish(Operation::ListTagsForResource, after, None, r)
+    }
 }
 
 #[cfg(test)]
@@ -1039,6 +1130,38 @@ mod tests {
         assert!(matches!(bad, Err(RegistryError::InvalidRequest(_))), "{bad:?}");
         let too_many = registry.list_things(&ThingFilter { max_results: 251, ..filter("0", true) }, None).await;
         assert!(matches!(too_many, Err(RegistryError::InvalidRequest(_))), "{too_many:?}");
+    }
+
+    #[tokio::test]
+    async fn policy_tags_follow_aws_limits() {
+        let registry = MemoryRegistry::new();
+        let name: PolicyName = "jitp-p".parse().unwrap_or_else(|e| unreachable!("{e}"));
+        registry.create_policy(&name, "{}").await.unwrap_or_else(|e| unreachable!("{e}"));
+        let arn = registry.get_policy(&name).await.unwrap_or_else(|e| unreachable!("{e}")).arn;
+        assert_eq!(arn, "arn:aws:iot:us-east-1:123456789012:policy/jitp-p");
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let invalid = |r: Result<(), RegistryError>| matches!(r, Err(RegistryError::InvalidRequest(_)));
+        let long_key = "k".repeat(MAX_TAG_KEY_CHARS + 1);
+        let long_value = "v".repeat(MAX_TAG_VALUE_CHARS + 1);
+        for bad in [tags(&[("", "v")]), tags(&[(&long_key, "v")]), tags(&[("aws:x", "v")]), tags(&[("k", &long_value)])]
+        {
+            assert!(invalid(registry.tag_resource(&arn, &bad).await), "{bad:?}");
+        }
+        let fifty: BTreeMap<String, String> =
+            (0..MAX_TAGS_PER_RESOURCE).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(registry.tag_resource(&arn, &fifty).await, Ok(()));
+        assert_eq!(registry.tag_resource(&arn, &tags(&[("k0", "replaced")])).await, Ok(()), "a key it has");
+        assert!(invalid(registry.tag_resource(&arn, &tags(&[("one-more", "")])).await));
+        assert_eq!(registry.untag_resource(&arn, &["k1".into(), "absent".into()]).await, Ok(()));
+        let now = registry.list_tags_for_resource(&arn).await.unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!((now.len(), now.get("k0").map(String::as_str)), (MAX_TAGS_PER_RESOURCE - 1, Some("replaced")));
+        for other in
+            ["arn:aws:iot:us-east-1:123456789012:policy/jitp-q", "arn:aws:iot:eu-west-1:123456789012:policy/jitp-p"]
+        {
+            assert!(matches!(registry.list_tags_for_resource(other).await, Err(RegistryError::NotFound(_))), "{other}");
+        }
     }
 
     #[tokio::test]

@@ -64,7 +64,11 @@ impl Quotas {
             | O::ListThingsInThingGroup
             | O::ListTargetsForPolicy
             | O::ListCACertificates
-            | O::ListCertificatesByCA => 10.0,
+            | O::ListCertificatesByCA
+            // Service Quotas L-06E76376, L-8996ACA8, L-D127B7BE ("TagResource API TPS" and the others).
+            | O::TagResource
+            | O::UntagResource
+            | O::ListTagsForResource => 10.0,
             O::AttachPolicy
             | O::AttachThingPrincipal
             | O::DetachThingPrincipal

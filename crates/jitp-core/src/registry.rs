@@ -42,6 +42,11 @@ pub enum RegistryError {
     /// InvalidRequestException and other 4xx: a retry will not help.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The service answered success, but not in a shape jitp can read (a body that does not parse, a field the
+    /// API promises that is missing, a name jitp cannot hold): the same request would get the same answer, so a
+    /// retry will not help.
+    #[error("unreadable answer: {0}")]
+    Unreadable(String),
 }
 
 impl RegistryError {
@@ -79,6 +84,9 @@ pub enum Operation {
     ListTargetsForPolicy,
     ListCACertificates,
     ListCertificatesByCA,
+    TagResource,
+    UntagResource,
+    ListTagsForResource,
 }
 
 impl Operation {
@@ -107,6 +115,9 @@ impl Operation {
         Self::ListTargetsForPolicy,
         Self::ListCACertificates,
         Self::ListCertificatesByCA,
+        Self::TagResource,
+        Self::UntagResource,
+        Self::ListTagsForResource,
     ];
 
     /// The AWS API name.
@@ -135,6 +146,9 @@ impl Operation {
             Self::ListTargetsForPolicy => "ListTargetsForPolicy",
             Self::ListCACertificates => "ListCACertificates",
             Self::ListCertificatesByCA => "ListCertificatesByCA",
+            Self::TagResource => "TagResource",
+            Self::UntagResource => "UntagResource",
+            Self::ListTagsForResource => "ListTagsForResource",
         }
     }
 
@@ -165,6 +179,9 @@ impl Operation {
             Self::ListTargetsForPolicy => "iot:ListTargetsForPolicy",
             Self::ListCACertificates => "iot:ListCACertificates",
             Self::ListCertificatesByCA => "iot:ListCertificatesByCA",
+            Self::TagResource => "iot:TagResource",
+            Self::UntagResource => "iot:UntagResource",
+            Self::ListTagsForResource => "iot:ListTagsForResource",
         }
     }
 }
@@ -292,6 +309,10 @@ pub struct PolicyDescription {
     pub document: String,
     /// The default version id.
     pub default_version_id: String,
+    /// `policyArn`: the ARN its tags are read and written on (as AWS IoT gives it: jitp never builds one, so
+    /// the account and partition are never guessed).
+    #[serde(default)]
+    pub arn: String,
 }
 
 /// One entry of ListPolicyVersions.
@@ -387,4 +408,11 @@ pub trait IotRegistry: Send + Sync {
         ca: &CaCertificateId,
         marker: Option<&str>,
     ) -> Result<CertificatePage, RegistryError>;
+    /// TagResource: add `tags` to the resource `arn` (a policy's, as GetPolicy gave it), replacing the value of a
+    /// key it already has.
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError>;
+    /// UntagResource: remove `keys` from the resource `arn` (a key it does not have is no error).
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError>;
+    /// ListTagsForResource: every tag of the resource `arn`, all pages.
+    async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError>;
 }

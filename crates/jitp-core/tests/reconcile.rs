@@ -39,16 +39,21 @@ async fn fleet() -> Fleet {
 
 /// The fleet, provisioned with the shipped configuration as `edit` leaves it.
 async fn fleet_with(edit: impl FnOnce(String) -> String) -> Fleet {
+    fleet_of(SENSORS, MemoryRegistry::new(), edit).await
+}
+
+/// `sensors` sensors and the two gateways, provisioned into `registry`.
+async fn fleet_of(count: usize, registry: MemoryRegistry, edit: impl FnOnce(String) -> String) -> Fleet {
     let dir = ConfigDir::shipped();
     dir.edit_config(edit);
-    let registry = Arc::new(MemoryRegistry::new());
+    let registry = Arc::new(registry);
     let ca = Ca::new("Reconcile CA", Alg::P256);
     let ca_id: CaCertificateId = registry.register_ca(&ca.cert.pem, true).unwrap();
     let rules = Arc::new(Rules::load(dir.config_path()).unwrap());
     let provisioner = Provisioner::new(rules, registry.clone() as Arc<dyn IotRegistry>, Settings::default());
     let mut sensors = Vec::new();
     let names: Vec<String> =
-        (0..SENSORS).map(|i| format!("sensor-{i:012x}")).chain(["gw-ab-0001".into(), "gw-cd-0002".into()]).collect();
+        (0..count).map(|i| format!("sensor-{i:012x}")).chain(["gw-ab-0001".into(), "gw-cd-0002".into()]).collect();
     for name in names {
         let id = registry.register_certificate(&ca.issue(&Device::new(&name)).pem, &ca_id).unwrap();
         let record =
@@ -424,22 +429,65 @@ async fn a_policy_at_five_versions_is_pruned_without_losing_the_previous_default
     assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("5", v1.as_str()));
 }
 
+/// The policy's ARN, as GetPolicy gives it.
+async fn arn_of(registry: &MemoryRegistry, thing: &str) -> String {
+    policy_of(registry, thing).await.arn
+}
+
+/// jitp's rollback tags on a device's policy.
+async fn rollback_tags(registry: &MemoryRegistry, thing: &str) -> BTreeMap<String, String> {
+    let tags = registry.list_tags_for_resource(&arn_of(registry, thing).await).await.unwrap();
+    tags.into_iter().filter(|(k, _)| k.starts_with("jitp:rollback:")).collect()
+}
+
 #[tokio::test]
-async fn a_rollback_that_would_be_ambiguous_is_refused_and_reported() {
+async fn a_default_set_back_by_hand_is_still_rolled_back_by_its_record_and_a_missing_or_forged_one_is_refused() {
     let fleet = fleet().await;
     narrow(&fleet);
     assert!(run(&fleet, APPLY).await.0.converged);
-    // Someone made a version since and set today's document back as the default by hand: version 3 is newest.
-    let (name, _) = &fleet.sensors[1];
-    let policy = format!("jitp-{name}").parse().unwrap();
-    fleet.registry.create_policy_version(&policy, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
-    fleet.registry.set_default_policy_version(&policy, "2").await.unwrap();
+    let policy = |i: usize| format!("jitp-{}", fleet.sensors[i].0).parse().unwrap();
+    // 1: someone made a version since and set today's document back as the default by hand: the record (version
+    // 1) is what the apply replaced, whatever happened to the numbering since.
+    fleet.registry.create_policy_version(&policy(1), r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    fleet.registry.set_default_policy_version(&policy(1), "2").await.unwrap();
+    // 2: the record removed by hand; 3: forged to name a version that does not exist; 4: not a version id;
+    // 5: the recorded version deleted by hand.
+    let record = |i: usize| {
+        let registry = fleet.registry.clone();
+        let thing = fleet.sensors[i].0.clone();
+        async move {
+            let keys: Vec<String> = rollback_tags(&registry, &thing).await.into_keys().collect();
+            assert_eq!(keys.len(), 1, "one record per applied policy");
+            (arn_of(&registry, &thing).await, keys[0].clone())
+        }
+    };
+    let (arn, key) = record(2).await;
+    fleet.registry.untag_resource(&arn, &[key]).await.unwrap();
+    for (i, forged) in [(3, "9"), (4, "1; DROP")] {
+        let (arn, key) = record(i).await;
+        fleet.registry.tag_resource(&arn, &BTreeMap::from([(key, forged.to_owned())])).await.unwrap();
+    }
+    fleet.registry.create_policy_version(&policy(5), r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+    fleet.registry.set_default_policy_version(&policy(5), "2").await.unwrap();
+    fleet.registry.delete_policy_version(&policy(5), "1").await.unwrap();
+
     let (rolled, _) = run(&fleet, ROLLBACK).await;
-    assert_eq!(rolled.counts.changed, SENSORS as u64 - 1);
-    assert_eq!(rolled.reported.len(), 1, "{:?}", rolled.reported);
-    assert_eq!(rolled.reported[0].thing, *name);
-    assert!(rolled.reported[0].message.contains("not the newest"), "{}", rolled.reported[0].message);
-    assert_eq!(policy_of(&fleet.registry, name).await.default_version_id, "2", "left as it was");
+    assert!(rolled.converged, "{:?}", rolled.errors);
+    assert_eq!(rolled.counts.changed, SENSORS as u64 - 4);
+    let reported: Vec<(&str, &str)> = rolled.reported.iter().map(|r| (r.thing.as_str(), r.message.as_str())).collect();
+    assert_eq!(reported.len(), 4, "{reported:#?}");
+    for (i, (thing, message), expected) in [
+        (2, reported[0], "no apply recorded"),
+        (3, reported[1], "no longer exists"),
+        (4, reported[2], "is not a version of this policy"),
+        (5, reported[3], "no longer exists"),
+    ] {
+        assert_eq!(thing, fleet.sensors[i].0);
+        assert!(message.contains(expected), "{thing}: {message}");
+        assert_eq!(policy_of(&fleet.registry, thing).await.default_version_id, "2", "{thing}: left as it was");
+    }
+    assert_eq!(policy_of(&fleet.registry, &fleet.sensors[1].0).await.default_version_id, "1");
+    assert!(rollback_tags(&fleet.registry, &fleet.sensors[1].0).await.is_empty(), "the record is spent");
 }
 
 #[tokio::test]
@@ -697,5 +745,360 @@ proptest::proptest! {
             })
             .count();
         proptest::prop_assert_eq!(matching, usize::from(hexed));
+    }
+}
+
+// ---- rollback restores exactly the default an apply replaced (issue 20, item 4) ----
+
+/// A document no template renders, for versions made by hand.
+fn by_hand(i: usize) -> String {
+    format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":"iot:Connect","Resource":"h{i}"}}]}}"#)
+}
+
+/// A copy of the fleet's registry whose every call waits 1-4 ms, so that concurrent runs interleave.
+fn slow_copy(fleet: &Fleet, dir: &tempfile::TempDir) -> Arc<MemoryRegistry> {
+    let file = dir.path().join("registry.json");
+    std::fs::write(&file, serde_json::to_string(&fleet.registry.snapshot()).unwrap()).unwrap();
+    let ms = std::time::Duration::from_millis;
+    Arc::new(MemoryRegistry::open(&file).unwrap().with_latency(ms(1), ms(4)))
+}
+
+/// The measured case: 5 versions, version 3 the default by hand. The apply prunes version 1, makes 6 and
+/// records 3; rollback restores 3 (the document in force), not 5.
+#[tokio::test]
+async fn at_five_versions_with_a_hand_set_default_rollback_restores_that_default_not_the_one_before_by_number() {
+    let fleet = fleet().await;
+    let (name, _) = &fleet.sensors[0];
+    let policy = format!("jitp-{name}").parse().unwrap();
+    for i in 2..=5 {
+        fleet.registry.create_policy_version(&policy, &by_hand(i)).await.unwrap();
+    }
+    fleet.registry.set_default_policy_version(&policy, "3").await.unwrap();
+    narrow(&fleet);
+
+    let (applied, lines) = run(&fleet, APPLY).await;
+    assert!(applied.converged, "{:?}", applied.errors);
+    let versions = fleet.registry.list_policy_versions(&policy).await.unwrap();
+    let ids: Vec<&str> = versions.iter().map(|v| v.version_id.as_str()).collect();
+    assert_eq!(ids, ["2", "3", "4", "5", "6"], "version 1 pruned, the default it replaced (3) kept");
+    assert!(lines.iter().any(|l| l.contains(r#""from_version":"3","to_version":"6""#)), "{lines:?}");
+    assert_eq!(rollback_tags(&fleet.registry, name).await.into_values().collect::<Vec<_>>(), ["3"]);
+
+    let (rolled, lines) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    let now = policy_of(&fleet.registry, name).await;
+    assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("3", by_hand(3).as_str()));
+    assert!(lines.iter().any(|l| l.contains(r#""from_version":"6","to_version":"3""#)), "{lines:?}");
+    assert!(rollback_tags(&fleet.registry, name).await.is_empty(), "the record is spent");
+    // A second rollback does nothing: no device is at today's document.
+    let (again, _) = run(&fleet, ROLLBACK).await;
+    assert!(again.changes.is_empty() && again.reported.is_empty(), "{again:#?}");
+}
+
+/// Two applies at once over a registry with latency: a policy may get today's document twice, and one rollback
+/// still restores every policy's version 1; a second rollback does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applies_at_once_then_a_rollback_restores_every_previous_default() {
+    let fleet = fleet().await;
+    let mut v1 = Vec::new();
+    for (name, _) in &fleet.sensors {
+        v1.push(policy_of(&fleet.registry, name).await.document);
+    }
+    narrow(&fleet);
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = slow_copy(&fleet, &tmp);
+    let (a, b) = tokio::join!(
+        run_with(&fleet, &slow, Settings::default(), APPLY),
+        run_with(&fleet, &slow, Settings::default(), APPLY)
+    );
+    assert!(a.0.converged && b.0.converged, "{:?} {:?}", a.0.errors, b.0.errors);
+    let made = a.0.counts.policies + b.0.counts.policies;
+    assert!((SENSORS as u64..=2 * SENSORS as u64).contains(&made), "{made}");
+
+    let (rolled, _) = run_with(&fleet, &slow, Settings::default(), ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.changed, SENSORS as u64);
+    for ((name, _), old) in fleet.sensors.iter().zip(&v1) {
+        let now = policy_of(&slow, name).await;
+        assert_eq!((now.default_version_id.as_str(), now.document.as_str()), ("1", old.as_str()), "{name}");
+    }
+    let (again, _) = run_with(&fleet, &slow, Settings::default(), ROLLBACK).await;
+    assert!(again.changes.is_empty() && again.reported.is_empty(), "{again:#?}");
+}
+
+/// Crashes around the record and the version: the record written but its answer lost (the run dies before the
+/// version), the version made but its answer lost, the version never sent. A re-run converges and a rollback
+/// then restores version 1 everywhere.
+#[tokio::test]
+async fn a_crash_between_the_record_and_the_version_still_rolls_back_to_version_1() {
+    let fleet = fleet().await;
+    narrow(&fleet);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("registry.json");
+    std::fs::write(&file, serde_json::to_string(&fleet.registry.snapshot()).unwrap()).unwrap();
+    let crashed = Arc::new(MemoryRegistry::open(&file).unwrap().with_faults([
+        Fault { op: Operation::TagResource, nth: 2, kind: FaultKind::UnavailableAfter },
+        Fault { op: Operation::CreatePolicyVersion, nth: 4, kind: FaultKind::UnavailableAfter },
+        Fault { op: Operation::CreatePolicyVersion, nth: 6, kind: FaultKind::UnavailableBefore },
+    ]));
+    let hasty = Settings { retry_deadline: std::time::Duration::ZERO, ..Settings::default() };
+    let (first, _) = run_with(&fleet, &crashed, hasty, APPLY).await;
+    assert_eq!(first.counts.errors, 3, "{:?}", first.errors);
+    let (rerun, _) = run_with(&fleet, &crashed, Settings::default(), APPLY).await;
+    assert!(rerun.converged, "{:?}", rerun.errors);
+    let (rolled, _) = run_with(&fleet, &crashed, Settings::default(), ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.changed, SENSORS as u64);
+    for (name, _) in &fleet.sensors {
+        assert_eq!(policy_of(&crashed, name).await.default_version_id, "1", "{name}");
+        assert!(rollback_tags(&crashed, name).await.is_empty(), "{name}");
+    }
+}
+
+/// Eight template changes applied one after the other: each rollback would restore the version just before,
+/// and jitp's tags never pile up (at most 4 before the policy first prunes, one after every pruning).
+#[tokio::test]
+async fn many_applies_keep_the_records_few_and_rollback_restores_the_version_just_before() {
+    let fleet = fleet().await;
+    let (name, _) = &fleet.sensors[0];
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let v1 = std::fs::read_to_string(&template).unwrap();
+    for i in 1..=8 {
+        std::fs::write(&template, v1.replace(NARROWED_FROM, &NARROWED_TO.replace("alarm", &format!("alarm{i}"))))
+            .unwrap();
+        assert!(run(&fleet, APPLY).await.0.converged);
+        let tags = rollback_tags(&fleet.registry, name).await;
+        let default = policy_of(&fleet.registry, name).await.default_version_id;
+        assert_eq!(default, (i + 1).to_string());
+        assert_eq!(tags.values().filter(|v| **v == i.to_string()).count(), 1, "apply {i}: {tags:?}");
+        assert!(tags.len() <= 4, "apply {i}: {tags:?}");
+        if i >= 5 {
+            assert_eq!(tags.len(), 1, "apply {i} pruned and cleaned: {tags:?}");
+        }
+    }
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    let now = policy_of(&fleet.registry, name).await;
+    assert_eq!(now.default_version_id, "8");
+    assert!(now.document.contains("alarm7"), "{}", now.document);
+}
+
+/// A version the workflow made (a device provisioned after the template changed makes the shared policy's new
+/// default) carries its record: rollback restores the shared policy's version 1.
+#[tokio::test]
+async fn a_shared_policy_version_the_workflow_made_is_rolled_back_by_its_record() {
+    let fleet =
+        fleet_with(|toml| toml.replacen("name = \"sensors\"", "name = \"sensors\"\npolicy_mode = \"shared\"", 1)).await;
+    let shared: jitp_core::ids::PolicyName = "jitp-sensor".parse().unwrap();
+    let v1 = fleet.registry.get_policy(&shared).await.unwrap();
+    narrow(&fleet);
+    let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
+    let provisioner = Provisioner::new(rules, fleet.registry.clone() as Arc<dyn IotRegistry>, Settings::default());
+    let ca_id = CaCertificateId::of_der(&fleet.ca.cert.der);
+    let id =
+        fleet.registry.register_certificate(&fleet.ca.issue(&Device::new("sensor-0000000000ff")).pem, &ca_id).unwrap();
+    let record =
+        provisioner.handle_bytes(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()).as_bytes(), NOW).await;
+    assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
+    assert_eq!(fleet.registry.get_policy(&shared).await.unwrap().default_version_id, "2", "the workflow made it");
+    assert!(run(&fleet, APPLY).await.0.changes.is_empty(), "nothing left to apply");
+    let (rolled, _) = run(&fleet, ROLLBACK).await;
+    assert!(rolled.converged && rolled.reported.is_empty(), "{rolled:#?}");
+    assert_eq!(rolled.counts.policies, 1);
+    let now = fleet.registry.get_policy(&shared).await.unwrap();
+    assert_eq!((now.default_version_id, now.document), (v1.default_version_id, v1.document));
+}
+
+// ---- the state machine: operators' hands, applies and rollbacks interleaved ----
+
+/// What happens next to the fleet (3 sensors).
+#[derive(Debug, Clone)]
+enum Action {
+    /// `--apply` with template variant 0 (as shipped), 1 or 2.
+    Apply(usize),
+    /// Two `--apply` runs of one variant at once.
+    ApplyTwice(usize),
+    /// `--apply` that dies: the `nth` next call of TagResource or CreatePolicyVersion fails before or after it
+    /// takes effect, with no retry.
+    ApplyCrashed { variant: usize, tag: bool, after: bool, nth: u64 },
+    /// `--rollback` with the variant last applied.
+    Rollback,
+    /// By hand: SetDefaultPolicyVersion to one of the policy's versions.
+    HandDefault { sensor: usize, pick: usize },
+    /// By hand: CreatePolicyVersion of another document (deleting the oldest non-default version first at 5),
+    /// then, with `restore`, the default set back to what it was.
+    HandVersion { sensor: usize, doc: usize, restore: bool },
+    /// By hand: DeletePolicyVersion of a non-default version.
+    HandDelete { sensor: usize, pick: usize },
+}
+
+fn action() -> impl proptest::strategy::Strategy<Value = Action> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize).prop_map(Action::Apply),
+        1 => (0..3usize).prop_map(Action::ApplyTwice),
+        1 => (0..3usize, any::<bool>(), any::<bool>(), 1..4u64)
+            .prop_map(|(variant, tag, after, nth)| Action::ApplyCrashed { variant, tag, after, nth }),
+        3 => Just(Action::Rollback),
+        1 => (0..3usize, 0..5usize).prop_map(|(sensor, pick)| Action::HandDefault { sensor, pick }),
+        1 => (0..3usize, 0..4usize, any::<bool>())
+            .prop_map(|(sensor, doc, restore)| Action::HandVersion { sensor, doc, restore }),
+        1 => (0..3usize, 0..5usize).prop_map(|(sensor, pick)| Action::HandDelete { sensor, pick }),
+    ]
+}
+
+/// What the model knows of one sensor's policy.
+#[derive(Debug, Default)]
+struct Known {
+    /// The default before the last apply that changed it, and the default that apply left.
+    applied: Option<(String, String)>,
+    /// Every default an apply replaced: the only versions a rollback may ever restore.
+    replaced: BTreeSet<String>,
+    /// The document each template variant renders for it, once seen.
+    docs: BTreeMap<usize, String>,
+}
+
+async fn defaults(fleet: &Fleet) -> Vec<PolicyDescription> {
+    let mut out = Vec::new();
+    for (name, _) in &fleet.sensors {
+        out.push(policy_of(&fleet.registry, name).await);
+    }
+    out
+}
+
+/// Run `actions` and check after each rollback that every policy whose default is today's document, made by an
+/// apply and untouched since, is back at exactly the default that apply replaced; that a policy not at today's
+/// document is left alone; and that no rollback ever sets a default that was not in force before an apply.
+async fn run_machine(actions: Vec<Action>) {
+    let ms = std::time::Duration::from_millis;
+    let fleet = fleet_of(3, MemoryRegistry::new().with_latency(ms(0), ms(1)), |toml| toml).await;
+    let template = fleet.dir.path().join("policies/sensor.json.tera");
+    let shipped = std::fs::read_to_string(&template).unwrap();
+    let variant = |v: usize| match v {
+        0 => shipped.clone(),
+        v => shipped.replace(NARROWED_FROM, &NARROWED_TO.replace("alarm", &format!("alarm{v}"))),
+    };
+    let mut known: Vec<Known> = (0..3).map(|_| Known::default()).collect();
+    for (k, p) in known.iter_mut().zip(defaults(&fleet).await) {
+        k.docs.insert(0, p.document);
+    }
+    let mut today = 0;
+    for (step, action) in actions.into_iter().enumerate() {
+        let before = defaults(&fleet).await;
+        let policy =
+            |i: usize| -> jitp_core::ids::PolicyName { format!("jitp-{}", fleet.sensors[i].0).parse().unwrap() };
+        match action.clone() {
+            Action::Apply(v) | Action::ApplyTwice(v) | Action::ApplyCrashed { variant: v, .. } => {
+                std::fs::write(&template, variant(v)).unwrap();
+                today = v;
+                let converged = match action {
+                    Action::Apply(_) => run(&fleet, APPLY).await.0.converged,
+                    Action::ApplyTwice(_) => {
+                        let (a, b) = tokio::join!(run(&fleet, APPLY), run(&fleet, APPLY));
+                        a.0.converged && b.0.converged
+                    }
+                    Action::ApplyCrashed { tag, after, nth, .. } => {
+                        let op = if tag { Operation::TagResource } else { Operation::CreatePolicyVersion };
+                        let nth = fleet.registry.call_counts().get(&op).copied().unwrap_or(0) + nth;
+                        let kind = if after { FaultKind::UnavailableAfter } else { FaultKind::UnavailableBefore };
+                        fleet.registry.add_faults([Fault { op, nth, kind }]);
+                        let hasty = Settings { retry_deadline: std::time::Duration::ZERO, ..Settings::default() };
+                        run_with(&fleet, &fleet.registry, hasty, APPLY).await;
+                        false
+                    }
+                    _ => unreachable!(),
+                };
+                for ((k, was), now) in known.iter_mut().zip(&before).zip(defaults(&fleet).await) {
+                    if now.default_version_id != was.default_version_id {
+                        k.applied = Some((was.default_version_id.clone(), now.default_version_id.clone()));
+                        k.replaced.insert(was.default_version_id.clone());
+                    }
+                    if converged {
+                        k.docs.insert(v, now.document);
+                    }
+                }
+            }
+            Action::Rollback => {
+                let (rolled, _) = run(&fleet, ROLLBACK).await;
+                assert!(rolled.converged, "step {step}: {:?}", rolled.errors);
+                for (i, (k, was)) in known.iter_mut().zip(&before).enumerate() {
+                    let now = policy_of(&fleet.registry, &fleet.sensors[i].0).await;
+                    let at_today = k.docs.get(&today).map(|d| *d == was.document);
+                    if at_today == Some(false) {
+                        assert_eq!(
+                            now.default_version_id, was.default_version_id,
+                            "step {step}, sensor {i}: not at today's document, left alone"
+                        );
+                    }
+                    let versions = fleet.registry.list_policy_versions(&policy(i)).await.unwrap();
+                    if let (Some(true), Some((replaced, made))) = (at_today, &k.applied)
+                        && *made == was.default_version_id
+                        && versions.iter().any(|v| v.version_id == *replaced)
+                    {
+                        assert_eq!(
+                            now.default_version_id, *replaced,
+                            "step {step}, sensor {i}: the default the apply replaced"
+                        );
+                    }
+                    assert!(
+                        now.default_version_id == was.default_version_id
+                            || k.replaced.contains(&now.default_version_id),
+                        "step {step}, sensor {i}: version {} was never in force before an apply",
+                        now.default_version_id
+                    );
+                    if now.default_version_id != was.default_version_id {
+                        k.applied = None;
+                    }
+                }
+            }
+            Action::HandDefault { sensor, pick } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                let chosen = &versions[pick % versions.len()].version_id;
+                fleet.registry.set_default_policy_version(&policy(sensor), chosen).await.unwrap();
+            }
+            Action::HandVersion { sensor, doc, restore } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                if versions.len() == 5
+                    && let Some(oldest) = versions.iter().find(|v| !v.is_default)
+                {
+                    fleet.registry.delete_policy_version(&policy(sensor), &oldest.version_id).await.unwrap();
+                }
+                // A fault scripted for a crashed apply may still be pending and hit this call: either way the
+                // model reads the registry again before the next step.
+                let _ = fleet.registry.create_policy_version(&policy(sensor), &by_hand(doc)).await;
+                if restore {
+                    let was = &before[sensor].default_version_id;
+                    fleet.registry.set_default_policy_version(&policy(sensor), was).await.unwrap();
+                }
+            }
+            Action::HandDelete { sensor, pick } => {
+                let versions = fleet.registry.list_policy_versions(&policy(sensor)).await.unwrap();
+                let others: Vec<_> = versions.iter().filter(|v| !v.is_default).collect();
+                if !others.is_empty() {
+                    let chosen = &others[pick % others.len()].version_id;
+                    fleet.registry.delete_policy_version(&policy(sensor), chosen).await.unwrap();
+                }
+            }
+        }
+        for (name, _) in &fleet.sensors {
+            let tags = rollback_tags(&fleet.registry, name).await;
+            assert!(tags.len() <= 12, "step {step}: {name} has {} rollback tags: {tags:?}", tags.len());
+        }
+    }
+}
+
+proptest::proptest! {
+    // Every case is a fresh fleet and up to 16 runs: 12 cases by default; PROPTEST_CASES=N for more (CI's
+    // scripts/test.sh leaves the default, about 15 s here).
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(12),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    #[test]
+    fn rollback_after_apply_restores_every_previous_default_whatever_happens_between(
+        actions in proptest::collection::vec(action(), 1..16)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run_machine(actions));
     }
 }

@@ -11,12 +11,13 @@
 //! # What an apply changes
 //!
 //! - **Policy changes**: the rendered document becomes the policy's new default version (CreatePolicyVersion
-//!   set-as-default, [`make_default`]: the workflow's own path). At AWS's limit of 5 versions the oldest
-//!   non-default version is pruned first, never the version that was the default before (it is what
-//!   `--rollback` restores). A CreatePolicyVersion whose answer was lost is never repeated blind: the policy is
-//!   read again first, so no document is ever stored twice in a row. A shared policy gets one new version, made
-//!   once, reported with the devices it reaches. A policy that does not exist is reported, not created (only a
-//!   provisioning creates and attaches policies).
+//!   set-as-default, [`make_default`]: the workflow's own path), after the default it replaces is recorded in
+//!   the policy's tags (below). At AWS's limit of 5 versions the oldest version is pruned first, never the
+//!   default and never the one just recorded (it is what `--rollback` restores). A CreatePolicyVersion whose
+//!   answer was lost is never repeated blind: the policy is read again first, so no document is ever stored
+//!   twice in a row by one run. A shared policy gets one new version, made once, reported with the devices it
+//!   reaches. A policy that does not exist is reported, not created (only a provisioning creates and attaches
+//!   policies).
 //! - **Thing changes**: UpdateThing with `expectedVersion` = the version the listing returned (the workflow's
 //!   compare-and-set: a thing written since is not overwritten, it is an error and the re-run reads it again).
 //!   The `jitp_certificate` attribute is written as it is: reconcile never moves a thing to another
@@ -28,19 +29,64 @@
 //!
 //! # Rollback: how it knows the version before
 //!
-//! AWS IoT numbers a policy's versions in creation order and an apply makes exactly one new version (the
-//! previous default stays, unpruned). So a device whose policy reconcile changed has, as its default, today's
-//! document at version N, the newest version, and version N-1 is the default it replaced. `--rollback` sets
-//! the default back to N-1 (SetDefaultPolicyVersion), for every device whose default is today's rendered
-//! document and not its policy's only version. It refuses (reports) a device where that is ambiguous: the
-//! default is not the newest version (someone set it since), or version N-1 is gone. A device the apply did not
-//! reach (`--canary`) is not at today's document and is left alone; a rolled-back device is not either, so a
-//! second rollback does nothing. Thing changes and certificate actions are not rolled back.
+//! Every new default jitp makes ([`make_default`], for an apply and for the workflow alike) is preceded by a
+//! record in the policy's own tags, written where any later run can read it: TagResource
+//! `jitp:rollback:<SHA-256 of the new document, canonical>` = `<the default version id read just before>`
+//! (GetPolicy, then TagResource, then CreatePolicyVersion). `--rollback`, for a device whose default is today's
+//! document, reads the policy again (GetPolicy: the default now, and the ARN the tags are on), hashes the
+//! default's document, and looks its key up (ListTagsForResource):
 //!
-//! The rule cannot tell reconcile's version from another writer's that made today's document the newest
-//! version (the workflow, for a device re-provisioned after the template changed): rollback restores the
-//! version before today's document, whoever made it.
+//! - found, naming an existing version: SetDefaultPolicyVersion to it, then UntagResource of that key;
+//! - found, naming a version that is gone (deleted by hand: pruning never deletes one): refused, reported;
+//! - found, but not a version id of this policy other than its default: ignored (tags are state others can
+//!   write), refused, reported;
+//! - not found: the default is not a document jitp made over another; a policy with one version is left alone
+//!   (nothing ever changed it), any other is refused and reported. Nothing is ever inferred from version
+//!   numbers: a default set by hand, the 5-version limit, gaps in the numbering change nothing.
 //!
+//! Why this restores the default that was in force before the apply, in every interleaving (AWS IoT offers no
+//! conditional write on policies, so the argument rests on the order of the writes and on the tag's key and value
+//! being functions of what was read):
+//!
+//! - **Any default, any numbering.** The value is the default GetPolicy returned, whatever its number; a
+//!   version's document never changes, so restoring that id restores that document.
+//! - **The 5-version limit.** Pruning ([`make_default`]) never deletes the default nor the version just
+//!   recorded, and removes jitp's tags that name any other version before deleting anything, so no remaining
+//!   tag names a deleted version.
+//! - **A crash or a lost answer.** The record is written before the version exists. A crash before
+//!   CreatePolicyVersion leaves a record and the old default: the re-run reads the default again and rewrites
+//!   the same key (with the default it reads then). A CreatePolicyVersion that took effect but whose answer was
+//!   lost is re-read, not repeated; the record was already there. AWS makes a version and its default in one
+//!   call (`setAsDefault`), so there is no state "created but not yet default" to recover from.
+//! - **Two applies at once, same document.** Both read the default (the same one, or one of them already sees
+//!   the new document and does nothing), both write the same key with the same value, and each may make a
+//!   version: the document can then be stored twice, but whichever is the default, its document hashes to that
+//!   key, and rollback restores the default both read.
+//! - **Two applies at once, different documents.** Two keys. The default at the end is one of the two
+//!   documents; its key names the default its own apply read, which is the state before that apply. If the
+//!   other apply's version landed first, that is its document (which was in force in between).
+//! - **A rollback run twice, or a crash inside one.** The first rollback sets the old default and removes the
+//!   key; the default's document is then not today's, so a second run does nothing (and if it were, its key is
+//!   gone: refused). A crash between SetDefaultPolicyVersion and UntagResource leaves a key no default hashes
+//!   to: harmless, removed by the next pruning.
+//! - **A rollback concurrent with an apply** (not a sequence anyone should run) can remove a key that the
+//!   apply's later CreatePolicyVersion needs: the next rollback of that policy is then refused and reported,
+//!   never wrong. Likewise a pruning removes the record of an apply still in flight only if the default moved
+//!   between that apply's read and the pruning: refused later, never wrong.
+//!
+//! A device the apply did not reach (`--canary`) is not at today's document and is left alone. Thing changes
+//! and certificate actions are not rolled back. A version the workflow made (a device re-provisioned after the
+//! template changed) carries its record too, so rollback restores it the same way.
+//!
+//! Calls: an apply's policy change is GetPolicy, TagResource, CreatePolicyVersion (at the limit, add
+//! ListPolicyVersions, ListTagsForResource, UntagResource when a stale tag is found, DeletePolicyVersion); a
+//! rollback is GetPolicy, ListTagsForResource, SetDefaultPolicyVersion, UntagResource (ListPolicyVersions
+//! instead of the last two when no record is found). jitp's tags on a policy stay few: one key per distinct
+//! document jitp made the default since the policy last pruned (at most 4, since a policy with 5 versions
+//! prunes at every new one; a CreatePolicyVersion that fails for good takes its record back, so only a process
+//! dying between TagResource and CreatePolicyVersion leaves one more), and every pruning cleans them down to
+//! those naming the default or the version just recorded.
+
 //! # Order, canary, audit
 //!
 //! Devices are acted on in thing-name order; `--canary N` acts on the first N devices that have something to
@@ -61,7 +107,7 @@ use crate::decide::Verdict;
 use crate::error::Error;
 use crate::ids::{CertificateId, PolicyName};
 use crate::profile::{PolicyMode, Profile};
-use crate::provision::{Tally, make_default, on_reject, registry_error, same_document};
+use crate::provision::{Tally, is_version_id, make_default, on_reject, registry_error, rollback_tag, same_document};
 use crate::reason::{Fault, ReasonCode, Rejection};
 use crate::registry::{Operation, RegistryError, ThingSpec};
 use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
@@ -156,8 +202,8 @@ struct Work<'a> {
     update: Option<(ThingSpec, i64)>,
     /// Apply: a new default version of a per-thing policy.
     policy: Option<(&'a PolicyName, &'a str)>,
-    /// Rollback: a per-thing policy to roll back.
-    rollback: Option<&'a PolicyName>,
+    /// Rollback: a per-thing policy to roll back, and today's document (its default, as the plan read it).
+    rollback: Option<(&'a PolicyName, &'a str)>,
     /// `--revoke`: the rejection and its profile.
     revoke: Option<(&'a Rejection, Option<&'a Profile>)>,
     /// Needs a shared policy's change (made once, beside the devices).
@@ -374,8 +420,8 @@ impl Reconciler {
                 }
             }
         }
-        if let Some(name) = work.rollback {
-            match self.roll_back(name, tally).await {
+        if let Some((name, document)) = work.rollback {
+            match self.roll_back(name, document, tally).await {
                 Ok(Rolled::Back { from, to }) => {
                     let mut r = record(
                         ReconcileAction::PolicyRollback,
@@ -467,7 +513,7 @@ impl Reconciler {
                     .await
                     .map(|d| d.previous.map_or(Rolled::Nothing, |from| Rolled::Back { from, to: d.version })),
             ),
-            Mode::Rollback => (ReconcileAction::PolicyRollback, self.roll_back(name, tally).await),
+            Mode::Rollback => (ReconcileAction::PolicyRollback, self.roll_back(name, document, tally).await),
         };
         match result {
             Ok(Rolled::Back { from, to }) => {
@@ -489,32 +535,47 @@ impl Reconciler {
         done
     }
 
-    /// Set the default back to the version before today's (see the module docs for the rule).
-    async fn roll_back(&self, name: &PolicyName, tally: &Tally<'_>) -> Result<Rolled, Error> {
-        let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
-        let ids: Vec<(u64, bool)> =
-            versions.iter().filter_map(|v| v.version_id.parse::<u64>().ok().map(|id| (id, v.is_default))).collect();
-        let Some(&(current, _)) = ids.iter().find(|(_, default)| *default) else {
-            return Ok(Rolled::Refused(format!("policy {name} has no default version")));
+    /// Set the default back to the version it was before `document` was made the default, as the apply that
+    /// made it recorded in the policy's tags (see the module docs for the rule and its argument).
+    async fn roll_back(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<Rolled, Error> {
+        let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
+        if !same_document(&current.document, document) {
+            return Ok(Rolled::Nothing); // changed since the plan read it: no longer today's document
+        }
+        let default = current.default_version_id.as_str();
+        let key = rollback_tag(&current.document);
+        let tags = tally.must(Operation::ListTagsForResource, |r| r.list_tags_for_resource(&current.arn)).await?;
+        let Some(before) = tags.get(&key) else {
+            let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
+            if versions.len() < 2 {
+                return Ok(Rolled::Nothing); // only ever one version: nothing changed it
+            }
+            return Ok(Rolled::Refused(format!(
+                "policy {name}: its default, version {default}, is today's document, but no apply recorded the \
+                 default it replaced (no tag {key}): not rolled back; jitp never guesses it from version numbers"
+            )));
         };
-        if ids.len() < 2 {
-            return Ok(Rolled::Nothing); // only ever one version: nothing changed it
-        }
-        let newest = ids.iter().map(|(id, _)| *id).max().unwrap_or(current);
-        if newest != current {
+        if !is_version_id(before) || before == default {
             return Ok(Rolled::Refused(format!(
-                "policy {name}: the default, version {current}, is not the newest (version {newest}): it was set since; not rolled back"
+                "policy {name}: tag {key} = {before:?} is not a version of this policy other than its default \
+                 {default}: ignored (someone else wrote it); not rolled back"
             )));
         }
-        let before = current.saturating_sub(1);
-        if !ids.iter().any(|(id, _)| *id == before) {
-            return Ok(Rolled::Refused(format!(
-                "policy {name}: version {before}, the one before the default {current}, is gone; not rolled back"
-            )));
+        match tally.call(Operation::SetDefaultPolicyVersion, |r| r.set_default_policy_version(name, before)).await? {
+            Ok(()) => {}
+            Err(RegistryError::NotFound(_)) => {
+                return Ok(Rolled::Refused(format!(
+                    "policy {name}: version {before}, the default before today's document (tag {key}), no longer \
+                     exists: not rolled back"
+                )));
+            }
+            Err(e) => return Err(registry_error(Operation::SetDefaultPolicyVersion, e)),
         }
-        let before = before.to_string();
-        tally.must(Operation::SetDefaultPolicyVersion, |r| r.set_default_policy_version(name, &before)).await?;
-        Ok(Rolled::Back { from: current.to_string(), to: before })
+        // The record is spent. If this fails, the tag stays behind harmlessly: the default's document no longer
+        // hashes to it, so no rollback reads it, and the next pruning of this policy removes it.
+        let spent = [key];
+        let _ = tally.call(Operation::UntagResource, |r| r.untag_resource(&current.arn, &spent)).await;
+        Ok(Rolled::Back { from: default.to_owned(), to: before.clone() })
     }
 }
 
@@ -594,7 +655,7 @@ fn step<'a>(device: &'a Looked<'_>, options: Options<'_>) -> Step<'a> {
                     }
                     (PolicyMode::Shared, _) => work.shared = Some(policy),
                     (_, Mode::Apply) => work.policy = Some((policy, &verdict.policy.document)),
-                    (_, Mode::Rollback) => work.rollback = Some(policy),
+                    (_, Mode::Rollback) => work.rollback = Some((policy, &verdict.policy.document)),
                 }
             }
             if mode == Mode::Apply
