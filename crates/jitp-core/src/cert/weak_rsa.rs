@@ -40,9 +40,9 @@ pub const SMALL_FACTOR_BOUND: u32 = 1024;
 /// Fermat's method tries this many values of `a` from `⌈√N⌉` (badkeys' count).
 pub const FERMAT_ROUNDS: u32 = 100;
 
-/// Moduli smaller than this are not examined: the arithmetic facts above are about moduli of real keys (a
-/// 16-bit "modulus" 1 is in every subgroup), and such keys are refused for their size anyway.
-pub const MIN_CHECKED_BITS: usize = 512;
+/// Moduli smaller than this are not examined (roca-detect's bound too): the arithmetic above is about moduli of
+/// keys (a "modulus" 1 is in every subgroup), and such keys are refused for their size anyway.
+pub const MIN_CHECKED_BITS: usize = 256;
 
 /// The largest modulus examined (the largest RSA key jitp accepts).
 const MAX_LIMBS: usize = 8192 / 64;
@@ -505,8 +505,8 @@ mod tests {
     fn out_of_range_moduli_are_not_examined() {
         assert_eq!(rsa_weakness(&[]), None);
         assert_eq!(rsa_weakness(&[0, 0, 1]), None);
-        assert_eq!(rsa_weakness(&[0x0F; 63]), None); // 508 bits
+        assert_eq!(rsa_weakness(&[0x0F; 32]), None); // 252 bits
         assert_eq!(rsa_weakness(&[0xFF; 1025]), None); // 8200 bits
-        assert_eq!(rsa_weakness(&[0xFF; 64]), Some(RsaWeakness::SmallFactor { prime: 3 })); // 2^512 - 1
+        assert_eq!(rsa_weakness(&[0xFF; 32]), Some(RsaWeakness::SmallFactor { prime: 3 })); // 2^256 - 1
     }
 }
