@@ -30,8 +30,9 @@ pub mod moto;
 pub mod progress;
 pub mod surgery;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -437,18 +438,57 @@ impl PublicKeyData for RawPublicKey {
 
 /// An RSA public key with a modulus of `bits` bits (not a usable key: only its size matters to the checks).
 pub fn rsa_public_key(bits: usize) -> RawPublicKey {
-    let mut modulus = vec![0u8; bits / 8];
-    modulus[0] = 0xC1;
-    for (i, b) in modulus.iter_mut().enumerate().skip(1) {
-        *b = (i as u8).wrapping_mul(37) | 1;
-    }
-    let mut int = vec![0x00];
-    int.extend_from_slice(&modulus);
-    let modulus_der = der_tlv(0x02, &int);
-    let exponent_der = der_tlv(0x02, &[0x01, 0x00, 0x01]);
-    let mut seq = modulus_der;
-    seq.extend_from_slice(&exponent_der);
+    rsa_key_with_modulus(&fake_modulus(bits), &[0x01, 0x00, 0x01])
+}
+
+/// An RSA public key with this modulus and exponent (big-endian bytes, no sign byte needed): for keys with a
+/// weakness built on purpose (ROCA's structure, a small factor, factors close together).
+pub fn rsa_key_with_modulus(modulus: &[u8], exponent: &[u8]) -> RawPublicKey {
+    let int = |bytes: &[u8]| {
+        let mut v = bytes.to_vec();
+        if v.first().is_some_and(|b| b & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        der_tlv(0x02, &v)
+    };
+    let mut seq = int(modulus);
+    seq.extend(int(exponent));
     RawPublicKey { bytes: der_tlv(0x30, &seq), alg: &rcgen::PKCS_RSA_SHA256 }
+}
+
+/// A `bits`-bit odd number standing in for an RSA modulus whose private key no test needs: a fixed pattern,
+/// moved up by steps of 2 until no prime below 2^16 divides it, so that it has none of the weaknesses jitp
+/// looks for (a small factor, ROCA's structure, factors close together: a random number's chances of the last
+/// two are below 2^-150). Remembered per size.
+pub(crate) fn fake_modulus(bits: usize) -> Vec<u8> {
+    static MODULI: Mutex<BTreeMap<usize, Vec<u8>>> = Mutex::new(BTreeMap::new());
+    let mut moduli = MODULI.lock().unwrap_or_else(|e| e.into_inner());
+    moduli
+        .entry(bits)
+        .or_insert_with(|| {
+            let mut modulus = vec![0u8; bits / 8];
+            for (i, b) in modulus.iter_mut().enumerate() {
+                *b = if i == 0 { 0xC1 } else { (i as u8).wrapping_mul(37) | 1 };
+            }
+            let primes: Vec<u32> = (3..1u32 << 16)
+                .step_by(2)
+                .filter(|n| (3..).step_by(2).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+                .collect();
+            while primes.iter().any(|p| modulus.iter().fold(0u32, |r, b| ((r << 8) | u32::from(*b)) % p) == 0) {
+                // + 2, carrying (the pattern's leading 0xC1 keeps the carry from changing its size).
+                let mut carry = 2u16;
+                for b in modulus.iter_mut().rev() {
+                    let sum = u16::from(*b) + carry;
+                    *b = sum as u8;
+                    carry = sum >> 8;
+                    if carry == 0 {
+                        break;
+                    }
+                }
+            }
+            modulus
+        })
+        .clone()
 }
 
 fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {

@@ -263,24 +263,11 @@ impl Ca {
 
 /// An RSA public key: a `bits`-bit modulus (odd unless `even_modulus`) and `exponent` (big-endian bytes).
 pub fn rsa_key(bits: usize, exponent: &[u8], even_modulus: bool) -> RawPublicKey {
-    let mut modulus = vec![0u8; bits / 8];
-    modulus[0] = 0xC1;
-    for (i, b) in modulus.iter_mut().enumerate().skip(1) {
-        *b = (i as u8).wrapping_mul(37) | 1;
-    }
+    let mut modulus = crate::fake_modulus(bits);
     if even_modulus {
         *modulus.last_mut().unwrap() &= 0xFE;
     }
-    let int = |bytes: &[u8]| {
-        let mut v = bytes.to_vec();
-        if v.first().is_some_and(|b| b & 0x80 != 0) {
-            v.insert(0, 0);
-        }
-        der_tlv(0x02, &v)
-    };
-    let mut seq = int(&modulus);
-    seq.extend(int(exponent));
-    RawPublicKey { bytes: der_tlv(0x30, &seq), alg: &rcgen::PKCS_RSA_SHA256 }
+    crate::rsa_key_with_modulus(&modulus, exponent)
 }
 
 /// The ways an EC public key can be wrong.

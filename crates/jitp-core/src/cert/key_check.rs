@@ -13,6 +13,9 @@
 //!   requires (65, 97 or 133 bytes: a point of another curve under this curve's OID is caught here), not the
 //!   point at infinity, with coordinates below the field prime and on the curve. The last two are AWS-LC's
 //!   `EC_POINT_oct2point` + `EC_KEY_check_key`, reached through `aws_lc_rs::signature::ParsedPublicKey`.
+//!
+//! Then, for a valid RSA key, [`check_not_weak`]: is its modulus one whose private key can be computed from it
+//! (ROCA, a small factor, factors close together: [`super::weak_rsa`])? WEAK_KEY otherwise.
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey};
 use der::Decode;
@@ -85,6 +88,17 @@ fn check_rsa(bytes: &[u8]) -> Result<(), Rejection> {
         ));
     }
     Ok(())
+}
+
+/// Refuse an RSA key with a known weakness ([`super::weak_rsa`]) as WEAK_KEY; other keys pass.
+pub(crate) fn check_not_weak(kind: &KeyKind, spki: &SubjectPublicKeyInfoOwned) -> Result<(), Rejection> {
+    let KeyKind::Rsa { .. } = kind else { return Ok(()) };
+    let bytes = spki.subject_public_key.as_bytes().unwrap_or_default();
+    let Ok(key) = RsaPublicKey::from_der(bytes) else { return Ok(()) }; // refused as MALFORMED by KeyKind::of
+    match super::weak_rsa::rsa_weakness(key.modulus.as_bytes()) {
+        Some(weakness) => Err(reject!(WeakKey, "the RSA public key is weak: {weakness}")),
+        None => Ok(()),
+    }
 }
 
 fn curve_name(curve: Curve) -> &'static str {

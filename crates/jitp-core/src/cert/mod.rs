@@ -9,12 +9,14 @@ mod extensions;
 mod key_check;
 mod pre_epoch;
 mod verify;
+mod weak_rsa;
 
 pub use algorithm::{Curve, KeyKind};
 pub use crl::{CRL_PEM_LABEL, Crl, CrlCheck, MAX_CRL_BYTES, Revocation};
 pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
 pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
 pub use verify::{CaCheck, DeviceCheck, TrustedCa, chains_to, verify_ca, verify_device, verify_device_as_server};
+pub use weak_rsa::{FERMAT_ROUNDS, MIN_CHECKED_BITS, RsaWeakness, SMALL_FACTOR_BOUND, rsa_weakness};
 
 use der::{Decode, Encode};
 use sha2::Digest as _;

@@ -8,7 +8,8 @@
 //! 2. keyUsage, if present, asserts keyCertSign;
 //! 3. no critical extension outside [`super::CA_PROCESSED`] (the message names the OID);
 //! 4. the key is RSA (2048-8192 bits) or ECDSA P-256/P-384/P-521;
-//! 5. the key is a valid key (the rules of [`super::key_check`]);
+//! 5. the key is a valid key (the rules of [`super::key_check`]), and not a known-weak RSA key
+//!    ([`super::weak_rsa`]: ROCA, a small factor, factors close together);
 //! 6. nameConstraints decode and constrain no form jitp cannot evaluate (directoryName);
 //! 7. notBefore <= notAfter, then the decision time, widened by the clock skew, is inside the CA's validity:
 //!    CA_NOT_YET_VALID, CA_EXPIRED.
@@ -27,7 +28,9 @@
 //!    (NAME_CONSTRAINT_VIOLATION);
 //! 9. the key is not the CA's own key (DEVICE_KEY_IS_CA_KEY): after the signature, so that it is only said of
 //!    a certificate the CA really signed;
-//! 10. the decision time, widened by the clock skew, is inside the validity (CERT_NOT_YET_VALID, CERT_EXPIRED).
+//! 10. the key is not a known-weak RSA key (WEAK_KEY: ROCA, a small factor, factors close together; see
+//!     [`super::weak_rsa`]): after the signature too, so that the CA's device, not a forger, is said to have it;
+//! 11. the decision time, widened by the clock skew, is inside the validity (CERT_NOT_YET_VALID, CERT_EXPIRED).
 
 use std::time::Duration;
 
@@ -43,6 +46,7 @@ use super::extensions::{
     CA_PROCESSED, DEVICE_PROCESSED, check_ca_name_constraints, check_device_key_usage, describe_name_constraints,
     describe_sans, unprocessed_critical,
 };
+use super::key_check::check_not_weak;
 use crate::reason::{Rejection, reject};
 use crate::unix_time::rfc3339;
 
@@ -126,6 +130,9 @@ fn check_ca_structure(ca: &Certificate) -> Result<(), Rejection> {
         return Err(reject!(CaInvalid, "the registered CA's RSA key has {bits} bits; at least 2048 are required"));
     }
     ca.key_validity().map_err(|e| reject!(CaInvalid, "the registered CA's key: {}", e.message))?;
+    check_not_weak(ca.key(), spki).map_err(|e| {
+        reject!(CaInvalid, "the registered CA's key: {}; register the CA again with a new key", e.message)
+    })?;
     check_ca_name_constraints(ca)
 }
 
@@ -278,6 +285,7 @@ fn verify_device_for(
             ca.subject_line()
         ));
     }
+    check_not_weak(device.key(), tbs.subject_public_key_info())?;
     check_time(not_before, not_after, check)
 }
 
