@@ -82,6 +82,13 @@ pub enum ReasonCode {
     /// The thing exists but jitp did not create it (it has no `jitp_certificate` attribute): jitp never adopts a
     /// thing it did not create.
     ThingNotManaged,
+    /// The device certificate's serial is on a valid CRL of its profile with reason certificateHold: the CA
+    /// suspended it. A suspension, not a revocation: held (never revoked), provisioned once the hold is lifted.
+    CertOnHold,
+    /// No valid CRL of the profile covers the device (RFC 5280 6.3.3: each CRL's issuingDistributionPoint
+    /// against the device's cRLDistributionPoints), under `crl_policy = "enforce"`; or a CRL whose scope leaves the
+    /// device out lists it. The listed CRLs are the operator's: held until a CRL covering the device is listed.
+    CrlScopeMismatch,
 }
 
 impl ReasonCode {
@@ -119,6 +126,8 @@ impl ReasonCode {
         Self::NameConstraintViolation,
         Self::ThingNotManaged,
         Self::CertRevoked,
+        Self::CertOnHold,
+        Self::CrlScopeMismatch,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -156,6 +165,8 @@ impl ReasonCode {
             Self::NameConstraintViolation => "NAME_CONSTRAINT_VIOLATION",
             Self::ThingNotManaged => "THING_NOT_MANAGED",
             Self::CertRevoked => "CERT_REVOKED",
+            Self::CertOnHold => "CERT_ON_HOLD",
+            Self::CrlScopeMismatch => "CRL_SCOPE_MISMATCH",
         }
     }
 
@@ -181,7 +192,12 @@ impl ReasonCode {
             | Self::PolicyTemplateError
             | Self::PolicyTooPermissive
             | Self::PolicyTooLarge
-            | Self::ThingNotManaged => Fault::Operator,
+            | Self::ThingNotManaged
+            // A hold is the CA's suspension, not the operator's mistake, but it takes the same path: the
+            // certificate stays PENDING, the event is handed back, and it provisions once the hold is lifted.
+            // The reason code tells a hold apart in the audit record and in reconcile.
+            | Self::CertOnHold
+            | Self::CrlScopeMismatch => Fault::Operator,
             Self::MalformedCertificate
             | Self::IssuerMismatch
             | Self::SignatureInvalid
