@@ -1090,3 +1090,73 @@ fn coverage_agrees_with_a_reference_model_of_rfc_5280_6_3_3() {
         prop_assert_eq!(report.reason, expected, "{}", report.message);
     });
 }
+
+// ---- CRLs as `openssl ca -gencrl` writes them (fixtures/openssl-ca, made by its make.sh) ------------------------
+
+#[test]
+fn crls_made_by_openssl_ca_gencrl() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openssl-ca");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let ca_pem = read("rootCA.pem");
+    let expectations: [(&str, [(&str, Option<ReasonCode>); 5]); 5] = [
+        (
+            "full.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", Some(ReasonCode::CertOnHold)),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "part-a.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("held.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("good.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CrlScopeMismatch)),
+            ],
+        ),
+        (
+            "with-deltas.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", Some(ReasonCode::CertOnHold)),
+                ("good.pem", Some(ReasonCode::CaInvalid)),
+                ("part-a.pem", Some(ReasonCode::CaInvalid)),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "removed.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", None),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "lifted.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", None),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+    ];
+    for (crl_name, devices) in expectations {
+        let (_setup, rules) = Setup::with(&read(crl_name));
+        let crl = &rules.config().profile("sensors").unwrap().crl[0].crl;
+        let now = crl.this_update() + 60;
+        for (device, expected) in devices {
+            let report = check(&rules, &ca_pem, &read(device), None, now, &AwsContext::default());
+            assert_eq!(report.reason, expected, "{crl_name}, {device}: {}", report.message);
+        }
+    }
+}
