@@ -513,7 +513,8 @@ mod structure {
                 }
             }
         }
-        let checks: [(&str, &str, fn(&[u8]) -> Result<(), der::Error>); 3] = [
+        type Check = fn(&[u8]) -> Result<(), der::Error>;
+        let checks: [(&str, &str, Check); 3] = [
             ("signature", "a DER AlgorithmIdentifier", |b| AlgorithmIdentifierOwned::from_der(b).map(drop)),
             ("issuer", "a DER Name", |b| Name::from_der(b).map(drop)),
             ("thisUpdate", "a UTCTime or GeneralizedTime", |b| Time::from_der(b).map(drop)),

@@ -17,7 +17,9 @@
 
 use der::{Decode, Encode};
 use x509_cert::ext::pkix::CrlDistributionPoints;
-use x509_cert::ext::pkix::crl::dp::{IssuingDistributionPoint, ReasonFlags, Reasons};
+#[cfg(test)]
+use x509_cert::ext::pkix::crl::dp::Reasons;
+use x509_cert::ext::pkix::crl::dp::{IssuingDistributionPoint, ReasonFlags};
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 
 use super::Certificate;
@@ -220,19 +222,21 @@ fn mask(flags: ReasonFlags) -> u16 {
     flags.bits()
 }
 
-/// RFC 5280 5.3.1 / 4.2.1.13 names of the bits of `mask`.
+/// RFC 5280 4.2.1.13 names of the bits of `mask` (bit `n` is ReasonFlags bit `n`, as [`ReasonFlags::bits`] numbers
+/// them).
 fn reason_names(mask: u16) -> String {
-    const NAMES: [(Reasons, &str); 8] = [
-        (Reasons::KeyCompromise, "keyCompromise"),
-        (Reasons::CaCompromise, "cACompromise"),
-        (Reasons::AffiliationChanged, "affiliationChanged"),
-        (Reasons::Superseded, "superseded"),
-        (Reasons::CessationOfOperation, "cessationOfOperation"),
-        (Reasons::CertificateHold, "certificateHold"),
-        (Reasons::PrivilegeWithdrawn, "privilegeWithdrawn"),
-        (Reasons::AaCompromise, "aACompromise"),
+    const NAMES: [&str; 9] = [
+        "unused",
+        "keyCompromise",
+        "cACompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "certificateHold",
+        "privilegeWithdrawn",
+        "aACompromise",
     ];
-    NAMES.iter().filter(|(r, _)| mask & (*r as u16) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    NAMES.iter().enumerate().filter(|(bit, _)| mask & (1 << bit) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// A distribution point name as full names (DER GeneralNames); a name relative to the CRL issuer is the
@@ -307,6 +311,7 @@ mod tests {
     #[test]
     fn every_reason_bit_has_a_name() {
         assert_eq!(reason_names(ALL_REASONS).split(", ").count(), 8);
-        assert_eq!(reason_names(Reasons::KeyCompromise as u16), "keyCompromise");
+        assert_eq!(reason_names(mask(Reasons::KeyCompromise.into())), "keyCompromise");
+        assert_eq!(reason_names(mask(Reasons::AaCompromise | Reasons::Superseded)), "superseded, aACompromise");
     }
 }
