@@ -741,8 +741,9 @@ fn a_crl_covers_a_device_only_when_its_scope_includes_it() {
     let rel_idp = Idp { name: Some(DpName::RelativeCn("partition 1".into())), ..Idp::default() };
     let some_reasons = Idp { only_some_reasons: Some(KEY_COMPROMISE), ..Idp::default() };
     use Covers::{All, No, Some as Partly};
-    // (name, the CRL's IDP, the device's points, covered?)
-    let cases: Vec<(&str, Option<&Idp>, Option<&[Cdp]>, Covers)> = vec![
+    /// (name, the CRL's IDP, the device's points, covered?)
+    type Case<'a> = (&'a str, Option<&'a Idp>, Option<&'a [Cdp]>, Covers);
+    let cases: Vec<Case> = vec![
         ("no IDP, no CDP", None, None, All),
         ("no IDP, CDP A", None, Some(&a), All),
         ("IDP A, CDP A", Some(&full_a), Some(&a), All),
@@ -1098,7 +1099,9 @@ fn crls_made_by_openssl_ca_gencrl() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openssl-ca");
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let ca_pem = read("rootCA.pem");
-    let expectations: [(&str, [(&str, Option<ReasonCode>); 5]); 5] = [
+    /// Per CRL file, each device's expected reason (`None`: accepted).
+    type Verdicts<'a> = [(&'a str, Option<ReasonCode>); 5];
+    let expectations: [(&str, Verdicts); 5] = [
         (
             "full.crl",
             [
@@ -1157,6 +1160,52 @@ fn crls_made_by_openssl_ca_gencrl() {
         for (device, expected) in devices {
             let report = check(&rules, &ca_pem, &read(device), None, now, &AwsContext::default());
             assert_eq!(report.reason, expected, "{crl_name}, {device}: {}", report.message);
+        }
+    }
+}
+
+/// Every byte of a CRL with each scope part jitp reads, and of a device certificate's cRLDistributionPoints,
+/// overwritten: loading, verifying, scoping and looking up is an error or an answer, never a panic.
+#[test]
+fn hostile_scope_bytes_never_panic() {
+    let idp = Idp {
+        name: Some(DpName::RelativeCn("partition 1".into())),
+        only_user: true,
+        only_some_reasons: Some(KEY_COMPROMISE | (1 << 3)),
+        ..Idp::default()
+    };
+    let crl = scoped(Some(&idp), &[RawExtension::freshest_crl(DP_A)], &[&serial(CN)]);
+    let points = [
+        Cdp { name: Some(DpName::RelativeCn("partition 1".into())), reasons: Some(KEY_COMPROMISE), crl_issuer: None },
+        Cdp { name: uris(DP_A), reasons: None, crl_issuer: Some(DP_B.into()) },
+        Cdp::uri(DP_B),
+    ];
+    let device_pem = ca().issue(&with_cdp(CN, Some(&points))).pem;
+    let device = jitp_core::cert::Certificate::from_pem(device_pem.as_bytes()).unwrap();
+    let trusted = trusted(ca());
+    let device_points = jitp_core::cert::DistributionPoints::of(&device);
+    for i in 0..crl.der.len() {
+        for byte in [0x00, 0xff, crl.der[i] ^ 0x01, 0x80] {
+            let mut der = crl.der.clone();
+            der[i] = byte;
+            if let Ok(parsed) = jitp_core::cert::Crl::from_bytes(&der) {
+                let _ = (parsed.scope().coverage(&device_points), parsed.scope().describe(), parsed.freshest_crl());
+                if let Ok(proof) = parsed.verify(&trusted) {
+                    let _ = parsed.revocation(&device, proof);
+                }
+            }
+        }
+    }
+    let device_der = ca().issue(&with_cdp(CN, Some(&points))).der;
+    let scope = jitp_core::cert::Crl::from_bytes(&crl.der).unwrap();
+    for i in 0..device_der.len() {
+        for byte in [0x00, 0xff, device_der[i] ^ 0x01] {
+            let mut der = device_der.clone();
+            der[i] = byte;
+            if let Ok(device) = jitp_core::cert::Certificate::from_der(der) {
+                let points = jitp_core::cert::DistributionPoints::of(&device);
+                let _ = (scope.scope().coverage(&points), points.describe());
+            }
         }
     }
 }

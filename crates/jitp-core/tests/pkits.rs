@@ -18,7 +18,7 @@ use jitp_testkit::config_dir::ConfigDir;
 const KNOWN_DIFFERENCES: &[&str] = &[
     // A listed CRL the registered CA did not issue (another issuer name, or signed by a separate CRL key) holds the
     // profile's devices under `enforce`: jitp verifies CRLs with the registered CA's key only.
-    "4.4.7", "4.4.19", // onlyContainsCACerts (an ARL) says nothing of devices: refused at load.
+    "4.4.7", "4.4.19",  // onlyContainsCACerts (an ARL) says nothing of devices: refused at load.
     "4.14.13", // Indirect CRLs (indirectCRL, even for the CA's own certificates) are refused at load.
     "4.14.22",
     // A certificate whose distribution point names a cRLIssuer (an indirect CRL) is covered by none of the CA's
