@@ -192,7 +192,9 @@ pub fn crl(data: &[u8]) {
     let again = cert::Crl::from_der(crl.der().to_vec()).expect("a parsed CRL's DER parses again");
     assert_eq!((again.issuer(), again.this_update(), again.next_update()), (crl.issuer(), crl.this_update(), crl.next_update()));
     assert_eq!(again.revoked_count(), crl.revoked_count());
-    let _ = (crl.crl_number(), crl.expired_at(NOW));
+    let _ = (crl.crl_number(), crl.expired_at(NOW), crl.freshest_crl(), crl.on_hold_count(), crl.removed_count());
+    // The scope read at load, against a certificate's distribution points (the fixed CA has none: the issuer's).
+    let _ = (crl.scope().describe(), crl.scope().coverage(&cert::DistributionPoints::of(&fixed().ca)));
     let Ok(ca) = cert::TrustedCa::check(fixed().ca.clone()) else { return };
     if let Ok(proof) = crl.verify(&ca) {
         // Only a CRL signed with the fixture CA's test key gets here: look the CA itself up (any certificate will do).

@@ -36,6 +36,26 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
+    // The whole decision for P-256 with the sensors profile listing one CRL of its CA with 1,000 entries (the
+    // device not on it): what a CRL adds per event (the lookup, and since issue 21 the CRL's scope against the
+    // device's distribution points). Only APIs older than issue 21, so that the same file measures the base.
+    let mut group = c.benchmark_group("decide_crl");
+    let pair = Pair::new(jitp_testkit::Alg::P256);
+    let serials: Vec<Vec<u8>> = (0..1000u32).map(|i| [&[0x40][..], &i.to_be_bytes()].concat()).collect();
+    let listed: Vec<&[u8]> = serials.iter().map(Vec::as_slice).collect();
+    let dir = jitp_testkit::config_dir::ConfigDir::shipped();
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    std::fs::write(dir.path().join("crl/acme.crl"), &pair.ca.crl(&listed, NOW - 86_400, NOW + 7 * 86_400).der).unwrap();
+    let path =
+        dir.edit_config(|t| t.replacen("name = \"sensors\"\n", "name = \"sensors\"\ncrl = [\"crl/acme.crl\"]\n", 1));
+    let with_crl = Rules::load(&path).unwrap();
+    let ca = decide::RegisteredCa::new(with_crl.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
+    let input = Input { certificate_pem: pair.device.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
+    let verdict = decide::decide(&with_crl, &input);
+    assert!(verdict.is_ok(), "p256 with a CRL: {:?}", verdict.err());
+    group.bench_function("p256_1000_entries", |b| b.iter(|| decide::decide(black_box(&with_crl), black_box(&input))));
+    group.finish();
+
     // Stage 1: parse the device PEM (PEM, DER, subject, key, SHA-256).
     let mut group = c.benchmark_group("parse");
     for (pair, label) in &pairs {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_core::profile::CrlSource;
+use jitp_core::profile::{CrlPolicy, CrlSource};
 use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_core::unix_time::now;
 
@@ -79,7 +79,9 @@ pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                  registered CA when the CA is loaded)",
                 c.issuer, c.revoked, c.this_update, c.next_update, c.profile
             );
-            match (c.stale, c.has_errors()) {
+            let enforce = c.policy == CrlPolicy::Enforce;
+            match (c.stale, enforce) {
+                (false, _) if c.has_errors() => println!("{file}: {what}"),
                 (false, _) => println!("{file}: ok: {what}"),
                 (true, true) => println!(
                     "{file}: error[crl]: stale, past its nextUpdate: the profile's devices are held (crl_policy = \
@@ -90,6 +92,33 @@ pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                         "{file}: warning[crl]: stale, past its nextUpdate: ignored (crl_policy = \"warn\"): {what}"
                     )
                 }
+            }
+            println!("    covers: {}", c.scope);
+            if let Some(deltas) = &c.freshest_crl {
+                let (severity, effect) = if c.has_errors() {
+                    ("error", "the devices it covers are held (crl_policy = \"enforce\")")
+                } else {
+                    ("warning", "used without them (crl_policy = \"warn\")")
+                };
+                println!(
+                    "{file}: {severity}[crl-delta]: it advertises delta CRLs (freshestCRL: {deltas}) that jitp does \
+                     not read, so revocations after its thisUpdate may be missing: {effect}; publish full CRLs \
+                     without delta CRLs"
+                );
+            }
+            if c.on_hold > 0 {
+                println!(
+                    "{file}: note[crl-hold]: {} certificate(s) on hold (certificateHold): held pending, never \
+                     revoked, until the CA lifts the hold",
+                    c.on_hold
+                );
+            }
+            if c.removed_from_crl > 0 {
+                println!(
+                    "{file}: warning[crl-remove]: {} removeFromCRL entr(ies), which RFC 5280 allows only in delta \
+                     CRLs: read as not revoked",
+                    c.removed_from_crl
+                );
             }
         }
         println!("{}", if failed { "lint failed" } else { "lint passed" });

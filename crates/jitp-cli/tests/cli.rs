@@ -242,6 +242,52 @@ fn lint_and_check_show_a_profiles_crl() {
     assert!(stdout.contains("crl             crl/acme.crl: valid (1 revoked"), "{stdout}");
 }
 
+/// `jitp lint` says what each CRL covers, counts its holds and removeFromCRL entries, and fails on a CRL that
+/// advertises delta CRLs under `crl_policy = "enforce"` (only warns under `"warn"`).
+#[test]
+fn lint_shows_a_crls_scope_holds_and_deltas() {
+    use jitp_testkit::crl_ext::{DpName, Idp, RawExtension};
+    use jitp_testkit::{CrlSpec, RevocationReason, Revoked};
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let mut spec = CrlSpec::new(&[]);
+    for (cn, reason) in [
+        ("sensor-000000000001", RevocationReason::CertificateHold),
+        ("sensor-000000000002", RevocationReason::RemoveFromCrl),
+    ] {
+        spec.revoked.push(Revoked { serial: Device::new(cn).serial, at: NOW - DAY, reason: Some(reason) });
+    }
+    spec.extensions = vec![
+        RawExtension::idp(&Idp { name: Some(DpName::Uris(vec!["http://crl.cli/a.crl".into()])), ..Idp::default() }),
+        RawExtension::freshest_crl("http://crl.cli/delta.crl"),
+    ];
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::create_dir_all(dir.path().join("crl")).unwrap();
+    std::fs::write(dir.path().join("crl/a.crl"), ca.crl_with(&spec).pem).unwrap();
+    let config = |policy: &str| {
+        dir.write_config(&format!(
+            "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [\"crl/a.crl\"]\ncrl_policy = \"{policy}\"\n"
+        ))
+    };
+    let lint = |path: &Path| jitp().args(["lint", "--at", AT, "--config"]).arg(path).output().unwrap();
+    let out = lint(&config("enforce"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for needle in [
+        "covers: only certificates whose cRLDistributionPoints names \"http://crl.cli/a.crl\"",
+        "crl/a.crl: error[crl-delta]: it advertises delta CRLs (freshestCRL: \"http://crl.cli/delta.crl\")",
+        "note[crl-hold]: 1 certificate(s) on hold",
+        "warning[crl-remove]: 1 removeFromCRL",
+    ] {
+        assert!(stdout.contains(needle), "{needle} in {stdout}");
+    }
+    assert!(!stdout.contains("crl/a.crl: ok"), "{stdout}");
+    let out = lint(&config("warn"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("warning[crl-delta]") && stdout.contains("used without them"), "{stdout}");
+}
+
 /// A profile whose CRL is an S3 object, and the directory holding a local copy of it (`crl/acme.crl`).
 fn s3_crl_config(ca: &Ca, revoked: &Device, next_update: i64) -> (ConfigDir, PathBuf, PathBuf) {
     let dir = ConfigDir::new();

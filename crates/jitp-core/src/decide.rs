@@ -112,9 +112,10 @@ struct ProfileCa {
     chains: bool,
     /// Per CRL of the profile (same order as `profile.crl`): the proof that the CA issued it, or why not.
     crls: Vec<Result<CrlCheck, String>>,
-    /// Per CRL: has the warning that it is ignored (`crl_policy = "warn"`) been logged for this CA? Once per
-    /// cached CA, not once per decision: a burst of 10,000 devices under a stale CRL logs it once (and again
-    /// when the CA cache refills, so it is not forgotten either). Shared by the clones of this entry.
+    /// Has a `crl_policy = "warn"` warning been logged for this CA? Once per cached CA, not once per decision: a
+    /// burst of 10,000 devices under a stale CRL logs it once (and again when the CA cache refills, so it is not
+    /// forgotten either). Shared by the clones of this entry. `2n + 1` flags for `n` CRLs: `[i]` CRL `i` is
+    /// ignored, `[n + i]` CRL `i` is used without its delta CRLs, `[2n]` a device no CRL covers was accepted.
     warned: Arc<[AtomicBool]>,
 }
 
@@ -127,7 +128,7 @@ impl ProfileCa {
         Self {
             chains: p.ca_chain.is_empty() || cert::chains_to(ca.certificate(), &p.ca_chain),
             crls: p.crl.iter().map(|c| c.crl.verify(ca)).collect(),
-            warned: p.crl.iter().map(|_| AtomicBool::new(false)).collect(),
+            warned: (0..2 * p.crl.len() + 1).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 }
@@ -212,10 +213,12 @@ impl RegisteredCa {
 ///    key usage, name constraints, then its validity (... SIGNATURE_INVALID ..., CERT_NOT_YET_VALID,
 ///    CERT_EXPIRED);
 /// 5. the subject rules select the profile (SUBJECT_MISMATCH);
-/// 6. the profile's CRLs: a valid one (issued by the CA, not stale) listing the serial is CERT_REVOKED; then a
-///    CRL the CA did not issue, or one past its nextUpdate, is CA_INVALID under `crl_policy = "enforce"`
-///    (ignored with a warning under `"warn"`). An expired certificate that is also revoked is CERT_EXPIRED:
-///    RFC 5280 6.1.3 checks the validity period before the revocation status;
+/// 6. the profile's CRLs (see `revocation`): a valid one (issued by the CA, not stale) whose scope covers the
+///    device and lists the serial is CERT_REVOKED, or CERT_ON_HOLD for a certificateHold entry; an entry on a
+///    CRL whose scope leaves the device out is CRL_SCOPE_MISMATCH; then a CRL the CA did not issue, one past its
+///    nextUpdate, or one advertising delta CRLs is CA_INVALID under `crl_policy = "enforce"`, and a device no
+///    valid CRL covers is CRL_SCOPE_MISMATCH (warnings under `"warn"`). An expired certificate that is also
+///    revoked is CERT_EXPIRED: RFC 5280 6.1.3 checks the validity period before the revocation status;
 /// 7. the profile's own checks: `ca_chain` (CA_INVALID), WEAK_KEY, VALIDITY_TOO_LONG, CERT_DENIED;
 /// 8. the names, then the policy (INVALID_THING_NAME, INVALID_ATTRIBUTE, POLICY_TEMPLATE_ERROR,
 ///    POLICY_TOO_PERMISSIVE, POLICY_TOO_LARGE).
@@ -305,11 +308,22 @@ pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Reje
     Ok(())
 }
 
-/// The selected profile's CRLs: CERT_REVOKED if a valid one lists the device. `checks[i]`: did the CA issue
-/// `profile.crl[i]` (checked once, by [`RegisteredCa`])? A CRL it did not issue, or one past its nextUpdate at
-/// `now`, is the operator's CA_INVALID under `crl_policy = "enforce"`, and is skipped with a warning under
-/// `"warn"` (logged once per cached CA: `warned[i]`). A revocation on a valid CRL is reported before any fault
-/// of another CRL: the CA's own word on the certificate stands whatever else is wrong with the configuration.
+/// The selected profile's CRLs (RFC 5280 6.3.3, with the profile's CRLs as the available ones). `checks[i]`:
+/// did the CA issue `profile.crl[i]` (checked once, by [`RegisteredCa`])? In this order:
+/// - a valid CRL (issued by the CA, not stale) whose scope covers the device ([`cert::CrlScope::coverage`])
+///   and lists it: CERT_REVOKED, the CA's own word, whatever else is wrong with the configuration; a
+///   removeFromCRL entry is not a revocation (RFC 5280 6.3.3 (k));
+/// - such an entry with reason certificateHold: CERT_ON_HOLD, a suspension (held, never revoked: the hold may
+///   be lifted);
+/// - an entry on a valid CRL whose scope leaves the device out: CRL_SCOPE_MISMATCH, held in both policies (the
+///   CA's CRLs disagree: neither a revocation jitp is sure of nor a status it may ignore);
+/// - a CRL the CA did not issue, one past its nextUpdate at `now`, or a covering one that advertises delta
+///   CRLs (freshestCRL): the operator's CA_INVALID under `crl_policy = "enforce"`; under `"warn"` the first two
+///   are skipped and the third used as it is, with a warning;
+/// - no valid CRL covering the device for every reason: CRL_SCOPE_MISMATCH under `"enforce"`, a warning under
+///   `"warn"`.
+///
+/// Warnings are logged once per cached CA (`warned`, see [`ProfileCa`]).
 fn revocation(
     profile: &Profile,
     device: &Certificate,
@@ -317,23 +331,64 @@ fn revocation(
     warned: &[AtomicBool],
     now: i64,
 ) -> Result<(), Rejection> {
+    if profile.crl.is_empty() {
+        return Ok(());
+    }
+    let n = profile.crl.len();
+    let warn_once = |flag: usize| !warned.get(flag).is_some_and(|w| w.swap(true, Ordering::Relaxed));
+    let points = cert::DistributionPoints::of(device);
     let mut fault = None;
+    let mut covered = 0;
+    let mut hold = None;
+    let mut outside = None;
     for (i, listed) in profile.crl.iter().enumerate() {
         let ProfileCrl { file, crl, .. } = listed;
         let problem = match checks.get(i) {
             Some(Ok(proof)) if !crl.expired_at(now) => {
-                if let Some(entry) = crl.revocation(device, *proof) {
-                    return Err(reject!(
-                        CertRevoked,
-                        "the certificate (serial {}) is on profile {}'s CRL {}: revoked at {}{}",
-                        device.serial_hex(),
-                        profile.name,
-                        shown(file),
-                        rfc3339(entry.revocation_date),
-                        entry.reason.map(|r| format!(", reason {r}")).unwrap_or_default()
-                    ));
+                let coverage = crl.scope().coverage(&points);
+                match crl.revocation(device, *proof) {
+                    Some(entry) if entry.is_removal() => {}
+                    Some(entry) if coverage == 0 => {
+                        outside.get_or_insert((listed, entry));
+                        continue;
+                    }
+                    Some(entry) if entry.is_hold() => {
+                        hold.get_or_insert((file, entry));
+                    }
+                    Some(entry) => {
+                        return Err(reject!(
+                            CertRevoked,
+                            "the certificate (serial {}) is on profile {}'s CRL {}: revoked at {}{}",
+                            device.serial_hex(),
+                            profile.name,
+                            shown(file),
+                            rfc3339(entry.revocation_date),
+                            entry.reason.map(|r| format!(", reason {r}")).unwrap_or_default()
+                        ));
+                    }
+                    None => {}
                 }
-                continue;
+                if coverage == 0 {
+                    continue;
+                }
+                covered |= coverage;
+                let Some(deltas) = crl.freshest_crl() else { continue };
+                let problem = format!(
+                    "advertises delta CRLs (freshestCRL: {deltas}), which jitp does not read: a revocation after its \
+                     thisUpdate {} may be only in them",
+                    rfc3339(crl.this_update())
+                );
+                if profile.crl_policy == CrlPolicy::Warn {
+                    if warn_once(n + i) {
+                        tracing::warn!(
+                            profile = %profile.name,
+                            crl = %file,
+                            "CRL used without its delta CRLs (crl_policy = \"warn\"): it {problem} (logged once until the CA is checked again)"
+                        );
+                    }
+                    continue;
+                }
+                format!("{problem}; publish full CRLs without delta CRLs, or set crl_policy = \"warn\"")
             }
             Some(Ok(_)) => format!(
                 "is stale: its nextUpdate {} is not after the decision time {} (issued {}); publish a fresh CRL",
@@ -357,7 +412,7 @@ fn revocation(
             }
             CrlPolicy::Warn => {
                 // Logged once per cached CA (a missing flag: logged, never silenced).
-                if !warned.get(i).is_some_and(|w| w.swap(true, Ordering::Relaxed)) {
+                if warn_once(i) {
                     tracing::warn!(
                         profile = %profile.name,
                         crl = %file,
@@ -367,7 +422,68 @@ fn revocation(
             }
         }
     }
-    fault.map_or(Ok(()), Err)
+    if let Some((file, entry)) = hold {
+        return Err(reject!(
+            CertOnHold,
+            "the certificate (serial {}) is on hold on profile {}'s CRL {} since {} (reason certificateHold): a \
+             suspension, not a revocation; it stays pending and is provisioned once the CA lifts the hold (the \
+             entry leaves a later CRL, or becomes removeFromCRL) and jitp loads that CRL",
+            device.serial_hex(),
+            profile.name,
+            shown(file),
+            rfc3339(entry.revocation_date)
+        ));
+    }
+    if let Some((listed, entry)) = outside {
+        return Err(reject!(
+            CrlScopeMismatch,
+            "profile {}'s CRL {} lists the certificate (serial {}, {} at {}) but its scope leaves it out: it covers \
+             {}, and {}. The CA's CRLs disagree, so the device is held, neither revoked nor provisioned; list the \
+             CRL of the device's distribution point",
+            profile.name,
+            shown(&listed.file),
+            device.serial_hex(),
+            entry.reason.unwrap_or("revoked"),
+            rfc3339(entry.revocation_date),
+            listed.crl.scope().describe(),
+            points.describe()
+        ));
+    }
+    if let Some(fault) = fault {
+        return Err(fault);
+    }
+    if covered != cert::ALL_REASONS {
+        let scopes: Vec<String> = profile
+            .crl
+            .iter()
+            .map(|listed| format!("{} covers {}", shown(&listed.file), listed.crl.scope().describe()))
+            .collect();
+        let gap = if covered == 0 { String::new() } else { " for every revocation reason".to_owned() };
+        let why = format!(
+            "no valid CRL of profile {} covers the certificate (serial {}){gap}: {}; {}",
+            profile.name,
+            device.serial_hex(),
+            points.describe(),
+            scopes.join("; ")
+        );
+        match profile.crl_policy {
+            CrlPolicy::Enforce => {
+                return Err(reject!(
+                    CrlScopeMismatch,
+                    "{why} (crl_policy = \"enforce\": held until a CRL covering it is listed)"
+                ));
+            }
+            CrlPolicy::Warn => {
+                if warn_once(2 * n) {
+                    tracing::warn!(
+                        profile = %profile.name,
+                        "device accepted without a CRL covering it (crl_policy = \"warn\"): {why} (logged once until the CA is checked again)"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The selected profile's own rules; `chains`: the CA satisfies its `ca_chain` (checked once, by [`RegisteredCa`]).
@@ -551,6 +667,8 @@ pub struct CrlStatus {
     /// `valid`: issued by the registered CA and not stale, so the decision used it; otherwise why not (the
     /// profile's `crl_policy` says whether that held the device or was ignored).
     pub status: String,
+    /// Which devices it covers (its issuingDistributionPoint; the decision says whether it covered this one).
+    pub scope: String,
 }
 
 impl RegisteredCa {
@@ -568,6 +686,7 @@ impl RegisteredCa {
                 file: listed.file.clone(),
                 revoked: listed.crl.revoked_count(),
                 next_update: rfc3339(listed.crl.next_update()),
+                scope: listed.crl.scope().describe(),
                 status: match checks.get(i) {
                     Some(Ok(_)) if listed.crl.expired_at(now) => "stale: past its nextUpdate".to_owned(),
                     Some(Ok(_)) => "valid".to_owned(),

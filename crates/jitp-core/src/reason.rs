@@ -89,6 +89,13 @@ pub enum ReasonCode {
     /// The thing's recorded owner (`jitp_certificate`) is REVOKED, INACTIVE or deleted: the name is not taken
     /// over silently. The operator hands it over (`jitp handover`) or deletes the thing.
     ThingOwnerRetired,
+    /// The device certificate's serial is on a valid CRL of its profile with reason certificateHold: the CA
+    /// suspended it. A suspension, not a revocation: held (never revoked), provisioned once the hold is lifted.
+    CertOnHold,
+    /// No valid CRL of the profile covers the device (RFC 5280 6.3.3: each CRL's issuingDistributionPoint
+    /// against the device's cRLDistributionPoints), under `crl_policy = "enforce"`; or a CRL whose scope leaves the
+    /// device out lists it. The listed CRLs are the operator's: held until a CRL covering the device is listed.
+    CrlScopeMismatch,
 }
 
 impl ReasonCode {
@@ -128,6 +135,8 @@ impl ReasonCode {
         Self::CertRevoked,
         Self::PolicyInUse,
         Self::ThingOwnerRetired,
+        Self::CertOnHold,
+        Self::CrlScopeMismatch,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -167,6 +176,8 @@ impl ReasonCode {
             Self::CertRevoked => "CERT_REVOKED",
             Self::PolicyInUse => "POLICY_IN_USE",
             Self::ThingOwnerRetired => "THING_OWNER_RETIRED",
+            Self::CertOnHold => "CERT_ON_HOLD",
+            Self::CrlScopeMismatch => "CRL_SCOPE_MISMATCH",
         }
     }
 
@@ -194,7 +205,12 @@ impl ReasonCode {
             | Self::PolicyTooLarge
             | Self::ThingNotManaged
             | Self::PolicyInUse
-            | Self::ThingOwnerRetired => Fault::Operator,
+            | Self::ThingOwnerRetired
+            // A hold is the CA's suspension, not the operator's mistake, but it takes the same path: the
+            // certificate stays PENDING, the event is handed back, and it provisions once the hold is lifted.
+            // The reason code tells a hold apart in the audit record and in reconcile.
+            | Self::CertOnHold
+            | Self::CrlScopeMismatch => Fault::Operator,
             Self::MalformedCertificate
             | Self::IssuerMismatch
             | Self::SignatureInvalid

@@ -97,12 +97,22 @@ pub struct CrlReport {
     /// Is it past its nextUpdate at the lint time? Under `enforce` the profile's devices would be held: a lint
     /// error; under `warn` a warning.
     pub stale: bool,
+    /// Which devices it covers (its issuingDistributionPoint), in a phrase: a device no listed CRL covers is
+    /// held under `enforce` (CRL_SCOPE_MISMATCH).
+    pub scope: String,
+    /// The delta CRLs it advertises (freshestCRL), which jitp does not read: under `enforce` the devices it
+    /// covers are held (a lint error), under `warn` it is used as it is (a warning).
+    pub freshest_crl: Option<String>,
+    /// How many entries are certificateHold (suspensions: those devices are held, not revoked).
+    pub on_hold: usize,
+    /// How many entries are removeFromCRL (allowed by RFC 5280 only in delta CRLs; read as not revoked).
+    pub removed_from_crl: usize,
 }
 
 impl CrlReport {
-    /// A stale CRL under `crl_policy = "enforce"` makes `jitp lint` fail.
+    /// A stale CRL, or one advertising delta CRLs, under `crl_policy = "enforce"` makes `jitp lint` fail.
     pub fn has_errors(&self) -> bool {
-        self.stale && self.policy == CrlPolicy::Enforce
+        (self.stale || self.freshest_crl.is_some()) && self.policy == CrlPolicy::Enforce
     }
 }
 
@@ -122,6 +132,10 @@ pub fn crl_reports(rules: &Rules, now: i64) -> Vec<CrlReport> {
                 next_update: rfc3339(listed.crl.next_update()),
                 policy: profile.crl_policy,
                 stale: listed.crl.expired_at(now),
+                scope: listed.crl.scope().describe(),
+                freshest_crl: listed.crl.freshest_crl().map(str::to_owned),
+                on_hold: listed.crl.on_hold_count(),
+                removed_from_crl: listed.crl.removed_count(),
             })
         })
         .collect()

@@ -269,9 +269,10 @@ fn malformed_crl_files_are_configuration_errors() {
     setup.file("good.crl", &good.der);
     let err = setup.load(&["good.crl"], "crl_policy = \"sometimes\"").map(|_| ()).unwrap_err();
     assert!(err.contains("sometimes") && err.contains("enforce"), "{err}");
-    // The issuing distribution point itself (critical, known) is fine.
+    // The issuing distribution point itself (critical, known) is fine, for the devices that name it.
     setup.file("dp.crl", &with_dp.der);
-    assert!(run(&setup.rules(&["dp.crl"], ""), &Device::new(CN)).accepted());
+    let named = with_cdp(CN, Some(&[Cdp::uri("http://crl.acme/a.crl")]));
+    assert!(run(&setup.rules(&["dp.crl"], ""), &named).accepted());
 }
 
 #[test]
@@ -678,4 +679,533 @@ async fn an_ignored_crl_is_logged_once_per_cached_ca_not_per_device() {
     }
     assert_eq!(log.count("CRL ignored"), 1, "one warning for five devices");
     assert_eq!(log.count("is stale"), 1);
+}
+
+// ---- scope: which devices a CRL covers (RFC 5280 5.2.5, 6.3.3 (b)(2)) ------------------------------------------
+
+use jitp_testkit::crl_ext::{Cdp, DpName, Idp, RawExtension};
+
+const DP_A: &str = "http://crl.acme.example/part-a.crl";
+const DP_B: &str = "http://crl.acme.example/part-b.crl";
+const KEY_COMPROMISE: u16 = 1 << 1;
+/// The registered CA's subject, RFC 4514 (as `Ca::new` names it).
+const CA_DN: &str = "CN=Acme Device CA,O=jitp test";
+
+fn uris(uri: &str) -> Option<DpName> {
+    Some(DpName::Uris(vec![uri.to_owned()]))
+}
+
+/// A CRL with this issuingDistributionPoint (`None`: none) and these extra extensions, revoking `serials`.
+fn scoped(idp: Option<&Idp>, extra: &[RawExtension], serials: &[&[u8]]) -> CrlFile {
+    let mut extensions: Vec<RawExtension> = idp.map(RawExtension::idp).into_iter().collect();
+    extensions.extend(extra.iter().cloned());
+    if extensions.is_empty() {
+        // resign only when asked: a CRL exactly as rcgen writes it
+        return revoking(serials);
+    }
+    ca().crl_with(&CrlSpec { extensions, ..CrlSpec::new(serials) })
+}
+
+fn with_cdp(cn: &str, points: Option<&[Cdp]>) -> Device {
+    Device { crl_distribution_points: points.map(jitp_testkit::crl_ext::cdp), ..Device::new(cn) }
+}
+
+/// How far a CRL covers a device.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Covers {
+    /// For every reason: its entry revokes, its silence accepts.
+    All,
+    /// For some reasons: its entry revokes, its silence is not enough.
+    Some,
+    /// Not at all: its entry is a contradiction (held), its silence says nothing.
+    No,
+}
+
+/// Each scope a CRL can have, against devices with each kind of cRLDistributionPoints: a device on the CRL is
+/// revoked only where the CRL covers it, a device not on it is accepted only where it is covered for every
+/// reason, and a device no CRL covers is held (CRL_SCOPE_MISMATCH), never accepted, under `enforce`.
+#[test]
+fn a_crl_covers_a_device_only_when_its_scope_includes_it() {
+    let a = [Cdp::uri(DP_A)];
+    let b = [Cdp::uri(DP_B)];
+    let both = [Cdp::uri(DP_B), Cdp::uri(DP_A)];
+    let upper = [Cdp::uri(&DP_A.replace("http://crl.acme", "HTTP://CRL.ACME"))];
+    let rel1 = [Cdp { name: Some(DpName::RelativeCn("partition 1".into())), reasons: None, crl_issuer: None }];
+    let rel2 = [Cdp { name: Some(DpName::RelativeCn("partition 2".into())), reasons: None, crl_issuer: None }];
+    let key_only = [Cdp { name: uris(DP_A), reasons: Some(KEY_COMPROMISE), crl_issuer: None }];
+    let indirect = [Cdp { name: uris(DP_A), reasons: None, crl_issuer: Some("http://other.example/".into()) }];
+    let issuer_dn = Idp { name: Some(DpName::Directory(CA_DN.into())), ..Idp::default() };
+    let full_a = Idp { name: uris(DP_A), ..Idp::default() };
+    let user_a = Idp { name: uris(DP_A), only_user: true, ..Idp::default() };
+    let user_only = Idp { only_user: true, ..Idp::default() };
+    let rel_idp = Idp { name: Some(DpName::RelativeCn("partition 1".into())), ..Idp::default() };
+    let some_reasons = Idp { only_some_reasons: Some(KEY_COMPROMISE), ..Idp::default() };
+    use Covers::{All, No, Some as Partly};
+    /// (name, the CRL's IDP, the device's points, covered?)
+    type Case<'a> = (&'a str, Option<&'a Idp>, Option<&'a [Cdp]>, Covers);
+    let cases: Vec<Case> = vec![
+        ("no IDP, no CDP", None, None, All),
+        ("no IDP, CDP A", None, Some(&a), All),
+        ("IDP A, CDP A", Some(&full_a), Some(&a), All),
+        ("IDP A, CDP B then A", Some(&full_a), Some(&both), All),
+        ("IDP A + onlyContainsUserCerts, CDP A", Some(&user_a), Some(&a), All),
+        ("onlyContainsUserCerts without a name, CDP B", Some(&user_only), Some(&b), All),
+        ("onlyContainsUserCerts without a name, no CDP", Some(&user_only), None, All),
+        ("IDP names the issuer, no CDP", Some(&issuer_dn), None, All),
+        ("IDP relative 'partition 1', CDP relative 'partition 1'", Some(&rel_idp), Some(&rel1), All),
+        ("IDP A, CDP B", Some(&full_a), Some(&b), No),
+        ("IDP A, no CDP", Some(&full_a), None, No),
+        ("IDP A, CDP A in upper case", Some(&full_a), Some(&upper), No),
+        ("IDP relative 'partition 1', CDP relative 'partition 2'", Some(&rel_idp), Some(&rel2), No),
+        ("IDP A, CDP A for keyCompromise only", Some(&full_a), Some(&key_only), Partly),
+        ("IDP A, CDP A with a cRLIssuer (indirect)", Some(&full_a), Some(&indirect), No),
+        ("onlySomeReasons keyCompromise, no CDP", Some(&some_reasons), None, Partly),
+    ];
+    for (name, idp, points, covered) in cases {
+        let listed = with_cdp(CN, points);
+        let unlisted = with_cdp(OTHER_CN, points);
+        let (_setup, rules) = Setup::with(&scoped(idp, &[], &[&listed.serial]).der);
+        let on_it = run(&rules, &listed);
+        let off_it = run(&rules, &unlisted);
+        if covered != No {
+            assert_eq!(on_it.reason, Some(ReasonCode::CertRevoked), "{name}: {}", on_it.message);
+        }
+        if covered == All {
+            assert!(off_it.accepted(), "{name}: {}", off_it.message);
+        } else {
+            assert_eq!(off_it.reason, Some(ReasonCode::CrlScopeMismatch), "{name}: {}", off_it.message);
+            assert!(off_it.message.contains("crl/acme.crl"), "{name}: {}", off_it.message);
+            let (_setup, warn) = Setup::with_policy(&scoped(idp, &[], &[&listed.serial]).der, "crl_policy = \"warn\"");
+            assert!(run(&warn, &unlisted).accepted(), "{name} (warn)");
+        }
+        if covered == No {
+            for report in [&on_it, &off_it] {
+                assert_eq!(report.reason, Some(ReasonCode::CrlScopeMismatch), "{name}: {}", report.message);
+                assert!(report.message.contains("crl/acme.crl"), "{name}: {}", report.message);
+            }
+            // Listed on a CRL that does not cover it: held in both policies.
+            let (_setup, warn) = Setup::with_policy(&scoped(idp, &[], &[&listed.serial]).der, "crl_policy = \"warn\"");
+            assert_eq!(run(&warn, &listed).reason, Some(ReasonCode::CrlScopeMismatch), "{name} (warn)");
+        }
+    }
+    assert_eq!(ReasonCode::CrlScopeMismatch.fault(), Fault::Operator);
+    assert_eq!(ReasonCode::CrlScopeMismatch.as_str(), "CRL_SCOPE_MISMATCH");
+}
+
+/// The measured fault: the operator lists partition A of a partitioned CRL; a device of partition B, revoked
+/// on B, was provisioned. Now it is held until B is listed, and then revoked.
+#[test]
+fn a_device_of_a_partition_the_operator_did_not_list_is_held_then_revoked_once_it_is_listed() {
+    let device = with_cdp(CN, Some(&[Cdp::uri(DP_B)]));
+    let part_a = scoped(Some(&Idp { name: uris(DP_A), only_user: true, ..Idp::default() }), &[], &[]);
+    let part_b = scoped(Some(&Idp { name: uris(DP_B), only_user: true, ..Idp::default() }), &[], &[&device.serial]);
+    let setup = Setup::new();
+    setup.file("a.crl", &part_a.der).file("b.crl", &part_b.der);
+    let report = run(&setup.rules(&["a.crl"], ""), &device);
+    assert_reason(&report, Some(ReasonCode::CrlScopeMismatch));
+    for needle in [DP_A, DP_B, "crl/a.crl", "enforce"] {
+        assert!(report.message.contains(needle), "{needle} in {}", report.message);
+    }
+    assert_reason(&run(&setup.rules(&["a.crl", "b.crl"], ""), &device), Some(ReasonCode::CertRevoked));
+    let other_b = with_cdp(OTHER_CN, Some(&[Cdp::uri(DP_B)]));
+    assert!(run(&setup.rules(&["a.crl", "b.crl"], ""), &other_b).accepted());
+}
+
+/// CRLs that cover only some reasons cover a device together when their reasons add up to all of them
+/// (RFC 5280 6.3.3 reasons_mask).
+#[test]
+fn crls_partitioned_by_reason_cover_a_device_together() {
+    let key = Idp { only_some_reasons: Some(KEY_COMPROMISE), ..Idp::default() };
+    let rest = Idp { only_some_reasons: Some(jitp_core::cert::ALL_REASONS & !KEY_COMPROMISE), ..Idp::default() };
+    let setup = Setup::new();
+    setup.file("key.crl", &scoped(Some(&key), &[], &[]).der);
+    setup.file("rest.crl", &scoped(Some(&rest), &[], &[&serial(CN)]).der);
+    assert_reason(&run(&setup.rules(&["key.crl"], ""), &Device::new(OTHER_CN)), Some(ReasonCode::CrlScopeMismatch));
+    let both = setup.rules(&["key.crl", "rest.crl"], "");
+    assert!(run(&both, &Device::new(OTHER_CN)).accepted());
+    assert_reason(&run(&both, &Device::new(CN)), Some(ReasonCode::CertRevoked));
+}
+
+/// Scopes jitp cannot use for a device are refused when the CRL loads, naming the field and what jitp needs.
+#[test]
+fn crls_that_cannot_speak_for_a_device_are_refused_at_load_with_what_jitp_needs() {
+    let cases: [(&str, Idp, &[&str]); 7] = [
+        ("CA certificates only", Idp { only_ca: true, ..Idp::default() }, &["onlyContainsCACerts", "end-entity"]),
+        (
+            "CA certificates only, with a name",
+            Idp { name: uris(DP_A), only_ca: true, ..Idp::default() },
+            &["onlyContainsCACerts"],
+        ),
+        (
+            "attribute certificates",
+            Idp { only_attribute: true, ..Idp::default() },
+            &["onlyContainsAttributeCerts", "end-entity"],
+        ),
+        ("indirect", Idp { name: uris(DP_A), indirect: true, ..Idp::default() }, &["indirectCRL", "own CRL"]),
+        ("empty", Idp::default(), &["empty SEQUENCE"]),
+        (
+            "no reason",
+            Idp { only_some_reasons: Some(1), ..Idp::default() },
+            &["onlySomeReasons", "no revocation reason"],
+        ),
+        ("both user and CA only", Idp { only_user: true, only_ca: true, ..Idp::default() }, &["onlyContainsCACerts"]),
+    ];
+    let setup = Setup::new();
+    for (name, idp, needles) in cases {
+        setup.file("bad.crl", &scoped(Some(&idp), &[], &[]).der);
+        let err = setup.load(&["bad.crl"], "").map(|_| ()).unwrap_err();
+        for needle in needles.iter().chain(&["profiles[0].crl", "bad.crl", "issuingDistributionPoint"]) {
+            assert!(err.contains(needle), "{name}: {needle:?} in {err}");
+        }
+        assert!(!err.contains("not a full name"), "{name}: {err}");
+    }
+}
+
+// ---- holds: certificateHold is a suspension, removeFromCRL lifts it ---------------------------------------------
+
+fn holding(reason: jitp_testkit::RevocationReason, cn: &str) -> CrlFile {
+    let mut spec = CrlSpec::new(&[]);
+    spec.revoked.push(Revoked { serial: serial(cn), at: NOW - 2 * DAY, reason: Some(reason) });
+    ca().crl_with(&spec)
+}
+
+#[test]
+fn a_certificate_on_hold_is_held_not_revoked_and_the_message_says_it_is_a_suspension() {
+    let (_setup, rules) = Setup::with(&holding(RevocationReason::CertificateHold, CN).der);
+    let report = run(&rules, &Device::new(CN));
+    assert_reason(&report, Some(ReasonCode::CertOnHold));
+    for needle in ["crl/acme.crl", "2025-12-30T00:00:00Z", "suspension", "certificateHold", "sensors"] {
+        assert!(report.message.contains(needle), "{needle} in {}", report.message);
+    }
+    assert!(run(&rules, &Device::new(OTHER_CN)).accepted());
+    assert_eq!(ReasonCode::CertOnHold.fault(), Fault::Operator, "held, never on_reject");
+    assert_eq!(ReasonCode::CertOnHold.as_str(), "CERT_ON_HOLD");
+    // Under warn too: a hold is the CA's word, not a CRL fault warn could ignore.
+    let (_setup, warn) =
+        Setup::with_policy(&holding(RevocationReason::CertificateHold, CN).der, "crl_policy = \"warn\"");
+    assert_reason(&run(&warn, &Device::new(CN)), Some(ReasonCode::CertOnHold));
+}
+
+/// removeFromCRL belongs in delta CRLs (RFC 5280 5.3.1); in a full CRL jitp reads it as 6.3.3 (k) does: not
+/// revoked. A revocation on another CRL wins over a hold on one.
+#[test]
+fn remove_from_crl_is_not_a_revocation_and_a_revocation_wins_over_a_hold() {
+    let (_setup, rules) = Setup::with(&holding(RevocationReason::RemoveFromCrl, CN).der);
+    let report = run(&rules, &Device::new(CN));
+    assert!(report.accepted(), "{}", report.message);
+    let profile = rules.config().profile("sensors").unwrap();
+    assert_eq!(profile.crl[0].crl.removed_count(), 1);
+
+    let setup = Setup::new();
+    setup.file("hold.crl", &holding(RevocationReason::CertificateHold, CN).der);
+    setup.file("key.crl", &holding(RevocationReason::KeyCompromise, CN).der);
+    for order in [["hold.crl", "key.crl"], ["key.crl", "hold.crl"]] {
+        let report = run(&setup.rules(&order, ""), &Device::new(CN));
+        assert_reason(&report, Some(ReasonCode::CertRevoked));
+        assert!(report.message.contains("keyCompromise"), "{}", report.message);
+    }
+}
+
+/// End to end: at first connect a held certificate stays PENDING_ACTIVATION, nothing is created and the event
+/// is handed back; when the CA lifts the hold (the entry leaves the next CRL, or becomes removeFromCRL) the
+/// redelivered event provisions it.
+#[tokio::test]
+async fn a_hold_leaves_the_certificate_pending_and_a_lifted_hold_provisions_it() {
+    let lifted: [(&str, CrlFile); 2] =
+        [("the entry left the CRL", revoking(&[])), ("removeFromCRL", holding(RevocationReason::RemoveFromCrl, CN))];
+    for (name, next) in lifted {
+        let world = World::new();
+        let (setup, rules) = Setup::with(&holding(RevocationReason::CertificateHold, CN).der);
+        let (id, event) = world.register(&Device::new(CN));
+        let record = world.provisioner(rules).handle_bytes(event.as_bytes(), NOW).await;
+        assert_eq!(record.outcome, Outcome::Held, "{name}: {}", record.message);
+        assert_eq!(record.reason, Some(ReasonCode::CertOnHold), "{name}");
+        assert!(record.is_retryable(), "{name}: the event is handed back");
+        assert_eq!(record.certificate_action.map(|a| a.as_str()), Some("LEFT_PENDING"), "{name}");
+        assert!(record.message.contains("suspension"), "{name}: {}", record.message);
+        assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::PendingActivation), "{name}");
+        assert!(world.registry.thing_names().is_empty(), "{name}");
+
+        setup.file("acme.crl", &next.der);
+        let record = world.provisioner(setup.rules(&["acme.crl"], "")).handle_bytes(event.as_bytes(), NOW).await;
+        assert_eq!(record.outcome, Outcome::Provisioned, "{name}: {}", record.message);
+        assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::Active), "{name}");
+    }
+}
+
+// ---- delta CRLs advertised by a full CRL (freshestCRL) ---------------------------------------------------------
+
+#[test]
+fn a_full_crl_advertising_delta_crls_holds_under_enforce_and_is_used_under_warn() {
+    let crl = scoped(None, &[RawExtension::freshest_crl("http://crl.acme.example/delta.crl")], &[&serial(CN)]);
+    let (_setup, rules) = Setup::with(&crl.der);
+    let listed = rules.config().profile("sensors").unwrap().crl[0].crl.freshest_crl().map(str::to_owned);
+    assert!(listed.is_some_and(|d| d.contains("delta.crl")));
+    assert_reason(&run(&rules, &Device::new(CN)), Some(ReasonCode::CertRevoked));
+    let held = run(&rules, &Device::new(OTHER_CN));
+    assert_reason(&held, Some(ReasonCode::CaInvalid));
+    for needle in ["freshestCRL", "delta.crl", "crl/acme.crl", "warn"] {
+        assert!(held.message.contains(needle), "{needle} in {}", held.message);
+    }
+    let (_setup, warn) = Setup::with_policy(&crl.der, "crl_policy = \"warn\"");
+    assert_reason(&run(&warn, &Device::new(CN)), Some(ReasonCode::CertRevoked));
+    assert!(run(&warn, &Device::new(OTHER_CN)).accepted());
+    // A delta CRL itself is still refused at load.
+    let setup = Setup::new();
+    setup.file("delta.crl", &replace_all(&revoking(&[]).der, oid::CRL_NUMBER, oid::DELTA_CRL_INDICATOR));
+    assert!(setup.load(&["delta.crl"], "").map(|_| ()).unwrap_err().contains("delta CRL"));
+}
+
+// ---- lint ------------------------------------------------------------------------------------------------------
+
+#[test]
+fn lint_reports_scope_deltas_holds_and_removals() {
+    let setup = Setup::new();
+    let mut spec = CrlSpec::new(&[]);
+    for (cn, reason) in [
+        ("sensor-000000000001", RevocationReason::CertificateHold),
+        ("sensor-000000000002", RevocationReason::CertificateHold),
+        ("sensor-000000000003", RevocationReason::RemoveFromCrl),
+    ] {
+        spec.revoked.push(Revoked { serial: serial(cn), at: NOW - DAY, reason: Some(reason) });
+    }
+    spec.extensions = vec![
+        RawExtension::idp(&Idp { name: uris(DP_A), only_user: true, ..Idp::default() }),
+        RawExtension::freshest_crl("http://crl.acme.example/delta.crl"),
+    ];
+    setup.file("a.crl", &ca().crl_with(&spec).der);
+    setup.file("plain.crl", &revoking(&[]).der);
+    let rules = setup.rules(&["a.crl", "plain.crl"], "");
+    let reports = jitp_core::review::crl_reports(&rules, NOW);
+    let [a, plain] = reports.as_slice() else { panic!("two reports") };
+    assert!(a.scope.contains(DP_A) && a.scope.contains("onlyContainsUserCerts"), "{}", a.scope);
+    assert_eq!(a.freshest_crl.as_deref(), Some("\"http://crl.acme.example/delta.crl\""));
+    assert_eq!((a.on_hold, a.removed_from_crl), (2, 1));
+    assert!(a.has_errors(), "delta CRLs under enforce: the profile's devices would be held");
+    assert!(plain.scope.contains("every certificate"), "{}", plain.scope);
+    assert!(!plain.has_errors());
+    let warn = setup.rules(&["a.crl"], "crl_policy = \"warn\"");
+    assert!(!jitp_core::review::crl_reports(&warn, NOW)[0].has_errors());
+}
+
+// ---- messages: each refusal names the part and what jitp needs -------------------------------------------------
+
+#[test]
+fn each_malformed_part_is_named_in_the_message() {
+    let good = revoking(&[&serial(CN)]);
+    // The signature BIT STRING: its unused-bits octet set to 8 (RFC: 0..=7).
+    let mut bad_bits = good.der.clone();
+    let sig_at = bad_bits.len() - signature_len(&good.der);
+    bad_bits[sig_at] = 8;
+    let mut odd_bits = good.der.clone();
+    odd_bits[sig_at] = 1;
+    let unknown_critical = scoped(
+        None,
+        &[RawExtension { oid: "1.3.6.1.4.1.99999.1", critical: true, value: Some(vec![0x05, 0x00]) }],
+        &[],
+    );
+    let no_extensions = ca().crl_with(&CrlSpec {
+        extensions: vec![
+            RawExtension { oid: "2.5.29.20", critical: false, value: None },
+            RawExtension { oid: "2.5.29.35", critical: false, value: None },
+        ],
+        ..CrlSpec::new(&[])
+    });
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("signature BIT STRING", bad_bits, &["signatureValue BIT STRING", "malformed"]),
+        ("signature with unused bits", odd_bits, &["signatureValue"]),
+        ("critical unknown extension", unknown_critical.der, &["1.3.6.1.4.1.99999.1", "critical", "without it"]),
+        ("no extensions", no_extensions.der, &["no crlExtensions", "cRLNumber"]),
+    ];
+    let setup = Setup::new();
+    for (name, bytes, needles) in cases {
+        setup.file("bad.crl", &bytes);
+        let err = setup.load(&["bad.crl"], "").map(|_| ()).unwrap_err();
+        for needle in needles {
+            assert!(err.contains(needle), "{name}: {needle:?} in {err}");
+        }
+        for vague in ["BadDer", "MalformedExtensions", "not a full name"] {
+            assert!(!err.contains(vague), "{name}: {vague} in {err}");
+        }
+    }
+    // A non-critical extension jitp does not read (AD CS's CA Version, 1.3.6.1.4.1.311.21.1) is ignored.
+    let ms =
+        scoped(None, &[RawExtension { oid: "1.3.6.1.4.1.311.21.1", critical: false, value: Some(vec![2, 1, 0]) }], &[]);
+    setup.file("ms.crl", &ms.der);
+    assert!(run(&setup.rules(&["ms.crl"], ""), &Device::new(CN)).accepted());
+}
+
+/// The length of the signatureValue BIT STRING's content (unused-bits octet included), the CRL's last TLV.
+fn signature_len(der: &[u8]) -> usize {
+    let list = <x509_cert::crl::CertificateList as der::Decode>::from_der(der).unwrap();
+    list.signature.raw_bytes().len() + 1
+}
+
+// ---- a reference model of coverage, against jitp's, over generated scopes ---------------------------------------
+
+/// For every combination of a CRL's scope and a device's distribution points drawn from a small vocabulary,
+/// jitp's verdict equals a reference model written from RFC 5280 6.3.3's text.
+#[test]
+fn coverage_agrees_with_a_reference_model_of_rfc_5280_6_3_3() {
+    use proptest::prelude::*;
+    let names = [DP_A, DP_B];
+    // A point: (which name: 0 A, 1 B, 2 none), reasons (None: all; Some(keyCompromise)).
+    let point = (0usize..3, proptest::option::of(Just(KEY_COMPROMISE)));
+    let config = proptest::test_runner::Config { cases: 48, ..Default::default() };
+    proptest!(config, |(
+        idp_name in proptest::option::of(0usize..2),
+        idp_reasons in proptest::option::of(Just(KEY_COMPROMISE)),
+        has_idp in any::<bool>(),
+        device_points in proptest::option::of(proptest::collection::vec(point, 0..3)),
+    )| {
+        let idp = Idp {
+            name: idp_name.and_then(|i| uris(names[i])),
+            only_user: idp_name.is_none() && idp_reasons.is_none(),
+            only_some_reasons: idp_reasons,
+            ..Idp::default()
+        };
+        let cdp: Option<Vec<Cdp>> = device_points.as_ref().map(|ps| {
+            ps.iter()
+                .map(|(n, r)| Cdp { name: names.get(*n).and_then(|u| uris(u)), reasons: *r, crl_issuer: None })
+                .collect()
+        });
+        // The model: the device's named points plus the issuer's (all reasons); the CRL's names and reasons.
+        let all = jitp_core::cert::ALL_REASONS;
+        let mut points: Vec<(Option<usize>, u16)> = vec![(None, all)];
+        for (n, r) in device_points.iter().flatten() {
+            if *n < 2 {
+                points.push((Some(*n), r.unwrap_or(all)));
+            }
+        }
+        let crl_reasons = if has_idp { idp_reasons.unwrap_or(all) } else { all };
+        let mask = points
+            .iter()
+            .filter(|(n, _)| !has_idp || idp_name.is_none() || *n == idp_name)
+            .fold(0, |m, (_, r)| m | (r & crl_reasons));
+        let expected = if mask == all { None } else { Some(ReasonCode::CrlScopeMismatch) };
+
+        let crl = scoped(has_idp.then_some(&idp), &[], &[]);
+        let device = Device { crl_distribution_points: cdp.as_deref().map(jitp_testkit::crl_ext::cdp), ..Device::new(OTHER_CN) };
+        let (_setup, rules) = Setup::with(&crl.der);
+        let report = run(&rules, &device);
+        prop_assert_eq!(report.reason, expected, "{}", report.message);
+    });
+}
+
+// ---- CRLs as `openssl ca -gencrl` writes them (fixtures/openssl-ca, made by its make.sh) ------------------------
+
+#[test]
+fn crls_made_by_openssl_ca_gencrl() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openssl-ca");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let ca_pem = read("rootCA.pem");
+    /// Per CRL file, each device's expected reason (`None`: accepted).
+    type Verdicts<'a> = [(&'a str, Option<ReasonCode>); 5];
+    let expectations: [(&str, Verdicts); 5] = [
+        (
+            "full.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", Some(ReasonCode::CertOnHold)),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "part-a.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("held.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("good.pem", Some(ReasonCode::CrlScopeMismatch)),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CrlScopeMismatch)),
+            ],
+        ),
+        (
+            "with-deltas.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", Some(ReasonCode::CertOnHold)),
+                ("good.pem", Some(ReasonCode::CaInvalid)),
+                ("part-a.pem", Some(ReasonCode::CaInvalid)),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "removed.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", None),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+        (
+            "lifted.crl",
+            [
+                ("revoked.pem", Some(ReasonCode::CertRevoked)),
+                ("held.pem", None),
+                ("good.pem", None),
+                ("part-a.pem", None),
+                ("part-b.pem", Some(ReasonCode::CertRevoked)),
+            ],
+        ),
+    ];
+    for (crl_name, devices) in expectations {
+        let (_setup, rules) = Setup::with(&read(crl_name));
+        let crl = &rules.config().profile("sensors").unwrap().crl[0].crl;
+        let now = crl.this_update() + 60;
+        for (device, expected) in devices {
+            let report = check(&rules, &ca_pem, &read(device), None, now, &AwsContext::default());
+            assert_eq!(report.reason, expected, "{crl_name}, {device}: {}", report.message);
+        }
+    }
+}
+
+/// Every byte of a CRL with each scope part jitp reads, and of a device certificate's cRLDistributionPoints,
+/// overwritten: loading, verifying, scoping and looking up is an error or an answer, never a panic.
+#[test]
+fn hostile_scope_bytes_never_panic() {
+    let idp = Idp {
+        name: Some(DpName::RelativeCn("partition 1".into())),
+        only_user: true,
+        only_some_reasons: Some(KEY_COMPROMISE | (1 << 3)),
+        ..Idp::default()
+    };
+    let crl = scoped(Some(&idp), &[RawExtension::freshest_crl(DP_A)], &[&serial(CN)]);
+    let points = [
+        Cdp { name: Some(DpName::RelativeCn("partition 1".into())), reasons: Some(KEY_COMPROMISE), crl_issuer: None },
+        Cdp { name: uris(DP_A), reasons: None, crl_issuer: Some(DP_B.into()) },
+        Cdp::uri(DP_B),
+    ];
+    let device_pem = ca().issue(&with_cdp(CN, Some(&points))).pem;
+    let device = jitp_core::cert::Certificate::from_pem(device_pem.as_bytes()).unwrap();
+    let trusted = trusted(ca());
+    let device_points = jitp_core::cert::DistributionPoints::of(&device);
+    for i in 0..crl.der.len() {
+        for byte in [0x00, 0xff, crl.der[i] ^ 0x01, 0x80] {
+            let mut der = crl.der.clone();
+            der[i] = byte;
+            if let Ok(parsed) = jitp_core::cert::Crl::from_bytes(&der) {
+                let _ = (parsed.scope().coverage(&device_points), parsed.scope().describe(), parsed.freshest_crl());
+                if let Ok(proof) = parsed.verify(&trusted) {
+                    let _ = parsed.revocation(&device, proof);
+                }
+            }
+        }
+    }
+    let device_der = ca().issue(&with_cdp(CN, Some(&points))).der;
+    let scope = jitp_core::cert::Crl::from_bytes(&crl.der).unwrap();
+    for i in 0..device_der.len() {
+        for byte in [0x00, 0xff, device_der[i] ^ 0x01] {
+            let mut der = device_der.clone();
+            der[i] = byte;
+            if let Ok(device) = jitp_core::cert::Certificate::from_der(der) {
+                let points = jitp_core::cert::DistributionPoints::of(&device);
+                let _ = (scope.scope().coverage(&points), points.describe());
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 #![cfg(test)]
 //! The verifier against C2SP/x509-limbo, for the cases that fit jitp's model: one trust anchor (the registered
-//! CA), one leaf (the device certificate), no intermediates, no CRLs, no host name to match.
+//! CA), one leaf (the device certificate), no intermediates, no host name to match; a case's CRLs are read as a
+//! profile's `crl` under `crl_policy = "enforce"`: a CRL jitp refuses, one the CA did not issue, a stale one,
+//! one that does not cover the leaf and an entry for the leaf all fail the case.
 //!
 //! The suite is not part of this repository. Build `limbo.json` from a checkout of x509-limbo (see
 //! `crates/jitp-core/src/cert/README.md`), then:
@@ -39,6 +41,10 @@ const KNOWN_DIFFERENCES: &[&str] = &[
     "webpki::malformed-aia",
     "webpki::forbidden-rsa-key-not-divisible-by-8-in-leaf",
     "webpki::forbidden-rsa-not-divisible-by-8-in-root",
+    // CRLs: RFC 5280 5.2.3 requires a non-critical cRLNumber of the issuer; jitp does not track CRL numbers, so
+    // neither its absence nor its criticality changes what the CRL says.
+    "crl::crlnumber-missing",
+    "crl::crlnumber-critical",
     // jitp refuses what the suite accepts.
     "rfc5280::ca-as-leaf",
     "rfc5280::nc::permitted-dn-match",
@@ -48,8 +54,6 @@ const KNOWN_DIFFERENCES: &[&str] = &[
 enum Skip {
     /// More than one trust anchor, or intermediates: jitp has one CA and one device certificate.
     Intermediates,
-    /// Revocation: jitp does not read CRLs (AWS IoT's registry status is its revocation).
-    Crl,
     /// Matching the leaf to a host name: jitp has no host name.
     HostName,
 }
@@ -59,9 +63,6 @@ fn skip(case: &Value) -> Option<Skip> {
     let len = |k: &str| case[k].as_array().map_or(0, Vec::len);
     if len("trusted_certs") != 1 || len("untrusted_intermediates") != 0 {
         return Some(Skip::Intermediates);
-    }
-    if len("crls") != 0 {
-        return Some(Skip::Crl);
     }
     // Cases about matching the leaf to a host name (SAN or CN): jitp has no host name to match.
     if id.starts_with("webpki::san::")
@@ -100,6 +101,33 @@ fn jitp(case: &Value) -> Result<(), Rejection> {
         && *bits < 2048
     {
         return Err(Rejection::new(jitp_core::reason::ReasonCode::WeakKey, format!("{bits}-bit RSA")));
+    }
+    crls(case, &ca, &leaf, check.now)
+}
+
+/// The case's CRLs as one profile's `crl` under `enforce`, in decide's order: the CRL's own checks, then an
+/// entry for the leaf on a covering CRL, then coverage.
+fn crls(case: &Value, ca: &Certificate, leaf: &Certificate, now: i64) -> Result<(), Rejection> {
+    use jitp_core::reason::ReasonCode;
+    let Some(list) = case["crls"].as_array().filter(|l| !l.is_empty()) else { return Ok(()) };
+    let trusted = cert::TrustedCa::check(ca.clone())?;
+    let points = cert::DistributionPoints::of(leaf);
+    let held = |why: String| Rejection::new(ReasonCode::CaInvalid, why);
+    let mut covered = 0;
+    for pem in list {
+        let crl = cert::Crl::from_bytes(pem.as_str().unwrap_or_default().as_bytes()).map_err(held)?;
+        let proof = crl.verify(&trusted).map_err(held)?;
+        if crl.expired_at(now) {
+            return Err(held("stale".into()));
+        }
+        let coverage = crl.scope().coverage(&points);
+        if let Some(entry) = crl.revocation(leaf, proof).filter(|e| !e.is_removal()) {
+            return Err(Rejection::new(ReasonCode::CertRevoked, format!("{entry:?} (coverage {coverage:#b})")));
+        }
+        covered |= coverage;
+    }
+    if covered != cert::ALL_REASONS {
+        return Err(Rejection::new(ReasonCode::CrlScopeMismatch, "not covered"));
     }
     Ok(())
 }

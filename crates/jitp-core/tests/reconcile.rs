@@ -1102,3 +1102,33 @@ proptest::proptest! {
         runtime.block_on(run_machine(actions));
     }
 }
+
+/// An ACTIVE certificate its CA has put on hold (certificateHold) is reported under CERT_ON_HOLD, told apart
+/// from a revocation, and never revoked, even with `--revoke`: a hold is a suspension (issue 21).
+#[tokio::test]
+async fn a_certificate_on_hold_is_reported_and_never_revoked() {
+    let fleet = fleet().await;
+    let (held_name, held_id) = fleet.sensors[5].clone();
+    let mut spec = jitp_testkit::CrlSpec::new(&[]);
+    spec.revoked.push(jitp_testkit::Revoked {
+        serial: Device::new(&held_name).serial,
+        at: NOW - DAY,
+        reason: Some(jitp_testkit::RevocationReason::CertificateHold),
+    });
+    std::fs::write(fleet.dir.path().join("hold.crl"), &fleet.ca.crl_with(&spec).pem).unwrap();
+    fleet.dir.edit_config(|toml| {
+        toml.replacen(
+            "policy = \"policies/sensor.json.tera\"",
+            "policy = \"policies/sensor.json.tera\"\ncrl = [\"hold.crl\"]",
+            1,
+        )
+    });
+    let before = writes(&fleet.registry);
+    let (applied, lines) = run(&fleet, Options { revoke: true, ..APPLY }).await;
+    assert!(applied.converged && lines.is_empty(), "{applied:#?}");
+    let reasons: Vec<(String, Option<ReasonCode>)> =
+        applied.reported.iter().map(|r| (r.thing.clone(), r.reason)).collect();
+    assert_eq!(reasons, [(held_name, Some(ReasonCode::CertOnHold))]);
+    assert_eq!(writes(&fleet.registry), before);
+    assert_eq!(fleet.registry.certificate_status(&held_id), Some(CertificateStatus::Active));
+}

@@ -22,6 +22,7 @@
 pub mod audit_line;
 pub mod captured_log;
 pub mod config_dir;
+pub mod crl_ext;
 pub mod events;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -183,6 +184,8 @@ pub struct Ca {
     /// The CA certificate.
     pub cert: Pem,
     issuer: Issuer<'static, KeyPair>,
+    /// The key again (PEM), to sign CRLs rcgen cannot make ([`CrlSpec::extensions`]).
+    key_pem: String,
 }
 
 /// How to build a CA.
@@ -234,7 +237,8 @@ impl Ca {
             None => params.self_signed(&key).unwrap(),
         };
         let der = cert.der().to_vec();
-        Self { cert: Pem::new(der), issuer: Issuer::new(params, key) }
+        let key_pem = key.serialize_pem();
+        Self { cert: Pem::new(der), issuer: Issuer::new(params, key), key_pem }
     }
 
     /// AWS IoT's id for this CA.
@@ -273,7 +277,12 @@ impl Ca {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(&self.issuer).unwrap();
-        CrlFile { pem: crl.pem().unwrap(), der: crl.der().to_vec() }
+        if spec.extensions.is_empty() {
+            return CrlFile { pem: crl.pem().unwrap(), der: crl.der().to_vec() };
+        }
+        let key = KeyPair::from_pem(&self.key_pem).unwrap();
+        let der = crl_ext::resign(crl.der(), &spec.extensions, |tbs| rcgen::SigningKey::sign(&key, tbs).unwrap());
+        CrlFile { pem: to_pem(&der).replace("CERTIFICATE", "X509 CRL"), der }
     }
 
     /// Issue a device certificate.
@@ -325,6 +334,10 @@ pub struct CrlSpec {
     pub next_update: i64,
     /// An issuingDistributionPoint URI (rcgen marks the extension critical, as RFC 5280 5.2.5 requires).
     pub distribution_point: Option<String>,
+    /// CRL extensions rcgen cannot write (an issuingDistributionPoint of any shape, freshestCRL, unknown ones):
+    /// each replaces rcgen's extension of the same OID or is appended, and the CRL is signed again with the
+    /// CA's key ([`crl_ext`]).
+    pub extensions: Vec<crl_ext::RawExtension>,
 }
 
 impl CrlSpec {
@@ -335,6 +348,7 @@ impl CrlSpec {
             this_update: NOW - DAY,
             next_update: NOW + 7 * DAY,
             distribution_point: None,
+            extensions: Vec::new(),
         }
     }
 }
@@ -360,6 +374,8 @@ pub struct Device {
     pub eku: Vec<ExtendedKeyUsagePurpose>,
     /// A raw subject public key to certify instead of a generated one.
     pub public_key: Option<RawPublicKey>,
+    /// Its cRLDistributionPoints extension value (DER, e.g. from [`crl_ext::cdp`]), non-critical; none if `None`.
+    pub crl_distribution_points: Option<Vec<u8>>,
 }
 
 impl Device {
@@ -375,6 +391,7 @@ impl Device {
             serial: sha2::Sha256::digest(cn.as_bytes())[..8].to_vec(),
             eku: vec![],
             public_key: None,
+            crl_distribution_points: None,
         }
     }
 
@@ -414,6 +431,9 @@ impl Device {
         params.serial_number = Some(SerialNumber::from_slice(&self.serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = self.eku.clone();
+        if let Some(cdp) = &self.crl_distribution_points {
+            params.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 31], cdp.clone()));
+        }
         params
     }
 }

@@ -235,7 +235,8 @@ impl CaBuild {
         params.custom_extensions = self.extensions.iter().map(Ext::custom).collect();
         let key = self.alg.ca_key();
         let cert = params.self_signed(&key).unwrap();
-        Ca { cert: Pem::new(cert.der().to_vec()), issuer: Issuer::new(params, key) }
+        let key_pem = key.serialize_pem();
+        Ca { cert: Pem::new(cert.der().to_vec()), issuer: Issuer::new(params, key), key_pem }
     }
 }
 

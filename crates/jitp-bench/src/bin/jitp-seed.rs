@@ -248,6 +248,7 @@ fn main() {
         ("empty", crl_ca.crl(&[], NOW - DAY, NOW + 30 * DAY)),
         ("three", crl_ca.crl(&listed, NOW - DAY, NOW + 30 * DAY)),
         ("stale", crl_ca.crl(&listed[..1], NOW - 60 * DAY, NOW - 30 * DAY)),
+        ("scoped", crl_ca.crl_with(&scoped_crl_spec(&listed))),
     ];
     let mut n = 0;
     for (name, file) in &crls {
@@ -278,4 +279,26 @@ fn main() {
     for (target, n) in counts {
         println!("{target}: {n} seeds in {}", corpus.join(target).display());
     }
+}
+
+/// A CRL with an issuingDistributionPoint of every part jitp reads (a relative name, onlyContainsUserCerts,
+/// onlySomeReasons), a freshestCRL, and hold and removeFromCRL entries: the scope parser's seed.
+fn scoped_crl_spec(listed: &[&[u8]]) -> jitp_testkit::CrlSpec {
+    use jitp_testkit::crl_ext::{DpName, Idp, RawExtension};
+    let mut spec = jitp_testkit::CrlSpec::new(listed);
+    for (entry, reason) in spec
+        .revoked
+        .iter_mut()
+        .zip([jitp_testkit::RevocationReason::CertificateHold, jitp_testkit::RevocationReason::RemoveFromCrl])
+    {
+        entry.reason = Some(reason);
+    }
+    let idp = Idp {
+        name: Some(DpName::RelativeCn("partition 1".into())),
+        only_user: true,
+        only_some_reasons: Some(0b110),
+        ..Idp::default()
+    };
+    spec.extensions = vec![RawExtension::idp(&idp), RawExtension::freshest_crl("http://crl.example/delta.crl")];
+    spec
 }

@@ -27,6 +27,7 @@ use der::{Decode, Reader, SliceReader};
 use x509_cert::crl::CertificateList;
 use x509_cert::ext::pkix::KeyUsage;
 
+use super::crl_scope::CrlScope;
 use super::verify::{SignatureFailure, signature_verifies};
 use super::{Certificate, TrustedCa};
 use crate::ids::shown;
@@ -51,6 +52,10 @@ pub struct Crl {
     next_update: i64,
     revoked: usize,
     crl_number: Option<String>,
+    scope: CrlScope,
+    freshest_crl: Option<String>,
+    on_hold: usize,
+    removed: usize,
     signature_algorithm: spki::AlgorithmIdentifierOwned,
     signature: Vec<u8>,
 }
@@ -79,6 +84,18 @@ pub struct Revocation {
     pub reason: Option<&'static str>,
 }
 
+impl Revocation {
+    /// A certificateHold entry: the CA suspended the certificate; the hold may be lifted (RFC 5280 5.3.1).
+    pub fn is_hold(&self) -> bool {
+        self.reason == Some("certificateHold")
+    }
+
+    /// A removeFromCRL entry: not revoked (RFC 5280 6.3.3 (k)); a hold that was lifted.
+    pub fn is_removal(&self) -> bool {
+        self.reason == Some("removeFromCRL")
+    }
+}
+
 impl Crl {
     /// Parse a CRL file: PEM if it starts (after whitespace) with `-----BEGIN `, DER otherwise. The error is
     /// one sentence for a configuration error (the caller names the key and the file).
@@ -98,37 +115,77 @@ impl Crl {
         }
     }
 
-    /// Parse a DER CRL (strict: no BER, no trailing bytes).
+    /// Parse a DER CRL (strict: no BER, no trailing bytes). Each refusal names the part of the CRL at fault and
+    /// what jitp needs instead.
     pub fn from_der(der: Vec<u8>) -> Result<Self, String> {
         if der.first() != Some(&0x30) {
             return Err("it is neither PEM (-----BEGIN X509 CRL-----) nor a DER CRL (no SEQUENCE)".to_owned());
         }
-        let list = webpki::OwnedCertRevocationList::from_der(&der).map_err(describe_webpki)?;
-        let x509 = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der)
-            .map_err(|e| format!("it is not a valid DER CRL: {e}"))?;
+        let x509 = CertificateList::<x509_cert::certificate::Rfc5280>::from_der(&der).map_err(|e| {
+            structure::malformed_part(&der).unwrap_or_else(|| format!("it is not a valid DER CRL: {e}"))
+        })?;
         let tbs = &x509.tbs_cert_list;
+        if tbs.version != x509_cert::Version::V2 {
+            return Err(format!(
+                "its version field says v{}; jitp needs a version 2 CRL (RFC 5280 5.1.2.1), with nextUpdate and \
+                 cRLNumber",
+                tbs.version as u8 + 1
+            ));
+        }
         let next_update = tbs.next_update.ok_or("it has no nextUpdate (RFC 5280 5.1.2.5 requires one)")?;
-        let crl_number = tbs
-            .crl_extensions
-            .iter()
-            .flatten()
-            .find(|e| e.extn_id == CRL_NUMBER)
-            .and_then(|e| der::asn1::Int::from_der(e.extn_value.as_bytes()).ok())
-            .map(|n| hex::encode(n.as_bytes()));
-        let signature = x509.signature.as_bytes().ok_or("its signature is not a whole number of bytes")?.to_vec();
+        let signature = x509
+            .signature
+            .as_bytes()
+            .ok_or("its signatureValue BIT STRING has unused bits: a signature is a whole number of bytes")?
+            .to_vec();
         let issuer_der = der::Encode::to_der(&tbs.issuer).map_err(|e| format!("its issuer name is invalid: {e}"))?;
+        let extensions = read_extensions(tbs, &issuer_der)?;
+        let entries = read_entries(tbs)?;
+        // webpki reads every part of the list but the issuingDistributionPoint, which jitp reads itself
+        // (`CrlScope`: webpki 0.103 refuses any scope but a full name, and does not say why): it parses a copy in
+        // which that extension is renamed authorityKeyIdentifier, which it skips. The signature is verified on the
+        // original bytes (`Crl::verify`).
+        let renamed = extensions.scope_present.then(|| structure::rename_idp(&der)).flatten();
+        let list =
+            webpki::OwnedCertRevocationList::from_der(renamed.as_deref().unwrap_or(&der)).map_err(describe_webpki)?;
         Ok(Self {
             issuer: tbs.issuer.to_string(),
             issuer_der,
             this_update: unix_seconds(tbs.this_update),
             next_update: unix_seconds(next_update),
             revoked: tbs.revoked_certificates.as_ref().map_or(0, Vec::len),
-            crl_number,
+            crl_number: extensions.crl_number,
+            scope: extensions.scope,
+            freshest_crl: extensions.freshest_crl,
+            on_hold: entries.on_hold,
+            removed: entries.removed,
             signature_algorithm: x509.signature_algorithm.clone(),
             signature,
             list: std::sync::Arc::new(list.into()),
             der,
         })
+    }
+
+    /// Which certificates it covers (its issuingDistributionPoint; RFC 5280 5.2.5).
+    pub fn scope(&self) -> &CrlScope {
+        &self.scope
+    }
+
+    /// Its freshestCRL extension, as text (the delta CRLs' locations), if it advertises delta CRLs: revocations
+    /// after its thisUpdate may be only in those, which jitp does not read (RFC 5280 5.2.6).
+    pub fn freshest_crl(&self) -> Option<&str> {
+        self.freshest_crl.as_deref()
+    }
+
+    /// How many entries are certificateHold: suspensions, not revocations.
+    pub fn on_hold_count(&self) -> usize {
+        self.on_hold
+    }
+
+    /// How many entries are removeFromCRL (RFC 5280 5.3.1 allows it only in delta CRLs; in a full CRL jitp
+    /// reads it as RFC 5280 6.3.3 (k) does: not revoked).
+    pub fn removed_count(&self) -> usize {
+        self.removed
     }
 
     /// The DER bytes.
@@ -213,7 +270,318 @@ impl Crl {
     }
 }
 
-const CRL_NUMBER: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.20");
+const fn oid(dotted: &str) -> der::asn1::ObjectIdentifier {
+    der::asn1::ObjectIdentifier::new_unwrap(dotted)
+}
+
+const CRL_NUMBER: der::asn1::ObjectIdentifier = oid("2.5.29.20");
+const DELTA_CRL_INDICATOR: der::asn1::ObjectIdentifier = oid("2.5.29.27");
+const ISSUING_DISTRIBUTION_POINT: der::asn1::ObjectIdentifier = oid("2.5.29.28");
+const AUTHORITY_KEY_IDENTIFIER: der::asn1::ObjectIdentifier = oid("2.5.29.35");
+const FRESHEST_CRL: der::asn1::ObjectIdentifier = oid("2.5.29.46");
+const ISSUER_ALT_NAME: der::asn1::ObjectIdentifier = oid("2.5.29.18");
+const AUTHORITY_INFO_ACCESS: der::asn1::ObjectIdentifier = oid("1.3.6.1.5.5.7.1.1");
+const REASON_CODE: der::asn1::ObjectIdentifier = oid("2.5.29.21");
+const HOLD_INSTRUCTION_CODE: der::asn1::ObjectIdentifier = oid("2.5.29.23");
+const INVALIDITY_DATE: der::asn1::ObjectIdentifier = oid("2.5.29.24");
+const CERTIFICATE_ISSUER: der::asn1::ObjectIdentifier = oid("2.5.29.29");
+
+/// What jitp reads from a CRL's extensions (RFC 5280 5.2).
+struct CrlExtensions {
+    crl_number: Option<String>,
+    scope: CrlScope,
+    scope_present: bool,
+    freshest_crl: Option<String>,
+}
+
+/// The CRL's extensions: each known one read, a critical unknown one refused (RFC 5280 5.2: such a CRL must
+/// not be used), none twice. webpki would refuse a CRL without the `[0]` wrapper; said here first, plainly.
+fn read_extensions(
+    tbs: &x509_cert::crl::TbsCertList<x509_cert::certificate::Rfc5280>,
+    issuer_der: &[u8],
+) -> Result<CrlExtensions, String> {
+    let Some(extensions) = &tbs.crl_extensions else {
+        return Err("it has no crlExtensions; jitp needs a version 2 CRL with its cRLNumber (RFC 5280 5.2.3, as \
+                    `openssl ca -gencrl` writes with a crlnumber file)"
+            .into());
+    };
+    if extensions.is_empty() {
+        return Err("its crlExtensions is an empty SEQUENCE, which RFC 5280 5.1.2.7 forbids (one or more); jitp \
+                    needs a version 2 CRL with its cRLNumber"
+            .into());
+    }
+    let mut out =
+        CrlExtensions { crl_number: None, scope: CrlScope::default(), scope_present: false, freshest_crl: None };
+    let mut seen = std::collections::HashSet::new();
+    for extension in extensions {
+        let (id, value) = (extension.extn_id, extension.extn_value.as_bytes());
+        if !seen.insert(id) {
+            return Err(format!("its extension {id} appears twice; RFC 5280 4.2 allows one instance of each"));
+        }
+        match id {
+            CRL_NUMBER => {
+                let number = der::asn1::Int::from_der(value)
+                    .ok()
+                    .filter(|n| n.as_bytes().len() <= 20 && n.as_bytes().first().is_none_or(|b| b & 0x80 == 0))
+                    .ok_or("its cRLNumber is not a non-negative integer of at most 20 octets (RFC 5280 5.2.3)")?;
+                out.crl_number = Some(hex::encode(number.as_bytes()));
+            }
+            DELTA_CRL_INDICATOR => {
+                return Err("it is a delta CRL (deltaCRLIndicator); jitp reads only complete CRLs: publish the \
+                            full CRL"
+                    .into());
+            }
+            ISSUING_DISTRIBUTION_POINT => {
+                out.scope = CrlScope::from_idp(value, issuer_der)?;
+                out.scope_present = true;
+            }
+            FRESHEST_CRL => out.freshest_crl = Some(freshest_crl_text(value)),
+            AUTHORITY_KEY_IDENTIFIER | ISSUER_ALT_NAME | AUTHORITY_INFO_ACCESS => {}
+            other if extension.critical => {
+                return Err(format!(
+                    "it marks extension {other} critical, which jitp does not process, and RFC 5280 5.2 forbids \
+                     using such a CRL; jitp needs the CA's CRL without it or with it non-critical"
+                ));
+            }
+            _ => {} // a non-critical extension jitp does not read (AD CS's, for instance) is ignored
+        }
+    }
+    Ok(out)
+}
+
+/// The freshestCRL extension as people read it: the delta CRLs' URIs.
+fn freshest_crl_text(value: &[u8]) -> String {
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    let Ok(points) = x509_cert::ext::pkix::FreshestCrl::from_der(value) else {
+        return "a freshestCRL extension (it does not decode)".to_owned();
+    };
+    let uris: Vec<String> = points
+        .0
+        .iter()
+        .filter_map(|p| match &p.distribution_point {
+            Some(DistributionPointName::FullName(names)) => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(uri) => Some(shown(uri.as_str())),
+            _ => None,
+        })
+        .collect();
+    if uris.is_empty() { "a freshestCRL extension".to_owned() } else { uris.join(", ") }
+}
+
+/// What jitp counts of a CRL's entries.
+struct Entries {
+    on_hold: usize,
+    removed: usize,
+}
+
+/// The entries: no serial twice (which would leave the lookup to pick one of two statuses), reasonCodes RFC
+/// 5280 5.3.1 defines, no entry of another issuer (indirect CRL), no critical entry extension jitp does not
+/// process (RFC 5280 5.3).
+fn read_entries(tbs: &x509_cert::crl::TbsCertList<x509_cert::certificate::Rfc5280>) -> Result<Entries, String> {
+    let mut out = Entries { on_hold: 0, removed: 0 };
+    let entries = tbs.revoked_certificates.as_deref().unwrap_or_default();
+    let mut serials = std::collections::HashSet::with_capacity(entries.len());
+    for entry in entries {
+        let serial = entry.serial_number.as_bytes();
+        if !serials.insert(serial) {
+            return Err(format!(
+                "serial {} has two entries; jitp needs one entry per certificate (which of the two statuses holds \
+                 is not said)",
+                hex::encode(serial)
+            ));
+        }
+        for extension in entry.crl_entry_extensions.iter().flatten() {
+            match extension.extn_id {
+                REASON_CODE => {
+                    use x509_cert::ext::pkix::crl::CrlReason;
+                    match CrlReason::from_der(extension.extn_value.as_bytes()) {
+                        Ok(CrlReason::CertificateHold) => out.on_hold += 1,
+                        Ok(CrlReason::RemoveFromCRL) => out.removed += 1,
+                        Ok(_) => {}
+                        Err(_) => {
+                            return Err(format!(
+                                "the entry of serial {} has a reasonCode RFC 5280 5.3.1 does not define",
+                                hex::encode(serial)
+                            ));
+                        }
+                    }
+                }
+                CERTIFICATE_ISSUER => {
+                    return Err(format!(
+                        "the entry of serial {} names a certificateIssuer: it is an indirect CRL, and jitp reads only \
+                         CRLs the registered CA issues for itself",
+                        hex::encode(serial)
+                    ));
+                }
+                HOLD_INSTRUCTION_CODE | INVALIDITY_DATE => {}
+                other if extension.critical => {
+                    return Err(format!(
+                        "the entry of serial {} marks extension {other} critical, which jitp does not process, and \
+                         RFC 5280 5.3 forbids using such a CRL",
+                        hex::encode(serial)
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where in a CRL's DER a part is malformed, for a message that names it: the walk runs only once x509-cert
+/// has refused the bytes.
+mod structure {
+    use der::asn1::{AnyRef, BitString};
+    use der::{Decode, Reader, SliceReader, Tag, Tagged};
+    use spki::AlgorithmIdentifierOwned;
+    use x509_cert::crl::RevokedCert;
+    use x509_cert::ext::Extensions;
+    use x509_cert::name::Name;
+    use x509_cert::time::Time;
+
+    /// The TLVs inside one SEQUENCE's content.
+    fn elements(content: &[u8]) -> Result<Vec<&[u8]>, String> {
+        let mut reader = SliceReader::new(content).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while !reader.is_finished() {
+            out.push(reader.tlv_bytes().map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    fn sequence(tlv: &[u8]) -> Result<&[u8], String> {
+        let any = AnyRef::from_der(tlv).map_err(|e| e.to_string())?;
+        if any.tag() != Tag::Sequence {
+            return Err(format!("it is a {}, not a SEQUENCE", any.tag()));
+        }
+        Ok(any.value())
+    }
+
+    /// A sentence naming the first malformed part of `der`, or `None` if the walk finds none.
+    pub(super) fn malformed_part(der: &[u8]) -> Option<String> {
+        let bad = |part: &str, need: &str, e: String| {
+            Some(format!("it is not a valid DER CRL: its {part} is malformed ({e}); jitp needs {need}"))
+        };
+        let outer = match sequence(der) {
+            Ok(content) => content,
+            Err(e) => return bad("outer SEQUENCE", "one DER CertificateList with nothing after it", e),
+        };
+        let parts = match elements(outer) {
+            Ok(parts) => parts,
+            Err(e) => return bad("CertificateList", "tbsCertList, signatureAlgorithm, signatureValue", e),
+        };
+        let [tbs, algorithm, signature] = parts.as_slice() else {
+            return Some(format!(
+                "it is not a valid DER CRL: its CertificateList has {} parts; jitp needs 3 (tbsCertList, \
+                 signatureAlgorithm, signatureValue)",
+                parts.len()
+            ));
+        };
+        if let Err(e) = AlgorithmIdentifierOwned::from_der(algorithm) {
+            return bad("signatureAlgorithm", "a DER AlgorithmIdentifier", e.to_string());
+        }
+        if let Err(e) = BitString::from_der(signature) {
+            return bad("signatureValue BIT STRING", "a DER BIT STRING holding the signature", e.to_string());
+        }
+        tbs_part(tbs)
+    }
+
+    fn tbs_part(tbs: &[u8]) -> Option<String> {
+        let bad = |part: &str, need: &str, e: String| {
+            Some(format!("it is not a valid DER CRL: its tbsCertList's {part} is malformed ({e}); jitp needs {need}"))
+        };
+        let fields = match sequence(tbs).and_then(elements) {
+            Ok(fields) => fields,
+            Err(e) => return bad("SEQUENCE", "a DER TBSCertList", e),
+        };
+        let mut fields = fields.into_iter().peekable();
+        let tag = |f: &&[u8]| f.first().copied();
+        match fields.next_if(|f| tag(f) == Some(0x02)) {
+            None => {
+                return Some(
+                    "it has no version field: it is a version 1 CRL; jitp needs a version 2 CRL (RFC 5280 \
+                             5.1.2.1) with nextUpdate and cRLNumber"
+                        .into(),
+                );
+            }
+            Some(v) => {
+                if let Err(e) = x509_cert::Version::from_der(v) {
+                    return bad("version", "INTEGER 1 (v2)", e.to_string());
+                }
+            }
+        }
+        type Check = fn(&[u8]) -> Result<(), der::Error>;
+        let checks: [(&str, &str, Check); 3] = [
+            ("signature", "a DER AlgorithmIdentifier", |b| AlgorithmIdentifierOwned::from_der(b).map(drop)),
+            ("issuer", "a DER Name", |b| Name::from_der(b).map(drop)),
+            ("thisUpdate", "a UTCTime or GeneralizedTime", |b| Time::from_der(b).map(drop)),
+        ];
+        for (part, need, check) in checks {
+            let Some(field) = fields.next() else { return bad(part, need, "missing".into()) };
+            if let Err(e) = check(field) {
+                return bad(part, need, e.to_string());
+            }
+        }
+        if let Some(next) = fields.next_if(|f| matches!(tag(f), Some(0x17 | 0x18)))
+            && let Err(e) = Time::from_der(next)
+        {
+            return bad("nextUpdate", "a UTCTime or GeneralizedTime", e.to_string());
+        }
+        if let Some(list) = fields.next_if(|f| tag(f) == Some(0x30)) {
+            let entries = match sequence(list).and_then(elements) {
+                Ok(entries) => entries,
+                Err(e) => return bad("revokedCertificates", "a SEQUENCE of entries", e),
+            };
+            for (i, entry) in entries.iter().enumerate() {
+                if let Err(e) = RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(entry) {
+                    return bad(
+                        &format!("revokedCertificates entry {}", i + 1),
+                        "userCertificate, revocationDate and optional DER crlEntryExtensions",
+                        e.to_string(),
+                    );
+                }
+            }
+        }
+        if let Some(wrapper) = fields.next_if(|f| tag(f) == Some(0xA0)) {
+            let inner = AnyRef::from_der(wrapper).map(|a| a.value()).map_err(|e| e.to_string());
+            if let Err(e) = inner.and_then(|b| Extensions::from_der(b).map_err(|e| e.to_string())) {
+                return bad("crlExtensions", "[0] EXPLICIT SEQUENCE OF DER Extension", e);
+            }
+        }
+        if let Some(rest) = fields.next() {
+            return Some(format!(
+                "it is not a valid DER CRL: its tbsCertList has an unexpected field (tag 0x{:02x}) after its last \
+                 one",
+                rest.first().copied().unwrap_or_default()
+            ));
+        }
+        None
+    }
+
+    /// A copy of `der` whose issuingDistributionPoint extension is renamed authorityKeyIdentifier (same length,
+    /// so the DER stays well formed), or `None` if it has none.
+    pub(super) fn rename_idp(der: &[u8]) -> Option<Vec<u8>> {
+        const IDP: [u8; 5] = [0x06, 0x03, 0x55, 0x1D, 0x1C];
+        let base = der.as_ptr() as usize;
+        let tbs = elements(sequence(der).ok()?).ok()?.into_iter().next()?;
+        let wrapper = elements(sequence(tbs).ok()?).ok()?.into_iter().find(|f| f.first() == Some(&0xA0))?;
+        let list = AnyRef::from_der(wrapper).ok()?.value();
+        for extension in elements(sequence(list).ok()?).ok()? {
+            let oid = sequence(extension).ok()?;
+            if oid.starts_with(&IDP) {
+                // The last byte of the OID 2.5.29.28, at its offset in `der` (both slices borrow `der`).
+                let at = oid.as_ptr() as usize - base + IDP.len() - 1;
+                let mut copy = der.to_vec();
+                *copy.get_mut(at)? = 0x23; // 2.5.29.35
+                return Some(copy);
+            }
+        }
+        None
+    }
+}
 
 fn unix_seconds(time: x509_cert::time::Time) -> i64 {
     i64::try_from(time.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
@@ -266,8 +634,8 @@ fn describe_webpki(e: webpki::Error) -> String {
         E::UnsupportedRevocationReasonsPartitioning => {
             "it covers only some revocation reasons (onlySomeReasons); jitp reads only complete CRLs".into()
         }
-        E::UnsupportedCrlIssuingDistributionPoint => {
-            "its issuingDistributionPoint is not a full name, which jitp does not support".into()
+        E::UnsupportedCrlIssuingDistributionPoint | E::MalformedExtensions => {
+            format!("its extensions are not what RFC 5280 5.2 allows ({e:?}); jitp needs DER extensions")
         }
         E::InvalidCrlNumber => "its cRLNumber is not a non-negative integer of at most 20 octets".into(),
         E::SignatureAlgorithmMismatch => "the signature algorithm inside the CRL differs from the one outside".into(),

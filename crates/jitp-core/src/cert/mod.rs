@@ -5,6 +5,7 @@
 
 mod algorithm;
 mod crl;
+mod crl_scope;
 mod extensions;
 mod key_check;
 mod pre_epoch;
@@ -13,6 +14,7 @@ mod weak_rsa;
 
 pub use algorithm::{Curve, KeyKind};
 pub use crl::{CRL_PEM_LABEL, Crl, CrlCheck, MAX_CRL_BYTES, Revocation};
+pub use crl_scope::{ALL_REASONS, CrlScope, DistributionPoints};
 pub use extensions::{CA_PROCESSED, DEVICE_PROCESSED};
 pub use key_check::{MAX_RSA_EXPONENT_BITS, MIN_RSA_EXPONENT};
 pub use verify::{CaCheck, DeviceCheck, TrustedCa, chains_to, verify_ca, verify_device, verify_device_as_server};
