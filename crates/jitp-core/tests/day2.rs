@@ -178,8 +178,8 @@ async fn newcomers_racing_a_deleted_things_certificate_never_share_its_policy() 
             events.push(event);
         }
         let mut tasks = Vec::new();
-        for event in events.iter().chain(events.iter()).cloned() {
-            let world = world.clone();
+        for event in events.iter().chain(events.iter()) {
+            let (world, event) = (world.clone(), event.clone());
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(rand::random_range(0..20))).await;
                 world.handle(&event).await

@@ -115,14 +115,13 @@ fn naive_fermat(n: &BigUint) -> Option<u32> {
     if &root * &root == *n {
         return Some(0);
     }
-    let mut a = root + 1u32;
     for round in 1..=FERMAT_ROUNDS {
+        let a = &root + round;
         let b2 = &a * &a - n;
         let b = b2.sqrt();
         if &b * &b == b2 {
             return Some(round);
         }
-        a += 1u32;
     }
     None
 }
@@ -133,7 +132,7 @@ fn primorial(count: usize) -> BigUint {
     let mut found = 0;
     let mut n = 2u32;
     while found < count {
-        if (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0) {
+        if (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d)) {
             m *= n;
             found += 1;
         }
