@@ -1006,10 +1006,13 @@ impl Provisioner {
     /// the old certificate's permissions, and even attaching the same document would give two ACTIVE
     /// certificates one client id.
     ///
-    /// Who may be attached besides this certificate: certificates attached to the thing this event has just
-    /// claimed (a rotation's predecessors, kept INACTIVE for a rollback, or an owner handed over: the same
-    /// device), and REVOKED certificates (final in AWS IoT: they never connect again). Anything else (another
-    /// certificate in any other status, a thing group, an identity) holds the event. At most
+    /// Who may be attached besides this certificate: REVOKED certificates (final in AWS IoT: they never connect
+    /// again), certificates attached to the thing this event has just claimed that are not ACTIVE (the device's
+    /// own retired ones: an owner handed over, a predecessor kept INACTIVE for a rollback), and, in rotate mode,
+    /// the thing's older ACTIVE certificates of the same CA (this event retires them once it has activated).
+    /// Anything else (a newer ACTIVE certificate on the thing, an ACTIVE
+    /// certificate on the thing in reject mode, any live certificate elsewhere, a thing group, an identity)
+    /// holds the event. At most
     /// [`MAX_TARGETS_DESCRIBED`] other certificates are described; more than that holds it too.
     ///
     /// Why the answer stays true until this event attaches the policy: it runs after the claim succeeded, so
@@ -1038,21 +1041,28 @@ impl Provisioner {
         };
         let mut blocking: Vec<String> = Vec::new();
         let mut described = 0;
-        for target in others.into_iter().filter(|t| !principals.contains(t)) {
+        for target in others {
             let Some(id) = CertificateId::from_arn(target) else {
                 blocking.push(format!("{target} (not a certificate)"));
                 continue;
             };
+            let on_thing = principals.contains(target);
             if described == MAX_TARGETS_DESCRIBED {
                 blocking.push(format!("certificate {id} (not examined)"));
                 continue;
             }
             described += 1;
-            match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(&id)).await? {
-                Ok(d) if d.status == CertificateStatus::Revoked => {}
-                Err(RegistryError::NotFound(_)) => {}
-                Ok(d) => blocking.push(format!("certificate {id} ({})", d.status)),
-                Err(e) => return Err(registry_error(Operation::DescribeCertificate, e).into()),
+            let rotate = verdict.on_duplicate == OnDuplicate::Rotate;
+            match self.other_certificate(subject, &id, tally).await? {
+                Other::Gone => {}
+                Other::Present { status: CertificateStatus::Revoked, .. } => {}
+                // The device's own retired certificate (an owner handed over, kept for a rollback): not live.
+                Other::Present { status, .. } if on_thing && status != CertificateStatus::Active => {}
+                // A rotation's older predecessor of the same CA: this event retires it once it has activated
+                // (`settle_rotation` retires exactly these).
+                Other::Present { not_before, same_ca: true, .. }
+                    if on_thing && rotate && (not_before, &id) < subject.rank() => {}
+                Other::Present { status, .. } => blocking.push(format!("certificate {id} ({status})")),
             }
         }
         if blocking.is_empty() {
@@ -1062,7 +1072,7 @@ impl Provisioner {
         let more = blocking.len().saturating_sub(shown.len());
         Err(reject!(
             PolicyInUse,
-            "policy {name} is attached to {}{} as well, which is not attached to thing {thing}: writing or attaching it for certificate {} would change or share that certificate's permissions (was the thing deleted while its certificate stayed ACTIVE?). Revoke, deactivate or detach the other certificate, or hand the device over, then redeliver the event",
+            "policy {name} is attached to {}{} as well: writing or attaching it for certificate {} would change or share that certificate's permissions (was the thing deleted while its certificate stayed ACTIVE?). Revoke, deactivate or detach the other certificate, or hand the device over, then redeliver the event",
             shown.join(", "),
             if more > 0 { format!(" and {more} more") } else { String::new() },
             cert.id
@@ -1126,8 +1136,9 @@ pub struct HandedOver {
     pub to: String,
     /// The new owner was INACTIVE, attached to the thing with its policy, and is ACTIVE now (a rotation rollback).
     pub activated: bool,
-    /// The previous owner, ACTIVE before, is INACTIVE now (never REVOKED: the hand-over can be handed back).
-    pub deactivated: Option<String>,
+    /// The device's other certificates that were ACTIVE (the previous owner, others on the thing), INACTIVE now
+    /// (never REVOKED: the hand-over can be handed back).
+    pub deactivated: Vec<String>,
     /// One sentence: what happened and what to do next.
     pub message: String,
 }
@@ -1144,10 +1155,11 @@ impl Provisioner {
     ///    acted on (`recheck_active` deactivates only for a live owner), and the previous owner stays ACTIVE;
     /// 2. `to` activated, if it was INACTIVE and is attached to the thing with its policy (a rollback); a
     ///    PENDING `to` is provisioned by its redelivered event, which now finds itself the owner;
-    /// 3. the previous owner deactivated, only once `to` is ACTIVE.
+    /// 3. every other ACTIVE certificate of the device (the previous owner, any other on the thing) deactivated,
+    ///    only once `to` is ACTIVE.
     ///
-    /// A PENDING `to` while the previous owner is ACTIVE is refused: the device would end with two ACTIVE
-    /// certificates on one thing; deactivate the previous owner first, or use rotation.
+    /// A PENDING `to` while another certificate of the device is ACTIVE is refused: the device would end with two
+    /// ACTIVE certificates on one thing; deactivate it first, or use rotation.
     pub async fn hand_over(
         &self,
         thing: &crate::thing::ThingName,
@@ -1209,29 +1221,42 @@ impl Provisioner {
             )));
         }
         let from = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned();
-        let previous = from.as_deref().and_then(|o| o.parse::<CertificateId>().ok()).filter(|o| o != to);
-        let previous_active = match &previous {
-            Some(id) => match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)).await? {
-                Ok(d) => d.status == CertificateStatus::Active,
-                Err(RegistryError::NotFound(_)) => false,
+        // Every other ACTIVE certificate of the device: the recorded owner, and any certificate attached to the
+        // thing (a rotation's newer certificate after the attribute was written back by hand, say). Once `to` is
+        // ACTIVE, each of them is deactivated: one identity per device.
+        let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await?;
+        let mut others: Vec<CertificateId> = principals.iter().filter_map(|arn| CertificateId::from_arn(arn)).collect();
+        others.extend(from.as_deref().and_then(|o| o.parse::<CertificateId>().ok()));
+        others.sort();
+        others.dedup();
+        others.retain(|id| id != to);
+        let mut active_others = Vec::new();
+        for id in others.iter().take(MAX_TARGETS_DESCRIBED) {
+            match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)).await? {
+                Ok(d) if d.status == CertificateStatus::Active => active_others.push(id.clone()),
+                Ok(_) | Err(RegistryError::NotFound(_)) => {}
                 Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
-            },
-            None => false,
-        };
-        if previous_active && cert.status == CertificateStatus::PendingActivation {
+            }
+        }
+        if others.len() > MAX_TARGETS_DESCRIBED {
             return Ok(Err(reject!(
                 DuplicateThing,
-                "thing {thing}'s owner {} is ACTIVE and certificate {to} is PENDING: handing over now would leave two ACTIVE certificates on one thing once {to} is provisioned; deactivate the owner first (or use on_duplicate = \"rotate\")",
-                previous.as_ref().map(ToString::to_string).unwrap_or_default()
+                "thing {thing} has {} other certificates: more than jitp examines ({MAX_TARGETS_DESCRIBED}); detach the ones that are not this device's first",
+                others.len()
+            )));
+        }
+        if !active_others.is_empty() && cert.status == CertificateStatus::PendingActivation {
+            let shown: Vec<String> = active_others.iter().map(ToString::to_string).collect();
+            return Ok(Err(reject!(
+                DuplicateThing,
+                "thing {thing} has ACTIVE certificate {} and certificate {to} is PENDING: handing over now would leave two ACTIVE certificates on one thing once {to} is provisioned; deactivate it first (or use on_duplicate = \"rotate\")",
+                shown.join(", ")
             )));
         }
         // A rollback's certificate must already be complete: it is activated here, not by an event.
         if cert.status == CertificateStatus::Inactive {
-            let (principals, policies) = tokio::join!(
-                tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)),
-                tally.must(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&cert.arn)),
-            );
-            if !principals?.contains(&cert.arn) || !policies?.contains(&verdict.policy.name) {
+            let policies = tally.must(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&cert.arn)).await?;
+            if !principals.contains(&cert.arn) || !policies.contains(&verdict.policy.name) {
                 return Ok(Err(reject!(
                     CertNotPending,
                     "certificate {to} is INACTIVE and not attached to thing {thing} with policy {}: jitp activates only a complete certificate",
@@ -1258,13 +1283,12 @@ impl Provisioner {
         if activated {
             tally.must(Operation::UpdateCertificate, |r| r.update_certificate(to, CertificateStatus::Active)).await?;
         }
-        let mut deactivated = None;
-        if previous_active
-            && cert.status != CertificateStatus::PendingActivation
-            && let Some(previous) = &previous
-        {
-            tally.set_status(previous, CertificateStatus::Inactive).await?;
-            deactivated = Some(previous.to_string());
+        let mut deactivated = Vec::new();
+        if cert.status != CertificateStatus::PendingActivation {
+            for other in &active_others {
+                tally.set_status(other, CertificateStatus::Inactive).await?;
+                deactivated.push(other.to_string());
+            }
         }
         let message = match cert.status {
             CertificateStatus::PendingActivation => format!(

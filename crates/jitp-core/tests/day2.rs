@@ -407,7 +407,7 @@ async fn a_rotation_rollback_by_handover_survives_late_redeliveries() {
         assert_eq!(world.status(&old), CertificateStatus::Inactive);
         let done = world.provisioner.hand_over(&thing(), &old, NOW).await.unwrap().unwrap();
         assert!(done.activated);
-        assert_eq!(done.deactivated.as_deref(), Some(new.as_str()));
+        assert_eq!(done.deactivated, vec![new.to_string()]);
         let events = [&old_event, &new_event];
         for i in order {
             let record = world.handle(events[i]).await;
@@ -418,5 +418,196 @@ async fn a_rotation_rollback_by_handover_survives_late_redeliveries() {
         assert_eq!(world.status(&new), CertificateStatus::Inactive, "order {order:?}");
         let owner = world.registry.thing_attributes(&thing()).unwrap()[CERTIFICATE_ATTRIBUTE].clone();
         assert_eq!(owner, old.to_string());
+    }
+}
+
+/// The class, as a state machine: random operator actions (delete a thing, write an owner attribute, attach
+/// another team's certificate to a hand-made thing, create a device's policy by hand, detach a policy,
+/// re-activate or retire a certificate) interleaved with provisioning events (several at once, replays),
+/// reconcile applies with `--revoke`, and hand-overs, over a few device names with several certificates each and
+/// another team's certificate. After every step:
+///
+/// - jitp never wrote to another team's certificate or to a thing it did not make (their status and attributes
+///   are what the operator left);
+/// - every REVOKED that jitp wrote carries a reason that is the device's fault;
+/// - no name has two ACTIVE certificates attached to its per-thing policy unless the operator itself activated
+///   a certificate of that name;
+/// - a name that had an ACTIVE certificate keeps one after jitp's steps unless the operator changed a status of
+///   that name, or deleted or rewrote its thing and then asked `--apply --revoke` to deactivate the orphans (jitp's
+///   own writes never leave a device without an ACTIVE certificate).
+///
+/// Seeds are fixed (the run is reproducible); JITP_DAY2_SEEDS=N runs more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_actions_interleaved_with_events_applies_and_handovers_keep_the_invariants() {
+    use rand::{Rng as _, SeedableRng as _};
+    const NAMES: usize = 3;
+    const CERTS: u8 = 3;
+    const STEPS: usize = 40;
+    let seeds: u64 = std::env::var("JITP_DAY2_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(24);
+    for seed in 0..seeds {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let rules = if seed % 2 == 0 { shipped() } else { rotate() };
+        let world = Arc::new(World::new(rules.clone(), false));
+        let names: Vec<String> = (0..NAMES).map(|i| format!("sensor-00000000a{i:03x}")).collect();
+        // certs[name][k]: certificate k of device name `name`, issued k hours after the first.
+        let mut certs: Vec<Vec<(CertificateId, String)>> = Vec::new();
+        for (n, name) in names.iter().enumerate() {
+            let mut row = Vec::new();
+            for k in 0..CERTS {
+                let mut d = Device::new(name);
+                d.serial = vec![0x40 + u8::try_from(n).unwrap() * 8 + k; 8];
+                d.not_before = NOW - DAY + 3600 * i64::from(k);
+                let id = world.registry.register_certificate(&ca().issue(&d).pem, &world.ca_id).unwrap();
+                row.push((id.clone(), jitp_testkit::event_for_ids(id.as_str(), world.ca_id.as_str())));
+            }
+            certs.push(row);
+        }
+        let foreign = {
+            let mut d = Device::new("pump-controller-9");
+            d.serial = vec![0x99; 8];
+            let id = world.registry.register_certificate(&ca().issue(&d).pem, &world.ca_id).unwrap();
+            world.registry.operator_set_status(&id, CertificateStatus::Active);
+            id
+        };
+        let hand_made: ThingName = "hand-made-pump".parse().unwrap();
+        let hand_attributes = BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), foreign.to_string())]);
+        world.registry.operator_put_thing(&hand_made, hand_attributes.clone());
+        world.registry.operator_attach_thing(&hand_made, &foreign, false);
+        let mut operator_statuses = vec![false; NAMES];
+        // Names whose thing the operator deleted or rewrote: their certificates may be orphans, which an apply
+        // with --revoke deactivates, as asked.
+        let mut operator_things = vec![false; NAMES];
+        let mut log: Vec<String> = Vec::new();
+        for step in 0..STEPS {
+            let n = rng.random_range(0..NAMES);
+            let thing: ThingName = names[n].parse().unwrap();
+            let policy: PolicyName = format!("jitp-{}", names[n]).parse().unwrap();
+            let (cert, _) = certs[n][rng.random_range(0..usize::from(CERTS))].clone();
+            let active_before: Vec<bool> = (0..NAMES)
+                .map(|i| certs[i].iter().any(|(id, _)| world.status(id) == CertificateStatus::Active))
+                .collect();
+            let mut jitp_step = true;
+            let mut records: Vec<AuditRecord> = Vec::new();
+            let action = rng.random_range(0..12);
+            let what = match action {
+                0..=3 => {
+                    // One to three events at once, replays included.
+                    let batch: Vec<String> = (0..rng.random_range(1..=3))
+                        .map(|_| certs[n][rng.random_range(0..usize::from(CERTS))].1.clone())
+                        .collect();
+                    let tasks: Vec<_> = batch
+                        .iter()
+                        .map(|e| {
+                            let (world, e) = (world.clone(), e.clone());
+                            tokio::spawn(async move { world.handle(&e).await })
+                        })
+                        .collect();
+                    for t in tasks {
+                        records.push(t.await.unwrap());
+                    }
+                    format!("{} events for {}", batch.len(), names[n])
+                }
+                4 => {
+                    let applied = reconciler(&world, rules.clone()).apply(NOW, REVOKE, &|_| {}).await.unwrap();
+                    for change in &applied.changes {
+                        if change.certificate_action.map(|a| a.as_str()) == Some("REVOKED") {
+                            let reason = change.reason.unwrap();
+                            assert_eq!(
+                                reason.fault(),
+                                jitp_core::reason::Fault::Device,
+                                "seed {seed} step {step}: {change:?}"
+                            );
+                        }
+                    }
+                    "apply --revoke".to_owned()
+                }
+                5 => {
+                    let done = world.provisioner.hand_over(&thing, &cert, NOW).await.unwrap();
+                    format!(
+                        "handover {} -> {cert}: {}",
+                        names[n],
+                        done.map(|d| d.message).unwrap_or_else(|r| r.message)
+                    )
+                }
+                6 => {
+                    jitp_step = false;
+                    operator_things[n] = true;
+                    world.registry.operator_delete_thing(&thing);
+                    format!("operator deletes {}", names[n])
+                }
+                7 => {
+                    jitp_step = false;
+                    operator_things[n] = true;
+                    let value = certs[n][rng.random_range(0..usize::from(CERTS))].0.to_string();
+                    world.registry.operator_put_thing(
+                        &thing,
+                        BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), value.clone())]),
+                    );
+                    format!("operator writes {}'s owner {value}", names[n])
+                }
+                8 => {
+                    jitp_step = false;
+                    world.registry.operator_detach_policy(&policy, &cert);
+                    format!("operator detaches {policy} from {cert}")
+                }
+                9 => {
+                    jitp_step = false;
+                    if world.registry.policy_document(&policy).is_none() {
+                        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"iot:*","Resource":"*"}]}"#;
+                        let _ = world.registry.create_policy(&policy, doc).await;
+                    }
+                    format!("operator creates {policy} by hand")
+                }
+                _ => {
+                    jitp_step = false;
+                    operator_statuses[n] = true;
+                    let status = [CertificateStatus::Active, CertificateStatus::Inactive, CertificateStatus::Revoked]
+                        [rng.random_range(0..3)];
+                    world.registry.operator_set_status(&cert, status);
+                    format!("operator sets {cert} {status}")
+                }
+            };
+            log.push(what);
+            let ctx = || format!("seed {seed} step {step}:\n{}", log.join("\n"));
+            for r in &records {
+                if r.certificate_action.map(|a| a.as_str()) == Some("REVOKED") {
+                    let reason = r.reason.unwrap();
+                    assert_eq!(reason.fault(), jitp_core::reason::Fault::Device, "{}: {}", ctx(), r.message);
+                }
+            }
+            assert_eq!(world.status(&foreign), CertificateStatus::Active, "{}", ctx());
+            assert_eq!(world.registry.thing_attributes(&hand_made), Some(hand_attributes.clone()), "{}", ctx());
+            for i in 0..NAMES {
+                let policy: PolicyName = format!("jitp-{}", names[i]).parse().unwrap();
+                let holders: Vec<&CertificateId> = certs[i]
+                    .iter()
+                    .map(|(id, _)| id)
+                    .filter(|id| world.status(id) == CertificateStatus::Active)
+                    .filter(|id| world.registry.attached_policies(id).contains(&policy))
+                    .collect();
+                if !operator_statuses[i] {
+                    let state = || {
+                        let owner = world.registry.thing_attributes(&names[i].parse().unwrap());
+                        let certs: Vec<String> = certs[i]
+                            .iter()
+                            .map(|(id, _)| {
+                                format!(
+                                    "{id}: {:?} policies {:?} things {:?}",
+                                    world.status(id),
+                                    world.registry.attached_policies(id),
+                                    world.registry.attached_things(id)
+                                )
+                            })
+                            .collect();
+                        format!("owner {owner:?}\n{}", certs.join("\n"))
+                    };
+                    assert!(holders.len() <= 1, "{}: {} holders of {policy}\n{}", ctx(), holders.len(), state());
+                    if jitp_step && active_before[i] && !(action == 4 && operator_things[i]) {
+                        let active = certs[i].iter().any(|(id, _)| world.status(id) == CertificateStatus::Active);
+                        assert!(active, "{}: jitp left {} without an ACTIVE certificate", ctx(), names[i]);
+                    }
+                }
+            }
+        }
     }
 }
