@@ -187,6 +187,9 @@ error_mapping_tests! {
     errors_tag_resource, "TagResource", |r| r.tag_resource(POLICY_ARN, &BTreeMap::from([("k".into(), "v".into())]));
     errors_untag_resource, "UntagResource", |r| r.untag_resource(POLICY_ARN, &["k".into()]);
     errors_list_tags_for_resource, "ListTagsForResource", |r| r.list_tags_for_resource(POLICY_ARN);
+    errors_list_targets_for_policy, "ListTargetsForPolicy", |r| r.list_targets_for_policy(&policy());
+    errors_list_ca_certificates, "ListCACertificates", |r| r.list_ca_certificates();
+    errors_list_certificates_by_ca, "ListCertificatesByCA", |r| r.list_certificates_by_ca(&ca_id(), None);
 }
 
 fn owner_filter() -> ThingFilter {
@@ -686,6 +689,49 @@ async fn list_tags_for_resource_follows_next_token() {
         reqs[0].uri()
     );
     assert!(reqs[1].uri().contains("nextToken=page-2"), "{}", reqs[1].uri());
+}
+
+// ---- the orphan scan and the policy-in-use check ----
+
+#[tokio::test]
+async fn list_targets_for_policy_follows_next_marker() {
+    let (registry, http) = replay(vec![
+        json(200, &format!(r#"{{"targets":["{ARN}"],"nextMarker":"bWFyaw=="}}"#)),
+        json(200, r#"{"targets":["arn:aws:iot:us-east-1:123456789012:thinggroup/pilot"]}"#),
+    ]);
+    let targets = registry.list_targets_for_policy(&policy()).await.unwrap();
+    assert_eq!(targets, [ARN.to_owned(), "arn:aws:iot:us-east-1:123456789012:thinggroup/pilot".to_owned()]);
+    let reqs = requests(&http);
+    assert_eq!(reqs[0].method(), "POST");
+    assert!(reqs[0].uri().contains("/policy-targets/jitp-"), "{}", reqs[0].uri());
+    assert!(reqs[1].uri().contains("marker=bWFyaw"), "{}", reqs[1].uri());
+}
+
+#[tokio::test]
+async fn list_ca_certificates_follows_next_marker_and_list_certificates_by_ca_maps_one_page() {
+    let (registry, http) = replay(vec![
+        json(
+            200,
+            &format!(r#"{{"certificates":[{{"certificateId":"{CA_ID}","status":"ACTIVE"}}],"nextMarker":"bQ=="}}"#),
+        ),
+        json(200, r#"{"certificates":[]}"#),
+        json(
+            200,
+            &format!(
+                r#"{{"certificates":[{{"certificateId":"{CERT_ID}","certificateArn":"{ARN}","status":"ACTIVE"}},
+                    {{"certificateId":"{CERT_ID}","certificateArn":"{ARN}","status":"SOMETHING_NEW"}}],"nextMarker":"bg=="}}"#
+            ),
+        ),
+    ]);
+    assert_eq!(registry.list_ca_certificates().await.unwrap(), [ca_id()]);
+    let page = registry.list_certificates_by_ca(&ca_id(), None).await.unwrap();
+    assert_eq!(page.certificates.len(), 1, "a status jitp does not know is skipped");
+    assert_eq!(page.certificates[0].status, CertificateStatus::Active);
+    assert_eq!(page.next_marker.as_deref(), Some("bg=="));
+    let reqs = requests(&http);
+    assert!(reqs[0].uri().contains("/cacertificates"), "{}", reqs[0].uri());
+    assert!(reqs[1].uri().contains("marker=bQ"), "{}", reqs[1].uri());
+    assert!(reqs[2].uri().contains(&format!("/certificates-by-ca/{CA_ID}")), "{}", reqs[2].uri());
 }
 
 // ---- an answer that cannot be read is not retried ----
