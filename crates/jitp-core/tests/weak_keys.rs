@@ -115,16 +115,12 @@ fn naive_fermat(n: &BigUint) -> Option<u32> {
     if &root * &root == *n {
         return Some(0);
     }
-    let mut a = root + 1u32;
-    for round in 1..=FERMAT_ROUNDS {
+    (1..=FERMAT_ROUNDS).find(|round| {
+        let a = &root + round;
         let b2 = &a * &a - n;
         let b = b2.sqrt();
-        if &b * &b == b2 {
-            return Some(round);
-        }
-        a += 1u32;
-    }
-    None
+        &b * &b == b2
+    })
 }
 
 /// Infineon RSALib's M for each key size: the primorial of the first 39, 71, 126 or 225 primes.
@@ -133,7 +129,7 @@ fn primorial(count: usize) -> BigUint {
     let mut found = 0;
     let mut n = 2u32;
     while found < count {
-        if (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0) {
+        if (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d)) {
             m *= n;
             found += 1;
         }
