@@ -80,6 +80,22 @@ fn benches(c: &mut Criterion) {
     }
     group.finish();
 
+    // Key quality (cert::weak_rsa), part of verify above: a good key runs every test (the remainders by the
+    // small primes, ROCA's per-prime fast path, the square root and Fermat's rounds); a ROCA key also runs the
+    // exact subgroup test.
+    let mut group = c.benchmark_group("key_quality");
+    for (pair, label) in pairs.iter().filter(|(_, l)| l.starts_with("rsa")) {
+        let device = Certificate::from_pem(pair.device.pem.as_bytes()).unwrap();
+        assert_eq!(device.rsa_weakness(), None);
+        group.bench_function(*label, |b| b.iter(|| black_box(&device).rsa_weakness()));
+    }
+    let fixture = include_str!("../../jitp-core/tests/data/weak_rsa/moduli.txt");
+    let roca = fixture.lines().find(|l| l.starts_with("roca generated-roca-2048")).unwrap();
+    let roca = hex_bytes(roca.rsplit(' ').next().unwrap());
+    assert_eq!(cert::rsa_weakness(&roca), Some(cert::RsaWeakness::Roca));
+    group.bench_function("roca2048", |b| b.iter(|| cert::rsa_weakness(black_box(&roca))));
+    group.finish();
+
     // What depends only on the CA, done once per CA when it enters the workflow's cache.
     let mut group = c.benchmark_group("verify_parts");
     for (pair, label) in &pairs {
@@ -178,6 +194,11 @@ fn benches(c: &mut Criterion) {
         .bench_function("config_load", |b| b.iter(|| Rules::load(black_box(&path)).map(|c| c.config().profiles.len())));
     group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));
     group.finish();
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    let hex = if hex.len() % 2 == 1 { format!("0{hex}") } else { hex.to_owned() };
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
 
 criterion_group!(decide_benches, benches);

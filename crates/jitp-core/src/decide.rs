@@ -210,8 +210,8 @@ impl RegisteredCa {
 /// 2. a profile lists the CA (UNKNOWN_CA);
 /// 3. the CA's own checks, then its validity at `now` (CA_INVALID, CA_NOT_YET_VALID, CA_EXPIRED);
 /// 4. the device certificate against the CA, [`cert::verify_device`]'s order: algorithms, issuer, signature,
-///    key usage, name constraints, then its validity (... SIGNATURE_INVALID ..., CERT_NOT_YET_VALID,
-///    CERT_EXPIRED);
+///    key usage, name constraints, a known-weak RSA key, then its validity (... SIGNATURE_INVALID ..., WEAK_KEY,
+///    CERT_NOT_YET_VALID, CERT_EXPIRED);
 /// 5. the subject rules select the profile (SUBJECT_MISMATCH);
 /// 6. the profile's CRLs (see `revocation`): a valid one (issued by the CA, not stale) whose scope covers the
 ///    device and lists the serial is CERT_REVOKED, or CERT_ON_HOLD for a certificateHold entry; an entry on a

@@ -22,7 +22,8 @@ pub enum ReasonCode {
     SignatureInvalid,
     /// Key or signature algorithm outside RSA (PKCS#1 v1.5, PSS) and ECDSA P-256/P-384/P-521.
     UnsupportedAlgorithm,
-    /// RSA modulus below the profile's `min_rsa_bits`.
+    /// RSA modulus below the profile's `min_rsa_bits`, or a known-weak RSA modulus (ROCA, CVE-2017-15361; a small
+    /// prime factor; factors close enough for Fermat's method): its private key can be computed.
     WeakKey,
     /// notAfter (plus clock skew) is in the past.
     CertExpired,

@@ -115,15 +115,12 @@ fn naive_fermat(n: &BigUint) -> Option<u32> {
     if &root * &root == *n {
         return Some(0);
     }
-    for round in 1..=FERMAT_ROUNDS {
+    (1..=FERMAT_ROUNDS).find(|round| {
         let a = &root + round;
         let b2 = &a * &a - n;
         let b = b2.sqrt();
-        if &b * &b == b2 {
-            return Some(round);
-        }
-    }
-    None
+        &b * &b == b2
+    })
 }
 
 /// Infineon RSALib's M for each key size: the primorial of the first 39, 71, 126 or 225 primes.

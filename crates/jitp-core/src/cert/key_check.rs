@@ -22,6 +22,7 @@ use der::Decode;
 use spki::SubjectPublicKeyInfoOwned;
 
 use super::algorithm::{Curve, KeyKind, RsaPublicKey};
+use super::weak_rsa::RsaWeakness;
 use crate::reason::{Rejection, reject};
 
 /// The smallest RSA public exponent jitp accepts (FIPS 186-5 5.4: 2^16 < e).
@@ -90,12 +91,16 @@ fn check_rsa(bytes: &[u8]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Refuse an RSA key with a known weakness ([`super::weak_rsa`]) as WEAK_KEY; other keys pass.
+/// The known weakness of an RSA key ([`super::weak_rsa`]); `None` for a key without one and for other keys.
+pub(crate) fn rsa_weakness(kind: &KeyKind, spki: &SubjectPublicKeyInfoOwned) -> Option<RsaWeakness> {
+    let KeyKind::Rsa { .. } = kind else { return None };
+    let key = RsaPublicKey::from_der(spki.subject_public_key.as_bytes()?).ok()?; // else MALFORMED in KeyKind::of
+    super::weak_rsa::rsa_weakness(key.modulus.as_bytes())
+}
+
+/// Refuse an RSA key with a known weakness as WEAK_KEY; other keys pass.
 pub(crate) fn check_not_weak(kind: &KeyKind, spki: &SubjectPublicKeyInfoOwned) -> Result<(), Rejection> {
-    let KeyKind::Rsa { .. } = kind else { return Ok(()) };
-    let bytes = spki.subject_public_key.as_bytes().unwrap_or_default();
-    let Ok(key) = RsaPublicKey::from_der(bytes) else { return Ok(()) }; // refused as MALFORMED by KeyKind::of
-    match super::weak_rsa::rsa_weakness(key.modulus.as_bytes()) {
+    match rsa_weakness(kind, spki) {
         Some(weakness) => Err(reject!(WeakKey, "the RSA public key is weak: {weakness}")),
         None => Ok(()),
     }

@@ -174,6 +174,12 @@ impl Certificate {
             .clone()
     }
 
+    /// The known weakness of the key if it is an RSA key with one (ROCA, a small factor, factors close
+    /// together: [`rsa_weakness`]). Computed on each call (a few microseconds: BENCHMARKS.md).
+    pub fn rsa_weakness(&self) -> Option<RsaWeakness> {
+        key_check::rsa_weakness(&self.key, self.x509.tbs_certificate().subject_public_key_info())
+    }
+
     /// SHA-256 of the DER: AWS IoT's certificate id and the deny list's fingerprint.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
