@@ -518,6 +518,24 @@ async fn an_operators_fault_is_never_revoked() {
 }
 
 #[tokio::test]
+async fn a_profile_tightened_since_is_reported_and_never_revoked_even_with_revoke() {
+    let fleet = fleet().await;
+    // The fleet's certificates live a year: a max_validity_days typo of 30 refuses every sensor, and so would
+    // a subject rule tightened by mistake. Both are the profile's own rules: reported, never revoked.
+    fleet.dir.edit_config(|toml| toml.replacen("max_validity_days = 9125", "max_validity_days = 30", 1));
+    let before = writes(&fleet.registry);
+    let (applied, lines) = run(&fleet, Options { revoke: true, ..APPLY }).await;
+    assert!(applied.converged && lines.is_empty(), "{applied:#?}");
+    assert_eq!(applied.reported.len(), SENSORS);
+    assert!(applied.reported.iter().all(|r| r.reason == Some(ReasonCode::ValidityTooLong)), "{:?}", applied.reported);
+    assert!(applied.reported[0].message.contains("never revoked"), "{}", applied.reported[0].message);
+    assert_eq!(writes(&fleet.registry), before);
+    for (_, id) in &fleet.sensors {
+        assert_eq!(fleet.registry.certificate_status(id), Some(CertificateStatus::Active));
+    }
+}
+
+#[tokio::test]
 async fn a_thing_change_is_a_compare_and_set_that_keeps_the_owner() {
     let fleet = fleet().await;
     fleet.dir.edit_config(|toml| toml.replace("attributes = { site = ", "attributes = { tier = \"edge\", site = "));
