@@ -154,3 +154,24 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_each_fact_once() {
+        let config = Error::config(std::path::Path::new("/etc/jitp.toml"), Some(3), "profiles[0].name", "bad");
+        assert_eq!(chain(&config), "/etc/jitp.toml:3: profiles[0].name: bad");
+        let io = Error::Io {
+            path: "/x/p.tera".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "No such file"),
+        };
+        assert_eq!(chain(&io), "cannot read /x/p.tera: No such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let outer = Outer(std::io::Error::other("inner"));
+        assert_eq!(chain(&outer), "outer: inner", "a source the message does not hold is added");
+    }
+}
