@@ -7,6 +7,7 @@ use clap::Args;
 use jitp_core::cert::MAX_PEM_BYTES;
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::ids::CaCertificateId;
+use jitp_core::reason::Fault;
 
 use jitp_core::unix_time::now;
 use jitp_wiring::crl::CrlObjectArgs;
@@ -74,6 +75,15 @@ fn print_text(r: &CheckReport) {
             outln!("  {k:<15} {v}");
         }
     };
+    line(
+        "fault",
+        r.fault.map(|fault| match fault {
+            Fault::Device => "device: no configuration accepts it (the profile's on_reject applies)",
+            Fault::Profile => "profile: its own rules refuse it; a configuration change could accept it (held)",
+            Fault::Operator => "operator: the setup stops it (held until fixed)",
+            Fault::None => "none",
+        }),
+    );
     line("profile", r.profile.as_deref());
     line("thing name", r.thing_name.as_deref());
     line("policy name", r.policy_name.as_deref());

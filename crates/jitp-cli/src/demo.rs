@@ -242,7 +242,7 @@ fn print_summary(
         outln!("  {k:<28} {v:>8}");
     }
     if !by_reason.is_empty() {
-        outln!("  {:<28} {:>8}", "rejected by reason", "");
+        outln!("  {:<28} {:>8}", "rejected or held, by reason", "");
         for (k, v) in &by_reason {
             outln!("    {k:<26} {v:>8}");
         }

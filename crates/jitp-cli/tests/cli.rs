@@ -64,6 +64,7 @@ fn check_rejects_with_reason_and_exit_1() {
     assert_eq!(code, 1);
     assert_eq!(json["decision"], "reject");
     assert_eq!(json["reason"], "CERT_EXPIRED");
+    assert_eq!(json["fault"], "device");
     assert!(json["message"].as_str().unwrap().contains("expired"));
 }
 

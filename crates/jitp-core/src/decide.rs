@@ -13,7 +13,7 @@ use crate::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, Tr
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
 use crate::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
-use crate::reason::{ReasonCode, Rejection, reject};
+use crate::reason::{Fault, ReasonCode, Rejection, reject};
 use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
 use crate::unix_time::rfc3339;
@@ -561,6 +561,9 @@ pub struct CheckReport {
     pub decision: &'static str,
     /// The reason code of a rejection.
     pub reason: Option<ReasonCode>,
+    /// Whose fault the rejection is, which says what the workflow would do to the certificate: `device` its
+    /// profile's `on_reject`, `profile` and `operator` held (left pending for the fix).
+    pub fault: Option<Fault>,
     /// One sentence for people.
     pub message: String,
     /// The selected profile.
@@ -637,6 +640,7 @@ impl CheckReport {
         Self {
             decision: "reject",
             reason: Some(refusal.rejection.reason),
+            fault: Some(refusal.rejection.reason.fault()),
             message: refusal.rejection.message,
             profile: refusal.profile.map(|p| p.name.clone()),
             thing_name: None,
@@ -682,6 +686,7 @@ pub fn check(
             crls: crls(Some(v.profile)),
             decision: "accept",
             reason: None,
+            fault: None,
             message: format!("certificate accepted by profile {} as thing {}", v.profile.name, v.thing_name),
             profile: Some(v.profile.name.clone()),
             thing_name: Some(v.thing_name.to_string()),
