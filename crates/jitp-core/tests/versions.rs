@@ -11,6 +11,7 @@ use jitp_core::decide::{CheckReport, check};
 use jitp_core::policy::AwsContext;
 use jitp_core::reason::{Fault, ReasonCode};
 use jitp_core::rules::Rules;
+use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::VersionEdit;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, corrupt_signature, oid, replace_all, to_pem};
 
@@ -106,6 +107,29 @@ fn a_v1_certificate_goes_through_every_check_a_v3_one_does() {
     let mut own = Device::new(CN);
     own.public_key = Some(ca().public_key());
     refused(&run(ca(), &v1(&own).pem), ReasonCode::DeviceKeyIsCaKey, &[]);
+}
+
+#[test]
+fn a_v1_certificate_is_found_on_a_crl_and_a_deny_list() {
+    let revoked = Device::new("sensor-00000000c001");
+    let denied = Device::new("sensor-00000000c002");
+    let (revoked_v1, denied_v1) =
+        (ca().issue_version(&revoked, VersionEdit::V1), ca().issue_version(&denied, VersionEdit::V1));
+    let dir = ConfigDir::new();
+    dir.copy_policy("sensor.json.tera", "sensor.json.tera");
+    std::fs::write(dir.path().join("ca.crl"), ca().crl(&[&revoked.serial], NOW - DAY, NOW + 7 * DAY).pem).unwrap();
+    std::fs::write(dir.path().join("denied.txt"), format!("sha256:{}\n", denied_v1.id())).unwrap();
+    let path = dir.write_config(&format!(
+        "[[profiles]]\nname = \"p\"\nca = [\"{}\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\n\
+         thing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\ncrl = [\"ca.crl\"]\n\
+         deny_list = \"denied.txt\"\n",
+        ca().id()
+    ));
+    let rules = Rules::load(path).unwrap();
+    let decide = |pem: &str| check(&rules, ca().cert.pem.as_bytes(), pem.as_bytes(), None, NOW, &AwsContext::default());
+    refused(&decide(&revoked_v1.pem), ReasonCode::CertRevoked, &[]);
+    refused(&decide(&denied_v1.pem), ReasonCode::CertDenied, &[]);
+    assert!(decide(&ca().issue_version(&Device::new(CN), VersionEdit::V1).pem).accepted());
 }
 
 #[test]
