@@ -7,6 +7,7 @@ use clap::Args;
 use jitp_core::cert::MAX_PEM_BYTES;
 use jitp_core::decide::{CheckReport, check};
 use jitp_core::ids::CaCertificateId;
+use jitp_core::reason::Fault;
 
 use jitp_core::unix_time::now;
 use jitp_wiring::crl::CrlObjectArgs;
@@ -54,10 +55,10 @@ pub(crate) async fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
     let report = check(&config, &ca, &cert, args.ca_id.as_ref(), args.at.unwrap_or_else(now), &aws);
     match (mode, args.format) {
-        (Mode::Check, Format::Json) => println!("{}", serde_json::to_string(&report)?),
+        (Mode::Check, Format::Json) => outln!("{}", serde_json::to_string(&report)?),
         (Mode::Check, Format::Text) => print_text(&report),
         (Mode::Render, _) => match &report.policy {
-            Some(policy) => println!("{}", serde_json::to_string_pretty(policy)?),
+            Some(policy) => outln!("{}", serde_json::to_string_pretty(policy)?),
             None => eprintln!("jitp: rejected: {} {}", report.reason.map(|r| r.as_str()).unwrap_or(""), report.message),
         },
     }
@@ -66,14 +67,23 @@ pub(crate) async fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode
 
 fn print_text(r: &CheckReport) {
     match r.reason {
-        None => println!("ACCEPT  {}", r.message),
-        Some(reason) => println!("REJECT  {reason}: {}", r.message),
+        None => outln!("ACCEPT  {}", r.message),
+        Some(reason) => outln!("REJECT  {reason}: {}", r.message),
     }
     let line = |k: &str, v: Option<&str>| {
         if let Some(v) = v {
-            println!("  {k:<15} {v}");
+            outln!("  {k:<15} {v}");
         }
     };
+    line(
+        "fault",
+        r.fault.map(|fault| match fault {
+            Fault::Device => "device: no configuration accepts it (the profile's on_reject applies)",
+            Fault::Profile => "profile: its own rules refuse it; a configuration change could accept it (held)",
+            Fault::Operator => "operator: the setup stops it (held until fixed)",
+            Fault::None => "none",
+        }),
+    );
     line("profile", r.profile.as_deref());
     line("thing name", r.thing_name.as_deref());
     line("policy name", r.policy_name.as_deref());
@@ -81,18 +91,18 @@ fn print_text(r: &CheckReport) {
     line("CA id", r.ca_id.as_deref());
     line("thing type", r.thing_type.as_deref());
     for (k, v) in &r.attributes {
-        println!("  attribute       {k} = {v}");
+        outln!("  attribute       {k} = {v}");
     }
     for c in &r.crls {
-        println!("  crl             {}: {} ({} revoked, next update {})", c.file, c.status, c.revoked, c.next_update);
+        outln!("  crl             {}: {} ({} revoked, next update {})", c.file, c.status, c.revoked, c.next_update);
     }
     for w in &r.warnings {
-        println!("  warning         [{}] {}", w.rule, w.message);
+        outln!("  warning         [{}] {}", w.rule, w.message);
     }
     if let Some(policy) = &r.policy {
-        println!("  policy:");
+        outln!("  policy:");
         for l in serde_json::to_string_pretty(policy).unwrap_or_default().lines() {
-            println!("    {l}");
+            outln!("    {l}");
         }
     }
 }

@@ -146,7 +146,7 @@ pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     progress.finish();
     if args.verbose {
         for r in &all {
-            println!("{}", r.line(&jitp_core::audit::Origin { trigger: "demo", request_id: None, message_id: None }));
+            outln!("{}", r.line(&jitp_core::audit::Origin { trigger: "demo", request_id: None, message_id: None }));
         }
     }
     print_summary(&all, &good, &quotas, args.quota_scale, &registry, provisioner.pacer());
@@ -236,19 +236,19 @@ fn print_summary(
     let provisioned_retries: u32 = provisioned.iter().map(|r| r.retries).sum();
     let retries: u32 = records.iter().map(|r| r.retries).sum();
     let throttles: u64 = registry.throttle_counts().values().sum();
-    println!("jitp demo — {} events, AWS quotas x{scale}", records.len());
-    println!("  {:<28} {:>8}", "outcome", "events");
+    outln!("jitp demo — {} events, AWS quotas x{scale}", records.len());
+    outln!("  {:<28} {:>8}", "outcome", "events");
     for (k, v) in &by_outcome {
-        println!("  {k:<28} {v:>8}");
+        outln!("  {k:<28} {v:>8}");
     }
     if !by_reason.is_empty() {
-        println!("  {:<28} {:>8}", "rejected by reason", "");
+        outln!("  {:<28} {:>8}", "rejected or held, by reason", "");
         for (k, v) in &by_reason {
-            println!("    {k:<26} {v:>8}");
+            outln!("    {k:<26} {v:>8}");
         }
     }
     let per_device = |n: u32| if provisioned.is_empty() { 0.0 } else { f64::from(n) / provisioned.len() as f64 };
-    println!(
+    outln!(
         "  {:<28} {:>8.2}  plus {:.2} retried after throttling",
         "API calls per provisioned",
         per_device(calls.saturating_sub(provisioned_retries)),
@@ -267,39 +267,36 @@ fn print_summary(
                     format!("{op} {quota}/s at {per_device:.2} per device")
                 })
                 .collect();
-            println!(
+            outln!(
                 "  {:<28} {rate:>8.1}  {:.0}% of the {bound:.1}/s bound that AWS's quotas x{scale} impose",
                 "devices per second",
                 100.0 * rate / bound,
             );
-            println!("  {:<28} {:>8}  set by {}", "", "", why.join(", "));
-            println!("  {:<28} {:>8}  measured from empty quota buckets: no first-second burst counted", "", "");
+            outln!("  {:<28} {:>8}  set by {}", "", "", why.join(", "));
+            outln!("  {:<28} {:>8}  measured from empty quota buckets: no first-second burst counted", "", "");
             if scale != 1.0 {
-                println!("  {:<28} {:>8}  retry backoffs and deadline scaled by 1/{scale} with the quotas", "", "");
+                outln!("  {:<28} {:>8}  retry backoffs and deadline scaled by 1/{scale} with the quotas", "", "");
             }
         }
-        _ => println!("  {:<28} {rate:>8.1}", "devices per second"),
+        _ => outln!("  {:<28} {rate:>8.1}", "devices per second"),
     }
     let all_calls: u32 = records.iter().map(|r| r.api_call_count).sum();
     let share = if all_calls == 0 { 0.0 } else { 100.0 * throttles as f64 / f64::from(all_calls) };
-    println!(
-        "  {:<28} {:>8}  {share:.1}% of {all_calls} calls; {retries} retries in all",
-        "throttled calls", throttles
-    );
+    outln!("  {:<28} {:>8}  {share:.1}% of {all_calls} calls; {retries} retries in all", "throttled calls", throttles);
     let waited: u64 = records.iter().map(|r| r.quota_wait_ms).sum();
     let mut waits: Vec<u64> = records.iter().map(|r| r.quota_wait_ms).collect();
     waits.sort_unstable();
     let p50 = waits.get(waits.len() / 2).copied().unwrap_or(0);
     let max = waits.last().copied().unwrap_or(0);
     if pacer.ceiling(Operation::UpdateCertificate).is_some() {
-        println!(
+        outln!(
             "  {:<28} {:>8}  ms per event, median; max {max} ms; {:.1} s in all (paced under the quotas)",
             "waited for quota",
             p50,
             waited as f64 / 1000.0
         );
     } else {
-        println!("  {:<28} {:>8}  (--no-pacing: calls sent as fast as they come)", "waited for quota", "-");
+        outln!("  {:<28} {:>8}  (--no-pacing: calls sent as fast as they come)", "waited for quota", "-");
     }
-    println!("  {:<28} {:>8}", "invariant violations", registry.violations().len());
+    outln!("  {:<28} {:>8}", "invariant violations", registry.violations().len());
 }

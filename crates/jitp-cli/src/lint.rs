@@ -39,30 +39,30 @@ pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     );
     let failed = !report.ok;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
         let dir = config.config().path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         for r in &report.templates {
             let file = if dir.is_empty() { r.template.clone() } else { format!("{dir}/{}", r.template) };
             if let Some(e) = &r.error {
-                println!("{file}: error: {}: {} (profile {})", e.reason, e.message, r.profile);
+                outln!("{file}: error: {}: {} (profile {})", e.reason, e.message, r.profile);
             }
             for f in &r.findings {
                 let at = f.line.map(|l| format!("{file}:{l}")).unwrap_or_else(|| file.clone());
                 let sev = format!("{:?}", f.finding.severity).to_lowercase();
-                println!("{at}: {sev}[{}]: {} (profile {})", f.finding.rule, f.finding.message, r.profile);
-                println!("    hint: {}", f.finding.hint);
+                outln!("{at}: {sev}[{}]: {} (profile {})", f.finding.rule, f.finding.message, r.profile);
+                outln!("    hint: {}", f.finding.hint);
             }
             for b in &r.branches {
                 let path = if dir.is_empty() { b.file.clone() } else { format!("{dir}/{}", b.file) };
                 let at = b.line.map(|l| format!("{path}:{l}")).unwrap_or(path);
-                println!("{at}: error[branch]: {}: {} (profile {})", b.reason, b.message, r.profile);
+                outln!("{at}: error[branch]: {}: {} (profile {})", b.reason, b.message, r.profile);
                 if !b.subject.is_empty() {
-                    println!("    subject: {}", b.subject);
+                    outln!("    subject: {}", b.subject);
                 }
             }
             if !r.has_errors() && r.findings.is_empty() {
-                println!(
+                outln!(
                     "{file}: ok (profile {}, policy {}, {} synthetic subjects)",
                     r.profile,
                     r.policy_name.as_deref().unwrap_or("?"),
@@ -81,47 +81,45 @@ pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
             );
             let enforce = c.policy == CrlPolicy::Enforce;
             match (c.stale, enforce) {
-                (false, _) if c.has_errors() => println!("{file}: {what}"),
-                (false, _) => println!("{file}: ok: {what}"),
-                (true, true) => println!(
+                (false, _) if c.has_errors() => outln!("{file}: {what}"),
+                (false, _) => outln!("{file}: ok: {what}"),
+                (true, true) => outln!(
                     "{file}: error[crl]: stale, past its nextUpdate: the profile's devices are held (crl_policy = \
                      \"enforce\"): {what}"
                 ),
                 (true, false) => {
-                    println!(
-                        "{file}: warning[crl]: stale, past its nextUpdate: ignored (crl_policy = \"warn\"): {what}"
-                    )
+                    outln!("{file}: warning[crl]: stale, past its nextUpdate: ignored (crl_policy = \"warn\"): {what}")
                 }
             }
-            println!("    covers: {}", c.scope);
+            outln!("    covers: {}", c.scope);
             if let Some(deltas) = &c.freshest_crl {
                 let (severity, effect) = if c.has_errors() {
                     ("error", "the devices it covers are held (crl_policy = \"enforce\")")
                 } else {
                     ("warning", "used without them (crl_policy = \"warn\")")
                 };
-                println!(
+                outln!(
                     "{file}: {severity}[crl-delta]: it advertises delta CRLs (freshestCRL: {deltas}) that jitp does \
                      not read, so revocations after its thisUpdate may be missing: {effect}; publish full CRLs \
                      without delta CRLs"
                 );
             }
             if c.on_hold > 0 {
-                println!(
+                outln!(
                     "{file}: note[crl-hold]: {} certificate(s) on hold (certificateHold): held pending, never \
                      revoked, until the CA lifts the hold",
                     c.on_hold
                 );
             }
             if c.removed_from_crl > 0 {
-                println!(
+                outln!(
                     "{file}: warning[crl-remove]: {} removeFromCRL entr(ies), which RFC 5280 allows only in delta \
                      CRLs: read as not revoked",
                     c.removed_from_crl
                 );
             }
         }
-        println!("{}", if failed { "lint failed" } else { "lint passed" });
+        outln!("{}", if failed { "lint failed" } else { "lint passed" });
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -1,6 +1,18 @@
 //! `jitp`: the command line of the jitp provisioning service. A dispatcher over the library crates: it parses,
 //! sets up what the subcommand needs (tracing, a runtime) and calls it.
 
+/// `print!` to standard output that ends the process quietly when standard output is closed
+/// (`jitp check ... | head`): see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), false) };
+}
+
+/// `println!`, ending the process quietly when standard output is closed: see [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::write_stdout(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*), true) };
+}
+
 mod check;
 mod common;
 mod demo;
@@ -94,8 +106,29 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("jitp: {e:#}");
+            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Standard output's status when a reader closed it (`| head`): 128 + SIGPIPE, what a shell reports for a tool
+/// SIGPIPE ended, so `set -o pipefail` scripts see the same as for other tools.
+const CLOSED_PIPE_STATUS: i32 = 141;
+
+/// Write `args` (and a newline) to standard output. Rust ignores SIGPIPE, so a closed pipe is an error on the
+/// write, on which `println!` panics ("failed printing to stdout"): here the command ends at once, quietly,
+/// with [`CLOSED_PIPE_STATUS`]; any other write error ends it with a one-line message and status 2.
+fn write_stdout(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) });
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(CLOSED_PIPE_STATUS),
+        Err(e) => {
+            eprintln!("jitp: cannot write to standard output: {e}");
+            std::process::exit(2);
         }
     }
 }

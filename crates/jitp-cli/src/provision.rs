@@ -95,6 +95,6 @@ pub(crate) async fn register(args: &RegisterArgs) -> anyhow::Result<ExitCode> {
         "awsAccountId": "123456789012",
         "certificateRegistrationTimestamp": null,
     });
-    println!("{event}");
+    outln!("{event}");
     Ok(ExitCode::SUCCESS)
 }

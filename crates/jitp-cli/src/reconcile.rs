@@ -65,8 +65,8 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
     match plan(args).await {
         Ok(plan) => {
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string(&plan).unwrap_or_default()),
-                Format::Text => print!("{}", text(&plan)),
+                Format::Json => outln!("{}", serde_json::to_string(&plan).unwrap_or_default()),
+                Format::Text => out!("{}", text(&plan)),
             }
             if !plan.errors.is_empty() {
                 ExitCode::from(2)
@@ -77,7 +77,7 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("jitp: {e:#}");
+            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }
@@ -90,13 +90,13 @@ async fn apply(args: &ReconcileArgs) -> ExitCode {
     match applied(args).await {
         Ok(applied) => {
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string(&applied).unwrap_or_default()),
-                Format::Text => print!("{}", applied_text(&applied)),
+                Format::Json => outln!("{}", serde_json::to_string(&applied).unwrap_or_default()),
+                Format::Text => out!("{}", applied_text(&applied)),
             }
             if applied.converged { ExitCode::SUCCESS } else { ExitCode::from(2) }
         }
         Err(e) => {
-            eprintln!("jitp: {e:#}");
+            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }

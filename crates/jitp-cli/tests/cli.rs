@@ -64,6 +64,7 @@ fn check_rejects_with_reason_and_exit_1() {
     assert_eq!(code, 1);
     assert_eq!(json["decision"], "reject");
     assert_eq!(json["reason"], "CERT_EXPIRED");
+    assert_eq!(json["fault"], "device");
     assert!(json["message"].as_str().unwrap().contains("expired"));
 }
 
@@ -93,6 +94,58 @@ fn usage_and_config_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("jitp.toml:") && stderr.contains("surprise"), "names file, line and key: {stderr}");
+}
+
+#[test]
+fn a_configuration_error_says_each_fact_once() {
+    let dir = ConfigDir::new();
+    let config = dir.write_config(
+        "[[profiles]]\nname = \"p\"\nca = [\"*\"]\ncommon_name = '(('\nthing_name = \"x\"\npolicy = \"p.tera\"\n",
+    );
+    let path = config.display().to_string();
+    for args in [vec!["lint", "--config"], vec!["check", "--ca", "x", "--cert", "y", "--config"]] {
+        let out = jitp().args(&args).arg(&config).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches(&path).count(), 1, "{args:?}: the path once: {stderr}");
+        assert_eq!(stderr.matches("profiles[0].common_name").count(), 1, "{args:?}: the key once: {stderr}");
+        assert_eq!(stderr.matches("unclosed group").count(), 1, "{args:?}: the message once: {stderr}");
+    }
+    let out = jitp().args(["lint", "--config", "/nonexistent/jitp.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("/nonexistent/jitp.toml").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}
+
+/// `jitp ... | head`: a reader that closes the pipe ends the command at once, without a panic or a message.
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &Device::new("sensor-0123456789ab"));
+    let (ca_arg, cert_arg) = (ca_path.display().to_string(), cert_path.display().to_string());
+    let commands: [Vec<&str>; 4] = [
+        vec!["check", "--at", AT, "--ca", &ca_arg, "--cert", &cert_arg],
+        vec!["check", "--format", "json", "--at", AT, "--ca", &ca_arg, "--cert", &cert_arg],
+        vec!["render", "--at", AT, "--ca", &ca_arg, "--cert", &cert_arg],
+        vec!["lint"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("jitp"))
+            .current_dir(jitp_testkit::repo_root())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: quiet: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: as a tool SIGPIPE ended");
+    }
 }
 
 #[test]

@@ -28,8 +28,9 @@ pub enum Outcome {
     AlreadyProvisioned,
     /// A final no for a certificate at fault (or a forged or stale event), with a reason code; never retried.
     Rejected,
-    /// An operator's mistake (template, CA, configuration; see [`crate::reason::Fault::Operator`]) stops an
-    /// acceptable device: the certificate is left PENDING_ACTIVATION and the event is handed back, so that it
+    /// An operator's mistake (template, CA, configuration; see [`crate::reason::Fault::Operator`]) or the
+    /// profile's own rules ([`crate::reason::Fault::Profile`]: a configuration change could accept it) stop the
+    /// device: the certificate is left PENDING_ACTIVATION and the event is handed back, so that it
     /// provisions the device once the mistake is fixed (redrive the dead-letter queue after the fix).
     Held,
     /// A transient failure: the platform should deliver the event again.
@@ -106,7 +107,8 @@ pub enum CertificateAction {
     Inactive,
     /// Left as it was (`on_reject = "leave"`).
     Left,
-    /// Left PENDING_ACTIVATION: an operator's mistake never costs a device its certificate.
+    /// Left PENDING_ACTIVATION: an operator's mistake or the profile's own rules never cost a device its
+    /// certificate.
     LeftPending,
 }
 
@@ -268,7 +270,10 @@ impl AuditRecord {
         let (outcome, reason, message, action, failed_operation) = match ending {
             Ending::Done { outcome, message } => (outcome, None, message, None, None),
             Ending::Refused { reason, message, action } => {
-                let outcome = if reason.fault() == Fault::Operator { Outcome::Held } else { Outcome::Rejected };
+                // Held: the certificate was left as it was for the fix and the redelivery. A certificate the
+                // workflow settled itself (an ACTIVE one that lost its thing, deactivated) has nothing to wait for.
+                let settled = matches!(action, Some(CertificateAction::Revoked | CertificateAction::Inactive));
+                let outcome = if reason.fault().holds() && !settled { Outcome::Held } else { Outcome::Rejected };
                 (outcome, Some(reason), message, action, None)
             }
             Ending::Failed { operation, message } => (Outcome::Error, None, message, None, operation),
@@ -445,8 +450,8 @@ mod tests {
 
     fn rejected() -> AuditRecord {
         let ending = Ending::Refused {
-            reason: ReasonCode::DuplicateThing,
-            message: "taken".into(),
+            reason: ReasonCode::CertDenied,
+            message: "denied".into(),
             action: Some(CertificateAction::Revoked),
         };
         let facts = Facts { certificate_id: Some("ab".repeat(32)), ..Facts::default() };
@@ -461,7 +466,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(v["outcome"], "REJECTED");
         assert_eq!(v["status"], "Failure");
-        assert_eq!(v["reason"], "DUPLICATE_THING");
+        assert_eq!(v["reason"], "CERT_DENIED");
         assert_eq!(v["fault"], "device");
         assert_eq!(v["certificate_action"], "REVOKED");
         assert_eq!(v["eventType"], "jitp.provision");

@@ -13,7 +13,7 @@ use crate::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, Tr
 use crate::ids::{CaCertificateId, CertificateId, shown};
 use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
 use crate::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
-use crate::reason::{ReasonCode, Rejection, reject};
+use crate::reason::{Fault, ReasonCode, Rejection, reject};
 use crate::rules::Rules;
 use crate::thing::{AttributeName, AttributeValue, ThingName};
 use crate::unix_time::rfc3339;
@@ -265,19 +265,33 @@ fn subject_matches(profile: &Profile, device: &Certificate) -> Result<(), Reject
     subject_accepted(profile, device.subject())
 }
 
-/// Do `profile`'s subject rules (common_name, allow-lists, single-valued fields) accept `subject`?
+/// Do `profile`'s subject rules (common_name, allow-lists, single-valued fields) accept `subject`? A subject
+/// without a CN is accepted only by a profile that does not need one ([`Profile::needs_cn`]: no `common_name`
+/// that refuses the empty string, and no template that reads `subject.cn`).
 pub fn subject_accepted(profile: &Profile, subject: &Subject) -> Result<(), Rejection> {
-    let cn = subject
-        .single("cn")?
-        .ok_or_else(|| reject!(SubjectMismatch, "the subject has no CN (profile {} requires one)", profile.name))?;
-    if !profile.common_name.is_match(cn) {
-        return Err(reject!(
-            SubjectMismatch,
-            "CN {} does not match profile {}'s common_name {}",
-            shown(cn),
-            profile.name,
-            shown(profile.common_name.as_str().trim_start_matches("^(?:").trim_end_matches(")$"))
-        ));
+    match subject.single("cn") {
+        Ok(Some(cn)) => {
+            if !profile.common_name.is_match(cn) {
+                return Err(reject!(
+                    SubjectMismatch,
+                    "CN {} does not match profile {}'s common_name {}",
+                    shown(cn),
+                    profile.name,
+                    shown(profile.common_name_source())
+                ));
+            }
+        }
+        Ok(None) => {
+            if let Some(why) = &profile.needs_cn {
+                return Err(reject!(
+                    SubjectMismatch,
+                    "the subject has no CN, and profile {} needs one: {why}",
+                    profile.name
+                ));
+            }
+        }
+        Err(several) if profile.needs_cn.is_some() => return Err(several),
+        Err(_) => {}
     }
     for (field, allowed) in
         [("o", &profile.organization), ("ou", &profile.organizational_unit), ("c", &profile.country)]
@@ -487,6 +501,8 @@ fn revocation(
 }
 
 /// The selected profile's own rules; `chains`: the CA satisfies its `ca_chain` (checked once, by [`RegisteredCa`]).
+/// What no configuration accepts (the deny list, a key below AWS IoT's floor) is checked before the profile's
+/// own limits, so that a certificate both denied and too long-lived is CERT_DENIED, final, not held.
 fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate, chains: bool) -> Result<(), Rejection> {
     if !chains {
         return Err(reject!(
@@ -496,30 +512,62 @@ fn profile_checks(profile: &Profile, device: &Certificate, ca: &Certificate, cha
             profile.name
         ));
     }
-    if let KeyKind::Rsa { bits } = device.key()
-        && *bits < profile.min_rsa_bits
-    {
+    if let Some(matched) = profile.deny.matches(device) {
+        return Err(reject!(CertDenied, "the certificate ({matched}) is on profile {}'s deny list", profile.name));
+    }
+    let floor = usize::try_from(cert::MIN_RSA_BITS).unwrap_or(2048);
+    if let KeyKind::Rsa { bits } = device.key() {
+        if *bits < floor {
+            return Err(reject!(
+                WeakKey,
+                "the RSA key has {bits} bits; AWS IoT and jitp accept no RSA key below {floor} bits"
+            ));
+        }
+        if *bits < profile.min_rsa_bits {
+            return Err(reject!(
+                KeyTooShort,
+                "the RSA key has {bits} bits; profile {} requires at least {} (min_rsa_bits; lower it to accept \
+                 this device, down to {floor})",
+                profile.name,
+                profile.min_rsa_bits
+            ));
+        }
+    }
+    if profile.require_v3 && device.version() != 3 {
         return Err(reject!(
-            WeakKey,
-            "the RSA key has {bits} bits; profile {} requires at least {}",
-            profile.name,
-            profile.min_rsa_bits
+            CertNotV3,
+            "the certificate is X.509 v{} (no extensions); profile {} sets require_v3 = true (remove it to accept \
+             v1 certificates, which RFC 5280 allows for end entities)",
+            device.version(),
+            profile.name
         ));
     }
     if let Some(days) = profile.max_validity_days {
         let (not_before, not_after) = device.validity();
-        let lifetime = not_after.saturating_sub(not_before);
-        if lifetime > i64::from(days) * 86_400 {
-            return Err(reject!(
-                ValidityTooLong,
-                "the certificate is valid for {} days; profile {} allows at most {days}",
-                lifetime / 86_400,
-                profile.name
-            ));
+        if device.has_no_expiration() {
+            if !profile.allow_no_expiration {
+                return Err(reject!(
+                    ValidityTooLong,
+                    "the certificate has no well-defined expiration date (notAfter 99991231235959Z, RFC 5280 \
+                     4.1.2.5); profile {} allows at most {days} days (max_validity_days): set allow_no_expiration = \
+                     true in the profile to accept such certificates",
+                    profile.name
+                ));
+            }
+        } else {
+            let lifetime = not_after.saturating_sub(not_before);
+            if lifetime > i64::from(days) * 86_400 {
+                return Err(reject!(
+                    ValidityTooLong,
+                    "the certificate is valid for {} days ({} to {}); profile {} allows at most {days} \
+                     (max_validity_days: raise it if these devices' certificates really live that long)",
+                    lifetime.saturating_add(86_399) / 86_400,
+                    rfc3339(not_before),
+                    rfc3339(not_after),
+                    profile.name
+                ));
+            }
         }
-    }
-    if let Some(matched) = profile.deny.matches(device) {
-        return Err(reject!(CertDenied, "the certificate ({matched}) is on profile {}'s deny list", profile.name));
     }
     Ok(())
 }
@@ -629,6 +677,9 @@ pub struct CheckReport {
     pub decision: &'static str,
     /// The reason code of a rejection.
     pub reason: Option<ReasonCode>,
+    /// Whose fault the rejection is, which says what the workflow would do to the certificate: `device` its
+    /// profile's `on_reject`, `profile` and `operator` held (left pending for the fix).
+    pub fault: Option<Fault>,
     /// One sentence for people.
     pub message: String,
     /// The selected profile.
@@ -708,6 +759,7 @@ impl CheckReport {
         Self {
             decision: "reject",
             reason: Some(refusal.rejection.reason),
+            fault: Some(refusal.rejection.reason.fault()),
             message: refusal.rejection.message,
             profile: refusal.profile.map(|p| p.name.clone()),
             thing_name: None,
@@ -753,6 +805,7 @@ pub fn check(
             crls: crls(Some(v.profile)),
             decision: "accept",
             reason: None,
+            fault: None,
             message: format!("certificate accepted by profile {} as thing {}", v.profile.name, v.thing_name),
             profile: Some(v.profile.name.clone()),
             thing_name: Some(v.thing_name.to_string()),

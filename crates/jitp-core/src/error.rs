@@ -138,14 +138,40 @@ impl Error {
     }
 }
 
-/// `e` and its sources, outermost first, joined with ": ": the one line a log or an invocation error shows.
+/// `e` and its sources, outermost first, joined with ": ": the one line a log or an invocation error shows. A
+/// source whose text the line already holds (an error that prints its source in its own message, as most
+/// here do) is not repeated, so each fact is said once.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_each_fact_once() {
+        let config = Error::config(std::path::Path::new("/etc/jitp.toml"), Some(3), "profiles[0].name", "bad");
+        assert_eq!(chain(&config), "/etc/jitp.toml:3: profiles[0].name: bad");
+        let io = Error::Io {
+            path: "/x/p.tera".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "No such file"),
+        };
+        assert_eq!(chain(&io), "cannot read /x/p.tera: No such file");
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let outer = Outer(std::io::Error::other("inner"));
+        assert_eq!(chain(&outer), "outer: inner", "a source the message does not hold is added");
+    }
 }

@@ -41,22 +41,20 @@ const MAX_DFA_BYTES: usize = 8 << 20;
 pub(crate) struct ThingLanguage {
     /// The regex, e.g. `(?:sensor-)(?:[0-9a-f]{12})`.
     pub pattern: String,
-    /// The longest name, when the expression bounds it.
-    pub max_len: Option<usize>,
     /// The expression is the CN with literal text around it (else every thing name is assumed).
     pub exact: bool,
 }
 
 /// The language of `profile`'s thing names.
 pub(crate) fn thing_language(profile: &Profile) -> ThingLanguage {
-    let any = ThingLanguage { pattern: ANY_THING.to_owned(), max_len: Some(ThingName::MAX_LEN), exact: false };
+    let any = ThingLanguage { pattern: ANY_THING.to_owned(), exact: false };
     let expr = profile.thing_name.as_str();
     let Some((before, rest)) = expr.split_once("{{") else {
         // No expression at all: every device gets this one name.
         return if expr.contains("{%") || expr.contains("{#") {
             any
         } else {
-            ThingLanguage { pattern: regex_syntax::escape(expr), max_len: Some(expr.len()), exact: true }
+            ThingLanguage { pattern: regex_syntax::escape(expr), exact: true }
         };
     };
     let Some((inner, after)) = rest.split_once("}}") else { return any };
@@ -65,12 +63,8 @@ pub(crate) fn thing_language(profile: &Profile) -> ThingLanguage {
         return any;
     }
     let cn = profile.common_name_source();
-    let cn_max = regex_syntax::parse(cn).ok().and_then(|hir| hir.properties().maximum_len());
-    ThingLanguage {
-        pattern: format!("(?:{})(?:{cn})(?:{})", regex_syntax::escape(before), regex_syntax::escape(after)),
-        max_len: cn_max.map(|m| (before.len() + m + after.len()).min(ThingName::MAX_LEN)),
-        exact: true,
-    }
+    let pattern = format!("(?:{})(?:{cn})(?:{})", regex_syntax::escape(before), regex_syntax::escape(after));
+    ThingLanguage { pattern, exact: true }
 }
 
 /// AWS IoT's limit on a policy name.
@@ -93,18 +87,37 @@ fn check_policy_name_length(config_path: &Path, profile: &Profile) -> Result<(),
         return Ok(());
     }
     let language = thing_language(profile);
-    let (true, Some(longest)) = (language.exact, language.max_len) else { return Ok(()) };
+    // A CN pattern without an upper bound (`.*`) is not checked here, as before: the thing name's own limit
+    // (128) still applies to each device.
+    let bounded = regex_syntax::parse(profile.common_name_source()).ok().and_then(|h| h.properties().maximum_len());
+    if !language.exact || bounded.is_none() {
+        return Ok(());
+    }
+    // Counted in the thing-name characters that can reach the name, not in the UTF-8 bytes the regex alone
+    // could match (`.{1,123}` is at most 123 characters of a thing name, though 492 bytes of text).
+    let Some(longest) = longest_thing_name(&language.pattern) else { return Ok(()) };
     let total = profile.policy_prefix.len() + longest;
     if total > MAX_POLICY_NAME {
+        // The literal text around the CN in thing_name takes its share of the 128 characters too.
+        let around = profile
+            .thing_name
+            .split_once("{{")
+            .map_or(0, |(before, rest)| before.len() + rest.split_once("}}").map_or(0, |(_, after)| after.len()));
+        let room = MAX_POLICY_NAME.saturating_sub(profile.policy_prefix.len() + around);
+        let fix = if room == 0 {
+            "shorten the prefix or the text around the CN in thing_name".to_owned()
+        } else {
+            format!(
+                "bound common_name to at most {room} characters (e.g. [A-Za-z0-9_-]{{1,{room}}}) or shorten the prefix"
+            )
+        };
         return Err(Error::config(
             config_path,
             None,
             format!("profiles.{}.policy_prefix", profile.name),
             format!(
-                "thing names of profile {:?} can be {longest} characters long, so its policy names ({:?} + thing name) can be {total}; AWS IoT allows {MAX_POLICY_NAME}: bound common_name to at most {} characters or shorten the prefix",
-                profile.name,
-                profile.policy_prefix,
-                MAX_POLICY_NAME.saturating_sub(profile.policy_prefix.len())
+                "thing names of profile {:?} can be {longest} characters long, so its policy names ({:?} + thing name) can be {total}; AWS IoT allows {MAX_POLICY_NAME}: {fix}",
+                profile.name, profile.policy_prefix,
             ),
         ));
     }
@@ -231,22 +244,65 @@ fn unmap(policy_text: &str) -> Option<String> {
     thing.bytes().all(|b| THING_BYTES.contains(&b)).then_some(thing)
 }
 
+/// The DFA of `pattern` matched whole, within the bounds; `None` if it cannot be built within them.
+fn whole_match_dfa(pattern: &str) -> Option<dense::DFA<Vec<u32>>> {
+    dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .match_kind(MatchKind::All)
+                .dfa_size_limit(Some(MAX_DFA_BYTES))
+                .determinize_size_limit(Some(MAX_DFA_BYTES)),
+        )
+        .build(&format!("^(?:{pattern})$"))
+        .ok()
+}
+
+/// The length of the longest thing name (1 to 128 thing-name bytes) that `pattern` matches whole, `None` if
+/// it matches none. What the regex could match beyond thing-name characters (`.` matches 4-byte characters)
+/// never reaches a thing name, so it does not count. A pattern too large to compile within the bounds, or a
+/// search too large to finish, answers the longest thing name (128): an over-approximation, refusing more.
+pub(crate) fn longest_thing_name(pattern: &str) -> Option<usize> {
+    let Some(dfa) = whole_match_dfa(pattern) else { return Some(ThingName::MAX_LEN) };
+    let Ok(start) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+        return Some(ThingName::MAX_LEN);
+    };
+    let mut layer: HashSet<StateID> = HashSet::from([start]);
+    let mut longest = None;
+    for len in 0..=ThingName::MAX_LEN {
+        if len > 0 && layer.iter().any(|s| dfa.is_match_state(dfa.next_eoi_state(*s))) {
+            longest = Some(len);
+        }
+        if len == ThingName::MAX_LEN {
+            break;
+        }
+        let mut next = HashSet::new();
+        for state in &layer {
+            for byte in THING_BYTES {
+                let to = dfa.next_state(*state, *byte);
+                if !dfa.is_dead_state(to) && !dfa.is_quit_state(to) {
+                    next.insert(to);
+                }
+            }
+        }
+        if next.len() > MAX_PRODUCT_STATES {
+            return Some(ThingName::MAX_LEN);
+        }
+        if next.is_empty() {
+            break;
+        }
+        layer = next;
+    }
+    longest
+}
+
 /// Is there a string, made of thing-name bytes, that every pattern matches whole? A pattern that cannot be
 /// compiled to a DFA within the bounds, or a search that does not finish, answers yes.
 pub(crate) fn meet(patterns: &[&str]) -> bool {
     let mut dfas = Vec::new();
     for p in patterns {
-        let built = dense::Builder::new()
-            .configure(
-                dense::Config::new()
-                    .match_kind(MatchKind::All)
-                    .dfa_size_limit(Some(MAX_DFA_BYTES))
-                    .determinize_size_limit(Some(MAX_DFA_BYTES)),
-            )
-            .build(&format!("^(?:{p})$"));
-        match built {
-            Ok(dfa) => dfas.push(dfa),
-            Err(_) => return true,
+        match whole_match_dfa(p) {
+            Some(dfa) => dfas.push(dfa),
+            None => return true,
         }
     }
     let anchored = start::Config::new().anchored(Anchored::Yes);
@@ -294,6 +350,17 @@ mod tests {
         assert!(meet(&["(?i)K", "k"]));
         assert!(!meet(&["\u{212a}", ANY_THING]), "KELVIN SIGN is no thing-name byte");
         assert!(meet(&["x|xy", "xy"]), "all matches, not leftmost-first");
+    }
+
+    #[test]
+    fn longest_thing_name_counts_what_can_reach_a_thing_name() {
+        assert_eq!(longest_thing_name(".{1,123}"), Some(123), "4-byte characters never reach a thing name");
+        assert_eq!(longest_thing_name("(?:sensor-)(?:.{1,123})"), Some(128), "capped at a thing name's 128");
+        assert_eq!(longest_thing_name("[a-z]{3}|caf\u{e9}-long-name"), Some(3));
+        assert_eq!(longest_thing_name(".*"), Some(128));
+        assert_eq!(longest_thing_name("\u{e9}+"), None);
+        assert_eq!(longest_thing_name("a{129}"), None);
+        assert_eq!(longest_thing_name("x|xy"), Some(2));
     }
 
     #[test]

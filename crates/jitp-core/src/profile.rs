@@ -154,7 +154,7 @@ fn default_on_duplicate() -> OnDuplicate {
 struct RawProfile {
     name: Spanned<String>,
     ca: Vec<Spanned<String>>,
-    common_name: Spanned<String>,
+    common_name: Option<Spanned<String>>,
     organization: Option<Vec<String>>,
     organizational_unit: Option<Vec<String>>,
     country: Option<Vec<String>>,
@@ -162,6 +162,10 @@ struct RawProfile {
     policy: Spanned<String>,
     min_rsa_bits: Option<Spanned<u32>>,
     max_validity_days: Option<u32>,
+    #[serde(default)]
+    allow_no_expiration: bool,
+    #[serde(default)]
+    require_v3: bool,
     #[serde(default)]
     ca_chain: Vec<Spanned<String>>,
     deny_list: Option<Spanned<String>>,
@@ -234,8 +238,11 @@ pub struct Profile {
     pub name: String,
     /// Which CAs it serves.
     pub ca: CaMatch,
-    /// The whole CN must match (the regex is anchored at both ends by jitp).
+    /// The whole CN must match (the regex is anchored at both ends by jitp). Absent from jitp.toml: `.*`.
     pub common_name: Regex,
+    /// Why a device of this profile must have a CN, as a sentence with the fix; `None`: a subject without CN is
+    /// accepted (no `common_name` refusing the empty string, no template reading `subject.cn`).
+    pub needs_cn: Option<String>,
     /// Allow-lists; `None` means any (or none).
     pub organization: Option<Vec<String>>,
     /// See `organization`.
@@ -246,10 +253,15 @@ pub struct Profile {
     pub thing_name: String,
     /// The policy template, relative to the config file (also its template name).
     pub policy: String,
-    /// RSA keys below this are WEAK_KEY (at least 2048).
+    /// RSA keys below this are KEY_TOO_SHORT (at least 2048; below 2048 is WEAK_KEY whatever the profile says).
     pub min_rsa_bits: usize,
     /// notAfter - notBefore above this is VALIDITY_TOO_LONG.
     pub max_validity_days: Option<u32>,
+    /// Accept a certificate with no well-defined expiration date (notAfter 99991231235959Z, RFC 5280 4.1.2.5)
+    /// whatever `max_validity_days` says.
+    pub allow_no_expiration: bool,
+    /// Refuse X.509 v1 device certificates (CERT_NOT_V3); by default they are accepted, as AWS IoT does.
+    pub require_v3: bool,
     /// The registered CA must chain to one of these (roots and intermediates).
     pub ca_chain: Vec<Certificate>,
     /// Denied serials and fingerprints.
@@ -424,7 +436,7 @@ const MAX_ATTRIBUTES_UNTYPED: usize = 3;
 const MAX_ATTRIBUTES_TYPED: usize = 50;
 
 impl Profile {
-    /// The common_name pattern as written in jitp.toml (jitp anchors it as `^(?:…)$`).
+    /// The common_name pattern as written in jitp.toml (jitp anchors it as `^(?:…)$`; absent, `.*`).
     pub fn common_name_source(&self) -> &str {
         let anchored = self.common_name.as_str();
         anchored.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(anchored)
@@ -643,12 +655,13 @@ impl Loader<'_> {
             }
             CaMatch::Ids(ids)
         };
-        let cn_source = p.common_name.get_ref();
+        let cn_source = p.common_name.as_ref().map_or(ANY_CN, |c| c.get_ref().as_str());
+        let cn_span = p.common_name.as_ref().map(Spanned::span);
         // jitp anchors the pattern as ^(?:…)$; a pattern that is not a regex on its own (an unbalanced `)`)
         // could close that group and escape the anchors, so it must parse alone first.
         if let Err(e) = regex_syntax::Parser::new().parse(cn_source) {
             return self.err(
-                Some(p.common_name.span()),
+                cn_span,
                 key("common_name"),
                 format!("invalid regex (it must be a complete pattern on its own; jitp anchors it at both ends): {e}"),
             );
@@ -656,7 +669,23 @@ impl Loader<'_> {
         let common_name = regex::RegexBuilder::new(&format!("^(?:{cn_source})$"))
             .size_limit(1 << 20)
             .build()
-            .or_else(|e| self.err(Some(p.common_name.span()), key("common_name"), format!("invalid regex: {e}")))?;
+            .or_else(|e| self.err(cn_span.clone(), key("common_name"), format!("invalid regex: {e}")))?;
+        let policy_text = std::fs::read_to_string(self.resolve(p.policy.get_ref())).unwrap_or_default();
+        let needs_cn = if reads_cn(p.thing_name.get_ref()) {
+            Some("its thing_name reads subject.cn".to_owned())
+        } else if let Some((name, _)) = p.attributes.iter().find(|(_, v)| reads_cn(v.get_ref())) {
+            Some(format!("its attribute {name} reads subject.cn"))
+        } else if reads_cn(&policy_text) {
+            Some(format!("its policy template {} reads subject.cn", p.policy.get_ref()))
+        } else if !common_name.is_match("") {
+            Some(format!(
+                "its common_name {} does not match an empty CN (leave common_name out if the thing name does not \
+                 come from the CN)",
+                crate::ids::shown(cn_source)
+            ))
+        } else {
+            None
+        };
         let min_rsa_bits = match &p.min_rsa_bits {
             Some(bits) if *bits.get_ref() < MIN_RSA_BITS_FLOOR => {
                 return self.err(
@@ -752,6 +781,7 @@ impl Loader<'_> {
             name,
             ca,
             common_name,
+            needs_cn,
             organization: p.organization,
             organizational_unit: p.organizational_unit,
             country: p.country,
@@ -759,6 +789,8 @@ impl Loader<'_> {
             policy: p.policy.into_inner(),
             min_rsa_bits: min_rsa_bits as usize,
             max_validity_days: p.max_validity_days,
+            allow_no_expiration: p.allow_no_expiration,
+            require_v3: p.require_v3,
             ca_chain,
             deny,
             crl,
@@ -852,6 +884,22 @@ fn s3_crl(object: &S3Object, objects: &CrlObjects) -> Result<Crl, String> {
         .get(object)
         .ok_or_else(|| format!("{object}: not fetched (the binary fetches S3 CRLs before loading; this one cannot)"))?;
     Crl::from_bytes(bytes).map_err(|why| format!("{object}: {why}"))
+}
+
+/// The common_name of a profile that sets none: any CN, or none.
+const ANY_CN: &str = ".*";
+
+/// Can a template text read the subject's CN? Every `subject` not followed by `.` and another field's name
+/// counts (`subject.cn`, `subject["cn"]`, `subject | ...`, `for k, v in subject`): an over-approximation, so a
+/// profile whose templates might read the CN requires one and the device is refused with a clear
+/// SUBJECT_MISMATCH rather than held on an undefined variable.
+fn reads_cn(text: &str) -> bool {
+    text.match_indices("subject").any(|(at, word)| {
+        let rest = &text[at + word.len()..];
+        let Some(field) = rest.strip_prefix('.') else { return true };
+        let name: String = field.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        name == "cn"
+    })
 }
 
 /// A serial's lowercase hex as [`Certificate::serial_hex`] prints it: no leading zero bytes, an even number of

@@ -88,7 +88,7 @@ use crate::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::{NoSlot, Pacer, Pacing};
 use crate::policy::AwsContext;
 use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
-use crate::reason::{Fault, Rejection, reject};
+use crate::reason::{Fault, ReasonCode, Rejection, reject};
 use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
 use crate::rules::Rules;
 
@@ -500,8 +500,9 @@ impl Provisioner {
         AuditRecord::build(now, facts, ending, tally.into_calls(), started.elapsed())
     }
 
-    /// What a rejection does to the certificate: only a device at fault, still PENDING, gets its profile's
-    /// `on_reject`; an operator's mistake leaves it PENDING for the redelivery after the fix.
+    /// What a rejection does to the certificate: only a device at fault (no configuration would accept it),
+    /// still PENDING, gets its profile's `on_reject`; an operator's mistake or the profile's own rules leave it
+    /// PENDING for the redelivery after the fix.
     async fn apply_rejection(
         &self,
         event: &RegistrationEvent,
@@ -514,10 +515,9 @@ impl Provisioner {
         if refused.active {
             return Ok(None);
         }
-        let (status, action) = match refused.refusal.rejection.reason.fault() {
-            Fault::None => return Ok(None),
-            Fault::Operator => return Ok(Some(CertificateAction::LeftPending)),
-            Fault::Device => on_reject(self.rules.config(), refused.refusal.profile),
+        let on_reject = self.rules.config().on_reject(refused.refusal.profile);
+        let Some((status, action)) = rejection_effect(refused.refusal.rejection.reason, on_reject) else {
+            return Ok(None);
         };
         if let Some(status) = status {
             tally.set_status(&event.certificate_id, status).await?;
@@ -1300,14 +1300,24 @@ impl Provisioner {
     }
 }
 
-/// What the device's certificate gets for a rejection that is the device's fault, under `profile`'s `on_reject`
-/// (the configuration's default without one): the status to write (`None`: leave it), and the action recorded.
+/// What a rejection with `reason` does to a certificate jitp still decides on, under the governing `on_reject`:
+/// the status to write (`None`: leave it as it is) and the action recorded; `None` for no verdict (nothing
+/// written, nothing recorded). The one place where a reason code can become REVOKED, which is final in AWS
+/// IoT: only a [`Fault::Device`] rejection (no configuration accepts the certificate) gets `on_reject`; an
+/// operator's fault or the profile's own rules ([`Fault::holds`]) leave the certificate pending for the fix.
 /// The workflow's rejections and `jitp reconcile --revoke` both go through here.
-pub(crate) fn on_reject(config: &Config, profile: Option<&Profile>) -> (Option<CertificateStatus>, CertificateAction) {
-    match config.on_reject(profile) {
-        OnReject::Leave => (None, CertificateAction::Left),
-        OnReject::Revoke => (Some(CertificateStatus::Revoked), CertificateAction::Revoked),
-        OnReject::Deactivate => (Some(CertificateStatus::Inactive), CertificateAction::Inactive),
+pub fn rejection_effect(
+    reason: ReasonCode,
+    on_reject: OnReject,
+) -> Option<(Option<CertificateStatus>, CertificateAction)> {
+    match reason.fault() {
+        Fault::None => None,
+        Fault::Operator | Fault::Profile => Some((None, CertificateAction::LeftPending)),
+        Fault::Device => Some(match on_reject {
+            OnReject::Leave => (None, CertificateAction::Left),
+            OnReject::Revoke => (Some(CertificateStatus::Revoked), CertificateAction::Revoked),
+            OnReject::Deactivate => (Some(CertificateStatus::Inactive), CertificateAction::Inactive),
+        }),
     }
 }
 

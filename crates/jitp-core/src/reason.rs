@@ -22,7 +22,8 @@ pub enum ReasonCode {
     SignatureInvalid,
     /// Key or signature algorithm outside RSA (PKCS#1 v1.5, PSS) and ECDSA P-256/P-384/P-521.
     UnsupportedAlgorithm,
-    /// RSA modulus below the profile's `min_rsa_bits`, or a known-weak RSA modulus (ROCA, CVE-2017-15361; a small
+    /// A key no configuration accepts: an RSA modulus below AWS IoT's 2048-bit floor (a profile's higher
+    /// `min_rsa_bits` is [`ReasonCode::KeyTooShort`]), or a known-weak RSA modulus (ROCA, CVE-2017-15361; a small
     /// prime factor; factors close enough for Fermat's method): its private key can be computed.
     WeakKey,
     /// notAfter (plus clock skew) is in the past.
@@ -97,6 +98,11 @@ pub enum ReasonCode {
     /// against the device's cRLDistributionPoints), under `crl_policy = "enforce"`; or a CRL whose scope leaves the
     /// device out lists it. The listed CRLs are the operator's: held until a CRL covering the device is listed.
     CrlScopeMismatch,
+    /// The RSA modulus is at least AWS IoT's 2048-bit floor but below the profile's own `min_rsa_bits`: the
+    /// profile's limit, which a configuration change could lower ([`Fault::Profile`]).
+    KeyTooShort,
+    /// The device certificate is X.509 v1 (no extensions) and its profile sets `require_v3 = true`.
+    CertNotV3,
 }
 
 impl ReasonCode {
@@ -138,6 +144,8 @@ impl ReasonCode {
         Self::ThingOwnerRetired,
         Self::CertOnHold,
         Self::CrlScopeMismatch,
+        Self::KeyTooShort,
+        Self::CertNotV3,
     ];
 
     /// The stable SCREAMING_SNAKE name.
@@ -179,20 +187,32 @@ impl ReasonCode {
             Self::ThingOwnerRetired => "THING_OWNER_RETIRED",
             Self::CertOnHold => "CERT_ON_HOLD",
             Self::CrlScopeMismatch => "CRL_SCOPE_MISMATCH",
+            Self::KeyTooShort => "KEY_TOO_SHORT",
+            Self::CertNotV3 => "CERT_NOT_V3",
         }
     }
 
-    /// Whose mistake a rejection with this code is, which decides what jitp may do to the certificate.
+    /// Whose mistake a rejection with this code is, which decides what jitp may do to the certificate. REVOKED is
+    /// final in AWS IoT, so only a rejection that no configuration could ever turn into an acceptance may lead
+    /// to it.
     ///
-    /// - [`Fault::Device`]: the certificate itself is unacceptable (forged, malformed, weak, expired, revoked,
-    ///   denied, a hostile subject, another device's name). The profile's `on_reject` applies: revoke, deactivate
+    /// - [`Fault::Device`]: no configuration accepts the certificate (forged, malformed, a key no one accepts,
+    ///   expired, revoked by its CA, on the deny list). The profile's `on_reject` applies: revoke, deactivate
     ///   or leave.
+    /// - [`Fault::Profile`]: the profile's own limits and rules refuse it (subject rules, `max_validity_days`,
+    ///   `min_rsa_bits` above the floor, `require_v3`, a thing name or attribute the templates derive, another
+    ///   certificate owning the thing under `on_duplicate`, a notBefore beyond `clock_skew_seconds`): a
+    ///   configuration change could accept it, so it is handled as an operator's fault (held), whatever
+    ///   `on_reject` says.
     /// - [`Fault::Operator`]: the account's or the security team's setup stops an acceptable device: a template
     ///   that fails or renders too wide, a CA that is not ACTIVE, expired or not configured, a CRL that the CA did
-    ///   not issue or that is stale, a thing jitp does not manage. The certificate is never revoked or deactivated: it stays PENDING_ACTIVATION, the event is
-    ///   handed back (outcome `HELD`), and once the mistake is fixed a redelivered event provisions the device.
+    ///   not issue or that is stale, a thing jitp does not manage.
     /// - [`Fault::None`]: nobody's verdict on the certificate (a forged or stale event, a certificate someone
     ///   else already decided on): nothing is written.
+    ///
+    /// For Profile and Operator faults ([`Fault::holds`]) the certificate is never revoked or deactivated: it
+    /// stays PENDING_ACTIVATION, the event is handed back (outcome `HELD`), and once the configuration is fixed
+    /// a redelivered event provisions the device.
     pub fn fault(self) -> Fault {
         match self {
             Self::MalformedEvent | Self::CertNotFound | Self::CertNotPending => Fault::None,
@@ -212,22 +232,24 @@ impl ReasonCode {
             // The reason code tells a hold apart in the audit record and in reconcile.
             | Self::CertOnHold
             | Self::CrlScopeMismatch => Fault::Operator,
+            Self::SubjectMismatch
+            | Self::ValidityTooLong
+            | Self::InvalidThingName
+            | Self::InvalidAttribute
+            | Self::DuplicateThing
+            | Self::CertNotYetValid
+            | Self::KeyTooShort
+            | Self::CertNotV3 => Fault::Profile,
             Self::MalformedCertificate
             | Self::IssuerMismatch
             | Self::SignatureInvalid
             | Self::UnsupportedAlgorithm
             | Self::WeakKey
             | Self::CertExpired
-            | Self::CertNotYetValid
             | Self::DeviceCertIsCa
             | Self::KeyUsageInvalid
-            | Self::ValidityTooLong
             | Self::CertDenied
             | Self::CertRevoked
-            | Self::SubjectMismatch
-            | Self::InvalidThingName
-            | Self::InvalidAttribute
-            | Self::DuplicateThing
             | Self::UnsupportedCriticalExtension
             | Self::InvalidPublicKey
             | Self::DeviceKeyIsCaKey
@@ -240,12 +262,24 @@ impl ReasonCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fault {
-    /// The certificate is unacceptable: the profile's `on_reject` applies.
+    /// No configuration accepts the certificate: the profile's `on_reject` applies.
     Device,
     /// The setup stops an acceptable device: the certificate stays PENDING and the event is handed back.
     Operator,
+    /// The profile's own limits and rules refuse it; a configuration change could accept it: held as an
+    /// operator's fault is (the certificate stays PENDING, the event is handed back), never revoked.
+    Profile,
     /// No verdict on the certificate: nothing is written.
     None,
+}
+
+impl Fault {
+    /// Does a rejection of this fault leave the certificate PENDING_ACTIVATION and hand the event back
+    /// (outcome `HELD`), so that the device provisions once the configuration is fixed? Operator and Profile
+    /// faults do; only a Device fault may get `on_reject`.
+    pub fn holds(self) -> bool {
+        matches!(self, Self::Operator | Self::Profile)
+    }
 }
 
 impl fmt::Display for ReasonCode {

@@ -290,7 +290,11 @@ fn failure(
     let mut device = DeviceContext::new(profile, subject, ZERO_ID, "01", ZERO_ID);
     match render_names(rules, &mut device) {
         Ok(_) => {}
-        Err(e) if e.reason.fault() == crate::reason::Fault::Device && !benign(subject) => return None,
+        Err(e)
+            if matches!(e.reason, ReasonCode::InvalidThingName | ReasonCode::InvalidAttribute) && !benign(subject) =>
+        {
+            return None;
+        }
         Err(e) => return Some((config_file.to_owned(), None, e)),
     }
     device.place(aws);

@@ -132,6 +132,33 @@ fn what_aws_would_refuse_on_every_event_is_refused_at_load() {
     refused(&profile("a", "x", "attributes = { jitp_certificate = \"{{ subject.cn }}\" }"), &["jitp's own attribute"]);
 }
 
+/// The policy-name bound counts the characters that can reach a thing name (not the UTF-8 bytes a `.` could
+/// match), and its advice, followed, loads: for every prefix length and text around the CN.
+#[test]
+fn the_policy_name_advice_works_when_followed() {
+    for (prefix, around) in [("jitp-", ""), ("jitp-", "site1-"), ("a-much-longer-prefix-", "x:"), ("p", "")] {
+        let with = |cn: &str| {
+            profile("a", cn, &format!("policy_prefix = \"{prefix}\""))
+                .replace("{{ subject.cn }}", &format!("{around}{{{{ subject.cn }}}}"))
+        };
+        let room = 128 - prefix.len() - around.len();
+        for too_long in [
+            format!(".{{1,{}}}", room + 1),
+            format!("[A-Za-z0-9]{{{}}}", room + 1),
+            format!(".{{{},{}}}", room + 1, room + 5),
+        ] {
+            let d = dir();
+            let err = load(d.path(), &with(&too_long)).err().unwrap_or_default();
+            assert!(err.contains(&format!("at most {room} characters")), "{too_long}: {err}");
+            // The advice, followed.
+            assert!(load(d.path(), &with(&format!(".{{1,{room}}}"))).is_ok(), "{prefix} {around}: .{{1,{room}}}");
+            assert!(load(d.path(), &with(&format!("[A-Za-z0-9_-]{{1,{room}}}"))).is_ok());
+        }
+    }
+    // Characters that can never be in a thing name do not count: a CN of `é` plus 123 others fits.
+    loads(&profile("a", "\u{e9}?[a-z]{1,123}", ""));
+}
+
 /// In rotate mode an outgoing certificate may write the thing's policy after the incoming one: the document must
 /// be the same whichever certificate writes it.
 #[test]

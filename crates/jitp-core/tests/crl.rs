@@ -217,7 +217,7 @@ fn cert_revoked_comes_after_the_certificates_own_checks_and_before_the_profiles(
     // Without the CRL entry the same certificates get the profile's codes.
     let (_setup, clean) = Setup::with(&revoking(&[]).der);
     assert_reason(&run(&clean, &too_long), Some(ReasonCode::ValidityTooLong));
-    assert_reason(&run(&clean, &weak), Some(ReasonCode::WeakKey));
+    assert_reason(&run(&clean, &weak), Some(ReasonCode::KeyTooShort));
 }
 
 // ---- loading ---------------------------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ async fn k_certificates_for_one_name_at_once_give_one_identity() {
         let winner = active[0];
         assert_eq!(world.owner().as_deref(), Some(winner.as_str()), "round {round}: the owner is the ACTIVE one");
         for id in ids.iter().filter(|id| *id != winner) {
-            assert_eq!(world.status(id), CertificateStatus::Revoked, "round {round}");
+            // DUPLICATE_THING is the profile's own rule (on_duplicate): held, never revoked.
+            assert_eq!(world.status(id), CertificateStatus::PendingActivation, "round {round}");
             assert!(world.registry.attached_things(id).is_empty(), "round {round}: a loser is attached");
             assert!(world.registry.attached_policies(id).is_empty(), "round {round}: a loser has a policy");
         }
@@ -208,7 +209,7 @@ async fn an_interrupted_owner_keeps_its_thing_and_its_replay_completes() {
                 let records = deliver_at_once(&provisioner, &events, 1).await;
                 let refused = records.iter().find(|r| r.certificate_id.as_deref() == Some(intruder.as_str())).unwrap();
                 assert_eq!(refused.reason, Some(ReasonCode::DuplicateThing), "{case}: {}", refused.message);
-                assert_eq!(world.status(&intruder), CertificateStatus::Revoked, "{case}");
+                assert_eq!(world.status(&intruder), CertificateStatus::PendingActivation, "{case}");
                 assert!(world.registry.attached_things(&intruder).is_empty(), "{case}");
 
                 let replay = provisioner.handle_bytes(owner_event.as_bytes(), NOW).await;

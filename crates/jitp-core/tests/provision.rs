@@ -140,9 +140,12 @@ async fn on_reject_deactivate_and_leave() {
         [(OnReject::Deactivate, CertificateStatus::Inactive), (OnReject::Leave, CertificateStatus::PendingActivation)]
     {
         let world = World::new(MemoryRegistry::new(), Overrides { on_reject: Some(on_reject), ..Overrides::default() });
-        let (id, event) = world.register(&Device::new("not-a-sensor"));
+        let mut expired = Device::new(CN);
+        expired.not_before = NOW - 20 * DAY;
+        expired.not_after = NOW - 10 * DAY;
+        let (id, event) = world.register(&expired);
         let record = world.run(&event).await;
-        assert_eq!(record.reason, Some(ReasonCode::SubjectMismatch));
+        assert_eq!(record.reason, Some(ReasonCode::CertExpired));
         assert_eq!(world.registry.certificate_status(&id), Some(status));
     }
 }
@@ -263,7 +266,9 @@ async fn second_certificate_with_the_same_cn_is_a_duplicate() {
     let (second_id, second) = world.register(&second_device);
     let record = world.run(&second).await;
     assert_eq!(record.reason, Some(ReasonCode::DuplicateThing), "{}", record.message);
-    assert_eq!(world.registry.certificate_status(&second_id), Some(CertificateStatus::Revoked));
+    // on_duplicate is the profile's own rule ("rotate" could accept it): held, never revoked.
+    assert_eq!(record.outcome, Outcome::Held);
+    assert_eq!(world.registry.certificate_status(&second_id), Some(CertificateStatus::PendingActivation));
     assert_eq!(world.registry.certificate_status(&first_id), Some(CertificateStatus::Active));
 }
 

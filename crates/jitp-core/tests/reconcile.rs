@@ -549,6 +549,20 @@ async fn a_denied_and_a_crl_revoked_certificate_are_reported_then_revoked_with_r
     assert_eq!((plan.counts.retired, plan.counts.would_reject), (2, 0));
 }
 
+/// `--revoke` with every sensor refused by `reason`, which is not the device's fault: reported, nothing written.
+async fn reported_never_revoked(fleet: &Fleet, reason: ReasonCode) {
+    let before = writes(&fleet.registry);
+    let (applied, lines) = run(fleet, Options { revoke: true, ..APPLY }).await;
+    assert!(applied.converged && lines.is_empty(), "{applied:#?}");
+    assert_eq!(applied.reported.len(), SENSORS);
+    assert!(applied.reported.iter().all(|r| r.reason == Some(reason)), "{:?}", applied.reported);
+    assert!(applied.reported[0].message.contains("never revoked"), "{}", applied.reported[0].message);
+    assert_eq!(writes(&fleet.registry), before);
+    for (_, id) in &fleet.sensors {
+        assert_eq!(fleet.registry.certificate_status(id), Some(CertificateStatus::Active));
+    }
+}
+
 #[tokio::test]
 async fn an_operators_fault_is_never_revoked() {
     let fleet = fleet().await;
@@ -562,16 +576,19 @@ async fn an_operators_fault_is_never_revoked() {
             1,
         )
     });
-    let before = writes(&fleet.registry);
-    let (applied, lines) = run(&fleet, Options { revoke: true, ..APPLY }).await;
-    assert!(applied.converged && lines.is_empty(), "{applied:#?}");
-    assert_eq!(applied.reported.len(), SENSORS);
-    assert!(applied.reported.iter().all(|r| r.reason == Some(ReasonCode::CaInvalid)), "{:?}", applied.reported);
-    assert!(applied.reported[0].message.contains("never revoked"), "{}", applied.reported[0].message);
-    assert_eq!(writes(&fleet.registry), before);
-    for (_, id) in &fleet.sensors {
-        assert_eq!(fleet.registry.certificate_status(id), Some(CertificateStatus::Active));
-    }
+    reported_never_revoked(&fleet, ReasonCode::CaInvalid).await;
+}
+
+#[tokio::test]
+async fn a_profile_tightened_since_is_reported_and_never_revoked_even_with_revoke() {
+    // The fleet's certificates live a year: a max_validity_days typo of 30 refuses every sensor; a subject rule
+    // tightened by mistake refuses them too. Both are the profile's own rules: reported, never revoked.
+    let typo = fleet().await;
+    typo.dir.edit_config(|toml| toml.replacen("max_validity_days = 9125", "max_validity_days = 30", 1));
+    reported_never_revoked(&typo, ReasonCode::ValidityTooLong).await;
+    let tightened = fleet().await;
+    tightened.dir.edit_config(|toml| toml.replacen("organization = [\"Acme\"]", "organization = [\"Acme Inc\"]", 1));
+    reported_never_revoked(&tightened, ReasonCode::SubjectMismatch).await;
 }
 
 #[tokio::test]

@@ -62,9 +62,10 @@ pub enum HandlerError {
         /// The cause.
         message: String,
     },
-    /// An operator's mistake (a template, a CA, an unmanaged thing: outcome HELD) stops an acceptable device. Its
-    /// certificate stays PENDING; the event fails so that Lambda's retries, then the on-failure destination or
-    /// dead-letter queue, keep it until the mistake is fixed and it is redriven.
+    /// An operator's mistake (a template, a CA, an unmanaged thing) or the profile's own rules (outcome HELD) stop
+    /// a device a configuration change could accept. Its certificate stays PENDING; the event fails so that
+    /// Lambda's retries, then the on-failure destination or dead-letter queue, keep it until the mistake is fixed
+    /// and it is redriven.
     #[error("held for an operator's fix, certificate {certificate} left PENDING_ACTIVATION: {reason}: {message}")]
     Held {
         /// The certificate id from the event.

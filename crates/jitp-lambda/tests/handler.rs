@@ -14,7 +14,7 @@ use jitp_core::registry::{IotRegistry, Operation};
 use jitp_lambda::{Handler, HandlerError, LambdaSettings, Response};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::sqs;
-use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids, repo_config_path};
+use jitp_testkit::{Alg, Ca, DAY, Device, NOW, event_for_ids, repo_config_path};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -92,6 +92,14 @@ const NO_RETRY: (&str, &str) = ("JITP_RETRY_DEADLINE_MS", "0");
 /// enforce no quotas, so the tests that want exactly their injected failure send calls unpaced.
 const UNPACED: (&str, &str) = ("JITP_NO_PACING", "true");
 
+/// A certificate no configuration accepts (expired: CERT_EXPIRED, the device's fault): `on_reject` applies.
+fn expired(cn: &str) -> Device {
+    let mut device = Device::new(cn);
+    device.not_before = NOW - 20 * DAY;
+    device.not_after = NOW - 10 * DAY;
+    device
+}
+
 fn unavailable(op: Operation, nth: u64) -> Fault {
     Fault { op, nth, kind: FaultKind::UnavailableBefore }
 }
@@ -119,23 +127,37 @@ async fn a_direct_event_provisions_and_a_replay_is_already_provisioned() {
 #[tokio::test]
 async fn a_rejection_is_final_and_returns_success() {
     let f = Fixture::new(MemoryRegistry::new(), &[]);
-    let (id, event) = f.device(&Device::new("printer-0123456789ab"));
+    let (id, event) = f.device(&expired("sensor-0123456789ab"));
     let record = direct(f.invoke(event).await);
     assert_eq!(record.outcome, Outcome::Rejected);
-    assert_eq!(record.reason, Some(ReasonCode::SubjectMismatch));
+    assert_eq!(record.reason, Some(ReasonCode::CertExpired));
     assert_eq!(f.status(&id), Some(CertificateStatus::Revoked), "on_reject = revoke in templates/jitp.toml");
     let line = &f.lines()[0];
     assert_eq!(line["outcome"], "REJECTED");
-    assert_eq!(line["reason"], "SUBJECT_MISMATCH");
+    assert_eq!(line["reason"], "CERT_EXPIRED");
     assert_eq!(line["certificate_action"], "REVOKED");
 }
 
 #[tokio::test]
 async fn on_reject_can_be_overridden_by_the_environment() {
     let f = Fixture::new(MemoryRegistry::new(), &[("JITP_ON_REJECT", "deactivate")]);
-    let (id, event) = f.device(&Device::new("printer-0123456789ab"));
+    let (id, event) = f.device(&expired("sensor-0123456789ab"));
     assert_eq!(direct(f.invoke(event).await).outcome, Outcome::Rejected);
     assert_eq!(f.status(&id), Some(CertificateStatus::Inactive));
+}
+
+/// The profile's own rules (no profile's subject rules match: SUBJECT_MISMATCH) are never final: the certificate
+/// stays PENDING and the direct event fails, so that it waits for the fixed profile.
+#[tokio::test]
+async fn a_profile_fault_is_held_whatever_on_reject_says() {
+    let f = Fixture::new(MemoryRegistry::new(), &[("JITP_ON_REJECT", "revoke")]);
+    let (id, event) = f.device(&Device::new("printer-0123456789ab"));
+    let err = f.invoke(event).await.unwrap_err();
+    assert!(err.to_string().contains("SUBJECT_MISMATCH"), "{err}");
+    assert_eq!(f.status(&id), Some(CertificateStatus::PendingActivation));
+    let line = &f.lines()[0];
+    assert_eq!((line["outcome"].as_str(), line["fault"].as_str()), (Some("HELD"), Some("profile")));
+    assert_eq!(line["certificate_action"], "LEFT_PENDING");
 }
 
 #[tokio::test]
@@ -219,7 +241,7 @@ async fn an_sqs_batch_reports_only_its_transient_failures() {
     );
     let (a, event_a) = f.device(&Device::new("sensor-00000000000a"));
     let (b, event_b) = f.device(&Device::new("sensor-00000000000b"));
-    let (c, event_c) = f.device(&Device::new("printer-00000000000c"));
+    let (c, event_c) = f.device(&expired("sensor-00000000000c"));
     let (ea, eb, ec) = (event_a.to_string(), event_b.to_string(), event_c.to_string());
     let payload = sqs(&[("m-a", &ea), ("m-b", &eb), ("m-c", &ec), ("m-poison", "not json"), ("m-empty", "")]);
     let failures = batch_failures(f.invoke(payload).await);

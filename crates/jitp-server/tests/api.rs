@@ -67,7 +67,7 @@ async fn rejected_certificate_is_200_with_the_reason() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let record = a.json();
     assert_eq!(record["outcome"], "REJECTED");
-    assert_eq!(record["reason"], "SUBJECT_MISMATCH");
+    assert_eq!(record["reason"], "ISSUER_MISMATCH");
     assert_eq!(record["certificate_action"], "REVOKED");
     assert_eq!(registry.certificate_status(&id), Some(CertificateStatus::Revoked));
     assert!(registry.thing_names().is_empty());
@@ -209,7 +209,7 @@ async fn preview_rejections_are_200_with_the_decision() {
     let a = send(&app, preview(json!({ "ca_pem": ca().cert.pem, "cert_pem": stranger().pem }))).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["decision"], "reject");
-    assert_eq!(a.json()["reason"], "SUBJECT_MISMATCH");
+    assert_eq!(a.json()["reason"], "ISSUER_MISMATCH");
     // `at` moves the clock: a year and a day later the certificate has expired.
     let later = time::OffsetDateTime::from_unix_timestamp(NOW + 367 * DAY).unwrap();
     let at = later.format(&time::format_description::well_known::Rfc3339).unwrap();
@@ -356,7 +356,7 @@ async fn metrics_count_events_calls_and_latency() {
         "# TYPE jitp_events_total counter",
         "jitp_events_total{outcome=\"PROVISIONED\",reason=\"\"} 1",
         "jitp_events_total{outcome=\"ALREADY_PROVISIONED\",reason=\"\"} 1",
-        "jitp_events_total{outcome=\"REJECTED\",reason=\"SUBJECT_MISMATCH\"} 1",
+        "jitp_events_total{outcome=\"REJECTED\",reason=\"ISSUER_MISMATCH\"} 1",
         "jitp_events_total{outcome=\"REJECTED\",reason=\"MALFORMED_EVENT\"} 1",
         "# TYPE jitp_api_calls_total counter",
         "jitp_api_calls_total{operation=\"DescribeCertificate\"} 3",

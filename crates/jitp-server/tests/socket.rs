@@ -220,7 +220,7 @@ async fn moto_registry_over_a_socket() {
 
     let stranger_id = moto.register_pending(&stranger().pem, ca()).await.id;
     let (status, body) = server.event(Some(TOKEN), &event_for_ids(stranger_id.as_str(), ca_id.as_str())).await;
-    assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("SUBJECT_MISMATCH")), "{body}");
+    assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("ISSUER_MISMATCH")), "{body}");
     assert_eq!(moto.status(&stranger_id).await.as_str(), "REVOKED");
 
     assert_eq!(post_two_megabytes(server.addr).await, 413);

@@ -372,3 +372,79 @@ pub fn public_key_bytes(alg: Alg) -> Vec<u8> {
     use rcgen::PublicKeyData as _;
     alg.key().der_bytes().to_vec()
 }
+
+/// What [`Ca::issue_version`] writes in place of a v3 certificate's version field (and whether it keeps the
+/// extensions, or adds unique identifiers): the version class, the allowed ones and the malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionEdit {
+    /// X.509 v1 as OpenSSL's `x509 -req` makes it: no version field (the DEFAULT), no extensions.
+    V1,
+    /// v1 spelled out (`[0] INTEGER 0`), which DER forbids (a DEFAULT value is never encoded).
+    ExplicitV1,
+    /// v1 that keeps the extensions, which only v3 may carry.
+    V1WithExtensions,
+    /// v1 with a subjectUniqueID, which only v2 and v3 may carry.
+    V1WithUniqueId,
+    /// `[0] INTEGER n` (1: v2, 3 and more: versions that do not exist), no extensions.
+    Number(u8),
+}
+
+/// (tag, whole TLV) of each element of a DER SEQUENCE's contents.
+fn elements(mut contents: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !contents.is_empty() {
+        let tag = contents[0];
+        let (len, header) = match contents[1] {
+            n if n < 0x80 => (n as usize, 2),
+            0x81 => (contents[2] as usize, 3),
+            0x82 => (((contents[2] as usize) << 8) | contents[3] as usize, 4),
+            other => panic!("length form {other:#x} not used by these certificates"),
+        };
+        out.push((tag, contents[..header + len].to_vec()));
+        contents = &contents[header + len..];
+    }
+    out
+}
+
+/// The contents of the one TLV `der`.
+fn contents(der: &[u8]) -> &[u8] {
+    let header = match der[1] {
+        n if n < 0x80 => 2,
+        0x81 => 3,
+        0x82 => 4,
+        other => panic!("length form {other:#x} not used by these certificates"),
+    };
+    &der[header..]
+}
+
+impl Ca {
+    /// Issue `device` as a certificate of another version (see [`VersionEdit`]), signed by this CA over the
+    /// edited tbsCertificate: its signature verifies.
+    pub fn issue_version(&self, device: &Device, edit: VersionEdit) -> Pem {
+        use rcgen::SigningKey as _;
+        let v3 = self.issue(device);
+        let [(_, tbs), (_, algorithm), _] = <[(u8, Vec<u8>); 3]>::try_from(elements(contents(&v3.der))).unwrap();
+        let mut fields: Vec<(u8, Vec<u8>)> = elements(contents(&tbs));
+        assert_eq!(fields[0].0, 0xA0, "rcgen writes v3 with its version field");
+        fields.remove(0);
+        let keep_extensions = edit == VersionEdit::V1WithExtensions;
+        fields.retain(|(tag, _)| *tag != 0xA3 || keep_extensions);
+        match edit {
+            VersionEdit::V1 | VersionEdit::V1WithExtensions => {}
+            VersionEdit::ExplicitV1 => fields.insert(0, (0xA0, der_tlv(0xA0, &der_tlv(0x02, &[0])))),
+            VersionEdit::Number(n) => fields.insert(0, (0xA0, der_tlv(0xA0, &der_tlv(0x02, &[n])))),
+            VersionEdit::V1WithUniqueId => {
+                let at = fields.iter().position(|(tag, _)| *tag == 0xA3).unwrap_or(fields.len());
+                fields.insert(at, (0x82, der_tlv(0x82, &[0x00, 0x2A])));
+            }
+        }
+        let tbs = der_tlv(0x30, &fields.iter().flat_map(|(_, tlv)| tlv.iter().copied()).collect::<Vec<u8>>());
+        let signature = self.issuer.key().sign(&tbs).unwrap();
+        let mut bits = vec![0x00];
+        bits.extend_from_slice(&signature);
+        let mut body = tbs;
+        body.extend_from_slice(&algorithm);
+        body.extend_from_slice(&der_tlv(0x03, &bits));
+        Pem::new(der_tlv(0x30, &body))
+    }
+}

@@ -50,7 +50,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// jitp.toml, a template or a file it names is wrong.
-    #[error("configuration {}: {source}", path.display())]
+    #[error("configuration {}", config_message(path, source))]
     Config {
         /// The jitp.toml.
         path: PathBuf,
@@ -80,4 +80,12 @@ pub enum Error {
         "JITP_REGISTRY / --registry = \"aws\": this build has no AWS SDK (built without the `aws` feature); use memory or memory:PATH, or build with default features"
     )]
     NoAws,
+}
+
+/// `path: what` for a configuration error, or just `what` when it already names the path (a mistake in
+/// jitp.toml itself names its file, line and key; a file that cannot be read names itself), so the path is
+/// said once.
+fn config_message(path: &std::path::Path, source: &jitp_core::Error) -> String {
+    let (path, what) = (path.display().to_string(), source.to_string());
+    if what.contains(&path) { what } else { format!("{path}: {what}") }
 }

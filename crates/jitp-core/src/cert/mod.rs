@@ -31,6 +31,9 @@ use crate::reason::{Rejection, reject};
 /// The smallest RSA modulus AWS IoT accepts, for a CA and (unless a profile raises it) a device.
 pub const MIN_RSA_BITS: u32 = 2048;
 
+/// notAfter `99991231235959Z` as Unix seconds: RFC 5280 4.1.2.5's "no well-defined expiration date".
+pub const NO_WELL_DEFINED_EXPIRATION: i64 = 253_402_300_799;
+
 /// The largest certificate file jitp reads. Real device certificates are 1-2 KiB; the bound keeps
 /// hostile input cheap to refuse.
 pub const MAX_PEM_BYTES: usize = 64 * 1024;
@@ -207,6 +210,21 @@ impl Certificate {
         }
         let v = self.x509.tbs_certificate().validity();
         (unix_seconds(v.not_before), unix_seconds(v.not_after))
+    }
+
+    /// The X.509 version: 1, 2 or 3 (the DER's `version` field plus one; absent, 1).
+    pub fn version(&self) -> u8 {
+        match self.x509.tbs_certificate().version() {
+            x509_cert::certificate::Version::V1 => 1,
+            x509_cert::certificate::Version::V2 => 2,
+            x509_cert::certificate::Version::V3 => 3,
+        }
+    }
+
+    /// Is notAfter `99991231235959Z`, which RFC 5280 4.1.2.5 reserves for a certificate with no well-defined
+    /// expiration date (vendors' secure elements use it)?
+    pub fn has_no_expiration(&self) -> bool {
+        self.validity().1 == NO_WELL_DEFINED_EXPIRATION
     }
 
     /// basicConstraints cA, if the extension is present; an unreadable extension is MALFORMED.

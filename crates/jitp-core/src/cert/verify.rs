@@ -4,7 +4,7 @@
 //! gets the most specific code; the first failing check decides.
 //!
 //! [`verify_ca`], all CA_INVALID unless noted:
-//! 1. basicConstraints cA is true;
+//! 1. the version is v3 and basicConstraints cA is true;
 //! 2. keyUsage, if present, asserts keyCertSign;
 //! 3. no critical extension outside [`super::CA_PROCESSED`] (the message names the OID);
 //! 4. the key is RSA (2048-8192 bits) or ECDSA P-256/P-384/P-521;
@@ -19,17 +19,22 @@
 //! 2. the signature algorithm is supported (UNSUPPORTED_ALGORITHM) and the same inside and outside the
 //!    signed part (MALFORMED_CERTIFICATE);
 //! 3. the issuer name is the CA's subject (ISSUER_MISMATCH);
-//! 4. basicConstraints cA is not true (DEVICE_CERT_IS_CA);
-//! 5. no critical extension outside [`super::DEVICE_PROCESSED`] (UNSUPPORTED_CRITICAL_EXTENSION);
-//! 6. keyUsage, if present, asserts digitalSignature and neither keyCertSign nor cRLSign (KEY_USAGE_INVALID);
-//! 7. notBefore <= notAfter (MALFORMED_CERTIFICATE);
-//! 8. webpki, with the CA as the only trust anchor: the structure, extKeyUsage allows clientAuth
+//! 4. the version is v3, or v1 without unique identifiers or extensions (MALFORMED_CERTIFICATE otherwise:
+//!    v2, or fields a v1 certificate cannot have);
+//! 5. basicConstraints cA is not true (DEVICE_CERT_IS_CA);
+//! 6. no critical extension outside [`super::DEVICE_PROCESSED`] (UNSUPPORTED_CRITICAL_EXTENSION);
+//! 7. keyUsage, if present, asserts digitalSignature and neither keyCertSign nor cRLSign (KEY_USAGE_INVALID);
+//! 8. notBefore <= notAfter (MALFORMED_CERTIFICATE);
+//! 9. webpki, with the CA as the only trust anchor: the structure, extKeyUsage allows clientAuth
 //!    (KEY_USAGE_INVALID), the signature (SIGNATURE_INVALID), then the CA's name constraints
-//!    (NAME_CONSTRAINT_VIOLATION);
-//! 9. the key is not the CA's own key (DEVICE_KEY_IS_CA_KEY): after the signature, so that it is only said of
-//!    a certificate the CA really signed;
-//! 10. the key is not a known-weak RSA key (WEAK_KEY: ROCA, a small factor, factors close together; see
-//!     [`super::weak_rsa`]): after the signature too, so that the CA's device, not a forger, is said to have it;
+//!    (NAME_CONSTRAINT_VIOLATION). webpki reads v3 only: a v1 certificate's signature is checked with the same
+//!    algorithms and crypto ([`signature_verifies`]); it has no extension for webpki to check, and no
+//!    subjectAltName for a name constraint to apply to (the constraints webpki would apply to its subject,
+//!    directoryName, are refused on the CA);
+//! 10. the key is not the CA's own key (DEVICE_KEY_IS_CA_KEY): after the signature, so that it is only said of
+//!     a certificate the CA really signed; then not a known-weak RSA key (WEAK_KEY: ROCA, a small factor,
+//!     factors close together; see [`super::weak_rsa`]): after the signature too, so that the CA's device, not
+//!     a forger, is said to have it;
 //! 11. the decision time, widened by the clock skew, is inside the validity (CERT_NOT_YET_VALID, CERT_EXPIRED).
 
 use std::time::Duration;
@@ -98,6 +103,15 @@ impl TrustedCa {
 }
 
 fn check_ca_structure(ca: &Certificate) -> Result<(), Rejection> {
+    if ca.version() != 3 {
+        return Err(reject!(
+            CaInvalid,
+            "the registered CA {:?} is an X.509 v{} certificate; a CA must be v3, with basicConstraints cA=TRUE \
+             (RFC 5280 4.1.2.1, 4.2.1.9)",
+            ca.subject_line(),
+            ca.version()
+        ));
+    }
     let ca_flag = ca.is_ca().map_err(|e| reject!(CaInvalid, "the CA certificate: {}", e.message))?;
     if !ca_flag {
         return Err(reject!(
@@ -216,6 +230,7 @@ fn verify_device_for(
             ca.subject_line()
         ));
     }
+    check_version(device)?;
     if device.is_ca()? {
         return Err(reject!(
             DeviceCertIsCa,
@@ -235,8 +250,35 @@ fn verify_device_for(
     if not_before > not_after {
         return Err(reject!(MalformedCertificate, "notBefore is after notAfter"));
     }
+    if device.version() == 1 {
+        check_v1_signature(device, ca)?;
+    } else {
+        verify_with_webpki(device, ca, check, usage, (not_before, not_after))?;
+    }
+    let device_key = tbs.subject_public_key_info().subject_public_key.raw_bytes();
+    if device_key == ca.x509().tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes() {
+        return Err(reject!(
+            DeviceKeyIsCaKey,
+            "the device certificate carries the registered CA's own public key (the CA {:?}); a device must have \
+             its own key",
+            ca.subject_line()
+        ));
+    }
+    check_not_weak(device.key(), tbs.subject_public_key_info())?;
+    check_time(not_before, not_after, check)
+}
+
+/// Step 9 for a v3 certificate: webpki checks the signature, the structure, the extended key usage and the name
+/// constraints.
+fn verify_with_webpki(
+    device: &Certificate,
+    ca: &Certificate,
+    check: DeviceCheck,
+    usage: webpki::KeyUsage,
+    (not_before, not_after): (i64, i64),
+) -> Result<(), Rejection> {
     // webpki checks the signature, the structure, the extended key usage and the name constraints. Its time
-    // check has no skew, so it is given a time inside the window and the window is checked below with the
+    // check has no skew, so it is given a time inside the window and the caller checks the window with the
     // profile's skew. (Pre-1970 times were moved to the epoch in the copy webpki reads, so the clamped time,
     // floored at the epoch, is inside that copy's window too.)
     let inside = check.now.clamp(not_before, not_after);
@@ -276,17 +318,58 @@ fn verify_device_for(
             ),
             other => map_webpki(other),
         })?;
-    let device_key = tbs.subject_public_key_info().subject_public_key.raw_bytes();
-    if device_key == ca.x509().tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes() {
-        return Err(reject!(
-            DeviceKeyIsCaKey,
-            "the device certificate carries the registered CA's own public key (the CA {:?}); a device must have \
-             its own key",
-            ca.subject_line()
-        ));
+    Ok(())
+}
+
+/// Step 4: a version jitp reads. v1 (RFC 5280 allows it for end entities; OpenSSL 3's `x509 -req` without
+/// extensions makes one, as in AWS's documentation) or v3; v2 exists only for unique identifiers, which
+/// nothing issues and webpki refuses. A v1 certificate has no unique identifiers or extensions (RFC 5280
+/// 4.1.2.8, 4.1.2.9) and does not spell out its default version (DER).
+fn check_version(device: &Certificate) -> Result<(), Rejection> {
+    let tbs = device.x509().tbs_certificate();
+    match device.version() {
+        3 => Ok(()),
+        1 if tbs.extensions().is_some() => Err(reject!(
+            MalformedCertificate,
+            "the certificate is X.509 v1 but carries extensions, which only v3 may (RFC 5280 4.1.2.9)"
+        )),
+        1 if tbs.issuer_unique_id().is_some() || tbs.subject_unique_id().is_some() => Err(reject!(
+            MalformedCertificate,
+            "the certificate is X.509 v1 but carries a unique identifier, which only v2 and v3 may (RFC 5280 4.1.2.8)"
+        )),
+        1 if device.tbs_der().is_some_and(spells_default_version) => Err(reject!(
+            MalformedCertificate,
+            "the certificate encodes its default version v1 explicitly, which DER forbids"
+        )),
+        1 => Ok(()),
+        other => Err(reject!(
+            MalformedCertificate,
+            "the certificate is X.509 v{other}; jitp reads v1 and v3 device certificates"
+        )),
     }
-    check_not_weak(device.key(), tbs.subject_public_key_info())?;
-    check_time(not_before, not_after, check)
+}
+
+/// Does a tbsCertificate TLV start its contents with the `[0]` version field?
+fn spells_default_version(tbs: &[u8]) -> bool {
+    der::asn1::AnyRef::from_der(tbs).is_ok_and(|any| any.value().first() == Some(&0xa0))
+}
+
+/// Step 9 for a v1 certificate (which webpki does not read): the signature, with webpki's algorithms and
+/// crypto chosen as webpki chooses them, over the tbsCertificate as signed.
+fn check_v1_signature(device: &Certificate, ca: &Certificate) -> Result<(), Rejection> {
+    let (Some(message), Some(signature)) = (device.tbs_der(), device.x509().signature().as_bytes()) else {
+        return Err(reject!(MalformedCertificate, "the certificate's signature is not a whole number of bytes"));
+    };
+    match signature_verifies(device.x509().signature_algorithm(), message, signature, ca) {
+        Ok(()) => Ok(()),
+        Err(SignatureFailure::Invalid) => {
+            Err(reject!(SignatureInvalid, "the signature does not verify with the registered CA's key"))
+        }
+        Err(SignatureFailure::Unsupported) => Err(reject!(
+            UnsupportedAlgorithm,
+            "the signature algorithm is not supported for the CA's key (the CA's key cannot make this signature)"
+        )),
+    }
 }
 
 /// A verification algorithm that checks the signature over `signed` when webpki asks about `shown`: webpki

@@ -24,8 +24,10 @@
 //!   certificate. A changed thing *name* is reported: AWS IoT cannot rename a thing.
 //! - **Would reject**: reported. With `--revoke`, the profile's `on_reject` (REVOKED, INACTIVE, or left) is
 //!   applied to those ACTIVE certificates when the reason is the device's fault ([`Fault::Device`]:
-//!   CERT_DENIED, CERT_REVOKED, CERT_EXPIRED...), through the workflow's mapping ([`on_reject`]); an operator's
-//!   fault (CA_INVALID from a stale CRL, CA_NOT_ACTIVE...) is only ever reported.
+//!   CERT_DENIED, CERT_REVOKED, CERT_EXPIRED...), through the workflow's mapping ([`rejection_effect`]); an operator's
+//!   fault (CA_INVALID from a stale CRL, CA_NOT_ACTIVE...) and a refusal by the profile's own rules
+//!   ([`Fault::Profile`]: SUBJECT_MISMATCH, VALIDITY_TOO_LONG, KEY_TOO_SHORT...: a configuration change could
+//!   accept the device again) are only ever reported.
 //!
 //! # Rollback: how it knows the version before
 //!
@@ -102,12 +104,12 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use super::{DeviceError, Looked, Memo, Observed, Reconciler, listings};
-use crate::audit::{ReconcileAction, ReconcileRecord};
+use crate::audit::{CertificateAction, ReconcileAction, ReconcileRecord};
 use crate::decide::Verdict;
 use crate::error::Error;
 use crate::ids::{CertificateId, PolicyName};
 use crate::profile::{PolicyMode, Profile};
-use crate::provision::{Tally, is_version_id, make_default, on_reject, registry_error, rollback_tag, same_document};
+use crate::provision::{Tally, is_version_id, make_default, registry_error, rejection_effect, rollback_tag, same_document};
 use crate::reason::{Fault, ReasonCode, Rejection};
 use crate::registry::{Operation, RegistryError, ThingSpec};
 use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
@@ -440,13 +442,18 @@ impl Reconciler {
             }
         }
         if let (Some((rejection, profile)), Some(id)) = (work.revoke, work.certificate) {
-            match on_reject(self.rules.config(), profile) {
-                (None, _) => done.reported.push(Reported {
+            match rejection_effect(rejection.reason, self.rules.config().on_reject(profile)) {
+                effect @ (Some((None, _)) | None) => done.reported.push(Reported {
                     thing: thing.clone(),
                     reason: Some(rejection.reason),
-                    message: format!("on_reject = \"leave\": left ACTIVE ({})", rejection.message),
+                    message: match effect {
+                        Some((None, CertificateAction::Left)) => {
+                            format!("on_reject = \"leave\": left ACTIVE ({})", rejection.message)
+                        }
+                        _ => format!("not the device's fault: left ACTIVE, never revoked ({})", rejection.message),
+                    },
                 }),
-                (Some(status), action) => match tally.set_status(id, status).await {
+                Some((Some(status), action)) => match tally.set_status(id, status).await {
                     Ok(()) => {
                         let mut r = record(
                             ReconcileAction::Certificate,
@@ -630,6 +637,9 @@ fn step<'a>(device: &'a Looked<'_>, options: Options<'_>) -> Step<'a> {
             }
             let why = match fault {
                 Fault::Device => "would reject (--revoke applies on_reject)",
+                Fault::Profile => {
+                    "would reject by the profile's own rules, which a configuration change could relax: reported only, never revoked"
+                }
                 Fault::Operator | Fault::None => "would reject, not the device's fault: reported only, never revoked",
             };
             report(Some(rejection.reason), format!("{why}: {}", rejection.message))

@@ -43,9 +43,10 @@ pub(crate) fn sensor(serial: &str) -> Pem {
     ca().issue(&Device::new(&format!("sensor-{serial}")))
 }
 
-/// A certificate no profile accepts (SUBJECT_MISMATCH).
+/// A certificate no configuration accepts (another CA signed it: ISSUER_MISMATCH, the device's fault).
 pub(crate) fn stranger() -> Pem {
-    ca().issue(&Device::new("camera-42"))
+    static OTHER: OnceLock<Ca> = OnceLock::new();
+    OTHER.get_or_init(|| Ca::new("Someone Else's CA", Alg::P256)).issue(&Device::new("sensor-0000000000ff"))
 }
 
 /// Fast retries, so a transient failure gives up in well under a second.
