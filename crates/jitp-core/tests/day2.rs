@@ -473,10 +473,10 @@ async fn operator_actions_interleaved_with_events_applies_and_handovers_keep_the
         let hand_attributes = BTreeMap::from([(CERTIFICATE_ATTRIBUTE.to_owned(), foreign.to_string())]);
         world.registry.operator_put_thing(&hand_made, hand_attributes.clone());
         world.registry.operator_attach_thing(&hand_made, &foreign, false);
-        let mut operator_statuses = vec![false; NAMES];
+        let mut operator_statuses = [false; NAMES];
         // Names whose thing the operator deleted or rewrote: their certificates may be orphans, which an apply
         // with --revoke deactivates, as asked.
-        let mut operator_things = vec![false; NAMES];
+        let mut operator_things = [false; NAMES];
         let mut log: Vec<String> = Vec::new();
         for step in 0..STEPS {
             let n = rng.random_range(0..NAMES);

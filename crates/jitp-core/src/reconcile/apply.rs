@@ -109,7 +109,9 @@ use crate::decide::Verdict;
 use crate::error::Error;
 use crate::ids::{CertificateId, PolicyName};
 use crate::profile::{PolicyMode, Profile};
-use crate::provision::{Tally, is_version_id, make_default, registry_error, rejection_effect, rollback_tag, same_document};
+use crate::provision::{
+    Tally, is_version_id, make_default, registry_error, rejection_effect, rollback_tag, same_document,
+};
 use crate::reason::{Fault, ReasonCode, Rejection};
 use crate::registry::{Operation, RegistryError, ThingSpec};
 use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
