@@ -354,8 +354,10 @@ async fn policy_versions_are_pruned_at_five() {
 }
 
 /// Measured deviation, on plain moto: on AWS, CreateThing for a second certificate with the same CN fails (the
-/// thing exists with another `jitp_certificate` attribute) and jitp rejects DUPLICATE_THING. moto's CreateThing
-/// overwrites instead, so the duplicate is provisioned there. The AWS path is covered on the patched server by
+/// thing exists with another `jitp_certificate` attribute) and jitp holds it DUPLICATE_THING. moto's CreateThing
+/// overwrites instead, so the claim passes there; since issue 20 the duplicate is still not provisioned: the
+/// per-thing policy is attached to the first, ACTIVE certificate, so the event is held POLICY_IN_USE before
+/// anything is attached (a second line of defence, not the one AWS's semantics give). The AWS path is covered on the patched server by
 /// `k_certificates_for_one_name_at_once_give_one_identity`, by jitp-core's identity tests (memory registry) and
 /// by the replay test `create_thing_with_another_configuration_is_already_exists`.
 #[tokio::test]
@@ -367,7 +369,10 @@ async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
     assert_eq!(world.handle(&first, &ca_id).await.outcome, Outcome::Provisioned);
     let second = world.register(ca.issue(&Device::new(CN).alg(Alg::P384)), &ca).await;
     let record = world.handle(&second, &ca_id).await;
-    assert_eq!(record.outcome, Outcome::Provisioned, "moto: {}", record.message);
+    assert_eq!(record.outcome, Outcome::Held, "moto: {}", record.message);
+    assert_eq!(record.reason, Some(jitp_core::reason::ReasonCode::PolicyInUse), "moto: {}", record.message);
+    assert_eq!(world.status(&second.id).await, SdkStatus::PendingActivation);
+    assert_eq!(world.status(&first.id).await, SdkStatus::Active);
     assert!(
         !record.api_calls.contains_key(&jitp_core::registry::Operation::DescribeThing),
         "no ownership check ran: {:?}",
