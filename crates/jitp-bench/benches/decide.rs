@@ -54,6 +54,13 @@ fn benches(c: &mut Criterion) {
     let verdict = decide::decide(&with_crl, &input);
     assert!(verdict.is_ok(), "p256 with a CRL: {:?}", verdict.err());
     group.bench_function("p256_1000_entries", |b| b.iter(|| decide::decide(black_box(&with_crl), black_box(&input))));
+    // What issue 21 adds to each decision with a CRL, on its own: the device's distribution points (read once per
+    // decision), and one CRL's scope against them (once per CRL).
+    let device = Certificate::from_pem(pair.device.pem.as_bytes()).unwrap();
+    let listed = &with_crl.config().profile("sensors").unwrap().crl[0].crl;
+    let points = cert::DistributionPoints::of(&device);
+    group.bench_function("distribution_points", |b| b.iter(|| cert::DistributionPoints::of(black_box(&device))));
+    group.bench_function("scope_coverage", |b| b.iter(|| listed.scope().coverage(black_box(&points))));
     group.finish();
 
     // Stage 1: parse the device PEM (PEM, DER, subject, key, SHA-256).
