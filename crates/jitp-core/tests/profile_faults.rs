@@ -55,6 +55,10 @@ const FAULTS: &[(ReasonCode, Fault)] = &[
     (ReasonCode::NameConstraintViolation, Fault::Device),
     (ReasonCode::ThingNotManaged, Fault::Operator),
     (ReasonCode::CertRevoked, Fault::Device),
+    (ReasonCode::PolicyInUse, Fault::Operator),
+    (ReasonCode::ThingOwnerRetired, Fault::Operator),
+    (ReasonCode::CertOnHold, Fault::Operator),
+    (ReasonCode::CrlScopeMismatch, Fault::Operator),
     (ReasonCode::KeyTooShort, Fault::Profile),
     (ReasonCode::CertNotV3, Fault::Profile),
 ];

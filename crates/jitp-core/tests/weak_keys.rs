@@ -449,6 +449,10 @@ async fn reconcile_reports_active_devices_with_weak_keys() {
         let thing = ThingSpec { name: name.parse().unwrap(), thing_type: None, attributes };
         registry.create_thing(&thing).await.unwrap();
         registry.attach_thing_principal(&thing.name, &registry.certificate_arn(&id), true).await.unwrap();
+        // Its jitp policy attached, as the workflow leaves it: reconcile acts only on what it can prove is jitp's.
+        let policy = format!("jitp-{name}").parse().unwrap();
+        registry.create_policy(&policy, r#"{"Version":"2012-10-17","Statement":[]}"#).await.unwrap();
+        registry.attach_policy(&policy, &registry.certificate_arn(&id)).await.unwrap();
         registry.update_certificate(&id, CertificateStatus::Active).await.unwrap();
     }
     let plan = Reconciler::new(rules, registry.clone() as Arc<dyn IotRegistry>, settings).plan(NOW).await.unwrap();

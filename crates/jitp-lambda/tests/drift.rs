@@ -205,6 +205,7 @@ async fn a_shard_plan_reads_only_what_drift_actions_grant() {
         Operation::DescribeCACertificate,
         Operation::ListThingPrincipals,
         Operation::GetPolicy,
+        Operation::ListAttachedPolicies,
         Operation::ListThings,
     ];
     let mut want: Vec<Operation> = Operation::ALL.iter().copied().filter(|op| reads.contains(op)).collect();

@@ -296,7 +296,14 @@ mod moto {
         let Some(moto) = Moto::start().await else { return };
         let (a, event_a) = moto.device(&device_now("sensor-00000000a0a0")).await;
         let (b, event_b) = moto.device(&device_now("sensor-00000000b0b0")).await;
-        let (c, event_c) = moto.device(&device_now("printer-00000000c0c0")).await;
+        // Expired a month ago: a refusal no configuration could turn into an acceptance (the device's fault).
+        let expired = {
+            let mut d = Device::new("sensor-00000000c0c0");
+            d.not_before = unix_now() - 400 * 86_400;
+            d.not_after = unix_now() - 30 * 86_400;
+            d
+        };
+        let (c, event_c) = moto.device(&expired).await;
 
         let api = RuntimeApi::start().await;
         let function = Function::start(&api, &moto.vars());
@@ -317,7 +324,7 @@ mod moto {
         // A replay is a no-op; a rejection is final (revoked) and still a success for Lambda.
         assert_eq!(response_body(&api.invoke(event_a).await)["outcome"], "ALREADY_PROVISIONED");
         let reply = api.invoke(event_c).await;
-        assert_eq!(response_body(&reply)["reason"], "SUBJECT_MISMATCH", "{reply:?}");
+        assert_eq!(response_body(&reply)["reason"], "CERT_EXPIRED", "{reply:?}");
         assert_eq!(moto.status(&c).await, SdkStatus::Revoked);
 
         // An SQS batch: the good message is provisioned, the poison one dropped, nothing reported.
