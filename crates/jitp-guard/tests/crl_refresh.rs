@@ -13,7 +13,7 @@ use jitp_core::memory::MemoryRegistry;
 use jitp_guard::{CaSet, Guard, GuardSettings};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
-use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, Revoked, RevocationReason};
+use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, RevocationReason, Revoked};
 use jitp_wiring::ConfigArgs;
 use jitp_wiring::crl::{CrlFetch, Fetched};
 
@@ -95,7 +95,9 @@ impl World {
         let fetches = self.s3.fetches.load(Ordering::Relaxed);
         let _ = self.allowed(&Device::new("sensor-000000000001"));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while (self.s3.fetches.load(Ordering::Relaxed) == fetches || self.guard.refreshing()) && Instant::now() < deadline {
+        while (self.s3.fetches.load(Ordering::Relaxed) == fetches || self.guard.refreshing())
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(!self.guard.refreshing(), "the refresh did not finish");

@@ -13,7 +13,7 @@ use jitp_guard::judge::{CaCertificateId, Rules};
 use jitp_guard::{CaSet, Guard, GuardSettings, Mode};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
-use jitp_testkit::{Alg, Ca, CaSpec, CrlSpec, DAY, Device, NOW, Revoked, RevocationReason};
+use jitp_testkit::{Alg, Ca, CaSpec, CrlSpec, DAY, Device, NOW, RevocationReason, Revoked};
 use serde_json::{Value, json};
 
 const CN: &str = "sensor-0000000000aa";
@@ -56,7 +56,8 @@ impl World {
     async fn guard_with(&self, mode: Mode, ca_refresh: Duration) -> Guard {
         let rules = Rules::load(self.dir.config_path()).unwrap();
         let cas = CaSet::load(self.memory.as_ref(), rules.config()).await.unwrap();
-        let settings: GuardSettings = jitp_wiring::parse::from_vars(["jitp-guard"], Vec::<(String, String)>::new()).unwrap();
+        let settings: GuardSettings =
+            jitp_wiring::parse::from_vars(["jitp-guard"], Vec::<(String, String)>::new()).unwrap();
         let lines = self.lines.clone();
         Guard::builder(Arc::new(rules), cas, self.memory.clone(), &settings)
             .clock(Arc::new(|| NOW))
@@ -110,9 +111,15 @@ async fn valid_devices_connect_and_every_refusal_has_its_code() {
     let crl = CrlSpec {
         revoked: vec![
             Revoked::serial(&Device::new("sensor-00000000dead").serial),
-            Revoked { reason: Some(RevocationReason::CertificateHold), ..Revoked::serial(&Device::new("sensor-00000000f00d").serial) },
+            Revoked {
+                reason: Some(RevocationReason::CertificateHold),
+                ..Revoked::serial(&Device::new("sensor-00000000f00d").serial)
+            },
             // removeFromCRL lifts nothing it did not hold: the device is not revoked.
-            Revoked { reason: Some(RevocationReason::RemoveFromCrl), ..Revoked::serial(&Device::new("sensor-00000000beef").serial) },
+            Revoked {
+                reason: Some(RevocationReason::RemoveFromCrl),
+                ..Revoked::serial(&Device::new("sensor-00000000beef").serial)
+            },
         ],
         ..CrlSpec::new(&[])
     };
@@ -138,7 +145,11 @@ async fn valid_devices_connect_and_every_refusal_has_its_code() {
         ("on hold", ca.issue(&Device::new("sensor-00000000f00d")).pem, Some("CERT_ON_HOLD")),
         ("denied", ca.issue(&denied).pem, Some("CERT_DENIED")),
         ("expired past the skew", ca.issue(&expiring("sensor-0000000000e3", NOW - 301)).pem, Some("CERT_EXPIRED")),
-        ("not yet valid past the skew", ca.issue(&starting("sensor-0000000000e4", NOW + 301)).pem, Some("CERT_NOT_YET_VALID")),
+        (
+            "not yet valid past the skew",
+            ca.issue(&starting("sensor-0000000000e4", NOW + 301)).pem,
+            Some("CERT_NOT_YET_VALID"),
+        ),
         ("another CA", other.issue(&Device::new(CN)).pem, Some("UNKNOWN_CA")),
         ("an impostor with the CA's name", impostor.issue(&Device::new(CN)).pem, Some("SIGNATURE_INVALID")),
         ("out of profile: CN", ca.issue(&Device::new("gw-xx-0001")).pem, Some("SUBJECT_MISMATCH")),
@@ -212,7 +223,14 @@ async fn malformed_events_are_refused_and_recorded() {
     let reasons: Vec<String> = world.refusals().iter().map(|r| r["reason"].as_str().unwrap().to_owned()).collect();
     assert_eq!(
         reasons,
-        ["MALFORMED_EVENT", "MALFORMED_EVENT", "MALFORMED_EVENT", "MALFORMED_EVENT", "MALFORMED_CERTIFICATE", "MALFORMED_EVENT"]
+        [
+            "MALFORMED_EVENT",
+            "MALFORMED_EVENT",
+            "MALFORMED_EVENT",
+            "MALFORMED_EVENT",
+            "MALFORMED_CERTIFICATE",
+            "MALFORMED_EVENT"
+        ]
     );
 }
 
