@@ -126,9 +126,8 @@ mod tests {
                 r#"{"StringEquals": {"iot:DomainName": "iot.example.com", "iot:ClientId": "t"}, "Bool": {"x": "true"}}"#,
             ),
             // Not Connect, or a Deny: nothing to say.
-            format!(
-                r#"{{"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:us-east-1:123456789012:topic/t"}}"#
-            ),
+            r#"{"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:us-east-1:123456789012:topic/t"}"#
+                .to_owned(),
             format!(r#"{{"Effect": "Deny", "Action": "iot:Connect", {resource}}}"#),
         ] {
             assert_eq!(findings(&ok), Vec::<String>::new(), "{ok}");
