@@ -356,6 +356,74 @@ def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy
         assert alarms["Devices"]["TreatMissingData"] == "breaching"
 
     return {"definition": definition, "rule": next(iter(resources_of(template, "AWS::Events::Rule").values()), None)}
+# ---- the connect guard, per template -------------------------------------------------------------------------
+def check_guard(name: str, template: dict[str, Any], iam: dict[str, Any]) -> bool:
+    """The guard's checks; False (and nothing checked) when the template has no guard."""
+    roles = [rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role" and is_guard_role(rid)]
+    if not roles:
+        return False
+    found = {**resources_of(template, "AWS::Lambda::Function"), **resources_of(template, "AWS::Serverless::Function")}
+    guards = [(k, v) for k, v in found.items() if k.startswith("GuardFunction")]
+
+    @check(f"{name}: the guard's role grants exactly guard_actions, each on its resources; logs and S3 CRLs besides")
+    def _() -> None:
+        actual = shape(template, "guard")
+        expected = expected_grants(iam, "X", "guard_actions")
+        assert actual == expected, json.dumps({"template": actual, "guard_actions": expected}, indent=1)
+        for statement in identity_statements(template, is_guard_role):
+            for action in as_list(statement["Action"]):
+                assert action.startswith("iot:") or action in (
+                    "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject"), action
+
+    @check(f"{name}: the guard reads exactly the S3 CRL objects the provisioning function reads")
+    def _() -> None:
+        def objects(roles: Callable[[str], bool]) -> list[Any]:
+            return sorted((json.dumps(s["Resource"], sort_keys=True) for s in identity_statements(template, roles)
+                           if "s3:GetObject" in as_list(s["Action"])))
+        main_objects = objects(lambda r: r.startswith("FunctionRole"))
+        assert objects(is_guard_role) == main_objects, {"guard": objects(is_guard_role), "function": main_objects}
+
+    @check(f"{name}: the guard is jitp-guard, with the provisioning function's CRL refresh period")
+    def _() -> None:
+        assert len(guards) == 1, sorted(found)
+        (gid, guard), = guards
+        env = guard["Properties"]["Environment"]["Variables"]
+        main, _ = functions(template)
+        assert env["JITP_CRL_REFRESH_SECONDS"] == main["Properties"]["Environment"]["Variables"]["JITP_CRL_REFRESH_SECONDS"]
+        assert {"JITP_CONFIG", "JITP_GUARD_MODE", "JITP_GUARD_STACK"} <= set(env), sorted(env)
+        assert is_guard_role(guard["Properties"]["Role"]["Fn::GetAtt"][0])
+
+    @check(f"{name}: AWS IoT may invoke the guard only for this account's domain configuration")
+    def _() -> None:
+        (gid, _), = guards
+        permissions = [p["Properties"] for p in resources_of(template, "AWS::Lambda::Permission").values()
+                       if gid in json.dumps(p["Properties"]["FunctionName"])]
+        assert len(permissions) == 1, permissions
+        props = permissions[0]
+        assert props["Principal"] == "iot.amazonaws.com" and props["Action"] == "lambda:InvokeFunction"
+        assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}, props
+        assert ":domainconfiguration/" in json.dumps(props["SourceArn"]), props["SourceArn"]
+
+    @check(f"{name}: a domain configuration, X.509, whose client certificate validation calls the guard")
+    def _() -> None:
+        (gid, _), = guards
+        configs = resources_of(template, "AWS::IoT::DomainConfiguration")
+        assert len(configs) == 1, sorted(configs)
+        (config,) = configs.values()
+        props = config["Properties"]
+        assert props["AuthenticationType"] == "AWS_X509" and props["ServiceType"] == "DATA", props
+        assert props["ClientCertificateConfig"]["ClientCertificateCallbackArn"] == {"Fn::GetAtt": [gid, "Arn"]}
+
+    @check(f"{name}: an alarm on the guard's refusals (jitp/Guard Refused by Stack)")
+    def _() -> None:
+        alarms = [a["Properties"] for a in resources_of(template, "AWS::CloudWatch::Alarm").values()
+                  if a["Properties"].get("MetricName") == "Refused"]
+        assert len(alarms) == 1 and alarms[0]["Namespace"] == "jitp/Guard", alarms
+        assert [d["Name"] for d in alarms[0]["Dimensions"]] == ["Stack"], alarms[0]["Dimensions"]
+
+    return True
+
+
 # ---- S3 CRLs --------------------------------------------------------------------------------------------------
 def s3_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in identity_statements(template) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
