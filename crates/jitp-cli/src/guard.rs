@@ -54,10 +54,10 @@ pub(crate) async fn run(args: &GuardArgs) -> anyhow::Result<ExitCode> {
         CaDescription { id: CaCertificateId::of_der(ca.der()), pem, status: CaStatus::Active, auto_registration: true };
     let cas = CaSet::new(rules.config(), vec![described]);
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
-    let now = args.at.unwrap_or_else(jitp_core::unix_time::now);
+    let now = args.at.unwrap_or_else(jitp_pki::unix_time::now);
     let decision = match String::from_utf8(cert) {
         Ok(text) => match jitp_guard::event::parse(&json!({ "clientCertificateChain": [text] })) {
-            Ok(event) => decide(&rules, &cas, &event.device, event.device_pem.as_bytes(), now),
+            Ok(event) => decide(&rules, &cas, &event.device, now),
             Err(rejection) => Decision::refused(rejection),
         },
         Err(_) => Decision::refused(jitp_guard::judge::Rejection::new(

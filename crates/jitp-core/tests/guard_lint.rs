@@ -3,9 +3,9 @@
 //! domain_name` in jitp.toml, a template whose `iot:Connect` is not limited to that domain is an error naming the
 //! statement; the shipped templates pass without `[guard]` and, with the condition their comment shows, with it.
 
-use jitp_core::policy::AwsContext;
 use jitp_core::review::lint_templates;
 use jitp_core::rules::Rules;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::config_dir::ConfigDir;
 
 const PROFILE: &str = "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n";
@@ -15,7 +15,7 @@ fn errors(dir: &ConfigDir) -> Vec<(String, Option<usize>, String)> {
     lint_templates(&rules, &AwsContext::default())
         .into_iter()
         .flat_map(|t| t.findings)
-        .filter(|f| f.finding.severity == jitp_core::policy::lint::Severity::Error)
+        .filter(|f| f.finding.severity == jitp_policy::policy::lint::Severity::Error)
         .map(|f| (f.finding.rule.id().to_owned(), f.finding.statement, f.finding.message))
         .collect()
 }

@@ -42,8 +42,6 @@ pub struct ConnectEvent {
     pub server_name: Option<String>,
     /// The client's own certificate, `clientCertificateChain[0]`.
     pub device: Certificate,
-    /// The same certificate as PEM text (what the decision parses).
-    pub device_pem: String,
     /// How many certificates the chain carried.
     pub chain_len: usize,
 }
@@ -165,13 +163,13 @@ pub fn parse(payload: &Value) -> Result<ConnectEvent, Rejection> {
             Rejection::new(ReasonCode::MalformedCertificate, format!("clientCertificateChain[{i}]: {}", e.message))
         })?;
         if i == 0 {
-            device = Some((cert, pem));
+            device = Some(cert);
         }
     }
-    let Some((device, device_pem)) = device else {
+    let Some(device) = device else {
         return Err(malformed("clientCertificateChain is empty: no client certificate to check".into()));
     };
-    Ok(ConnectEvent { connection_id, principal_id, server_name, device, device_pem, chain_len: chain.len() })
+    Ok(ConnectEvent { connection_id, principal_id, server_name, device, chain_len: chain.len() })
 }
 
 /// One chain element as PEM text: a PEM certificate as it is, or base64 DER framed as one. Anything else (empty,
@@ -228,7 +226,7 @@ mod tests {
         assert_eq!(parsed.principal_id.as_deref(), Some("abc"));
         assert_eq!(parsed.server_name.as_deref(), Some("iot.example.com"));
         assert_eq!(parsed.chain_len, 1);
-        assert_eq!(parsed.device_pem, pem);
+        assert_eq!(parsed.device.der(), Certificate::from_pem(pem.as_bytes()).unwrap().der());
     }
 
     #[test]

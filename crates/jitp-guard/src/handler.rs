@@ -29,8 +29,9 @@ use serde_json::Value;
 use crate::cas::CaSet;
 use crate::decision::{Decision, decide};
 use crate::event::{ConnectAnswer, connection_of, parse};
-use crate::judge::{Clock, IotRegistry, Rules, Sink, chain, stdout, system_clock};
+use crate::judge::{Clock, IotRegistry, Rules, chain, system_clock};
 use crate::record::{Counts, MetricTarget, refusal_line};
+use crate::record::{Sink, stdout};
 use crate::settings::{GuardSettings, Mode};
 
 /// What a decision reads: the rules and the registered CAs checked for them, swapped together.
@@ -199,7 +200,7 @@ impl Guard {
         let (decision, connection) = match parse(payload) {
             Ok(event) => {
                 let snapshot = self.inner.snapshot.load();
-                let decision = decide(&snapshot.rules, &snapshot.cas, &event.device, event.device_pem.as_bytes(), now);
+                let decision = decide(&snapshot.rules, &snapshot.cas, &event.device, now);
                 (decision, event.connection())
             }
             Err(rejection) => (Decision::refused(rejection), connection_of(payload)),

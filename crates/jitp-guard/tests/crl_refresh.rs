@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_core::ids::S3Object;
-use jitp_core::memory::MemoryRegistry;
 use jitp_guard::{CaSet, Guard, GuardSettings};
+use jitp_pki::ids::S3Object;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, RevocationReason, Revoked};

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::registry::CaStatus;
 use jitp_guard::judge::{CaCertificateId, Rules};
 use jitp_guard::{CaSet, Guard, GuardSettings, Mode};
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::registry::CaStatus;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
 use jitp_testkit::{Alg, Ca, CaSpec, CrlSpec, DAY, Device, NOW, RevocationReason, Revoked};
@@ -298,10 +298,10 @@ async fn a_failed_ca_refresh_keeps_the_last_good_cas() {
     let guard = world.guard_with(Mode::Enforce, Duration::ZERO).await;
     let device = world.ca.issue(&Device::new(CN)).pem;
     // The init listed the CAs once: the refresh's listing fails.
-    world.memory.add_faults([jitp_core::memory::Fault {
-        op: jitp_core::registry::Operation::ListCACertificates,
+    world.memory.add_faults([jitp_registry::memory::Fault {
+        op: jitp_registry::registry::Operation::ListCACertificates,
         nth: 2,
-        kind: jitp_core::memory::FaultKind::UnavailableBefore,
+        kind: jitp_registry::memory::FaultKind::UnavailableBefore,
     }]);
     guard.refresh().await;
     assert_eq!(guard.snapshot().cas.len(), 1);

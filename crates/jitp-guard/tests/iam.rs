@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use jitp_core::memory::MemoryRegistry;
 use jitp_guard::judge::Rules;
 use jitp_guard::{CaSet, Guard, GuardSettings};
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::events::connect;
 use jitp_testkit::{Alg, Ca, Device, NOW, repo_config_path};
 use serde_json::Value;

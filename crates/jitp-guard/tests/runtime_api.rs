@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_core::memory::MemoryRegistry;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
 use jitp_testkit::lambda::{Reply, RuntimeApi};

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use jitp_core::memory::MemoryRegistry;
 use jitp_core::rules::Rules;
 use jitp_guard::{CaSet, Guard, GuardSettings};
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, Revoked};
