@@ -78,9 +78,7 @@ fn parse_operator(text: &str) -> Operator {
         }
     };
     if if_exists && set != Set::Single {
-        return Operator::Unmodelled(format!(
-            "{text:?}: IfExists with a set qualifier is not documented for AWS IoT"
-        ));
+        return Operator::Unmodelled(format!("{text:?}: IfExists with a set qualifier is not documented for AWS IoT"));
     }
     Operator::Modelled { base, negated, set, if_exists }
 }
@@ -173,6 +171,15 @@ impl Condition {
             (_, Resolution::One(v)) => one(v, why),
             (Set::ForAnyValue, Resolution::Absent(_)) => Tri::No,
             (Set::ForAllValues, Resolution::Absent(_)) => Tri::Yes,
+            // AWS's example says `ForAllValues:StringEquals` on `...Organization.List` restricts publishing to
+            // certificates with one of the listed values; IAM's ForAllValues holds for a certificate without any.
+            (Set::ForAllValues, Resolution::Many(vs)) if vs.is_empty() && matches!(self.key, Variable::Dn { .. }) => {
+                why.push(format!(
+                    "the certificate has no {} value: IAM's ForAllValues holds, AWS's example says it restricts",
+                    self.key_text
+                ));
+                Tri::Unknown
+            }
             (Set::ForAnyValue, Resolution::Many(vs)) => vs.iter().fold(Tri::No, |acc, v| acc.or(one(v, why))),
             (Set::ForAllValues, Resolution::Many(vs)) => vs.iter().fold(Tri::Yes, |acc, v| acc.and(one(v, why))),
         }
@@ -187,7 +194,10 @@ fn compare(base: Base, pattern: &Pattern, value: &str, ctx: &Context, why: &mut 
             // IAM does not say which case folding it uses: ASCII is unambiguous, anything else is not answered; nor
             // whether a variable is substituted before or after folding.
             if pattern.variables().next().is_some() {
-                why.push(format!("a case-insensitive comparison with a variable ({}) is not modelled", pattern.source()));
+                why.push(format!(
+                    "a case-insensitive comparison with a variable ({}) is not modelled",
+                    pattern.source()
+                ));
                 Tri::Unknown
             } else if !value.is_ascii() || !pattern.source().is_ascii() {
                 why.push(format!("case-insensitive comparison of non-ASCII {value:?} is not documented"));
@@ -229,7 +239,11 @@ mod tests {
         let ctx = attached();
         assert_eq!(holds("StringEquals", "iot:ClientId", &["sensor-1"], &ctx), Tri::Yes);
         assert_eq!(holds("StringEquals", "iot:ClientId", &["x", "sensor-1"], &ctx), Tri::Yes);
-        assert_eq!(holds("StringEquals", "iot:ClientId", &["sensor-*"], &ctx), Tri::No, "StringEquals has no wildcards");
+        assert_eq!(
+            holds("StringEquals", "iot:ClientId", &["sensor-*"], &ctx),
+            Tri::No,
+            "StringEquals has no wildcards"
+        );
         assert_eq!(holds("StringLike", "iot:ClientId", &["sensor-*"], &ctx), Tri::Yes);
         assert_eq!(holds("StringNotEquals", "iot:ClientId", &["x", "y"], &ctx), Tri::Yes);
         assert_eq!(holds("StringNotEquals", "iot:ClientId", &["x", "sensor-1"], &ctx), Tri::No);

@@ -80,24 +80,35 @@ impl Policy {
         }
         match version {
             Some(Json::String(v)) if v == "2012-10-17" => {}
-            Some(v) => return Err(doc("Version", v, "must be \"2012-10-17\", the version whose policy variables AWS IoT reads")),
-            None => return Err(Error::Document {
-                field: "Version".to_owned(),
-                value: "(missing)".to_owned(),
-                reason: "must be \"2012-10-17\"".to_owned(),
-            }),
+            Some(v) => {
+                return Err(doc(
+                    "Version",
+                    v,
+                    "must be \"2012-10-17\", the version whose policy variables AWS IoT reads",
+                ));
+            }
+            None => {
+                return Err(Error::Document {
+                    field: "Version".to_owned(),
+                    value: "(missing)".to_owned(),
+                    reason: "must be \"2012-10-17\"".to_owned(),
+                });
+            }
         }
         let statements = match statement {
             Some(Json::Array(items)) => items.iter().collect::<Vec<_>>(),
             Some(one @ Json::Object(_)) => vec![one],
             Some(other) => return Err(doc("Statement", other, "must be an object or an array of objects")),
-            None => return Err(Error::Document {
-                field: "Statement".to_owned(),
-                value: "(missing)".to_owned(),
-                reason: "a policy needs at least one statement".to_owned(),
-            }),
+            None => {
+                return Err(Error::Document {
+                    field: "Statement".to_owned(),
+                    value: "(missing)".to_owned(),
+                    reason: "a policy needs at least one statement".to_owned(),
+                });
+            }
         };
-        let statements = statements.into_iter().enumerate().map(|(i, s)| parse_statement(i, s)).collect::<Result<_, _>>()?;
+        let statements =
+            statements.into_iter().enumerate().map(|(i, s)| parse_statement(i, s)).collect::<Result<_, _>>()?;
         Ok(Policy { statements })
     }
 
@@ -168,7 +179,10 @@ fn parse_statement(index: usize, json: &Json) -> Result<Statement, Error> {
                 for a in &list {
                     let valid = a == "*"
                         || a.split_once(':').is_some_and(|(service, name)| {
-                            let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?' || c == '-');
+                            let ok = |s: &str| {
+                                !s.is_empty()
+                                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '?' || c == '-')
+                            };
                             ok(service) && ok(name)
                         });
                     if !valid {
@@ -191,7 +205,11 @@ fn parse_statement(index: usize, json: &Json) -> Result<Statement, Error> {
                 };
                 for (operator, keys) in operators {
                     let Json::Object(keys) = keys else {
-                        return Err(doc(&at(&format!("Condition.{operator}")), keys, "must be an object of condition keys"));
+                        return Err(doc(
+                            &at(&format!("Condition.{operator}")),
+                            keys,
+                            "must be an object of condition keys",
+                        ));
                     };
                     for (k, values) in keys {
                         let field = at(&format!("Condition.{operator}.{k}"));
@@ -209,7 +227,11 @@ fn parse_statement(index: usize, json: &Json) -> Result<Statement, Error> {
             }
         }
     }
-    let missing = |what: &str| Error::Document { field: at(what), value: "(missing)".to_owned(), reason: "is required".to_owned() };
+    let missing = |what: &str| Error::Document {
+        field: at(what),
+        value: "(missing)".to_owned(),
+        reason: "is required".to_owned(),
+    };
     Ok(Statement {
         sid,
         effect: effect.ok_or_else(|| missing("Effect"))?,
@@ -230,12 +252,30 @@ mod tests {
             (r#"{"Statement": []}"#, "Version"),
             (r#"{"Version": "2008-10-17", "Statement": []}"#, "Version"),
             (r#"{"Version": "2012-10-17"}"#, "Statement"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "allow", "Action": "*", "Resource": "*"}]}"#, "Statement[0].Effect"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*"}]}"#, "Statement[0].Resource"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Principal": "*"}]}"#, "Statement[0].Principal"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "NotAction": "iot:Connect", "Resource": "*"}]}"#, "Statement[0].NotAction"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "Publish", "Resource": "*"}]}"#, "Statement[0].Action"),
-            (r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": 1, "Resource": "*"}]}"#, "Statement[0].Action"),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "allow", "Action": "*", "Resource": "*"}]}"#,
+                "Statement[0].Effect",
+            ),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*"}]}"#,
+                "Statement[0].Resource",
+            ),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Principal": "*"}]}"#,
+                "Statement[0].Principal",
+            ),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "NotAction": "iot:Connect", "Resource": "*"}]}"#,
+                "Statement[0].NotAction",
+            ),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "Publish", "Resource": "*"}]}"#,
+                "Statement[0].Action",
+            ),
+            (
+                r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": 1, "Resource": "*"}]}"#,
+                "Statement[0].Action",
+            ),
         ];
         for (text, field) in cases {
             match Policy::parse(text) {

@@ -43,5 +43,7 @@ mod variables;
 pub use context::{Certificate, Context, DnField, MAX_CLIENT_ID_BYTES, Thing};
 pub use document::{Effect, Policy, Statement};
 pub use error::Error;
-pub use evaluate::{Decision, Evaluation, ResolvedVariable, StatementRef, Unmodelled, VariableValue, evaluate, explain};
+pub use evaluate::{
+    Decision, Evaluation, ResolvedVariable, StatementRef, Unmodelled, VariableValue, evaluate, explain,
+};
 pub use request::{Account, Action, MAX_TOPIC_BYTES, Request, ResourceType};

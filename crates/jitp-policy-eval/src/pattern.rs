@@ -61,11 +61,16 @@ impl Tri {
 enum Piece {
     Text(String),
     /// `*`; `segment_final`: followed by `:` or the end of the pattern.
-    Star { segment_final: bool },
+    Star {
+        segment_final: bool,
+    },
     /// `?`
     Any,
     /// `${name}`; `text` is the whole `${...}` as written.
-    Var { var: Variable, text: String },
+    Var {
+        var: Variable,
+        text: String,
+    },
 }
 
 /// A resource, action or condition value, parsed once.
@@ -242,7 +247,6 @@ impl Pattern {
         }
         tri
     }
-
 }
 
 fn flush(pieces: &mut Vec<Piece>, text: &mut String) {

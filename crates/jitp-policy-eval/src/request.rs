@@ -144,7 +144,10 @@ impl Request {
         }
         let ok_part = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok_part(partition) || !ok_part(region) || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("the partition, region and account id must be plain (no wildcards: a request names one resource)".to_owned()));
+            return Err(bad(
+                "the partition, region and account id must be plain (no wildcards: a request names one resource)"
+                    .to_owned(),
+            ));
         }
         let Some((kind, name)) = rest.split_once('/') else {
             return Err(bad(format!("no {}/NAME after the account id", expected.as_str())));
@@ -200,13 +203,12 @@ fn check_name(action: Action, name: &str) -> Result<(), String> {
         return Err("MQTT strings may not contain U+0000".to_owned());
     }
     match action.resource_type() {
-        ResourceType::Topic | ResourceType::TopicFilter if name.len() > MAX_TOPIC_BYTES => Err(format!(
-            "AWS IoT topics and topic filters are at most {MAX_TOPIC_BYTES} bytes, this is {}",
-            name.len()
-        )),
-        ResourceType::Topic if name.contains(['+', '#']) => Err(format!(
-            "{action} takes a topic name; + and # are topic-filter wildcards (MQTT 3.1.1 section 4.7)"
-        )),
+        ResourceType::Topic | ResourceType::TopicFilter if name.len() > MAX_TOPIC_BYTES => {
+            Err(format!("AWS IoT topics and topic filters are at most {MAX_TOPIC_BYTES} bytes, this is {}", name.len()))
+        }
+        ResourceType::Topic if name.contains(['+', '#']) => {
+            Err(format!("{action} takes a topic name; + and # are topic-filter wildcards (MQTT 3.1.1 section 4.7)"))
+        }
         ResourceType::TopicFilter => {
             let levels: Vec<&str> = name.split('/').collect();
             for (i, level) in levels.iter().enumerate() {

@@ -30,7 +30,11 @@ pub(crate) enum Variable {
     ThingTypeName,
     ThingAttribute(String),
     ThingIsAttached,
-    Dn { issuer: bool, field: DnField, select: Select },
+    Dn {
+        issuer: bool,
+        field: DnField,
+        select: Select,
+    },
     /// `iot:ConnectAttributes` (a condition key only).
     ConnectAttributes,
     /// A name AWS may know and this evaluator does not model: never answered ALLOWED.
@@ -69,8 +73,14 @@ impl Variable {
             return v;
         }
         let lower = name.to_ascii_lowercase();
-        let known_prefixes =
-            ["iot:clientid", "iot:domainname", "iot:certificateid", "iot:certificate.", "iot:connection.thing.", "iot:connectattributes"];
+        let known_prefixes = [
+            "iot:clientid",
+            "iot:domainname",
+            "iot:certificateid",
+            "iot:certificate.",
+            "iot:connection.thing.",
+            "iot:connectattributes",
+        ];
         if known_prefixes.iter().any(|p| lower.starts_with(p)) {
             return Variable::Unmodelled(format!(
                 "{name:?} is not spelt as AWS documents its variables (letter case, index or field); whether AWS IoT \
@@ -108,7 +118,10 @@ impl Variable {
                     Some((field, "List")) => (field, Select::List),
                     Some((field, index)) => {
                         // Digits only: "+1" or "01" are not what AWS writes.
-                        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) || index.starts_with('0') && index.len() > 1 {
+                        if index.is_empty()
+                            || !index.bytes().all(|b| b.is_ascii_digit())
+                            || index.starts_with('0') && index.len() > 1
+                        {
                             return None;
                         }
                         (field, Select::Index(index.parse().ok()?))
@@ -131,10 +144,12 @@ impl Variable {
                 Some(id) => Resolution::One(id),
                 None => Resolution::Unknown("the certificate id was not given".to_owned()),
             },
-            Variable::CertificateSerialNumber => match ctx.certificate.as_ref().and_then(|c| c.serial_number.as_deref()) {
-                Some(serial) => Resolution::One(serial),
-                None => Resolution::Unknown("the certificate's serial number was not given".to_owned()),
-            },
+            Variable::CertificateSerialNumber => {
+                match ctx.certificate.as_ref().and_then(|c| c.serial_number.as_deref()) {
+                    Some(serial) => Resolution::One(serial),
+                    None => Resolution::Unknown("the certificate's serial number was not given".to_owned()),
+                }
+            }
             Variable::ThingName | Variable::ThingTypeName | Variable::ThingAttribute(_) => {
                 let Some(thing) = ctx.policy_thing() else {
                     return Resolution::Absent(no_thing_reason(ctx));
@@ -296,9 +311,15 @@ mod tests {
         let ctx = ctx_with_subject(vec![(DnField::OrganizationalUnit, "a"), (DnField::OrganizationalUnit, "b")]);
         assert_eq!(first.resolve(&ctx), Resolution::One("a"));
         // .1 is "b" by AWS's example and "a" one-based: not answered.
-        assert!(matches!(Variable::parse("iot:Certificate.Subject.OrganizationalUnit.1").resolve(&ctx), Resolution::Unknown(_)));
+        assert!(matches!(
+            Variable::parse("iot:Certificate.Subject.OrganizationalUnit.1").resolve(&ctx),
+            Resolution::Unknown(_)
+        ));
         // .5 is absent both ways.
-        assert!(matches!(Variable::parse("iot:Certificate.Subject.OrganizationalUnit.5").resolve(&ctx), Resolution::Absent(_)));
+        assert!(matches!(
+            Variable::parse("iot:Certificate.Subject.OrganizationalUnit.5").resolve(&ctx),
+            Resolution::Absent(_)
+        ));
         for wild in ["a*", "a+b", "#", "$x", "?"] {
             let ctx = ctx_with_subject(vec![(DnField::OrganizationalUnit, wild)]);
             assert!(matches!(first.resolve(&ctx), Resolution::Absent(_)), "{wild}");
