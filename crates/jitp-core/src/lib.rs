@@ -13,6 +13,7 @@ pub mod cert;
 pub mod decide;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod ids;
 pub mod memory;
 mod naming;

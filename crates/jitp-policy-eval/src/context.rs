@@ -51,6 +51,11 @@ pub struct Certificate {
     pub subject: Vec<(DnField, String)>,
     /// Issuer attributes in certificate order.
     pub issuer: Vec<(DnField, String)>,
+    /// Which fields `subject` describes: `None`, every field (one not in `subject` is absent from the
+    /// certificate); `Some(list)`, only those (a variable for another field cannot be answered).
+    pub subject_fields: Option<Vec<DnField>>,
+    /// Which fields `issuer` describes, as `subject_fields`.
+    pub issuer_fields: Option<Vec<DnField>>,
 }
 
 /// The distinguished-name fields AWS IoT has certificate policy variables for (developer guide, "X.509

@@ -29,6 +29,8 @@ pub(crate) enum Targets<T> {
 /// One statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
+    /// The statement as compact JSON, for showing it.
+    pub(crate) text: String,
     pub(crate) sid: Option<String>,
     pub(crate) effect: Effect,
     /// Action patterns, lower-cased (IAM compares action names without case).
@@ -46,6 +48,11 @@ impl Statement {
     /// Allow or Deny.
     pub fn effect(&self) -> Effect {
         self.effect
+    }
+
+    /// The statement as compact JSON (keys in document order).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -233,6 +240,7 @@ fn parse_statement(index: usize, json: &Json) -> Result<Statement, Error> {
         reason: "is required".to_owned(),
     };
     Ok(Statement {
+        text: json.to_text(),
         sid,
         effect: effect.ok_or_else(|| missing("Effect"))?,
         actions: actions.ok_or_else(|| missing("Action"))?,

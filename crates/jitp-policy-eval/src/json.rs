@@ -32,6 +32,24 @@ impl Json {
     }
 }
 
+impl Json {
+    /// Compact JSON text (keys in document order).
+    pub(crate) fn to_text(&self) -> String {
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        match self {
+            Json::Null => "null".to_owned(),
+            Json::Bool(b) => b.to_string(),
+            Json::Number(n) => n.clone(),
+            Json::String(s) => quote(s),
+            Json::Array(items) => format!("[{}]", items.iter().map(Json::to_text).collect::<Vec<_>>().join(",")),
+            Json::Object(entries) => format!(
+                "{{{}}}",
+                entries.iter().map(|(k, v)| format!("{}:{}", quote(k), v.to_text())).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)

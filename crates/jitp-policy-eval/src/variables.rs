@@ -194,6 +194,10 @@ fn resolve_dn<'a>(ctx: &'a Context, issuer: bool, field: DnField, select: Select
     };
     let side = if issuer { &cert.issuer } else { &cert.subject };
     let which = if issuer { "issuer" } else { "subject" };
+    let described = if issuer { &cert.issuer_fields } else { &cert.subject_fields };
+    if described.as_ref().is_some_and(|fields| !fields.contains(&field)) {
+        return Resolution::Unknown(format!("the certificate's {which} {} was not given", field.as_str()));
+    }
     let values: Vec<&'a str> =
         side.iter().filter(|(f, _)| *f == field).map(|(_, v)| v.as_str()).take(CERT_MAX_VALUES).collect();
     let one = |value: Option<&&'a str>| -> Resolution<'a> {
