@@ -687,3 +687,42 @@ fn explain_answers_for_any_policy_document() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn lint_runs_the_policy_tests_beside_the_templates() {
+    // A change the lint rules accept (still scoped to the thing) that the security team's tests refuse.
+    let dir = ConfigDir::shipped();
+    let sensor = std::fs::read_to_string(dir.path().join("policies/sensor.json.tera")).unwrap();
+    dir.write_policy(
+        "sensor.json.tera",
+        &sensor.replace("topic/things/{{ thing_name }}/events/*", "topic/things/{{ thing_name }}/*"),
+    );
+    let out = jitp().args(["lint", "--config"]).arg(dir.config_path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("policies/sensor.tests.toml:19: error[policy-test]: may not iot:Publish things/{{ thing_name }}/commands/reboot: iot:Publish arn:aws:iot:us-east-1:123456789012:topic/things/sensor-")
+            && stdout.contains("is ALLOWED, decided by statement #1 \"PublishOwnTopics\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("policies/sensor.json.tera:14") && stdout.contains("    subject: CN=\"sensor-"),
+        "{stdout}"
+    );
+    // The JSON report carries them, and the shipped templates pass theirs.
+    let out = jitp().args(["lint", "--format", "json", "--config"]).arg(dir.config_path()).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["templates"][0]["policy_tests"][0]["line"], 19, "{json}");
+    let out = jitp().args(["lint", "--format", "json", "--config", "templates/jitp.toml"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    assert!(json["templates"][0]["policy_checks"].as_u64().unwrap() > 100, "{json}");
+    // A broken tests file is a lint error naming its line.
+    std::fs::write(dir.path().join("policies/gateway.tests.toml"), "allow = [\"iot:Publsh x\"]\n").unwrap();
+    let out = jitp().args(["lint", "--config"]).arg(dir.config_path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("policies/gateway.tests.toml:1: error[policy-test]: \"iot:Publsh x\": unknown action"),
+        "{stdout}"
+    );
+}

@@ -19,6 +19,7 @@ pub mod memory;
 mod naming;
 pub mod pacing;
 pub mod policy;
+pub mod policy_tests;
 pub mod profile;
 pub mod provision;
 pub mod reason;

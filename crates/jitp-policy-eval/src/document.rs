@@ -54,6 +54,19 @@ impl Statement {
     pub fn text(&self) -> &str {
         &self.text
     }
+
+    /// Whether the statement's `Action` (or `NotAction`) covers `action`.
+    pub fn covers(&self, action: crate::Action) -> bool {
+        crate::evaluate::action_applies(self, &action.as_str().to_ascii_lowercase())
+    }
+
+    /// The `Resource` patterns as written; `None` for a `NotResource` statement.
+    pub fn resources(&self) -> Option<Vec<&str>> {
+        match &self.resources {
+            Targets::Listed(list) => Some(list.iter().map(Pattern::source).collect()),
+            Targets::Not(_) => None,
+        }
+    }
 }
 
 /// A parsed policy document.

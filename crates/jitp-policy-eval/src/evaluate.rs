@@ -124,7 +124,7 @@ fn statement_ref(policy: usize, index: usize, statement: &Statement) -> Statemen
 }
 
 /// Whether a statement's action part covers the request (no unknowns: actions have no variables).
-fn action_applies(statement: &Statement, action_lower: &str) -> bool {
+pub(crate) fn action_applies(statement: &Statement, action_lower: &str) -> bool {
     match &statement.actions {
         Targets::Listed(list) => list.iter().any(|a| action_matches(a, action_lower)),
         Targets::Not(list) => !list.iter().any(|a| action_matches(a, action_lower)),
