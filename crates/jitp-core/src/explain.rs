@@ -14,10 +14,10 @@ use jitp_policy_eval::{
 use serde::{Deserialize, Serialize};
 
 use crate::decide::check;
-use crate::ids::CaCertificateId;
-use crate::policy::AwsContext;
-use crate::reason::{Fault, ReasonCode};
 use crate::rules::Rules;
+use jitp_pki::ids::CaCertificateId;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
 
 /// What is asked: the action, the resource, and the connection (the device form takes the thing and the
 /// certificate from the certificate itself, so it refuses those fields).
@@ -226,7 +226,7 @@ fn answer(
 /// The device's subject as AWS's certificate variables name its fields; jitp reads these six, so the others are
 /// "not described", never "absent".
 fn subject_of(certificate_pem: &[u8]) -> Option<Certificate> {
-    let cert = crate::cert::Certificate::from_pem(certificate_pem).ok()?;
+    let cert = jitp_pki::cert::Certificate::from_pem(certificate_pem).ok()?;
     let s = cert.subject();
     let fields = [
         (DnField::CommonName, &s.cn),
@@ -294,7 +294,7 @@ pub fn explain_device(
     let mut attributes: Vec<(String, String)> =
         report.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     if let Some(id) = &report.certificate_id {
-        attributes.push((crate::thing::CERTIFICATE_ATTRIBUTE.to_owned(), id.clone()));
+        attributes.push((jitp_registry::thing::CERTIFICATE_ATTRIBUTE.to_owned(), id.clone()));
     }
     let ctx = Context {
         client_id,

@@ -18,7 +18,7 @@ use std::path::Path;
 use jitp_policy_eval::{Account, Action, Context, Decision, Policy, Request, ResourceType, Thing};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::AwsContext;
+use jitp_policy::policy::AwsContext;
 
 /// A failed expectation (or an unreadable tests file): a lint error.
 #[derive(Debug, Clone, Serialize)]

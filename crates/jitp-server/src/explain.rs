@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use jitp_core::explain::{Query, explain_device, explain_policy};
-use jitp_core::ids::CaCertificateId;
+use jitp_pki::ids::CaCertificateId;
 use serde::Deserialize;
 
 use crate::error::AppError;
