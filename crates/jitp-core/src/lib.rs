@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod decide;
+pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod policy_tests;

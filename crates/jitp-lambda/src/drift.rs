@@ -26,11 +26,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use clap::Parser;
 use jitp_core::audit::{self, Sink};
-use jitp_core::provision::Settings;
+use jitp_core::engine::Settings;
 use jitp_core::reconcile::{Counts, Reconciler, Shard};
-use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_pki::unix_time::Clock;
+use jitp_registry::registry::IotRegistry;
 use jitp_wiring::AwsArgs;
 use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
