@@ -1,7 +1,9 @@
 //! The offline policy evaluator's cost per check (issue 24: at most 5 µs): the repository's sensor policy as
 //! provisioning renders it for one device (per-thing: the thing name written in) and as the shared policy
 //! (`${iot:Connection.Thing.ThingName}`), for a request it allows, one it denies after every statement, and
-//! `explain` (the same with the variables resolved); plus parsing the document, paid once per policy.
+//! `explain` (the same with the variables resolved); plus parsing the document, paid once per policy; and what
+//! `jitp reconcile --plan` adds per device with a policy change: the access diff of the sensor template's
+//! `events/*` -> `events/alarm` narrowing (two documents parsed, every request they name evaluated under both).
 //!
 //! `cargo bench -p jitp-bench --bench policy_eval`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)] // benchmark harness
@@ -54,6 +56,20 @@ fn benches(c: &mut Criterion) {
         });
         group.bench_function(format!("{label}/parse"), |b| b.iter(|| Policy::parse(black_box(text))));
     }
+    let before = per_thing.clone();
+    let after = per_thing.replace("/events/*\"", "/events/alarm\"");
+    assert_ne!(before, after);
+    let diff = jitp_core::reconcile::access::access_diff(Some(&before), &after, "sensor-0123456789ab");
+    assert_eq!(diff.lost, vec!["iot:Publish things/{{ thing_name }}/events/x"]);
+    group.bench_function("reconcile_access_diff", |b| {
+        b.iter(|| {
+            jitp_core::reconcile::access::access_diff(
+                Some(black_box(&before)),
+                black_box(&after),
+                black_box("sensor-0123456789ab"),
+            )
+        })
+    });
     group.finish();
 }
 
