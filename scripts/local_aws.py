@@ -561,9 +561,12 @@ def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str
         elif resource["Type"] == "AWS::Serverless::LayerVersion":
             s3.put_object(Bucket=bucket, Key=f"{name}.zip", Body=templates_layer_zip())
             props["ContentUri"] = f"s3://{bucket}/{name}.zip"
+    parameters = {"CaCertificateIds": ca_id, "ManageIotLogging": "false"}
     adjustments = [
         *sam_condition_adjustments(template, ca_id),
+        *sam_type_adjustments(template, parameters),
         *queue_policy_adjustments(template),
+        *iam_adjustments(template),
         *function_adjustments(template, no_pacing, "/opt/jitp.toml"),
     ]
     if any("JITP_CONFIG" in a.what for a in adjustments):
@@ -581,8 +584,7 @@ def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str
         local.client("logs").create_log_group(logGroupName="AWSIotLogsV2")
     except Exception:
         pass  # the CDK stack made it
-    deploy(local, "JitpSam", template, {"CaCertificateIds": ca_id, "ManageIotLogging": "false",
-                                        "DriftSchedule": "rate(1 day)"})
+    deploy(local, "JitpSam", template, parameters)
     return "JitpSam"
 
 
@@ -597,6 +599,35 @@ def sam_condition_adjustments(template: dict, ca_id: str) -> list[Adjustment]:
                 "MiniStack's CloudFormation refuses Fn::Select over Fn::Split inside Conditions",
             ))
     return adjustments[:1] + [Adjustment(a.what, "(same)") for a in adjustments[1:]]
+
+
+def sam_type_adjustments(template: dict, given: dict[str, str]) -> list[Adjustment]:
+    """Numbers where MiniStack passes a parameter's string on, strings where it passes a mapping's number on."""
+    values = {name: str(given.get(name, p.get("Default"))) for name, p in template["Parameters"].items()}
+    adjustments = []
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        for holder, key in ((props, "ReservedConcurrentExecutions"), (props.get("ScalingConfig", {}), "MaximumConcurrency")):
+            value = holder.get(key)
+            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in values:
+                holder[key] = int(values[value["Ref"]])
+                adjustments.append(Adjustment(
+                    f"{name}: {key} = {holder[key]} (the number), for !Ref {value['Ref']}",
+                    "MiniStack keeps a Number parameter's value as a string there, and its SQS poller then fails "
+                    "comparing it with a number (\"'>=' not supported between instances of 'int' and 'str'\")",
+                ))
+        variables = props.get("Environment", {}).get("Variables", {})
+        for var, value in variables.items():
+            if isinstance(value, dict) and "Fn::FindInMap" in value:
+                table, first, second = value["Fn::FindInMap"]
+                pick = lambda v: values[v["Ref"]] if isinstance(v, dict) else v
+                variables[var] = str(template["Mappings"][table][pick(first)][pick(second)])
+                adjustments.append(Adjustment(
+                    f"{name}: {var} = \"{variables[var]}\" (the string), for its !FindInMap",
+                    "MiniStack passes the mapping's number into the environment as a number, where AWS makes it a "
+                    "string",
+                ))
+    return adjustments
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -951,6 +982,9 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
     except KeyboardInterrupt as e:
         print(f"\nlocal-aws: interrupted ({e or 'Ctrl-C'}); stopping MiniStack", flush=True)
         return "interrupted"
+    except (Exception, SystemExit) as e:  # the run could not go on: a failure, with its cause
+        checks.expect(False, f"the run stopped: {e}")
+        return "failed"
     finally:
         local.stop()
         if args.keep:
