@@ -1027,6 +1027,10 @@ def summary(label: str, devices: list[Device], records: list[dict]) -> None:
             key = r["outcome"] + (f" {r['reason']}" if r.get("reason") else "")
             outcomes[key] = outcomes.get(key, 0) + 1
         print("   audit records: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+        for key, what in (("duration_ms", "the function's time per event"), ("quota_wait_ms", "waiting for quota slots")):
+            values = [float(r[key]) for r in records if isinstance(r.get(key), (int, float))]
+            if values:
+                print(f"   {what} ({key}): p50 {percentile(values, 50):.0f} ms, p99 {percentile(values, 99):.0f} ms")
     if latencies:
         print(f"   connect-to-ACTIVE: p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
               f"max {max(latencies):.0f} ms over {len(latencies)} devices (first connection to the certificate "
@@ -1048,6 +1052,7 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also where a background job inherited SIGINT ignored
     checks = Checks()
     stacks = ["cdk", "sam"] if args.stack == "both" else [args.stack]
     try:
@@ -1106,7 +1111,9 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
             summary(f"the {kind} stack, one device at a time, warm", warm, [])
         if args.burst:
             devices_burst = burst(local, pki, ca_id, broker, args.burst, checks)
-            summary(f"burst through the {kind} stack, pacing {args.pacing}", devices_burst, [])
+            ids = {d.certificate_id for d in devices_burst}
+            summary(f"burst through the {kind} stack, pacing {args.pacing}", devices_burst,
+                    [r for r in audit_lines(local, name) if r.get("certificate_id") in ids])
         return "done"
     except KeyboardInterrupt as e:
         print(f"\nlocal-aws: interrupted ({e or 'Ctrl-C'}); stopping MiniStack", flush=True)
