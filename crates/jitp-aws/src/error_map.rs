@@ -9,7 +9,7 @@
 use aws_sdk_iot::config::http::HttpResponse;
 use aws_sdk_iot::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::operation::RequestId;
-use jitp_core::registry::{Operation, RegistryError};
+use jitp_registry::registry::{Operation, RegistryError};
 
 /// Map one SDK error of `op`. `E` is the operation's modeled error type.
 pub(crate) fn map_sdk_error<E>(op: Operation, err: &SdkError<E, HttpResponse>) -> RegistryError

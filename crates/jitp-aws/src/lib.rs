@@ -27,14 +27,14 @@ use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_sdk_iot::config::{Credentials, Region};
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types as sdk;
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::registry::{
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::registry::{
     CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
     MAX_THINGS_PER_PAGE, Operation, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingFilter,
     ThingNamePage, ThingPage, ThingSpec,
 };
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 
 /// Default bound on one call, credential resolution included: well inside a Lambda's timeout.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +68,7 @@ pub enum Error {
     CrlTooLarge {
         /// The `s3://` URI.
         object: String,
-        /// [`jitp_core::cert::MAX_CRL_BYTES`].
+        /// [`jitp_pki::cert::MAX_CRL_BYTES`].
         limit: usize,
         /// The declared length, or how much had arrived when reading stopped.
         read: Option<u64>,

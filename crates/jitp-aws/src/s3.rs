@@ -1,6 +1,6 @@
 //! S3 CRLs: `GetObject` of the `s3://bucket/key` objects a profile lists as CRLs (`crl = [...]`).
 //!
-//! jitp-core parses the bytes ([`jitp_core::profile::Overrides::crl_objects`]); this module only fetches them,
+//! jitp-core parses the bytes (`jitp_profile::profile::Overrides::crl_objects`); this module only fetches them,
 //! bounded and conditionally:
 //! - the body is read chunk by chunk and refused as soon as it passes [`MAX_CRL_BYTES`] (a `Content-Length`
 //!   over the limit is refused before any of it is read), so no more than `MAX_CRL_BYTES` + one chunk is ever
@@ -13,8 +13,8 @@
 
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use jitp_core::cert::MAX_CRL_BYTES;
-use jitp_core::ids::S3Object;
+use jitp_pki::cert::MAX_CRL_BYTES;
+use jitp_pki::ids::S3Object;
 
 use crate::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, Error, timeout_config};
 
@@ -118,7 +118,7 @@ impl S3Crls {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(Error::S3Body { object: object.to_string(), message: jitp_core::error::chain(&e) });
+                    return Err(Error::S3Body { object: object.to_string(), message: jitp_pki::report::chain(&e) });
                 }
             }
         }
@@ -135,10 +135,10 @@ where
     let (code, message) = match e {
         SdkError::ServiceError(service) => (
             service.err().code().unwrap_or("Unknown").to_owned(),
-            service.err().message().map_or_else(|| jitp_core::error::chain(service.err()), str::to_owned),
+            service.err().message().map_or_else(|| jitp_pki::report::chain(service.err()), str::to_owned),
         ),
-        SdkError::TimeoutError(_) => ("Timeout".to_owned(), jitp_core::error::chain(e)),
-        _ => ("Unavailable".to_owned(), jitp_core::error::chain(e)),
+        SdkError::TimeoutError(_) => ("Timeout".to_owned(), jitp_pki::report::chain(e)),
+        _ => ("Unavailable".to_owned(), jitp_pki::report::chain(e)),
     };
     Error::S3Get { object: object.to_string(), code, message }
 }

@@ -17,11 +17,11 @@ use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use jitp_aws::AwsRegistry;
 use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::decide::{self, Input};
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::policy::AwsContext;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_policy::policy::AwsContext;
 use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
-use jitp_core::reason::ReasonCode;
-use jitp_core::registry::IotRegistry;
+use jitp_pki::reason::ReasonCode;
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_testkit::moto::Moto;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, event_for_ids, to_pem};
@@ -118,7 +118,7 @@ macro_rules! world_or_skip {
 }
 
 /// The policy jitp-core decides for `pem` under `ca` (the document it must have written).
-fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_core::policy::RenderedPolicy {
+fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_policy::policy::RenderedPolicy {
     let config = config();
     let ca = decide::RegisteredCa::new(config.config(), ca_id.clone(), ca.cert.pem.as_bytes());
     let aws = AwsContext::default();
@@ -126,7 +126,7 @@ fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_core::po
     decide::decide(&config, &input).unwrap().policy
 }
 
-fn calls(pairs: &[(&str, u32)]) -> BTreeMap<jitp_core::registry::Operation, u32> {
+fn calls(pairs: &[(&str, u32)]) -> BTreeMap<jitp_registry::registry::Operation, u32> {
     pairs.iter().map(|(k, v)| (k.parse().unwrap(), *v)).collect()
 }
 
@@ -254,7 +254,7 @@ async fn rejected_certificates_are_revoked_or_held_and_nothing_is_created() {
             assert_eq!(record.certificate_action.map(|a| a.as_str()), Some("REVOKED"));
             assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
         }
-        assert!(!record.api_calls.contains_key(&jitp_core::registry::Operation::CreateThing), "{:?}", record.api_calls);
+        assert!(!record.api_calls.contains_key(&jitp_registry::registry::Operation::CreateThing), "{:?}", record.api_calls);
     }
     assert!(world.thing_names().await.is_empty());
     assert!(world.policy_names().await.is_empty());
@@ -344,7 +344,7 @@ async fn policy_versions_are_pruned_at_five() {
     let record = world.handle(&device, &ca_id).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(record.policy_version.as_deref(), Some("6"));
-    assert_eq!(record.api_calls.get(&jitp_core::registry::Operation::DeletePolicyVersion), Some(&1));
+    assert_eq!(record.api_calls.get(&jitp_registry::registry::Operation::DeletePolicyVersion), Some(&1));
     let versions = world.versions(name).await;
     let want: Vec<(String, bool)> = (2..=6).map(|n| (n.to_string(), n == 6)).collect();
     assert_eq!(versions, want, "the oldest non-default version went");
@@ -370,11 +370,11 @@ async fn moto_hides_duplicate_things_because_create_thing_overwrites() {
     let second = world.register(ca.issue(&Device::new(CN).alg(Alg::P384)), &ca).await;
     let record = world.handle(&second, &ca_id).await;
     assert_eq!(record.outcome, Outcome::Held, "moto: {}", record.message);
-    assert_eq!(record.reason, Some(jitp_core::reason::ReasonCode::PolicyInUse), "moto: {}", record.message);
+    assert_eq!(record.reason, Some(jitp_pki::reason::ReasonCode::PolicyInUse), "moto: {}", record.message);
     assert_eq!(world.status(&second.id).await, SdkStatus::PendingActivation);
     assert_eq!(world.status(&first.id).await, SdkStatus::Active);
     assert!(
-        !record.api_calls.contains_key(&jitp_core::registry::Operation::DescribeThing),
+        !record.api_calls.contains_key(&jitp_registry::registry::Operation::DescribeThing),
         "no ownership check ran: {:?}",
         record.api_calls
     );
@@ -398,13 +398,13 @@ macro_rules! slow {
     };
 }
 
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::PolicyName;
-use jitp_core::registry::{
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::PolicyName;
+use jitp_registry::registry::{
     CaDescription, CertificateDescription, CertificatePage, PolicyDescription, PolicyVersion, RegistryError,
     ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,
 };
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 slow! {
     describe_certificate(id: &CertificateId) -> Result<CertificateDescription, RegistryError>;
     describe_ca_certificate(id: &CaCertificateId) -> Result<CaDescription, RegistryError>;

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jitp_core::audit::Outcome;
-use jitp_core::memory::MemoryRegistry;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_core::provision::{Provisioner, Settings};
 use jitp_core::reconcile::{Reconciler, Shard};
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW, event_for_ids};

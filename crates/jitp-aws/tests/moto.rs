@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::registry::{CaStatus, IotRegistry, RegistryError, ThingSpec};
-use jitp_core::thing::ThingName;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::registry::{CaStatus, IotRegistry, RegistryError, ThingSpec};
+use jitp_registry::thing::ThingName;
 use jitp_testkit::moto::{Moto, Registered};
 use jitp_testkit::{Alg, Ca, Device, to_pem};
 use sha2::Digest as _;

@@ -17,10 +17,10 @@ use aws_smithy_http_client::test_util::{NeverClient, ReplayEvent, StaticReplayCl
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use jitp_aws::AwsRegistry;
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::registry::{CaStatus, IotRegistry, RegistryError, ThingFilter, ThingSpec};
-use jitp_core::thing::ThingName;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::registry::{CaStatus, IotRegistry, RegistryError, ThingFilter, ThingSpec};
+use jitp_registry::thing::ThingName;
 
 const CERT_ID: &str = "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a09080706050403020100a";
 const CA_ID: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf000102030405060708090a0b0c0d0e0f";
@@ -839,7 +839,7 @@ async fn the_client_makes_one_request_per_call() {
 async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_counts_each() {
     use jitp_core::audit::Outcome;
     use jitp_core::provision::{Provisioner, Settings};
-    use jitp_core::registry::Operation;
+    use jitp_registry::registry::Operation;
 
     // The provisioner does not know the event's CA yet, so it asks for it (DescribeCACertificate) at the same
     // time as for the certificate; which of the two gets which answer depends on timing, so the answers fit
@@ -863,7 +863,7 @@ async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_count
     // each counted once by the record.
     assert_eq!(requests(&http).len(), 4);
     assert_eq!(record.outcome, Outcome::Rejected, "{}", record.message);
-    assert_eq!(record.reason, Some(jitp_core::reason::ReasonCode::CertNotFound), "the certificate's answer wins");
+    assert_eq!(record.reason, Some(jitp_pki::reason::ReasonCode::CertNotFound), "the certificate's answer wins");
     let certificate = record.api_calls.get(&Operation::DescribeCertificate).copied().unwrap_or(0);
     let ca = record.api_calls.get(&Operation::DescribeCACertificate).copied().unwrap_or(0);
     assert!(certificate >= 1 && ca >= 1 && certificate + ca == 4, "{:?}", record.api_calls);

@@ -10,8 +10,8 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use jitp_aws::Error;
 use jitp_aws::s3::{Fetched, S3Crls};
-use jitp_core::cert::MAX_CRL_BYTES;
-use jitp_core::ids::S3Object;
+use jitp_pki::cert::MAX_CRL_BYTES;
+use jitp_pki::ids::S3Object;
 
 const URI: &str = "s3://acme-pki/crl/acme-issuing.crl";
 

@@ -9,13 +9,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jitp_bench::{ALGS, Pair, config};
-use jitp_core::cert::{self, Certificate, DeviceCheck};
+use jitp_pki::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{self, Input};
-use jitp_core::ids::CertificateId;
-use jitp_core::policy::{AwsContext, DeviceContext, Scope, lint};
-use jitp_core::profile::Overrides;
+use jitp_pki::ids::CertificateId;
+use jitp_policy::policy::{AwsContext, DeviceContext, Scope, lint};
+use jitp_profile::profile::Overrides;
 use jitp_core::rules::Rules;
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 use jitp_testkit::NOW;
 use rustls_pki_types::CertificateDer;
 
@@ -155,7 +155,7 @@ fn benches(c: &mut Criterion) {
             for attribute in profile.attributes.keys() {
                 black_box(engine.render_attribute(&ctx, attribute.as_str())?);
             }
-            Ok::<_, jitp_core::Rejection>(name)
+            Ok::<_, jitp_pki::Rejection>(name)
         })
     });
     let thing_name = ThingName::try_from(cn).unwrap();

@@ -17,9 +17,9 @@
 
 use std::sync::Arc;
 
-use jitp_core::cert::Certificate;
-use jitp_core::ids::CaCertificateId;
-use jitp_core::profile::Overrides;
+use jitp_pki::cert::Certificate;
+use jitp_pki::ids::CaCertificateId;
+use jitp_profile::profile::Overrides;
 use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, Pem};
 

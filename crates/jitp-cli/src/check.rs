@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_core::cert::MAX_PEM_BYTES;
+use jitp_pki::cert::MAX_PEM_BYTES;
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::ids::CaCertificateId;
-use jitp_core::reason::Fault;
+use jitp_pki::ids::CaCertificateId;
+use jitp_pki::reason::Fault;
 
-use jitp_core::unix_time::now;
+use jitp_pki::unix_time::now;
 use jitp_wiring::crl::CrlObjectArgs;
 use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 

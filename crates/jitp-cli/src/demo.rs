@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::pacing::{Pacer, Pacing, Quotas};
-use jitp_core::profile::PolicyMode;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::pacing::{Pacer, Pacing, Quotas};
+use jitp_profile::profile::PolicyMode;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_testkit::progress::Progress;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, rsa_public_key};
 use tokio::sync::Semaphore;

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
+            eprintln!("jitp: {}", jitp_pki::report::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }

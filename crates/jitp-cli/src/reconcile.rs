@@ -10,7 +10,7 @@ use clap::Args;
 use jitp_core::audit::ReconcileRecord;
 use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Change, Group, Plan, Reconciler};
-use jitp_core::unix_time::now;
+use jitp_pki::unix_time::now;
 use jitp_wiring::{RegistryArg, Settings};
 
 use crate::common::{Format, parse_time};
@@ -77,7 +77,7 @@ pub(crate) async fn run(args: &ReconcileArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
+            eprintln!("jitp: {}", jitp_pki::report::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }
@@ -96,7 +96,7 @@ async fn apply(args: &ReconcileArgs) -> ExitCode {
             if applied.converged { ExitCode::SUCCESS } else { ExitCode::from(2) }
         }
         Err(e) => {
-            eprintln!("jitp: {}", jitp_core::error::chain(e.as_ref()));
+            eprintln!("jitp: {}", jitp_pki::report::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }

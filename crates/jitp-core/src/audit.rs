@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::reason::{Fault, ReasonCode};
-use crate::registry::Operation;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_registry::registry::Operation;
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,8 +28,8 @@ pub enum Outcome {
     AlreadyProvisioned,
     /// A final no for a certificate at fault (or a forged or stale event), with a reason code; never retried.
     Rejected,
-    /// An operator's mistake (template, CA, configuration; see [`crate::reason::Fault::Operator`]) or the
-    /// profile's own rules ([`crate::reason::Fault::Profile`]: a configuration change could accept it) stop the
+    /// An operator's mistake (template, CA, configuration; see [`jitp_pki::reason::Fault::Operator`]) or the
+    /// profile's own rules ([`jitp_pki::reason::Fault::Profile`]: a configuration change could accept it) stop the
     /// device: the certificate is left PENDING_ACTIVATION and the event is handed back, so that it
     /// provisions the device once the mistake is fixed (redrive the dead-letter queue after the fix).
     Held,
@@ -171,7 +171,7 @@ pub struct AuditRecord {
     pub api_call_count: u32,
     /// Throttled or failed attempts that were retried.
     pub retries: u32,
-    /// Time the event's calls waited for their slots under the API quotas ([`crate::pacing`]), milliseconds
+    /// Time the event's calls waited for their slots under the API quotas ([`jitp_registry::pacing`]), milliseconds
     /// (calls that ran at once each count their own wait).
     pub quota_wait_ms: u64,
     /// Wall time, milliseconds.
@@ -279,7 +279,7 @@ impl AuditRecord {
             Ending::Failed { operation, message } => (Outcome::Error, None, message, None, operation),
         };
         Self {
-            timestamp: crate::unix_time::rfc3339(now_unix),
+            timestamp: jitp_pki::unix_time::rfc3339(now_unix),
             event_type: EventType::Provision,
             outcome,
             status: outcome.status(),
@@ -400,7 +400,7 @@ impl ReconcileRecord {
     /// A record of `action` at `now_unix`; the caller fills in the rest.
     pub fn new(now_unix: i64, action: ReconcileAction, message: String) -> Self {
         Self {
-            timestamp: crate::unix_time::rfc3339(now_unix),
+            timestamp: jitp_pki::unix_time::rfc3339(now_unix),
             event_type: EventType::Reconcile,
             action,
             thing_name: None,

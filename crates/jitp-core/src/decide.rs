@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use crate::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, TrustedCa};
-use crate::ids::{CaCertificateId, CertificateId, shown};
-use crate::policy::{AwsContext, DeviceContext, RenderedPolicy};
-use crate::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
-use crate::reason::{Fault, ReasonCode, Rejection, reject};
+use jitp_pki::cert::{self, Certificate, CrlCheck, DeviceCheck, KeyKind, Subject, TrustedCa};
+use jitp_pki::ids::{CaCertificateId, CertificateId, shown};
+use jitp_policy::policy::{AwsContext, DeviceContext, RenderedPolicy};
+use jitp_profile::profile::{Config, CrlPolicy, OnDuplicate, PolicyMode, Profile, ProfileCrl};
+use jitp_pki::reason::{Fault, ReasonCode, Rejection, reject};
 use crate::rules::Rules;
-use crate::thing::{AttributeName, AttributeValue, ThingName};
-use crate::unix_time::rfc3339;
+use jitp_registry::thing::{AttributeName, AttributeValue, ThingName};
+use jitp_pki::unix_time::rfc3339;
 
 /// What to decide about.
 #[derive(Debug, Clone, Copy)]
@@ -624,7 +624,7 @@ fn culprits(subject: &Subject, rendered: &str, allowed: fn(char) -> bool) -> Str
     for (field, values) in subject.fields() {
         let [value] = values else { continue };
         if let Some(c) = value.chars().find(|c| !allowed(*c) && rendered.contains(*c)) {
-            out.push_str(&format!("; subject.{field} {} contains {}", shown(value), crate::policy::describe_char(c)));
+            out.push_str(&format!("; subject.{field} {} contains {}", shown(value), jitp_policy::policy::describe_char(c)));
         }
     }
     out
@@ -691,7 +691,7 @@ pub struct CheckReport {
     /// The rendered policy document, as JSON.
     pub policy: Option<serde_json::Value>,
     /// Lint warnings on the policy.
-    pub warnings: Vec<crate::policy::Finding>,
+    pub warnings: Vec<jitp_policy::policy::Finding>,
     /// The certificate id (SHA-256 of the DER), when the certificate parsed.
     pub certificate_id: Option<String>,
     /// The CA id the decision used.

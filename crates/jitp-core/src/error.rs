@@ -1,13 +1,12 @@
 //! The library's one error type: what went wrong that is not a verdict on a certificate.
 //!
-//! A certificate that fails a rule is not an error but a [`crate::reason::Rejection`]; these are faults of
+//! A certificate that fails a rule is not an error but a [`jitp_pki::reason::Rejection`]; these are faults of
 //! configuration, of the registry, or of the machine.
 
-use std::path::PathBuf;
-
-use crate::ids::PolicyName;
-use crate::registry::{Operation, RegistryError};
-use crate::thing::ThingName;
+use jitp_pki::ids::PolicyName;
+use jitp_profile::ConfigError;
+use jitp_registry::registry::{Operation, RegistryError};
+use jitp_registry::thing::ThingName;
 
 /// Errors from loading configuration and templates, and from the provisioning workflow.
 #[derive(Debug, thiserror::Error)]
@@ -21,27 +20,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// The configuration or a file it names is wrong; `line` is 1-based where known.
-    #[error("{}{}: {key}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Config {
-        /// The file at fault.
-        file: PathBuf,
-        /// Its line, when known.
-        line: Option<usize>,
-        /// The key (e.g. `profiles[1].common_name`).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The configuration, a template or a file they name is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A registry call kept failing in a way a retry may fix (throttled, unavailable, timed out) until the
     /// retry deadline: the platform should deliver the event again.
     #[error("{operation} still failing after {attempts} attempts, at the retry deadline: {source}")]
@@ -109,16 +90,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A configuration error.
-    pub fn config(
-        file: impl Into<PathBuf>,
-        line: Option<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Config { file: file.into(), line, key: key.into(), message: message.into() }
-    }
-
     /// Should the platform retry the event that hit this error?
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::QuotaWait { .. } | Self::Contended { .. })
@@ -133,45 +104,7 @@ impl Error {
             Self::MissingThingType { .. } => Some(Operation::CreateThing),
             Self::Contended { .. } => Some(Operation::UpdateThing),
             Self::NoVersionToPrune { .. } => Some(Operation::CreatePolicyVersion),
-            Self::Shard { .. } | Self::Config { .. } | Self::Io { .. } => None,
+            Self::Shard { .. } | Self::Config(_) => None,
         }
-    }
-}
-
-/// `e` and its sources, outermost first, joined with ": ": the one line a log or an invocation error shows. A
-/// source whose text the line already holds (an error that prints its source in its own message, as most
-/// here do) is not repeated, so each fact is said once.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chain_says_each_fact_once() {
-        let config = Error::config(std::path::Path::new("/etc/jitp.toml"), Some(3), "profiles[0].name", "bad");
-        assert_eq!(chain(&config), "/etc/jitp.toml:3: profiles[0].name: bad");
-        let io = Error::Io {
-            path: "/x/p.tera".into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "No such file"),
-        };
-        assert_eq!(chain(&io), "cannot read /x/p.tera: No such file");
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let outer = Outer(std::io::Error::other("inner"));
-        assert_eq!(chain(&outer), "outer: inner", "a source the message does not hold is added");
     }
 }

@@ -1,32 +1,17 @@
-//! jitp-core: the domain of just-in-time provisioning for AWS IoT Core.
+//! jitp-core: the decision, and what acts on it.
 //!
-//! No AWS SDK and no HTTP here: parse and verify certificates ([`cert`]), select a CA profile ([`profile`]),
-//! derive the thing ([`thing`]), render and lint its policy ([`policy`]), and decide ([`decide`]). The
-//! provisioning workflow talks to AWS IoT only through the [`registry::IotRegistry`] port.
-//!
-//! The configuration ([`profile::Config`]) is plain validated data; the templates compiled from it
-//! ([`policy::Engine`]) sit above it, and [`rules::Rules`] holds the two, loaded together: it is what
-//! [`decide`], [`review`] (`jitp lint`) and [`provision`] take.
+//! Below it: certificates ([`jitp_pki`]), the registry port ([`jitp_registry`]), the configuration and the
+//! certificate half of the decision ([`jitp_profile`]), the policy templates ([`jitp_policy`]). Here:
+//! [`rules::Rules`] (the configuration and the templates compiled from it, loaded together), the decision
+//! ([`decide`]), the provisioning workflow over the registry port ([`provision`]), `jitp lint`'s review
+//! ([`review`]), the reconciliation of provisioned fleets ([`reconcile`]) and the audit record ([`audit`]).
 
 pub mod audit;
-pub mod cert;
 pub mod decide;
 pub mod error;
-pub mod event;
-pub mod ids;
-pub mod memory;
-mod naming;
-pub mod pacing;
-pub mod policy;
-pub mod profile;
 pub mod provision;
-pub mod reason;
 pub mod reconcile;
-pub mod registry;
 pub mod review;
 pub mod rules;
-pub mod thing;
-pub mod unix_time;
 
 pub use error::Error;
-pub use reason::{ReasonCode, Rejection};

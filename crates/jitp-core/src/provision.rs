@@ -80,19 +80,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditRecord, CaSource, Calls, CertificateAction, Ending, Facts, Outcome};
-use crate::cert::Certificate;
+use jitp_pki::cert::Certificate;
 use crate::decide::{self, Input, Refusal, Verdict};
 use crate::error::Error;
-use crate::event::{CertificateStatus, RegistrationEvent};
-use crate::ids::{CaCertificateId, CertificateId, PolicyName};
-use crate::pacing::{NoSlot, Pacer, Pacing};
-use crate::policy::AwsContext;
-use crate::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
-use crate::reason::{Fault, ReasonCode, Rejection, reject};
-use crate::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
+use jitp_registry::event::{CertificateStatus, RegistrationEvent};
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::pacing::{NoSlot, Pacer, Pacing};
+use jitp_policy::policy::AwsContext;
+use jitp_profile::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
+use jitp_profile::ConfigError;
+use jitp_pki::reason::{Fault, ReasonCode, Rejection, reject};
+use jitp_registry::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
 use crate::rules::Rules;
 
-pub use crate::thing::CERTIFICATE_ATTRIBUTE;
+pub use jitp_registry::thing::CERTIFICATE_ATTRIBUTE;
 
 /// How often a claim re-reads a thing that keeps changing under it (deleted, or written by another event
 /// between the read and the compare-and-set) before the event is handed back for redelivery.
@@ -115,7 +116,7 @@ pub struct Settings {
     pub retry_max: Duration,
     /// How long a CA description stays cached (a deactivated CA is noticed within this time).
     pub ca_cache_ttl: Duration,
-    /// Pace every registry call under the account's API quotas ([`crate::pacing`]), or `None`: unpaced (the
+    /// Pace every registry call under the account's API quotas ([`jitp_registry::pacing`]), or `None`: unpaced (the
     /// default, for tests and the embedded registry; the binaries pace at AWS's quotas unless told not to).
     pub pacing: Option<Pacing>,
 }
@@ -337,7 +338,7 @@ impl<'a> Tally<'a> {
     }
 
     /// Detach a certificate from a thing; already detached (or the thing gone) is done.
-    async fn detach(&self, thing: &crate::thing::ThingName, principal: &str) -> Result<(), Error> {
+    async fn detach(&self, thing: &jitp_registry::thing::ThingName, principal: &str) -> Result<(), Error> {
         match self.call(Operation::DetachThingPrincipal, |r| r.detach_thing_principal(thing, principal)).await? {
             Ok(()) | Err(RegistryError::NotFound(_)) => Ok(()),
             Err(e) => Err(registry_error(Operation::DetachThingPrincipal, e)),
@@ -431,7 +432,7 @@ impl Provisioner {
         for (id, old) in cached {
             let ca = old.ca.for_config(rules.config());
             if let Some((key, why)) = ca.crls_no_longer_verifying(&old.ca, rules.config()).into_iter().next() {
-                return Err(Error::config(&rules.config().path, None, key, why));
+                return Err(ConfigError::config(&rules.config().path, None, key, why).into());
             }
             cas.insert(id, Arc::new(CachedCa { active: old.active, ca, fetched: old.fetched }));
         }
@@ -463,7 +464,7 @@ impl Provisioner {
 
     /// Parse raw event bytes and handle them; a malformed event is a REJECTED record with MALFORMED_EVENT.
     pub async fn handle_bytes(&self, bytes: &[u8], now: i64) -> AuditRecord {
-        match crate::event::parse(bytes) {
+        match jitp_registry::event::parse(bytes) {
             Ok(event) => self.handle(&event, now).await,
             Err(rejection) => {
                 let ending = Ending::Refused { reason: rejection.reason, message: rejection.message, action: None };
@@ -694,7 +695,7 @@ impl Provisioner {
             // an owner that is retired, deleted, still PENDING or not jitp's leaves it as it is (HELD), so an
             // operator's deletion or rollback never leaves a device without an ACTIVE certificate.
             Err(Stop::Reject(refused))
-                if refused.refusal.rejection.reason == crate::ReasonCode::DuplicateThing && refused.live_owner =>
+                if refused.refusal.rejection.reason == jitp_pki::ReasonCode::DuplicateThing && refused.live_owner =>
             {
                 tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
                 // Detaching is safe only where no copy of this certificate's event can be activating it now:
@@ -940,7 +941,7 @@ impl Provisioner {
             return Err(duplicate(reject!(
                 DuplicateThing,
                 "thing {name} belongs to newer certificate {other} (notBefore {}); rotation only moves a thing to a newer certificate",
-                crate::unix_time::rfc3339(not_before)
+                jitp_pki::unix_time::rfc3339(not_before)
             )));
         }
         Ok(())
@@ -1162,7 +1163,7 @@ impl Provisioner {
     /// ACTIVE certificates on one thing; deactivate it first, or use rotation.
     pub async fn hand_over(
         &self,
-        thing: &crate::thing::ThingName,
+        thing: &jitp_registry::thing::ThingName,
         to: &CertificateId,
         now: i64,
     ) -> Result<Result<HandedOver, Rejection>, Error> {

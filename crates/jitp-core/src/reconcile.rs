@@ -29,7 +29,7 @@
 //! Per device: DescribeCertificate (the PEM, status and CA) and ListThingPrincipals (is that certificate
 //! attached to the thing?) at once, then GetPolicy of the verdict's policy (per-thing mode; a shared policy is
 //! read once per run): **3 calls** (2 in shared mode), plus 1/250 of a ListThings page. DescribeCACertificate is
-//! made once per CA per run. Under AWS's default quotas ([`crate::pacing::Quotas::aws_defaults`]) the slowest
+//! made once per CA per run. Under AWS's default quotas ([`jitp_registry::pacing::Quotas::aws_defaults`]) the slowest
 //! lane for those calls is ListThingPrincipals at 10 a second: 10 devices a second, 100,000 devices in about
 //! 2 h 47 min (GetPolicy alone would allow 15 a second, DescribeCertificate 100). The thing itself comes with
 //! its ListThings page: no DescribeThing.
@@ -56,18 +56,18 @@ use serde_json::Value;
 
 use crate::decide::{self, Input, RegisteredCa, Verdict};
 use crate::error::Error;
-use crate::event::CertificateStatus;
-use crate::ids::{CaCertificateId, CertificateId, PolicyName};
-use crate::pacing::Pacer;
-use crate::profile::{PolicyMode, Profile};
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::pacing::Pacer;
+use jitp_profile::profile::{PolicyMode, Profile};
 use crate::provision::{Settings, Tally, registry_error, same_document};
-use crate::reason::{ReasonCode, Rejection, reject};
-use crate::registry::{
+use jitp_pki::reason::{ReasonCode, Rejection, reject};
+use jitp_registry::registry::{
     CaStatus, IotRegistry, MAX_THINGS_PER_PAGE, Operation, RegistryError, ThingDescription, ThingFilter,
 };
 use crate::rules::Rules;
-use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
-use crate::unix_time::rfc3339;
+use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
+use jitp_pki::unix_time::rfc3339;
 
 /// `jitp reconcile --apply | --rollback`: the plan made true, and its policy part undone.
 pub mod apply;
@@ -190,12 +190,12 @@ impl From<Shard> for String {
 /// attachment type (EXCLUSIVE_THING) is not read: it takes ListThingPrincipalsV2, a call and an action more
 /// per device, and adds nothing a hand attachment could not also set. Cost: one ListAttachedPolicies per ACTIVE
 /// device, made beside GetPolicy (the same round trip).
-pub fn jitp_policy_names(config: &crate::profile::Config, thing: &ThingName) -> BTreeSet<String> {
+pub fn jitp_policy_names(config: &jitp_profile::profile::Config, thing: &ThingName) -> BTreeSet<String> {
     config
         .profiles
         .iter()
         .map(|p| match p.policy_mode {
-            PolicyMode::Shared => crate::naming::shared_name(p),
+            PolicyMode::Shared => jitp_policy::naming::shared_name(p),
             _ => format!("{}{}", p.policy_prefix, thing.as_str()),
         })
         .collect()

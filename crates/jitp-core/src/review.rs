@@ -1,5 +1,5 @@
 //! `jitp lint` and `GET /v1/lint`: render every profile's template for a synthetic device and lint it, then
-//! render the names and the policy for every synthetic subject of [`crate::policy::branches`] through the same
+//! render the names and the policy for every synthetic subject of [`jitp_policy::policy::branches`] through the same
 //! code path as a real device, so that a branch that is too wide, or fails to render, for some subject the
 //! profile accepts is found before any device takes it.
 //!
@@ -8,15 +8,15 @@
 
 use serde::Serialize;
 
-use crate::cert::Subject;
+use jitp_pki::cert::Subject;
 use crate::decide::{render_names, subject_accepted};
-use crate::policy::branches::{self, MAX_SUBJECTS};
-use crate::policy::{self, AwsContext, DeviceContext, Finding, Severity};
-use crate::profile::{CrlPolicy, Profile};
-use crate::reason::{ReasonCode, Rejection};
+use jitp_policy::policy::branches::{self, MAX_SUBJECTS};
+use jitp_policy::policy::{self, AwsContext, DeviceContext, Finding, Severity};
+use jitp_profile::profile::{CrlPolicy, Profile};
+use jitp_pki::reason::{ReasonCode, Rejection};
 use crate::rules::Rules;
-use crate::thing::ThingName;
-use crate::unix_time::rfc3339;
+use jitp_registry::thing::ThingName;
+use jitp_pki::unix_time::rfc3339;
 
 const ZERO_ID: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -32,7 +32,7 @@ pub struct TemplateReport {
     /// Lint findings, with the template line of their statement when it can be found.
     pub findings: Vec<LocatedFinding>,
     /// A rendering failure (reason code and message), if the template did not render.
-    pub error: Option<crate::reason::Rejection>,
+    pub error: Option<jitp_pki::reason::Rejection>,
     /// How many synthetic subjects were rendered.
     pub subjects: usize,
     /// Subjects the profile accepts for which a template renders too wide, too large, or not at all.
@@ -216,7 +216,7 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
                         })
                         .collect();
                     if let Err(e) = policy::finish_parsed(&text, &document, name, scope, &profile.policy)
-                        && e.reason != crate::reason::ReasonCode::PolicyTooPermissive
+                        && e.reason != jitp_pki::reason::ReasonCode::PolicyTooPermissive
                     {
                         report.error = Some(e);
                     }

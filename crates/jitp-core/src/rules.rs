@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::Error;
-use crate::policy::Engine;
-use crate::profile::{Config, CrlObjects, Overrides, Profile};
+use jitp_profile::ConfigError;
+use jitp_policy::policy::Engine;
+use jitp_profile::profile::{Config, CrlObjects, Overrides, Profile};
 
 /// A configuration and its compiled templates, consistent with each other. Built only by [`Rules::compile`]
 /// and the loaders, so every `Rules` has passed the policy-name checks.
@@ -23,30 +23,30 @@ pub struct Rules {
 
 impl Rules {
     /// Load `path` and everything it names, with no overrides.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::compile(Config::load(path)?)
     }
 
     /// Load `path` and everything it names, applying deployment overrides to `[defaults]`.
-    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, Error> {
+    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::compile(Config::load_with(path, overrides)?)
     }
 
     /// Parse configuration text as if read from `path` (relative paths resolve beside it).
-    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, Error> {
+    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::compile(Config::from_str_at(source, path, overrides)?)
     }
 
     /// Check `config`'s policy names and compile its templates (read beside `config.path`).
-    pub fn compile(config: Config) -> Result<Self, Error> {
-        crate::naming::check_config(&config)?;
+    pub fn compile(config: Config) -> Result<Self, ConfigError> {
+        jitp_policy::naming::check_config(&config)?;
         let templates = Engine::compile(&config)?;
         Ok(Self { config, templates: Arc::new(templates) })
     }
 
     /// These rules with their S3 CRLs parsed again from a refresh's `objects` ([`Config::with_crl_objects`]):
     /// the same templates (the policy-name checks do not depend on CRLs), new CRLs. On an error `self` stands.
-    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, Error> {
+    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, ConfigError> {
         Ok(Self { config: self.config.with_crl_objects(objects)?, templates: self.templates.clone() })
     }
 

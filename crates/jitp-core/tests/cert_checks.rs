@@ -7,11 +7,11 @@
 
 use std::sync::OnceLock;
 
-use jitp_core::cert::{self, Certificate, DeviceCheck};
+use jitp_pki::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::policy::AwsContext;
-use jitp_core::profile::Overrides;
-use jitp_core::reason::{ReasonCode, Rejection};
+use jitp_policy::policy::AwsContext;
+use jitp_profile::profile::Overrides;
+use jitp_pki::reason::{ReasonCode, Rejection};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::{

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use jitp_core::profile::Overrides;
+use jitp_profile::profile::Overrides;
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use proptest::prelude::*;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use jitp_core::audit::Outcome;
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::event::CertificateStatus;
-use jitp_core::policy::AwsContext;
+use jitp_registry::event::CertificateStatus;
+use jitp_policy::policy::AwsContext;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::reason::{Fault, ReasonCode};
-use jitp_core::registry::IotRegistry;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;
@@ -234,7 +234,7 @@ fn malformed_crl_files_are_configuration_errors() {
     trailing.extend_from_slice(&[0, 0]);
     let cert_pem = ca().cert.pem.clone();
     let relabelled = good.pem.replace("X509 CRL", "CRL");
-    let huge = vec![0x30u8; jitp_core::cert::MAX_CRL_BYTES + 1];
+    let huge = vec![0x30u8; jitp_pki::cert::MAX_CRL_BYTES + 1];
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", Vec::new(), "empty"),
         ("whitespace", b"  \n\n".to_vec(), "empty"),
@@ -284,19 +284,19 @@ fn the_loaded_crl_reports_what_it_holds() {
     assert_eq!(listed.crl.revoked_count(), 2);
     assert_eq!(listed.crl.next_update(), NOW + 7 * DAY);
     assert!(listed.crl.issuer().contains("Acme Device CA"), "{}", listed.crl.issuer());
-    assert_eq!(profile.crl_policy, jitp_core::profile::CrlPolicy::Enforce);
+    assert_eq!(profile.crl_policy, jitp_profile::profile::CrlPolicy::Enforce);
 }
 
 // ---- the workflow ----------------------------------------------------------------------------------------------
 
 struct World {
-    registry: Arc<jitp_core::memory::MemoryRegistry>,
-    ca_id: jitp_core::ids::CaCertificateId,
+    registry: Arc<jitp_registry::memory::MemoryRegistry>,
+    ca_id: jitp_pki::ids::CaCertificateId,
 }
 
 impl World {
     fn new() -> Self {
-        let registry = Arc::new(jitp_core::memory::MemoryRegistry::new());
+        let registry = Arc::new(jitp_registry::memory::MemoryRegistry::new());
         let ca_id = registry.register_ca(&ca().cert.pem, true).unwrap();
         Self { registry, ca_id }
     }
@@ -310,7 +310,7 @@ impl World {
         Provisioner::new(rules, self.registry.clone() as Arc<dyn IotRegistry>, settings)
     }
 
-    fn register(&self, device: &Device) -> (jitp_core::ids::CertificateId, String) {
+    fn register(&self, device: &Device) -> (jitp_pki::ids::CertificateId, String) {
         let id = self.registry.register_certificate(&ca().issue(device).pem, &self.ca_id).unwrap();
         let event = jitp_testkit::event_for_ids(id.as_str(), self.ca_id.as_str());
         (id, event)
@@ -388,8 +388,8 @@ async fn with_crl_policy_warn_a_stale_crl_is_ignored() {
 
 // ---- against the CA, directly ------------------------------------------------------------------------------
 
-fn trusted(ca: &Ca) -> jitp_core::cert::TrustedCa {
-    jitp_core::cert::TrustedCa::check(jitp_core::cert::Certificate::from_pem(ca.cert.pem.as_bytes()).unwrap()).unwrap()
+fn trusted(ca: &Ca) -> jitp_pki::cert::TrustedCa {
+    jitp_pki::cert::TrustedCa::check(jitp_pki::cert::Certificate::from_pem(ca.cert.pem.as_bytes()).unwrap()).unwrap()
 }
 
 /// A CA whose keyUsage lacks cRLSign cannot issue CRLs (RFC 5280 4.2.1.3), even one its key signed.
@@ -402,7 +402,7 @@ fn a_ca_without_crl_sign_issues_no_valid_crl() {
         &CaSpec { key_usages: vec![KeyUsage::KeyCertSign], ..CaSpec::new("Acme RSA CA", Alg::Rsa2048) },
         None,
     );
-    let crl = jitp_core::cert::Crl::from_bytes(&signer.crl_with(&CrlSpec::new(&[])).der).unwrap();
+    let crl = jitp_pki::cert::Crl::from_bytes(&signer.crl_with(&CrlSpec::new(&[])).der).unwrap();
     assert!(crl.verify(&trusted(&signer)).is_ok());
     let err = crl.verify(&trusted(&no_crl_sign)).unwrap_err();
     assert!(err.contains("cRLSign"), "{err}");
@@ -468,18 +468,18 @@ fn hostile_bytes_never_panic() {
         ..CrlSpec::new(&[&serial(CN), &serial(OTHER_CN)])
     });
     let ca = trusted(ca());
-    let device = jitp_core::cert::Certificate::from_pem(ca_issue(CN).as_bytes()).unwrap();
+    let device = jitp_pki::cert::Certificate::from_pem(ca_issue(CN).as_bytes()).unwrap();
     for i in 0..with_dp.der.len() {
         for byte in [0x00, 0xff, with_dp.der[i] ^ 0x01, 0x80] {
             let mut der = with_dp.der.clone();
             der[i] = byte;
-            if let Ok(crl) = jitp_core::cert::Crl::from_bytes(&der)
+            if let Ok(crl) = jitp_pki::cert::Crl::from_bytes(&der)
                 && let Ok(proof) = crl.verify(&ca)
             {
                 let _ = crl.revocation(&device, proof);
             }
         }
-        let _ = jitp_core::cert::Crl::from_bytes(&with_dp.der[..i]);
+        let _ = jitp_pki::cert::Crl::from_bytes(&with_dp.der[..i]);
     }
 }
 
@@ -518,12 +518,12 @@ fn s3_config(setup: &Setup, entries: &[&str]) -> std::path::PathBuf {
     setup.dir.write_config(&text)
 }
 
-fn objects(pairs: &[(&str, &[u8])]) -> jitp_core::profile::CrlObjects {
+fn objects(pairs: &[(&str, &[u8])]) -> jitp_profile::profile::CrlObjects {
     pairs.iter().map(|(uri, bytes)| (uri.parse().unwrap(), Arc::from(*bytes))).collect()
 }
 
-fn load_s3(path: &std::path::Path, objects: jitp_core::profile::CrlObjects) -> Result<Rules, String> {
-    let overrides = jitp_core::profile::Overrides { crl_objects: objects, ..Default::default() };
+fn load_s3(path: &std::path::Path, objects: jitp_profile::profile::CrlObjects) -> Result<Rules, String> {
+    let overrides = jitp_profile::profile::Overrides { crl_objects: objects, ..Default::default() };
     Rules::load_with(path, &overrides).map_err(|e| e.to_string())
 }
 
@@ -532,7 +532,7 @@ fn an_s3_crl_from_the_callers_bytes_revokes_through_the_same_pipeline() {
     let setup = Setup::new();
     setup.file("local.crl", &revoking(&[&serial(OTHER_CN)]).der);
     let path = s3_config(&setup, &[S3_URI, "crl/local.crl", S3_URI]);
-    let listed = jitp_core::profile::Config::crl_objects(&path).unwrap();
+    let listed = jitp_profile::profile::Config::crl_objects(&path).unwrap();
     assert_eq!(listed.iter().map(ToString::to_string).collect::<Vec<_>>(), [S3_URI], "each object once");
     assert_eq!((listed[0].bucket(), listed[0].key()), ("acme-pki", "crl/acme-issuing.crl"));
 
@@ -549,7 +549,7 @@ fn an_s3_crl_from_the_callers_bytes_revokes_through_the_same_pipeline() {
         missing.contains("profiles[0].crl") && missing.contains(S3_URI) && missing.contains("not fetched"),
         "{missing}"
     );
-    let huge = vec![0x30; jitp_core::cert::MAX_CRL_BYTES + 1];
+    let huge = vec![0x30; jitp_pki::cert::MAX_CRL_BYTES + 1];
     let too_big = load_s3(&path, objects(&[(S3_URI, &huge)])).unwrap_err();
     assert!(too_big.contains(S3_URI) && too_big.contains("limit"), "{too_big}");
     let garbage = load_s3(&path, objects(&[(S3_URI, b"not a crl")])).unwrap_err();
@@ -636,7 +636,7 @@ fn malformed_s3_uris_are_configuration_errors_naming_the_key_the_value_and_the_r
         let path = s3_config(&setup, &[uri]);
         for error in [
             load_s3(&path, objects(&[])).unwrap_err(),
-            jitp_core::profile::Config::crl_objects(&path).unwrap_err().to_string(),
+            jitp_profile::profile::Config::crl_objects(&path).unwrap_err().to_string(),
         ] {
             let value = format!("{uri:?}");
             assert!(error.contains("profiles[0].crl") && error.contains(&value), "{uri}: {error}");
@@ -645,10 +645,10 @@ fn malformed_s3_uris_are_configuration_errors_naming_the_key_the_value_and_the_r
         }
     }
     let long_key = format!("s3://acme-pki/{}", "k".repeat(1025));
-    assert!(jitp_core::ids::S3Object::parse(&long_key).unwrap_err().contains("1024"));
-    assert!(jitp_core::ids::S3Object::parse(&format!("s3://{}/k", "a".repeat(64))).is_err());
+    assert!(jitp_pki::ids::S3Object::parse(&long_key).unwrap_err().contains("1024"));
+    assert!(jitp_pki::ids::S3Object::parse(&format!("s3://{}/k", "a".repeat(64))).is_err());
     for good in ["s3://acme-pki/k", "s3://a.b-c/crl/2026/acme(1).crl", "s3://123/x=y+z@a:b!_'"] {
-        let object = jitp_core::ids::S3Object::parse(good).unwrap();
+        let object = jitp_pki::ids::S3Object::parse(good).unwrap();
         assert_eq!(object.to_string(), good);
     }
 }
@@ -656,8 +656,8 @@ fn malformed_s3_uris_are_configuration_errors_naming_the_key_the_value_and_the_r
 #[test]
 fn s3_uri_parsing_never_panics() {
     proptest::proptest!(|(s in "\\PC{0,80}", t in "s3://[a-z.-]{0,8}/[ -~]{0,12}")| {
-        let _ = jitp_core::ids::S3Object::parse(&s);
-        if let Ok(object) = jitp_core::ids::S3Object::parse(&t) {
+        let _ = jitp_pki::ids::S3Object::parse(&s);
+        if let Ok(object) = jitp_pki::ids::S3Object::parse(&t) {
             proptest::prop_assert_eq!(object.to_string(), t);
         }
     });
@@ -816,7 +816,7 @@ fn a_device_of_a_partition_the_operator_did_not_list_is_held_then_revoked_once_i
 #[test]
 fn crls_partitioned_by_reason_cover_a_device_together() {
     let key = Idp { only_some_reasons: Some(KEY_COMPROMISE), ..Idp::default() };
-    let rest = Idp { only_some_reasons: Some(jitp_core::cert::ALL_REASONS & !KEY_COMPROMISE), ..Idp::default() };
+    let rest = Idp { only_some_reasons: Some(jitp_pki::cert::ALL_REASONS & !KEY_COMPROMISE), ..Idp::default() };
     let setup = Setup::new();
     setup.file("key.crl", &scoped(Some(&key), &[], &[]).der);
     setup.file("rest.crl", &scoped(Some(&rest), &[], &[&serial(CN)]).der);
@@ -1070,7 +1070,7 @@ fn coverage_agrees_with_a_reference_model_of_rfc_5280_6_3_3() {
                 .collect()
         });
         // The model: the device's named points plus the issuer's (all reasons); the CRL's names and reasons.
-        let all = jitp_core::cert::ALL_REASONS;
+        let all = jitp_pki::cert::ALL_REASONS;
         let mut points: Vec<(Option<usize>, u16)> = vec![(None, all)];
         for (n, r) in device_points.iter().flatten() {
             if *n < 2 {
@@ -1181,14 +1181,14 @@ fn hostile_scope_bytes_never_panic() {
         Cdp::uri(DP_B),
     ];
     let device_pem = ca().issue(&with_cdp(CN, Some(&points))).pem;
-    let device = jitp_core::cert::Certificate::from_pem(device_pem.as_bytes()).unwrap();
+    let device = jitp_pki::cert::Certificate::from_pem(device_pem.as_bytes()).unwrap();
     let trusted = trusted(ca());
-    let device_points = jitp_core::cert::DistributionPoints::of(&device);
+    let device_points = jitp_pki::cert::DistributionPoints::of(&device);
     for i in 0..crl.der.len() {
         for byte in [0x00, 0xff, crl.der[i] ^ 0x01, 0x80] {
             let mut der = crl.der.clone();
             der[i] = byte;
-            if let Ok(parsed) = jitp_core::cert::Crl::from_bytes(&der) {
+            if let Ok(parsed) = jitp_pki::cert::Crl::from_bytes(&der) {
                 let _ = (parsed.scope().coverage(&device_points), parsed.scope().describe(), parsed.freshest_crl());
                 if let Ok(proof) = parsed.verify(&trusted) {
                     let _ = parsed.revocation(&device, proof);
@@ -1197,13 +1197,13 @@ fn hostile_scope_bytes_never_panic() {
         }
     }
     let device_der = ca().issue(&with_cdp(CN, Some(&points))).der;
-    let scope = jitp_core::cert::Crl::from_bytes(&crl.der).unwrap();
+    let scope = jitp_pki::cert::Crl::from_bytes(&crl.der).unwrap();
     for i in 0..device_der.len() {
         for byte in [0x00, 0xff, device_der[i] ^ 0x01] {
             let mut der = device_der.clone();
             der[i] = byte;
-            if let Ok(device) = jitp_core::cert::Certificate::from_der(der) {
-                let points = jitp_core::cert::DistributionPoints::of(&device);
+            if let Ok(device) = jitp_pki::cert::Certificate::from_der(der) {
+                let points = jitp_pki::cert::DistributionPoints::of(&device);
                 let _ = (scope.scope().coverage(&points), points.describe());
             }
         }

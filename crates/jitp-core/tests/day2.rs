@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::Overrides;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::memory::MemoryRegistry;
+use jitp_profile::profile::Overrides;
 use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
-use jitp_core::reason::ReasonCode;
-use jitp_core::registry::IotRegistry;
+use jitp_pki::reason::ReasonCode;
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 
@@ -514,7 +514,7 @@ async fn operator_actions_interleaved_with_events_applies_and_handovers_keep_the
                             let reason = change.reason.unwrap();
                             assert_eq!(
                                 reason.fault(),
-                                jitp_core::reason::Fault::Device,
+                                jitp_pki::reason::Fault::Device,
                                 "seed {seed} step {step}: {change:?}"
                             );
                         }
@@ -572,7 +572,7 @@ async fn operator_actions_interleaved_with_events_applies_and_handovers_keep_the
             for r in &records {
                 if r.certificate_action.map(|a| a.as_str()) == Some("REVOKED") {
                     let reason = r.reason.unwrap();
-                    assert_eq!(reason.fault(), jitp_core::reason::Fault::Device, "{}: {}", ctx(), r.message);
+                    assert_eq!(reason.fault(), jitp_pki::reason::Fault::Device, "{}: {}", ctx(), r.message);
                 }
             }
             assert_eq!(world.status(&foreign), CertificateStatus::Active, "{}", ctx());

@@ -5,10 +5,10 @@
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::ids::CaCertificateId;
-use jitp_core::policy::AwsContext;
-use jitp_core::profile::Overrides;
-use jitp_core::reason::ReasonCode;
+use jitp_pki::ids::CaCertificateId;
+use jitp_policy::policy::AwsContext;
+use jitp_profile::profile::Overrides;
+use jitp_pki::reason::ReasonCode;
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::Overrides;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_profile::profile::Overrides;
 use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
-use jitp_core::reason::{Fault as Blame, ReasonCode};
-use jitp_core::registry::{CaStatus, IotRegistry, Operation, ThingSpec};
+use jitp_pki::reason::{Fault as Blame, ReasonCode};
+use jitp_registry::registry::{CaStatus, IotRegistry, Operation, ThingSpec};
 use jitp_core::rules::Rules;
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 

@@ -12,8 +12,8 @@
 //! The test fails on any disagreement that is not in [`KNOWN_DIFFERENCES`], and on a listed one that no
 //! longer happens, so the README's list stays true.
 
-use jitp_core::cert::{self, Certificate, DeviceCheck, KeyKind};
-use jitp_core::reason::Rejection;
+use jitp_pki::cert::{self, Certificate, DeviceCheck, KeyKind};
+use jitp_pki::reason::Rejection;
 use serde_json::Value;
 
 /// Cases where jitp's answer differs from the suite's on purpose; why is in the cert README.
@@ -100,7 +100,7 @@ fn jitp(case: &Value) -> Result<(), Rejection> {
     if let KeyKind::Rsa { bits } = leaf.key()
         && *bits < 2048
     {
-        return Err(Rejection::new(jitp_core::reason::ReasonCode::WeakKey, format!("{bits}-bit RSA")));
+        return Err(Rejection::new(jitp_pki::reason::ReasonCode::WeakKey, format!("{bits}-bit RSA")));
     }
     crls(case, &ca, &leaf, check.now)
 }
@@ -108,7 +108,7 @@ fn jitp(case: &Value) -> Result<(), Rejection> {
 /// The case's CRLs as one profile's `crl` under `enforce`, in decide's order: the CRL's own checks, then an
 /// entry for the leaf on a covering CRL, then coverage.
 fn crls(case: &Value, ca: &Certificate, leaf: &Certificate, now: i64) -> Result<(), Rejection> {
-    use jitp_core::reason::ReasonCode;
+    use jitp_pki::reason::ReasonCode;
     let Some(list) = case["crls"].as_array().filter(|l| !l.is_empty()) else { return Ok(()) };
     let trusted = cert::TrustedCa::check(ca.clone())?;
     let points = cert::DistributionPoints::of(leaf);

@@ -4,8 +4,8 @@
 //! fail and name the template line and the subject.
 
 use jitp_core::decide::check;
-use jitp_core::policy::AwsContext;
-use jitp_core::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
+use jitp_pki::reason::ReasonCode;
 use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
@@ -181,7 +181,7 @@ fn a_failing_expression_is_the_template_fault_not_the_device() {
     let cert = ca.issue(&Device::new("sensor-0123456789ab"));
     let report = check(&config, ca.cert.pem.as_bytes(), cert.pem.as_bytes(), None, NOW, &AwsContext::default());
     assert_eq!(report.reason, Some(ReasonCode::PolicyTemplateError), "{}", report.message);
-    assert_eq!(ReasonCode::PolicyTemplateError.fault(), jitp_core::reason::Fault::Operator);
+    assert_eq!(ReasonCode::PolicyTemplateError.fault(), jitp_pki::reason::Fault::Operator);
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::policy::AwsContext;
-use jitp_core::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
+use jitp_pki::reason::ReasonCode;
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, Dn, NOW};
@@ -21,7 +21,7 @@ fn config_dir() -> ConfigDir {
 }
 
 /// Write `toml` (profiles only) beside a copy of the sensor template and load it.
-fn load(toml: &str) -> Result<Rules, jitp_core::error::Error> {
+fn load(toml: &str) -> Result<Rules, jitp_profile::ConfigError> {
     let dir = config_dir();
     Rules::load(dir.write_config(toml))
 }

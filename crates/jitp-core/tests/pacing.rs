@@ -1,5 +1,5 @@
 #![cfg(test)]
-//! The workflow paced under the quotas ([`jitp_core::pacing`]) against the embedded registry enforcing them:
+//! The workflow paced under the quotas ([`jitp_registry::pacing`]) against the embedded registry enforcing them:
 //! a burst gets through without bouncing off the quotas; a quota lower than jitp was told (another tool in the
 //! account) costs a few throttles, not lost events; an event that cannot get a slot in time is handed back with
 //! nothing activated, and its redelivery provisions it.
@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::pacing::{Pacing, Quotas};
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::pacing::{Pacing, Quotas};
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW};

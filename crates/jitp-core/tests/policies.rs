@@ -2,12 +2,12 @@
 //! Rendered policies: snapshots of the shipped templates (a template change shows as a reviewable diff), and
 //! the renderer's refusal of hostile certificate values.
 
-use jitp_core::cert::Subject;
-use jitp_core::policy::{AwsContext, DeviceContext, FORBIDDEN};
-use jitp_core::profile::{Overrides, PolicyMode};
-use jitp_core::reason::{ReasonCode, Rejection};
+use jitp_pki::cert::Subject;
+use jitp_policy::policy::{AwsContext, DeviceContext, FORBIDDEN};
+use jitp_profile::profile::{Overrides, PolicyMode};
+use jitp_pki::reason::{ReasonCode, Rejection};
 use jitp_core::rules::Rules;
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 use jitp_testkit::config_dir::ConfigDir;
 
 fn repo_config(mode: PolicyMode) -> Rules {

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use jitp_core::audit::{AuditRecord, CertificateAction, Ending, Facts, Outcome};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::CaCertificateId;
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::OnReject;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::CaCertificateId;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_profile::profile::OnReject;
 use jitp_core::provision::{Provisioner, Settings, rejection_effect};
-use jitp_core::reason::{Fault, ReasonCode};
-use jitp_core::registry::IotRegistry;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::VersionEdit;
@@ -132,7 +132,7 @@ impl World {
         Provisioner::new(rules, self.registry.clone() as Arc<dyn IotRegistry>, settings)
     }
 
-    fn register(&self, pem: &str) -> (jitp_core::ids::CertificateId, String) {
+    fn register(&self, pem: &str) -> (jitp_pki::ids::CertificateId, String) {
         let id = self.registry.register_certificate(pem, &self.ca_id).unwrap();
         let event = jitp_testkit::event_for_ids(id.as_str(), self.ca_id.as_str());
         (id, event)

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::profile::{OnReject, Overrides, PolicyMode};
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_profile::profile::{OnReject, Overrides, PolicyMode};
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::reason::ReasonCode;
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_pki::reason::ReasonCode;
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
@@ -74,7 +74,7 @@ async fn first_event_provisions_with_six_calls_and_activates_last() {
     let record = world.run(&event).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(record.api_call_count, 7, "6 + the first DescribeCACertificate: {:?}", record.api_calls);
-    assert_eq!(record.api_calls.get(&jitp_core::registry::Operation::DescribeCACertificate), Some(&1));
+    assert_eq!(record.api_calls.get(&jitp_registry::registry::Operation::DescribeCACertificate), Some(&1));
     assert_eq!(world.registry.certificate_status(&id), Some(CertificateStatus::Active));
     assert_eq!(world.registry.attached_things(&id).len(), 1);
     assert_eq!(
@@ -308,7 +308,7 @@ async fn rotate_moves_the_thing_to_the_newer_certificate_and_retires_the_old() {
 
 #[tokio::test]
 async fn policy_versions_are_pruned_at_five() {
-    use jitp_core::ids::PolicyName;
+    use jitp_pki::ids::PolicyName;
     let world = World::plain();
     let name: PolicyName = "jitp-sensor-0123456789ab".parse().unwrap();
     world.registry.create_policy(&name, "{\"Version\":\"2012-10-17\",\"Statement\":[]}").await.unwrap();
@@ -324,7 +324,7 @@ async fn policy_versions_are_pruned_at_five() {
     let record = world.run(&event).await;
     assert_eq!(record.outcome, Outcome::Provisioned, "{}", record.message);
     assert_eq!(record.policy_version.as_deref(), Some("6"));
-    assert_eq!(record.api_calls.get(&jitp_core::registry::Operation::DeletePolicyVersion), Some(&1));
+    assert_eq!(record.api_calls.get(&jitp_registry::registry::Operation::DeletePolicyVersion), Some(&1));
     let versions = world.registry.list_policy_versions(&name).await.unwrap();
     assert_eq!(versions.len(), 5);
     assert!(!versions.iter().any(|v| v.version_id == "1"), "the oldest version was pruned");

@@ -4,9 +4,9 @@
 //! an operator would write for it.
 
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::policy::AwsContext;
-use jitp_core::profile::Overrides;
-use jitp_core::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
+use jitp_profile::profile::Overrides;
+use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 

@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use jitp_core::audit::Outcome;
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::reason::ReasonCode;
+use jitp_pki::reason::ReasonCode;
 use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Counts, Plan, Reconciler, Shard, Unaccounted};
-use jitp_core::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
+use jitp_registry::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
@@ -226,7 +226,7 @@ async fn a_crl_published_since_and_the_clock_moving_on_are_rejections_by_reason(
 async fn a_ca_deactivated_since_is_ca_not_active_for_every_device_it_signed() {
     let fleet = fleet().await;
     let ca_id = fleet.registry.register_ca(&fleet.ca.cert.pem, true).unwrap(); // idempotent: its id
-    fleet.registry.set_ca_status(&ca_id, jitp_core::registry::CaStatus::Inactive);
+    fleet.registry.set_ca_status(&ca_id, jitp_registry::registry::CaStatus::Inactive);
     let plan = plan(&fleet, 250).await;
     assert_eq!(plan.counts.would_reject, SENSORS as u64 + 2);
     assert_eq!(plan.would_reject.len(), 1);
@@ -241,7 +241,7 @@ async fn a_ca_deactivated_since_is_ca_not_active_for_every_device_it_signed() {
 async fn a_small_share_of_the_quotas_slows_the_plan_and_fails_no_device() {
     let fleet = fleet().await;
     let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
-    let pacing = jitp_core::pacing::Pacing { instances: 100, ..jitp_core::pacing::Pacing::default() };
+    let pacing = jitp_registry::pacing::Pacing { instances: 100, ..jitp_registry::pacing::Pacing::default() };
     let settings = Settings { pacing: Some(pacing), ..Settings::default() };
     let started = tokio::time::Instant::now();
     let plan =
@@ -906,7 +906,7 @@ async fn many_applies_keep_the_records_few_and_rollback_restores_the_version_jus
 async fn a_shared_policy_version_the_workflow_made_is_rolled_back_by_its_record() {
     let fleet =
         fleet_with(|toml| toml.replacen("name = \"sensors\"", "name = \"sensors\"\npolicy_mode = \"shared\"", 1)).await;
-    let shared: jitp_core::ids::PolicyName = "jitp-sensor".parse().unwrap();
+    let shared: jitp_pki::ids::PolicyName = "jitp-sensor".parse().unwrap();
     let v1 = fleet.registry.get_policy(&shared).await.unwrap();
     narrow(&fleet);
     let rules = Arc::new(Rules::load(fleet.dir.config_path()).unwrap());
@@ -1003,7 +1003,7 @@ async fn run_machine(actions: Vec<Action>) {
     for (step, action) in actions.into_iter().enumerate() {
         let before = defaults(&fleet).await;
         let policy =
-            |i: usize| -> jitp_core::ids::PolicyName { format!("jitp-{}", fleet.sensors[i].0).parse().unwrap() };
+            |i: usize| -> jitp_pki::ids::PolicyName { format!("jitp-{}", fleet.sensors[i].0).parse().unwrap() };
         match action.clone() {
             Action::Apply(v) | Action::ApplyTwice(v) | Action::ApplyCrashed { variant: v, .. } => {
                 std::fs::write(&template, variant(v)).unwrap();

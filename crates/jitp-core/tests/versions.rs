@@ -6,10 +6,10 @@
 
 use std::sync::OnceLock;
 
-use jitp_core::cert::Certificate;
+use jitp_pki::cert::Certificate;
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::policy::AwsContext;
-use jitp_core::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
+use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::VersionEdit;

@@ -11,16 +11,16 @@
 use std::sync::{Arc, OnceLock};
 
 use jitp_core::audit::Outcome;
-use jitp_core::cert::{FERMAT_ROUNDS, MIN_CHECKED_BITS, RsaWeakness, SMALL_FACTOR_BOUND, rsa_weakness};
+use jitp_pki::cert::{FERMAT_ROUNDS, MIN_CHECKED_BITS, RsaWeakness, SMALL_FACTOR_BOUND, rsa_weakness};
 use jitp_core::decide::{CheckReport, check};
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::CaCertificateId;
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::policy::AwsContext;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::CaCertificateId;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_policy::policy::AwsContext;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::reason::{Fault, ReasonCode};
+use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_core::reconcile::Reconciler;
-use jitp_core::registry::{IotRegistry, ThingSpec};
+use jitp_registry::registry::{IotRegistry, ThingSpec};
 use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, corrupt_signature, rsa_key_with_modulus, to_pem};
@@ -362,8 +362,8 @@ fn a_registered_ca_with_a_weak_key_is_ca_invalid() {
     }
     let good = modulus("none", "openssl-genrsa-2048");
     let ca_pem = weak_ca(good);
-    let ca = jitp_core::cert::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
-    assert!(jitp_core::cert::TrustedCa::check(ca).is_ok(), "a good key passes");
+    let ca = jitp_pki::cert::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    assert!(jitp_pki::cert::TrustedCa::check(ca).is_ok(), "a good key passes");
 }
 
 // ---- the workflow: refused before activation ----
@@ -386,7 +386,7 @@ impl World {
         &self,
         ca_pem: &str,
         cert_pem: &str,
-    ) -> (jitp_core::ids::CertificateId, jitp_core::audit::AuditRecord) {
+    ) -> (jitp_pki::ids::CertificateId, jitp_core::audit::AuditRecord) {
         let ca_id = self.registry.register_ca(ca_pem, true).unwrap();
         let id = self.registry.register_certificate(cert_pem, &ca_id).unwrap();
         let event = jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str());

@@ -28,9 +28,9 @@ use clap::Parser;
 use jitp_core::audit::{self, Sink};
 use jitp_core::provision::Settings;
 use jitp_core::reconcile::{Counts, Reconciler, Shard};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
-use jitp_core::unix_time::Clock;
+use jitp_pki::unix_time::Clock;
 use jitp_wiring::AwsArgs;
 use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -77,7 +77,7 @@ pub async fn build(
         opened.registry.clone(),
         settings,
         opened.sdk_region.clone(),
-        jitp_core::unix_time::system_clock(),
+        jitp_pki::unix_time::system_clock(),
         audit::stdout(),
         crls,
     ))
@@ -297,7 +297,7 @@ impl DriftHandler {
             registry,
             settings,
             None,
-            jitp_core::unix_time::system_clock(),
+            jitp_pki::unix_time::system_clock(),
             audit::stdout(),
             CrlRefresh::none(),
         )
@@ -315,7 +315,7 @@ impl DriftHandler {
         crls: CrlRefresh,
     ) -> Self {
         let aws = settings.common.aws.clone();
-        let mut workflow = settings.common.workflow(jitp_core::policy::AwsContext::default());
+        let mut workflow = settings.common.workflow(jitp_policy::policy::AwsContext::default());
         let reconciler = ArcSwapOption::empty();
         if aws.is_complete() {
             workflow.aws = aws.context();
@@ -406,7 +406,7 @@ impl DriftHandler {
     async fn plan_shard(&self, shard: &Shard, ctx: &Context) -> Result<ShardReport, DriftError> {
         let now = (self.inner.clock)();
         let plan = self.reconciler(ctx).plan_shard(shard, now).await.map_err(|e| {
-            let text = jitp_core::error::chain(&e);
+            let text = jitp_pki::report::chain(&e);
             if e.is_transient() { DriftError::Transient(text) } else { DriftError::Plan(text) }
         })?;
         for error in plan.errors.iter().take(LOGGED_ERRORS) {

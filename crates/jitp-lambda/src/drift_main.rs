@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Exiting before the first `next` request fails the init phase: the state machine's task fails and
             // the report-failed alarm says so.
-            tracing::error!(error = %jitp_core::error::chain(&e), "jitp-drift init failed");
+            tracing::error!(error = %jitp_pki::report::chain(&e), "jitp-drift init failed");
             return ExitCode::FAILURE;
         }
     };
@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %jitp_core::error::chain(e.as_ref()), "lambda runtime stopped");
+            tracing::error!(error = %jitp_pki::report::chain(e.as_ref()), "lambda runtime stopped");
             ExitCode::FAILURE
         }
     }

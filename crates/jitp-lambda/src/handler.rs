@@ -22,9 +22,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
 use jitp_core::audit::AuditRecord;
-use jitp_core::memory::MemoryRegistry;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde::Serialize;
@@ -38,7 +38,7 @@ use jitp_wiring::crl::CrlRefresh;
 use crate::settings::LambdaSettings;
 
 /// The current time, Unix seconds: jitp-core's clock. The binary reads the system clock; tests pass a fixed one.
-pub use jitp_core::unix_time::Clock;
+pub use jitp_pki::unix_time::Clock;
 
 /// What an invocation returns.
 #[derive(Debug, Clone, Serialize)]
@@ -268,8 +268,8 @@ impl Handler {
             aws: settings.common.aws.clone(),
             sdk_region: None,
             sqs_concurrency: settings.sqs_concurrency,
-            settings: settings.common.workflow(jitp_core::policy::AwsContext::default()),
-            clock: jitp_core::unix_time::system_clock(),
+            settings: settings.common.workflow(jitp_policy::policy::AwsContext::default()),
+            clock: jitp_pki::unix_time::system_clock(),
             sink: audit::stdout(),
             memory: None,
         }

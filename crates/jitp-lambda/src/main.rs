@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Exiting before the first `next` request fails the init phase: Lambda reports it and retries the
             // event later, and no device is touched by a misconfigured function.
-            tracing::error!(error = %jitp_core::error::chain(&e), "jitp-lambda init failed");
+            tracing::error!(error = %jitp_pki::report::chain(&e), "jitp-lambda init failed");
             return ExitCode::FAILURE;
         }
     };
@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
     match run.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %jitp_core::error::chain(e.as_ref()), "lambda runtime stopped");
+            tracing::error!(error = %jitp_pki::report::chain(e.as_ref()), "lambda runtime stopped");
             ExitCode::FAILURE
         }
     }

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitp_core::audit::Outcome;
-use jitp_core::ids::S3Object;
-use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_pki::ids::S3Object;
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::{Counts, Reconciler};
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_lambda::drift::{DriftError, DriftHandler, DriftResponse, DriftSettings, ShardReport, emf_line, summarize};
 use jitp_testkit::config_dir::ConfigDir;

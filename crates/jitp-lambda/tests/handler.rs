@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_core::ReasonCode;
+use jitp_pki::ReasonCode;
 use jitp_core::audit::Outcome;
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_core::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_lambda::{Handler, HandlerError, LambdaSettings, Response};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::sqs;
@@ -207,7 +207,7 @@ async fn a_transient_failure_of_a_direct_event_is_an_error_so_lambda_retries() {
 #[tokio::test]
 async fn an_operator_mistake_is_held_and_handed_back_never_revoked() {
     let f = Fixture::new(MemoryRegistry::new(), &[]);
-    f.memory.set_ca_status(&f.ca_id, jitp_core::registry::CaStatus::Inactive);
+    f.memory.set_ca_status(&f.ca_id, jitp_registry::registry::CaStatus::Inactive);
     let (id, event) = f.device(&Device::new("sensor-0123456789ab"));
     let err = f.invoke(event.clone()).await.unwrap_err();
     assert!(matches!(&err, HandlerError::Held { reason, .. } if reason == "CA_NOT_ACTIVE"), "{err}");

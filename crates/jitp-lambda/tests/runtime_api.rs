@@ -13,9 +13,9 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_core::event::CertificateStatus;
-use jitp_core::ids::CertificateId;
-use jitp_core::memory::MemoryRegistry;
+use jitp_registry::event::CertificateStatus;
+use jitp_pki::ids::CertificateId;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::events::sqs;
 use jitp_testkit::lambda::{Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, Device, event_for_ids, unix_now};
@@ -246,7 +246,7 @@ async fn transient_failures_go_to_the_error_endpoint_and_into_batch_item_failure
 /// moto's server as AWS IoT: register a CA and device certificates with the SDK, as auto-registration would.
 mod moto {
     use aws_sdk_iot::types::CertificateStatus as SdkStatus;
-    use jitp_core::ids::CaCertificateId;
+    use jitp_pki::ids::CaCertificateId;
 
     use super::*;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use aws_sdk_s3::primitives::ByteStream;
-use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_pki::ids::{CaCertificateId, CertificateId};
 use jitp_lambda::{Handler, LambdaSettings, Response};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, event_for_ids};
@@ -83,7 +83,7 @@ impl World {
         let (rules, crls) = jitp_wiring::crl::load(&settings.common.config, &path, Some(fetcher), TTL)
             .await
             .map_err(|e| e.to_string())?;
-        let registry = self.moto.registry.clone() as Arc<dyn jitp_core::registry::IotRegistry>;
+        let registry = self.moto.registry.clone() as Arc<dyn jitp_registry::registry::IotRegistry>;
         Ok(Handler::builder(Arc::new(rules), registry, &settings)
             .clock(Arc::new(|| NOW))
             .sink(Arc::new(|_: &str| {}))
@@ -177,7 +177,7 @@ async fn init_fails_on_a_missing_or_oversized_crl_object() {
     let Some(world) = World::start().await else { return };
     let missing = world.handler().await.unwrap_err();
     assert!(missing.contains(URI) && missing.contains("NoSuchKey"), "{missing}");
-    world.publish(vec![0x30; jitp_core::cert::MAX_CRL_BYTES + 1]).await;
+    world.publish(vec![0x30; jitp_pki::cert::MAX_CRL_BYTES + 1]).await;
     let huge = world.handler().await.unwrap_err();
     assert!(huge.contains(URI) && huge.contains("limit"), "{huge}");
 }
@@ -188,7 +188,7 @@ async fn an_unchanged_object_is_not_modified() {
     let Some(world) = World::start().await else { return };
     world.publish(world.crl(&[])).await;
     let s3 = world.s3_crls().await;
-    let object: jitp_core::ids::S3Object = URI.parse().unwrap();
+    let object: jitp_pki::ids::S3Object = URI.parse().unwrap();
     let jitp_aws::s3::Fetched::Changed { etag: Some(etag), .. } = s3.get(&object, None).await.unwrap() else {
         panic!("an ETag")
     };

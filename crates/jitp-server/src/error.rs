@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jitp_core::ReasonCode;
+use jitp_pki::ReasonCode;
 use jitp_core::audit::AuditRecord;
 
 use crate::state::TOKEN_HEADER;

@@ -10,11 +10,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_body_util::LengthLimitError;
-use jitp_core::ReasonCode;
+use jitp_pki::ReasonCode;
 use jitp_core::audit::{self, AuditRecord, Outcome};
 use jitp_core::decide::check;
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::registry::RegistryError;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::registry::RegistryError;
 use jitp_core::review::{LintReport, crl_reports};
 use serde::Deserialize;
 use tracing::Instrument as _;
@@ -152,7 +152,7 @@ fn record_confirmation(
     authenticated: bool,
 ) -> Response {
     state.shared.metrics.confirmation();
-    let received_at = jitp_core::unix_time::rfc3339(state.now());
+    let received_at = jitp_pki::unix_time::rfc3339(state.now());
     let arn = message.arn.clone();
     let limit = state.options.max_confirmations;
     let peer = origin.peer.clone().unwrap_or_else(|| "-".into());

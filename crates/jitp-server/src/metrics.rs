@@ -138,7 +138,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use jitp_core::audit::{Calls, Ending, Facts, Outcome};
-    use jitp_core::registry::Operation;
+    use jitp_registry::registry::Operation;
     use std::time::Duration;
 
     fn provisioned(duration: Duration) -> AuditRecord {

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use jitp_core::policy::AwsContext;
+use jitp_policy::policy::AwsContext;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
 use sha2::{Digest as _, Sha256};
@@ -22,9 +22,9 @@ use crate::metrics::Metrics;
 pub const TOKEN_ENV: &str = "JITP_HTTP_TOKEN";
 /// The request header that carries the intake secret.
 pub const TOKEN_HEADER: &str = "x-jitp-token";
-/// The largest event body accepted: the same bound as the parser's ([`jitp_core::event::MAX_EVENT_BYTES`]);
+/// The largest event body accepted: the same bound as the parser's ([`jitp_registry::event::MAX_EVENT_BYTES`]);
 /// a real event is about 300 bytes.
-pub const EVENT_BODY_LIMIT: usize = jitp_core::event::MAX_EVENT_BYTES;
+pub const EVENT_BODY_LIMIT: usize = jitp_registry::event::MAX_EVENT_BYTES;
 /// The largest preview body accepted: a CA and a device certificate in PEM are a few KiB.
 pub const PREVIEW_BODY_LIMIT: usize = 64 * 1024;
 
@@ -34,7 +34,7 @@ const MIN_TOKEN_BYTES: usize = 16;
 const MAX_TOKEN_BYTES: usize = 1024;
 
 /// The clock: Unix seconds. Tests pin it (`Arc::new(|| jitp_testkit::NOW)`).
-pub use jitp_core::unix_time::Clock;
+pub use jitp_pki::unix_time::Clock;
 
 /// The intake secret is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -236,7 +236,7 @@ impl AppState {
             shared: Arc::new(shared),
             options: Arc::new(options),
             permits,
-            clock: jitp_core::unix_time::system_clock(),
+            clock: jitp_pki::unix_time::system_clock(),
             audit: jitp_core::audit::stdout(),
         }
     }

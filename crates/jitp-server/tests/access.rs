@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use common::*;
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_server::{AppState, Intake, Options, app};
 use jitp_testkit::NOW;
 use serde_json::json;

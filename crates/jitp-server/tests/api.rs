@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::*;
 use jitp_core::decide::check;
-use jitp_core::event::CertificateStatus;
-use jitp_core::policy::AwsContext;
-use jitp_core::registry::{IotRegistry, Operation};
+use jitp_registry::event::CertificateStatus;
+use jitp_policy::policy::AwsContext;
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_core::rules::Rules;
 use jitp_server::{AppState, Intake, Options, app};
@@ -484,15 +484,15 @@ async fn the_audit_line_has_the_shape_every_binary_writes() {
 async fn replaced_rules_are_the_next_requests_rules() {
     let dir = ConfigDir::new();
     dir.copy_policy("sensor.json.tera", "sensor.json.tera");
-    let object: jitp_core::ids::S3Object = "s3://acme-pki-crls/devices/acme.crl".parse().unwrap();
+    let object: jitp_pki::ids::S3Object = "s3://acme-pki-crls/devices/acme.crl".parse().unwrap();
     let text = "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{12}'\n\
                 thing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n\
                 crl = [\"s3://acme-pki-crls/devices/acme.crl\"]\n";
     let objects = |serials: &[&[u8]]| {
         let crl = ca().crl(serials, NOW - DAY, NOW + 7 * DAY);
-        jitp_core::profile::CrlObjects::from([(object.clone(), Arc::<[u8]>::from(crl.der))])
+        jitp_profile::profile::CrlObjects::from([(object.clone(), Arc::<[u8]>::from(crl.der))])
     };
-    let overrides = jitp_core::profile::Overrides { crl_objects: objects(&[b"\x01\x02"]), ..Default::default() };
+    let overrides = jitp_profile::profile::Overrides { crl_objects: objects(&[b"\x01\x02"]), ..Default::default() };
     let rules = Arc::new(Rules::load_with(dir.write_config(text), &overrides).unwrap());
     let (registry, ca_id) = registry();
     let device = jitp_testkit::Device::new("sensor-0123456789ab");
@@ -524,7 +524,7 @@ async fn replaced_rules_are_the_next_requests_rules() {
 
     // A CRL the cached CA did not issue is refused: the rules in force stay.
     let other = jitp_testkit::Ca::new("Other CA", jitp_testkit::Alg::P256);
-    let foreign = jitp_core::profile::CrlObjects::from([(
+    let foreign = jitp_profile::profile::CrlObjects::from([(
         object.clone(),
         Arc::<[u8]>::from(other.crl(&[], NOW - DAY, NOW + 7 * DAY).der),
     )]);

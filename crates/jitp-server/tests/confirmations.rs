@@ -27,7 +27,7 @@ fn confirmation(arn: &str, tag: &str) -> String {
     .to_string()
 }
 
-fn app_with(options: Options) -> (Router, std::sync::Arc<jitp_core::memory::MemoryRegistry>) {
+fn app_with(options: Options) -> (Router, std::sync::Arc<jitp_registry::memory::MemoryRegistry>) {
     let (registry, _) = registry();
     (app(state(registry.clone(), options)), registry)
 }

@@ -2,7 +2,7 @@
 //!
 //! The ETA is not extrapolated from the rate so far (which a full quota bucket inflates at the start and a
 //! throttle storm deflates): it is what the pacer's lanes allow for the calls a device needs, the slowest lane
-//! for those calls ([`jitp_core::pacing::Pacer::bound`]). The calls per device start from a first
+//! for those calls ([`jitp_registry::pacing::Pacer::bound`]). The calls per device start from a first
 //! provisioning's and are replaced by the average of the events done so far as they come in.
 
 use std::collections::BTreeMap;
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use jitp_core::audit::AuditRecord;
-use jitp_core::pacing::{Bound, Pacer, first_provisioning_calls};
-use jitp_core::registry::Operation;
+use jitp_registry::pacing::{Bound, Pacer, first_provisioning_calls};
+use jitp_registry::registry::Operation;
 
 /// A progress bar over `total` events, paced by a [`Pacer`].
 #[derive(Debug)]

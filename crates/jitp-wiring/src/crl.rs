@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jitp_core::ids::S3Object;
-use jitp_core::profile::{Config, CrlObjects};
+use jitp_pki::ids::S3Object;
+use jitp_profile::profile::{Config, CrlObjects};
 use jitp_core::rules::Rules;
 
 use crate::{ConfigArgs, Error};
@@ -256,7 +256,7 @@ impl CrlObjectArgs {
 /// A `--crl-object` file, read up to one byte past the CRL size limit (the parser then says it is too large).
 fn read_local(local: &LocalCrl) -> Result<Arc<[u8]>, Error> {
     use std::io::Read as _;
-    let limit = jitp_core::cert::MAX_CRL_BYTES as u64 + 1;
+    let limit = jitp_pki::cert::MAX_CRL_BYTES as u64 + 1;
     let mut bytes = Vec::new();
     std::fs::File::open(&local.path).and_then(|f| f.take(limit).read_to_end(&mut bytes)).map_err(|e| Error::Crl {
         object: local.object.to_string(),
@@ -268,7 +268,7 @@ fn read_local(local: &LocalCrl) -> Result<Arc<[u8]>, Error> {
         ),
     })?;
     // Parsed here too so that a bad file is named by its flag and path (the load would name only jitp.toml).
-    if let Err(why) = jitp_core::cert::Crl::from_bytes(&bytes) {
+    if let Err(why) = jitp_pki::cert::Crl::from_bytes(&bytes) {
         return Err(Error::Crl {
             object: local.object.to_string(),
             message: format!("--crl-object {}={}: {why}", local.object, local.path.display()),

@@ -5,7 +5,7 @@
 //!   each binary's own arguments. [`ConfigArgs`] (jitp.toml and its deployment overrides) and [`AwsArgs`] (the
 //!   policy context's account, region and partition, with one validation) are flattened into `jitp check`,
 //!   `jitp render` and `jitp lint` too.
-//! - [`registry::open`]: `aws`, `memory` or `memory:PATH` as an [`jitp_core::registry::IotRegistry`], from explicit
+//! - [`registry::open`]: `aws`, `memory` or `memory:PATH` as an [`jitp_registry::registry::IotRegistry`], from explicit
 //!   values. `aws` needs this crate's `aws` feature (the AWS SDK); without it only the embedded registry opens.
 //! - [`aws::resolve`]: the template context's `aws.*` from the settings, the Lambda function's own ARN and the
 //!   SDK's region.
@@ -14,7 +14,7 @@
 //! - [`parse`]: clap's errors turned into [`Error::Setting`], which names the variable, the flag, the value and
 //!   what is allowed; and a parser that reads given variables instead of the process environment (tests).
 //!
-//! The clock is jitp-core's ([`jitp_core::unix_time::system_clock`]). No function here reads the process
+//! The clock is jitp-core's ([`jitp_pki::unix_time::system_clock`]). No function here reads the process
 //! environment: the binaries do (through clap's `env`, or `std::env`) and pass the values in.
 
 pub mod aws;
@@ -56,7 +56,7 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         #[source]
-        source: jitp_core::Error,
+        source: jitp_profile::ConfigError,
     },
     /// An S3 CRL jitp.toml lists cannot be fetched at start-up.
     #[error("CRL {object}: {message}")]
@@ -73,7 +73,7 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         #[source]
-        source: jitp_core::Error,
+        source: jitp_registry::registry::RegistryError,
     },
     /// `aws` was asked of a build without the AWS SDK.
     #[error(
@@ -85,7 +85,7 @@ pub enum Error {
 /// `path: what` for a configuration error, or just `what` when it already names the path (a mistake in
 /// jitp.toml itself names its file, line and key; a file that cannot be read names itself), so the path is
 /// said once.
-fn config_message(path: &std::path::Path, source: &jitp_core::Error) -> String {
+fn config_message(path: &std::path::Path, source: &jitp_profile::ConfigError) -> String {
     let (path, what) = (path.display().to_string(), source.to_string());
     if what.contains(&path) { what } else { format!("{path}: {what}") }
 }

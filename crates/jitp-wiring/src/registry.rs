@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::registry::IotRegistry;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::registry::IotRegistry;
 
 use crate::Error;
 

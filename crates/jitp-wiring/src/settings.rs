@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use jitp_core::pacing::{Pacing, Quotas};
-use jitp_core::policy::AwsContext;
-use jitp_core::profile::{CrlObjects, OnReject, Overrides, PolicyMode};
+use jitp_registry::pacing::{Pacing, Quotas};
+use jitp_policy::policy::AwsContext;
+use jitp_profile::profile::{CrlObjects, OnReject, Overrides, PolicyMode};
 use jitp_core::provision;
-use jitp_core::registry::Operation;
+use jitp_registry::registry::Operation;
 use jitp_core::rules::Rules;
 
 use crate::Error;
@@ -228,7 +228,7 @@ impl Settings {
 
     #[cfg(feature = "aws")]
     async fn crl_fetcher(&self, path: &Path, opened: &Opened) -> Result<Option<Arc<dyn crate::crl::CrlFetch>>, Error> {
-        let needed = jitp_core::profile::Config::crl_objects(path)
+        let needed = jitp_profile::profile::Config::crl_objects(path)
             .map_err(|source| Error::Config { path: path.to_owned(), source })?;
         if needed.is_empty() || !opened.is_aws() {
             return Ok(None);

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jitp_core::decide::check;
-use jitp_core::ids::S3Object;
-use jitp_core::policy::AwsContext;
-use jitp_core::reason::ReasonCode;
+use jitp_pki::ids::S3Object;
+use jitp_policy::policy::AwsContext;
+use jitp_pki::reason::ReasonCode;
 use jitp_core::rules::Rules;
 use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;

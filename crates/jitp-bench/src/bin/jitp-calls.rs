@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use jitp_bench::{config, sensor_cn};
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::{Overrides, PolicyMode};
+use jitp_registry::memory::MemoryRegistry;
+use jitp_profile::profile::{Overrides, PolicyMode};
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 
 struct Row {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use jitp_bench::{median, sensor_cn, vm_hwm_kib};
-use jitp_core::memory::MemoryRegistry;
+use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::lambda::{Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, Device, event_for_ids, repo_root, unix_now};
 use serde_json::Value;

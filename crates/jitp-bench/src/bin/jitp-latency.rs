@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use jitp_bench::{config, sensor_cn};
 use jitp_core::audit::Outcome;
-use jitp_core::event::CertificateStatus;
-use jitp_core::memory::MemoryRegistry;
-use jitp_core::profile::{Overrides, PolicyMode};
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_profile::profile::{Overrides, PolicyMode};
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 use tokio::sync::Semaphore;
 
@@ -120,7 +120,7 @@ async fn run_all(args: Args) -> ExitCode {
 async fn measure(mode: PolicyMode, concurrency: usize, latency: Duration, ca: &Ca, pems: &[String]) -> Run {
     let registry = Arc::new(MemoryRegistry::new().with_latency(latency, latency));
     let ca_id = registry.register_ca(&ca.cert.pem, true).unwrap();
-    let events: Vec<(jitp_core::ids::CertificateId, String)> = pems
+    let events: Vec<(jitp_pki::ids::CertificateId, String)> = pems
         .iter()
         .map(|pem| {
             let id = registry.register_certificate(pem, &ca_id).unwrap();

@@ -19,9 +19,9 @@ use std::time::Instant;
 use clap::Parser;
 use jitp_bench::{config, median, sensor_cn};
 use jitp_core::audit::Outcome;
-use jitp_core::profile::Overrides;
+use jitp_profile::profile::Overrides;
 use jitp_core::provision::{Provisioner, Settings};
-use jitp_core::registry::IotRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::moto::Moto;
 use jitp_testkit::{Alg, Ca, Device, NOW, repo_root};
 

@@ -107,15 +107,15 @@ use super::{DeviceError, Looked, Memo, Observed, Reconciler, listings};
 use crate::audit::{CertificateAction, ReconcileAction, ReconcileRecord};
 use crate::decide::Verdict;
 use crate::error::Error;
-use crate::ids::{CertificateId, PolicyName};
-use crate::profile::{PolicyMode, Profile};
+use jitp_pki::ids::{CertificateId, PolicyName};
+use jitp_profile::profile::{PolicyMode, Profile};
 use crate::provision::{
     Tally, is_version_id, make_default, registry_error, rejection_effect, rollback_tag, same_document,
 };
-use crate::reason::{Fault, ReasonCode, Rejection};
-use crate::registry::{Operation, RegistryError, ThingSpec};
-use crate::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
-use crate::unix_time::rfc3339;
+use jitp_pki::reason::{Fault, ReasonCode, Rejection};
+use jitp_registry::registry::{Operation, RegistryError, ThingSpec};
+use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
+use jitp_pki::unix_time::rfc3339;
 
 /// Apply the plan, or roll its policy changes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -490,7 +490,7 @@ impl Reconciler {
             });
             return done;
         }
-        match tally.set_status(&orphan.id, crate::event::CertificateStatus::Inactive).await {
+        match tally.set_status(&orphan.id, jitp_registry::event::CertificateStatus::Inactive).await {
             Ok(()) => {
                 let mut r =
                     ReconcileRecord::new(now, ReconcileAction::Certificate, format!("{label} set INACTIVE: {why}"));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use jitp_aws::AwsRegistry;
-use jitp_core::ids::{CaCertificateId, CertificateId};
+use jitp_pki::ids::{CaCertificateId, CertificateId};
 
 use super::MotoServer;
 use crate::Ca;

@@ -1,6 +1,6 @@
 //! Thing names and thing attributes: only values AWS IoT accepts, and that are safe to bind to a policy, can exist.
 
-use crate::ids::validated_string;
+use jitp_pki::ids::validated_string;
 
 validated_string!(
     /// An AWS IoT thing name, restricted to 1..=128 of `[A-Za-z0-9:_-]`.
@@ -19,7 +19,7 @@ impl ThingName {
     pub const MAX_LEN: usize = 128;
 }
 
-/// The thing attribute that records which certificate owns the thing (see [`crate::provision`]). A profile may
+/// The thing attribute that records which certificate owns the thing (see `jitp_core::provision`). A profile may
 /// not set it, and it counts against AWS IoT's attribute limit.
 pub const CERTIFICATE_ATTRIBUTE: &str = "jitp_certificate";
 

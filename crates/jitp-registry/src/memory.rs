@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::event::CertificateStatus;
-use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Quotas;
 use crate::registry::{
     CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
@@ -247,30 +246,32 @@ impl MemoryRegistry {
     }
 
     /// Open a persistence file (a missing file starts empty); [`MemoryRegistry::save`] writes it back.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, RegistryError> {
         let path = path.as_ref().to_path_buf();
         let mut registry = Self::new();
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::config(&path, Some(e.line()), "registry", format!("not a jitp memory registry file: {e}"))
+                let state: State = serde_json::from_slice(&bytes).map_err(|e| RegistryError::File {
+                    path: path.clone(),
+                    message: format!("line {}: not a jitp memory registry file: {e}", e.line()),
                 })?;
                 registry.state = Mutex::new(state);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::Io { path, source }),
+            Err(e) => return Err(RegistryError::File { path, message: format!("cannot read it: {e}") }),
         }
         registry.path = Some(path);
         Ok(registry)
     }
 
     /// Write the state to the persistence file, atomically (temp file + rename).
-    pub fn save(&self) -> Result<(), Error> {
+    pub fn save(&self) -> Result<(), RegistryError> {
         let Some(path) = &self.path else { return Ok(()) };
         let json = serde_json::to_vec_pretty(&*lock(&self.state)).unwrap_or_default();
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, json).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.clone(), source })
+        let failed = |path: &Path, e: std::io::Error| RegistryError::File { path: path.to_owned(), message: format!("cannot write it: {e}") };
+        std::fs::write(&tmp, json).map_err(|e| failed(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
     }
 
     /// Enforce token-bucket quotas (requests per second per API), each bucket holding a second's worth (at
@@ -341,7 +342,7 @@ impl MemoryRegistry {
 
     /// Register a CA as AWS's RegisterCACertificate does; its id is the SHA-256 of its DER.
     pub fn register_ca(&self, pem: &str, auto_registration: bool) -> Result<CaCertificateId, RegistryError> {
-        let der = crate::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
+        let der = jitp_pki::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
         let id = CaCertificateId::of_der(&der);
         lock(&self.state).cas.entry(id.clone()).or_insert(Ca {
             pem: pem.to_owned(),
@@ -361,7 +362,7 @@ impl MemoryRegistry {
     /// What AWS IoT does on a device's first connection with an unknown certificate from an auto-registering CA:
     /// register it PENDING_ACTIVATION (idempotent). Its id is the SHA-256 of its DER.
     pub fn register_certificate(&self, pem: &str, ca: &CaCertificateId) -> Result<CertificateId, RegistryError> {
-        let der = crate::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
+        let der = jitp_pki::cert::pem_to_der(pem.as_bytes()).map_err(|e| RegistryError::InvalidRequest(e.message))?;
         let id = CertificateId::of_der(&der);
         let mut state = lock(&self.state);
         if !state.cas.contains_key(ca) {

@@ -17,10 +17,10 @@ use std::path::Path;
 use serde::Serialize;
 use tera::{Kwargs, State, Tera};
 
-use crate::error::Error;
-use crate::ids::{PolicyName, shown};
-use crate::profile::{Config, PolicyMode, line_of};
-use crate::reason::{Rejection, reject};
+use jitp_profile::ConfigError;
+use jitp_pki::ids::{PolicyName, shown};
+use jitp_profile::profile::{Config, PolicyMode, line_of};
+use jitp_pki::reason::{Rejection, reject};
 
 pub use context::{AwsContext, DeviceContext};
 pub use guard::{FORBIDDEN, forbidden_reason};
@@ -73,7 +73,7 @@ fn attribute_template(profile: &str, attribute: &str) -> String {
 impl Engine {
     /// Compile every template `config`'s profiles name (files relative to `config.path`); a syntax error names
     /// the file and line.
-    pub(crate) fn compile(config: &Config) -> Result<Self, Error> {
+    pub fn compile(config: &Config) -> Result<Self, ConfigError> {
         let config_path = config.path.as_path();
         let dir = config_path.parent().unwrap_or(Path::new(""));
         let mut policies = Tera::new();
@@ -90,7 +90,7 @@ impl Engine {
             if !policies.contains_template(&profile.policy) {
                 let file = dir.join(&profile.policy);
                 let source =
-                    std::fs::read_to_string(&file).map_err(|source| Error::Io { path: file.clone(), source })?;
+                    std::fs::read_to_string(&file).map_err(|source| ConfigError::Io { path: file.clone(), source })?;
                 policies.add_raw_template(&profile.policy, &source).map_err(|e| template_error(&file, &source, &e))?;
             }
             check_no_outer_whitespace(
@@ -99,12 +99,12 @@ impl Engine {
                 &profile.thing_name,
             )?;
             names.add_raw_template(&thing_name_template(&profile.name), &profile.thing_name).map_err(|e| {
-                Error::config(config_path, None, format!("profiles.{}.thing_name", profile.name), tera_message(&e))
+                ConfigError::config(config_path, None, format!("profiles.{}.thing_name", profile.name), tera_message(&e))
             })?;
             for (attr, expr) in &profile.attributes {
                 check_no_outer_whitespace(config_path, &format!("profiles.{}.attributes.{attr}", profile.name), expr)?;
                 names.add_raw_template(&attribute_template(&profile.name, attr.as_str()), expr).map_err(|e| {
-                    Error::config(
+                    ConfigError::config(
                         config_path,
                         None,
                         format!("profiles.{}.attributes.{attr}", profile.name),
@@ -311,11 +311,11 @@ pub fn policy_name(prefix: &str, name: &str) -> Result<PolicyName, Rejection> {
 /// A thing_name or attribute expression may not begin or end with whitespace of its own: the rendered text is
 /// used as it is (never trimmed, so that no subject value is trimmed either), and such whitespace would make
 /// every name invalid. Whitespace inside `{{ }}` or `{% %}` is syntax and is fine.
-fn check_no_outer_whitespace(config_path: &Path, key: &str, expr: &str) -> Result<(), Error> {
+fn check_no_outer_whitespace(config_path: &Path, key: &str, expr: &str) -> Result<(), ConfigError> {
     let bad =
         expr.chars().next().filter(|c| c.is_whitespace()).or_else(|| expr.chars().last().filter(|c| c.is_whitespace()));
     match bad {
-        Some(c) => Err(Error::config(
+        Some(c) => Err(ConfigError::config(
             config_path,
             None,
             key,
@@ -331,29 +331,29 @@ fn check_no_outer_whitespace(config_path: &Path, key: &str, expr: &str) -> Resul
 }
 
 /// `U+00A0 ('\u{a0}')`: a character named so that invisible ones show.
-pub(crate) fn describe_char(c: char) -> String {
+pub fn describe_char(c: char) -> String {
     format!("U+{:04X} {c:?}", u32::from(c))
 }
 
 fn tera_message(e: &tera::Error) -> String {
-    crate::error::chain(e)
+    jitp_pki::report::chain(e)
 }
 
-fn template_error(file: &Path, source: &str, e: &tera::Error) -> Error {
+fn template_error(file: &Path, source: &str, e: &tera::Error) -> ConfigError {
     let message = tera_message(e);
     // Tera's report carries "name:line:col"; keep the line for the config error.
     let line = message.lines().find_map(|l| {
         l.trim().strip_prefix("-->").and_then(|rest| rest.rsplit(':').nth(1)).and_then(|n| n.trim().parse().ok())
     });
     let _ = line_of(source, 0);
-    Error::config(file, line, "template", message)
+    ConfigError::config(file, line, "template", message)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::reason::ReasonCode;
+    use jitp_pki::reason::ReasonCode;
 
     /// `finish` before the single parse: serde_json::Value for the JSON and Version checks and the canonical
     /// form, the lint parsing the text again. The one parse must decide exactly as it did.

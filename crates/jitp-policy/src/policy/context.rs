@@ -14,10 +14,10 @@ use serde::Serialize;
 use tera::Context;
 
 use super::guard::forbidden_reason;
-use crate::cert::Subject;
-use crate::ids::shown;
-use crate::profile::Profile;
-use crate::thing::ThingName;
+use jitp_pki::cert::Subject;
+use jitp_pki::ids::shown;
+use jitp_profile::profile::Profile;
+use jitp_registry::thing::ThingName;
 
 /// AWS placement of the rendered policy (template context `aws.*`).
 #[derive(Debug, Clone, Serialize)]

@@ -15,13 +15,14 @@ pub struct InvalidId {
 }
 
 impl InvalidId {
-    pub(crate) fn new(kind: &'static str, rule: &'static str, value: &str) -> Self {
+    /// `value` is not a `kind`: it must be `rule`.
+    pub fn new(kind: &'static str, rule: &'static str, value: &str) -> Self {
         Self { kind, rule, shown: shown(value) }
     }
 }
 
 /// Quote a value for an error message, bounded so a 10 MB input does not become a 10 MB message.
-pub(crate) fn shown(value: &str) -> String {
+pub fn shown(value: &str) -> String {
     const MAX: usize = 80;
     let mut out: String = value.chars().take(MAX).collect();
     if value.chars().nth(MAX).is_some() {
@@ -117,6 +118,7 @@ impl CertificateId {
 
 /// A string newtype that can only hold values accepted by `$valid`: `TryFrom<String>`, `FromStr`, serde
 /// (`try_from`), `Display`, `as_str`, and `Into<String>`.
+#[macro_export]
 macro_rules! validated_string {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $valid:expr) => {
         $(#[$doc])*
@@ -165,7 +167,7 @@ macro_rules! validated_string {
         }
     };
 }
-pub(crate) use validated_string;
+pub use crate::validated_string;
 
 validated_string!(
     /// An AWS IoT policy name: 1..=128 of `[A-Za-z0-9_+=,.@-]`.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CertificateStatus;
-use crate::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::thing::ThingName;
 
 /// A registry call failed.
@@ -47,6 +47,14 @@ pub enum RegistryError {
     /// retry will not help.
     #[error("unreadable answer: {0}")]
     Unreadable(String),
+    /// The persistence file of a [`crate::memory::MemoryRegistry`] cannot be read or written, or is not one.
+    #[error("memory registry file {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (the line, where the JSON does not parse).
+        message: String,
+    },
 }
 
 impl RegistryError {

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CaCertificateId, CertificateId};
-use crate::reason::{Rejection, reject};
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_pki::reason::{Rejection, reject};
 
 /// The largest event jitp parses. A real one is about 300 bytes.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
@@ -69,7 +69,7 @@ impl std::fmt::Display for CertificateStatus {
     }
 }
 
-crate::ids::validated_string!(
+jitp_pki::ids::validated_string!(
     /// An AWS account id: exactly 12 digits.
     AccountId,
     "an AWS account id",
@@ -106,7 +106,7 @@ pub fn from_value(value: serde_json::Value) -> Result<RegistrationEvent, Rejecti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reason::ReasonCode;
+    use jitp_pki::reason::ReasonCode;
 
     #[test]
     fn parses_a_real_event() {

@@ -23,9 +23,9 @@ use regex_automata::util::primitives::StateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
-use crate::error::Error;
-use crate::profile::{Config, OnDuplicate, PolicyMode, Profile};
-use crate::thing::ThingName;
+use jitp_profile::ConfigError;
+use jitp_profile::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use jitp_registry::thing::ThingName;
 
 /// The thing-name alphabet: the only bytes a search needs to try.
 const THING_BYTES: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_-";
@@ -72,17 +72,17 @@ const MAX_POLICY_NAME: usize = 128;
 
 /// Refuse a configuration whose policy names AWS would refuse (a per-thing name over 128 characters) or two
 /// devices could share ([`check`]), reading its templates beside `config.path`.
-pub(crate) fn check_config(config: &Config) -> Result<(), Error> {
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
     for profile in &config.profiles {
         check_policy_name_length(&config.path, profile)?;
     }
     let dir = config.path.parent().map(Path::to_path_buf).unwrap_or_default();
     check(&config.profiles, |rel| std::fs::read_to_string(dir.join(rel)).ok())
-        .map_err(|message| Error::config(&config.path, None, "profiles", message))
+        .map_err(|message| ConfigError::config(&config.path, None, "profiles", message))
 }
 
 /// Refuse what AWS would refuse for the profile's longest possible name: a per-thing policy name over 128.
-fn check_policy_name_length(config_path: &Path, profile: &Profile) -> Result<(), Error> {
+fn check_policy_name_length(config_path: &Path, profile: &Profile) -> Result<(), ConfigError> {
     if profile.policy_mode != PolicyMode::PerThing {
         return Ok(());
     }
@@ -111,7 +111,7 @@ fn check_policy_name_length(config_path: &Path, profile: &Profile) -> Result<(),
                 "bound common_name to at most {room} characters (e.g. [A-Za-z0-9_-]{{1,{room}}}) or shorten the prefix"
             )
         };
-        return Err(Error::config(
+        return Err(ConfigError::config(
             config_path,
             None,
             format!("profiles.{}.policy_prefix", profile.name),
@@ -143,7 +143,7 @@ pub(crate) fn check(profiles: &[Profile], source: impl Fn(&str) -> Option<String
 }
 
 /// The shared policy name of a profile in shared mode (`prefix + template stem`).
-pub(crate) fn shared_name(profile: &Profile) -> String {
+pub fn shared_name(profile: &Profile) -> String {
     format!("{}{}", profile.policy_prefix, template_stem(&profile.policy))
 }
 

@@ -1,5 +1,5 @@
 //! Synthetic subjects for `jitp lint`: enough of them, per profile, to drive every branch a template can take
-//! on a subject value, each rendered through the same code path as a real device ([`crate::decide`]).
+//! on a subject value, each rendered through the same code path as a real device (`jitp_core::decide`).
 //!
 //! What is enumerated (the coverage argument, also in `templates/README.md`):
 //!
@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::cert::Subject;
-use crate::profile::Profile;
+use jitp_pki::cert::Subject;
+use jitp_profile::profile::Profile;
 
 /// The most synthetic subjects rendered per profile. Each costs one render of the names and the policy
 /// (tens of microseconds), so the bound keeps `jitp lint` and server start-up within about a second even
@@ -339,7 +339,7 @@ pub fn describe(subject: &Subject) -> String {
     let mut absent = Vec::new();
     for ((_, values), (_, label, _)) in subject.fields().into_iter().zip(FIELDS) {
         match values.first() {
-            Some(v) => present.push(format!("{label}={}", crate::ids::shown(v))),
+            Some(v) => present.push(format!("{label}={}", jitp_pki::ids::shown(v))),
             None => absent.push(label),
         }
     }

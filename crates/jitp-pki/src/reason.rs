@@ -313,12 +313,13 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 /// Shorthand for building a rejection with `format!` arguments.
+#[macro_export]
 macro_rules! reject {
     ($code:ident, $($arg:tt)+) => {
         $crate::reason::Rejection::new($crate::reason::ReasonCode::$code, format!($($arg)+))
     };
 }
-pub(crate) use reject;
+pub use crate::reject;
 
 #[cfg(test)]
 mod tests {

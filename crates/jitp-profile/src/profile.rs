@@ -1,7 +1,7 @@
 //! CA profiles from `templates/jitp.toml`: which CA, which subject rules, which templates.
 //!
 //! The configuration as plain validated data: loaded once at start-up, regexes compiled, deny lists, CA chains
-//! and CRLs read, template files checked to exist. Every mistake is a [`Error::Config`] naming the file, the
+//! and CRLs read, template files checked to exist. Every mistake is a [`ConfigError::Config`] naming the file, the
 //! key and the line. The templates are compiled from it one layer up, in `policy::Engine`, and the two are loaded
 //! together as `rules::Rules`.
 
@@ -12,11 +12,11 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::cert::{Certificate, Crl, MAX_CRL_BYTES};
-use crate::error::Error;
-use crate::ids::{CaCertificateId, S3Object};
-use crate::registry::Operation;
-use crate::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
+use jitp_pki::cert::{Certificate, Crl, MAX_CRL_BYTES};
+use crate::error::ConfigError;
+use jitp_pki::ids::{CaCertificateId, S3Object};
+use jitp_registry::registry::Operation;
+use jitp_registry::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
 
 /// What to do with a rejected certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +212,7 @@ pub struct Config {
     /// Profiles in file order: the first whose CA and subject rules match wins.
     pub profiles: Vec<Profile>,
     /// The `[quotas]` table: the account's API quotas (requests per second) where they differ from AWS's
-    /// defaults ([`crate::pacing::Quotas::aws_defaults`]), for an account with raised quotas.
+    /// defaults ([`jitp_registry::pacing::Quotas::aws_defaults`]), for an account with raised quotas.
     pub quotas: BTreeMap<Operation, f64>,
 }
 
@@ -315,7 +315,7 @@ impl CrlSource {
     pub fn parse(entry: &str, dir: &Path) -> Result<Self, String> {
         let head = entry.split('/').next().unwrap_or("");
         if head.contains(':') {
-            S3Object::parse(entry).map(Self::S3).map_err(|why| format!("{}: {why}", crate::ids::shown(entry)))
+            S3Object::parse(entry).map(Self::S3).map_err(|why| format!("{}: {why}", jitp_pki::ids::shown(entry)))
         } else {
             Ok(Self::File(dir.join(entry)))
         }
@@ -429,7 +429,7 @@ impl DenyList {
 }
 
 /// The minimum RSA modulus AWS IoT accepts; a profile may only raise it.
-pub const MIN_RSA_BITS_FLOOR: u32 = crate::cert::MIN_RSA_BITS;
+pub const MIN_RSA_BITS_FLOOR: u32 = jitp_pki::cert::MIN_RSA_BITS;
 
 /// AWS IoT's limits on thing attributes: 3 for a thing without a type, 50 with one (jitp's own included).
 const MAX_ATTRIBUTES_UNTYPED: usize = 3;
@@ -446,22 +446,22 @@ impl Profile {
 impl Config {
     /// Load `path` and everything it names, with no overrides. The configuration alone: `rules::Rules::load`
     /// gives the configuration with its templates compiled and its policy names checked, which decisions take.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::load_with(path, &Overrides::default())
     }
 
     /// Load `path` and everything it names, applying deployment overrides to `[defaults]`.
-    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, Error> {
+    pub fn load_with(path: impl AsRef<Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let path = path.as_ref().to_path_buf();
-        let source = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let source = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
         Self::from_str_at(&source, &path, overrides)
     }
 
     /// Parse configuration text as if read from `path` (relative paths resolve beside it).
-    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, Error> {
+    pub fn from_str_at(source: &str, path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let line = e.span().map(|s| line_of(source, s.start));
-            Error::config(path, line, "jitp.toml", e.message().to_owned())
+            ConfigError::config(path, line, "jitp.toml", e.message().to_owned())
         })?;
         let mut defaults = raw.defaults;
         if let Some(mode) = overrides.policy_mode {
@@ -477,14 +477,14 @@ impl Config {
             Loader { source, path: path.to_path_buf(), dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
         ctx.check_prefix(&defaults.policy_prefix, None, "defaults.policy_prefix")?;
         if raw.profiles.is_empty() {
-            return Err(Error::config(path, None, "profiles", "no [[profiles]]: jitp would reject every certificate"));
+            return Err(ConfigError::config(path, None, "profiles", "no [[profiles]]: jitp would reject every certificate"));
         }
         let mut profiles = Vec::with_capacity(raw.profiles.len());
         let mut names = HashSet::new();
         for (i, p) in raw.profiles.into_iter().enumerate() {
             let profile = ctx.profile(i, p, &defaults, &overrides.crl_objects)?;
             if !names.insert(profile.name.clone()) {
-                return Err(Error::config(
+                return Err(ConfigError::config(
                     path,
                     None,
                     format!("profiles[{i}].name"),
@@ -498,14 +498,14 @@ impl Config {
             let key = format!("quotas.{name}");
             let op: Operation = name.parse().map_err(|_| {
                 let known: Vec<&str> = Operation::ALL.iter().map(|op| op.as_str()).collect();
-                Error::config(
+                ConfigError::config(
                     path,
                     None,
                     key.clone(),
                     format!("{name:?} is not an AWS IoT operation jitp calls ({})", known.join(", ")),
                 )
             })?;
-            let rate = crate::pacing::check_quota(op, rate).map_err(|m| Error::config(path, None, key, m))?;
+            let rate = jitp_registry::pacing::check_quota(op, rate).map_err(|m| ConfigError::config(path, None, key, m))?;
             quotas.insert(op, rate);
         }
         let defaults = Defaults {
@@ -526,17 +526,17 @@ impl Config {
     /// The S3 objects jitp.toml at `path` lists as CRLs, each once, in order: what the caller fetches before
     /// loading ([`Overrides::crl_objects`]). A malformed `s3://` entry is the configuration error loading
     /// would give (the other keys are checked by the load).
-    pub fn crl_objects(path: impl AsRef<Path>) -> Result<Vec<S3Object>, Error> {
+    pub fn crl_objects(path: impl AsRef<Path>) -> Result<Vec<S3Object>, ConfigError> {
         let path = path.as_ref();
-        let source = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Self::crl_objects_in(&source, path)
     }
 
     /// [`Config::crl_objects`] of configuration text as if read from `path`.
-    pub fn crl_objects_in(source: &str, path: &Path) -> Result<Vec<S3Object>, Error> {
+    pub fn crl_objects_in(source: &str, path: &Path) -> Result<Vec<S3Object>, ConfigError> {
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let line = e.span().map(|s| line_of(source, s.start));
-            Error::config(path, line, "jitp.toml", e.message().to_owned())
+            ConfigError::config(path, line, "jitp.toml", e.message().to_owned())
         })?;
         let ctx =
             Loader { source, path: path.to_path_buf(), dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
@@ -570,13 +570,13 @@ impl Config {
     /// parsing as the load ([`Crl::from_bytes`]); file CRLs and everything else are kept. An object missing
     /// from `objects` or that does not parse is the error a load would give, naming the profile's key and the
     /// URI; `self` is then unchanged and still the rules to use.
-    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, Error> {
+    pub fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, ConfigError> {
         let mut next = self.clone();
         for (i, profile) in next.profiles.iter_mut().enumerate() {
             for listed in &mut profile.crl {
                 if let CrlSource::S3(object) = &listed.source {
                     listed.crl = s3_crl(object, objects)
-                        .map_err(|why| Error::config(&self.path, None, format!("profiles[{i}].crl"), why))?;
+                        .map_err(|why| ConfigError::config(&self.path, None, format!("profiles[{i}].crl"), why))?;
                 }
             }
         }
@@ -601,11 +601,11 @@ impl Loader<'_> {
         span: Option<std::ops::Range<usize>>,
         key: String,
         message: impl Into<String>,
-    ) -> Result<T, Error> {
-        Err(Error::config(&self.path, span.map(|s| line_of(self.source, s.start)), key, message))
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::config(&self.path, span.map(|s| line_of(self.source, s.start)), key, message))
     }
 
-    fn check_prefix(&self, prefix: &str, span: Option<std::ops::Range<usize>>, key: &str) -> Result<(), Error> {
+    fn check_prefix(&self, prefix: &str, span: Option<std::ops::Range<usize>>, key: &str) -> Result<(), ConfigError> {
         let ok = prefix.len() <= 64
             && prefix
                 .bytes()
@@ -625,7 +625,7 @@ impl Loader<'_> {
         self.dir.join(rel)
     }
 
-    fn profile(&self, i: usize, p: RawProfile, d: &RawDefaults, objects: &CrlObjects) -> Result<Profile, Error> {
+    fn profile(&self, i: usize, p: RawProfile, d: &RawDefaults, objects: &CrlObjects) -> Result<Profile, ConfigError> {
         let key = |k: &str| format!("profiles[{i}].{k}");
         let name = p.name.get_ref().clone();
         let name_ok = !name.is_empty()
@@ -681,7 +681,7 @@ impl Loader<'_> {
             Some(format!(
                 "its common_name {} does not match an empty CN (leave common_name out if the thing name does not \
                  come from the CN)",
-                crate::ids::shown(cn_source)
+                jitp_pki::ids::shown(cn_source)
             ))
         } else {
             None
@@ -708,7 +708,7 @@ impl Loader<'_> {
         let mut ca_chain = Vec::new();
         for file in &p.ca_chain {
             let full = self.resolve(file.get_ref());
-            let text = std::fs::read(&full).map_err(|source| Error::Io { path: full.clone(), source })?;
+            let text = std::fs::read(&full).map_err(|source| ConfigError::Io { path: full.clone(), source })?;
             let certs = pem::parse_many(&text)
                 .or_else(|e| self.err(Some(file.span()), key("ca_chain"), format!("{}: {e}", full.display())))?;
             if certs.is_empty() {
@@ -805,7 +805,7 @@ impl Loader<'_> {
         })
     }
 
-    fn aws_name(&self, value: Spanned<String>, key: &str) -> Result<String, Error> {
+    fn aws_name(&self, value: Spanned<String>, key: &str) -> Result<String, ConfigError> {
         let v = value.get_ref();
         let ok = (1..=128).contains(&v.len())
             && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
@@ -820,7 +820,7 @@ impl Loader<'_> {
         }
     }
 
-    fn crl_source(&self, entry: &Spanned<String>, key: &str) -> Result<CrlSource, Error> {
+    fn crl_source(&self, entry: &Spanned<String>, key: &str) -> Result<CrlSource, ConfigError> {
         CrlSource::parse(entry.get_ref(), &self.dir).or_else(|why| {
             self.err(
                 Some(entry.span()),
@@ -832,7 +832,7 @@ impl Loader<'_> {
 
     /// Read and parse one CRL of `crl = [...]`: a file (read here, at most [`MAX_CRL_BYTES`]) or an S3 object
     /// (from the caller's `objects`); both through [`Crl::from_bytes`].
-    fn crl(&self, entry: &Spanned<String>, key: &str, objects: &CrlObjects) -> Result<ProfileCrl, Error> {
+    fn crl(&self, entry: &Spanned<String>, key: &str, objects: &CrlObjects) -> Result<ProfileCrl, ConfigError> {
         use std::io::Read as _;
         let full = match self.crl_source(entry, key)? {
             CrlSource::File(full) => full,
@@ -861,9 +861,9 @@ impl Loader<'_> {
         }
     }
 
-    fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<DenyList, Error> {
+    fn deny_list(&self, file: &Spanned<String>, key: &str) -> Result<DenyList, ConfigError> {
         let full = self.resolve(file.get_ref());
-        let text = std::fs::read_to_string(&full).map_err(|source| Error::Io { path: full.clone(), source })?;
+        let text = std::fs::read_to_string(&full).map_err(|source| ConfigError::Io { path: full.clone(), source })?;
         let mut list = DenyList::default();
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
@@ -871,7 +871,7 @@ impl Loader<'_> {
                 continue;
             }
             let (kind, value) =
-                DenyList::parse_entry(entry).map_err(|message| Error::config(&full, Some(n + 1), key, message))?;
+                DenyList::parse_entry(entry).map_err(|message| ConfigError::config(&full, Some(n + 1), key, message))?;
             list.insert(kind, value);
         }
         Ok(list)
@@ -911,7 +911,7 @@ fn normalize_serial(digits: &str) -> String {
 }
 
 /// The 1-based line of byte offset `at` in `source`.
-pub(crate) fn line_of(source: &str, at: usize) -> usize {
+pub fn line_of(source: &str, at: usize) -> usize {
     source.get(..at).map_or(1, |s| s.matches('\n').count() + 1)
 }
 
