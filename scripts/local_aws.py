@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as futures
-import copy
 import hashlib
 import io
 import json
@@ -33,7 +32,6 @@ import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ import threading
 import time
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -179,7 +177,6 @@ class Device:
     first_connect: float = 0.0
     status: str = ""
     status_at: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def latency_ms(self) -> float | None:
@@ -202,6 +199,7 @@ class Pki:
             "-out", str(self.ca_pem), "-subj", "/O=Acme/CN=Acme local-aws CA",
         )
         self.serial = 1000
+        self.lock = threading.Lock()
 
     def verification_cert(self, code: str) -> str:
         key, csr, pem = self.dir / "verification.key", self.dir / "verification.csr", self.dir / "verification.pem"
@@ -215,7 +213,7 @@ class Pki:
         """`openssl genrsa`, `openssl req -new`, `openssl x509 -req -CA`: the device certificate commands of AWS IoT's
         just-in-time registration docs. `extfile` adds extensions (a device that claims to be a CA)."""
         signer = ca or self
-        with threading.Lock():
+        with self.lock:  # devices are made on a thread pool
             self.serial += 1
             serial = self.serial
         key, csr, pem = self.dir / f"{label}.key", self.dir / f"{label}.csr", self.dir / f"{label}.pem"
@@ -346,15 +344,14 @@ class Adjustment:
     why: str
 
 
-def lambda_zip(binary: Path, templates_at: str | None) -> bytes:
-    """What cargo-lambda's zip holds: the binary as `bootstrap`, and `templates/` beside it when asked."""
+def lambda_zip(binary: Path) -> bytes:
+    """What cargo-lambda's zip holds (crates/jitp-lambda's `include`): the binary as `bootstrap`, `templates/` beside it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         info = zipfile.ZipInfo("bootstrap")
         info.external_attr = 0o755 << 16
         z.writestr(info, binary.read_bytes())
-        if templates_at is not None:
-            add_templates(z, templates_at)
+        add_templates(z, "templates/")
     return buffer.getvalue()
 
 
@@ -408,7 +405,7 @@ def print_adjustments(stack: str, adjustments: list[Adjustment]) -> None:
         print(f"    - {a.what}\n      why: {a.why}", flush=True)
 
 
-def synth_cdk(ca_id: str, out: Path, no_pacing: bool) -> dict:
+def synth_cdk(ca_id: str, out: Path) -> dict:
     """`cdk synth` of infra/cdk (compiled by local-aws.sh), as scripts/test-infra.sh does it: no bundling."""
     cdk = ROOT / "infra/cdk"
     env = dict(os.environ, JITP_SKIP_BUNDLING="1", CDK_DEFAULT_ACCOUNT=ACCOUNT, CDK_DEFAULT_REGION=REGION,
@@ -424,7 +421,7 @@ def synth_cdk(ca_id: str, out: Path, no_pacing: bool) -> dict:
 
 def deploy_cdk(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str:
     say("stack cdk: cdk synth (infra/cdk, jitp:manageIotLogging=false: see the adjustments)")
-    template = synth_cdk(ca_id, work / "cdk.out", no_pacing)
+    template = synth_cdk(ca_id, work / "cdk.out")
     adjustments = [
         Adjustment(
             "synthesized with -c jitp:manageIotLogging=false (the stack's option for an account that already has AWS "
@@ -441,18 +438,16 @@ def deploy_cdk(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str
 
     # What `cdk deploy` does with the function assets: the bootstrap bucket and version, the zips under their keys.
     s3 = local.client("s3")
-    functions = {"jitp-lambda": None, "jitp-drift": None}
-    for resource in template["Resources"].values():
+    for name, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Lambda::Function":
             code = resource["Properties"]["Code"]
-            binary = "jitp-drift" if "drift" in json.dumps(resource["Properties"].get("Description", "")).lower() else "jitp-lambda"
-            functions[binary] = code
+            binary = "jitp-drift" if name.startswith("DriftFunction") else "jitp-lambda"
             try:
                 s3.create_bucket(Bucket=code["S3Bucket"])
             except s3.exceptions.BucketAlreadyOwnedByYou:
                 pass
             s3.put_object(Bucket=code["S3Bucket"], Key=code["S3Key"],
-                          Body=lambda_zip(ROOT / "target/debug" / binary, "templates/"))
+                          Body=lambda_zip(ROOT / "target/debug" / binary))
     local.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="21", Type="String", Overwrite=True)
     deploy(local, "Jitp", template, {})
     return "Jitp"
@@ -561,7 +556,7 @@ def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str
         if resource["Type"] == "AWS::Serverless::Function":
             binary = "jitp-drift" if name.startswith("Drift") else "jitp-lambda"
             # The function zip carries templates/ too: MiniStack does not mount layers for provided runtimes.
-            s3.put_object(Bucket=bucket, Key=f"{name}.zip", Body=lambda_zip(ROOT / "target/debug" / binary, "templates/"))
+            s3.put_object(Bucket=bucket, Key=f"{name}.zip", Body=lambda_zip(ROOT / "target/debug" / binary))
             props["CodeUri"] = f"s3://{bucket}/{name}.zip"
         elif resource["Type"] == "AWS::Serverless::LayerVersion":
             s3.put_object(Bucket=bucket, Key=f"{name}.zip", Body=templates_layer_zip())
@@ -813,7 +808,7 @@ def scenario(local: MiniStack, stack: str, pki: Pki, ca_id: str, broker: Mqtt, c
             outcome, client = broker.session(d, d.cn)
             checks.expect(client is not None, f"{d.label}: connects as {d.cn} ({outcome})")
             if client is not None:
-                topic = f"things/{d.cn}/telemetry" if d.cn.startswith("sensor") else f"things/{d.cn}/telemetry"
+                topic = f"things/{d.cn}/telemetry"  # both templates allow it
                 checks.expect(publish(client, topic) == "acked", f"{d.label}: publishes to {topic}")
                 client.disconnect()
                 client.loop_stop()
@@ -864,6 +859,11 @@ def scenario(local: MiniStack, stack: str, pki: Pki, ca_id: str, broker: Mqtt, c
         if client is not None:
             own = f"things/{a.cn}/commands/reboot"
             checks.expect(subscribe(client, own) == "granted", f"{a.label} may subscribe to its own {own}")
+            received = threading.Event()
+            client.on_message = lambda _c, _u, message: received.set() if message.topic == own else None
+            # The operator sends a command through the data plane (iot-data Publish), as a backend would.
+            local.client("iot-data").publish(topic=own, qos=1, payload=b'{"command": "reboot"}')
+            checks.expect(received.wait(5), f"{a.label} receives a command published on {own}")
             client.disconnect()
             client.loop_stop()
     return devices
@@ -1094,7 +1094,7 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
         checks.expect(ca_id == pki.ca_id(), f"CA id {ca_id[:12]}... is the SHA-256 of its DER, as AWS's")
 
         if kind == stacks_first(args):
-            say(f"MiniStack against AWS IoT: the registry calls of tests/README.md's deviation table")
+            say("MiniStack against AWS IoT: the registry calls of tests/README.md's deviation table")
             for what, observed in probe_registry(local, pki, ca_id, work).items():
                 checks.expect(observed == MINISTACK_OBSERVED[what], f"MiniStack {what}: {observed} "
                               f"(1.5.33: {MINISTACK_OBSERVED[what]})")
