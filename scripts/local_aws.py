@@ -486,7 +486,9 @@ def queue_policy_adjustments(template: dict) -> list[Adjustment]:
 
 
 # Where MiniStack's IAM authorizes an AWS IoT action on another resource than AWS does (the Service Authorization
-# Reference, as infra/iam-actions.json grants it): action -> (AWS's resource, the resource MiniStack checks).
+# Reference, as infra/iam-actions.json grants it): action -> (AWS's resource, the resource MiniStack checks). The
+# first four were measured (each denied to the function's role until granted here); DetachThingPrincipal shares
+# AttachThingPrincipal's path in MiniStack's resource mapping, and the workflow calls it only to undo a claim.
 MINISTACK_IAM_GAPS = {
     "iot:DescribeCACertificate": ("cacert/<id>", "*"),
     "iot:AttachPolicy": ("cert/<id> (the target)", "*"),
@@ -596,7 +598,8 @@ def sam_condition_adjustments(template: dict, ca_id: str) -> list[Adjustment]:
             template["Conditions"][name] = {"Fn::Equals": ["one CA", "more CAs"]}
             adjustments.append(Adjustment(
                 f"condition {name} replaced by its value for one CA id (false)",
-                "MiniStack's CloudFormation refuses Fn::Select over Fn::Split inside Conditions",
+                "MiniStack's CloudFormation refuses the template's Fn::Select over Fn::Split of the padded CA list in "
+                "Conditions (\"Fn::Select cannot select nonexistent value at index 1\"; AWS's list has 5 entries)",
             ))
     return adjustments[:1] + [Adjustment(a.what, "(same)") for a in adjustments[1:]]
 
@@ -624,8 +627,9 @@ def sam_type_adjustments(template: dict, given: dict[str, str]) -> list[Adjustme
                 variables[var] = str(template["Mappings"][table][pick(first)][pick(second)])
                 adjustments.append(Adjustment(
                     f"{name}: {var} = \"{variables[var]}\" (the string), for its !FindInMap",
-                    "MiniStack passes the mapping's number into the environment as a number, where AWS makes it a "
-                    "string",
+                    "MiniStack passes the mapping's number into the function's environment as a number, and "
+                    "spawning the function then fails (\"expected str, bytes or os.PathLike object, not int\"); "
+                    "AWS makes it a string",
                 ))
     return adjustments
 
