@@ -33,7 +33,7 @@ if [ -f scripts/test-infra.sh ]; then
   bash scripts/test-infra.sh
 fi
 echo "== the whole path on a local AWS (MiniStack: both stacks deployed, real MQTT/mTLS devices)"
-# ~2 minutes on top of the rest (the MiniStack venv on a fresh machine ~50 s, each stack's run ~40 s); the Lambda
+# 2-3 minutes on top of the rest (the MiniStack venv on a fresh machine ~50 s, each stack's run 40-65 s); the Lambda
 # binaries are the debug ones cargo test has just built (--prebuilt).
 scripts/local-aws.sh --prebuilt --stack both --check
 echo "== all suites passed"
