@@ -66,6 +66,17 @@ def free_port() -> int:
 # ---- MiniStack ---------------------------------------------------------------------------------------------------
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGKILL if this driver dies, even by a SIGKILL nothing can trap."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() and the signal handlers still end it
+
+
 class MiniStack:
     """One MiniStack server in its own process group, on free ports, with its files in `workdir`."""
 
@@ -99,7 +110,8 @@ class MiniStack:
         exe = Path(sys.executable).parent / "ministack"
         log = open(self.log_path, "wb")
         # A process group of its own: stop() ends MiniStack and the Lambda bootstraps it spawned, by this group's id.
-        self.process = subprocess.Popen([str(exe)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen([str(exe)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -1082,7 +1094,7 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
         say(f"MiniStack: starting (AUTH={'true' if local.auth else 'false'}, API {local.url}, MQTT/mTLS "
             f"127.0.0.1:{local.mqtt_port}, files in {work})")
         local.start()
-        say("MiniStack: ready")
+        say(f"MiniStack: ready (process group {local.process.pid})")
         iot = local.client("iot")
         for thing_type in ("sensor", "gateway"):  # infra/README.md: the types jitp.toml names exist beforehand
             iot.create_thing_type(thingTypeName=thing_type)
