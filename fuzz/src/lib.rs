@@ -9,13 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use jitp_core::cert::{self, Certificate, DeviceCheck, Subject};
+use jitp_pki::cert::{self, Certificate, DeviceCheck, Subject};
 use jitp_core::decide::{self, Input};
-use jitp_core::ids::{CaCertificateId, CertificateId};
-use jitp_core::policy::{self, AwsContext, DeviceContext, Scope};
-use jitp_core::profile::Overrides;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_policy::policy::{self, AwsContext, DeviceContext, Scope};
+use jitp_profile::profile::Overrides;
 use jitp_core::rules::Rules;
-use jitp_core::thing::ThingName;
+use jitp_registry::thing::ThingName;
 
 /// The fixed clock of the fixtures (jitp_testkit::NOW): 2026-01-01T00:00:00Z.
 pub const NOW: i64 = 1_767_225_600;
@@ -33,7 +33,7 @@ struct Fixed {
     ca: Certificate,
     ca_id: CaCertificateId,
     /// The fixed CA as the repository's profiles see it (checked once, as the workflow's cache does).
-    registered: decide::RegisteredCa,
+    registered: jitp_profile::judge::RegisteredCa,
     repo: Rules,
     fuzz: Rules,
     aws: AwsContext,
@@ -42,12 +42,12 @@ struct Fixed {
 fn fixed() -> &'static Fixed {
     static FIXED: OnceLock<Fixed> = OnceLock::new();
     FIXED.get_or_init(|| {
-        let ca = decide::parse_ca(CA_PEM).expect("fixtures/ca.pem parses");
+        let ca = jitp_profile::judge::parse_ca(CA_PEM).expect("fixtures/ca.pem parses");
         let ca_id = CaCertificateId::of_der(ca.der());
         let repo = Rules::load(dir().join("../templates/jitp.toml")).expect("the repository's jitp.toml loads");
         let fuzz_path = dir().join("fixtures/jitp-fuzz.toml");
         let fuzz = Rules::load_with(&fuzz_path, &Overrides::default()).expect("fixtures/jitp-fuzz.toml loads");
-        let registered = decide::RegisteredCa::new(repo.config(), ca_id.clone(), CA_PEM);
+        let registered = jitp_profile::judge::RegisteredCa::new(repo.config(), ca_id.clone(), CA_PEM);
         Fixed { ca, ca_id, registered, repo, fuzz, aws: AwsContext::default() }
     })
 }
@@ -55,15 +55,15 @@ fn fixed() -> &'static Fixed {
 /// `event::parse` on arbitrary bytes: never panics; an event that parses survives a JSON round trip unchanged,
 /// and decoding it from a `serde_json::Value` agrees.
 pub fn event_parse(data: &[u8]) {
-    let Ok(event) = jitp_core::event::parse(data) else { return };
+    let Ok(event) = jitp_registry::event::parse(data) else { return };
     let json = serde_json::to_vec(&event).expect("a parsed event serializes");
-    let again = jitp_core::event::parse(&json).expect("a serialized event parses");
+    let again = jitp_registry::event::parse(&json).expect("a serialized event parses");
     assert_eq!(event, again, "the event changed in a round trip");
     // Findings (regressions/event_parse/): serde_json skipped the values of ignored fields without validating
     // them (invalid UTF-8, lone surrogate escapes), so parse accepted documents that are not JSON. Fixed in
     // jitp-core: parse reads a serde_json::Value first. Whatever parse accepts must be JSON.
     let value = serde_json::from_slice::<serde_json::Value>(data).expect("parse accepted a document that is not JSON");
-    let from_value = jitp_core::event::from_value(value).expect("from_value accepts what parse accepts");
+    let from_value = jitp_registry::event::from_value(value).expect("from_value accepts what parse accepts");
     assert_eq!(event, from_value, "parse and from_value disagree");
 }
 
@@ -252,7 +252,7 @@ mod tests {
         for file in files {
             let data = std::fs::read(&file).unwrap();
             assert!(serde_json::from_slice::<serde_json::Value>(&data).is_err(), "{} is JSON", file.display());
-            assert!(jitp_core::event::parse(&data).is_err(), "event::parse accepted {}", file.display());
+            assert!(jitp_registry::event::parse(&data).is_err(), "event::parse accepted {}", file.display());
         }
     }
 

@@ -27,8 +27,8 @@ use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_sdk_iot::config::{Credentials, Region};
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types as sdk;
-use jitp_registry::event::CertificateStatus;
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::registry::{
     CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
     MAX_THINGS_PER_PAGE, Operation, PolicyDescription, PolicyVersion, RegistryError, ThingDescription, ThingFilter,

@@ -17,12 +17,13 @@ use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use jitp_aws::AwsRegistry;
 use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::decide::{self, Input};
-use jitp_pki::ids::{CaCertificateId, CertificateId};
-use jitp_policy::policy::AwsContext;
-use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
-use jitp_pki::reason::ReasonCode;
-use jitp_registry::registry::IotRegistry;
+use jitp_core::engine::Settings;
+use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner};
 use jitp_core::rules::Rules;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_pki::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::moto::Moto;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, Pem, event_for_ids, to_pem};
 
@@ -120,7 +121,7 @@ macro_rules! world_or_skip {
 /// The policy jitp-core decides for `pem` under `ca` (the document it must have written).
 fn expected_policy(pem: &Pem, ca: &Ca, ca_id: &CaCertificateId) -> jitp_policy::policy::RenderedPolicy {
     let config = config();
-    let ca = decide::RegisteredCa::new(config.config(), ca_id.clone(), ca.cert.pem.as_bytes());
+    let ca = jitp_profile::judge::RegisteredCa::new(config.config(), ca_id.clone(), ca.cert.pem.as_bytes());
     let aws = AwsContext::default();
     let input = Input { certificate_pem: pem.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
     decide::decide(&config, &input).unwrap().policy
@@ -254,7 +255,11 @@ async fn rejected_certificates_are_revoked_or_held_and_nothing_is_created() {
             assert_eq!(record.certificate_action.map(|a| a.as_str()), Some("REVOKED"));
             assert_eq!(world.status(&device.id).await, SdkStatus::Revoked);
         }
-        assert!(!record.api_calls.contains_key(&jitp_registry::registry::Operation::CreateThing), "{:?}", record.api_calls);
+        assert!(
+            !record.api_calls.contains_key(&jitp_registry::registry::Operation::CreateThing),
+            "{:?}",
+            record.api_calls
+        );
     }
     assert!(world.thing_names().await.is_empty());
     assert!(world.policy_names().await.is_empty());
@@ -398,8 +403,8 @@ macro_rules! slow {
     };
 }
 
-use jitp_registry::event::CertificateStatus;
 use jitp_pki::ids::PolicyName;
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::registry::{
     CaDescription, CertificateDescription, CertificatePage, PolicyDescription, PolicyVersion, RegistryError,
     ThingDescription, ThingFilter, ThingNamePage, ThingPage, ThingSpec,

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
-use jitp_registry::event::CertificateStatus;
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::registry::{CaStatus, IotRegistry, RegistryError, ThingSpec};
 use jitp_registry::thing::ThingName;
 use jitp_testkit::moto::{Moto, Registered};

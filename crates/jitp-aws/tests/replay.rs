@@ -17,8 +17,8 @@ use aws_smithy_http_client::test_util::{NeverClient, ReplayEvent, StaticReplayCl
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use jitp_aws::AwsRegistry;
-use jitp_registry::event::CertificateStatus;
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::registry::{CaStatus, IotRegistry, RegistryError, ThingFilter, ThingSpec};
 use jitp_registry::thing::ThingName;
 
@@ -770,7 +770,7 @@ async fn a_plan_stops_at_once_on_an_unreadable_list_things_page() {
     let reconciler = jitp_core::reconcile::Reconciler::new(
         rules,
         std::sync::Arc::new(registry),
-        jitp_core::provision::Settings::default(),
+        jitp_core::engine::Settings::default(),
     );
     let started = std::time::Instant::now();
     let err = reconciler.plan(jitp_testkit::NOW).await.unwrap_err();
@@ -838,7 +838,8 @@ async fn the_client_makes_one_request_per_call() {
 #[tokio::test]
 async fn a_throttled_call_is_sent_once_per_workflow_attempt_and_the_record_counts_each() {
     use jitp_core::audit::Outcome;
-    use jitp_core::provision::{Provisioner, Settings};
+    use jitp_core::engine::Settings;
+    use jitp_core::provision::Provisioner;
     use jitp_registry::registry::Operation;
 
     // The provisioner does not know the event's CA yet, so it asks for it (DescribeCACertificate) at the same

@@ -9,12 +9,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jitp_bench::{ALGS, Pair, config};
-use jitp_pki::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{self, Input};
+use jitp_core::rules::Rules;
+use jitp_pki::cert::{self, Certificate, DeviceCheck};
 use jitp_pki::ids::CertificateId;
 use jitp_policy::policy::{AwsContext, DeviceContext, Scope, lint};
 use jitp_profile::profile::Overrides;
-use jitp_core::rules::Rules;
 use jitp_registry::thing::ThingName;
 use jitp_testkit::NOW;
 use rustls_pki_types::CertificateDer;
@@ -28,7 +28,8 @@ fn benches(c: &mut Criterion) {
     // The whole decision, per algorithm.
     let mut group = c.benchmark_group("decide");
     for (pair, label) in &pairs {
-        let ca = decide::RegisteredCa::new(config.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
+        let ca =
+            jitp_profile::judge::RegisteredCa::new(config.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
         let input = Input { certificate_pem: pair.device.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
         let verdict = decide::decide(&config, &input);
         assert!(verdict.is_ok(), "{label}: {:?}", verdict.err());
@@ -49,7 +50,7 @@ fn benches(c: &mut Criterion) {
     let path =
         dir.edit_config(|t| t.replacen("name = \"sensors\"\n", "name = \"sensors\"\ncrl = [\"crl/acme.crl\"]\n", 1));
     let with_crl = Rules::load(&path).unwrap();
-    let ca = decide::RegisteredCa::new(with_crl.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
+    let ca = jitp_profile::judge::RegisteredCa::new(with_crl.config(), pair.ca_id.clone(), pair.ca.cert.pem.as_bytes());
     let input = Input { certificate_pem: pair.device.pem.as_bytes(), ca: &ca, now: NOW, aws: &aws };
     let verdict = decide::decide(&with_crl, &input);
     assert!(verdict.is_ok(), "p256 with a CRL: {:?}", verdict.err());
@@ -111,7 +112,7 @@ fn benches(c: &mut Criterion) {
         });
         let pem = pair.ca.cert.pem.as_bytes();
         group.bench_function(format!("registered_ca/{label}"), |b| {
-            b.iter(|| decide::RegisteredCa::new(config.config(), pair.ca_id.clone(), black_box(pem)))
+            b.iter(|| jitp_profile::judge::RegisteredCa::new(config.config(), pair.ca_id.clone(), black_box(pem)))
         });
         let der = CertificateDer::from(pair.ca_cert.der());
         group.bench_function(format!("trust_anchor/{label}"), |b| {
@@ -199,7 +200,9 @@ fn benches(c: &mut Criterion) {
     let path = jitp_testkit::repo_config_path();
     group
         .bench_function("config_load", |b| b.iter(|| Rules::load(black_box(&path)).map(|c| c.config().profiles.len())));
-    group.bench_function("parse_ca_p256", |b| b.iter(|| decide::parse_ca(black_box(p256.ca.cert.pem.as_bytes()))));
+    group.bench_function("parse_ca_p256", |b| {
+        b.iter(|| jitp_profile::judge::parse_ca(black_box(p256.ca.cert.pem.as_bytes())))
+    });
     group.finish();
 }
 

@@ -17,10 +17,10 @@
 
 use std::sync::Arc;
 
+use jitp_core::rules::Rules;
 use jitp_pki::cert::Certificate;
 use jitp_pki::ids::CaCertificateId;
 use jitp_profile::profile::Overrides;
-use jitp_core::rules::Rules;
 use jitp_testkit::{Alg, Ca, Device, Pem};
 
 /// Load the repository's profiles and templates (`jitp_testkit::repo_config_path`) with `overrides`.

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_pki::cert::MAX_PEM_BYTES;
 use jitp_core::decide::{CheckReport, check};
+use jitp_pki::cert::MAX_PEM_BYTES;
 use jitp_pki::ids::CaCertificateId;
 use jitp_pki::reason::Fault;
 

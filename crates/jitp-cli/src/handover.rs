@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use jitp_pki::ids::CertificateId;
 use jitp_core::provision::Provisioner;
-use jitp_registry::thing::ThingName;
+use jitp_pki::ids::CertificateId;
 use jitp_pki::unix_time::now;
+use jitp_registry::thing::ThingName;
 use jitp_wiring::{RegistryArg, Settings};
 
 #[derive(Debug, Args)]

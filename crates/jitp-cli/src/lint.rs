@@ -4,9 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
-use jitp_profile::profile::{CrlPolicy, CrlSource};
 use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_pki::unix_time::now;
+use jitp_profile::profile::{CrlPolicy, CrlSource};
 
 use jitp_wiring::crl::CrlObjectArgs;
 use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use jitp_core::audit::Outcome;
-use jitp_pki::cert::MAX_PEM_BYTES;
-use jitp_registry::event::MAX_EVENT_BYTES;
 use jitp_core::provision::Provisioner;
+use jitp_pki::cert::MAX_PEM_BYTES;
 use jitp_pki::unix_time::now;
+use jitp_registry::event::MAX_EVENT_BYTES;
 use jitp_wiring::{RegistryArg, Settings};
 
 use crate::common::read_bounded;

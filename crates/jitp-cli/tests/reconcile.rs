@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use assert_cmd::Command;
 use jitp_core::audit::Outcome;
-use jitp_registry::memory::MemoryRegistry;
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_registry::registry::IotRegistry;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::rules::Rules;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 

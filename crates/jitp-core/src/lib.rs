@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod decide;
+pub mod engine;
 pub mod error;
 pub mod provision;
 pub mod reconcile;

@@ -73,24 +73,25 @@
 //! reaches activation, so there the one detachment jitp makes (of an ACTIVE certificate someone activated by
 //! hand without owning its thing, after deactivating it) is safe.
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditRecord, CaSource, Calls, CertificateAction, Ending, Facts, Outcome};
 use jitp_pki::cert::Certificate;
-use crate::decide::{self, Input, Refusal, Verdict};
-use crate::error::Error;
-use jitp_registry::event::{CertificateStatus, RegistrationEvent};
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_registry::pacing::{NoSlot, Pacer, Pacing};
-use jitp_policy::policy::AwsContext;
-use jitp_profile::profile::{Config, OnDuplicate, OnReject, PolicyMode, Profile};
-use jitp_profile::ConfigError;
-use jitp_pki::reason::{Fault, ReasonCode, Rejection, reject};
-use jitp_registry::registry::{CaStatus, CertificateDescription, IotRegistry, Operation, RegistryError, ThingSpec};
+use jitp_pki::reason::{Rejection, reject};
+use jitp_profile::judge::Refusal;
+use jitp_profile::profile::{Config, OnDuplicate, PolicyMode, Profile};
+use jitp_registry::event::{CertificateStatus, RegistrationEvent};
+use jitp_registry::pacing::Pacer;
+use jitp_registry::registry::{CertificateDescription, IotRegistry, Operation, RegistryError};
+
+use crate::audit::{AuditRecord, CaSource, Calls, CertificateAction, Ending, Facts, Outcome};
+use crate::decide::{self, Input, Verdict};
+use crate::engine::ca_cache::{CaCache, not_active};
+use crate::engine::policy_version::make_default;
+use crate::engine::{CallGate, Settings, registry_error, rejection_effect, thing_spec};
+use crate::error::Error;
 use crate::rules::Rules;
 
 pub use jitp_registry::thing::CERTIFICATE_ATTRIBUTE;
@@ -103,45 +104,6 @@ const MAX_CLAIM_ROUNDS: usize = 5;
 /// event anyway (each is a DescribeCertificate on a path that runs only when someone else is attached).
 const MAX_TARGETS_DESCRIBED: usize = 5;
 
-/// Tunables of the workflow.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The template context's `aws.*`.
-    pub aws: AwsContext,
-    /// Give up retrying a transient failure after this long (then the event is retried by the platform).
-    pub retry_deadline: Duration,
-    /// First backoff; doubles per attempt, with full jitter.
-    pub retry_base: Duration,
-    /// Backoff ceiling.
-    pub retry_max: Duration,
-    /// How long a CA description stays cached (a deactivated CA is noticed within this time).
-    pub ca_cache_ttl: Duration,
-    /// Pace every registry call under the account's API quotas ([`jitp_registry::pacing`]), or `None`: unpaced (the
-    /// default, for tests and the embedded registry; the binaries pace at AWS's quotas unless told not to).
-    pub pacing: Option<Pacing>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            aws: AwsContext::default(),
-            retry_deadline: Duration::from_secs(20),
-            retry_base: Duration::from_millis(25),
-            retry_max: Duration::from_secs(2),
-            ca_cache_ttl: Duration::from_secs(300),
-            pacing: None,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct CachedCa {
-    active: bool,
-    /// Parsed and checked once, here, for the provisioner's configuration.
-    ca: decide::RegisteredCa,
-    fetched: Instant,
-}
-
 /// Runs events through the workflow. Cheap to share (`Arc`); safe to call concurrently.
 pub struct Provisioner {
     rules: Arc<Rules>,
@@ -150,9 +112,8 @@ pub struct Provisioner {
     /// One lane per AWS operation, shared by every event of this provisioner (and by those it derives with
     /// [`Provisioner::with_rules`], so a CRL refresh does not reset the quota lanes).
     pacer: Arc<Pacer>,
-    cas: Mutex<HashMap<CaCertificateId, Arc<CachedCa>>>,
-    /// One DescribeCACertificate in flight per CA (see [`Provisioner::describe_ca`]).
-    ca_fetches: Mutex<HashMap<CaCertificateId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The registered CAs described, kept for `ca_cache_ttl`.
+    cas: CaCache,
     /// Shared policies known to exist with a given document in this process.
     shared_policies: Mutex<HashMap<PolicyName, (String, String)>>,
 }
@@ -226,134 +187,6 @@ impl From<Rejection> for Stop<'_> {
     }
 }
 
-pub(crate) fn registry_error(operation: Operation, source: RegistryError) -> Error {
-    Error::Registry { operation, source }
-}
-
-/// Per-event bookkeeping: calls, retries, time waited for quota. Shared by reference between calls that run
-/// at once. `reconcile` makes its calls through one too: every call paced and retried the workflow's way.
-pub(crate) struct Tally<'a> {
-    registry: &'a dyn IotRegistry,
-    settings: &'a Settings,
-    pacer: &'a Pacer,
-    calls: Mutex<BTreeMap<Operation, u32>>,
-    retries: AtomicU32,
-    quota_wait: Mutex<Duration>,
-}
-
-impl<'a> Tally<'a> {
-    pub(crate) fn new(registry: &'a dyn IotRegistry, settings: &'a Settings, pacer: &'a Pacer) -> Self {
-        Self {
-            registry,
-            settings,
-            pacer,
-            calls: Mutex::default(),
-            retries: AtomicU32::new(0),
-            quota_wait: Mutex::default(),
-        }
-    }
-
-    /// Make one registry call, each attempt in its slot of the operation's quota, retrying transient failures
-    /// with jittered exponential backoff until the deadline (waiting for a slot counts towards it).
-    pub(crate) async fn call<T, F, Fut>(&self, op: Operation, f: F) -> Result<Result<T, RegistryError>, Error>
-    where
-        F: Fn(&'a dyn IotRegistry) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RegistryError>>,
-    {
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            match self.attempt(op, &f, started).await? {
-                Err(e) if e.is_transient() => self.pause(op, &mut attempt, started, e).await?,
-                other => return Ok(other),
-            }
-        }
-    }
-
-    /// One attempt of a call started at `started`: its slot (within what is left of the retry deadline), the
-    /// call, the pacer told how it went. Transient failures are returned, not retried.
-    async fn attempt<T, F, Fut>(
-        &self,
-        op: Operation,
-        f: &F,
-        started: Instant,
-    ) -> Result<Result<T, RegistryError>, Error>
-    where
-        F: Fn(&'a dyn IotRegistry) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RegistryError>>,
-    {
-        let deadline = self.settings.retry_deadline;
-        match self.pacer.admit(op, deadline.saturating_sub(started.elapsed())).await {
-            Ok(waited) => {
-                if let Ok(mut total) = self.quota_wait.lock() {
-                    *total += waited;
-                }
-            }
-            Err(NoSlot { wait, rate }) => return Err(Error::QuotaWait { operation: op, wait, rate, deadline }),
-        }
-        if let Ok(mut calls) = self.calls.lock() {
-            *calls.entry(op).or_default() += 1;
-        }
-        let answer = f(self.registry).await;
-        match &answer {
-            Err(RegistryError::Throttled(_)) => self.pacer.throttled(op),
-            _ => self.pacer.admitted(op),
-        }
-        Ok(answer)
-    }
-
-    /// After transient failure `e` of attempt number `attempt`: back off, or give up past the retry deadline.
-    async fn pause(&self, op: Operation, attempt: &mut u32, started: Instant, e: RegistryError) -> Result<(), Error> {
-        let backoff = self.backoff(*attempt);
-        if started.elapsed() + backoff > self.settings.retry_deadline {
-            return Err(Error::Transient { operation: op, attempts: attempt.saturating_add(1), source: e });
-        }
-        self.retries.fetch_add(1, Ordering::Relaxed);
-        *attempt = attempt.saturating_add(1);
-        tokio::time::sleep(backoff).await;
-        Ok(())
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let cap = self.settings.retry_max.min(self.settings.retry_base.saturating_mul(1u32 << attempt.min(16)));
-        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX).max(1);
-        Duration::from_nanos(rand::random_range(nanos / 4..=nanos))
-    }
-
-    /// Like `call`, with any non-transient error a hard failure.
-    pub(crate) async fn must<T, F, Fut>(&self, op: Operation, f: F) -> Result<T, Error>
-    where
-        F: Fn(&'a dyn IotRegistry) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RegistryError>>,
-    {
-        self.call(op, f).await?.map_err(|e| registry_error(op, e))
-    }
-
-    /// Set a certificate's status where "already so", "REVOKED" and "gone" all mean there is nothing to do.
-    pub(crate) async fn set_status(&self, id: &CertificateId, status: CertificateStatus) -> Result<(), Error> {
-        match self.call(Operation::UpdateCertificate, |r| r.update_certificate(id, status)).await? {
-            Ok(()) | Err(RegistryError::Conflict(_) | RegistryError::NotFound(_)) => Ok(()),
-            Err(e) => Err(registry_error(Operation::UpdateCertificate, e)),
-        }
-    }
-
-    /// Detach a certificate from a thing; already detached (or the thing gone) is done.
-    async fn detach(&self, thing: &jitp_registry::thing::ThingName, principal: &str) -> Result<(), Error> {
-        match self.call(Operation::DetachThingPrincipal, |r| r.detach_thing_principal(thing, principal)).await? {
-            Ok(()) | Err(RegistryError::NotFound(_)) => Ok(()),
-            Err(e) => Err(registry_error(Operation::DetachThingPrincipal, e)),
-        }
-    }
-
-    pub(crate) fn into_calls(self) -> Calls {
-        Calls {
-            by_operation: self.calls.into_inner().unwrap_or_default(),
-            retries: self.retries.into_inner(),
-            quota_wait: self.quota_wait.into_inner().unwrap_or_default(),
-        }
-    }
-}
-
 /// What one event knows about the certificate it provisions, for claims and rotations.
 struct Subject<'a> {
     cert: &'a CertificateDescription,
@@ -366,13 +199,6 @@ impl Subject<'_> {
     /// The rotation order: later notBefore is newer; the certificate id breaks ties.
     fn rank(&self) -> (i64, &CertificateId) {
         (self.verdict.not_before, &self.cert.id)
-    }
-
-    fn spec(&self) -> ThingSpec {
-        let mut attributes: BTreeMap<String, String> =
-            self.verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        attributes.insert(CERTIFICATE_ATTRIBUTE.into(), self.cert.id.to_string());
-        ThingSpec { name: self.verdict.thing_name.clone(), thing_type: self.verdict.thing_type.clone(), attributes }
     }
 }
 
@@ -400,49 +226,25 @@ impl Provisioner {
     /// With [`Settings::pacing`], its lanes are sized from the quotas it names, jitp.toml's `[quotas]` and the
     /// deployment's overrides, in that order of precedence from last to first.
     pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
-        let pacer = match &settings.pacing {
-            Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
-            None => Pacer::unpaced(),
-        };
-        let pacer = Arc::new(pacer);
-        Self {
-            rules,
-            registry,
-            settings,
-            pacer,
-            cas: Mutex::default(),
-            ca_fetches: Mutex::default(),
-            shared_policies: Mutex::default(),
-        }
+        let pacer = Arc::new(settings.pacer(rules.config()));
+        let cas = CaCache::for_workflow(settings.ca_cache_ttl);
+        Self { rules, registry, settings, pacer, cas, shared_policies: Mutex::default() }
     }
 
     /// A provisioner with new `rules` (a CRL refresh: the same profiles, new CRLs) over the same registry,
     /// settings and pacer lanes. Its CA cache is this one's, each CA checked again for `rules` (a cached
-    /// [`decide::RegisteredCa`] holds the CRL proofs of the rules it was built for, so keeping it as it is would
+    /// [`jitp_profile::judge::RegisteredCa`] holds the CRL proofs of the rules it was built for, so keeping it as it is would
     /// serve the old CRLs), with the same fetch time. Refused, naming the profile's key and the CRL, if a CRL that
     /// verified against a cached CA no longer does (a new CRL signed by another key): the caller keeps `self`.
     /// Events already running on `self` finish on the old rules; the caller swaps the new provisioner in whole,
     /// so an event sees one rule set. The shared-policy cache starts empty (a GetPolicy per shared policy, once).
     pub fn with_rules(&self, rules: Arc<Rules>) -> Result<Self, Error> {
-        let cached: Vec<(CaCertificateId, Arc<CachedCa>)> = match self.cas.lock() {
-            Ok(map) => map.iter().map(|(id, ca)| (id.clone(), ca.clone())).collect(),
-            Err(_) => Vec::new(),
-        };
-        let mut cas = HashMap::with_capacity(cached.len());
-        for (id, old) in cached {
-            let ca = old.ca.for_config(rules.config());
-            if let Some((key, why)) = ca.crls_no_longer_verifying(&old.ca, rules.config()).into_iter().next() {
-                return Err(ConfigError::config(&rules.config().path, None, key, why).into());
-            }
-            cas.insert(id, Arc::new(CachedCa { active: old.active, ca, fetched: old.fetched }));
-        }
         Ok(Self {
+            cas: self.cas.for_config(rules.config())?,
             rules,
             registry: self.registry.clone(),
             settings: self.settings.clone(),
             pacer: self.pacer.clone(),
-            cas: Mutex::new(cas),
-            ca_fetches: Mutex::default(),
             shared_policies: Mutex::default(),
         })
     }
@@ -464,7 +266,13 @@ impl Provisioner {
 
     /// Parse raw event bytes and handle them; a malformed event is a REJECTED record with MALFORMED_EVENT.
     pub async fn handle_bytes(&self, bytes: &[u8], now: i64) -> AuditRecord {
-        match jitp_registry::event::parse(bytes) {
+        self.handle_parsed(jitp_registry::event::parse(bytes), now).await
+    }
+
+    /// Handle what the event parser made of an event (`event::parse` of bytes, `event::from_value` of a decoded
+    /// value); a malformed event is a REJECTED record with MALFORMED_EVENT.
+    pub async fn handle_parsed(&self, parsed: Result<RegistrationEvent, Rejection>, now: i64) -> AuditRecord {
+        match parsed {
             Ok(event) => self.handle(&event, now).await,
             Err(rejection) => {
                 let ending = Ending::Refused { reason: rejection.reason, message: rejection.message, action: None };
@@ -483,10 +291,10 @@ impl Provisioner {
             ca_certificate_id: Some(event.ca_certificate_id.to_string()),
             ..Facts::default()
         };
-        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
-        let ending = match self.run(event, now, &tally, &mut facts).await {
+        let gate = CallGate::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let ending = match self.run(event, now, &gate, &mut facts).await {
             Ok((outcome, message)) => Ending::Done { outcome, message },
-            Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &tally).await {
+            Err(Stop::Reject(refused)) => match self.apply_rejection(event, &refused, &gate).await {
                 Ok(action) => {
                     if let Some(profile) = refused.refusal.profile {
                         facts.profile = Some(profile.name.clone());
@@ -498,7 +306,7 @@ impl Provisioner {
             },
             Err(Stop::Fail(e)) => failed(&e),
         };
-        AuditRecord::build(now, facts, ending, tally.into_calls(), started.elapsed())
+        AuditRecord::build(now, facts, ending, gate.into_calls(), started.elapsed())
     }
 
     /// What a rejection does to the certificate: only a device at fault (no configuration would accept it),
@@ -508,7 +316,7 @@ impl Provisioner {
         &self,
         event: &RegistrationEvent,
         refused: &Refused<'_>,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
     ) -> Result<Option<CertificateAction>, Error> {
         if let Some(done) = refused.written {
             return Ok(Some(done));
@@ -521,7 +329,7 @@ impl Provisioner {
             return Ok(None);
         };
         if let Some(status) = status {
-            tally.set_status(&event.certificate_id, status).await?;
+            gate.set_status(&event.certificate_id, status).await?;
         }
         Ok(Some(action))
     }
@@ -530,18 +338,19 @@ impl Provisioner {
         &self,
         event: &RegistrationEvent,
         now: i64,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         facts: &mut Facts,
     ) -> Result<(Outcome, String), Stop<'_>> {
         let cert_id = &event.certificate_id;
-        let describe = tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id));
+        let describe = gate.call(Operation::DescribeCertificate, |r| r.describe_certificate(cert_id));
         // The event names the CA: when this process does not know it yet, ask for it in the same round trip. The
         // answer is only a prefetch: it is used below only where the sequential workflow would have asked for
         // the same CA (after CERT_NOT_FOUND, MALFORMED_EVENT and CERT_NOT_PENDING), so it changes no outcome.
-        let (described, prefetched) = if self.cached_ca(&event.ca_certificate_id).is_some() {
+        let (described, prefetched) = if self.cas.cached(&event.ca_certificate_id).is_some() {
             (describe.await, None)
         } else {
-            let (described, ca) = tokio::join!(describe, self.describe_ca(&event.ca_certificate_id, tally));
+            let (described, ca) =
+                tokio::join!(describe, self.cas.get(&event.ca_certificate_id, self.rules.config(), gate));
             (described, Some(ca))
         };
         let cert = match described? {
@@ -584,16 +393,15 @@ impl Provisioner {
         let ca = match prefetched {
             // The event's CA is the registry's (checked above), so the prefetched answer is the one wanted.
             Some(answer) => answer,
-            None => self.ca(&ca_id, tally).await,
+            None => self.cas.get(&ca_id, self.rules.config(), gate).await,
         };
-        let ca = ca.map_err(|s| s.governed(None, active))?;
-        let ca_cert = ca.ca.certificate().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
-        if !ca.active {
-            return Err(
-                Stop::from(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")).governed(None, active)
-            );
+        let ca = ca.map_err(|e| Stop::from(e).governed(None, active))?;
+        let registered = ca.registered().map_err(|e| Stop::from(e).governed(None, active))?;
+        let ca_cert = registered.certificate().map_err(|e| Stop::from(e.clone()).governed(None, active))?;
+        if !ca.is_active() {
+            return Err(Stop::from(not_active(&ca_id)).governed(None, active));
         }
-        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: registered, now, aws: &self.settings.aws };
         let verdict = decide::decide(&self.rules, &input).map_err(|r| Stop::from(r).governed(None, active))?;
         if verdict.certificate_id != cert.id {
             // The registry's id scheme differs from AWS's (moto hashes the PEM text): the registry's id wins.
@@ -604,9 +412,9 @@ impl Provisioner {
         facts.policy_name = Some(verdict.policy.name.to_string());
         let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
         let outcome = if active {
-            self.recheck_active(&subject, tally, facts).await
+            self.recheck_active(&subject, gate, facts).await
         } else {
-            self.provision(&subject, tally, facts).await
+            self.provision(&subject, gate, facts).await
         };
         outcome.map_err(|s| s.governed(Some(verdict.profile), active))
     }
@@ -615,7 +423,7 @@ impl Provisioner {
     async fn provision(
         &self,
         subject: &Subject<'_>,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         facts: &mut Facts,
     ) -> Result<(Outcome, String), Stop<'_>> {
         let verdict = subject.verdict;
@@ -632,16 +440,16 @@ impl Provisioner {
         // document) writes the policy. In per-thing reject mode the template may read the subject or the
         // certificate, so it is this argument, not "the documents are equal", that keeps one device from
         // widening another's policy.
-        let (claim, policy) = tokio::join!(self.claim_thing(subject, tally), self.create_policy(verdict, tally));
+        let (claim, policy) = tokio::join!(self.claim_thing(subject, gate), self.create_policy(verdict, gate));
         // Both awaited: a rejection or failure of the claim wins, then the policy's failure.
         claim?;
         let created = policy?;
-        self.converge(subject, tally, facts, created).await?;
+        self.converge(subject, gate, facts, created).await?;
         // Last, after every branch succeeded: only now may the device connect.
         let id = &subject.cert.id;
-        tally.must(Operation::UpdateCertificate, |r| r.update_certificate(id, CertificateStatus::Active)).await?;
+        gate.must(Operation::UpdateCertificate, |r| r.update_certificate(id, CertificateStatus::Active)).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
-            facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
+            facts.replaced_certificates = self.settle_rotation(subject, gate).await?;
         }
         Ok((
             Outcome::Provisioned,
@@ -656,15 +464,15 @@ impl Provisioner {
     async fn recheck_active(
         &self,
         subject: &Subject<'_>,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         facts: &mut Facts,
     ) -> Result<(Outcome, String), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         let (thing, arn, policy) = (&verdict.thing_name, &cert.arn, &verdict.policy.name);
         let (described, principals, policies) = tokio::join!(
-            tally.call(Operation::DescribeThing, |r| r.describe_thing(thing)),
-            tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)),
-            tally.call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn)),
+            gate.call(Operation::DescribeThing, |r| r.describe_thing(thing)),
+            gate.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)),
+            gate.call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn)),
         );
         let present = |op, answer: Result<bool, RegistryError>| match answer {
             Ok(found) => Ok(found),
@@ -681,7 +489,7 @@ impl Provisioner {
             if verdict.on_duplicate == OnDuplicate::Rotate {
                 // The first delivery may have failed between activation and its clean-up: retire the older
                 // certificates now, or they would stay ACTIVE once no event of theirs is left to run.
-                facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
+                facts.replaced_certificates = self.settle_rotation(subject, gate).await?;
             }
             let message = format!("already provisioned: owns thing {thing}, attached, with policy {policy}");
             return Ok((Outcome::AlreadyProvisioned, message));
@@ -690,18 +498,18 @@ impl Provisioner {
             .into_iter()
             .filter_map(|(gap, what)| gap.then_some(what))
             .collect();
-        match self.claim_thing(subject, tally).await {
+        match self.claim_thing(subject, gate).await {
             // Only an owner proven live (ACTIVE and attached to the thing) costs this certificate its activation:
             // an owner that is retired, deleted, still PENDING or not jitp's leaves it as it is (HELD), so an
             // operator's deletion or rollback never leaves a device without an ACTIVE certificate.
             Err(Stop::Reject(refused))
                 if refused.refusal.rejection.reason == jitp_pki::ReasonCode::DuplicateThing && refused.live_owner =>
             {
-                tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
+                gate.set_status(&cert.id, CertificateStatus::Inactive).await?;
                 // Detaching is safe only where no copy of this certificate's event can be activating it now:
                 // in reject mode a non-owner never reaches activation; in rotate mode it may (module docs).
                 if verdict.on_duplicate == OnDuplicate::Reject {
-                    tally.detach(thing, arn).await?;
+                    gate.detach(thing, arn).await?;
                 }
                 let mut rejection = refused.refusal.rejection;
                 rejection
@@ -711,76 +519,12 @@ impl Provisioner {
             }
             other => other?,
         }
-        let created = self.create_policy(verdict, tally).await?;
-        self.converge(subject, tally, facts, created).await?;
+        let created = self.create_policy(verdict, gate).await?;
+        self.converge(subject, gate, facts, created).await?;
         if verdict.on_duplicate == OnDuplicate::Rotate {
-            facts.replaced_certificates = self.settle_rotation(subject, tally).await?;
+            facts.replaced_certificates = self.settle_rotation(subject, gate).await?;
         }
         Ok((Outcome::Provisioned, format!("completed an ACTIVE certificate that lacked its {}", missing.join(", "))))
-    }
-
-    /// The CA's description, from the process cache or DescribeCACertificate (then cached).
-    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
-        match self.cached_ca(id) {
-            Some(hit) => Ok(hit),
-            None => self.describe_ca(id, tally).await,
-        }
-    }
-
-    /// The cached description of a CA, unless it is missing or older than `ca_cache_ttl`.
-    fn cached_ca(&self, id: &CaCertificateId) -> Option<Arc<CachedCa>> {
-        self.cas
-            .lock()
-            .ok()
-            .and_then(|m| m.get(id).cloned())
-            .filter(|hit| hit.fetched.elapsed() < self.settings.ca_cache_ttl)
-    }
-
-    fn remember_ca(&self, id: &CaCertificateId, ca: Arc<CachedCa>) -> Arc<CachedCa> {
-        if let Ok(mut map) = self.cas.lock() {
-            map.insert(id.clone(), ca.clone());
-        }
-        ca
-    }
-
-    /// DescribeCACertificate, parsed and checked for this configuration, and cached. Single-flight per CA: the
-    /// events that need a CA while its description is being fetched wait for that call and take its answer from
-    /// the cache, so a cold burst costs one DescribeCACertificate, not one per event (paced, one per event would
-    /// queue behind the CA's 10-a-second lane). A failed fetch caches nothing: the next waiter asks again. The
-    /// gate is dropped from the map once its fetch is over, so CA ids named by events leave nothing behind.
-    async fn describe_ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
-        let gate = match self.ca_fetches.lock() {
-            Ok(mut gates) => gates.entry(id.clone()).or_default().clone(),
-            Err(_) => Arc::default(),
-        };
-        let held = gate.lock().await;
-        let fetched = match self.cached_ca(id) {
-            Some(hit) => Ok(hit),
-            None => self.fetch_ca(id, tally).await.map(|ca| self.remember_ca(id, ca)),
-        };
-        drop(held);
-        if let Ok(mut gates) = self.ca_fetches.lock()
-            && gates.get(id).is_some_and(|g| Arc::ptr_eq(g, &gate))
-        {
-            gates.remove(id);
-        }
-        fetched
-    }
-
-    async fn fetch_ca(&self, id: &CaCertificateId, tally: &Tally<'_>) -> Result<Arc<CachedCa>, Stop<'_>> {
-        let described = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
-            Ok(d) => d,
-            Err(RegistryError::NotFound(_)) => {
-                return Err(reject!(UnknownCa, "CA {id} is not registered in this account").into());
-            }
-            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, e).into()),
-        };
-        let cached = Arc::new(CachedCa {
-            active: described.status == CaStatus::Active,
-            ca: decide::RegisteredCa::new(self.rules.config(), id.clone(), described.pem.as_bytes()),
-            fetched: Instant::now(),
-        });
-        Ok(cached)
     }
 
     /// After the thing is claimed and the policy's conditional create answered: make this event's document the
@@ -788,23 +532,23 @@ impl Provisioner {
     async fn converge(
         &self,
         subject: &Subject<'_>,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         facts: &mut Facts,
         created: PolicyStart,
     ) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         if matches!(created, PolicyStart::Exists) && verdict.policy_mode != PolicyMode::Shared {
-            self.policy_not_in_use(subject, tally).await?;
+            self.policy_not_in_use(subject, gate).await?;
         }
-        facts.policy_version = Some(self.settle_policy(verdict, created, tally).await?);
+        facts.policy_version = Some(self.settle_policy(verdict, created, gate).await?);
         let (policy, thing) = (&verdict.policy.name, &verdict.thing_name);
         let groups = futures::future::join_all(verdict.thing_groups.iter().map(|group| {
-            tally.must(Operation::AddThingToThingGroup, move |r| r.add_thing_to_thing_group(thing, group))
+            gate.must(Operation::AddThingToThingGroup, move |r| r.add_thing_to_thing_group(thing, group))
         }));
         let (groups, attached_policy, attached_thing) = tokio::join!(
             groups,
-            tally.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)),
-            tally.must(Operation::AttachThingPrincipal, |r| r.attach_thing_principal(thing, &cert.arn, true)),
+            gate.must(Operation::AttachPolicy, |r| r.attach_policy(policy, &cert.arn)),
+            gate.must(Operation::AttachThingPrincipal, |r| r.attach_thing_principal(thing, &cert.arn, true)),
         );
         // Every branch has answered; the first failure in the workflow's order is the event's.
         groups.into_iter().collect::<Result<Vec<()>, Error>>()?;
@@ -814,13 +558,13 @@ impl Provisioner {
     }
 
     /// Make this certificate the owner of its thing, or refuse (see the module docs for why this is atomic).
-    async fn claim_thing(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
+    async fn claim_thing(&self, subject: &Subject<'_>, gate: &CallGate<'_>) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
-        let spec = subject.spec();
+        let spec = thing_spec(subject.verdict, &subject.cert.id);
         let name = &verdict.thing_name;
         for _ in 0..MAX_CLAIM_ROUNDS {
             // The conditional create: succeeds for the first certificate, and for its own replays.
-            match tally.call(Operation::CreateThing, |r| r.create_thing(&spec)).await? {
+            match gate.call(Operation::CreateThing, |r| r.create_thing(&spec)).await? {
                 Ok(()) => return Ok(()),
                 Err(RegistryError::AlreadyExists(_)) => {}
                 Err(source @ RegistryError::NotFound(_)) => {
@@ -830,10 +574,8 @@ impl Provisioner {
                 }
                 Err(e) => return Err(registry_error(Operation::CreateThing, e).into()),
             }
-            let current = match tally.call(Operation::DescribeThing, |r| r.describe_thing(name)).await? {
-                Ok(d) => d,
-                Err(RegistryError::NotFound(_)) => continue, // deleted since: create again
-                Err(e) => return Err(registry_error(Operation::DescribeThing, e).into()),
+            let Some(current) = gate.optional(Operation::DescribeThing, |r| r.describe_thing(name)).await? else {
+                continue; // deleted since: create again
             };
             let Some(owner) = current.attributes.get(CERTIFICATE_ATTRIBUTE) else {
                 return Err(reject!(
@@ -846,11 +588,11 @@ impl Provisioner {
             let replacing = if *owner == cert.id.to_string() {
                 false // ours, with another configuration (the profile changed): update it in place
             } else {
-                self.may_take_over(subject, owner, tally).await?;
+                self.may_take_over(subject, owner, gate).await?;
                 true
             };
             // The compare-and-set: only if nobody wrote the thing since it was read.
-            match tally.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
+            match gate.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
                 Ok(()) => {
                     if replacing {
                         tracing::info!(thing = %name, from = %owner, to = %cert.id, "rotation: thing moved to a newer certificate");
@@ -875,7 +617,7 @@ impl Provisioner {
     ///   silently, in either mode: the operator decides (`jitp handover`, or delete the thing);
     /// - live (ACTIVE and attached, or PENDING_ACTIVATION: a provisioning in flight): DUPLICATE_THING, unless
     ///   `on_duplicate = "rotate"` and this certificate is newer and of the same CA.
-    async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
+    async fn may_take_over(&self, subject: &Subject<'_>, owner: &str, gate: &CallGate<'_>) -> Result<(), Stop<'_>> {
         let name = &subject.verdict.thing_name;
         let Ok(other) = owner.parse::<CertificateId>() else {
             return Err(reject!(
@@ -884,7 +626,7 @@ impl Provisioner {
             )
             .into());
         };
-        let (not_before, same_ca, status) = match self.other_certificate(subject, &other, tally).await? {
+        let (not_before, same_ca, status) = match self.other_certificate(subject, &other, gate).await? {
             Other::Gone => {
                 return Err(reject!(
                     ThingOwnerRetired,
@@ -897,7 +639,7 @@ impl Provisioner {
         };
         match status {
             CertificateStatus::Active => {
-                let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
+                let principals = gate.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
                 if !principals.iter().any(|arn| CertificateId::from_arn(arn).as_ref() == Some(&other)) {
                     return Err(reject!(
                         ThingNotManaged,
@@ -951,12 +693,11 @@ impl Provisioner {
         &self,
         subject: &Subject<'_>,
         other: &CertificateId,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
     ) -> Result<Other, Stop<'_>> {
-        let described = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(other)).await? {
-            Ok(d) => d,
-            Err(RegistryError::NotFound(_)) => return Ok(Other::Gone),
-            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e).into()),
+        let Some(described) = gate.optional(Operation::DescribeCertificate, |r| r.describe_certificate(other)).await?
+        else {
+            return Ok(Other::Gone);
         };
         // A certificate jitp cannot read was never provisioned by it: rank it oldest, of another CA.
         let Ok(parsed) = Certificate::from_pem(described.pem.as_bytes()) else {
@@ -969,25 +710,25 @@ impl Provisioner {
 
     /// After activation in rotate mode: step back if a newer certificate took the thing meanwhile, else retire
     /// (deactivate) the older certificates of the same CA attached to it. Returns the ids it deactivated.
-    async fn settle_rotation(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<Vec<String>, Stop<'_>> {
+    async fn settle_rotation(&self, subject: &Subject<'_>, gate: &CallGate<'_>) -> Result<Vec<String>, Stop<'_>> {
         let (cert, name) = (subject.cert, &subject.verdict.thing_name);
-        let current = tally.must(Operation::DescribeThing, |r| r.describe_thing(name)).await?;
+        let current = gate.must(Operation::DescribeThing, |r| r.describe_thing(name)).await?;
         let owner = current.attributes.get(CERTIFICATE_ATTRIBUTE).cloned().unwrap_or_default();
         if owner != cert.id.to_string() {
-            tally.set_status(&cert.id, CertificateStatus::Inactive).await?;
+            gate.set_status(&cert.id, CertificateStatus::Inactive).await?;
             return Err(Stop::deactivated(reject!(
                 DuplicateThing,
                 "thing {name} was taken over by newer certificate {owner} while this one was provisioned; jitp deactivated this one (it stays attached, for a rollback)"
             )));
         }
-        let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
+        let principals = gate.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)).await?;
         let mut retired = Vec::new();
         for arn in principals.iter().filter(|a| **a != cert.arn) {
             let Some(other) = CertificateId::from_arn(arn) else { continue };
-            match self.other_certificate(subject, &other, tally).await? {
+            match self.other_certificate(subject, &other, gate).await? {
                 Other::Present { not_before, same_ca: true, status } if (not_before, &other) < subject.rank() => {
                     if matches!(status, CertificateStatus::Active | CertificateStatus::PendingActivation) {
-                        tally.set_status(&other, CertificateStatus::Inactive).await?;
+                        gate.set_status(&other, CertificateStatus::Inactive).await?;
                         retired.push(other.to_string());
                     }
                 }
@@ -1022,24 +763,22 @@ impl Provisioner {
     /// attaches this policy meanwhile. A person attaching it by hand in that window is not jitp's to prevent;
     /// `jitp reconcile` reports such a certificate (`orphaned`). Cost: one ListTargetsForPolicy, on this slow
     /// path only (the policy existed); ListThingPrincipals and DescribeCertificate only when others are attached.
-    async fn policy_not_in_use(&self, subject: &Subject<'_>, tally: &Tally<'_>) -> Result<(), Stop<'_>> {
+    async fn policy_not_in_use(&self, subject: &Subject<'_>, gate: &CallGate<'_>) -> Result<(), Stop<'_>> {
         let (cert, verdict) = (subject.cert, subject.verdict);
         let (name, thing) = (&verdict.policy.name, &verdict.thing_name);
-        let targets = match tally.call(Operation::ListTargetsForPolicy, |r| r.list_targets_for_policy(name)).await? {
-            Ok(targets) => targets,
+        let Some(targets) = gate.optional(Operation::ListTargetsForPolicy, |r| r.list_targets_for_policy(name)).await?
+        else {
             // Deleted since CreatePolicy answered: GetPolicy says so next, and the event is handed back.
-            Err(RegistryError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(registry_error(Operation::ListTargetsForPolicy, e).into()),
+            return Ok(());
         };
         let others: Vec<&String> = targets.iter().filter(|t| **t != cert.arn).collect();
         if others.is_empty() {
             return Ok(());
         }
-        let principals = match tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await? {
-            Ok(p) => p,
-            Err(RegistryError::NotFound(_)) => Vec::new(),
-            Err(e) => return Err(registry_error(Operation::ListThingPrincipals, e).into()),
-        };
+        let principals = gate
+            .optional(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing))
+            .await?
+            .unwrap_or_default();
         let mut blocking: Vec<String> = Vec::new();
         let mut described = 0;
         for target in others {
@@ -1054,7 +793,7 @@ impl Provisioner {
             }
             described += 1;
             let rotate = verdict.on_duplicate == OnDuplicate::Rotate;
-            match self.other_certificate(subject, &id, tally).await? {
+            match self.other_certificate(subject, &id, gate).await? {
                 Other::Gone => {}
                 Other::Present { status: CertificateStatus::Revoked, .. } => {}
                 // The device's own retired certificate (an owner handed over, kept for a rollback): not live.
@@ -1084,7 +823,7 @@ impl Provisioner {
     /// The policy's conditional create, the part that may run before the claim is known (see
     /// [`Self::provision`]): CreatePolicy, unless this process already knows the shared policy with this
     /// document.
-    async fn create_policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>) -> Result<PolicyStart, Stop<'_>> {
+    async fn create_policy(&self, verdict: &Verdict<'_>, gate: &CallGate<'_>) -> Result<PolicyStart, Stop<'_>> {
         let (name, document) = (&verdict.policy.name, &verdict.policy.document);
         if verdict.policy_mode == PolicyMode::Shared
             && let Some((doc, version)) = self.shared_policies.lock().ok().and_then(|m| m.get(name).cloned())
@@ -1092,7 +831,7 @@ impl Provisioner {
         {
             return Ok(PolicyStart::Known(version));
         }
-        match tally.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
+        match gate.call(Operation::CreatePolicy, |r| r.create_policy(name, document)).await? {
             Ok(()) => Ok(PolicyStart::Created),
             Err(RegistryError::AlreadyExists(_)) => Ok(PolicyStart::Exists),
             Err(e) => Err(registry_error(Operation::CreatePolicy, e).into()),
@@ -1104,13 +843,13 @@ impl Provisioner {
         &self,
         verdict: &Verdict<'_>,
         created: PolicyStart,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
     ) -> Result<String, Stop<'_>> {
         let (name, document) = (&verdict.policy.name, &verdict.policy.document);
         let version = match created {
             PolicyStart::Known(version) => return Ok(version),
             PolicyStart::Created => "1".to_owned(),
-            PolicyStart::Exists => self.update_policy(name, document, tally).await?,
+            PolicyStart::Exists => self.update_policy(name, document, gate).await?,
         };
         if verdict.policy_mode == PolicyMode::Shared
             && let Ok(mut map) = self.shared_policies.lock()
@@ -1121,8 +860,8 @@ impl Provisioner {
     }
 
     /// The policy exists: make `document` its default version unless it already is ([`make_default`]).
-    async fn update_policy(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<String, Stop<'_>> {
-        Ok(make_default(name, document, tally).await?.version)
+    async fn update_policy(&self, name: &PolicyName, document: &str, gate: &CallGate<'_>) -> Result<String, Stop<'_>> {
+        Ok(make_default(name, document, gate).await?.version)
     }
 }
 
@@ -1167,23 +906,15 @@ impl Provisioner {
         to: &CertificateId,
         now: i64,
     ) -> Result<Result<HandedOver, Rejection>, Error> {
-        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
-        let current = match tally.call(Operation::DescribeThing, |r| r.describe_thing(thing)).await? {
-            Ok(d) => d,
-            Err(RegistryError::NotFound(_)) => {
-                return Ok(Err(reject!(
-                    ThingNotManaged,
-                    "thing {thing} does not exist: nothing to hand over; redeliver the certificate's event"
-                )));
-            }
-            Err(e) => return Err(registry_error(Operation::DescribeThing, e)),
+        let gate = CallGate::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let Some(current) = gate.optional(Operation::DescribeThing, |r| r.describe_thing(thing)).await? else {
+            return Ok(Err(reject!(
+                ThingNotManaged,
+                "thing {thing} does not exist: nothing to hand over; redeliver the certificate's event"
+            )));
         };
-        let cert = match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(to)).await? {
-            Ok(c) => c,
-            Err(RegistryError::NotFound(_)) => {
-                return Ok(Err(reject!(CertNotFound, "certificate {to} does not exist in the registry")));
-            }
-            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
+        let Some(cert) = gate.optional(Operation::DescribeCertificate, |r| r.describe_certificate(to)).await? else {
+            return Ok(Err(reject!(CertNotFound, "certificate {to} does not exist in the registry")));
         };
         if !matches!(
             cert.status,
@@ -1201,15 +932,12 @@ impl Provisioner {
                 "the registry names no CA for certificate {to}: nothing to decide against"
             )));
         };
-        let ca = match self.ca(&ca_id, &tally).await {
-            Ok(ca) => ca,
-            Err(Stop::Reject(refused)) => return Ok(Err(refused.refusal.rejection)),
-            Err(Stop::Fail(e)) => return Err(e),
+        let ca = self.cas.get(&ca_id, self.rules.config(), &gate).await?;
+        let registered = match ca.usable() {
+            Ok(registered) => registered,
+            Err(rejection) => return Ok(Err(rejection)),
         };
-        if !ca.active {
-            return Ok(Err(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry")));
-        }
-        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca.ca, now, aws: &self.settings.aws };
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: registered, now, aws: &self.settings.aws };
         let verdict = match decide::decide(&self.rules, &input) {
             Ok(v) => v,
             Err(refusal) => return Ok(Err(refusal.rejection)),
@@ -1225,7 +953,7 @@ impl Provisioner {
         // Every other ACTIVE certificate of the device: the recorded owner, and any certificate attached to the
         // thing (a rotation's newer certificate after the attribute was written back by hand, say). Once `to` is
         // ACTIVE, each of them is deactivated: one identity per device.
-        let principals = tally.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await?;
+        let principals = gate.must(Operation::ListThingPrincipals, |r| r.list_thing_principals(thing)).await?;
         let mut others: Vec<CertificateId> = principals.iter().filter_map(|arn| CertificateId::from_arn(arn)).collect();
         others.extend(from.as_deref().and_then(|o| o.parse::<CertificateId>().ok()));
         others.sort();
@@ -1233,10 +961,9 @@ impl Provisioner {
         others.retain(|id| id != to);
         let mut active_others = Vec::new();
         for id in others.iter().take(MAX_TARGETS_DESCRIBED) {
-            match tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)).await? {
-                Ok(d) if d.status == CertificateStatus::Active => active_others.push(id.clone()),
-                Ok(_) | Err(RegistryError::NotFound(_)) => {}
-                Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
+            let described = gate.optional(Operation::DescribeCertificate, |r| r.describe_certificate(id)).await?;
+            if described.is_some_and(|d| d.status == CertificateStatus::Active) {
+                active_others.push(id.clone());
             }
         }
         if others.len() > MAX_TARGETS_DESCRIBED {
@@ -1256,7 +983,7 @@ impl Provisioner {
         }
         // A rollback's certificate must already be complete: it is activated here, not by an event.
         if cert.status == CertificateStatus::Inactive {
-            let policies = tally.must(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&cert.arn)).await?;
+            let policies = gate.must(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&cert.arn)).await?;
             if !principals.contains(&cert.arn) || !policies.contains(&verdict.policy.name) {
                 return Ok(Err(reject!(
                     CertNotPending,
@@ -1265,14 +992,14 @@ impl Provisioner {
                 )));
             }
         }
-        let ca_cert = match ca.ca.certificate() {
+        let ca_cert = match registered.certificate() {
             Ok(c) => c,
             Err(rejection) => return Ok(Err(rejection.clone())),
         };
         let subject = Subject { cert: &cert, verdict: &verdict, ca_id: &ca_id, ca: ca_cert };
-        let spec = subject.spec();
+        let spec = thing_spec(subject.verdict, &subject.cert.id);
         if from.as_deref() != Some(to.as_str()) {
-            match tally.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
+            match gate.call(Operation::UpdateThing, |r| r.update_thing(&spec, Some(current.version))).await? {
                 Ok(()) => {}
                 Err(RegistryError::VersionConflict(_) | RegistryError::NotFound(_)) => {
                     return Err(Error::Contended { thing: thing.clone(), rounds: 1 });
@@ -1282,12 +1009,12 @@ impl Provisioner {
         }
         let activated = cert.status == CertificateStatus::Inactive;
         if activated {
-            tally.must(Operation::UpdateCertificate, |r| r.update_certificate(to, CertificateStatus::Active)).await?;
+            gate.must(Operation::UpdateCertificate, |r| r.update_certificate(to, CertificateStatus::Active)).await?;
         }
         let mut deactivated = Vec::new();
         if cert.status != CertificateStatus::PendingActivation {
             for other in &active_others {
-                tally.set_status(other, CertificateStatus::Inactive).await?;
+                gate.set_status(other, CertificateStatus::Inactive).await?;
                 deactivated.push(other.to_string());
             }
         }
@@ -1298,176 +1025,6 @@ impl Provisioner {
             _ => format!("thing {thing} now names certificate {to}, which is ACTIVE"),
         };
         Ok(Ok(HandedOver { thing: thing.to_string(), from, to: to.to_string(), activated, deactivated, message }))
-    }
-}
-
-/// What a rejection with `reason` does to a certificate jitp still decides on, under the governing `on_reject`:
-/// the status to write (`None`: leave it as it is) and the action recorded; `None` for no verdict (nothing
-/// written, nothing recorded). The one place where a reason code can become REVOKED, which is final in AWS
-/// IoT: only a [`Fault::Device`] rejection (no configuration accepts the certificate) gets `on_reject`; an
-/// operator's fault or the profile's own rules ([`Fault::holds`]) leave the certificate pending for the fix.
-/// The workflow's rejections and `jitp reconcile --revoke` both go through here.
-pub fn rejection_effect(
-    reason: ReasonCode,
-    on_reject: OnReject,
-) -> Option<(Option<CertificateStatus>, CertificateAction)> {
-    match reason.fault() {
-        Fault::None => None,
-        Fault::Operator | Fault::Profile => Some((None, CertificateAction::LeftPending)),
-        Fault::Device => Some(match on_reject {
-            OnReject::Leave => (None, CertificateAction::Left),
-            OnReject::Revoke => (Some(CertificateStatus::Revoked), CertificateAction::Revoked),
-            OnReject::Deactivate => (Some(CertificateStatus::Inactive), CertificateAction::Inactive),
-        }),
-    }
-}
-
-/// A policy's default version after [`make_default`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Defaulted {
-    /// The default before, when this call made a new one (`None`: the document was already the default).
-    pub(crate) previous: Option<String>,
-    /// The default now.
-    pub(crate) version: String,
-}
-
-/// The tag key prefix of jitp's rollback records: `jitp:rollback:<SHA-256 of a document>` = the version that
-/// was the policy's default when that document was made the default (see `reconcile::apply`'s module doc).
-pub(crate) const ROLLBACK_TAG_PREFIX: &str = "jitp:rollback:";
-
-/// The rollback tag key of `document`: its SHA-256 over its canonical form (the JSON with every object's keys
-/// sorted, compact), so that two documents [`same_document`] holds equal have the same key however AWS IoT
-/// stored them; a text that is not JSON is hashed as it is. 78 characters, inside AWS's 128 for a key.
-pub(crate) fn rollback_tag(document: &str) -> String {
-    use sha2::Digest as _;
-    let canonical = match serde_json::from_str::<serde_json::Value>(document) {
-        Ok(value) => sorted_keys(value).to_string(),
-        Err(_) => document.to_owned(),
-    };
-    format!("{ROLLBACK_TAG_PREFIX}{}", hex::encode(sha2::Sha256::digest(canonical.as_bytes())))
-}
-
-fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
-        other => other,
-    }
-}
-
-/// A policy version id as AWS IoT writes them (decimal digits): a rollback tag's value must be one.
-pub(crate) fn is_version_id(value: &str) -> bool {
-    !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Make `document` the existing policy `name`'s default version unless it already is: CreatePolicyVersion
-/// (set as default), after recording the default it replaces in the policy's tag [`rollback_tag`]`(document)`
-/// (TagResource, before the version exists, so that no interleaving leaves the new default without its record;
-/// the argument is in `reconcile::apply`'s module doc). At AWS's limit of 5 versions, prune first: the oldest
-/// version that is neither the default nor the one this call recorded (it stays, for a rollback); jitp's
-/// rollback tags naming any other version are removed first (see [`prune`]). A CreatePolicyVersion whose answer
-/// was lost (a transient failure: it may have taken effect) is never repeated blind: the policy is read again
-/// first, so a retry never makes a second version of the same document.
-pub(crate) async fn make_default(name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<Defaulted, Error> {
-    let started = Instant::now();
-    let mut attempt: u32 = 0;
-    let mut pruned = 0;
-    let mut before: Option<String> = None;
-    let mut arn = String::new();
-    let mut read = true;
-    let key = rollback_tag(document);
-    loop {
-        if read {
-            let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
-            if same_document(&current.document, document) {
-                // Already the default: made by this call (an answer lost) or by another writer.
-                let previous = before.filter(|b| *b != current.default_version_id);
-                return Ok(Defaulted { previous, version: current.default_version_id });
-            }
-            // The record first: the default this version replaces, as read just now.
-            let record = BTreeMap::from([(key.clone(), current.default_version_id.clone())]);
-            tally.must(Operation::TagResource, |r| r.tag_resource(&current.arn, &record)).await?;
-            before = Some(current.default_version_id);
-            arn = current.arn;
-            read = false;
-        }
-        match tally
-            .attempt(Operation::CreatePolicyVersion, &|r| r.create_policy_version(name, document), started)
-            .await?
-        {
-            Ok(version) => return Ok(Defaulted { previous: before, version }),
-            Err(RegistryError::VersionsLimitExceeded(_)) if pruned < 2 => {
-                pruned += 1;
-                if !prune(name, &arn, before.as_deref(), tally).await? {
-                    break;
-                }
-            }
-            Err(RegistryError::VersionsLimitExceeded(_)) => break,
-            Err(e) if e.is_transient() => {
-                tally.pause(Operation::CreatePolicyVersion, &mut attempt, started, e).await?;
-                read = true;
-            }
-            Err(e) => {
-                withdraw(name, &arn, &key, document, tally).await;
-                return Err(registry_error(Operation::CreatePolicyVersion, e));
-            }
-        }
-    }
-    withdraw(name, &arn, &key, document, tally).await;
-    Err(Error::NoVersionToPrune { policy: name.clone() })
-}
-
-/// CreatePolicyVersion failed for good: take this call's record back (UntagResource), unless the document is
-/// the default after all (another writer's version, which the record serves), so that failed documents do not
-/// pile up tags. Best effort: the error being returned is the one that matters, and a record left behind is
-/// removed by the next pruning.
-async fn withdraw(name: &PolicyName, arn: &str, key: &str, document: &str, tally: &Tally<'_>) {
-    let Ok(Ok(current)) = tally.call(Operation::GetPolicy, |r| r.get_policy(name)).await else { return };
-    if !same_document(&current.document, document) {
-        let keys = [key.to_owned()];
-        let _ = tally.call(Operation::UntagResource, |r| r.untag_resource(arn, &keys)).await;
-    }
-}
-
-/// At the 5-version limit: delete the oldest version that is neither the default nor `keep` (the default the
-/// caller recorded, which a rollback restores). Only here are the policy's tags read (ListTagsForResource), so
-/// the workflow's and an apply's calls are unchanged until a policy reaches the limit. jitp's rollback tags
-/// that name any other version (or no version id at all) are removed first (UntagResource): they record how an
-/// earlier default came to be, which no rollback of today's document reads, and keeping them would pin old
-/// versions until nothing could be pruned. So no version a remaining `jitp:rollback:*` tag names is ever
-/// deleted, and jitp's tags on a policy are cleaned down to those naming its default or `keep` every time it
-/// prunes. Returns whether a version was deleted (or was already gone).
-async fn prune(name: &PolicyName, arn: &str, keep: Option<&str>, tally: &Tally<'_>) -> Result<bool, Error> {
-    let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
-    let kept = |id: &str| Some(id) == keep || versions.iter().any(|v| v.is_default && v.version_id == id);
-    let tags = tally.must(Operation::ListTagsForResource, |r| r.list_tags_for_resource(arn)).await?;
-    let stale: Vec<String> =
-        tags.iter().filter(|(k, v)| k.starts_with(ROLLBACK_TAG_PREFIX) && !kept(v)).map(|(k, _)| k.clone()).collect();
-    if !stale.is_empty() {
-        tally.must(Operation::UntagResource, |r| r.untag_resource(arn, &stale)).await?;
-    }
-    let oldest = versions
-        .iter()
-        .filter(|v| !kept(&v.version_id))
-        .min_by_key(|v| v.version_id.parse::<u64>().unwrap_or(u64::MAX))
-        .map(|v| v.version_id.clone());
-    let Some(oldest) = oldest else { return Ok(false) };
-    match tally.call(Operation::DeletePolicyVersion, |r| r.delete_policy_version(name, &oldest)).await? {
-        Ok(()) | Err(RegistryError::NotFound(_)) => Ok(true),
-        Err(e) => Err(registry_error(Operation::DeletePolicyVersion, e)),
-    }
-}
-
-/// Documents are equal if they are the same JSON (AWS may reformat what it stores).
-pub(crate) fn same_document(a: &str, b: &str) -> bool {
-    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
     }
 }
 

@@ -54,20 +54,20 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decide::{self, Input, RegisteredCa, Verdict};
+use crate::decide::{self, Input, Verdict};
+use crate::engine::ca_cache::CaCache;
+use crate::engine::policy_version::same_document;
+use crate::engine::{CallGate, Settings, thing_spec};
 use crate::error::Error;
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
-use jitp_registry::pacing::Pacer;
-use jitp_profile::profile::{PolicyMode, Profile};
-use crate::provision::{Settings, Tally, registry_error, same_document};
-use jitp_pki::reason::{ReasonCode, Rejection, reject};
-use jitp_registry::registry::{
-    CaStatus, IotRegistry, MAX_THINGS_PER_PAGE, Operation, RegistryError, ThingDescription, ThingFilter,
-};
 use crate::rules::Rules;
-use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
+use jitp_pki::ids::{CertificateId, PolicyName};
+use jitp_pki::reason::{ReasonCode, Rejection};
 use jitp_pki::unix_time::rfc3339;
+use jitp_profile::profile::{PolicyMode, Profile};
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::pacing::Pacer;
+use jitp_registry::registry::{IotRegistry, MAX_THINGS_PER_PAGE, Operation, ThingDescription, ThingFilter};
+use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
 
 /// `jitp reconcile --apply | --rollback`: the plan made true, and its policy part undone.
 pub mod apply;
@@ -330,20 +330,18 @@ pub fn assess(thing: &ThingDescription, certificate: &CertificateId, observed: &
 
 /// The thing as today's verdict would create it, against the thing as it is (pure). `None`: the same.
 pub fn thing_diff(thing: &ThingDescription, verdict: &Verdict<'_>, certificate: &CertificateId) -> Option<ThingDiff> {
-    let mut want: BTreeMap<String, String> =
-        verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    want.insert(CERTIFICATE_ATTRIBUTE.to_owned(), certificate.to_string());
+    let want = thing_spec(verdict, certificate);
     let change = |from: Option<&String>, to: Option<&String>| {
         (from != to).then(|| Change { from: from.cloned(), to: to.cloned() })
     };
-    let names: BTreeSet<&String> = want.keys().chain(thing.attributes.keys()).collect();
+    let names: BTreeSet<&String> = want.attributes.keys().chain(thing.attributes.keys()).collect();
     let attributes: BTreeMap<String, Change> = names
         .into_iter()
-        .filter_map(|k| change(thing.attributes.get(k), want.get(k)).map(|c| (k.clone(), c)))
+        .filter_map(|k| change(thing.attributes.get(k), want.attributes.get(k)).map(|c| (k.clone(), c)))
         .collect();
     let diff = ThingDiff {
-        name: change(Some(&thing.name.to_string()), Some(&verdict.thing_name.to_string())),
-        thing_type: change(thing.thing_type.as_ref(), verdict.thing_type.as_ref()),
+        name: change(Some(&thing.name.to_string()), Some(&want.name.to_string())),
+        thing_type: change(thing.thing_type.as_ref(), want.thing_type.as_ref()),
         attributes,
     };
     (diff.name.is_some() || diff.thing_type.is_some() || !diff.attributes.is_empty()).then_some(diff)
@@ -742,14 +740,6 @@ impl Looked<'_> {
     }
 }
 
-/// A CA as this run found it.
-enum CaEntry {
-    /// Not registered.
-    Missing,
-    /// Registered: ACTIVE or not, and checked for this configuration.
-    Found { active: bool, ca: Arc<RegisteredCa> },
-}
-
 /// Makes plans over a registry. Every call goes through the workflow's paced, retried calls.
 pub struct Reconciler {
     rules: Arc<Rules>,
@@ -766,20 +756,22 @@ impl std::fmt::Debug for Reconciler {
 }
 
 /// What one run remembers: CAs (one DescribeCACertificate per CA), shared policies (one GetPolicy per name).
-#[derive(Default)]
 struct Memo {
-    cas: tokio::sync::Mutex<HashMap<CaCertificateId, Arc<CaEntry>>>,
+    cas: CaCache,
     shared: tokio::sync::Mutex<HashMap<PolicyName, Option<String>>>,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Self { cas: CaCache::for_run(), shared: tokio::sync::Mutex::default() }
+    }
 }
 
 impl Reconciler {
     /// A reconciler over `registry` with today's `rules`; `settings` as the workflow's (pacing, retries, the
     /// template context).
     pub fn new(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: Settings) -> Self {
-        let pacer = match &settings.pacing {
-            Some(pacing) => Pacer::new(&pacing.resolve(&rules.config().quotas), pacing.instances),
-            None => Pacer::unpaced(),
-        };
+        let pacer = settings.pacer(rules.config());
         Self { rules, registry, settings, pacer, page_size: MAX_THINGS_PER_PAGE }
     }
 
@@ -803,7 +795,7 @@ impl Reconciler {
     }
 
     async fn plan_of(&self, shards: &[Shard], now: i64, orphans: bool) -> Result<Plan, Error> {
-        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let gate = CallGate::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
         let concurrency = self.concurrency();
         let mut builder = PlanBuilder::default();
@@ -811,8 +803,8 @@ impl Reconciler {
         for filter in shards.iter().map(|shard| shard.listing(self.page_size)) {
             let mut token: Option<String> = None;
             loop {
-                let page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
-                for looked in self.look_page(page.things, now, &tally, &memo, concurrency).await {
+                let page = gate.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                for looked in self.look_page(page.things, now, &gate, &memo, concurrency).await {
                     owners.extend(looked.id.clone());
                     match looked.assessment() {
                         Ok(assessment) => builder.add(&looked.thing.name, assessment),
@@ -826,12 +818,12 @@ impl Reconciler {
             }
         }
         if orphans {
-            for orphan in self.orphans(&owners, &tally, concurrency).await? {
+            for orphan in self.orphans(&owners, &gate, concurrency).await? {
                 builder.orphan(&orphan);
             }
         }
         let config = self.rules.config().path.display().to_string();
-        Ok(builder.finish(now, &config, tally.into_calls().by_operation))
+        Ok(builder.finish(now, &config, gate.into_calls().by_operation))
     }
 
     /// ACTIVE certificates of the CAs the profiles serve that carry a policy named with a profile's
@@ -844,16 +836,16 @@ impl Reconciler {
     pub(crate) async fn orphans(
         &self,
         owners: &std::collections::HashSet<CertificateId>,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         concurrency: usize,
     ) -> Result<Vec<Orphan>, Error> {
         let config = self.rules.config();
-        let cas = tally.must(Operation::ListCACertificates, |r| r.list_ca_certificates()).await?;
+        let cas = gate.must(Operation::ListCACertificates, |r| r.list_ca_certificates()).await?;
         let mut found = Vec::new();
         for ca in cas.iter().filter(|id| config.profiles.iter().any(|p| p.ca.matches(id))) {
             let mut marker: Option<String> = None;
             loop {
-                let page = tally
+                let page = gate
                     .must(Operation::ListCertificatesByCA, |r| r.list_certificates_by_ca(ca, marker.as_deref()))
                     .await?;
                 let candidates = page
@@ -862,14 +854,10 @@ impl Reconciler {
                     .filter(|c| c.status == CertificateStatus::Active && !owners.contains(&c.id));
                 let looked: Vec<Result<Option<Orphan>, Error>> = futures::stream::iter(candidates)
                     .map(|c| async move {
-                        let attached = match tally
-                            .call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&c.arn))
+                        let attached = gate
+                            .optional(Operation::ListAttachedPolicies, |r| r.list_attached_policies(&c.arn))
                             .await?
-                        {
-                            Ok(names) => names,
-                            Err(RegistryError::NotFound(_)) => Vec::new(),
-                            Err(e) => return Err(registry_error(Operation::ListAttachedPolicies, e)),
-                        };
+                            .unwrap_or_default();
                         let policies: Vec<String> = attached
                             .iter()
                             .map(|p| p.to_string())
@@ -915,7 +903,7 @@ impl Reconciler {
         &'s self,
         things: Vec<ThingDescription>,
         now: i64,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         memo: &Memo,
         concurrency: usize,
     ) -> Vec<Looked<'s>> {
@@ -924,7 +912,7 @@ impl Reconciler {
                 let owner = thing.attributes.get(CERTIFICATE_ATTRIBUTE).map(String::as_str).unwrap_or_default();
                 let (id, observed) = match owner.parse::<CertificateId>() {
                     Ok(id) => {
-                        let observed = self.observe(&thing, &id, now, tally, memo).await;
+                        let observed = self.observe(&thing, &id, now, gate, memo).await;
                         (Some(id), observed)
                     }
                     Err(_) => (None, Ok(Observed::BadCertificateId)),
@@ -941,24 +929,16 @@ impl Reconciler {
         thing: &ThingDescription,
         id: &CertificateId,
         now: i64,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
         memo: &Memo,
     ) -> Result<Observed<'_>, Error> {
         let name = &thing.name;
         let (described, principals) = tokio::join!(
-            tally.call(Operation::DescribeCertificate, |r| r.describe_certificate(id)),
-            tally.call(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)),
+            gate.optional(Operation::DescribeCertificate, |r| r.describe_certificate(id)),
+            gate.optional(Operation::ListThingPrincipals, |r| r.list_thing_principals(name)),
         );
-        let cert = match described? {
-            Ok(cert) => cert,
-            Err(RegistryError::NotFound(_)) => return Ok(Observed::CertificateMissing),
-            Err(e) => return Err(registry_error(Operation::DescribeCertificate, e)),
-        };
-        let principals = match principals? {
-            Ok(principals) => principals,
-            Err(RegistryError::NotFound(_)) => Vec::new(), // deleted since it was listed
-            Err(e) => return Err(registry_error(Operation::ListThingPrincipals, e)),
-        };
+        let Some(cert) = described? else { return Ok(Observed::CertificateMissing) };
+        let principals = principals?.unwrap_or_default(); // none: deleted since it was listed
         if !principals.contains(&cert.arn) {
             return Ok(Observed::NotAttached);
         }
@@ -966,23 +946,19 @@ impl Reconciler {
             return Ok(Observed::Status(cert.status));
         }
         let Some(ca_id) = &cert.ca_certificate_id else { return Ok(Observed::CaNotNamed) };
-        let ca = match &*self.ca(ca_id, tally, memo).await? {
-            CaEntry::Missing => {
-                return Ok(Observed::Refused(reject!(UnknownCa, "CA {ca_id} is not registered in this account"), None));
-            }
-            CaEntry::Found { active: false, .. } => {
-                return Ok(Observed::Refused(reject!(CaNotActive, "CA {ca_id} is not ACTIVE in the registry"), None));
-            }
-            CaEntry::Found { ca, .. } => ca.clone(),
+        let ca = memo.cas.get(ca_id, self.rules.config(), gate).await?;
+        let ca = match ca.usable() {
+            Ok(ca) => ca,
+            Err(rejection) => return Ok(Observed::Refused(rejection, None)),
         };
-        let input = Input { certificate_pem: cert.pem.as_bytes(), ca: &ca, now, aws: &self.settings.aws };
+        let input = Input { certificate_pem: cert.pem.as_bytes(), ca, now, aws: &self.settings.aws };
         let arn = &cert.arn;
         let attached = || async {
-            match tally.call(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn)).await? {
-                Ok(names) => Ok(names),
-                Err(RegistryError::NotFound(_)) => Ok(Vec::new()),
-                Err(e) => Err(registry_error(Operation::ListAttachedPolicies, e)),
-            }
+            Ok::<_, Error>(
+                gate.optional(Operation::ListAttachedPolicies, |r| r.list_attached_policies(arn))
+                    .await?
+                    .unwrap_or_default(),
+            )
         };
         let proven = |attached: &[PolicyName]| {
             let ours = jitp_policy_names(self.rules.config(), name);
@@ -997,40 +973,18 @@ impl Reconciler {
                 return Ok(Observed::Refused(refusal.rejection, refusal.profile));
             }
         };
-        let (current_policy, attached) = tokio::join!(self.policy(&verdict, tally, memo), attached());
+        let (current_policy, attached) = tokio::join!(self.policy(&verdict, gate, memo), attached());
         if !proven(&attached?) {
             return Ok(Observed::NoJitpPolicy);
         }
         Ok(Observed::Accepted { verdict: Box::new(verdict), current_policy: current_policy? })
     }
 
-    async fn ca(&self, id: &CaCertificateId, tally: &Tally<'_>, memo: &Memo) -> Result<Arc<CaEntry>, Error> {
-        let mut cas = memo.cas.lock().await;
-        if let Some(entry) = cas.get(id) {
-            return Ok(entry.clone());
-        }
-        let entry = match tally.call(Operation::DescribeCACertificate, |r| r.describe_ca_certificate(id)).await? {
-            Ok(d) => CaEntry::Found {
-                active: d.status == CaStatus::Active,
-                ca: Arc::new(RegisteredCa::new(self.rules.config(), id.clone(), d.pem.as_bytes())),
-            },
-            Err(RegistryError::NotFound(_)) => CaEntry::Missing,
-            Err(e) => return Err(registry_error(Operation::DescribeCACertificate, e)),
-        };
-        let entry = Arc::new(entry);
-        cas.insert(id.clone(), entry.clone());
-        Ok(entry)
-    }
-
     /// The default document of the verdict's policy (`None`: no such policy); a shared policy is read once.
-    async fn policy(&self, verdict: &Verdict<'_>, tally: &Tally<'_>, memo: &Memo) -> Result<Option<String>, Error> {
+    async fn policy(&self, verdict: &Verdict<'_>, gate: &CallGate<'_>, memo: &Memo) -> Result<Option<String>, Error> {
         let name = &verdict.policy.name;
         let fetch = || async {
-            match tally.call(Operation::GetPolicy, |r| r.get_policy(name)).await? {
-                Ok(p) => Ok(Some(p.document)),
-                Err(RegistryError::NotFound(_)) => Ok(None),
-                Err(e) => Err(registry_error(Operation::GetPolicy, e)),
-            }
+            Ok::<_, Error>(gate.optional(Operation::GetPolicy, |r| r.get_policy(name)).await?.map(|p| p.document))
         };
         if verdict.policy_mode != PolicyMode::Shared {
             return fetch().await;
@@ -1048,6 +1002,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jitp_pki::reason::reject;
 
     fn thing(name: &str) -> ThingName {
         name.parse().unwrap_or_else(|e| unreachable!("{e}"))

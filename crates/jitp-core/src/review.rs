@@ -8,15 +8,16 @@
 
 use serde::Serialize;
 
+use crate::decide::render_names;
+use crate::rules::Rules;
 use jitp_pki::cert::Subject;
-use crate::decide::{render_names, subject_accepted};
+use jitp_pki::reason::{ReasonCode, Rejection};
+use jitp_pki::unix_time::rfc3339;
 use jitp_policy::policy::branches::{self, MAX_SUBJECTS};
 use jitp_policy::policy::{self, AwsContext, DeviceContext, Finding, Severity};
+use jitp_profile::judge::subject_accepted;
 use jitp_profile::profile::{CrlPolicy, Profile};
-use jitp_pki::reason::{ReasonCode, Rejection};
-use crate::rules::Rules;
 use jitp_registry::thing::ThingName;
-use jitp_pki::unix_time::rfc3339;
 
 const ZERO_ID: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use jitp_profile::ConfigError;
 use jitp_policy::policy::Engine;
+use jitp_profile::ConfigError;
 use jitp_profile::profile::{Config, CrlObjects, Overrides, Profile};
 
 /// A configuration and its compiled templates, consistent with each other. Built only by [`Rules::compile`]

@@ -7,12 +7,12 @@
 
 use std::sync::OnceLock;
 
-use jitp_pki::cert::{self, Certificate, DeviceCheck};
 use jitp_core::decide::{CheckReport, check};
+use jitp_core::rules::Rules;
+use jitp_pki::cert::{self, Certificate, DeviceCheck};
+use jitp_pki::reason::{ReasonCode, Rejection};
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::Overrides;
-use jitp_pki::reason::{ReasonCode, Rejection};
-use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::{
     BadPoint, CaBuild, Ext, JAN_1960, Name, bad_ec_key, ca_extensions, device_extensions, ku, public_key_bytes,

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitp_core::audit::{AuditRecord, CaSource, Outcome};
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId};
-use jitp_registry::memory::{CallSpan, Fault, FaultKind, MemoryRegistry};
-use jitp_profile::profile::Overrides;
-use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner, Settings};
-use jitp_pki::reason::ReasonCode;
-use jitp_registry::registry::{CaStatus, IotRegistry, Operation};
+use jitp_core::engine::Settings;
+use jitp_core::provision::{CERTIFICATE_ATTRIBUTE, Provisioner};
 use jitp_core::rules::Rules;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_pki::reason::ReasonCode;
+use jitp_profile::profile::Overrides;
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::{CallSpan, Fault, FaultKind, MemoryRegistry};
+use jitp_registry::registry::{CaStatus, IotRegistry, Operation};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use jitp_profile::profile::Overrides;
 use jitp_core::rules::Rules;
+use jitp_profile::profile::Overrides;
 use jitp_testkit::config_dir::ConfigDir;
 use proptest::prelude::*;
 

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use jitp_core::audit::Outcome;
 use jitp_core::decide::{CheckReport, check};
-use jitp_registry::event::CertificateStatus;
-use jitp_policy::policy::AwsContext;
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_pki::reason::{Fault, ReasonCode};
-use jitp_registry::registry::IotRegistry;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::rules::Rules;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlFile, CrlSpec, DAY, Device, NOW, RevocationReason, Revoked, oid, replace_all};

@@ -5,11 +5,11 @@
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
+use jitp_core::rules::Rules;
 use jitp_pki::ids::CaCertificateId;
+use jitp_pki::reason::ReasonCode;
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::Overrides;
-use jitp_pki::reason::ReasonCode;
-use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{
     Alg, Ca, CaSpec, DAY, Device, Dn, Eku, NOW, corrupt_signature, oid, replace_all, rsa_public_key, to_pem,

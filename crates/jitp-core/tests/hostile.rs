@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use jitp_core::decide::check;
-use jitp_policy::policy::AwsContext;
 use jitp_core::rules::Rules;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW, to_pem};
 use proptest::prelude::*;

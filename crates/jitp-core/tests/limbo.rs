@@ -5,7 +5,7 @@
 //! one that does not cover the leaf and an entry for the leaf all fail the case.
 //!
 //! The suite is not part of this repository. Build `limbo.json` from a checkout of x509-limbo (see
-//! `crates/jitp-core/src/cert/README.md`), then:
+//! `crates/jitp-pki/src/cert/README.md`), then:
 //!
 //! `JITP_LIMBO_JSON=/path/to/limbo.json cargo test -p jitp-core --test limbo -- --ignored --nocapture`
 //!

@@ -4,10 +4,10 @@
 //! fail and name the template line and the subject.
 
 use jitp_core::decide::check;
-use jitp_policy::policy::AwsContext;
-use jitp_pki::reason::ReasonCode;
 use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
+use jitp_pki::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW, templates_dir};
 

@@ -6,9 +6,9 @@
 use std::sync::OnceLock;
 
 use jitp_core::decide::{CheckReport, check};
-use jitp_policy::policy::AwsContext;
-use jitp_pki::reason::ReasonCode;
 use jitp_core::rules::Rules;
+use jitp_pki::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, Dn, NOW};
 use proptest::prelude::*;

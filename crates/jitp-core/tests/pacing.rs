@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_registry::event::CertificateStatus;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
+use jitp_core::rules::Rules;
 use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::pacing::{Pacing, Quotas};
-use jitp_core::provision::{Provisioner, Settings};
 use jitp_registry::registry::{IotRegistry, Operation};
-use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 

@@ -9,8 +9,8 @@
 //! happens, so the cert README's list stays true.
 
 use jitp_core::decide::check;
-use jitp_policy::policy::AwsContext;
 use jitp_core::rules::Rules;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::NOW;
 use jitp_testkit::config_dir::ConfigDir;
 

@@ -2,11 +2,11 @@
 //! Rendered policies: snapshots of the shipped templates (a template change shows as a reviewable diff), and
 //! the renderer's refusal of hostile certificate values.
 
+use jitp_core::rules::Rules;
 use jitp_pki::cert::Subject;
+use jitp_pki::reason::{ReasonCode, Rejection};
 use jitp_policy::policy::{AwsContext, DeviceContext, FORBIDDEN};
 use jitp_profile::profile::{Overrides, PolicyMode};
-use jitp_pki::reason::{ReasonCode, Rejection};
-use jitp_core::rules::Rules;
 use jitp_registry::thing::ThingName;
 use jitp_testkit::config_dir::ConfigDir;
 

@@ -9,14 +9,15 @@
 use std::sync::Arc;
 
 use jitp_core::audit::{AuditRecord, CertificateAction, Ending, Facts, Outcome};
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::CaCertificateId;
-use jitp_registry::memory::MemoryRegistry;
-use jitp_profile::profile::OnReject;
-use jitp_core::provision::{Provisioner, Settings, rejection_effect};
-use jitp_pki::reason::{Fault, ReasonCode};
-use jitp_registry::registry::IotRegistry;
+use jitp_core::engine::{Settings, rejection_effect};
+use jitp_core::provision::Provisioner;
 use jitp_core::rules::Rules;
+use jitp_pki::ids::CaCertificateId;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_profile::profile::OnReject;
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::registry::IotRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::VersionEdit;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};

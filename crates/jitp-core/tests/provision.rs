@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId};
-use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_profile::profile::{OnReject, Overrides, PolicyMode};
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_pki::reason::ReasonCode;
-use jitp_registry::registry::{IotRegistry, Operation};
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::rules::Rules;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_pki::reason::ReasonCode;
+use jitp_profile::profile::{OnReject, Overrides, PolicyMode};
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 

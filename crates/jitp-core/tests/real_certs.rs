@@ -4,10 +4,10 @@
 //! an operator would write for it.
 
 use jitp_core::decide::{CheckReport, check};
+use jitp_core::rules::Rules;
+use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::Overrides;
-use jitp_pki::reason::{Fault, ReasonCode};
-use jitp_core::rules::Rules;
 use jitp_testkit::config_dir::ConfigDir;
 
 /// 2027-01-01T00:00:00Z: inside every fixture's validity.

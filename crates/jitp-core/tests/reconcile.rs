@@ -10,15 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use jitp_core::audit::Outcome;
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId};
-use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_pki::reason::ReasonCode;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::apply::{Applied, Mode, Options};
 use jitp_core::reconcile::{Counts, Plan, Reconciler, Shard, Unaccounted};
-use jitp_registry::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_core::rules::Rules;
+use jitp_pki::ids::{CaCertificateId, CertificateId};
+use jitp_pki::reason::ReasonCode;
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_registry::registry::{IotRegistry, Operation, PolicyDescription, ThingSpec};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW};
 

@@ -6,11 +6,11 @@
 
 use std::sync::OnceLock;
 
-use jitp_pki::cert::Certificate;
 use jitp_core::decide::{CheckReport, check};
-use jitp_policy::policy::AwsContext;
-use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_core::rules::Rules;
+use jitp_pki::cert::Certificate;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::surgery::VersionEdit;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, corrupt_signature, oid, replace_all, to_pem};

@@ -11,17 +11,18 @@
 use std::sync::{Arc, OnceLock};
 
 use jitp_core::audit::Outcome;
-use jitp_pki::cert::{FERMAT_ROUNDS, MIN_CHECKED_BITS, RsaWeakness, SMALL_FACTOR_BOUND, rsa_weakness};
 use jitp_core::decide::{CheckReport, check};
-use jitp_registry::event::CertificateStatus;
-use jitp_pki::ids::CaCertificateId;
-use jitp_registry::memory::MemoryRegistry;
-use jitp_policy::policy::AwsContext;
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::Reconciler;
-use jitp_registry::registry::{IotRegistry, ThingSpec};
 use jitp_core::rules::Rules;
+use jitp_pki::cert::{FERMAT_ROUNDS, MIN_CHECKED_BITS, RsaWeakness, SMALL_FACTOR_BOUND, rsa_weakness};
+use jitp_pki::ids::CaCertificateId;
+use jitp_pki::reason::{Fault, ReasonCode};
+use jitp_policy::policy::AwsContext;
+use jitp_registry::event::CertificateStatus;
+use jitp_registry::memory::MemoryRegistry;
+use jitp_registry::registry::{IotRegistry, ThingSpec};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, corrupt_signature, rsa_key_with_modulus, to_pem};
 use num_bigint::BigUint;

@@ -26,11 +26,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use clap::Parser;
 use jitp_core::audit::{self, Sink};
-use jitp_core::provision::Settings;
+use jitp_core::engine::Settings;
 use jitp_core::reconcile::{Counts, Reconciler, Shard};
-use jitp_registry::registry::IotRegistry;
 use jitp_core::rules::Rules;
 use jitp_pki::unix_time::Clock;
+use jitp_registry::registry::IotRegistry;
 use jitp_wiring::AwsArgs;
 use jitp_wiring::crl::CrlRefresh;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -285,6 +285,16 @@ impl std::fmt::Debug for DriftHandler {
             .field("namespace", &self.inner.namespace)
             .field("stack", &self.inner.stack)
             .finish_non_exhaustive()
+    }
+}
+
+impl crate::function::Function for DriftHandler {
+    const NAME: &'static str = "jitp-drift";
+    type Response = DriftResponse;
+    type Error = DriftError;
+
+    fn handle(&self, event: LambdaEvent<Value>) -> impl Future<Output = Result<DriftResponse, DriftError>> + Send {
+        DriftHandler::handle(self, event)
     }
 }
 

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitp_core::audit::Outcome;
-use jitp_pki::ids::S3Object;
-use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_core::provision::Provisioner;
 use jitp_core::reconcile::{Counts, Reconciler};
-use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_core::rules::Rules;
 use jitp_lambda::drift::{DriftError, DriftHandler, DriftResponse, DriftSettings, ShardReport, emf_line, summarize};
+use jitp_pki::ids::S3Object;
+use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
+use jitp_registry::registry::{IotRegistry, Operation};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::lambda::{Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, event_for_ids, unix_now};
@@ -433,7 +433,8 @@ async fn a_crl_published_to_s3_reaches_the_next_shards_after_the_ttl() {
     s3.put(drift_ca().crl(&[], NOW - DAY, NOW + 30 * DAY).der);
 
     let settings = settings(&dir, &[("JITP_NO_PACING", "true")]);
-    let ttl = Duration::from_millis(200);
+    // Long enough that 16 shards planned on a loaded 2-core machine stay within it (200 ms did not).
+    let ttl = Duration::from_secs(3);
     let fetcher: Arc<dyn CrlFetch> = s3.clone();
     let (rules, crls) = jitp_wiring::crl::load(&settings.common.config, &path, Some(fetcher), ttl).await.unwrap();
     let handler = DriftHandler::with(

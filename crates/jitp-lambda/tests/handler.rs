@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_pki::ReasonCode;
 use jitp_core::audit::Outcome;
-use jitp_registry::event::CertificateStatus;
+use jitp_lambda::{Handler, HandlerError, LambdaSettings, Response};
+use jitp_pki::ReasonCode;
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::memory::{Fault, FaultKind, MemoryRegistry};
 use jitp_registry::registry::{IotRegistry, Operation};
-use jitp_lambda::{Handler, HandlerError, LambdaSettings, Response};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::sqs;
 use jitp_testkit::{Alg, Ca, DAY, Device, NOW, event_for_ids, repo_config_path};

@@ -13,8 +13,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jitp_registry::event::CertificateStatus;
 use jitp_pki::ids::CertificateId;
+use jitp_registry::event::CertificateStatus;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::events::sqs;
 use jitp_testkit::lambda::{Reply, RuntimeApi};

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aws_sdk_iot::types::CertificateStatus as SdkStatus;
 use aws_sdk_s3::primitives::ByteStream;
-use jitp_pki::ids::{CaCertificateId, CertificateId};
 use jitp_lambda::{Handler, LambdaSettings, Response};
+use jitp_pki::ids::{CaCertificateId, CertificateId};
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW, event_for_ids};
 use lambda_runtime::{Context, LambdaEvent};

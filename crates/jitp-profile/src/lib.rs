@@ -6,6 +6,7 @@
 //! [`error::ConfigError`] is the crate's one error: a configuration or a file it names is wrong.
 
 pub mod error;
+pub mod judge;
 pub mod profile;
 
 pub use error::ConfigError;

@@ -12,8 +12,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use jitp_pki::cert::{Certificate, Crl, MAX_CRL_BYTES};
 use crate::error::ConfigError;
+use jitp_pki::cert::{Certificate, Crl, MAX_CRL_BYTES};
 use jitp_pki::ids::{CaCertificateId, S3Object};
 use jitp_registry::registry::Operation;
 use jitp_registry::thing::{AttributeName, CERTIFICATE_ATTRIBUTE};
@@ -267,7 +267,7 @@ pub struct Profile {
     /// Denied serials and fingerprints.
     pub deny: DenyList,
     /// Certificate revocation lists of the profile's CA, read at load. Each is verified against the CA when
-    /// the CA enters the workflow's cache (`decide::RegisteredCa`); a device on a valid one is CERT_REVOKED.
+    /// the CA enters the workflow's cache (`crate::judge::RegisteredCa`); a device on a valid one is CERT_REVOKED.
     pub crl: Vec<ProfileCrl>,
     /// What a CRL that does not verify against the CA, or is past its nextUpdate, does.
     pub crl_policy: CrlPolicy,
@@ -477,7 +477,12 @@ impl Config {
             Loader { source, path: path.to_path_buf(), dir: path.parent().map(Path::to_path_buf).unwrap_or_default() };
         ctx.check_prefix(&defaults.policy_prefix, None, "defaults.policy_prefix")?;
         if raw.profiles.is_empty() {
-            return Err(ConfigError::config(path, None, "profiles", "no [[profiles]]: jitp would reject every certificate"));
+            return Err(ConfigError::config(
+                path,
+                None,
+                "profiles",
+                "no [[profiles]]: jitp would reject every certificate",
+            ));
         }
         let mut profiles = Vec::with_capacity(raw.profiles.len());
         let mut names = HashSet::new();
@@ -505,7 +510,8 @@ impl Config {
                     format!("{name:?} is not an AWS IoT operation jitp calls ({})", known.join(", ")),
                 )
             })?;
-            let rate = jitp_registry::pacing::check_quota(op, rate).map_err(|m| ConfigError::config(path, None, key, m))?;
+            let rate =
+                jitp_registry::pacing::check_quota(op, rate).map_err(|m| ConfigError::config(path, None, key, m))?;
             quotas.insert(op, rate);
         }
         let defaults = Defaults {
@@ -528,7 +534,8 @@ impl Config {
     /// would give (the other keys are checked by the load).
     pub fn crl_objects(path: impl AsRef<Path>) -> Result<Vec<S3Object>, ConfigError> {
         let path = path.as_ref();
-        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Self::crl_objects_in(&source, path)
     }
 
@@ -870,8 +877,8 @@ impl Loader<'_> {
             if entry.is_empty() {
                 continue;
             }
-            let (kind, value) =
-                DenyList::parse_entry(entry).map_err(|message| ConfigError::config(&full, Some(n + 1), key, message))?;
+            let (kind, value) = DenyList::parse_entry(entry)
+                .map_err(|message| ConfigError::config(&full, Some(n + 1), key, message))?;
             list.insert(kind, value);
         }
         Ok(list)

@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::pacing::Quotas;
 use crate::registry::{
     CaDescription, CaStatus, CertificateDescription, CertificatePage, CertificateSummary, IotRegistry,
@@ -29,6 +28,7 @@ use crate::registry::{
     ThingNamePage, ThingPage, ThingSpec,
 };
 use crate::thing::ThingName;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 
 /// AWS IoT keeps at most this many versions of a policy.
 pub const MAX_POLICY_VERSIONS: usize = 5;
@@ -269,7 +269,10 @@ impl MemoryRegistry {
         let Some(path) = &self.path else { return Ok(()) };
         let json = serde_json::to_vec_pretty(&*lock(&self.state)).unwrap_or_default();
         let tmp = path.with_extension("tmp");
-        let failed = |path: &Path, e: std::io::Error| RegistryError::File { path: path.to_owned(), message: format!("cannot write it: {e}") };
+        let failed = |path: &Path, e: std::io::Error| RegistryError::File {
+            path: path.to_owned(),
+            message: format!("cannot write it: {e}"),
+        };
         std::fs::write(&tmp, json).map_err(|e| failed(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| failed(path, e))
     }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CertificateStatus;
-use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 use crate::thing::ThingName;
+use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 
 /// A registry call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jitp_pki::ReasonCode;
 use jitp_core::audit::AuditRecord;
+use jitp_pki::ReasonCode;
 
 use crate::state::TOKEN_HEADER;
 

@@ -10,12 +10,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_body_util::LengthLimitError;
-use jitp_pki::ReasonCode;
 use jitp_core::audit::{self, AuditRecord, Outcome};
 use jitp_core::decide::check;
+use jitp_core::review::{LintReport, crl_reports};
+use jitp_pki::ReasonCode;
 use jitp_pki::ids::{CaCertificateId, CertificateId};
 use jitp_registry::registry::RegistryError;
-use jitp_core::review::{LintReport, crl_reports};
 use serde::Deserialize;
 use tracing::Instrument as _;
 

@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use jitp_policy::policy::AwsContext;
-use jitp_core::provision::{Provisioner, Settings};
-use jitp_registry::registry::IotRegistry;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_core::review::{TemplateReport, lint_templates};
 use jitp_core::rules::Rules;
+use jitp_policy::policy::AwsContext;
+use jitp_registry::registry::IotRegistry;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;

@@ -2,8 +2,8 @@
 //! flags, one validation, one order of fallbacks for every binary.
 
 use clap::Args;
-use jitp_registry::event::AccountId;
 use jitp_policy::policy::AwsContext;
+use jitp_registry::event::AccountId;
 
 /// The account, region and partition written into policies. Each is optional: [`resolve`] fills the gaps.
 #[derive(Debug, Clone, Default, Args)]

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use jitp_core::rules::Rules;
 use jitp_pki::ids::S3Object;
 use jitp_profile::profile::{Config, CrlObjects};
-use jitp_core::rules::Rules;
 
 use crate::{ConfigArgs, Error};
 

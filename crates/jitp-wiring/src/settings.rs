@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use jitp_registry::pacing::{Pacing, Quotas};
+use jitp_core::rules::Rules;
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::{CrlObjects, OnReject, Overrides, PolicyMode};
-use jitp_core::provision;
+use jitp_registry::pacing::{Pacing, Quotas};
 use jitp_registry::registry::Operation;
-use jitp_core::rules::Rules;
 
 use crate::Error;
 use crate::aws::{AwsArgs, Discovered, FunctionArn};
@@ -117,7 +116,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_DEADLINE_MS",
         value_name = "MS",
-        default_value_t = millis(provision::Settings::default().retry_deadline),
+        default_value_t = millis(jitp_core::engine::Settings::default().retry_deadline),
         value_parser = millis_up_to(MAX_RETRY_DEADLINE)
     )]
     pub retry_deadline_ms: u64,
@@ -126,7 +125,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_BASE_MS",
         value_name = "MS",
-        default_value_t = millis(provision::Settings::default().retry_base),
+        default_value_t = millis(jitp_core::engine::Settings::default().retry_base),
         value_parser = millis_up_to(MAX_BACKOFF)
     )]
     pub retry_base_ms: u64,
@@ -135,7 +134,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_MAX_MS",
         value_name = "MS",
-        default_value_t = millis(provision::Settings::default().retry_max),
+        default_value_t = millis(jitp_core::engine::Settings::default().retry_max),
         value_parser = millis_up_to(MAX_BACKOFF)
     )]
     pub retry_max_ms: u64,
@@ -144,7 +143,7 @@ pub struct Settings {
         long,
         env = "JITP_CA_CACHE_TTL_SECS",
         value_name = "SECS",
-        default_value_t = provision::Settings::default().ca_cache_ttl.as_secs(),
+        default_value_t = jitp_core::engine::Settings::default().ca_cache_ttl.as_secs(),
         value_parser = secs_up_to(MAX_CA_CACHE_TTL)
     )]
     pub ca_cache_ttl_secs: u64,
@@ -242,8 +241,8 @@ impl Settings {
     }
 
     /// The workflow's tunables, with the policy context `aws`.
-    pub fn workflow(&self, aws: AwsContext) -> provision::Settings {
-        provision::Settings {
+    pub fn workflow(&self, aws: AwsContext) -> jitp_core::engine::Settings {
+        jitp_core::engine::Settings {
             aws,
             retry_deadline: Duration::from_millis(self.retry_deadline_ms),
             retry_base: Duration::from_millis(self.retry_base_ms),

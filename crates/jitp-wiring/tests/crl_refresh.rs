@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jitp_core::decide::check;
-use jitp_pki::ids::S3Object;
-use jitp_policy::policy::AwsContext;
-use jitp_pki::reason::ReasonCode;
 use jitp_core::rules::Rules;
+use jitp_pki::ids::S3Object;
+use jitp_pki::reason::ReasonCode;
+use jitp_policy::policy::AwsContext;
 use jitp_testkit::captured_log::CapturedLog;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::{Alg, Ca, CrlSpec, Device, NOW};

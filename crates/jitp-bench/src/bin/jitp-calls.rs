@@ -18,9 +18,10 @@ use std::sync::Arc;
 
 use jitp_bench::{config, sensor_cn};
 use jitp_core::audit::{AuditRecord, Outcome};
-use jitp_registry::memory::MemoryRegistry;
+use jitp_core::engine::Settings;
+use jitp_core::provision::Provisioner;
 use jitp_profile::profile::{Overrides, PolicyMode};
-use jitp_core::provision::{Provisioner, Settings};
+use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::registry::IotRegistry;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 

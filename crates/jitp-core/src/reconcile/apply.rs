@@ -106,16 +106,15 @@ use serde::Serialize;
 use super::{DeviceError, Looked, Memo, Observed, Reconciler, listings};
 use crate::audit::{CertificateAction, ReconcileAction, ReconcileRecord};
 use crate::decide::Verdict;
+use crate::engine::policy_version::{is_version_id, make_default, rollback_tag, same_document};
+use crate::engine::{CallGate, registry_error, rejection_effect, thing_spec};
 use crate::error::Error;
 use jitp_pki::ids::{CertificateId, PolicyName};
-use jitp_profile::profile::{PolicyMode, Profile};
-use crate::provision::{
-    Tally, is_version_id, make_default, registry_error, rejection_effect, rollback_tag, same_document,
-};
 use jitp_pki::reason::{Fault, ReasonCode, Rejection};
-use jitp_registry::registry::{Operation, RegistryError, ThingSpec};
-use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
 use jitp_pki::unix_time::rfc3339;
+use jitp_profile::profile::{PolicyMode, Profile};
+use jitp_registry::registry::{Operation, RegistryError, ThingSpec};
+use jitp_registry::thing::ThingName;
 
 /// Apply the plan, or roll its policy changes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -250,22 +249,22 @@ impl Reconciler {
         options: Options<'_>,
         audit: &(dyn Fn(&ReconcileRecord) + Send + Sync),
     ) -> Result<Applied, Error> {
-        let tally = Tally::new(self.registry.as_ref(), &self.settings, &self.pacer);
+        let gate = CallGate::new(self.registry.as_ref(), &self.settings, &self.pacer);
         let memo = Memo::default();
         let concurrency = self.concurrency();
         let members = match options.thing_group {
-            Some(group) => Some(group_members(group, &tally).await?),
+            Some(group) => Some(group_members(group, &gate).await?),
             None => None,
         };
         let mut looked: Vec<Looked<'_>> = Vec::new();
         for filter in listings(self.page_size) {
             let mut token: Option<String> = None;
             loop {
-                let mut page = tally.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
+                let mut page = gate.must(Operation::ListThings, |r| r.list_things(&filter, token.as_deref())).await?;
                 if let Some(members) = &members {
                     page.things.retain(|t| members.contains(&t.name));
                 }
-                looked.extend(self.look_page(page.things, now, &tally, &memo, concurrency).await);
+                looked.extend(self.look_page(page.things, now, &gate, &memo, concurrency).await);
                 match page.next_token {
                     Some(next) if Some(&next) != token.as_ref() => token = Some(next),
                     _ => break,
@@ -320,11 +319,11 @@ impl Reconciler {
         };
         for name in needed {
             let Some((document, devices)) = shared.get(name).copied() else { continue };
-            let done = self.shared_policy(options.mode, name, document, devices, now, &tally).await;
+            let done = self.shared_policy(options.mode, name, document, devices, now, &gate).await;
             counts.changed += done.records.iter().map(|r| r.devices).sum::<u64>();
             take(done, &mut counts, &mut reported);
         }
-        let tally_ref = &tally;
+        let tally_ref = &gate;
         let mut acting = futures::stream::iter(work.iter())
             .map(|w| async move { self.act(w, now, tally_ref).await })
             .buffer_unordered(concurrency);
@@ -339,10 +338,10 @@ impl Reconciler {
         // orphan is on no thing of it) nor with --canary (it acts on devices, in name order).
         if options.mode == Mode::Apply && options.thing_group.is_none() && options.canary.is_none() {
             let owners = looked.iter().filter_map(|l| l.id.clone()).collect();
-            match self.orphans(&owners, &tally, concurrency).await {
+            match self.orphans(&owners, &gate, concurrency).await {
                 Ok(orphans) => {
                     for orphan in orphans {
-                        let done = self.orphan(&orphan, options.revoke, now, &tally).await;
+                        let done = self.orphan(&orphan, options.revoke, now, &gate).await;
                         take(done, &mut counts, &mut reported);
                     }
                 }
@@ -364,12 +363,12 @@ impl Reconciler {
             changes,
             reported,
             errors,
-            calls: tally.into_calls().by_operation,
+            calls: gate.into_calls().by_operation,
         })
     }
 
     /// Act on one device: its thing, its per-thing policy, its certificate.
-    async fn act(&self, work: &Work<'_>, now: i64, tally: &Tally<'_>) -> Done {
+    async fn act(&self, work: &Work<'_>, now: i64, gate: &CallGate<'_>) -> Done {
         let mut done = Done::default();
         let thing = &work.thing;
         let record = |action, message: String| {
@@ -380,7 +379,7 @@ impl Reconciler {
         };
         let fail = |message: String| Some(DeviceError { thing: thing.clone(), message });
         if let Some((spec, version)) = &work.update {
-            match tally.call(Operation::UpdateThing, |r| r.update_thing(spec, Some(*version))).await {
+            match gate.call(Operation::UpdateThing, |r| r.update_thing(spec, Some(*version))).await {
                 Ok(Ok(())) => done.records.push(record(
                     ReconcileAction::ThingUpdated,
                     format!("thing {thing} updated to today's type and attributes (expectedVersion {version})"),
@@ -402,7 +401,7 @@ impl Reconciler {
             }
         }
         if let Some((name, document)) = work.policy {
-            match make_default(name, document, tally).await {
+            match make_default(name, document, gate).await {
                 Ok(d) => {
                     if let Some(previous) = d.previous {
                         let mut r = record(
@@ -425,7 +424,7 @@ impl Reconciler {
             }
         }
         if let Some((name, document)) = work.rollback {
-            match self.roll_back(name, document, tally).await {
+            match self.roll_back(name, document, gate).await {
                 Ok(Rolled::Back { from, to }) => {
                     let mut r = record(
                         ReconcileAction::PolicyRollback,
@@ -455,7 +454,7 @@ impl Reconciler {
                         _ => format!("not the device's fault: left ACTIVE, never revoked ({})", rejection.message),
                     },
                 }),
-                Some((Some(status), action)) => match tally.set_status(id, status).await {
+                Some((Some(status), action)) => match gate.set_status(id, status).await {
                     Ok(()) => {
                         let mut r = record(
                             ReconcileAction::Certificate,
@@ -475,7 +474,7 @@ impl Reconciler {
     /// An orphaned certificate: with `--revoke`, deactivated (INACTIVE, never REVOKED: it was orphaned by what
     /// someone did to its thing, not by anything wrong with the certificate, and a configuration or a hand-over
     /// may still give it back its device); otherwise reported.
-    async fn orphan(&self, orphan: &super::Orphan, revoke: bool, now: i64, tally: &Tally<'_>) -> Done {
+    async fn orphan(&self, orphan: &super::Orphan, revoke: bool, now: i64, gate: &CallGate<'_>) -> Done {
         let mut done = Done::default();
         let label = format!("certificate {}", orphan.id);
         let why = format!(
@@ -490,7 +489,7 @@ impl Reconciler {
             });
             return done;
         }
-        match tally.set_status(&orphan.id, jitp_registry::event::CertificateStatus::Inactive).await {
+        match gate.set_status(&orphan.id, jitp_registry::event::CertificateStatus::Inactive).await {
             Ok(()) => {
                 let mut r =
                     ReconcileRecord::new(now, ReconcileAction::Certificate, format!("{label} set INACTIVE: {why}"));
@@ -511,18 +510,18 @@ impl Reconciler {
         document: &str,
         devices: u64,
         now: i64,
-        tally: &Tally<'_>,
+        gate: &CallGate<'_>,
     ) -> Done {
         let mut done = Done::default();
         let label = format!("shared policy {name}");
         let (action, result) = match mode {
             Mode::Apply => (
                 ReconcileAction::SharedPolicyVersion,
-                make_default(name, document, tally)
+                make_default(name, document, gate)
                     .await
                     .map(|d| d.previous.map_or(Rolled::Nothing, |from| Rolled::Back { from, to: d.version })),
             ),
-            Mode::Rollback => (ReconcileAction::PolicyRollback, self.roll_back(name, document, tally).await),
+            Mode::Rollback => (ReconcileAction::PolicyRollback, self.roll_back(name, document, gate).await),
         };
         match result {
             Ok(Rolled::Back { from, to }) => {
@@ -546,16 +545,16 @@ impl Reconciler {
 
     /// Set the default back to the version it was before `document` was made the default, as the apply that
     /// made it recorded in the policy's tags (see the module docs for the rule and its argument).
-    async fn roll_back(&self, name: &PolicyName, document: &str, tally: &Tally<'_>) -> Result<Rolled, Error> {
-        let current = tally.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
+    async fn roll_back(&self, name: &PolicyName, document: &str, gate: &CallGate<'_>) -> Result<Rolled, Error> {
+        let current = gate.must(Operation::GetPolicy, |r| r.get_policy(name)).await?;
         if !same_document(&current.document, document) {
             return Ok(Rolled::Nothing); // changed since the plan read it: no longer today's document
         }
         let default = current.default_version_id.as_str();
         let key = rollback_tag(&current.document);
-        let tags = tally.must(Operation::ListTagsForResource, |r| r.list_tags_for_resource(&current.arn)).await?;
+        let tags = gate.must(Operation::ListTagsForResource, |r| r.list_tags_for_resource(&current.arn)).await?;
         let Some(before) = tags.get(&key) else {
-            let versions = tally.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
+            let versions = gate.must(Operation::ListPolicyVersions, |r| r.list_policy_versions(name)).await?;
             if versions.len() < 2 {
                 return Ok(Rolled::Nothing); // only ever one version: nothing changed it
             }
@@ -570,7 +569,7 @@ impl Reconciler {
                  {default}: ignored (someone else wrote it); not rolled back"
             )));
         }
-        match tally.call(Operation::SetDefaultPolicyVersion, |r| r.set_default_policy_version(name, before)).await? {
+        match gate.call(Operation::SetDefaultPolicyVersion, |r| r.set_default_policy_version(name, before)).await? {
             Ok(()) => {}
             Err(RegistryError::NotFound(_)) => {
                 return Ok(Rolled::Refused(format!(
@@ -583,17 +582,17 @@ impl Reconciler {
         // The record is spent. If this fails, the tag stays behind harmlessly: the default's document no longer
         // hashes to it, so no rollback reads it, and the next pruning of this policy removes it.
         let spent = [key];
-        let _ = tally.call(Operation::UntagResource, |r| r.untag_resource(&current.arn, &spent)).await;
+        let _ = gate.call(Operation::UntagResource, |r| r.untag_resource(&current.arn, &spent)).await;
         Ok(Rolled::Back { from: default.to_owned(), to: before.clone() })
     }
 }
 
 /// Every thing in `group`, page by page.
-async fn group_members(group: &str, tally: &Tally<'_>) -> Result<std::collections::BTreeSet<ThingName>, Error> {
+async fn group_members(group: &str, gate: &CallGate<'_>) -> Result<std::collections::BTreeSet<ThingName>, Error> {
     let mut members = std::collections::BTreeSet::new();
     let mut token: Option<String> = None;
     loop {
-        let page = tally
+        let page = gate
             .must(Operation::ListThingsInThingGroup, |r| r.list_things_in_thing_group(group, token.as_deref()))
             .await?;
         members.extend(page.things);
@@ -683,13 +682,8 @@ fn step<'a>(device: &'a Looked<'_>, options: Options<'_>) -> Step<'a> {
                         ),
                     );
                 }
-                let mut attributes: BTreeMap<String, String> =
-                    verdict.attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
                 // The owner as it is: reconcile never moves a thing to another certificate.
-                attributes.insert(CERTIFICATE_ATTRIBUTE.to_owned(), id.to_string());
-                let spec =
-                    ThingSpec { name: device.thing.name.clone(), thing_type: verdict.thing_type.clone(), attributes };
-                work.update = Some((spec, device.thing.version));
+                work.update = Some((thing_spec(verdict, id), device.thing.version));
             }
             if work.is_empty() { Step::Nothing } else { Step::Do(work) }
         }

@@ -17,10 +17,10 @@ use std::path::Path;
 use serde::Serialize;
 use tera::{Kwargs, State, Tera};
 
-use jitp_profile::ConfigError;
 use jitp_pki::ids::{PolicyName, shown};
-use jitp_profile::profile::{Config, PolicyMode, line_of};
 use jitp_pki::reason::{Rejection, reject};
+use jitp_profile::ConfigError;
+use jitp_profile::profile::{Config, PolicyMode, line_of};
 
 pub use context::{AwsContext, DeviceContext};
 pub use guard::{FORBIDDEN, forbidden_reason};
@@ -99,7 +99,12 @@ impl Engine {
                 &profile.thing_name,
             )?;
             names.add_raw_template(&thing_name_template(&profile.name), &profile.thing_name).map_err(|e| {
-                ConfigError::config(config_path, None, format!("profiles.{}.thing_name", profile.name), tera_message(&e))
+                ConfigError::config(
+                    config_path,
+                    None,
+                    format!("profiles.{}.thing_name", profile.name),
+                    tera_message(&e),
+                )
             })?;
             for (attr, expr) in &profile.attributes {
                 check_no_outer_whitespace(config_path, &format!("profiles.{}.attributes.{attr}", profile.name), expr)?;
