@@ -417,23 +417,24 @@ def print_adjustments(stack: str, adjustments: list[Adjustment]) -> None:
         print(f"    - {a.what}\n      why: {a.why}", flush=True)
 
 
-def synth_cdk(ca_id: str, out: Path) -> dict:
+def synth_cdk(ca_id: str, out: Path, delivery: str) -> dict:
     """`cdk synth` of infra/cdk (compiled by local-aws.sh), as scripts/test-infra.sh does it: no bundling."""
     cdk = ROOT / "infra/cdk"
     env = dict(os.environ, JITP_SKIP_BUNDLING="1", CDK_DEFAULT_ACCOUNT=ACCOUNT, CDK_DEFAULT_REGION=REGION,
                CDK_DISABLE_CLI_TELEMETRY="true")
     args = [str(cdk / "node_modules/.bin/cdk"), "synth", "--app", "node dist/bin/jitp.js", "--quiet", "--no-notices",
             "--no-version-reporting", "--output", str(out), "-c", f"jitp:caCertificateIds={ca_id}",
-            "-c", "jitp:manageIotLogging=false"]
+            "-c", "jitp:manageIotLogging=false", "-c", f"jitp:deliveryMode={delivery}"]
     result = subprocess.run(args, cwd=cdk, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"local-aws: cdk synth failed:\n{result.stdout}\n{result.stderr}")
     return json.loads((out / "Jitp.template.json").read_text())
 
 
-def deploy_cdk(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str:
-    say("stack cdk: cdk synth (infra/cdk, jitp:manageIotLogging=false: see the adjustments)")
-    template = synth_cdk(ca_id, work / "cdk.out")
+def deploy_cdk(local: MiniStack, ca_id: str, work: Path, no_pacing: bool, delivery: str) -> str:
+    say(f"stack cdk: cdk synth (infra/cdk, jitp:deliveryMode={delivery}, jitp:manageIotLogging=false: see the "
+        "adjustments)")
+    template = synth_cdk(ca_id, work / "cdk.out", delivery)
     adjustments = [
         Adjustment(
             "synthesized with -c jitp:manageIotLogging=false (the stack's option for an account that already has AWS "
@@ -559,7 +560,7 @@ def function_adjustments(template: dict, no_pacing: bool, config_path: str) -> l
     return adjustments
 
 
-def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str:
+def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool, delivery: str) -> str:
     say("stack sam: infra/sam/template.yaml, packaged as `sam package` would (code zips in S3)")
     template = yaml.load((ROOT / "infra/sam/template.yaml").read_text(), Loader=CfnLoader)
     s3 = local.client("s3")
@@ -575,7 +576,7 @@ def deploy_sam(local: MiniStack, ca_id: str, work: Path, no_pacing: bool) -> str
         elif resource["Type"] == "AWS::Serverless::LayerVersion":
             s3.put_object(Bucket=bucket, Key=f"{name}.zip", Body=templates_layer_zip())
             props["ContentUri"] = f"s3://{bucket}/{name}.zip"
-    parameters = {"CaCertificateIds": ca_id, "ManageIotLogging": "false"}
+    parameters = {"CaCertificateIds": ca_id, "ManageIotLogging": "false", "DeliveryMode": delivery}
     adjustments = [
         *sam_condition_adjustments(template, ca_id),
         *sam_type_adjustments(template, parameters),
@@ -1058,6 +1059,8 @@ def main() -> int:
     parser.add_argument("--stack", choices=["cdk", "sam", "both"], default="cdk")
     parser.add_argument("--sensors", type=int, default=5, help="valid sensors in the scenario (default 5)")
     parser.add_argument("--burst", type=int, default=0, metavar="N", help="then N devices at once (BENCHMARKS.md)")
+    parser.add_argument("--delivery", choices=["sqs", "direct", "both"], default="sqs",
+                        help="the stacks' delivery mode: topic rule -> SQS -> function, or topic rule -> function")
     parser.add_argument("--pacing", choices=["on", "off"], default="on", help="jitp's quota pacing in the function")
     parser.add_argument("--no-auth", action="store_true", help="MiniStack without AUTH=true (no IoT policy checks)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless every expectation holds")
@@ -1071,10 +1074,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)  # also where a background job inherited SIGINT ignored
     checks = Checks()
     stacks = ["cdk", "sam"] if args.stack == "both" else [args.stack]
+    deliveries = ["sqs", "direct"] if args.delivery == "both" else [args.delivery]
     try:
-        for kind in stacks:
-            # One MiniStack per stack: each is an account of its own, as a newcomer's would be.
-            if run_stack(kind, args, checks) == "interrupted":
+        deployments = [(kind, delivery) for delivery in deliveries for kind in stacks]
+        for n, (kind, delivery) in enumerate(deployments):
+            # One MiniStack per deployment: each is an account of its own, as a newcomer's would be. The registry
+            # probe runs in the first only.
+            if run_stack(kind, delivery, args, checks, probe=n == 0) == "interrupted":
                 return 130
     finally:
         print(f"\nlocal-aws: {checks.passed} passed, {len(checks.failed)} failed", flush=True)
@@ -1083,11 +1089,7 @@ def main() -> int:
     return 1 if (checks.failed and args.check) else 0
 
 
-def stacks_first(args: argparse.Namespace) -> str:
-    return "cdk" if args.stack in ("cdk", "both") else "sam"
-
-
-def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
+def run_stack(kind: str, delivery: str, args: argparse.Namespace, checks: Checks, probe: bool) -> str:
     work = Path(tempfile.mkdtemp(prefix=f"jitp-local-aws-{kind}-"))
     local = MiniStack(work, auth=not args.no_auth)
     try:
@@ -1106,10 +1108,10 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
             caCertificate=pki.ca_pem.read_text(), verificationCertificate=pki.verification_cert(code),
             setAsActive=True, allowAutoRegistration=True,
         )["certificateId"]
-        checks.prefix = f"{kind}: "
+        checks.prefix = f"{kind}/{delivery}: "
         checks.expect(ca_id == pki.ca_id(), f"CA id {ca_id[:12]}... is the SHA-256 of its DER, as AWS's")
 
-        if kind == stacks_first(args):
+        if probe:
             say("MiniStack against AWS IoT: the registry calls of tests/README.md's deviation table")
             for what, observed in probe_registry(local, pki, ca_id, work).items():
                 checks.expect(observed == MINISTACK_OBSERVED[what], f"MiniStack {what}: {observed} "
@@ -1118,17 +1120,17 @@ def run_stack(kind: str, args: argparse.Namespace, checks: Checks) -> str:
         broker_ca.write_text(local.broker_ca())
         broker = Mqtt(broker_ca, local.mqtt_port)
         deployer = deploy_cdk if kind == "cdk" else deploy_sam
-        name = deployer(local, ca_id, work, args.pacing == "off")
+        name = deployer(local, ca_id, work, args.pacing == "off", delivery)
         devices = scenario(local, name, pki, ca_id, broker, checks, args.sensors, work) if args.sensors else []
         warm = one_at_a_time(local, pki, broker, checks, 5) if args.sensors else []
         records = audit_lines(local, name)
         if devices:
-            summary(f"the {kind} stack", devices, records)
-            summary(f"the {kind} stack, one device at a time, warm", warm, [])
+            summary(f"the {kind} stack, {delivery} delivery", devices, records)
+            summary(f"the {kind} stack, {delivery} delivery, one device at a time, warm", warm, [])
         if args.burst:
             devices_burst = burst(local, pki, ca_id, broker, args.burst, checks)
             ids = {d.certificate_id for d in devices_burst}
-            summary(f"burst through the {kind} stack, pacing {args.pacing}", devices_burst,
+            summary(f"burst through the {kind} stack, {delivery} delivery, pacing {args.pacing}", devices_burst,
                     [r for r in audit_lines(local, name) if r.get("certificate_id") in ids])
         return "done"
     except KeyboardInterrupt as e:

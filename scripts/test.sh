@@ -32,8 +32,8 @@ if [ -f scripts/test-infra.sh ]; then
   echo "== infrastructure (CDK, SAM)"
   bash scripts/test-infra.sh
 fi
-echo "== the whole path on a local AWS (MiniStack: both stacks deployed, real MQTT/mTLS devices)"
-# 2-3 minutes on top of the rest (the MiniStack venv on a fresh machine ~50 s, each stack's run 40-65 s); the Lambda
-# binaries are the debug ones cargo test has just built (--prebuilt).
-scripts/local-aws.sh --prebuilt --stack both --check
+echo "== the whole path on a local AWS (MiniStack: both stacks, both delivery modes, real MQTT/mTLS devices)"
+# ~4-5 minutes on top of the rest (the MiniStack venv on a fresh machine ~50 s, each of the four deployments' runs
+# 40-65 s); the Lambda binaries are the debug ones cargo test has just built (--prebuilt).
+scripts/local-aws.sh --prebuilt --stack both --delivery both --check
 echo "== all suites passed"
