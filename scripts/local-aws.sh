@@ -5,6 +5,7 @@
 #
 #   scripts/local-aws.sh                      the CDK app's stack, 14 devices, a summary
 #   scripts/local-aws.sh --stack sam          the SAM template instead (--stack both: one after the other)
+#   scripts/local-aws.sh --delivery direct    the stacks' other delivery mode, rule -> function (both: each)
 #   scripts/local-aws.sh --burst 200 [--pacing off] [--sensors 0]     200 more devices at once (BENCHMARKS.md)
 #   scripts/local-aws.sh --check              exit 1 unless every expectation holds (scripts/test.sh runs this)
 #   scripts/local-aws.sh --prebuilt ...       (first) use target/debug's Lambda binaries as they are, no cargo build
