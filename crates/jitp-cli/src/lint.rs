@@ -61,12 +61,29 @@ pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
                     outln!("    subject: {}", b.subject);
                 }
             }
+            for t in &r.policy_tests {
+                let path = if t.file == jitp_core::policy_tests::BUILT_IN || dir.is_empty() {
+                    t.file.clone()
+                } else {
+                    format!("{dir}/{}", t.file)
+                };
+                let at = t.line.map(|l| format!("{path}:{l}")).unwrap_or(path);
+                let expectation = if t.expectation.is_empty() { String::new() } else { format!("{}: ", t.expectation) };
+                outln!("{at}: error[policy-test]: {expectation}{} (profile {})", t.message, r.profile);
+                if let Some(line) = t.template_line {
+                    outln!("    statement: {file}:{line}");
+                }
+                if !t.subject.is_empty() {
+                    outln!("    subject: {}", t.subject);
+                }
+            }
             if !r.has_errors() && r.findings.is_empty() {
                 outln!(
-                    "{file}: ok (profile {}, policy {}, {} synthetic subjects)",
+                    "{file}: ok (profile {}, policy {}, {} synthetic subjects, {} policy-test checks)",
                     r.profile,
                     r.policy_name.as_deref().unwrap_or("?"),
-                    r.subjects
+                    r.subjects,
+                    r.policy_checks
                 );
             }
         }

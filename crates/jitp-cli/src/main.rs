@@ -16,6 +16,7 @@ macro_rules! outln {
 mod check;
 mod common;
 mod demo;
+mod explain;
 mod guard;
 mod handover;
 mod lint;
@@ -43,6 +44,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Print only the policy document a device certificate would get.
     Render(check::CheckArgs),
+    /// May this device (or a connection under this policy) connect, publish, subscribe, receive? Evaluates the
+    /// policy offline with AWS IoT's semantics. Exit 0 allowed, 1 denied or not answerable offline, 2 an error.
+    Explain(Box<explain::ExplainArgs>),
     /// Render every profile's template for a synthetic device and lint it.
     Lint(lint::LintArgs),
     /// Run one certificate-registered event through the workflow and print its audit record.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Check(args) => runtime().and_then(|rt| rt.block_on(check::run(&args, check::Mode::Check))),
         Command::Render(args) => runtime().and_then(|rt| rt.block_on(check::run(&args, check::Mode::Render))),
         Command::Lint(args) => runtime().and_then(|rt| rt.block_on(lint::run(&args))),
+        Command::Explain(args) => runtime().and_then(|rt| rt.block_on(explain::run(&args))),
         Command::Provision(args) => {
             // Standard output is the audit record; the log goes to standard error.
             log(Target::Stderr);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use jitp_core::audit::ReconcileRecord;
 use jitp_core::reconcile::apply::{Applied, Mode, Options};
-use jitp_core::reconcile::{Change, Group, Plan, Reconciler};
+use jitp_core::reconcile::{Change, Group, Plan, PolicyDiff, Reconciler};
 use jitp_pki::unix_time::now;
 use jitp_wiring::{RegistryArg, Settings};
 
@@ -231,6 +231,25 @@ fn more(out: &mut String, total: usize) {
     }
 }
 
+/// What a policy change means, next to its statements: the requests the group's devices gain and lose.
+fn access(out: &mut String, group: &Group<PolicyDiff>) {
+    let a = &group.change.access;
+    let n = devices(group.devices);
+    if let Some(why) = &a.unreadable {
+        let _ = writeln!(out, "    access: not computed ({why})");
+    }
+    let one = group.devices == 1;
+    for (verb, list) in [(if one { "gains" } else { "gain" }, &a.gained), (if one { "loses" } else { "lose" }, &a.lost)]
+    {
+        for request in list {
+            let _ = writeln!(out, "    {n} {verb} {request}");
+        }
+    }
+    for request in &a.not_modelled {
+        let _ = writeln!(out, "    {n}: {request} cannot be answered offline (jitp explain says why)");
+    }
+}
+
 /// The plan for a person reading 100,000 devices: counts per group, each distinct change once.
 fn text(plan: &Plan) -> String {
     let c = &plan.counts;
@@ -265,6 +284,7 @@ fn text(plan: &Plan) -> String {
             for s in &group.change.added {
                 let _ = writeln!(out, "    + {s}");
             }
+            access(&mut out, group);
         }
         more(&mut out, plan.policy_changes.len());
     }

@@ -569,3 +569,160 @@ fn serve_refreshes_an_s3_crl() {
     }
     assert_eq!(seen, Some(2), "the CRL published while it runs, within the refresh period");
 }
+
+fn explain_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = jitp().arg("explain").args(args).args(["--format", "json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn explain_answers_for_a_device_as_provisioning_renders_its_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CLI CA", Alg::P256);
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &Device::new("sensor-0123456789ab"));
+    let (ca_arg, cert_arg) = (ca_path.to_str().unwrap(), cert_path.to_str().unwrap());
+    let device = ["--at", AT, "--ca", ca_arg, "--cert", cert_arg];
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["--action", "iot:Publish", "--topic", "things/sensor-0123456789ab/telemetry"], 0, "ALLOWED"),
+        (&["--action", "iot:Connect"], 0, "ALLOWED"),
+        (&["--action", "iot:Connect", "--client-id", "sensor-ffffffffffff"], 1, "IMPLICIT_DENY"),
+        (&["--action", "iot:Subscribe", "--topic", "things/sensor-ffffffffffff/commands/#"], 1, "IMPLICIT_DENY"),
+        (&["--action", "iot:Subscribe", "--topic", "#"], 1, "IMPLICIT_DENY"),
+        (&["--action", "iot:Receive", "--topic", "things/sensor-0123456789ab/commands/reboot"], 0, "ALLOWED"),
+    ];
+    for (args, code, decision) in cases {
+        let (got, json) = explain_json(&[&device[..], args].concat());
+        assert_eq!((got, json["decision"].as_str()), (code, Some(decision)), "{args:?}: {json}");
+        assert_eq!(json["device"]["thing_name"], "sensor-0123456789ab");
+    }
+    let (_, json) = explain_json(
+        &[&device[..], &["--action", "iot:Publish", "--topic", "things/sensor-0123456789ab/telemetry"]].concat(),
+    );
+    assert_eq!(json["statement"]["sid"], "PublishOwnTopics");
+    assert_eq!(json["resource"], "arn:aws:iot:us-east-1:123456789012:topic/things/sensor-0123456789ab/telemetry");
+
+    // A refused certificate gets no policy: denied, with the reason.
+    let mut expired = Device::new("sensor-0123456789ab");
+    expired.not_before = NOW - 30 * DAY;
+    expired.not_after = NOW - DAY;
+    let (ca_path, cert_path) = write_pair(dir.path(), &ca, &expired);
+    let (code, json) = explain_json(&[
+        "--at",
+        AT,
+        "--ca",
+        ca_path.to_str().unwrap(),
+        "--cert",
+        cert_path.to_str().unwrap(),
+        "--action",
+        "iot:Connect",
+    ]);
+    assert_eq!((code, json["decision"].as_str()), (1, Some("IMPLICIT_DENY")), "{json}");
+    assert_eq!(json["refused"]["reason"], "CERT_EXPIRED");
+}
+
+#[test]
+fn explain_answers_for_any_policy_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:us-east-1:123456789012:topic/${iot:Connection.Thing.ThingName}/*"},
+            {"Sid": "Org", "Effect": "Deny", "Action": "iot:Publish", "Resource": "*",
+             "Condition": {"StringNotEquals": {"iot:Certificate.Subject.Organization": "Acme"}}}]}"#,
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let arn = "arn:aws:iot:us-east-1:123456789012:topic/t1/x";
+    let base = ["--policy", p, "--action", "iot:Publish", "--resource", arn, "--client-id", "t1", "--thing-name", "t1"];
+    let (code, json) =
+        explain_json(&[&base[..], &["--thing-attached", "--subject-field", "Organization=Acme"]].concat());
+    assert_eq!((code, json["decision"].as_str()), (0, Some("ALLOWED")), "{json}");
+    assert_eq!(json["variables"][0]["value"], "t1");
+    let (code, json) =
+        explain_json(&[&base[..], &["--thing-attached", "--subject-field", "Organization=Other"]].concat());
+    assert_eq!(
+        (code, json["decision"].as_str(), json["statement"]["sid"].as_str()),
+        (1, Some("EXPLICIT_DENY"), Some("Org"))
+    );
+    // Not attached: the thing variable does not resolve; the subject not given: the Deny cannot be decided.
+    let (code, json) = explain_json(&base);
+    assert_eq!((code, json["decision"].as_str()), (1, Some("NOT_MODELLED")), "{json}");
+    assert_eq!(json["denied_either_way"], true);
+    // Usage errors: 2.
+    jitp()
+        .args(["explain", "--policy", p, "--action", "iot:Publish", "--topic", "a/+", "--client-id", "c"])
+        .assert()
+        .code(2);
+    jitp()
+        .args(["explain", "--policy", p, "--action", "iot:Nothing", "--topic", "a", "--client-id", "c"])
+        .assert()
+        .code(2);
+    jitp().args(["explain", "--policy", p, "--action", "iot:Publish", "--topic", "a"]).assert().code(2);
+    jitp()
+        .args(["explain", "--policy", "/nonexistent", "--action", "iot:Publish", "--topic", "a", "--client-id", "c"])
+        .assert()
+        .code(2);
+    jitp()
+        .args([
+            "explain",
+            "--policy",
+            p,
+            "--action",
+            "iot:Publish",
+            "--topic",
+            "a",
+            "--client-id",
+            "c",
+            "--subject-field",
+            "O=Acme",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn lint_runs_the_policy_tests_beside_the_templates() {
+    // A change the lint rules accept (still scoped to the thing) that the security team's tests refuse.
+    let dir = ConfigDir::shipped();
+    let sensor = std::fs::read_to_string(dir.path().join("policies/sensor.json.tera")).unwrap();
+    dir.write_policy(
+        "sensor.json.tera",
+        &sensor.replace("topic/things/{{ thing_name }}/events/*", "topic/things/{{ thing_name }}/*"),
+    );
+    let out = jitp().args(["lint", "--config"]).arg(dir.config_path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("policies/sensor.tests.toml:19: error[policy-test]: may not iot:Publish things/{{ thing_name }}/commands/reboot: iot:Publish arn:aws:iot:us-east-1:123456789012:topic/things/sensor-")
+            && stdout.contains("is ALLOWED, decided by statement #1 \"PublishOwnTopics\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("policies/sensor.json.tera:14") && stdout.contains("    subject: CN=\"sensor-"),
+        "{stdout}"
+    );
+    // The JSON report carries them, and the shipped templates pass theirs.
+    let out = jitp().args(["lint", "--format", "json", "--config"]).arg(dir.config_path()).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["templates"][0]["policy_tests"][0]["line"], 19, "{json}");
+    let out = jitp().args(["lint", "--format", "json", "--config", "templates/jitp.toml"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], true);
+    assert!(json["templates"][0]["policy_checks"].as_u64().unwrap() > 100, "{json}");
+    // A broken tests file is a lint error naming its line.
+    std::fs::write(dir.path().join("policies/gateway.tests.toml"), "allow = [\"iot:Publsh x\"]\n").unwrap();
+    let out = jitp().args(["lint", "--config"]).arg(dir.config_path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("policies/gateway.tests.toml:1: error[policy-test]: \"iot:Publsh x\": unknown action"),
+        "{stdout}"
+    );
+}

@@ -116,7 +116,12 @@ fn drift_exits_1_with_the_pinned_json_shape_and_the_file_is_untouched() {
     assert_eq!(plan["counts"]["thing_changes"], 1);
     assert_eq!(plan["counts"]["unchanged"], 0);
     let policy = &plan["policy_changes"][0];
-    assert_eq!(keys(policy), ["added", "devices", "examples", "missing", "removed"].into_iter().collect());
+    assert_eq!(keys(policy), ["access", "added", "devices", "examples", "missing", "removed"].into_iter().collect());
+    // What it means: the devices lose the events they could publish besides the alarm, nothing else.
+    assert_eq!(
+        policy["access"],
+        serde_json::json!({"gained": [], "lost": ["iot:Publish things/{{ thing_name }}/events/x"], "not_modelled": []})
+    );
     assert_eq!(policy["devices"], 3);
     assert_eq!(policy["examples"].as_array().unwrap().len(), 3);
     assert_eq!(policy["added"][0]["Sid"], "PublishOwnTopics");
@@ -132,6 +137,7 @@ fn drift_exits_1_with_the_pinned_json_shape_and_the_file_is_untouched() {
     assert!(text.contains("Policy changes"), "{text}");
     assert!(text.contains("3 devices, e.g. sensor-000000000001, sensor-000000000002, sensor-000000000003"), "{text}");
     assert!(text.contains("{{ thing_name }}/events/alarm"), "{text}");
+    assert!(text.contains("    3 devices lose iot:Publish things/{{ thing_name }}/events/x\n"), "{text}");
     assert!(text.contains("attribute tier: (none) -> \"edge\""), "{text}");
     assert!(text.contains("Drift found."), "{text}");
 }

@@ -70,6 +70,7 @@ use jitp_registry::registry::{IotRegistry, MAX_THINGS_PER_PAGE, Operation, Thing
 use jitp_registry::thing::{CERTIFICATE_ATTRIBUTE, ThingName};
 
 /// `jitp reconcile --apply | --rollback`: the plan made true, and its policy part undone.
+pub mod access;
 pub mod apply;
 
 /// Example things shown per group.
@@ -280,6 +281,8 @@ pub struct PolicyDiff {
     pub added: Vec<Value>,
     /// Statements the registry's document has and today's does not.
     pub removed: Vec<Value>,
+    /// What the change means: the requests the device gains and loses ([`access::access_diff`]).
+    pub access: Box<access::AccessDiff>,
 }
 
 /// One device's place in the plan.
@@ -366,7 +369,8 @@ pub fn policy_diff(current: Option<&str>, rendered: &str, thing: &ThingName) -> 
         added = vec![generalize(canonical(parse(rendered)), thing.as_str())];
         removed = vec![generalize(canonical(parse(current.unwrap_or("{}"))), thing.as_str())];
     }
-    Some(PolicyDiff { missing: current.is_none(), added, removed })
+    let access = Box::new(access::access_diff(current, rendered, thing.as_str()));
+    Some(PolicyDiff { missing: current.is_none(), added, removed, access })
 }
 
 fn parse(document: &str) -> Value {

@@ -38,6 +38,10 @@ pub struct TemplateReport {
     pub subjects: usize,
     /// Subjects the profile accepts for which a template renders too wide, too large, or not at all.
     pub branches: Vec<BranchFinding>,
+    /// Policy tests (the template's tests file and the built-in ones) that failed, first subject each.
+    pub policy_tests: Vec<crate::policy_tests::PolicyTestFinding>,
+    /// How many policy-test checks ran (over every synthetic subject).
+    pub policy_checks: usize,
 }
 
 /// A subject the profile accepts, for which a template fails: the template's fault, found at lint time.
@@ -73,6 +77,7 @@ impl TemplateReport {
     pub fn has_errors(&self) -> bool {
         self.error.is_some()
             || !self.branches.is_empty()
+            || !self.policy_tests.is_empty()
             || self.findings.iter().any(|f| f.finding.severity == Severity::Error)
     }
 }
@@ -195,6 +200,8 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
                 error: None,
                 subjects: 0,
                 branches: Vec::new(),
+                policy_tests: Vec::new(),
+                policy_checks: 0,
             };
             branches(rules, profile, aws, &source, &mut report);
             let Some(thing_name) = thing_name else {
@@ -260,12 +267,32 @@ fn branches(rules: &Rules, profile: &Profile, aws: &AwsContext, source: &str, re
         }
     };
     let mut seen = std::collections::HashSet::new();
+    let config_dir = rules.config().path.parent().unwrap_or(std::path::Path::new("."));
+    let suite =
+        crate::policy_tests::Suite::load(config_dir, &profile.policy).map_err(|f| report.policy_tests.push(*f)).ok();
+    let mut tests_seen = std::collections::HashSet::new();
     for subject in &subjects {
         if subject_accepted(profile, subject).is_err() {
             continue;
         }
         report.subjects += 1;
-        let Some((file, line, rejection)) = failure(rules, profile, aws, source, subject, &config_file) else {
+        let mut rendered = None;
+        let Some((file, line, rejection)) = failure(rules, profile, aws, source, subject, &config_file, &mut rendered)
+        else {
+            // The policy renders for this subject: run the policy tests on it.
+            if let (Some(suite), Some((text, thing_name))) = (&suite, rendered) {
+                report.policy_checks += crate::policy_tests::run(
+                    suite,
+                    &text,
+                    &thing_name,
+                    aws,
+                    &branches::describe(subject),
+                    &|i| statement_line(source, i),
+                    &mut report.policy_tests,
+                    &mut tests_seen,
+                );
+                report.policy_tests.truncate(MAX_BRANCH_FINDINGS);
+            }
             continue;
         };
         let key = (file.clone(), line, rejection.reason, first_words(&rejection.message));
@@ -291,6 +318,7 @@ fn failure(
     source: &str,
     subject: &Subject,
     config_file: &str,
+    rendered: &mut Option<(String, String)>,
 ) -> Option<(String, Option<usize>, Rejection)> {
     let mut device = DeviceContext::new(profile, subject, ZERO_ID, "01", ZERO_ID);
     match render_names(rules, &mut device) {
@@ -306,7 +334,10 @@ fn failure(
     let (rejection, line) = match rules.templates().render_unchecked(&device) {
         Err(e) => (e, None),
         Ok((text, name, scope)) => match policy::finish(&text, name, scope, &profile.policy) {
-            Ok(_) => return None,
+            Ok(_) => {
+                *rendered = device.thing_name().map(|t| (text, t.to_string()));
+                return None;
+            }
             Err(e) => {
                 // A failure only (rare): the lint again, for the line of its first error.
                 let line = policy::lint::lint(&text, scope)

@@ -54,7 +54,12 @@ pub(crate) async fn admission(
 }
 
 /// Read a body of at most `limit` bytes: a declared length over it is refused before reading anything.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize, what: &'static str) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &'static str,
+) -> Result<Bytes, AppError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
@@ -136,7 +141,7 @@ async fn handle_event(state: &AppState, bytes: Bytes, request_id: Option<String>
 }
 
 /// Check the secret in `x-jitp-token`: 401 (and counted) when missing or wrong.
-fn authenticate(state: &AppState, token: &IntakeToken, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn authenticate(state: &AppState, token: &IntakeToken, headers: &HeaderMap) -> Result<(), AppError> {
     if headers.get(TOKEN_HEADER).is_some_and(|v| token.matches(v.as_bytes())) {
         return Ok(());
     }

@@ -2,12 +2,14 @@
 //!
 //! Two users. Platforms that run jitp as a container fed by an AWS IoT rule's HTTP action post each
 //! certificate-registered event to `POST /v1/events` (authenticated by a shared secret in `x-jitp-token`), and
-//! the security team previews what a certificate would get (`POST /v1/preview`) and lints the loaded templates
+//! the security team previews what a certificate would get (`POST /v1/preview`), asks whether a device or a
+//! policy document allows a request (`POST /v1/explain`, as `jitp explain`) and lints the loaded templates
 //! (`GET /v1/lint`); these show the account's policies, so they need the same secret when intake is on (unless
 //! [`Options::public_previews`]). `GET /healthz`, `GET /readyz` and `GET /metrics` serve the orchestrator and Prometheus.
 //!
 //! Everything that decides lives in jitp-core: an event goes through the same [`Provisioner`] as in the Lambda,
-//! a preview through the same [`jitp_core::decide::check`] as `jitp check`. This crate only maps HTTP onto them:
+//! a preview through the same [`jitp_core::decide::check`] as `jitp check`, an explanation through
+//! [`jitp_core::explain`] as `jitp explain`. This crate only maps HTTP onto them:
 //! bounded bodies, authentication, a concurrency limit and a timeout that answer 503 with `Retry-After`, a request
 //! id on every log line, and one error type ([`AppError`]) for every non-2xx answer.
 //!
@@ -15,6 +17,7 @@
 
 mod confirmation;
 mod error;
+mod explain;
 mod handlers;
 mod metrics;
 mod state;
@@ -44,7 +47,10 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `/v1/events` and `/v1/confirmation` exist only when intake is enabled ([`Intake::Enabled`]); without it they
 /// answer 404 like any unknown path.
 pub fn app(state: AppState) -> Router {
-    let mut api = Router::new().route("/v1/preview", post(handlers::preview)).route("/v1/lint", get(handlers::lint));
+    let mut api = Router::new()
+        .route("/v1/preview", post(handlers::preview))
+        .route("/v1/explain", post(explain::explain))
+        .route("/v1/lint", get(handlers::lint));
     if state.intake_enabled() {
         api = api.route("/v1/events", post(handlers::event)).route("/v1/confirmation", get(handlers::confirmation));
     }

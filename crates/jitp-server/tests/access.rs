@@ -35,6 +35,7 @@ enum Presented {
 enum Endpoint {
     Preview,
     Lint,
+    Explain,
 }
 
 fn server(mode: Mode) -> Router {
@@ -77,8 +78,16 @@ async fn previews_and_lint_need_the_token_when_intake_is_on() {
         (Lint,    OptedOut, Right,   OK),
         (Lint,    OptedOut, Wrong,   OK),
         (Lint,    OptedOut, Missing, OK),
+        (Explain, TokenOn,  Right,   OK),
+        (Explain, TokenOn,  Wrong,   NO),
+        (Explain, TokenOn,  Missing, NO),
+        (Explain, TokenOff, Missing, OK),
+        (Explain, OptedOut, Missing, OK),
     ];
     let preview = json!({ "ca_pem": ca().cert.pem, "cert_pem": sensor("0123456789ab").pem }).to_string();
+    let explain = json!({ "ca_pem": ca().cert.pem, "cert_pem": sensor("0123456789ab").pem,
+                          "query": { "action": "iot:Connect" } })
+    .to_string();
     for (endpoint, mode, presented, expected) in table {
         let app = server(mode);
         let token = match presented {
@@ -89,6 +98,7 @@ async fn previews_and_lint_need_the_token_when_intake_is_on() {
         let request = match endpoint {
             Preview => post("/v1/preview", token, preview.clone()),
             Lint => get("/v1/lint", token),
+            Explain => post("/v1/explain", token, explain.clone()),
         };
         let a = send(&app, request).await;
         let case = format!("{endpoint:?} {mode:?} {presented:?}");
@@ -101,7 +111,7 @@ async fn previews_and_lint_need_the_token_when_intake_is_on() {
         } else {
             let v = a.json();
             let shape_ok = match endpoint {
-                Preview => v.get("decision").is_some(),
+                Preview | Explain => v.get("decision").is_some(),
                 Lint => v.get("templates").is_some(),
             };
             assert!(shape_ok, "{case}: {v}");
@@ -115,6 +125,42 @@ async fn previews_and_lint_need_the_token_when_intake_is_on() {
 async fn a_strangers_preview_is_401_whatever_the_body() {
     let app = server(Mode::TokenOn);
     for body in [String::new(), "{".into(), "x".repeat(64 * 1024 + 1)] {
-        assert_eq!(send(&app, post("/v1/preview", None, body)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&app, post("/v1/preview", None, body.clone())).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&app, post("/v1/explain", None, body)).await.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+/// `POST /v1/explain` answers as `jitp explain`: the device's policy rendered from the loaded templates, or any
+/// document; a malformed body, query or policy is a 400 naming what is wrong.
+#[tokio::test]
+async fn explain_answers_for_a_device_or_a_policy() {
+    let app = server(Mode::TokenOn);
+    let device = |query: serde_json::Value| {
+        json!({ "ca_pem": ca().cert.pem, "cert_pem": sensor("0123456789ab").pem, "query": query }).to_string()
+    };
+    let cases = [
+        (json!({ "action": "iot:Publish", "topic": "things/sensor-0123456789ab/telemetry" }), "ALLOWED"),
+        (json!({ "action": "iot:Subscribe", "topic": "things/sensor-ffffffffffff/commands/#" }), "IMPLICIT_DENY"),
+        (json!({ "action": "iot:Connect", "client_id": "sensor-ffffffffffff" }), "IMPLICIT_DENY"),
+    ];
+    for (query, decision) in cases {
+        let a = send(&app, post("/v1/explain", Some(TOKEN), device(query.clone()))).await;
+        assert_eq!(a.status, StatusCode::OK, "{query}: {}", a.text());
+        assert_eq!(a.json()["decision"], decision, "{query}: {}", a.text());
+    }
+    let policy = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Action": "iot:Connect",
+        "Resource": "arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}" }] });
+    let body = json!({ "policy": policy, "query": { "action": "iot:Connect", "client_id": "c1" } }).to_string();
+    let a = send(&app, post("/v1/explain", Some(TOKEN), body)).await;
+    assert_eq!((a.status, a.json()["decision"].clone()), (StatusCode::OK, json!("ALLOWED")), "{}", a.text());
+    for bad in [
+        json!({ "query": { "action": "iot:Connect", "client_id": "c1" } }),
+        json!({ "policy": policy, "query": { "action": "iot:Nope", "client_id": "c1" } }),
+        json!({ "policy": policy, "query": { "action": "iot:Publish", "topic": "a/#", "client_id": "c1" } }),
+        json!({ "policy": { "Statement": [] }, "query": { "action": "iot:Connect", "client_id": "c1" } }),
+        json!({ "policy": policy, "query": { "action": "iot:Connect", "client_id": "c1", "extra": 1 } }),
+    ] {
+        let a = send(&app, post("/v1/explain", Some(TOKEN), bad.to_string())).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {}", a.text());
     }
 }
