@@ -75,26 +75,13 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
-ensure_node_modules() {
-  local stamp="$CDK_DIR/node_modules/.jitp-package-lock.sha256" want
-  want="$(printf '%s\n%s\n' "$node_major" "$(fingerprint "$CDK_DIR/package.json" "$CDK_DIR/package-lock.json")" |
-    sha256sum | cut -d' ' -f1)"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "up to date: infra/cdk/node_modules"
-    return 0
-  fi
-  echo "npm ci in infra/cdk"
-  (cd "$CDK_DIR" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" >"$stamp"
-}
-
 step "install pinned tools (in parallel; logs shown on failure)"
 declare -A jobs=()
 ensure_venv "$VENV" infra/requirements.txt >"$LOG_DIR/venv.log" 2>&1 &
 jobs[venv]=$!
 ensure_venv "$VENV_CHECKOV" infra/requirements-checkov.txt >"$LOG_DIR/venv-checkov.log" 2>&1 &
 jobs[venv-checkov]=$!
-ensure_node_modules >"$LOG_DIR/npm.log" 2>&1 &
+bash scripts/cdk-modules.sh >"$LOG_DIR/npm.log" 2>&1 &
 jobs[npm]=$!
 failed=0
 for name in venv venv-checkov npm; do

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Every test suite of jitp, with its own setup: formatting, lints, unit and integration tests (including the
-# moto-server suites), the template lint, and the offline infrastructure checks.
+# moto-server suites), the template lint, the offline infrastructure checks, and the stacks deployed on a local AWS
+# with real devices connecting (scripts/local-aws.sh --check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A full run from a clean clone peaks at ~5.2 GB: target/ ~4 GB (debug builds, Cargo.toml's [profile.dev]), the
-# moto and infra venvs and the CDK's node_modules ~1.2 GB. Say so up front rather than fail with ENOSPC half way.
+# A full run from a clean clone peaks at ~5.3 GB: target/ ~4 GB (debug builds, Cargo.toml's [profile.dev]), the
+# moto, infra and MiniStack (130 MB) venvs and the CDK's node_modules ~1.3 GB. Say so up front rather than fail with ENOSPC half way.
 free_mb=$(df -Pm . | awk 'NR == 2 { print $4 }')
 echo "== disk: ${free_mb} MB free in $PWD (a full run from a clean clone needs ~5500 MB)"
 
@@ -31,4 +32,8 @@ if [ -f scripts/test-infra.sh ]; then
   echo "== infrastructure (CDK, SAM)"
   bash scripts/test-infra.sh
 fi
+echo "== the whole path on a local AWS (MiniStack: both stacks, both delivery modes, real MQTT/mTLS devices)"
+# ~4-5 minutes on top of the rest (the MiniStack venv on a fresh machine ~50 s, each of the four deployments' runs
+# 40-65 s); the Lambda binaries are the debug ones cargo test has just built (--prebuilt).
+scripts/local-aws.sh --prebuilt --stack both --delivery both --check
 echo "== all suites passed"

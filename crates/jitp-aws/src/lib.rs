@@ -27,6 +27,7 @@ use aws_sdk_iot::config::timeout::TimeoutConfig;
 use aws_sdk_iot::config::{Credentials, Region};
 use aws_sdk_iot::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iot::types as sdk;
+use aws_smithy_async::future::pagination_stream::PaginationStream;
 use jitp_pki::ids::{CaCertificateId, CertificateId, PolicyName};
 use jitp_registry::event::CertificateStatus;
 use jitp_registry::registry::{
@@ -241,7 +242,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     let started = Instant::now();
-    let result = request.await.map_err(|e| error_map::map_sdk_error(op, &e));
+    let answer = request.await;
+    logged(op, started, answer)
+}
+
+/// An answer to a call of `op` started at `started`, mapped to the registry's errors, and logged.
+fn logged<T, E>(
+    op: Operation,
+    started: Instant,
+    answer: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<T, RegistryError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let result = answer.map_err(|e| error_map::map_sdk_error(op, &e));
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match &result {
         Ok(_) => tracing::debug!(operation = %op, elapsed_ms, outcome = "ok", "aws iot call"),
@@ -250,6 +264,27 @@ where
         }
     }
     result
+}
+
+/// Every page of a listing through the SDK's paginator (which sends the next page's token or marker and ends on
+/// an absent or empty one), each page mapped and logged as [`call`] does and handed to `take`. A listing still
+/// going after [`MAX_PAGES`] pages is refused as unreadable: jitp never acts on a truncated list. The paginators
+/// are built with `stop_on_duplicate_token(false)`, so a service repeating a token is cut off the same way
+/// rather than ending the listing early and silently.
+async fn all_pages<P, E>(
+    op: Operation,
+    mut pages: PaginationStream<Result<P, SdkError<E, HttpResponse>>>,
+    mut take: impl FnMut(P) -> Result<(), RegistryError>,
+) -> Result<(), RegistryError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    for _ in 0..MAX_PAGES {
+        let started = Instant::now();
+        let Some(page) = pages.next().await else { return Ok(()) };
+        take(logged(op, started, page)?)?;
+    }
+    Err(malformed(op, &format!("is still paginating after {MAX_PAGES} pages")))
 }
 
 /// A success response that lacks what the API promises, or holds what jitp cannot take: the same request would
@@ -389,20 +424,14 @@ impl IotRegistry for AwsRegistry {
     }
 
     async fn list_thing_principals(&self, thing: &ThingName) -> Result<Vec<String>, RegistryError> {
-        const OP: Operation = Operation::ListThingPrincipals;
+        let pages = self.client.list_thing_principals().thing_name(thing.as_str()).into_paginator();
         let mut principals = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let request =
-                self.client.list_thing_principals().thing_name(thing.as_str()).set_next_token(token.take()).send();
-            let page = call(OP, request).await?;
+        all_pages(Operation::ListThingPrincipals, pages.stop_on_duplicate_token(false).send(), |page| {
             principals.extend(page.principals.unwrap_or_default());
-            match page.next_token.filter(|t| !t.is_empty()) {
-                Some(next) => token = Some(next),
-                None => return Ok(principals),
-            }
-        }
-        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+            Ok(())
+        })
+        .await?;
+        Ok(principals)
     }
 
     async fn create_policy(&self, name: &PolicyName, document: &str) -> Result<(), RegistryError> {
@@ -469,21 +498,17 @@ impl IotRegistry for AwsRegistry {
 
     async fn list_attached_policies(&self, target: &str) -> Result<Vec<PolicyName>, RegistryError> {
         const OP: Operation = Operation::ListAttachedPolicies;
+        let pages = self.client.list_attached_policies().target(target).into_paginator();
         let mut names = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let request = self.client.list_attached_policies().target(target).set_marker(marker.take()).send();
-            let page = call(OP, request).await?;
+        all_pages(OP, pages.stop_on_duplicate_token(false).send(), |page| {
             for policy in page.policies.unwrap_or_default() {
                 let name = policy.policy_name.ok_or_else(|| malformed(OP, "has a policy without policyName"))?;
                 names.push(name.parse().map_err(|e| malformed(OP, &format!("has a bad policy name: {e}")))?);
             }
-            match page.next_marker.filter(|m| !m.is_empty()) {
-                Some(next) => marker = Some(next),
-                None => return Ok(names),
-            }
-        }
-        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+            Ok(())
+        })
+        .await?;
+        Ok(names)
     }
 
     async fn attach_thing_principal(
@@ -558,25 +583,14 @@ impl IotRegistry for AwsRegistry {
     }
 
     async fn list_targets_for_policy(&self, name: &PolicyName) -> Result<Vec<String>, RegistryError> {
-        const OP: Operation = Operation::ListTargetsForPolicy;
+        let pages = self.client.list_targets_for_policy().policy_name(name.as_str()).page_size(250).into_paginator();
         let mut targets = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let request = self
-                .client
-                .list_targets_for_policy()
-                .policy_name(name.as_str())
-                .page_size(250)
-                .set_marker(marker.take())
-                .send();
-            let page = call(OP, request).await?;
+        all_pages(Operation::ListTargetsForPolicy, pages.stop_on_duplicate_token(false).send(), |page| {
             targets.extend(page.targets.unwrap_or_default());
-            match page.next_marker.filter(|m| !m.is_empty()) {
-                Some(next) => marker = Some(next),
-                None => return Ok(targets),
-            }
-        }
-        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+            Ok(())
+        })
+        .await?;
+        Ok(targets)
     }
 
     async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
@@ -595,39 +609,30 @@ impl IotRegistry for AwsRegistry {
     }
 
     async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError> {
-        const OP: Operation = Operation::ListTagsForResource;
+        let pages = self.client.list_tags_for_resource().resource_arn(arn).into_paginator();
         let mut tags = BTreeMap::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let request = self.client.list_tags_for_resource().resource_arn(arn).set_next_token(token.take()).send();
-            let page = call(OP, request).await?;
+        all_pages(Operation::ListTagsForResource, pages.stop_on_duplicate_token(false).send(), |page| {
             // A tag without a value is the empty string, as the API reference has it (Value: 0 to 256 characters).
             tags.extend(page.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value.unwrap_or_default())));
-            match page.next_token.filter(|t| !t.is_empty()) {
-                Some(next) => token = Some(next),
-                None => return Ok(tags),
-            }
-        }
-        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+            Ok(())
+        })
+        .await?;
+        Ok(tags)
     }
 
     async fn list_ca_certificates(&self) -> Result<Vec<CaCertificateId>, RegistryError> {
         const OP: Operation = Operation::ListCACertificates;
+        let pages = self.client.list_ca_certificates().page_size(250).into_paginator();
         let mut ids = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let request = self.client.list_ca_certificates().page_size(250).set_marker(marker.take()).send();
-            let page = call(OP, request).await?;
+        all_pages(OP, pages.stop_on_duplicate_token(false).send(), |page| {
             for ca in page.certificates.unwrap_or_default() {
                 let id = ca.certificate_id.ok_or_else(|| malformed(OP, "has a CA without certificateId"))?;
                 ids.push(id.parse().map_err(|e| malformed(OP, &format!("has a bad CA id: {e}")))?);
             }
-            match page.next_marker.filter(|m| !m.is_empty()) {
-                Some(next) => marker = Some(next),
-                None => return Ok(ids),
-            }
-        }
-        Err(malformed(OP, &format!("is still paginating after {MAX_PAGES} pages")))
+            Ok(())
+        })
+        .await?;
+        Ok(ids)
     }
 
     async fn list_certificates_by_ca(

@@ -413,6 +413,17 @@ async fn a_registry_that_never_stops_paginating_is_cut_off() {
     assert_eq!(requests(&http).len(), 100);
 }
 
+/// A service that repeats its token is cut off too, not taken at its word that the listing ended: the SDK's
+/// paginators stop silently on a repeated token unless told not to, which would hand jitp a truncated list.
+#[tokio::test]
+async fn a_registry_that_repeats_its_token_is_cut_off_not_ended_early() {
+    let pages = (0..100).map(|_| json(200, r#"{"principals":["arn:one"],"nextToken":"same"}"#)).collect();
+    let (registry, http) = replay(pages);
+    let err = registry.list_thing_principals(&thing()).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unreadable(_)), "{err}");
+    assert_eq!(requests(&http).len(), 100);
+}
+
 #[tokio::test]
 async fn an_error_on_a_later_page_is_the_answer() {
     let (registry, _) = replay(vec![

@@ -19,12 +19,12 @@ use clap::Args;
 use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::engine::Settings;
 use jitp_core::provision::Provisioner;
+use jitp_demo::pki::{DAY, DemoCa, DemoDevice, NOW, registration_event};
+use jitp_demo::progress::Progress;
 use jitp_profile::profile::PolicyMode;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::pacing::{Pacer, Pacing, Quotas};
 use jitp_registry::registry::{IotRegistry, Operation};
-use jitp_testkit::progress::Progress;
-use jitp_testkit::{Alg, Ca, DAY, Device, NOW, rsa_public_key};
 use tokio::sync::Semaphore;
 
 use jitp_wiring::ConfigArgs;
@@ -65,45 +65,26 @@ const BAD_KINDS: [&str; 6] = ["expired", "wrong CA", "hostile CN", "duplicate CN
 pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Arc::new(args.config.load()?);
     eprintln!("jitp demo: generating a demo CA and {} device certificates ({} bad)…", args.devices, args.bad);
-    let ca = Ca::new("jitp demo CA", Alg::P256);
-    let rogue = Ca::new("jitp demo CA", Alg::P256); // same name, different key: a forgery
-    let other = Ca::new("Someone else's CA", Alg::P256);
+    let ca = DemoCa::new("jitp demo CA")?;
+    let rogue = DemoCa::new("jitp demo CA")?; // same name, different key: a forgery
+    let other = DemoCa::new("Someone else's CA")?;
     let mut pems = Vec::with_capacity(args.devices + args.bad);
     for i in 0..args.devices {
-        pems.push(ca.issue(&Device::new(&format!("sensor-{:012x}", i))).pem);
+        pems.push(ca.issue(&DemoDevice::new(&format!("sensor-{:012x}", i)))?);
     }
     for i in 0..args.bad {
-        let cn = format!("sensor-{:012x}", 0xbad0_0000 + i);
+        let good = DemoDevice::new(&format!("sensor-{:012x}", 0xbad0_0000 + i));
         let pem = match i % BAD_KINDS.len() {
-            0 => {
-                let mut d = Device::new(&cn);
-                d.not_before = NOW - 400 * DAY;
-                d.not_after = NOW - 30 * DAY;
-                ca.issue(&d).pem
-            }
-            1 => {
-                if i % 2 == 0 {
-                    rogue.issue(&Device::new(&cn)).pem
-                } else {
-                    other.issue(&Device::new(&cn)).pem
-                }
-            }
-            2 => ca.issue(&Device::new("sensor-*\"},{\"Effect\":\"Allow")).pem,
+            0 => ca.issue(&DemoDevice { not_before: NOW - 400 * DAY, not_after: NOW - 30 * DAY, ..good })?,
+            1 if i % 2 == 0 => rogue.issue(&good)?,
+            1 => other.issue(&good)?,
+            2 => ca.issue(&DemoDevice::new("sensor-*\"},{\"Effect\":\"Allow"))?,
             3 => {
-                let mut d = Device::new(&format!("sensor-{:012x}", 0));
-                d.serial = vec![0x5a, i as u8, 1, 2, 3, 4, 5, 6];
-                ca.issue(&d).pem
+                let serial = vec![0x5a, i as u8, 1, 2, 3, 4, 5, 6];
+                ca.issue(&DemoDevice { serial, ..DemoDevice::new(&format!("sensor-{:012x}", 0)) })?
             }
-            4 => {
-                let mut d = Device::new(&cn);
-                d.public_key = Some(rsa_public_key(1024));
-                ca.issue(&d).pem
-            }
-            _ => {
-                let mut d = Device::new(&cn);
-                d.is_ca = true;
-                ca.issue(&d).pem
-            }
+            4 => ca.issue(&DemoDevice { rsa_bits: Some(1024), ..good })?,
+            _ => ca.issue(&DemoDevice { is_ca: true, ..good })?,
         };
         pems.push(pem);
     }
@@ -111,11 +92,11 @@ pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The account: AWS's default quotas, or jitp.toml's where it names others, scaled for the time-lapse.
     let quotas = Pacing::default().resolve(&config.config().quotas).scaled(args.quota_scale);
     let registry = Arc::new(MemoryRegistry::new().with_quotas(&quotas));
-    let ca_id = registry.register_ca(&ca.cert.pem, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ca_id = registry.register_ca(&ca.pem, true).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut events = Vec::with_capacity(pems.len());
     for pem in &pems {
         let id = registry.register_certificate(pem, &ca_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-        events.push(jitp_testkit::event_for_ids(id.as_str(), ca_id.as_str()));
+        events.push(registration_event(id.as_str(), ca_id.as_str()));
     }
     // Good devices first, so the duplicate-CN certificates meet an already provisioned thing.
     // A time-lapse of AWS's pace: the workflow's backoffs and deadline shrink with the quotas, so that they keep their
@@ -172,7 +153,7 @@ async fn run_all(
             let _permit = gate.acquire().await;
             // The demo certificates are generated at the fixed test clock; decide at that time too.
             let record = provisioner.handle_bytes(event.as_bytes(), NOW).await;
-            progress.done(&record, provisioner.pacer());
+            progress.done(&record.api_calls, provisioner.pacer());
             record
         }));
     }

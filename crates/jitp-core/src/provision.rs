@@ -266,7 +266,13 @@ impl Provisioner {
 
     /// Parse raw event bytes and handle them; a malformed event is a REJECTED record with MALFORMED_EVENT.
     pub async fn handle_bytes(&self, bytes: &[u8], now: i64) -> AuditRecord {
-        match jitp_registry::event::parse(bytes) {
+        self.handle_parsed(jitp_registry::event::parse(bytes), now).await
+    }
+
+    /// Handle what the event parser made of an event (`event::parse` of bytes, `event::from_value` of a decoded
+    /// value); a malformed event is a REJECTED record with MALFORMED_EVENT.
+    pub async fn handle_parsed(&self, parsed: Result<RegistrationEvent, Rejection>, now: i64) -> AuditRecord {
+        match parsed {
             Ok(event) => self.handle(&event, now).await,
             Err(rejection) => {
                 let ending = Ending::Refused { reason: rejection.reason, message: rejection.message, action: None };

@@ -288,6 +288,16 @@ impl std::fmt::Debug for DriftHandler {
     }
 }
 
+impl crate::function::Function for DriftHandler {
+    const NAME: &'static str = "jitp-drift";
+    type Response = DriftResponse;
+    type Error = DriftError;
+
+    fn handle(&self, event: LambdaEvent<Value>) -> impl Future<Output = Result<DriftResponse, DriftError>> + Send {
+        DriftHandler::handle(self, event)
+    }
+}
+
 impl DriftHandler {
     /// A handler over `registry` with today's `rules` and the settings' pacing, retries and policy context; the
     /// system clock, the metric line to stdout.

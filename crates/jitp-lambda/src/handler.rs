@@ -25,6 +25,8 @@ use jitp_core::audit::AuditRecord;
 use jitp_core::engine::Settings;
 use jitp_core::provision::Provisioner;
 use jitp_core::rules::Rules;
+use jitp_pki::reason::Rejection;
+use jitp_registry::event::RegistrationEvent;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::registry::IotRegistry;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -259,6 +261,16 @@ impl<'a> Trigger<'a> {
     }
 }
 
+impl crate::function::Function for Handler {
+    const NAME: &'static str = "jitp-lambda";
+    type Response = Response;
+    type Error = HandlerError;
+
+    fn handle(&self, event: LambdaEvent<Value>) -> impl Future<Output = Result<Response, HandlerError>> + Send {
+        Handler::handle(self, event)
+    }
+}
+
 impl Handler {
     /// A handler over `registry` with the profiles and templates of `rules`, the system clock and stdout.
     pub fn builder(rules: Arc<Rules>, registry: Arc<dyn IotRegistry>, settings: &LambdaSettings) -> HandlerBuilder {
@@ -354,8 +366,9 @@ impl Handler {
 
     /// Handle a direct event: success unless the failure is transient or held for an operator.
     pub async fn handle_direct(&self, payload: Value, ctx: &Context) -> Result<AuditRecord, HandlerError> {
-        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-        let record = self.run(&bytes, ctx, Trigger::Direct).await;
+        // The runtime has decoded the payload already: parse the value, not its bytes again. Its size is bounded
+        // by Lambda's payload limit; the parser's byte limit guards the paths that hand over bytes (SQS, HTTP).
+        let record = self.run(jitp_registry::event::from_value(payload), ctx, Trigger::Direct).await;
         if record.outcome == jitp_core::audit::Outcome::Held {
             return Err(HandlerError::Held {
                 certificate: record.certificate_id.clone().unwrap_or_default(),
@@ -403,10 +416,15 @@ impl Handler {
         let trigger = Trigger::Sqs { message_id: message.message_id.as_deref() };
         // The IoT rule's SQS action writes the event JSON as the body (its `useBase64` must be off).
         let body = message.body.as_deref().unwrap_or_default();
-        self.run(body.as_bytes(), ctx, trigger).await.is_retryable()
+        self.run(jitp_registry::event::parse(body.as_bytes()), ctx, trigger).await.is_retryable()
     }
 
-    async fn run(&self, bytes: &[u8], ctx: &Context, trigger: Trigger<'_>) -> AuditRecord {
+    async fn run(
+        &self,
+        event: Result<RegistrationEvent, Rejection>,
+        ctx: &Context,
+        trigger: Trigger<'_>,
+    ) -> AuditRecord {
         let span = match trigger {
             Trigger::Direct => tracing::info_span!("jitp.event", trigger = "direct", request_id = %ctx.request_id),
             Trigger::Sqs { message_id } => tracing::info_span!(
@@ -417,7 +435,7 @@ impl Handler {
             ),
         };
         let now = (self.inner.clock)();
-        let record = self.provisioner(ctx).handle_bytes(bytes, now).instrument(span).await;
+        let record = self.provisioner(ctx).handle_parsed(event, now).instrument(span).await;
         let origin = audit::Origin {
             trigger: trigger.name(),
             request_id: Some(&ctx.request_id),

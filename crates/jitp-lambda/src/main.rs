@@ -4,31 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jitp_lambda::LambdaSettings;
-use jitp_wiring::log::{Target, init_tracing};
-use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let var = |name: &str| std::env::var(name).ok();
-    init_tracing(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), Target::Stdout);
-    let handler = match init().await {
-        Ok(handler) => handler,
-        Err(e) => {
-            // Exiting before the first `next` request fails the init phase: Lambda reports it and retries the
-            // event later, and no device is touched by a misconfigured function.
-            tracing::error!(error = %jitp_pki::report::chain(&e), "jitp-lambda init failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    let run = lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| handler.handle(event)));
-    match run.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %jitp_pki::report::chain(e.as_ref()), "lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
+    jitp_lambda::function::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
 }
 
 async fn init() -> Result<jitp_lambda::Handler, jitp_wiring::Error> {

@@ -14,8 +14,6 @@
 //!   leaves an account.
 //! - `lambda` (feature `lambda`): a fake Lambda Runtime API for the `jitp-lambda` binary.
 //! - [`audit_line`]: the audit line's shape.
-//! - `progress` (feature `progress`): the progress bar of the demo and the burst bench, with the ETA the pacing
-//!   implies.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // a fixture that cannot be built is a test bug
 #![warn(missing_docs)]
 
@@ -27,17 +25,14 @@ pub mod events;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod moto;
-#[cfg(feature = "progress")]
-pub mod progress;
 pub mod surgery;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, RsaKeySize, SerialNumber, SignatureAlgorithm,
+    KeyUsagePurpose, RsaKeySize, SerialNumber, SignatureAlgorithm,
 };
 use sha2::Digest as _;
 use time::OffsetDateTime;
@@ -147,31 +142,7 @@ impl Pem {
 
 /// PEM-encode a DER certificate.
 pub fn to_pem(der: &[u8]) -> String {
-    let b64 = base64(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n =
-            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    jitp_demo::pki::certificate_pem(der)
 }
 
 fn at(unix: i64) -> OffsetDateTime {
@@ -438,92 +409,7 @@ impl Device {
     }
 }
 
-/// A subject public key given as bytes, to certify keys rcgen cannot generate (RSA-1024).
-#[derive(Debug, Clone)]
-pub struct RawPublicKey {
-    /// The subjectPublicKey BIT STRING contents.
-    pub bytes: Vec<u8>,
-    /// The algorithm whose key OID goes into the SPKI.
-    pub alg: &'static SignatureAlgorithm,
-}
-
-impl PublicKeyData for RawPublicKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.alg
-    }
-}
-
-/// An RSA public key with a modulus of `bits` bits (not a usable key: only its size matters to the checks).
-pub fn rsa_public_key(bits: usize) -> RawPublicKey {
-    rsa_key_with_modulus(&fake_modulus(bits), &[0x01, 0x00, 0x01])
-}
-
-/// An RSA public key with this modulus and exponent (big-endian bytes, no sign byte needed): for keys with a
-/// weakness built on purpose (ROCA's structure, a small factor, factors close together).
-pub fn rsa_key_with_modulus(modulus: &[u8], exponent: &[u8]) -> RawPublicKey {
-    let int = |bytes: &[u8]| {
-        let mut v = bytes.to_vec();
-        if v.first().is_some_and(|b| b & 0x80 != 0) {
-            v.insert(0, 0);
-        }
-        der_tlv(0x02, &v)
-    };
-    let mut seq = int(modulus);
-    seq.extend(int(exponent));
-    RawPublicKey { bytes: der_tlv(0x30, &seq), alg: &rcgen::PKCS_RSA_SHA256 }
-}
-
-/// A `bits`-bit odd number standing in for an RSA modulus whose private key no test needs: a fixed pattern,
-/// moved up by steps of 2 until no prime below 2^16 divides it, so that it has none of the weaknesses jitp
-/// looks for (a small factor, ROCA's structure, factors close together: a random number's chances of the last
-/// two are below 2^-150). Remembered per size.
-pub(crate) fn fake_modulus(bits: usize) -> Vec<u8> {
-    static MODULI: Mutex<BTreeMap<usize, Vec<u8>>> = Mutex::new(BTreeMap::new());
-    let mut moduli = MODULI.lock().unwrap_or_else(|e| e.into_inner());
-    moduli
-        .entry(bits)
-        .or_insert_with(|| {
-            let mut modulus = vec![0u8; bits / 8];
-            for (i, b) in modulus.iter_mut().enumerate() {
-                *b = if i == 0 { 0xC1 } else { (i as u8).wrapping_mul(37) | 1 };
-            }
-            let primes: Vec<u32> = (3..1u32 << 16)
-                .step_by(2)
-                .filter(|n| (3..).step_by(2).take_while(|d| d * d <= *n).all(|d| n % d != 0))
-                .collect();
-            while primes.iter().any(|p| modulus.iter().fold(0u32, |r, b| ((r << 8) | u32::from(*b)) % p) == 0) {
-                // + 2, carrying (the pattern's leading 0xC1 keeps the carry from changing its size).
-                let mut carry = 2u16;
-                for b in modulus.iter_mut().rev() {
-                    let sum = u16::from(*b) + carry;
-                    *b = sum as u8;
-                    carry = sum >> 8;
-                    if carry == 0 {
-                        break;
-                    }
-                }
-            }
-            modulus
-        })
-        .clone()
-}
-
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(content);
-    out
-}
+pub use jitp_demo::pki::{RawPublicKey, der_tlv, rsa_key_with_modulus, rsa_public_key};
 
 /// OIDs (full TLV) used for surgery. Each replacement has the same length, so the DER stays well formed.
 pub mod oid {

@@ -264,7 +264,7 @@ impl Ca {
 
 /// An RSA public key: a `bits`-bit modulus (odd unless `even_modulus`) and `exponent` (big-endian bytes).
 pub fn rsa_key(bits: usize, exponent: &[u8], even_modulus: bool) -> RawPublicKey {
-    let mut modulus = crate::fake_modulus(bits);
+    let mut modulus = jitp_demo::pki::fake_modulus(bits);
     if even_modulus {
         *modulus.last_mut().unwrap() &= 0xFE;
     }

@@ -33,13 +33,13 @@ use jitp_bench::{config, median, sensor_cn};
 use jitp_core::audit::Outcome;
 use jitp_core::engine::Settings;
 use jitp_core::provision::Provisioner;
+use jitp_demo::progress::Progress;
 use jitp_pki::ids::CertificateId;
 use jitp_profile::profile::{Overrides, PolicyMode};
 use jitp_registry::event::CertificateStatus;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::pacing::{Pacing, Quotas};
 use jitp_registry::registry::{IotRegistry, Operation};
-use jitp_testkit::progress::Progress;
 use jitp_testkit::{Alg, Ca, Device, NOW};
 use tokio::sync::Semaphore;
 
@@ -302,7 +302,7 @@ async fn burst(
                 durations.push(record.duration_ms as f64);
                 waits.push(record.quota_wait_ms as f64);
                 if !record.is_retryable() || deliveries >= max_deliveries {
-                    progress.done(&record, provisioner.pacer());
+                    progress.done(&record.api_calls, provisioner.pacer());
                     return (record.outcome, deliveries, retries, errors, durations, waits);
                 }
             }

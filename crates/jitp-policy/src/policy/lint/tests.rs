@@ -587,6 +587,7 @@ fn resources_of_the_wrong_type_are_warnings() {
     let report = run(&[allow(&["iot:Subscribe"], &["arn:aws:s3:::bucket/*"])], THING);
     assert_rules(&report, &[Rule::ResourceTypeMismatch, Rule::ResourceTypeMismatch]);
     let report = run(&[deny(&["iot:Connect"], &["topic/x"])], THING);
+    assert!(!report.findings.is_empty(), "a Deny on the wrong resource type is reported too");
     assert!(report.findings.iter().all(|f| f.rule == Rule::ResourceTypeMismatch && f.message.contains("denies")));
 }
 

@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use jitp_core::audit::AuditRecord;
 use jitp_registry::pacing::{Bound, Pacer, first_provisioning_calls};
 use jitp_registry::registry::Operation;
 
@@ -38,14 +37,15 @@ impl Progress {
         Self { bar, calls: Mutex::default() }
     }
 
-    /// One event is done: count its calls, move the bar, and show the ETA `pacer` implies for the rest.
-    pub fn done(&self, record: &AuditRecord, pacer: &Pacer) {
+    /// One event is done, having made `api_calls` (its audit record's): count them, move the bar, and show the
+    /// ETA `pacer` implies for the rest.
+    pub fn done(&self, api_calls: &BTreeMap<Operation, u32>, pacer: &Pacer) {
         self.bar.inc(1);
         let remaining = self.bar.length().unwrap_or(0).saturating_sub(self.bar.position());
         let bound = {
             let mut observed = self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             observed.events += 1;
-            for (op, n) in &record.api_calls {
+            for (op, n) in api_calls {
                 *observed.by_operation.entry(*op).or_default() += u64::from(*n);
             }
             let per_device: BTreeMap<Operation, f64> =
