@@ -306,3 +306,28 @@ async fn a_bad_configuration_or_registry_fails_init_before_the_first_connect() {
     }
     assert!(api.first_next().is_none(), "it asked for an event");
 }
+
+/// The figures BENCHMARKS.md reports: init (process start to the first `next`) and peak RSS after 1,000 connects,
+/// with the shipped configuration (templates/jitp.toml) and one registered CA. Run against the release binary
+/// with `JITP_GUARD_BIN=target/release/jitp-guard cargo test -p jitp-guard --test runtime_api -- --nocapture
+/// shipped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_configuration_init_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.json");
+    let ca = Ca::new("jitp guard shipped CA", Alg::P256);
+    let memory = MemoryRegistry::open(&registry).unwrap();
+    memory.register_ca(&ca.cert.pem, true).unwrap();
+    memory.save().unwrap();
+    let api = RuntimeApi::start().await;
+    let function = Function::start(&api, &[("JITP_REGISTRY", format!("memory:{}", registry.display()))]);
+    let now = unix_now();
+    let events: Vec<Value> = (0..50u32)
+        .map(|i| connect(&[&ca.issue(&Device::new(&format!("sensor-{i:012x}")).valid_around(now)).pem]))
+        .collect();
+    for i in 0..1000 {
+        let reply = api.invoke(events[i % events.len()].clone()).await;
+        assert!(authenticated(&reply), "{}", function.logs());
+    }
+    function.report(&api, "shipped jitp.toml, 1000 connects");
+}
