@@ -8,7 +8,8 @@
 #   .venv/infra              aws-sam-cli, cfn-lint       (infra/requirements.txt)
 #   .venv/infra-checkov      checkov                     (infra/requirements-checkov.txt; its boto3 pin clashes with SAM's)
 # Then:
-#   CDK app: type-check, assertion tests (node --test), cdk synth of two configurations (sqs + alarm email, direct)
+#   CDK app: type-check, assertion tests (node --test), cdk synth of two configurations (sqs + alarm email + the
+#            connect guard, direct)
 #   SAM template: sam validate, sam validate --lint
 #   cfn-lint and checkov on the SAM template and on both synthesized CDK templates
 #   infra/tests/check_templates.py: IAM against the Service Authorization data, SAM/CDK parity, SAM structure
@@ -118,9 +119,10 @@ synth() {
     --no-version-reporting --output "$SYNTH_OUT/$name" "$@")
   [ -s "$SYNTH_OUT/$name/Jitp.template.json" ] || die "cdk synth wrote no template for $name"
 }
-step "CDK: cdk synth, sqs delivery, two CAs, alarm email, an S3 CRL"
+step "CDK: cdk synth, sqs delivery, two CAs, alarm email, an S3 CRL, the connect guard"
 synth sqs -c "jitp:caCertificateIds=$CA_1,$CA_2" -c jitp:alarmEmail=alarms@example.com \
-  -c "jitp:crlObjects=$CRL_OBJECT"
+  -c "jitp:crlObjects=$CRL_OBJECT" -c jitp:enableGuard=true -c jitp:guardDomainName=iot.example.com \
+  -c "jitp:guardCertificateArn=arn:aws:acm:us-east-1:123456789012:certificate/0123abcd-0000-4000-8000-000000000000"
 step "CDK: cdk synth, direct delivery, existing AWS IoT logging"
 synth direct -c "jitp:caCertificateIds=$CA_1" -c jitp:deliveryMode=direct -c jitp:manageIotLogging=false
 CDK_TEMPLATES=("$SYNTH_OUT/sqs/Jitp.template.json" "$SYNTH_OUT/direct/Jitp.template.json")

@@ -21,6 +21,11 @@ What it checks:
   * S3 CRLs: the one S3 statement (ReadCrlObjects) is s3:GetObject, authorized on the reference's object resource
     type, on object ARNs without a wildcard; the SAM template's (from its CrlObjects parameter) evaluates to exactly
     the CDK template's for the same objects, in each partition, and is absent when CrlObjects is empty.
+  * The connect guard (when a template has it: SAM always, conditionally; the CDK app with jitp:enableGuard): its
+    role (a role whose logical id starts with GuardFunctionRole) grants exactly guard_actions and is counted as
+    neither function's; it reads the provisioning function's S3 CRL objects; AWS IoT may invoke it only for this
+    account's domain configuration; the domain configuration is X.509 with its ClientCertificateConfig on the guard;
+    an alarm on its refusals. SAM and CDK grant the guard the same.
   * SAM template structure: the topic rules, the queue wiring, the direct-mode permissions, log retention, alarms.
 """
 from __future__ import annotations
@@ -121,11 +126,26 @@ def as_list(value: Any) -> list[Any]:
 
 
 DRIFT_ROLE = "DriftFunctionRole"
+GUARD_ROLE = "GuardFunctionRole"
 
 
 def is_drift_role(role_id: str) -> bool:
     """The drift report function's role: SAM's DriftFunctionRole, the CDK's DriftFunctionRole<hash>."""
     return role_id.startswith(DRIFT_ROLE)
+
+
+def is_guard_role(role_id: str) -> bool:
+    """The connect guard function's role: SAM's GuardFunctionRole, the CDK's GuardFunctionRole<hash>."""
+    return role_id.startswith(GUARD_ROLE)
+
+
+def role_filter(which: str) -> Callable[[str], bool]:
+    """The roles of `which` function: main (provisioning), drift or guard."""
+    if which == "drift":
+        return is_drift_role
+    if which == "guard":
+        return is_guard_role
+    return lambda rid: not is_drift_role(rid) and not is_guard_role(rid)
 
 
 def identity_statements(template: dict[str, Any], roles: Callable[[str], bool] = lambda _: True) -> list[dict[str, Any]]:
@@ -160,10 +180,12 @@ def normalize(arn: str) -> str:
 
 
 # ---- IAM checks, per template ----------------------------------------------------------------------------------
-def iot_grants(template: dict[str, Any], drift: bool = False) -> dict[str, set[str]]:
-    """The AWS IoT grants of the provisioning function's roles, or (drift) of the drift report function's role."""
+def iot_grants(template: dict[str, Any], drift: bool | str = False) -> dict[str, set[str]]:
+    """The AWS IoT grants of the provisioning function's roles, or (drift) of the drift report function's role, or
+    (drift="guard") of the connect guard's."""
+    which = drift if isinstance(drift, str) else ("drift" if drift else "main")
     grants: dict[str, set[str]] = {}
-    for statement in identity_statements(template, lambda rid: is_drift_role(rid) == drift):
+    for statement in identity_statements(template, role_filter(which)):
         for action in as_list(statement["Action"]):
             if action.startswith("iot:"):
                 for resource in as_list(statement["Resource"]):
@@ -173,7 +195,7 @@ def iot_grants(template: dict[str, Any], drift: bool = False) -> dict[str, set[s
     return grants
 
 
-def shape(template: dict[str, Any], drift: bool = False) -> dict[str, list[str]]:
+def shape(template: dict[str, Any], drift: bool | str = False) -> dict[str, list[str]]:
     """Per AWS IoT action, its resources without the arn:PARTITION:iot:REGION:ACCOUNT: head (placeholders are X)."""
     return {a: sorted(re.sub(r"^arn:X:iot:X:X:", "", r) for r in rs) for a, rs in iot_grants(template, drift).items()}
 
@@ -334,6 +356,74 @@ def check_drift(name: str, template: dict[str, Any], iam: dict[str, Any], policy
         assert alarms["Devices"]["TreatMissingData"] == "breaching"
 
     return {"definition": definition, "rule": next(iter(resources_of(template, "AWS::Events::Rule").values()), None)}
+# ---- the connect guard, per template -------------------------------------------------------------------------
+def check_guard(name: str, template: dict[str, Any], iam: dict[str, Any]) -> bool:
+    """The guard's checks; False (and nothing checked) when the template has no guard."""
+    roles = [rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role" and is_guard_role(rid)]
+    if not roles:
+        return False
+    found = {**resources_of(template, "AWS::Lambda::Function"), **resources_of(template, "AWS::Serverless::Function")}
+    guards = [(k, v) for k, v in found.items() if k.startswith("GuardFunction")]
+
+    @check(f"{name}: the guard's role grants exactly guard_actions, each on its resources; logs and S3 CRLs besides")
+    def _() -> None:
+        actual = shape(template, "guard")
+        expected = expected_grants(iam, "X", "guard_actions")
+        assert actual == expected, json.dumps({"template": actual, "guard_actions": expected}, indent=1)
+        for statement in identity_statements(template, is_guard_role):
+            for action in as_list(statement["Action"]):
+                assert action.startswith("iot:") or action in (
+                    "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject"), action
+
+    @check(f"{name}: the guard reads exactly the S3 CRL objects the provisioning function reads")
+    def _() -> None:
+        def objects(roles: Callable[[str], bool]) -> list[Any]:
+            return sorted((json.dumps(s["Resource"], sort_keys=True) for s in identity_statements(template, roles)
+                           if "s3:GetObject" in as_list(s["Action"])))
+        main_objects = objects(lambda r: r.startswith("FunctionRole"))
+        assert objects(is_guard_role) == main_objects, {"guard": objects(is_guard_role), "function": main_objects}
+
+    @check(f"{name}: the guard is jitp-guard, with the provisioning function's CRL refresh period")
+    def _() -> None:
+        assert len(guards) == 1, sorted(found)
+        (gid, guard), = guards
+        env = guard["Properties"]["Environment"]["Variables"]
+        main, _ = functions(template)
+        assert env["JITP_CRL_REFRESH_SECONDS"] == main["Properties"]["Environment"]["Variables"]["JITP_CRL_REFRESH_SECONDS"]
+        assert {"JITP_CONFIG", "JITP_GUARD_MODE", "JITP_GUARD_STACK"} <= set(env), sorted(env)
+        assert is_guard_role(guard["Properties"]["Role"]["Fn::GetAtt"][0])
+
+    @check(f"{name}: AWS IoT may invoke the guard only for this account's domain configuration")
+    def _() -> None:
+        (gid, _), = guards
+        permissions = [p["Properties"] for p in resources_of(template, "AWS::Lambda::Permission").values()
+                       if gid in json.dumps(p["Properties"]["FunctionName"])]
+        assert len(permissions) == 1, permissions
+        props = permissions[0]
+        assert props["Principal"] == "iot.amazonaws.com" and props["Action"] == "lambda:InvokeFunction"
+        assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}, props
+        assert ":domainconfiguration/" in json.dumps(props["SourceArn"]), props["SourceArn"]
+
+    @check(f"{name}: a domain configuration, X.509, whose client certificate validation calls the guard")
+    def _() -> None:
+        (gid, _), = guards
+        configs = resources_of(template, "AWS::IoT::DomainConfiguration")
+        assert len(configs) == 1, sorted(configs)
+        (config,) = configs.values()
+        props = config["Properties"]
+        assert props["AuthenticationType"] == "AWS_X509" and props["ServiceType"] == "DATA", props
+        assert props["ClientCertificateConfig"]["ClientCertificateCallbackArn"] == {"Fn::GetAtt": [gid, "Arn"]}
+
+    @check(f"{name}: an alarm on the guard's refusals (jitp/Guard Refused by Stack)")
+    def _() -> None:
+        alarms = [a["Properties"] for a in resources_of(template, "AWS::CloudWatch::Alarm").values()
+                  if a["Properties"].get("MetricName") == "Refused"]
+        assert len(alarms) == 1 and alarms[0]["Namespace"] == "jitp/Guard", alarms
+        assert [d["Name"] for d in alarms[0]["Dimensions"]] == ["Stack"], alarms[0]["Dimensions"]
+
+    return True
+
+
 # ---- S3 CRLs --------------------------------------------------------------------------------------------------
 def s3_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in identity_statements(template) if any(a.startswith("s3:") for a in as_list(s["Action"]))]
@@ -380,8 +470,9 @@ def check_s3_sam(sam: dict[str, Any], cdk_objects: list[str]) -> None:
         functions = [r for r in sam["Resources"].values() if r.get("Type") == "AWS::IAM::Role"]
         entries = [e for r in functions for p in r["Properties"].get("Policies", []) for e in as_list(p["PolicyDocument"]["Statement"])]
         conditional = [e for e in entries if isinstance(e, dict) and "Fn::If" in e and e["Fn::If"][1].get("Sid") == "ReadCrlObjects"]
-        # One in the provisioning function's role, one in the drift report's: both decide with the same CRLs.
-        assert len(conditional) == 2, "a conditional ReadCrlObjects statement in each function's role"
+        # One in the provisioning function's role, one in the drift report's, one in the guard's: all three decide
+        # with the same CRLs.
+        assert len(conditional) == 3, "a conditional ReadCrlObjects statement in each function's role"
         assert sam["Conditions"]["HasCrlObjects"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CrlObjects"}, ""]}]}
         samples = [sorted(set(cdk_objects)) or ["s3://acme-pki/crl/a.crl"],
                    ["s3://acme-pki/a.crl", "s3://b.c-d/x/y=z.crl"]]
@@ -434,7 +525,7 @@ def check_sam(sam: dict[str, Any]) -> None:
 
     @check("sam: direct mode grants lambda:InvokeFunction per rule, scoped by SourceArn and SourceAccount")
     def _() -> None:
-        permissions = of_type("AWS::Lambda::Permission")
+        permissions = {k: v for k, v in of_type("AWS::Lambda::Permission").items() if not k.startswith("Guard")}
         assert len(permissions) == 5
         for pid, permission in permissions.items():
             props = permission["Properties"]
@@ -509,7 +600,7 @@ def check_sam(sam: dict[str, Any]) -> None:
     @check("sam: every log group has a retention")
     def _() -> None:
         groups = of_type("AWS::Logs::LogGroup")
-        assert len(groups) == 4
+        assert len(groups) == 5
         for gid, group in groups.items():
             assert group["Properties"].get("RetentionInDays") == 365, gid
 
@@ -521,11 +612,12 @@ def check_sam(sam: dict[str, Any]) -> None:
             assert p in patterns, p
         assert any('$.reason = "DUPLICATE_CLIENT_ID"' in p for p in patterns)
 
-    @check("sam: alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids, drift")
+    @check("sam: alarms on rejections, held devices, audit errors, function errors, DLQ depth, rule errors, duplicate client ids, drift, guard")
     def _() -> None:
         names = sorted(a["Properties"]["MetricName"] for a in of_type("AWS::CloudWatch::Alarm").values())
         assert names == ["ApproximateNumberOfMessagesVisible", "Devices", "DevicesDrifted", "DuplicateClientId",
-                         "Errors", "Errors", "ExecutionsFailed", "Held", "Rejected", "RuleActionErrors"], names
+                         "Errors", "Errors", "Errors", "ExecutionsFailed", "Held", "Refused", "Rejected",
+                         "RuleActionErrors"], names
 
     @check("sam: AWS IoT logging at the chosen level (default ERROR) with its own role")
     def _() -> None:
@@ -559,6 +651,9 @@ def main() -> int:
     # The SAM policy prefix is a parameter, ${PolicyPrefix}, which normalizes to X.
     check_iam("sam", sam, reference, iam, "X")
     check_drift("sam", sam, iam, "X")
+    assert check_guard("sam", sam, iam), "the SAM template has the guard (conditional on EnableGuard)"
+    sam_guard_shape = shape(sam, "guard")
+    guarded_cdk = False
     # The SAM template's default DriftConcurrency, the CDK app's default driftConcurrency.
     sam_definition = definition(sam, 1)
     sam_drift_shape = {a: [r.replace("policy/X*", "policy/jitp-*") for r in rs] for a, rs in shape(sam, True).items()}
@@ -580,6 +675,12 @@ def main() -> int:
             assert sam_shape == shape(cdk), json.dumps({"sam": sam_shape, "cdk": shape(cdk)}, indent=1)
 
         check_drift(name, cdk, iam, "jitp-")
+        if check_guard(name, cdk, iam):
+            guarded_cdk = True
+
+            @check(f"parity: SAM and {name}: the same guard role grants")
+            def _() -> None:
+                assert sam_guard_shape == shape(cdk, "guard"), json.dumps({"sam": sam_guard_shape, "cdk": shape(cdk, "guard")})
 
         @check(f"parity: SAM and {name}: the same drift role grants and state machine definition")
         def _() -> None:
@@ -595,6 +696,10 @@ def main() -> int:
     @check("parity: a CDK template grants an S3 CRL object (scripts/test-infra.sh synthesizes one), compared with SAM's")
     def _() -> None:
         assert crl_objects, "no CDK template grants s3:GetObject: the SAM evaluation would compare with samples only"
+
+    @check("parity: a CDK template has the guard (scripts/test-infra.sh synthesizes one with jitp:enableGuard)")
+    def _() -> None:
+        assert guarded_cdk, "no CDK template has the guard: SAM's would be compared with nothing"
 
     check_s3_sam(sam, crl_objects)
     check_sam(sam)

@@ -17,6 +17,7 @@ mod check;
 mod common;
 mod demo;
 mod explain;
+mod guard;
 mod handover;
 mod lint;
 mod provision;
@@ -58,6 +59,9 @@ enum Command {
     /// Hand a thing to a certificate by the operator's decision (a name held by a retired or foreign owner, a
     /// rotation rolled back): compare-and-set on the thing, audited.
     Handover(handover::HandoverArgs),
+    /// Decide offline what the connect guard would answer for a device certificate (allow or deny, with the
+    /// reason code). Exit 0 allow, 1 deny, 2 a usage or configuration error.
+    Guard(guard::GuardArgs),
     /// Provision a fleet of generated devices (and some bad ones) offline, and summarise.
     Demo(demo::DemoArgs),
     /// Run the HTTP server: event intake (IoT rule HTTP action), previews, lint, health, metrics.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             // No runtime is an error (2), not "drift found" (1).
             runtime().map(|rt| rt.block_on(reconcile::run(&args)))
         }
+        Command::Guard(args) => runtime().and_then(|rt| rt.block_on(guard::run(&args))),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(&args))),
         #[cfg(feature = "server")]
         Command::Serve(args) => {

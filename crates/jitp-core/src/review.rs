@@ -214,7 +214,11 @@ pub fn lint_templates(rules: &Rules, aws: &AwsContext) -> Vec<TemplateReport> {
                 Ok((text, name, scope)) => {
                     report.policy_name = Some(name.to_string());
                     let document = policy::lint::Document::parse(&text);
-                    let lint = policy::lint::lint_document(&document, scope);
+                    let mut lint = policy::lint::lint_document(&document, scope);
+                    // The connect guard on: iot:Connect only on the guarded domain (policy/lint/domain.rs).
+                    if let Some(guard) = &rules.config().guard {
+                        lint.findings.extend(policy::lint::lint_guard_domain(&document, &guard.domain_name).findings);
+                    }
                     report.findings = lint
                         .findings
                         .into_iter()

@@ -104,6 +104,47 @@ struct RawConfig {
     profiles: Vec<RawProfile>,
     #[serde(default)]
     quotas: BTreeMap<String, f64>,
+    guard: Option<RawGuard>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    domain_name: Spanned<String>,
+}
+
+/// The `[guard]` table: the connect guard (jitp-guard) is on for this fleet. Its devices connect through the
+/// domain configuration whose client certificate validation calls the guard, `domain_name`; AWS IoT calls the
+/// guard on no other endpoint, so `jitp lint` requires every policy's `iot:Connect` to be limited to that domain
+/// (the `iot:DomainName` condition key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardSection {
+    /// The guarded domain's name, e.g. `iot.example.com`.
+    pub domain_name: String,
+}
+
+/// Why `name` is not a domain name AWS IoT's domain configurations take (a fully qualified name of 1 to 253
+/// characters, dot-separated labels of 1 to 63 letters, digits and hyphens, not starting or ending with one).
+fn domain_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 253 {
+        return Some(format!("{name:?} is {} characters long; a domain name has 1 to 253", name.len()));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() < 2 {
+        return Some(format!("{name:?} is not a fully qualified domain name (e.g. iot.example.com)"));
+    }
+    for label in labels {
+        let ok = (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Some(format!(
+                "{name:?} has the label {label:?}; each label is 1 to 63 letters, digits and hyphens, not starting or ending with a hyphen"
+            ));
+        }
+    }
+    None
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +255,8 @@ pub struct Config {
     /// The `[quotas]` table: the account's API quotas (requests per second) where they differ from AWS's
     /// defaults ([`jitp_registry::pacing::Quotas::aws_defaults`]), for an account with raised quotas.
     pub quotas: BTreeMap<Operation, f64>,
+    /// The `[guard]` table, if the connect guard is on.
+    pub guard: Option<GuardSection>,
 }
 
 /// The `[defaults]` table.
@@ -521,7 +564,17 @@ impl Config {
             policy_prefix: defaults.policy_prefix,
             on_duplicate: defaults.on_duplicate,
         };
-        Ok(Self { path: path.to_path_buf(), defaults, profiles, quotas })
+        let guard = match raw.guard {
+            None => None,
+            Some(RawGuard { domain_name }) => {
+                if let Some(why) = domain_name_problem(domain_name.get_ref()) {
+                    let line = Some(line_of(source, domain_name.span().start));
+                    return Err(ConfigError::config(path, line, "guard.domain_name", why));
+                }
+                Some(GuardSection { domain_name: domain_name.into_inner() })
+            }
+        };
+        Ok(Self { path: path.to_path_buf(), defaults, profiles, quotas, guard })
     }
 
     /// The profile called `name`.

@@ -99,3 +99,18 @@ pub fn sqs(records: &[(&str, &str)]) -> Value {
         .collect();
     json!({ "Records": records })
 }
+
+/// The guarded domain of [`connect`]'s events.
+pub const GUARDED_DOMAIN: &str = "iot.guarded.example.com";
+
+/// The event AWS IoT's custom client certificate validation invokes the guard with for a client presenting
+/// `chain` (its own certificate first; each element PEM or base64 DER), as the AWS IoT developer guide documents
+/// it ("Custom client certificate validation", step 2).
+pub fn connect(chain: &[&str]) -> Value {
+    json!({
+        "connectionMetadata": {"id": "e1a7b5c2-0000-4000-8000-000000000001"},
+        "principalId": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "serverName": GUARDED_DOMAIN,
+        "clientCertificateChain": chain,
+    })
+}

@@ -9,6 +9,8 @@ export type DeliveryMode = 'sqs' | 'direct';
 export type PolicyMode = 'per-thing' | 'shared';
 /** What jitp does to a certificate it rejects. */
 export type OnReject = 'revoke' | 'deactivate' | 'leave';
+/** The connect guard's mode: report lets every connect through and records refusals; enforce refuses them. */
+export type GuardMode = 'report' | 'enforce';
 /** AWS IoT's account-wide log level (AWS::IoT::Logging DefaultLogLevel). */
 export type IotLogLevel = 'ERROR' | 'WARN' | 'INFO' | 'DEBUG' | 'DISABLED';
 
@@ -49,6 +51,19 @@ export interface JitpConfig {
   readonly crlObjects: S3Object[];
   /** JITP_CRL_REFRESH_SECONDS: how often the function fetches the S3 CRLs again. */
   readonly crlRefreshSeconds: number;
+  /**
+   * The connect guard (jitp-guard: AWS IoT custom client certificate validation on a custom domain). Off by
+   * default: nothing of it is created.
+   */
+  readonly enableGuard: boolean;
+  /** JITP_GUARD_MODE; report by default, for a rollout (infra/README.md, "Connect guard"). */
+  readonly guardMode: GuardMode;
+  /** The custom domain devices connect to with the guard on (required with it). */
+  readonly guardDomainName?: string;
+  /** The ACM certificate serving guardDomainName (required with the guard). */
+  readonly guardCertificateArn?: string;
+  /** The domain configuration's name (the invoke permission names it). */
+  readonly guardDomainConfigurationName: string;
 }
 
 /** An S3 object named by an s3://bucket/key URI. */
@@ -70,6 +85,10 @@ export const DRIFT_SCHEDULE = /^$|^rate\((1 (day|hour|minute)|([2-9]|[1-9][0-9]+
 // general purpose bucket name, a key of S3's safe characters without a wildcard, so the grant names the object only.
 const S3_BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 const S3_KEY = /^[A-Za-z0-9!_.'()/=+@:-]{1,1024}$/;
+// The SAM template's GuardDomainName, GuardCertificateArn and GuardDomainConfigurationName AllowedPatterns.
+export const GUARD_DOMAIN_NAME = /^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?[.])+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+export const ACM_CERTIFICATE_ARN = /^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate\/[A-Za-z0-9-]+$/;
+export const DOMAIN_CONFIGURATION_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export const DEFAULTS = {
   policyMode: 'per-thing' as PolicyMode,
@@ -84,6 +103,9 @@ export const DEFAULTS = {
   driftConcurrency: 1,
   driftThreshold: 0,
   crlRefreshSeconds: 300,
+  enableGuard: false,
+  guardMode: 'report' as GuardMode,
+  guardDomainConfigurationName: 'jitp-guard',
 };
 
 /** Parse `s3://bucket/key` as jitp does (the same URI must appear in jitp.toml). */
@@ -195,6 +217,26 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     throw new Error(`crlRefreshSeconds must be an integer from 10 to 86400; got '${String(input.crlRefreshSeconds)}'`);
   }
 
+  const enableGuard = asBool('enableGuard', input.enableGuard, DEFAULTS.enableGuard);
+  const optional = (v: unknown) => (v === undefined || v === null || v === '' ? undefined : String(v));
+  const guardDomainName = optional(input.guardDomainName);
+  const guardCertificateArn = optional(input.guardCertificateArn);
+  const guardDomainConfigurationName = String(
+    input.guardDomainConfigurationName ?? DEFAULTS.guardDomainConfigurationName,
+  );
+  if (guardDomainName !== undefined && (!GUARD_DOMAIN_NAME.test(guardDomainName) || guardDomainName.length > 253)) {
+    throw new Error(`guardDomainName is not a fully qualified domain name: '${guardDomainName}'`);
+  }
+  if (guardCertificateArn !== undefined && !ACM_CERTIFICATE_ARN.test(guardCertificateArn)) {
+    throw new Error(`guardCertificateArn is not an ACM certificate ARN: '${guardCertificateArn}'`);
+  }
+  if (!DOMAIN_CONFIGURATION_NAME.test(guardDomainConfigurationName)) {
+    throw new Error(`guardDomainConfigurationName must match ${DOMAIN_CONFIGURATION_NAME}; got '${guardDomainConfigurationName}'`);
+  }
+  if (enableGuard && (guardDomainName === undefined || guardCertificateArn === undefined)) {
+    throw new Error('enableGuard needs guardDomainName and guardCertificateArn');
+  }
+
   return {
     caCertificateIds,
     policyMode: oneOf('policyMode', String(input.policyMode ?? DEFAULTS.policyMode), ['per-thing', 'shared'] as const),
@@ -217,6 +259,11 @@ export function resolveConfig(input: Partial<Record<keyof JitpConfig, unknown>>)
     driftThreshold,
     crlObjects,
     crlRefreshSeconds,
+    enableGuard,
+    guardMode: oneOf('guardMode', String(input.guardMode ?? DEFAULTS.guardMode), ['report', 'enforce'] as const),
+    guardDomainName,
+    guardCertificateArn,
+    guardDomainConfigurationName,
   };
 }
 
@@ -238,6 +285,11 @@ export function configFromContext(tryGetContext: (key: string) => unknown): Jitp
     'driftThreshold',
     'crlObjects',
     'crlRefreshSeconds',
+    'enableGuard',
+    'guardMode',
+    'guardDomainName',
+    'guardCertificateArn',
+    'guardDomainConfigurationName',
   ];
   const input: Partial<Record<keyof JitpConfig, unknown>> = {};
   for (const key of keys) {

@@ -60,6 +60,8 @@ export interface IamActions {
   readonly actions: Record<string, string[]>;
   /** The drift report function's actions (the reads of a plan), in the same form. */
   readonly drift_actions: Record<string, string[]>;
+  /** The connect guard function's actions (the registered CAs), in the same form. */
+  readonly guard_actions: Record<string, string[]>;
 }
 
 export const IAM_ACTIONS_FILE = path.join('infra', 'iam-actions.json');
@@ -68,7 +70,8 @@ export const IAM_ACTIONS_FILE = path.join('infra', 'iam-actions.json');
 export function loadIamActions(repoRoot: string = findRepoRoot()): IamActions {
   const file = path.join(repoRoot, IAM_ACTIONS_FILE);
   const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as IamActions;
-  for (const [action, types] of [...Object.entries(parsed.actions), ...Object.entries(parsed.drift_actions ?? {})]) {
+  const sections = [parsed.actions, parsed.drift_actions ?? {}, parsed.guard_actions ?? {}];
+  for (const [action, types] of sections.flatMap((section) => Object.entries(section))) {
     if (!action.startsWith('iot:') || action.includes('*')) throw new Error(`${file}: bad action ${action}`);
     if (types.length === 0) throw new Error(`${file}: ${action} has no resource type`);
     for (const t of types) {
@@ -151,6 +154,17 @@ export function driftDefinition(functionArn: string, concurrency: number): Recor
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The connect guard (infra/README.md, "Connect guard"), only with jitp:enableGuard: jitp-guard answers AWS IoT's
+// custom client certificate validation for a domain configuration (X.509, the custom domain and its ACM
+// certificate), re-deciding the certificate at every connect with the registered CAs and the CRLs cached. Its
+// refusals are EMF lines in GUARD_NAMESPACE (metric Refused, dimension Stack), alarmed.
+// ---------------------------------------------------------------------------------------------------------------
+/** The namespace the jitp-guard binary writes its metrics to (its default, JITP_GUARD_NAMESPACE). */
+export const GUARD_NAMESPACE = 'jitp/Guard';
+/** A connect waits for the guard: its answer is a lookup (well under a millisecond warm); 5 s bounds a cold start. */
+export const GUARD_FUNCTION_TIMEOUT = Duration.seconds(5);
 
 /** Metric filters on the function's audit records (one JSON line per event, top-level `outcome` and `reason`). */
 export const AUDIT_METRICS: { id: string; metricName: string; pattern: string }[] = [
@@ -530,6 +544,7 @@ export class JitpStack extends Stack {
     ];
     alarms[alarms.length - 1].node.addDependency(duplicateClientIdFilter);
     alarms.push(...this.addDriftReport(config, repoRoot));
+    if (config.enableGuard) alarms.push(...this.addGuard(config, repoRoot));
 
     if (config.alarmEmail) {
       const topic = new sns.Topic(this, 'AlarmTopic', { displayName: 'jitp alarms', enforceSSL: true });
@@ -737,6 +752,136 @@ export class JitpStack extends Stack {
   }
 
   /**
+   * The connect guard: its function (jitp-guard; a role with the registered CAs, the S3 CRLs and its log group),
+   * the invoke permission for AWS IoT scoped to this account's domain configuration, the domain configuration;
+   * returns its alarms (refusals, function errors).
+   */
+  private addGuard(config: JitpConfig, repoRoot: string): cloudwatch.Alarm[] {
+    const logGroup = new logs.LogGroup(this, 'GuardFunctionLogGroup', {
+      retention: LOG_RETENTION,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    skipCheckov(logGroup, [LOG_GROUP_KMS_SKIP]);
+    const role = new iam.Role(this, 'GuardFunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'jitp connect guard function: the registered CAs, the S3 CRLs, its log group',
+    });
+    logGroup.grantWrite(role);
+    this.addIotStatements(role, config, repoRoot, 'guard_actions');
+    // The guard decides with the same CRLs as the provisioning function: the same objects.
+    JitpStack.addCrlObjects(role, config);
+
+    const fn = new RustFunction(this, 'GuardFunction', {
+      manifestPath: path.join(repoRoot, 'Cargo.toml'),
+      binaryName: 'jitp-guard',
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      bundling: {
+        architecture: lambda.Architecture.ARM_64,
+        commandHooks: {
+          beforeBundling: () => [],
+          afterBundling: (inputDir: string, outputDir: string) => [
+            `cp -R "${inputDir}/templates" "${outputDir}/templates"`,
+          ],
+        },
+      },
+      description: 'jitp connect guard: AWS IoT custom client certificate validation, the provisioning decision at every connect',
+      memorySize: FUNCTION_MEMORY_MB,
+      timeout: GUARD_FUNCTION_TIMEOUT,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      environment: {
+        JITP_CONFIG: '/var/task/templates/jitp.toml',
+        JITP_GUARD_MODE: config.guardMode,
+        JITP_GUARD_STACK: this.stackName,
+        JITP_CRL_REFRESH_SECONDS: String(config.crlRefreshSeconds),
+        RUST_LOG: config.rustLog,
+      },
+    });
+    (fn.node.defaultChild as CfnResource).addMetadata('cfn-lint', { config: { ignore_checks: ['W3005'] } });
+    skipCheckov(fn, [
+      {
+        id: 'CKV_AWS_117',
+        comment:
+          "The function calls only AWS IoT's control plane (the registered CAs), S3 (the CRLs) and CloudWatch Logs " +
+          'and reaches no private resource; a VPC would need a NAT gateway or interface endpoints and add no isolation.',
+      },
+      {
+        id: 'CKV_AWS_173',
+        comment:
+          'The environment holds no secrets (a file path, a mode, a stack name, a period, a log filter); Lambda ' +
+          'encrypts it at rest with an AWS managed key already.',
+      },
+      {
+        id: 'CKV_AWS_116',
+        comment:
+          'AWS IoT invokes the function synchronously for each connect and takes its answer; there is no ' +
+          'asynchronous invocation whose event a dead-letter queue could keep.',
+      },
+      {
+        id: 'CKV_AWS_115',
+        comment:
+          "Every connect to the guarded domain is an invocation: reserved concurrency would cap the fleet's " +
+          "connects per second and refuse the rest; the account's concurrency is the bound, watched by the errors alarm.",
+      },
+    ]);
+    // AWS IoT may invoke it only for this account's domain configuration of that name (its ARN ends in an id AWS
+    // IoT assigns, hence the trailing wildcard).
+    const permission = new lambda.CfnPermission(this, 'GuardInvokePermission', {
+      functionName: fn.functionArn,
+      action: 'lambda:InvokeFunction',
+      principal: 'iot.amazonaws.com',
+      sourceAccount: Aws.ACCOUNT_ID,
+      sourceArn: `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:domainconfiguration/${config.guardDomainConfigurationName}/*`,
+    });
+    const domain = new iot.CfnDomainConfiguration(this, 'GuardDomainConfiguration', {
+      domainConfigurationName: config.guardDomainConfigurationName,
+      domainName: config.guardDomainName,
+      serverCertificateArns: config.guardCertificateArn ? [config.guardCertificateArn] : undefined,
+      serviceType: 'DATA',
+      authenticationType: 'AWS_X509',
+      applicationProtocol: 'DEFAULT',
+      clientCertificateConfig: { clientCertificateCallbackArn: fn.functionArn },
+      domainConfigurationStatus: 'ENABLED',
+    });
+    domain.addResourceDependency(permission);
+
+    const alarms = [
+      new cloudwatch.Alarm(this, 'GuardRefusalsAlarm', {
+        alarmDescription:
+          'The connect guard refused connects (or, in report mode, would have). Each refusal is a line in the ' +
+          "guard's log group (eventType jitp.guard) naming the certificate, the reason code and the CRL or deny-list entry.",
+        metric: new cloudwatch.Metric({
+          namespace: GUARD_NAMESPACE,
+          metricName: 'Refused',
+          dimensionsMap: { Stack: this.stackName },
+          statistic: 'Sum',
+          period: Duration.minutes(5),
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'GuardErrorsAlarm', {
+        alarmDescription:
+          'The connect guard failed invocations (init error, crash, timeout, throttling): connects to the guarded ' +
+          'domain fail while it does. See infra/README.md, "Connect guard".',
+        metric: fn.metricErrors({ statistic: 'Sum', period: Duration.minutes(1) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+    new CfnOutput(this, 'GuardFunctionName', { value: fn.functionName });
+    new CfnOutput(this, 'GuardFunctionLogGroupName', { value: logGroup.logGroupName });
+    new CfnOutput(this, 'GuardDomainConfigurationName', { value: domain.ref });
+    return alarms;
+  }
+
+  /**
    * The AWS IoT part of the function's role, built from infra/iam-actions.json: one statement per set of resource
    * types, each action on exactly the types listed for it (the Service Authorization Reference's, narrowest first;
    * infra/tests/check_templates.py checks both templates against the copy of it that the pinned cfn-lint ships).
@@ -745,7 +890,7 @@ export class JitpStack extends Stack {
     role: iam.Role,
     config: JitpConfig,
     repoRoot: string,
-    section: 'actions' | 'drift_actions' = 'actions',
+    section: 'actions' | 'drift_actions' | 'guard_actions' = 'actions',
   ): void {
     const list = loadIamActions(repoRoot);
     const arn = (resource: string) => `arn:${Aws.PARTITION}:iot:${Aws.REGION}:${Aws.ACCOUNT_ID}:${resource}`;

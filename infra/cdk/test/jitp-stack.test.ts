@@ -461,3 +461,65 @@ describe('drift report', () => {
     assert.equal(drift?.Properties.AlarmActions.length, 1);
   });
 });
+
+describe('connect guard', () => {
+  const GUARD = {
+    enableGuard: 'true',
+    guardDomainName: 'iot.example.com',
+    guardCertificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0123abcd-0000-4000-8000-000000000000',
+    crlObjects: 's3://acme-pki/crl/a.crl',
+  };
+  const guarded = synth(GUARD);
+
+  it('is off by default: no guard function, domain configuration or permission', () => {
+    for (const template of [sqsDefault, direct]) {
+      template.resourceCountIs('AWS::IoT::DomainConfiguration', 0);
+      assert.equal(Object.keys(template.findResources('AWS::IAM::Role')).filter((r) => r.startsWith('GuardFunctionRole')).length, 0);
+    }
+  });
+
+  it('runs jitp-guard under a role with exactly guard_actions, its log group and the S3 CRLs', () => {
+    const policies = guarded.findResources('AWS::IAM::Policy');
+    const statements = Object.values(policies)
+      .filter((p) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref.startsWith('GuardFunctionRole')))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
+    const iot = statements.flatMap((s) => asList(s.Action)).filter((a) => a.startsWith('iot:'));
+    assert.deepEqual(iot.sort(), Object.keys(loadIamActions().guard_actions).sort());
+    const others = statements.flatMap((s) => asList(s.Action)).filter((a) => !a.startsWith('iot:'));
+    assert.deepEqual([...new Set(others)].sort(), ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject']);
+    guarded.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ JITP_GUARD_MODE: 'report', JITP_CRL_REFRESH_SECONDS: '300' }) },
+      Timeout: 5,
+    });
+  });
+
+  it('points an X.509 domain configuration at it, invocable by AWS IoT of this account for that configuration only', () => {
+    guarded.hasResourceProperties('AWS::IoT::DomainConfiguration', {
+      DomainName: 'iot.example.com',
+      AuthenticationType: 'AWS_X509',
+      ServiceType: 'DATA',
+      ClientCertificateConfig: { ClientCertificateCallbackArn: Match.anyValue() },
+    });
+    guarded.hasResourceProperties('AWS::Lambda::Permission', {
+      Principal: 'iot.amazonaws.com',
+      Action: 'lambda:InvokeFunction',
+      SourceAccount: { Ref: 'AWS::AccountId' },
+      SourceArn: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([':domainconfiguration/jitp-guard/*'])]) }),
+    });
+  });
+
+  it('alarms on refusals and on function errors', () => {
+    guarded.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'jitp/Guard',
+      MetricName: 'Refused',
+      Dimensions: [{ Name: 'Stack', Value: 'JitpTest' }],
+    });
+  });
+
+  it('needs a domain and a certificate, and refuses malformed ones', () => {
+    assert.throws(() => synth({ enableGuard: 'true' }), /guardDomainName and guardCertificateArn/);
+    assert.throws(() => synth({ ...GUARD, guardDomainName: 'not a domain' }), /guardDomainName/);
+    assert.throws(() => synth({ ...GUARD, guardCertificateArn: 'arn:aws:s3:::x' }), /guardCertificateArn/);
+    assert.throws(() => synth({ ...GUARD, guardMode: 'audit' }), /guardMode/);
+  });
+});

@@ -20,10 +20,12 @@
 //! One file per concern: `rules` is the rule catalogue, `json` the duplicate-key JSON parser (and the
 //! [`Document`] it parses once, for the renderer's checks, the lint and the canonical form), `actions` the
 //! action tables and IAM's glob, `resources` the ARN and topic parsing, `checks` the checks themselves, and
-//! `findings` what they report.
+//! `findings` what they report; `domain` the connect guard's rule (`iot:Connect` limited to the guarded domain),
+//! applied by `jitp lint` when jitp.toml's `[guard]` is set.
 
 mod actions;
 mod checks;
+mod domain;
 mod findings;
 mod json;
 mod resources;
@@ -32,6 +34,7 @@ mod rules;
 mod tests;
 
 pub use checks::{MAX_DOCUMENT_BYTES, POLICY_VERSION, Scope};
+pub use domain::{DOMAIN_NAME_KEY, lint_guard_domain};
 pub use findings::{Finding, MAX_FINDINGS_PER_SEVERITY, Report};
 pub use json::Document;
 pub use resources::THING_NAME_VARIABLE;

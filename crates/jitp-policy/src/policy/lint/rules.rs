@@ -50,11 +50,14 @@ pub enum Rule {
     BroadReceive,
     /// A resource whose type fits none of the statement's actions, or an action with no resource of its type.
     ResourceTypeMismatch,
+    /// With the connect guard on (`[guard]` in jitp.toml), `iot:Connect` allowed without limiting it to the
+    /// guarded domain (`iot:DomainName`): the device could connect where the guard does not run.
+    ConnectOutsideGuardedDomain,
 }
 
 impl Rule {
     /// Every rule, errors first.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::InvalidDocument,
         Rule::AllowWildcardAction,
         Rule::AllowWildcardResource,
@@ -66,6 +69,7 @@ impl Rule {
         Rule::DenyMqttWildcard,
         Rule::BroadReceive,
         Rule::ResourceTypeMismatch,
+        Rule::ConnectOutsideGuardedDomain,
     ];
 
     /// The stable kebab-case id.
@@ -82,6 +86,7 @@ impl Rule {
             Rule::DenyMqttWildcard => "deny-mqtt-wildcard",
             Rule::BroadReceive => "broad-receive",
             Rule::ResourceTypeMismatch => "resource-type-mismatch",
+            Rule::ConnectOutsideGuardedDomain => "connect-outside-guarded-domain",
         }
     }
 
@@ -133,6 +138,9 @@ impl Rule {
             }
             Rule::ResourceTypeMismatch => {
                 "Connect takes client/, Publish/Receive/RetainPublish/GetRetainedMessage take topic/, Subscribe takes topicfilter/, shadow and job actions take thing/."
+            }
+            Rule::ConnectOutsideGuardedDomain => {
+                "Add \"Condition\": {\"StringEquals\": {\"iot:DomainName\": \"<[guard] domain_name>\"}} to the statement that allows iot:Connect (the shipped templates show it); AWS IoT runs the guard only on that domain."
             }
         }
     }

@@ -1,0 +1,53 @@
+//! `bootstrap`: the jitp connect guard. Wiring only: the environment is read here, the logic is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use jitp_guard::GuardSettings;
+use jitp_guard::judge::chain;
+use jitp_wiring::log::{Target, init_tracing};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let var = |name: &str| std::env::var(name).ok();
+    init_tracing(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), Target::Stdout);
+    let guard = match init().await {
+        Ok(guard) => guard,
+        Err(e) => {
+            // Exiting before the first `next` request fails the init phase: Lambda reports it, and no connect is
+            // allowed by a guard that could not load what it checks.
+            tracing::error!(error = %chain(&e), "jitp-guard init failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let run = lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| guard.handle(event)));
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %chain(e.as_ref()), "lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn init() -> Result<jitp_guard::Guard, jitp_guard::GuardError> {
+    // No arguments: Lambda runs `bootstrap` bare, and the environment is the configuration.
+    let settings: GuardSettings = jitp_wiring::parse::from_vars(["jitp-guard"], std::env::vars_os())?;
+    let task_root = std::env::var_os("LAMBDA_TASK_ROOT").map(PathBuf::from);
+    let exe = std::env::current_exe().ok();
+    let config_path = settings.common.config.path(task_root.as_deref(), exe.as_deref());
+    let guard = jitp_guard::build(&settings, &config_path).await?;
+    let snapshot = guard.snapshot();
+    tracing::info!(
+        config = %config_path.display(),
+        profiles = snapshot.rules.config().profiles.len(),
+        cas = snapshot.cas.len(),
+        s3_crls = guard.crl_refresh().objects().len(),
+        mode = ?settings.mode,
+        registry = %settings.common.registry_or(jitp_wiring::RegistryArg::Aws),
+        "jitp-guard ready"
+    );
+    Ok(guard)
+}
