@@ -705,8 +705,10 @@ fn lint_runs_the_policy_tests_beside_the_templates() {
             && stdout.contains("is ALLOWED, decided by statement #1 \"PublishOwnTopics\""),
         "{stdout}"
     );
+    // The deciding statement's line: statement #1 is the template's second "Effect".
+    let line = sensor.lines().enumerate().filter(|(_, l)| l.contains("\"Effect\"")).nth(1).map(|(n, _)| n + 1).unwrap();
     assert!(
-        stdout.contains("policies/sensor.json.tera:14") && stdout.contains("    subject: CN=\"sensor-"),
+        stdout.contains(&format!("policies/sensor.json.tera:{line}")) && stdout.contains("    subject: CN=\"sensor-"),
         "{stdout}"
     );
     // The JSON report carries them, and the shipped templates pass theirs.

@@ -12,11 +12,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use jitp_core::explain::{Query, explain_device, explain_policy};
-use jitp_pki::ids::CaCertificateId;
 use serde::Deserialize;
 
 use crate::error::AppError;
-use crate::handlers::{authenticate, read_body};
+use crate::handlers::{authenticate, ca_id_and_time, read_body};
 use crate::state::{AppState, PREVIEW_BODY_LIMIT};
 
 #[derive(Debug, Deserialize)]
@@ -60,18 +59,7 @@ pub(crate) async fn explain(
             explain_policy(&text, &request.query, aws)
         }
         (None, Some(ca), Some(cert)) => {
-            let ca_id = request
-                .ca_id
-                .as_deref()
-                .map(str::parse::<CaCertificateId>)
-                .transpose()
-                .map_err(|e| AppError::BadRequest(format!("ca_id: {e}")))?;
-            let now = match request.at.as_deref() {
-                None => state.now(),
-                Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                    .map(|t| t.unix_timestamp())
-                    .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e})")))?,
-            };
+            let (ca_id, now) = ca_id_and_time(&state, request.ca_id.as_deref(), request.at.as_deref())?;
             let rules = &state.snapshot().rules;
             explain_device(rules, ca.as_bytes(), cert.as_bytes(), ca_id.as_ref(), now, aws, &request.query)
         }

@@ -259,6 +259,25 @@ struct PreviewRequest {
     at: Option<String>,
 }
 
+/// A preview's optional `ca_id` (64 hex) and `at` (RFC 3339; default: now), shared with `POST /v1/explain`.
+pub(crate) fn ca_id_and_time(
+    state: &AppState,
+    ca_id: Option<&str>,
+    at: Option<&str>,
+) -> Result<(Option<CaCertificateId>, i64), AppError> {
+    let ca_id = ca_id
+        .map(str::parse::<CaCertificateId>)
+        .transpose()
+        .map_err(|e| AppError::BadRequest(format!("ca_id: {e}")))?;
+    let now = match at {
+        None => state.now(),
+        Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z")))?,
+    };
+    Ok((ca_id, now))
+}
+
 /// `POST /v1/preview`: what `jitp check --format json` says about a certificate. No side effects. Needs the
 /// secret when intake is on, unless `Options::public_previews`.
 pub(crate) async fn preview(
@@ -276,18 +295,7 @@ pub(crate) async fn preview(
             "the body must be {{\"ca_pem\": PEM, \"cert_pem\": PEM, \"ca_id\"?: 64 hex, \"at\"?: RFC 3339}}: {e}"
         ))
     })?;
-    let ca_id = request
-        .ca_id
-        .as_deref()
-        .map(str::parse::<CaCertificateId>)
-        .transpose()
-        .map_err(|e| AppError::BadRequest(format!("ca_id: {e}")))?;
-    let now = match request.at.as_deref() {
-        None => state.now(),
-        Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|e| AppError::BadRequest(format!("at: not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z")))?,
-    };
+    let (ca_id, now) = ca_id_and_time(&state, request.ca_id.as_deref(), request.at.as_deref())?;
     let report = check(
         &state.snapshot().rules,
         request.ca_pem.as_bytes(),
