@@ -389,12 +389,29 @@ def wait_stack(cfn, name: str) -> dict:
         time.sleep(0.2)
 
 
+# CloudFormation's limit on an inline TemplateBody, bytes (a larger template goes through S3: TemplateURL).
+TEMPLATE_BODY_LIMIT = 51_200
+TEMPLATE_BUCKET = "local-aws-templates"
+
+
 def deploy(local: MiniStack, name: str, template: dict, parameters: dict[str, str]) -> dict:
     cfn = local.client("cloudformation")
     t0 = time.monotonic()
+    body = json.dumps(template)
+    if len(body) <= TEMPLATE_BODY_LIMIT:
+        source = {"TemplateBody": body}
+    else:
+        # Over CloudFormation's limit for an inline template (AWS's, which MiniStack enforces too): upload it to S3
+        # and pass its URL, as `sam deploy` and `cdk deploy` do for a large template.
+        s3 = local.client("s3")
+        s3.create_bucket(Bucket=TEMPLATE_BUCKET)
+        s3.put_object(Bucket=TEMPLATE_BUCKET, Key=f"{name}.json", Body=body.encode())
+        source = {"TemplateURL": f"https://s3.amazonaws.com/{TEMPLATE_BUCKET}/{name}.json"}
+        say(f"stack {name}: the template is {len(body):,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte "
+            f"TemplateBody limit: deployed from S3 (TemplateURL), as sam deploy does")
     cfn.create_stack(
         StackName=name,
-        TemplateBody=json.dumps(template),
+        **source,
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
