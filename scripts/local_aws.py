@@ -107,10 +107,11 @@ class MiniStack:
         )
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
             env.pop(key, None)
-        exe = Path(sys.executable).parent / "ministack"
+        # MiniStack's own entry point, with its Lambda log capture made whole (scripts/ministack_run.py says how).
+        command = [sys.executable, str(ROOT / "scripts" / "ministack_run.py")]
         log = open(self.log_path, "wb")
         # A process group of its own: stop() ends MiniStack and the Lambda bootstraps it spawned, by this group's id.
-        self.process = subprocess.Popen([str(exe)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                         preexec_fn=die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -1111,7 +1112,8 @@ def run_stack(kind: str, delivery: str, args: argparse.Namespace, checks: Checks
     local = MiniStack(work, auth=not args.no_auth)
     try:
         say(f"MiniStack: starting (AUTH={'true' if local.auth else 'false'}, API {local.url}, MQTT/mTLS "
-            f"127.0.0.1:{local.mqtt_port}, files in {work})")
+            f"127.0.0.1:{local.mqtt_port}, files in {work}; its Lambda log capture waits for a 100 ms silence, "
+            "not 5 ms, so that no line is lost: scripts/ministack_run.py)")
         local.start()
         say(f"MiniStack: ready (process group {local.process.pid})")
         iot = local.client("iot")
