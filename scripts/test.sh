@@ -16,6 +16,16 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== what ships links only what it needs (cargo tree)"
+# The connect guard: no workflow, no template engine (ARCHITECTURE.md). The shipped binaries: nothing of the test kit.
+forbidden() { cargo tree --locked -p "$1" -e normal --prefix none | awk '{ print $1 }' | sort -u | grep -x -E "$2" || true; }
+found=$(forbidden jitp-guard 'tera|jitp-core|jitp-policy|jitp-testkit')
+[ -z "$found" ] || { echo "jitp-guard links $found" >&2; exit 1; }
+for crate in jitp-cli jitp-lambda; do
+  found=$(forbidden "$crate" 'jitp-testkit')
+  [ -z "$found" ] || { echo "$crate links $found" >&2; exit 1; }
+done
+
 if [ -x scripts/setup-moto.sh ]; then
   echo "== moto server (AWS IoT emulator)"
   scripts/setup-moto.sh

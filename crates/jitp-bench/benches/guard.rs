@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jitp_core::rules::Rules;
+use jitp_guard::judge::Config;
 use jitp_guard::{CaSet, Guard, GuardSettings};
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
@@ -42,12 +42,12 @@ fn guard_with(ca: &Ca, lists: bool) -> (ConfigDir, Guard) {
     dir.write_config(&format!(
         "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\n{extra}"
     ));
-    let rules = Rules::load(dir.config_path()).unwrap();
+    let config = Config::load(dir.config_path()).unwrap();
     let memory = MemoryRegistry::new();
     memory.register_ca(&ca.cert.pem, true).unwrap();
-    let cas = jitp_bench::runtime(1).block_on(CaSet::load(&memory, rules.config())).unwrap();
+    let cas = jitp_bench::runtime(1).block_on(CaSet::load(&memory, &config)).unwrap();
     let settings = <GuardSettings as clap::Parser>::try_parse_from(["jitp-guard"]).unwrap();
-    let guard = Guard::builder(Arc::new(rules), cas, Arc::new(memory), &settings)
+    let guard = Guard::builder(Arc::new(config), cas, Arc::new(memory), &settings)
         .clock(Arc::new(|| NOW))
         .sink(Arc::new(|_: &str| {}))
         .build();
@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
         assert!(guard.answer(&event, "bench").is_authenticated, "{label}");
         let snapshot = guard.snapshot();
         group.bench_function(format!("decide_{label}"), |b| {
-            b.iter(|| jitp_guard::decide(&snapshot.rules, &snapshot.cas, black_box(&parsed.device), NOW))
+            b.iter(|| jitp_guard::decide(&snapshot.config, &snapshot.cas, black_box(&parsed.device), NOW))
         });
         group.bench_function(format!("answer_{label}"), |b| b.iter(|| guard.answer(black_box(&event), "bench")));
     }

@@ -5,8 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use jitp_core::rules::Rules;
-use jitp_wiring::crl::{CrlObjectArgs, review_fetcher};
+use jitp_wiring::crl::{CrlObjectArgs, Loadable, review_fetcher};
 use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
 /// Output format.
@@ -35,12 +34,13 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
 
 /// jitp.toml (`--config`, else ./templates/jitp.toml) for `jitp check` and `jitp lint`: its S3 CRLs from the
 /// `--crl-object` files, the others fetched from S3 (at `--endpoint-url`, in `--region`) unless `--offline`.
-pub(crate) async fn load_rules(
+/// The workflow's `Rules` (templates compiled) or, for `jitp guard`, the profiles alone (`Config`).
+pub(crate) async fn load_rules<L: Loadable>(
     config: &ConfigArgs,
     crls: &CrlObjectArgs,
     endpoint: &EndpointArgs,
     aws: &AwsArgs,
-) -> Result<Rules, jitp_wiring::Error> {
+) -> Result<L, jitp_wiring::Error> {
     let path = config.path(None, None);
     crls.load(config, &path, || review_fetcher(endpoint.endpoint_url.clone(), aws.region.clone())).await
 }

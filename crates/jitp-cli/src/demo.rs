@@ -19,6 +19,7 @@ use clap::Args;
 use jitp_core::audit::{AuditRecord, Outcome};
 use jitp_core::engine::Settings;
 use jitp_core::provision::Provisioner;
+use jitp_core::rules::Rules;
 use jitp_demo::pki::{DAY, DemoCa, DemoDevice, NOW, registration_event};
 use jitp_demo::progress::Progress;
 use jitp_profile::profile::PolicyMode;
@@ -63,7 +64,7 @@ fn quota_scale(v: &str) -> Result<f64, String> {
 const BAD_KINDS: [&str; 6] = ["expired", "wrong CA", "hostile CN", "duplicate CN", "weak key", "CA flag"];
 
 pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(args.config.load()?);
+    let config = Arc::new(args.config.load::<Rules>()?);
     eprintln!("jitp demo: generating a demo CA and {} device certificates ({} bad)…", args.devices, args.bad);
     let ca = DemoCa::new("jitp demo CA")?;
     let rogue = DemoCa::new("jitp demo CA")?; // same name, different key: a forgery

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use jitp_guard::judge::{CaCertificateId, CaDescription, CaStatus, Certificate, MAX_PEM_BYTES};
+use jitp_guard::judge::{CaCertificateId, CaDescription, CaStatus, Certificate, Config, MAX_PEM_BYTES};
 use jitp_guard::{CaSet, Decision, decide};
 use jitp_wiring::crl::CrlObjectArgs;
 use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
@@ -43,7 +43,8 @@ pub(crate) struct GuardArgs {
 }
 
 pub(crate) async fn run(args: &GuardArgs) -> anyhow::Result<ExitCode> {
-    let rules = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
+    // The profiles alone, as the guard Lambda loads them: a template is not the guard's business.
+    let config: Config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
     let ca_pem = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let ca = match Certificate::from_pem(&ca_pem) {
         Ok(ca) => ca,
@@ -52,12 +53,12 @@ pub(crate) async fn run(args: &GuardArgs) -> anyhow::Result<ExitCode> {
     let pem = String::from_utf8(ca_pem).with_context(|| format!("--ca {}: not PEM text", args.ca.display()))?;
     let described =
         CaDescription { id: CaCertificateId::of_der(ca.der()), pem, status: CaStatus::Active, auto_registration: true };
-    let cas = CaSet::new(rules.config(), vec![described]);
+    let cas = CaSet::new(&config, vec![described]);
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
     let now = args.at.unwrap_or_else(jitp_pki::unix_time::now);
     let decision = match String::from_utf8(cert) {
         Ok(text) => match jitp_guard::event::parse(&json!({ "clientCertificateChain": [text] })) {
-            Ok(event) => decide(&rules, &cas, &event.device, now),
+            Ok(event) => decide(&config, &cas, &event.device, now),
             Err(rejection) => Decision::refused(rejection),
         },
         Err(_) => Decision::refused(jitp_guard::judge::Rejection::new(

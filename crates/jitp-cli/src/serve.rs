@@ -81,6 +81,6 @@ async fn refresh_crls(state: AppState, crls: CrlRefresh) {
         let at = ticks.tick().await.into_std();
         let current = state.rules();
         let accept = |rules: Arc<Rules>| state.replace_rules(rules).map_err(|e| e.to_string());
-        crls.refresh_with(&current, at, accept).await;
+        crls.refresh_with(&*current, at, accept).await;
     }
 }

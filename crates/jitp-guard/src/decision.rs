@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::cas::{CaSet, KnownCa};
-use crate::judge::{Certificate, Fault, ReasonCode, Refusal, Rejection, Rules, judge};
+use crate::judge::{Certificate, Config, Fault, ReasonCode, Refusal, Rejection, judge};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,19 +76,19 @@ fn specificity(reason: ReasonCode) -> u8 {
     }
 }
 
-/// Decide about `device` against the registered CAs `cas` and the profiles of `rules` at `now` (Unix seconds).
+/// Decide about `device` against the registered CAs `cas` and the profiles of `config` at `now` (Unix seconds).
 ///
 /// The candidates are the registered CAs whose subject is the certificate's issuer. Allowed if one of them,
 /// ACTIVE in AWS IoT, accepts it; otherwise the most telling refusal (see `specificity`; the first in CA id
 /// order among equals): UNKNOWN_CA when no registered CA has that subject, CA_NOT_ACTIVE when the CA that
 /// accepts it is not ACTIVE, else the decision's own refusal (CERT_REVOKED, CERT_DENIED, CERT_ON_HOLD,
 /// CERT_EXPIRED, SUBJECT_MISMATCH, ...).
-pub fn decide(rules: &Rules, cas: &CaSet, device: &Certificate, now: i64) -> Decision {
+pub fn decide(config: &Config, cas: &CaSet, device: &Certificate, now: i64) -> Decision {
     let certificate_id = Some(device.fingerprint_hex());
     let serial = Some(device.serial_hex());
     let mut best: Option<(u8, Decision)> = None;
     for ca in cas.candidates(device) {
-        let decision = match judge(rules, device, &ca.registered, now) {
+        let decision = match judge(config, device, &ca.registered, now) {
             Ok(judged) if ca.active => {
                 return Decision {
                     decision: Verdict::Allow,

@@ -29,17 +29,17 @@ use serde_json::Value;
 use crate::cas::CaSet;
 use crate::decision::{Decision, decide};
 use crate::event::{ConnectAnswer, connection_of, parse};
-use crate::judge::{Clock, IotRegistry, Rules, chain, system_clock};
+use crate::judge::{Clock, Config, IotRegistry, chain, system_clock};
 use crate::record::{Counts, MetricTarget, refusal_line};
 use crate::record::{Sink, stdout};
 use crate::settings::{GuardSettings, Mode};
 
-/// What a decision reads: the rules and the registered CAs checked for them, swapped together.
+/// What a decision reads: the profiles and the registered CAs checked for them, swapped together.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// jitp.toml, its templates and CRLs.
-    pub rules: Arc<Rules>,
-    /// The registered CAs, checked for `rules`.
+    /// jitp.toml's profiles and their CRLs (not its templates: the guard does not render policies).
+    pub config: Arc<Config>,
+    /// The registered CAs, checked for `config`.
     pub cas: Arc<CaSet>,
 }
 
@@ -70,7 +70,7 @@ impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let snapshot = self.inner.snapshot.load();
         f.debug_struct("Guard")
-            .field("config", &snapshot.rules.config().path)
+            .field("config", &snapshot.config.path)
             .field("cas", &snapshot.cas.len())
             .field("mode", &self.inner.mode)
             .finish_non_exhaustive()
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Guard {
 
 /// Builds a [`Guard`].
 pub struct GuardBuilder {
-    rules: Arc<Rules>,
+    config: Arc<Config>,
     cas: CaSet,
     registry: Arc<dyn IotRegistry>,
     crls: CrlRefresh,
@@ -93,7 +93,7 @@ pub struct GuardBuilder {
 
 impl std::fmt::Debug for GuardBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardBuilder").field("config", &self.rules.config().path).finish_non_exhaustive()
+        f.debug_struct("GuardBuilder").field("config", &self.config.path).finish_non_exhaustive()
     }
 }
 
@@ -132,7 +132,7 @@ impl GuardBuilder {
     pub fn build(self) -> Guard {
         Guard {
             inner: Arc::new(Inner {
-                snapshot: ArcSwap::from_pointee(Snapshot { rules: self.rules, cas: Arc::new(self.cas) }),
+                snapshot: ArcSwap::from_pointee(Snapshot { config: self.config, cas: Arc::new(self.cas) }),
                 crls: self.crls,
                 registry: self.registry,
                 ca_every: self.ca_every,
@@ -150,16 +150,16 @@ impl GuardBuilder {
 }
 
 impl Guard {
-    /// A guard deciding with `rules` and the registered CAs `cas` (learnt from `registry`, which refreshes
-    /// them), with the settings' mode, periods and metric target, the system clock and stdout.
+    /// A guard deciding with the profiles of `config` and the registered CAs `cas` (learnt from `registry`,
+    /// which refreshes them), with the settings' mode, periods and metric target, the system clock and stdout.
     pub fn builder(
-        rules: Arc<Rules>,
+        config: Arc<Config>,
         cas: CaSet,
         registry: Arc<dyn IotRegistry>,
         settings: &GuardSettings,
     ) -> GuardBuilder {
         GuardBuilder {
-            rules,
+            config,
             cas,
             registry,
             crls: CrlRefresh::none(),
@@ -200,7 +200,7 @@ impl Guard {
         let (decision, connection) = match parse(payload) {
             Ok(event) => {
                 let snapshot = self.inner.snapshot.load();
-                let decision = decide(&snapshot.rules, &snapshot.cas, &event.device, now);
+                let decision = decide(&snapshot.config, &snapshot.cas, &event.device, now);
                 (decision, event.connection())
             }
             Err(rejection) => (Decision::refused(rejection), connection_of(payload)),
@@ -252,22 +252,23 @@ impl Guard {
         let mut next: Option<Snapshot> = None;
         // New CRLs are taken only with the CAs re-checked for them (a CRL that no longer verifies against a
         // registered CA refuses them, and the last good ones stay), as the provisioning Lambda's provisioner does.
-        let accept = |rules: Arc<Rules>| current.cas.for_config(rules.config()).map(|cas| (rules, Arc::new(cas)));
-        if let Some((rules, cas)) = self.inner.crls.refresh_with(&current.rules, Instant::now(), accept).await {
-            next = Some(Snapshot { rules, cas });
+        let accept = |config: Arc<Config>| current.cas.for_config(&config).map(|cas| (config, Arc::new(cas)));
+        if let Some((config, cas)) = self.inner.crls.refresh_with(current.config.as_ref(), Instant::now(), accept).await
+        {
+            next = Some(Snapshot { config, cas });
         }
         let now = Instant::now();
         if self.cas_due(now) {
             if let Ok(mut checked) = self.inner.cas_checked.lock() {
                 *checked = now;
             }
-            let rules = next.as_ref().map_or_else(|| current.rules.clone(), |s| s.rules.clone());
-            match CaSet::load(self.inner.registry.as_ref(), rules.config()).await {
+            let config = next.as_ref().map_or_else(|| current.config.clone(), |s| s.config.clone());
+            match CaSet::load(self.inner.registry.as_ref(), &config).await {
                 Ok(cas) => {
                     if self.inner.ca_failing.swap(false, Ordering::Relaxed) {
                         tracing::info!("registered CA refresh succeeded again");
                     }
-                    next = Some(Snapshot { rules, cas: Arc::new(cas) });
+                    next = Some(Snapshot { config, cas: Arc::new(cas) });
                 }
                 Err(e) => {
                     if !self.inner.ca_failing.swap(true, Ordering::Relaxed) {

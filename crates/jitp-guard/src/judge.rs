@@ -9,10 +9,10 @@
 //! not the guard's business: they say what the thing will be called and may do, not whether the certificate may
 //! connect.
 //!
-//! `Rules` (jitp-core, with the compiled templates) is here only because jitp-wiring's `CrlRefresh`, the
-//! provisioning Lambda's S3 CRL refresh the guard reuses, rebuilds `Rules`; the guard reads only its `Config`.
+//! The guard loads jitp.toml as jitp-profile's [`Config`] (the profiles, their CRLs and deny lists), not as the
+//! workflow's `Rules`: it compiles no template and links no template engine. A template that does not compile
+//! stops the provisioning function from starting, never a connect.
 
-pub use jitp_core::rules::Rules;
 pub use jitp_pki::cert::{Certificate, MAX_PEM_BYTES};
 pub use jitp_pki::ids::CaCertificateId;
 pub use jitp_pki::reason::{Fault, ReasonCode, Rejection};
@@ -29,15 +29,15 @@ pub struct Judged<'c> {
     pub profile: &'c Profile,
 }
 
-/// Judge the device certificate `device` against the registered CA `ca` and the profiles of `rules` at `now`
+/// Judge the device certificate `device` against the registered CA `ca` and the profiles of `config` at `now`
 /// (Unix seconds): the profile that accepts it, or the refusal, in the provisioning decision's order.
 pub fn judge<'c>(
-    rules: &'c Rules,
+    config: &'c Config,
     device: &Certificate,
     ca: &RegisteredCa,
     now: i64,
 ) -> Result<Judged<'c>, Refusal<'c>> {
-    jitp_profile::judge::judge(rules.config(), device, ca, now).map(|profile| Judged { profile })
+    jitp_profile::judge::judge(config, device, ca, now).map(|profile| Judged { profile })
 }
 
 /// The CA `id` registered with `pem`, checked for the profiles of `config` (see [`RegisteredCa::new`]).
@@ -61,17 +61,17 @@ mod tests {
         dir.write_config(
             "[[profiles]]\nname = \"s\"\nca = [\"*\"]\ncommon_name = 'sensor .*'\nthing_name = \"{{ subject.cn }}\"\npolicy = \"policies/sensor.json.tera\"\n",
         );
-        let rules = Rules::load(dir.config_path()).unwrap();
+        let config = Config::load(dir.config_path()).unwrap();
         let ca = Ca::new("jitp guard judge CA", Alg::P256);
-        let ca_reg = RegisteredCa::new(rules.config(), ca.id().parse().unwrap(), ca.cert.pem.as_bytes());
+        let ca_reg = RegisteredCa::new(&config, ca.id().parse().unwrap(), ca.cert.pem.as_bytes());
         let device = |d: &Device| Certificate::from_pem(ca.issue(d).pem.as_bytes()).unwrap();
-        let judged = judge(&rules, &device(&Device::new("sensor with spaces")), &ca_reg, NOW).unwrap();
+        let judged = judge(&config, &device(&Device::new("sensor with spaces")), &ca_reg, NOW).unwrap();
         assert_eq!(judged.profile.name, "s");
         // An expired one is refused.
         let mut old = Device::new("sensor old");
         old.not_after = NOW - 86_400 * 2;
         old.not_before = NOW - 86_400 * 20;
-        let refused = judge(&rules, &device(&old), &ca_reg, NOW).unwrap_err();
+        let refused = judge(&config, &device(&old), &ca_reg, NOW).unwrap_err();
         assert_eq!(refused.reason(), ReasonCode::CertExpired);
     }
 }

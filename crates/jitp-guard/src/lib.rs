@@ -10,7 +10,7 @@
 //!
 //! - [`event`]: AWS's event and answer (the documented shape, with its source).
 //! - [`decision::decide`]: the pure decision, shared with `jitp guard` (the CLI).
-//! - [`handler::Guard`]: the Lambda handler, its snapshot of rules and CAs and their refresh.
+//! - [`handler::Guard`]: the Lambda handler, its snapshot of profiles and CAs and their refresh.
 //! - [`record`]: one EMF line per refusal; allows counted, written once a period.
 //! - [`settings::GuardSettings`]: the environment (`JITP_*`), as the provisioning Lambda's plus the guard's own.
 //!
@@ -29,6 +29,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use jitp_wiring::RegistryArg;
+
+use crate::judge::Config;
 
 pub use cas::CaSet;
 pub use decision::{Decision, Verdict, decide};
@@ -59,7 +61,7 @@ pub enum GuardError {
 /// CRLs every `JITP_CRL_REFRESH_SECONDS` and the CAs every `JITP_CA_CACHE_TTL_SECS`.
 pub async fn build(settings: &GuardSettings, config_path: &Path) -> Result<Guard, GuardError> {
     let opened = settings.common.open_registry(RegistryArg::Aws).await?;
-    let (rules, crls) = settings.common.load_rules(config_path, &opened).await?;
-    let cas = CaSet::load(opened.registry.as_ref(), rules.config()).await?;
-    Ok(Guard::builder(Arc::new(rules), cas, opened.registry.clone(), settings).crl_refresh(crls).build())
+    let (config, crls) = settings.common.load_rules::<Config>(config_path, &opened).await?;
+    let cas = CaSet::load(opened.registry.as_ref(), &config).await?;
+    Ok(Guard::builder(Arc::new(config), cas, opened.registry.clone(), settings).crl_refresh(crls).build())
 }

@@ -42,7 +42,7 @@ async fn init() -> Result<jitp_guard::Guard, jitp_guard::GuardError> {
     let snapshot = guard.snapshot();
     tracing::info!(
         config = %config_path.display(),
-        profiles = snapshot.rules.config().profiles.len(),
+        profiles = snapshot.config.profiles.len(),
         cas = snapshot.cas.len(),
         s3_crls = guard.crl_refresh().objects().len(),
         mode = ?settings.mode,

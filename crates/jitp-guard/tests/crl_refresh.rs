@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use jitp_guard::judge::Config;
 use jitp_guard::{CaSet, Guard, GuardSettings};
 use jitp_pki::ids::S3Object;
 use jitp_registry::memory::MemoryRegistry;
@@ -70,13 +71,14 @@ impl World {
         let s3 = Arc::new(FakeS3::default());
         s3.publish(ca.crl_with(&CrlSpec::new(&[])).der);
         let fetcher: Arc<dyn CrlFetch> = s3.clone();
-        let (rules, crls) = jitp_wiring::crl::load(&ConfigArgs::default(), &path, Some(fetcher), TTL).await.unwrap();
+        let (config, crls) =
+            jitp_wiring::crl::load::<Config>(&ConfigArgs::default(), &path, Some(fetcher), TTL).await.unwrap();
         let memory = Arc::new(MemoryRegistry::new());
         memory.register_ca(&ca.cert.pem, true).unwrap();
-        let cas = CaSet::load(memory.as_ref(), rules.config()).await.unwrap();
+        let cas = CaSet::load(memory.as_ref(), &config).await.unwrap();
         let settings: GuardSettings =
             jitp_wiring::parse::from_vars(["jitp-guard"], Vec::<(String, String)>::new()).unwrap();
-        let guard = Guard::builder(Arc::new(rules), cas, memory, &settings)
+        let guard = Guard::builder(Arc::new(config), cas, memory, &settings)
             .clock(Arc::new(|| NOW))
             .sink(Arc::new(|_: &str| {}))
             .crl_refresh(crls)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jitp_guard::judge::{CaCertificateId, Rules};
+use jitp_guard::judge::{CaCertificateId, Config};
 use jitp_guard::{CaSet, Guard, GuardSettings, Mode};
 use jitp_registry::memory::MemoryRegistry;
 use jitp_registry::registry::CaStatus;
@@ -54,12 +54,12 @@ impl World {
     }
 
     async fn guard_with(&self, mode: Mode, ca_refresh: Duration) -> Guard {
-        let rules = Rules::load(self.dir.config_path()).unwrap();
-        let cas = CaSet::load(self.memory.as_ref(), rules.config()).await.unwrap();
+        let config = Config::load(self.dir.config_path()).unwrap();
+        let cas = CaSet::load(self.memory.as_ref(), &config).await.unwrap();
         let settings: GuardSettings =
             jitp_wiring::parse::from_vars(["jitp-guard"], Vec::<(String, String)>::new()).unwrap();
         let lines = self.lines.clone();
-        Guard::builder(Arc::new(rules), cas, self.memory.clone(), &settings)
+        Guard::builder(Arc::new(config), cas, self.memory.clone(), &settings)
             .clock(Arc::new(|| NOW))
             .sink(Arc::new(move |line: &str| lines.lock().unwrap().push(line.to_owned())))
             .mode(mode)

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use jitp_guard::judge::Rules;
+use jitp_guard::judge::Config;
 use jitp_guard::{CaSet, Guard, GuardSettings};
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::events::connect;
@@ -24,11 +24,11 @@ async fn guard_actions_are_exactly_the_calls_of_init_and_refresh_and_a_connect_m
     let ca = Ca::new("jitp guard iam CA", Alg::P256);
     let memory = Arc::new(MemoryRegistry::new());
     memory.register_ca(&ca.cert.pem, true).unwrap();
-    let rules = Rules::load(repo_config_path()).unwrap();
-    let cas = CaSet::load(memory.as_ref(), rules.config()).await.unwrap();
+    let config = Config::load(repo_config_path()).unwrap();
+    let cas = CaSet::load(memory.as_ref(), &config).await.unwrap();
     let settings: GuardSettings =
         jitp_wiring::parse::from_vars(["jitp-guard"], Vec::<(String, String)>::new()).unwrap();
-    let guard = Guard::builder(Arc::new(rules), cas, memory.clone(), &settings)
+    let guard = Guard::builder(Arc::new(config), cas, memory.clone(), &settings)
         .clock(Arc::new(|| NOW))
         .sink(Arc::new(|_: &str| {}))
         .ca_refresh(std::time::Duration::ZERO)
@@ -40,7 +40,7 @@ async fn guard_actions_are_exactly_the_calls_of_init_and_refresh_and_a_connect_m
     assert_eq!(called, listed, "infra/iam-actions.json guard_actions vs the guard's calls");
     // A connect on the warm path (a guard whose refresh is not due): no registry call.
     let quiet =
-        Guard::builder(guard.snapshot().rules.clone(), (*guard.snapshot().cas).clone(), memory.clone(), &settings)
+        Guard::builder(guard.snapshot().config.clone(), (*guard.snapshot().cas).clone(), memory.clone(), &settings)
             .clock(Arc::new(|| NOW))
             .sink(Arc::new(|_: &str| {}))
             .build();

@@ -367,7 +367,7 @@ impl DriftHandler {
             return;
         }
         let current = self.inner.rules.load_full();
-        if let Some(rules) = self.inner.crls.refresh(&current, Instant::now()).await {
+        if let Some(rules) = self.inner.crls.refresh(&*current, Instant::now()).await {
             self.inner.rules.store(rules);
             self.inner.reconciler.store(None);
         }

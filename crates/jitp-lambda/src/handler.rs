@@ -318,7 +318,7 @@ impl Handler {
             Some(p) => p.with_rules(rules.clone()).map(|p| (rules, Some(Arc::new(p)))).map_err(|e| e.to_string()),
             None => Ok((rules, None)),
         };
-        if let Some((rules, next)) = self.inner.crls.refresh_with(&current, Instant::now(), accept).await {
+        if let Some((rules, next)) = self.inner.crls.refresh_with(&*current, Instant::now(), accept).await {
             self.inner.rules.store(rules);
             if next.is_some() {
                 self.inner.provisioner.store(next);

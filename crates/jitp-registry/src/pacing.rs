@@ -36,6 +36,17 @@ pub const MAX_QUOTA: f64 = 10_000.0;
 pub const MIN_QUOTA: f64 = 0.01;
 /// How long a lane takes to climb back from a cut to its ceiling, at its rate.
 pub const RECOVERY: Duration = Duration::from_secs(5);
+/// How long one event retries transient failures (throttling, AWS IoT unavailable) before it is handed back for
+/// redelivery: the default of jitp-core's `engine::Settings` and of every binary's `JITP_RETRY_DEADLINE_MS`, here
+/// so that a binary that does not link the workflow (the connect guard) names the same.
+pub const DEFAULT_RETRY_DEADLINE: Duration = Duration::from_secs(20);
+/// The first retry's backoff (it doubles per retry, with full jitter): `JITP_RETRY_BASE_MS`'s default.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(25);
+/// The backoffs' ceiling: `JITP_RETRY_MAX_MS`'s default.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long a registered CA's description is trusted before it is asked for again (the workflow's CA cache, the
+/// guard's CA refresh): `JITP_CA_CACHE_TTL_SECS`'s default.
+pub const DEFAULT_CA_CACHE_TTL: Duration = Duration::from_secs(300);
 /// A lane never goes below this fraction of its ceiling.
 const FLOOR: f64 = 1.0 / 16.0;
 /// At most one multiplicative decrease per this long: the throttles of calls already in flight are one signal.

@@ -2,6 +2,7 @@
 //! flags, one validation, one order of fallbacks for every binary.
 
 use clap::Args;
+#[cfg(feature = "workflow")]
 use jitp_policy::policy::AwsContext;
 use jitp_registry::event::AccountId;
 
@@ -29,12 +30,14 @@ impl AwsArgs {
     }
 
     /// The context with the defaults for whatever is not given (`jitp check`, `jitp lint`: no registry, no ARN).
+    #[cfg(feature = "workflow")]
     pub fn context(&self) -> AwsContext {
         resolve(self, &Discovered::default())
     }
 }
 
 /// What a binary found out at run time, to fill the gaps of [`AwsArgs`].
+#[cfg(feature = "workflow")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Discovered<'a> {
     /// The Lambda function's own ARN (the runtime gives it with each invocation).
@@ -45,6 +48,7 @@ pub struct Discovered<'a> {
 
 /// `aws.*`: what the settings give; else the function's ARN (and for the region, first the SDK's); else `aws`,
 /// `us-east-1`, `123456789012`.
+#[cfg(feature = "workflow")]
 pub fn resolve(args: &AwsArgs, found: &Discovered<'_>) -> AwsContext {
     let default = AwsContext::default();
     let arn = found.function_arn;
@@ -68,6 +72,7 @@ pub fn resolve(args: &AwsArgs, found: &Discovered<'_>) -> AwsContext {
 /// A Lambda function's policy context: [`resolve`] with its own ARN (`invoked_function_arn`, from the
 /// invocation's context) and the SDK's region, logged once; a warning when neither the settings nor the ARN name
 /// the account (every policy would then name the placeholder account).
+#[cfg(feature = "workflow")]
 pub fn for_function(args: &AwsArgs, invoked_function_arn: &str, sdk_region: Option<&str>) -> AwsContext {
     let function_arn = FunctionArn::parse(invoked_function_arn);
     let aws = resolve(args, &Discovered { function_arn, sdk_region });
@@ -129,7 +134,7 @@ fn partition(v: &str) -> Result<String, String> {
     if is_partition(v) { Ok(v.to_owned()) } else { Err("a partition such as aws, aws-cn or aws-us-gov".to_owned()) }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "workflow"))]
 mod tests {
     use super::*;
 

@@ -8,8 +8,8 @@
 //!   Lambda's init fails and no device is touched.
 //! - [`CrlRefresh::refresh`]: once the TTL (`JITP_CRL_REFRESH_SECONDS`) has passed since the last attempt, a
 //!   conditional GetObject per object (`If-None-Match` with the ETag held). All unchanged (304): nothing is
-//!   rebuilt. One changed: the rules are rebuilt from the held bytes plus the new ones
-//!   ([`Rules::with_crl_objects`], the load's parsing) and returned for the caller to swap in. Any failure
+//!   rebuilt. One changed: the configuration is rebuilt from the held bytes plus the new ones
+//!   ([`Loadable::with_crl_objects`], the load's parsing) and returned for the caller to swap in. Any failure
 //!   (network, access denied, a CRL that does not parse, or one the caller refuses because a cached CA does not
 //!   verify it, [`CrlRefresh::refresh_with`]): the last good rules stay, with one warning per
 //!   failure streak and an info line when it ends; the next attempt is a TTL later. A CRL that passes its
@@ -17,6 +17,10 @@
 //!
 //! The caller swaps the returned rules in whole (the Lambda swaps its `Provisioner`, whose CA cache holds the
 //! old CRLs' proofs, see `Provisioner::with_rules`), so an event sees the old rules or the new, never a mix.
+//!
+//! What is loaded and rebuilt is a [`Loadable`]: the workflow's `Rules` (jitp-core, the templates compiled; with
+//! the `workflow` feature) or the connect guard's [`Config`] (the profiles alone: the guard links no template
+//! engine).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,9 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use jitp_core::rules::Rules;
 use jitp_pki::ids::S3Object;
-use jitp_profile::profile::{Config, CrlObjects};
+use jitp_profile::ConfigError;
+use jitp_profile::profile::{Config, CrlObjects, Overrides};
 
 use crate::{ConfigArgs, Error};
 
@@ -69,6 +73,36 @@ pub trait CrlFetch: Send + Sync {
     async fn fetch(&self, object: &S3Object, etag: Option<&str>) -> Result<Fetched, String>;
 }
 
+/// What jitp.toml loads into, and what a changed S3 CRL rebuilds: jitp-core's `Rules` for the workflow (with the
+/// `workflow` feature), jitp-profile's [`Config`] for the connect guard.
+pub trait Loadable: Sized {
+    /// Load jitp.toml at `path` with `overrides` (the S3 CRLs' bytes among them).
+    fn load_with(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError>;
+    /// The same configuration with the S3 CRLs' bytes `objects` in place of those it was loaded with.
+    fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, ConfigError>;
+}
+
+impl Loadable for Config {
+    fn load_with(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Config::load_with(path, overrides)
+    }
+
+    fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, ConfigError> {
+        Config::with_crl_objects(self, objects)
+    }
+}
+
+#[cfg(feature = "workflow")]
+impl Loadable for jitp_core::rules::Rules {
+    fn load_with(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        jitp_core::rules::Rules::load_with(path, overrides)
+    }
+
+    fn with_crl_objects(&self, objects: &CrlObjects) -> Result<Self, ConfigError> {
+        jitp_core::rules::Rules::with_crl_objects(self, objects)
+    }
+}
+
 /// The copies held and when the objects were last asked for.
 struct Held {
     objects: BTreeMap<S3Object, (Arc<[u8]>, Option<String>)>,
@@ -94,13 +128,13 @@ impl std::fmt::Debug for CrlRefresh {
 }
 
 /// Load jitp.toml at `path` with `config`'s overrides and its S3 CRLs fetched through `fetcher` (required
-/// when it lists any). Returns the rules and their refresh, whose clock starts now.
-pub async fn load(
+/// when it lists any). Returns the rules (or the guard's profiles) and their refresh, whose clock starts now.
+pub async fn load<L: Loadable>(
     config: &ConfigArgs,
     path: &Path,
     fetcher: Option<Arc<dyn CrlFetch>>,
     every: Duration,
-) -> Result<(Rules, CrlRefresh), Error> {
+) -> Result<(L, CrlRefresh), Error> {
     let objects = Config::crl_objects(path).map_err(|source| Error::Config { path: path.to_owned(), source })?;
     let mut held = BTreeMap::new();
     if !objects.is_empty() {
@@ -196,8 +230,9 @@ impl CrlObjectArgs {
     /// Load jitp.toml at `path` with `config`'s overrides, its S3 CRLs read from the `--crl-object` files and
     /// the others fetched through `fetcher` (called only if one is needed; refused under `--offline`). An
     /// object given that jitp.toml does not list is an error naming it and the ones it does list.
-    pub async fn load<F, Fut>(&self, config: &ConfigArgs, path: &Path, fetcher: F) -> Result<Rules, Error>
+    pub async fn load<L, F, Fut>(&self, config: &ConfigArgs, path: &Path, fetcher: F) -> Result<L, Error>
     where
+        L: Loadable,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Arc<dyn CrlFetch>, Error>>,
     {
@@ -313,18 +348,18 @@ impl CrlRefresh {
     /// If the TTL has passed at `now`: fetch every object conditionally and, if any changed, rules like
     /// `current` with the new CRLs, for the caller to swap in. `None`: nothing due, nothing changed, another
     /// refresh running, or a failure (logged once per streak; `current` stays the rules to use).
-    pub async fn refresh(&self, current: &Rules, now: Instant) -> Option<Arc<Rules>> {
+    pub async fn refresh<L: Loadable>(&self, current: &L, now: Instant) -> Option<Arc<L>> {
         self.refresh_with(current, now, Ok).await
     }
 
     /// [`CrlRefresh::refresh`], the new rules accepted only if `accept` builds what the caller swaps in from
     /// them (the Lambda: a `Provisioner` whose cached CAs verify the new CRLs). Refused, it is a failure like
     /// a failed fetch: the copies held stay the last good ones and the next attempt is a TTL later.
-    pub async fn refresh_with<T>(
+    pub async fn refresh_with<L: Loadable, T>(
         &self,
-        current: &Rules,
+        current: &L,
         now: Instant,
-        accept: impl FnOnce(Arc<Rules>) -> Result<T, String>,
+        accept: impl FnOnce(Arc<L>) -> Result<T, String>,
     ) -> Option<T> {
         let fetcher = self.fetcher.as_ref()?;
         let mut held = self.held.try_lock().ok()?;

@@ -99,7 +99,7 @@ fn boolish(name: &OsStr, flag: &str, value: &OsStr) -> Result<bool, Error> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "workflow"))]
 mod tests {
     use clap::{Args, CommandFactory as _};
 

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use jitp_core::rules::Rules;
+#[cfg(feature = "workflow")]
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::{CrlObjects, OnReject, Overrides, PolicyMode};
-use jitp_registry::pacing::{Pacing, Quotas};
+use jitp_registry::pacing::{self, Quotas};
 use jitp_registry::registry::Operation;
 
 use crate::Error;
-use crate::aws::{AwsArgs, Discovered, FunctionArn};
+use crate::aws::AwsArgs;
+#[cfg(feature = "workflow")]
+use crate::aws::{Discovered, FunctionArn};
+use crate::crl::Loadable;
 use crate::registry::{Opened, RegistryArg};
 
 /// Upper bound on the retry deadline: Lambda's own maximum timeout (15 minutes).
@@ -47,25 +50,26 @@ impl ConfigArgs {
         self.config.clone().unwrap_or_else(|| default_config_path(task_root, exe))
     }
 
-    /// Load jitp.toml from `path` with the overrides: the templates compile here, so a bad one fails start-up.
-    /// An `s3://` CRL is a configuration error here (not fetched): [`crate::crl::load`] fetches them.
-    pub fn load_from(&self, path: &Path) -> Result<Rules, Error> {
+    /// Load jitp.toml from `path` with the overrides, as the workflow's rules (the templates compile here, so a
+    /// bad one fails start-up) or as the guard's profiles ([`Loadable`]). An `s3://` CRL is a configuration error
+    /// here (not fetched): [`crate::crl::load`] fetches them.
+    pub fn load_from<L: Loadable>(&self, path: &Path) -> Result<L, Error> {
         self.load_with_crls(path, CrlObjects::new())
     }
 
     /// [`ConfigArgs::load_from`] with the bytes of the S3 CRLs jitp.toml lists.
-    pub fn load_with_crls(&self, path: &Path, crl_objects: CrlObjects) -> Result<Rules, Error> {
+    pub fn load_with_crls<L: Loadable>(&self, path: &Path, crl_objects: CrlObjects) -> Result<L, Error> {
         let overrides = Overrides {
             policy_mode: self.policy_mode,
             policy_prefix: self.policy_prefix.clone(),
             on_reject: self.on_reject,
             crl_objects,
         };
-        Rules::load_with(path, &overrides).map_err(|source| Error::Config { path: path.to_owned(), source })
+        L::load_with(path, &overrides).map_err(|source| Error::Config { path: path.to_owned(), source })
     }
 
     /// Load `--config`, else `./templates/jitp.toml` (the CLI, run from a checkout).
-    pub fn load(&self) -> Result<Rules, Error> {
+    pub fn load<L: Loadable>(&self) -> Result<L, Error> {
         self.load_from(&self.path(None, None))
     }
 }
@@ -116,7 +120,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_DEADLINE_MS",
         value_name = "MS",
-        default_value_t = millis(jitp_core::engine::Settings::default().retry_deadline),
+        default_value_t = millis(pacing::DEFAULT_RETRY_DEADLINE),
         value_parser = millis_up_to(MAX_RETRY_DEADLINE)
     )]
     pub retry_deadline_ms: u64,
@@ -125,7 +129,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_BASE_MS",
         value_name = "MS",
-        default_value_t = millis(jitp_core::engine::Settings::default().retry_base),
+        default_value_t = millis(pacing::DEFAULT_RETRY_BASE),
         value_parser = millis_up_to(MAX_BACKOFF)
     )]
     pub retry_base_ms: u64,
@@ -134,7 +138,7 @@ pub struct Settings {
         long,
         env = "JITP_RETRY_MAX_MS",
         value_name = "MS",
-        default_value_t = millis(jitp_core::engine::Settings::default().retry_max),
+        default_value_t = millis(pacing::DEFAULT_RETRY_MAX),
         value_parser = millis_up_to(MAX_BACKOFF)
     )]
     pub retry_max_ms: u64,
@@ -143,7 +147,7 @@ pub struct Settings {
         long,
         env = "JITP_CA_CACHE_TTL_SECS",
         value_name = "SECS",
-        default_value_t = jitp_core::engine::Settings::default().ca_cache_ttl.as_secs(),
+        default_value_t = pacing::DEFAULT_CA_CACHE_TTL.as_secs(),
         value_parser = secs_up_to(MAX_CA_CACHE_TTL)
     )]
     pub ca_cache_ttl_secs: u64,
@@ -199,6 +203,7 @@ impl Settings {
 
     /// The policy context for workflows over `opened`, given the Lambda function's ARN if there is one. Warns
     /// when policies for AWS IoT would name the placeholder account.
+    #[cfg(feature = "workflow")]
     pub fn aws_context(&self, opened: &Opened, function_arn: Option<&str>) -> AwsContext {
         let function_arn = function_arn.and_then(FunctionArn::parse);
         let found = Discovered { function_arn, sdk_region: opened.sdk_region.as_deref() };
@@ -219,8 +224,12 @@ impl Settings {
 
     /// Load jitp.toml at `path` with its S3 CRLs fetched (from S3 when the registry is AWS IoT, at
     /// `--endpoint-url` if given; an `s3://` CRL with the embedded registry is a start-up error), and the
-    /// refresh that keeps them current.
-    pub async fn load_rules(&self, path: &Path, opened: &Opened) -> Result<(Rules, crate::crl::CrlRefresh), Error> {
+    /// refresh that keeps them current: the workflow's rules or the guard's profiles ([`Loadable`]).
+    pub async fn load_rules<L: Loadable>(
+        &self,
+        path: &Path,
+        opened: &Opened,
+    ) -> Result<(L, crate::crl::CrlRefresh), Error> {
         let fetcher = self.crl_fetcher(path, opened).await?;
         crate::crl::load(&self.config, path, fetcher, self.crl_refresh()).await
     }
@@ -241,7 +250,9 @@ impl Settings {
     }
 
     /// The workflow's tunables, with the policy context `aws`.
+    #[cfg(feature = "workflow")]
     pub fn workflow(&self, aws: AwsContext) -> jitp_core::engine::Settings {
+        use jitp_registry::pacing::Pacing;
         jitp_core::engine::Settings {
             aws,
             retry_deadline: Duration::from_millis(self.retry_deadline_ms),

@@ -128,21 +128,21 @@ async fn the_ttl_gates_a_conditional_refresh_and_only_a_change_rebuilds() {
     // Failures keep the last good rules (the caller keeps `rules`) and retry a TTL later.
     *s3.failing.lock().unwrap() = Some("AccessDenied".to_owned());
     let failed = next + TTL;
-    assert!(refresh.refresh(&rules, failed).await.is_none());
-    assert!(refresh.refresh(&rules, failed + TTL).await.is_none());
+    assert!(refresh.refresh(&*rules, failed).await.is_none());
+    assert!(refresh.refresh(&*rules, failed + TTL).await.is_none());
     *s3.failing.lock().unwrap() = None;
     s3.objects.lock().unwrap().clear();
-    assert!(refresh.refresh(&rules, failed + TTL * 2).await.is_none(), "deleted: NoSuchKey");
+    assert!(refresh.refresh(&*rules, failed + TTL * 2).await.is_none(), "deleted: NoSuchKey");
     s3.put(A, b"not a CRL".to_vec());
-    assert!(refresh.refresh(&rules, failed + TTL * 3).await.is_none(), "a CRL that does not parse");
+    assert!(refresh.refresh(&*rules, failed + TTL * 3).await.is_none(), "a CRL that does not parse");
     assert_eq!(refresh.rebuilds(), 1);
     // A caller that refuses the new rules (the Lambda: a cached CA does not verify them) is a failure too: the
     // copies held stay, and the next attempt fetches the object again.
     s3.put(A, crl(3));
-    let refused = refresh.refresh_with(&rules, failed + TTL * 4, |_| Err::<(), _>("does not verify".to_owned())).await;
+    let refused = refresh.refresh_with(&*rules, failed + TTL * 4, |_| Err::<(), _>("does not verify".to_owned())).await;
     assert!(refused.is_none());
     assert_eq!(refresh.rebuilds(), 1);
-    let rules = refresh.refresh(&rules, failed + TTL * 5).await.expect("a good CRL again");
+    let rules = refresh.refresh(&*rules, failed + TTL * 5).await.expect("a good CRL again");
     assert_eq!(reason(&rules, 2), Some(ReasonCode::CertRevoked));
     assert_eq!(refresh.rebuilds(), 2);
 }
@@ -179,13 +179,14 @@ async fn a_failure_at_load_is_an_error_naming_the_object() {
     let dir = ConfigDir::new();
     let path = config(&dir, &[A]);
     let s3 = Arc::new(FakeS3::default());
-    let err = load(&ConfigArgs::default(), &path, Some(s3 as Arc<dyn CrlFetch>), TTL).await.unwrap_err().to_string();
+    let err =
+        load::<Rules>(&ConfigArgs::default(), &path, Some(s3 as Arc<dyn CrlFetch>), TTL).await.unwrap_err().to_string();
     assert!(err.contains(A) && err.contains("NoSuchKey"), "{err}");
-    let err = load(&ConfigArgs::default(), &path, None, TTL).await.unwrap_err().to_string();
+    let err = load::<Rules>(&ConfigArgs::default(), &path, None, TTL).await.unwrap_err().to_string();
     assert!(err.contains(A) && err.contains("aws registry"), "{err}");
     // Without S3 CRLs, no fetcher is needed and nothing is ever due.
     let plain = config(&dir, &[]);
-    let (_, refresh) = load(&ConfigArgs::default(), &plain, None, TTL).await.unwrap();
+    let (_, refresh) = load::<Rules>(&ConfigArgs::default(), &plain, None, TTL).await.unwrap();
     assert!(!refresh.due(Instant::now() + TTL * 10));
 }
 
@@ -226,7 +227,7 @@ async fn concurrent_readers_see_one_rule_set_during_swaps() {
         s3.put(B, b);
         now += TTL;
         let current = live.load_full();
-        let next = refresh.refresh(&current, now).await.expect("changed");
+        let next = refresh.refresh(&*current, now).await.expect("changed");
         live.store(next);
     }
     stop.store(true, Ordering::SeqCst);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use jitp_core::rules::Rules;
+use jitp_guard::judge::Config;
 use jitp_guard::{CaSet, Guard, GuardSettings};
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
@@ -98,14 +98,14 @@ fn setup(args: &Args, ca: &Ca, with_lists: bool) -> Setup {
         "[[profiles]]\nname = \"sensors\"\nca = [\"*\"]\ncommon_name = 'sensor-[0-9a-f]{{12}}'\norganization = [\"Acme\"]\nthing_name = \"{{{{ subject.cn }}}}\"\npolicy = \"policies/sensor.json.tera\"\nmax_validity_days = 9125\n{lists}"
     ));
     let started = Instant::now();
-    let rules = Rules::load(dir.config_path()).unwrap();
+    let config = Config::load(dir.config_path()).unwrap();
     let memory = MemoryRegistry::new();
     memory.register_ca(&ca.cert.pem, true).unwrap();
     let runtime = jitp_bench::runtime(1);
-    let cas = runtime.block_on(CaSet::load(&memory, rules.config())).unwrap();
+    let cas = runtime.block_on(CaSet::load(&memory, &config)).unwrap();
     eprintln!("rules and CAs loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
     let settings = guard_settings();
-    let guard = Guard::builder(Arc::new(rules), cas, Arc::new(memory), &settings)
+    let guard = Guard::builder(Arc::new(config), cas, Arc::new(memory), &settings)
         .clock(Arc::new(|| NOW))
         .sink(Arc::new(|_: &str| {}))
         .build();

@@ -20,7 +20,7 @@ use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_policy::policy::AwsContext;
 use jitp_profile::profile::{Config, OnReject};
 use jitp_registry::event::CertificateStatus;
-use jitp_registry::pacing::{NoSlot, Pacer, Pacing};
+use jitp_registry::pacing::{self, NoSlot, Pacer, Pacing};
 use jitp_registry::registry::{IotRegistry, Operation, RegistryError, ThingSpec};
 use jitp_registry::thing::CERTIFICATE_ATTRIBUTE;
 
@@ -50,10 +50,10 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             aws: AwsContext::default(),
-            retry_deadline: Duration::from_secs(20),
-            retry_base: Duration::from_millis(25),
-            retry_max: Duration::from_secs(2),
-            ca_cache_ttl: Duration::from_secs(300),
+            retry_deadline: pacing::DEFAULT_RETRY_DEADLINE,
+            retry_base: pacing::DEFAULT_RETRY_BASE,
+            retry_max: pacing::DEFAULT_RETRY_MAX,
+            ca_cache_ttl: pacing::DEFAULT_CA_CACHE_TTL,
             pacing: None,
         }
     }
