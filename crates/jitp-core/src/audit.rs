@@ -19,8 +19,9 @@ use jitp_pki::reason::{Fault, ReasonCode};
 use jitp_registry::registry::Operation;
 
 /// What happened to an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Outcome {
     /// Thing, policy and attachments in place; certificate activated.
     Provisioned,
@@ -44,13 +45,7 @@ impl Outcome {
 
     /// The SCREAMING_SNAKE name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Provisioned => "PROVISIONED",
-            Self::AlreadyProvisioned => "ALREADY_PROVISIONED",
-            Self::Rejected => "REJECTED",
-            Self::Held => "HELD",
-            Self::Error => "ERROR",
-        }
+        self.into()
     }
 
     /// `Success` for an event whose certificate ends provisioned, `Failure` otherwise.
@@ -98,8 +93,9 @@ pub enum CaSource {
 }
 
 /// What was done to a rejected or held certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateAction {
     /// Set REVOKED (`on_reject = "revoke"`).
     Revoked,
@@ -115,12 +111,7 @@ pub enum CertificateAction {
 impl CertificateAction {
     /// The SCREAMING_SNAKE name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Revoked => "REVOKED",
-            Self::Inactive => "INACTIVE",
-            Self::Left => "LEFT",
-            Self::LeftPending => "LEFT_PENDING",
-        }
+        self.into()
     }
 }
 
@@ -447,6 +438,32 @@ pub fn stdout() -> Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The audit record's names, byte for byte (as_str, Display and serde agree): metric filters key on them.
+    #[test]
+    fn outcome_and_action_names_are_pinned() {
+        let outcomes = [
+            (Outcome::Provisioned, "PROVISIONED"),
+            (Outcome::AlreadyProvisioned, "ALREADY_PROVISIONED"),
+            (Outcome::Rejected, "REJECTED"),
+            (Outcome::Held, "HELD"),
+            (Outcome::Error, "ERROR"),
+        ];
+        assert_eq!(outcomes.map(|(o, _)| o), Outcome::ALL);
+        for (outcome, name) in outcomes {
+            assert_eq!((outcome.as_str(), outcome.to_string().as_str()), (name, name));
+            assert_eq!(serde_json::to_string(&outcome).ok(), Some(format!("\"{name}\"")));
+        }
+        for (action, name) in [
+            (CertificateAction::Revoked, "REVOKED"),
+            (CertificateAction::Inactive, "INACTIVE"),
+            (CertificateAction::Left, "LEFT"),
+            (CertificateAction::LeftPending, "LEFT_PENDING"),
+        ] {
+            assert_eq!((action.as_str(), action.to_string().as_str()), (name, name));
+            assert_eq!(serde_json::to_string(&action).ok(), Some(format!("\"{name}\"")));
+        }
+    }
 
     fn rejected() -> AuditRecord {
         let ending = Ending::Refused {

@@ -8,8 +8,26 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Why a certificate was not provisioned. One code per rejection, the most specific that applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Its name ([`ReasonCode::as_str`], `Display`, serde) is the variant's in SCREAMING_SNAKE_CASE, derived once by
+/// strum and serde; the test `names_are_pinned` holds every shipped name byte for byte.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum ReasonCode {
     /// The event is not a certificate-registered event, or it contradicts the registry.
@@ -107,89 +125,11 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, in declaration order (for docs, metrics and tests).
-    pub const ALL: &'static [ReasonCode] = &[
-        Self::MalformedEvent,
-        Self::MalformedCertificate,
-        Self::IssuerMismatch,
-        Self::SignatureInvalid,
-        Self::UnsupportedAlgorithm,
-        Self::WeakKey,
-        Self::CertExpired,
-        Self::CertNotYetValid,
-        Self::DeviceCertIsCa,
-        Self::KeyUsageInvalid,
-        Self::ValidityTooLong,
-        Self::CaInvalid,
-        Self::CaNotActive,
-        Self::CertDenied,
-        Self::UnknownCa,
-        Self::SubjectMismatch,
-        Self::InvalidThingName,
-        Self::InvalidAttribute,
-        Self::PolicyTemplateError,
-        Self::PolicyTooPermissive,
-        Self::PolicyTooLarge,
-        Self::DuplicateThing,
-        Self::CertNotFound,
-        Self::CertNotPending,
-        Self::CaExpired,
-        Self::CaNotYetValid,
-        Self::UnsupportedCriticalExtension,
-        Self::InvalidPublicKey,
-        Self::DeviceKeyIsCaKey,
-        Self::NameConstraintViolation,
-        Self::ThingNotManaged,
-        Self::CertRevoked,
-        Self::PolicyInUse,
-        Self::ThingOwnerRetired,
-        Self::CertOnHold,
-        Self::CrlScopeMismatch,
-        Self::KeyTooShort,
-        Self::CertNotV3,
-    ];
+    pub const ALL: &'static [ReasonCode] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The stable SCREAMING_SNAKE name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MalformedEvent => "MALFORMED_EVENT",
-            Self::MalformedCertificate => "MALFORMED_CERTIFICATE",
-            Self::IssuerMismatch => "ISSUER_MISMATCH",
-            Self::SignatureInvalid => "SIGNATURE_INVALID",
-            Self::UnsupportedAlgorithm => "UNSUPPORTED_ALGORITHM",
-            Self::WeakKey => "WEAK_KEY",
-            Self::CertExpired => "CERT_EXPIRED",
-            Self::CertNotYetValid => "CERT_NOT_YET_VALID",
-            Self::DeviceCertIsCa => "DEVICE_CERT_IS_CA",
-            Self::KeyUsageInvalid => "KEY_USAGE_INVALID",
-            Self::ValidityTooLong => "VALIDITY_TOO_LONG",
-            Self::CaInvalid => "CA_INVALID",
-            Self::CaNotActive => "CA_NOT_ACTIVE",
-            Self::CertDenied => "CERT_DENIED",
-            Self::UnknownCa => "UNKNOWN_CA",
-            Self::SubjectMismatch => "SUBJECT_MISMATCH",
-            Self::InvalidThingName => "INVALID_THING_NAME",
-            Self::InvalidAttribute => "INVALID_ATTRIBUTE",
-            Self::PolicyTemplateError => "POLICY_TEMPLATE_ERROR",
-            Self::PolicyTooPermissive => "POLICY_TOO_PERMISSIVE",
-            Self::PolicyTooLarge => "POLICY_TOO_LARGE",
-            Self::DuplicateThing => "DUPLICATE_THING",
-            Self::CertNotFound => "CERT_NOT_FOUND",
-            Self::CertNotPending => "CERT_NOT_PENDING",
-            Self::CaExpired => "CA_EXPIRED",
-            Self::CaNotYetValid => "CA_NOT_YET_VALID",
-            Self::UnsupportedCriticalExtension => "UNSUPPORTED_CRITICAL_EXTENSION",
-            Self::InvalidPublicKey => "INVALID_PUBLIC_KEY",
-            Self::DeviceKeyIsCaKey => "DEVICE_KEY_IS_CA_KEY",
-            Self::NameConstraintViolation => "NAME_CONSTRAINT_VIOLATION",
-            Self::ThingNotManaged => "THING_NOT_MANAGED",
-            Self::CertRevoked => "CERT_REVOKED",
-            Self::PolicyInUse => "POLICY_IN_USE",
-            Self::ThingOwnerRetired => "THING_OWNER_RETIRED",
-            Self::CertOnHold => "CERT_ON_HOLD",
-            Self::CrlScopeMismatch => "CRL_SCOPE_MISMATCH",
-            Self::KeyTooShort => "KEY_TOO_SHORT",
-            Self::CertNotV3 => "CERT_NOT_V3",
-        }
+        self.into()
     }
 
     /// Whose mistake a rejection with this code is, which decides what jitp may do to the certificate. REVOKED is
@@ -282,12 +222,6 @@ impl Fault {
     }
 }
 
-impl fmt::Display for ReasonCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A final "no": a reason code and a human sentence with the detail (which field, which value, which limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -333,6 +267,55 @@ mod tests {
             let _ = code.fault();
         }
         assert_eq!(seen.len(), ReasonCode::ALL.len());
+    }
+
+    /// Every shipped name, byte for byte: logs, metric filters and alarms key on them.
+    #[test]
+    fn names_are_pinned() {
+        let pinned = [
+            (ReasonCode::MalformedEvent, "MALFORMED_EVENT"),
+            (ReasonCode::MalformedCertificate, "MALFORMED_CERTIFICATE"),
+            (ReasonCode::IssuerMismatch, "ISSUER_MISMATCH"),
+            (ReasonCode::SignatureInvalid, "SIGNATURE_INVALID"),
+            (ReasonCode::UnsupportedAlgorithm, "UNSUPPORTED_ALGORITHM"),
+            (ReasonCode::WeakKey, "WEAK_KEY"),
+            (ReasonCode::CertExpired, "CERT_EXPIRED"),
+            (ReasonCode::CertNotYetValid, "CERT_NOT_YET_VALID"),
+            (ReasonCode::DeviceCertIsCa, "DEVICE_CERT_IS_CA"),
+            (ReasonCode::KeyUsageInvalid, "KEY_USAGE_INVALID"),
+            (ReasonCode::ValidityTooLong, "VALIDITY_TOO_LONG"),
+            (ReasonCode::CaInvalid, "CA_INVALID"),
+            (ReasonCode::CaNotActive, "CA_NOT_ACTIVE"),
+            (ReasonCode::CertDenied, "CERT_DENIED"),
+            (ReasonCode::UnknownCa, "UNKNOWN_CA"),
+            (ReasonCode::SubjectMismatch, "SUBJECT_MISMATCH"),
+            (ReasonCode::InvalidThingName, "INVALID_THING_NAME"),
+            (ReasonCode::InvalidAttribute, "INVALID_ATTRIBUTE"),
+            (ReasonCode::PolicyTemplateError, "POLICY_TEMPLATE_ERROR"),
+            (ReasonCode::PolicyTooPermissive, "POLICY_TOO_PERMISSIVE"),
+            (ReasonCode::PolicyTooLarge, "POLICY_TOO_LARGE"),
+            (ReasonCode::DuplicateThing, "DUPLICATE_THING"),
+            (ReasonCode::CertNotFound, "CERT_NOT_FOUND"),
+            (ReasonCode::CertNotPending, "CERT_NOT_PENDING"),
+            (ReasonCode::CaExpired, "CA_EXPIRED"),
+            (ReasonCode::CaNotYetValid, "CA_NOT_YET_VALID"),
+            (ReasonCode::UnsupportedCriticalExtension, "UNSUPPORTED_CRITICAL_EXTENSION"),
+            (ReasonCode::InvalidPublicKey, "INVALID_PUBLIC_KEY"),
+            (ReasonCode::DeviceKeyIsCaKey, "DEVICE_KEY_IS_CA_KEY"),
+            (ReasonCode::NameConstraintViolation, "NAME_CONSTRAINT_VIOLATION"),
+            (ReasonCode::ThingNotManaged, "THING_NOT_MANAGED"),
+            (ReasonCode::CertRevoked, "CERT_REVOKED"),
+            (ReasonCode::PolicyInUse, "POLICY_IN_USE"),
+            (ReasonCode::ThingOwnerRetired, "THING_OWNER_RETIRED"),
+            (ReasonCode::CertOnHold, "CERT_ON_HOLD"),
+            (ReasonCode::CrlScopeMismatch, "CRL_SCOPE_MISMATCH"),
+            (ReasonCode::KeyTooShort, "KEY_TOO_SHORT"),
+            (ReasonCode::CertNotV3, "CERT_NOT_V3"),
+        ];
+        assert_eq!(pinned.len(), ReasonCode::ALL.len(), "a new code gets its pinned name here");
+        for (code, name) in pinned {
+            assert_eq!((code.as_str(), code.to_string().as_str()), (name, name));
+        }
     }
 
     #[test]

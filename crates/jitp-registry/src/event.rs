@@ -32,8 +32,9 @@ pub struct RegistrationEvent {
 }
 
 /// AWS IoT certificate statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateStatus {
     /// Usable.
     Active,
@@ -52,20 +53,7 @@ pub enum CertificateStatus {
 impl CertificateStatus {
     /// AWS's spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Inactive => "INACTIVE",
-            Self::Revoked => "REVOKED",
-            Self::PendingActivation => "PENDING_ACTIVATION",
-            Self::PendingTransfer => "PENDING_TRANSFER",
-            Self::RegisterInactive => "REGISTER_INACTIVE",
-        }
-    }
-}
-
-impl std::fmt::Display for CertificateStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -106,6 +94,24 @@ pub fn from_value(value: serde_json::Value) -> Result<RegistrationEvent, Rejecti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// AWS's spellings, byte for byte (as_str, Display and serde agree).
+    #[test]
+    fn certificate_status_names_are_pinned() {
+        use CertificateStatus::*;
+        let pinned = [
+            (Active, "ACTIVE"),
+            (Inactive, "INACTIVE"),
+            (Revoked, "REVOKED"),
+            (PendingActivation, "PENDING_ACTIVATION"),
+            (PendingTransfer, "PENDING_TRANSFER"),
+            (RegisterInactive, "REGISTER_INACTIVE"),
+        ];
+        for (status, name) in pinned {
+            assert_eq!((status.as_str(), status.to_string().as_str()), (name, name));
+            assert_eq!(serde_json::to_string(&status).ok(), Some(format!("\"{name}\"")));
+        }
+    }
     use jitp_pki::reason::ReasonCode;
 
     #[test]

@@ -65,7 +65,21 @@ impl RegistryError {
 }
 
 /// The registry calls, by their AWS names (audit records count them under these names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[non_exhaustive]
 #[allow(missing_docs)]
 pub enum Operation {
@@ -98,66 +112,12 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Every operation.
-    pub const ALL: &'static [Operation] = &[
-        Self::DescribeCertificate,
-        Self::DescribeCACertificate,
-        Self::UpdateCertificate,
-        Self::CreateThing,
-        Self::DescribeThing,
-        Self::UpdateThing,
-        Self::AddThingToThingGroup,
-        Self::ListThingPrincipals,
-        Self::CreatePolicy,
-        Self::GetPolicy,
-        Self::CreatePolicyVersion,
-        Self::ListPolicyVersions,
-        Self::DeletePolicyVersion,
-        Self::SetDefaultPolicyVersion,
-        Self::AttachPolicy,
-        Self::ListAttachedPolicies,
-        Self::AttachThingPrincipal,
-        Self::DetachThingPrincipal,
-        Self::ListThings,
-        Self::ListThingsInThingGroup,
-        Self::ListTargetsForPolicy,
-        Self::ListCACertificates,
-        Self::ListCertificatesByCA,
-        Self::TagResource,
-        Self::UntagResource,
-        Self::ListTagsForResource,
-    ];
+    /// Every operation, in declaration order.
+    pub const ALL: &'static [Operation] = <Self as strum::VariantArray>::VARIANTS;
 
-    /// The AWS API name.
+    /// The AWS API name: the variant's (strum and serde derive it; `names_are_pinned` holds them).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DescribeCertificate => "DescribeCertificate",
-            Self::DescribeCACertificate => "DescribeCACertificate",
-            Self::UpdateCertificate => "UpdateCertificate",
-            Self::CreateThing => "CreateThing",
-            Self::DescribeThing => "DescribeThing",
-            Self::UpdateThing => "UpdateThing",
-            Self::AddThingToThingGroup => "AddThingToThingGroup",
-            Self::ListThingPrincipals => "ListThingPrincipals",
-            Self::CreatePolicy => "CreatePolicy",
-            Self::GetPolicy => "GetPolicy",
-            Self::CreatePolicyVersion => "CreatePolicyVersion",
-            Self::ListPolicyVersions => "ListPolicyVersions",
-            Self::DeletePolicyVersion => "DeletePolicyVersion",
-            Self::SetDefaultPolicyVersion => "SetDefaultPolicyVersion",
-            Self::AttachPolicy => "AttachPolicy",
-            Self::ListAttachedPolicies => "ListAttachedPolicies",
-            Self::AttachThingPrincipal => "AttachThingPrincipal",
-            Self::DetachThingPrincipal => "DetachThingPrincipal",
-            Self::ListThings => "ListThings",
-            Self::ListThingsInThingGroup => "ListThingsInThingGroup",
-            Self::ListTargetsForPolicy => "ListTargetsForPolicy",
-            Self::ListCACertificates => "ListCACertificates",
-            Self::ListCertificatesByCA => "ListCertificatesByCA",
-            Self::TagResource => "TagResource",
-            Self::UntagResource => "UntagResource",
-            Self::ListTagsForResource => "ListTagsForResource",
-        }
+        self.into()
     }
 
     /// The IAM action that authorises the call. [`Operation::ALL`] mapped through this is the whole set of
@@ -200,12 +160,6 @@ impl std::str::FromStr for Operation {
     /// The operation with this AWS API name (`"DescribeCertificate"`).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         Self::ALL.iter().copied().find(|op| op.as_str() == name).ok_or_else(|| format!("no AWS IoT operation {name:?}"))
-    }
-}
-
-impl std::fmt::Display for Operation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -423,4 +377,53 @@ pub trait IotRegistry: Send + Sync {
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), RegistryError>;
     /// ListTagsForResource: every tag of the resource `arn`, all pages.
     async fn list_tags_for_resource(&self, arn: &str) -> Result<BTreeMap<String, String>, RegistryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation's AWS API name, byte for byte: audit records, quotas (`JITP_QUOTAS`, jitp.toml's
+    /// `[quotas]`) and metrics name them, and serde writes the same.
+    #[test]
+    fn names_are_pinned() {
+        let pinned = [
+            (Operation::DescribeCertificate, "DescribeCertificate"),
+            (Operation::DescribeCACertificate, "DescribeCACertificate"),
+            (Operation::UpdateCertificate, "UpdateCertificate"),
+            (Operation::CreateThing, "CreateThing"),
+            (Operation::DescribeThing, "DescribeThing"),
+            (Operation::UpdateThing, "UpdateThing"),
+            (Operation::AddThingToThingGroup, "AddThingToThingGroup"),
+            (Operation::ListThingPrincipals, "ListThingPrincipals"),
+            (Operation::CreatePolicy, "CreatePolicy"),
+            (Operation::GetPolicy, "GetPolicy"),
+            (Operation::CreatePolicyVersion, "CreatePolicyVersion"),
+            (Operation::ListPolicyVersions, "ListPolicyVersions"),
+            (Operation::DeletePolicyVersion, "DeletePolicyVersion"),
+            (Operation::SetDefaultPolicyVersion, "SetDefaultPolicyVersion"),
+            (Operation::AttachPolicy, "AttachPolicy"),
+            (Operation::ListAttachedPolicies, "ListAttachedPolicies"),
+            (Operation::AttachThingPrincipal, "AttachThingPrincipal"),
+            (Operation::DetachThingPrincipal, "DetachThingPrincipal"),
+            (Operation::ListThings, "ListThings"),
+            (Operation::ListThingsInThingGroup, "ListThingsInThingGroup"),
+            (Operation::ListTargetsForPolicy, "ListTargetsForPolicy"),
+            (Operation::ListCACertificates, "ListCACertificates"),
+            (Operation::ListCertificatesByCA, "ListCertificatesByCA"),
+            (Operation::TagResource, "TagResource"),
+            (Operation::UntagResource, "UntagResource"),
+            (Operation::ListTagsForResource, "ListTagsForResource"),
+        ];
+        assert_eq!(pinned.len(), Operation::ALL.len(), "a new operation gets its pinned name here");
+        for (op, name) in pinned {
+            assert_eq!((op.as_str(), op.to_string().as_str()), (name, name));
+            assert_eq!(serde_json::to_string(&op).ok(), Some(format!("\"{name}\"")));
+            assert_eq!(name.parse::<Operation>(), Ok(op));
+        }
+        assert_eq!(
+            "describeCertificate".parse::<Operation>(),
+            Err("no AWS IoT operation \"describeCertificate\"".to_owned())
+        );
+    }
 }
