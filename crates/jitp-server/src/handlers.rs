@@ -1,4 +1,4 @@
-//! The handlers, and the admission middleware in front of `/v1/*`.
+//! The handlers, and the answer of the admission layers in front of `/v1/*` when they refuse (`refused`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -6,7 +6,6 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_body_util::LengthLimitError;
@@ -30,30 +29,29 @@ pub(crate) fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
-/// The concurrency limit (shed at once with 503, no queue) and the request timeout (503), for `/v1/*`.
-pub(crate) async fn admission(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, AppError> {
+/// What the admission layers in front of `/v1/*` ([`crate::app`]: tower's load shedding over a concurrency limit
+/// over a timeout) refused, as the 503 with `Retry-After` the client gets, counted and logged.
+pub(crate) fn refused(state: &AppState, error: &tower::BoxError) -> AppError {
     let retry_after = state.options.retry_after_secs();
-    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+    if error.is::<tower::load_shed::error::Overloaded>() {
         state.shared.metrics.refused(Refusal::Overloaded);
         tracing::warn!(limit = state.options.max_concurrency, "concurrency limit reached; shedding");
-        return Err(AppError::Overloaded { retry_after });
-    };
-    let timeout = state.options.request_timeout;
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => Ok(response),
-        Err(_) => {
-            state.shared.metrics.refused(Refusal::Timeout);
-            tracing::warn!(timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), "request timed out");
-            Err(AppError::Timeout { after: timeout, retry_after })
-        }
+        return AppError::Overloaded { retry_after };
     }
+    if error.is::<tower::timeout::error::Elapsed>() {
+        let timeout = state.options.request_timeout;
+        state.shared.metrics.refused(Refusal::Timeout);
+        tracing::warn!(timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX), "request timed out");
+        return AppError::Timeout { after: timeout, retry_after };
+    }
+    AppError::Internal(format!("admission: {error}"))
 }
 
 /// Read a body of at most `limit` bytes: a declared length over it is refused before reading anything.
+///
+/// Not tower-http's `RequestBodyLimitLayer`: a layer answers before the handler, so a stranger would learn a
+/// preview's limit before its secret is checked (tests/access.rs), and its 413 is not the JSON error naming what
+/// and the limit that every other refusal is. The streamed limit is http-body-util's `Limited`, through axum.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,

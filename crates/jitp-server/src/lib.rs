@@ -25,9 +25,11 @@ mod state;
 use std::future::Future;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::http::HeaderName;
-use axum::middleware;
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -54,9 +56,24 @@ pub fn app(state: AppState) -> Router {
     if state.intake_enabled() {
         api = api.route("/v1/events", post(handlers::event)).route("/v1/confirmation", get(handlers::confirmation));
     }
-    // route_layer: the limit and the timeout guard the work routes only, so health checks and scrapes are still
-    // answered when the server is saturated.
-    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), handlers::admission));
+    // Admission, tower's: a request over the concurrency limit is shed at once (no queue), one past the request
+    // timeout is dropped (its event task goes on, see handlers::handle_event); both answer 503 with Retry-After
+    // (handlers::refused). One semaphore for every /v1/* route (GlobalConcurrencyLimit: a route_layer builds one
+    // service per route), the one /metrics reads jitp_http_in_flight from. route_layer: the limit and the timeout
+    // guard the work routes only, so health checks and scrapes are still answered when the server is saturated.
+    let refused = {
+        let state = state.clone();
+        move |error: tower::BoxError| {
+            let answer = handlers::refused(&state, &error);
+            std::future::ready(answer)
+        }
+    };
+    let admission = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(refused))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(state.permits.clone()))
+        .timeout(state.options.request_timeout);
+    let api = api.route_layer(admission);
     let token_header = HeaderName::from_static(TOKEN_HEADER);
     Router::new()
         .merge(api)

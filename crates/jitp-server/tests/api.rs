@@ -403,6 +403,43 @@ async fn saturated_server_sheds_with_503() {
     assert!(metrics.contains("jitp_http_refused_total{cause=\"overloaded\"} 1"), "{metrics}");
 }
 
+/// The class behind `saturated_server_sheds_with_503`: rounds of a burst over the limit, events and previews at
+/// once. Each round admits at most the limit (never more in flight), sheds the rest with 503 + Retry-After at once,
+/// and gives every permit back (shed, answered or timed out), so the next round is admitted again; the shed
+/// events provision when they are delivered again.
+#[tokio::test]
+async fn bursts_over_the_limit_admit_at_most_the_limit_and_give_every_permit_back() {
+    let (registry, ca_id) = with_registry(slow(Duration::from_millis(150)));
+    let limit = 3;
+    let options = Options { max_concurrency: limit, ..Options::default() };
+    let app = app(state(registry.clone(), options));
+    for round in 0..4 {
+        let bodies: Vec<(String, String)> = (0..8)
+            .map(|i| {
+                let (id, body) = pending(&registry, &ca_id, &sensor(&format!("{round:06x}{i:06x}")));
+                (id.to_string(), body)
+            })
+            .collect();
+        let answers = futures::future::join_all(bodies.iter().map(|(_, body)| send(&app, event(body)))).await;
+        let ok = answers.iter().filter(|a| a.status == StatusCode::OK).count();
+        let shed: Vec<_> = answers.iter().filter(|a| a.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+        assert!((1..=limit).contains(&ok), "round {round}: {ok} admitted of 8 with a limit of {limit}");
+        assert_eq!(ok + shed.len(), 8, "round {round}: every request is admitted or shed");
+        for a in &shed {
+            assert_eq!(a.headers[header::RETRY_AFTER], "5");
+            assert!(a.json()["error"].as_str().unwrap().contains("retry later"), "{}", a.text());
+        }
+        let metrics = send(&app, get("/metrics", None)).await.text();
+        assert!(metrics.contains("jitp_http_in_flight 0"), "round {round}: a permit was kept\n{metrics}");
+        // Delivered again one at a time, the shed ones provision.
+        for (id, body) in &bodies {
+            let a = send(&app, event(body)).await;
+            assert_eq!(a.status, StatusCode::OK, "{id}: {}", a.text());
+        }
+    }
+    assert!(registry.violations().is_empty(), "{:?}", registry.violations());
+}
+
 #[tokio::test]
 async fn slow_event_times_out_with_503_and_still_finishes() {
     let (registry, ca_id) = with_registry(slow(Duration::from_millis(600)));
