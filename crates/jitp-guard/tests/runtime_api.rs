@@ -7,122 +7,26 @@
 //! (process start to the first `next` request) and the peak RSS (VmHWM) are printed for BENCHMARKS.md;
 //! `JITP_GUARD_BIN` runs another build of the binary (e.g. `target/release/jitp-guard`).
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::config_dir::ConfigDir;
 use jitp_testkit::events::connect;
-use jitp_testkit::lambda::{Reply, RuntimeApi};
+use jitp_testkit::lambda::{Function, Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, CrlSpec, DAY, Device, RevocationReason, Revoked, unix_now};
 use serde_json::{Value, json};
 
-/// The binary, running; killed on drop.
-struct Function {
-    child: Child,
-    started: Instant,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn capture(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
+/// The binary under test: `JITP_GUARD_BIN`, else the one cargo built for this test.
 fn binary() -> PathBuf {
-    std::env::var_os("JITP_GUARD_BIN")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jitp-guard")), PathBuf::from)
+    jitp_testkit::lambda::binary("JITP_GUARD_BIN", env!("CARGO_BIN_EXE_jitp-guard"))
 }
 
-impl Function {
-    fn start(api: &RuntimeApi, vars: &[(&str, String)]) -> Function {
-        let mut cmd = api.command(&binary());
-        cmd.env("RUST_LOG", "info").env("AWS_LAMBDA_FUNCTION_NAME", "jitp-guard");
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let stdout = capture(child.stdout.take().unwrap());
-        let stderr = capture(child.stderr.take().unwrap());
-        Function { child, started, stdout, stderr }
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn logs(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout().join("\n"), self.stderr.lock().unwrap().join("\n"))
-    }
-
-    /// The lines with this `eventType`, waiting briefly for stdout to drain.
-    fn lines(&self, event_type: &str, expected: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let lines: Vec<Value> = self
-                .stdout()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["eventType"] == event_type)
-                .collect();
-            if lines.len() >= expected || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn vm_hwm_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// Print the figures BENCHMARKS.md collects.
-    fn report(&self, api: &RuntimeApi, label: &str) {
-        let init = api.first_next().map(|t| t.duration_since(self.started));
-        let init_ms = init.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "n/a".into());
-        let bin = binary();
-        let size = std::fs::metadata(&bin).map(|m| m.len() / 1024).unwrap_or_default();
-        println!("jitp-guard [{label}] binary: {} ({size} KiB)", bin.display());
-        println!("jitp-guard [{label}] init: {init_ms} ms (process start to first /next request)");
-        println!("jitp-guard [{label}] peak RSS (VmHWM): {} kB", self.vm_hwm_kb());
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Start it against `api` with `vars`, named as the stacks name the guard function.
+fn start(api: &RuntimeApi, vars: &[(&str, String)]) -> Function {
+    let mut all = vec![("AWS_LAMBDA_FUNCTION_NAME", "jitp-guard".to_owned())];
+    all.extend(vars.iter().map(|(k, v)| (*k, v.clone())));
+    Function::start(api, &binary(), &all)
 }
 
 /// A world around the real clock: a CA registered ACTIVE in a registry file, a jitp.toml whose profile lists
@@ -193,7 +97,7 @@ async fn the_binary_answers_aws_events_over_the_runtime_api() {
     let deny = format!("serial:{}\n", denied.serial.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let world = World::new(&crl, &deny, "enforce");
     let api = RuntimeApi::start().await;
-    let function = Function::start(&api, &world.vars());
+    let function = start(&api, &world.vars());
 
     let ca = &world.ca;
     let mut within_skew = world.device("sensor-0000000000e1");
@@ -225,7 +129,7 @@ async fn the_binary_answers_aws_events_over_the_runtime_api() {
         let reply = api.invoke(event.clone()).await;
         assert_eq!(authenticated(&reply), *want, "{name}\n{}", function.logs());
     }
-    function.report(&api, "memory registry, file CRL");
+    function.report(&api, "jitp-guard", "memory registry, file CRL");
 
     // One record per refusal, in order, with the reason code.
     let expected: Vec<&str> = cases.iter().filter_map(|c| c.3).collect();
@@ -247,7 +151,7 @@ async fn a_stale_crl_refuses_under_enforce_and_allows_under_warn() {
     for (policy, want) in [("enforce", false), ("warn", true)] {
         let world = World::new(&stale, "# none\n", policy);
         let api = RuntimeApi::start().await;
-        let function = Function::start(&api, &world.vars());
+        let function = start(&api, &world.vars());
         let reply = api.invoke(connect(&[&world.ca.issue(&world.device(CN)).pem])).await;
         assert_eq!(authenticated(&reply), want, "{policy}\n{}", function.logs());
         if !want {
@@ -273,7 +177,7 @@ async fn report_only_mode_answers_yes_and_records_the_refusal() {
     let api = RuntimeApi::start().await;
     let mut vars = world.vars();
     vars.push(("JITP_GUARD_MODE", "report".into()));
-    let function = Function::start(&api, &vars);
+    let function = start(&api, &vars);
     let reply = api.invoke(connect(&[&world.ca.issue(&world.device("sensor-00000000dead")).pem])).await;
     assert!(authenticated(&reply), "{}", function.logs());
     let refusal = &function.lines("jitp.guard", 1)[0];
@@ -295,7 +199,7 @@ async fn a_bad_configuration_or_registry_fails_init_before_the_first_connect() {
         (vec![("JITP_GUARD_MODE", "audit".to_owned())], "JITP_GUARD_MODE".to_owned()),
         (vec![("JITP_REGISTRY", format!("memory:{}", garbage.display()))], garbage.display().to_string()),
     ] {
-        let mut function = Function::start(&api, &vars);
+        let mut function = start(&api, &vars);
         let status = function.wait_exit(Duration::from_secs(20)).expect("the function should exit");
         assert!(!status.success());
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -320,7 +224,7 @@ async fn the_shipped_configuration_init_and_memory() {
     memory.register_ca(&ca.cert.pem, true).unwrap();
     memory.save().unwrap();
     let api = RuntimeApi::start().await;
-    let function = Function::start(&api, &[("JITP_REGISTRY", format!("memory:{}", registry.display()))]);
+    let function = start(&api, &[("JITP_REGISTRY", format!("memory:{}", registry.display()))]);
     let now = unix_now();
     let events: Vec<Value> = (0..50u32)
         .map(|i| connect(&[&ca.issue(&Device::new(&format!("sensor-{i:012x}")).valid_around(now)).pem]))
@@ -329,5 +233,5 @@ async fn the_shipped_configuration_init_and_memory() {
         let reply = api.invoke(events[i % events.len()].clone()).await;
         assert!(authenticated(&reply), "{}", function.logs());
     }
-    function.report(&api, "shipped jitp.toml, 1000 connects");
+    function.report(&api, "jitp-guard", "shipped jitp.toml, 1000 connects");
 }

@@ -7,130 +7,25 @@
 //! the first `next` request) and the peak RSS (VmHWM) are printed for the benchmarks; `JITP_LAMBDA_BIN` runs
 //! another build of the binary (e.g. `target/lambda/jitp-lambda/bootstrap` from `cargo lambda build --release`).
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jitp_pki::ids::CertificateId;
 use jitp_registry::event::CertificateStatus;
 use jitp_registry::memory::MemoryRegistry;
 use jitp_testkit::events::sqs;
-use jitp_testkit::lambda::{Reply, RuntimeApi};
+use jitp_testkit::lambda::{Function, Reply, RuntimeApi};
 use jitp_testkit::{Alg, Ca, Device, event_for_ids, unix_now};
 use serde_json::{Value, json};
 
-/// The binary, running; killed on drop.
-struct Function {
-    child: Child,
-    started: Instant,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn capture(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
 /// The binary under test: `JITP_LAMBDA_BIN`, else the one cargo built for this test.
 fn binary() -> PathBuf {
-    std::env::var_os("JITP_LAMBDA_BIN")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jitp-lambda")), PathBuf::from)
+    jitp_testkit::lambda::binary("JITP_LAMBDA_BIN", env!("CARGO_BIN_EXE_jitp-lambda"))
 }
 
-impl Function {
-    /// Start `jitp-lambda` against `api` with a clean environment plus `vars`.
-    fn start(api: &RuntimeApi, vars: &[(&str, String)]) -> Function {
-        let mut cmd = api.command(&binary());
-        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap();
-        let stdout = capture(child.stdout.take().unwrap());
-        let stderr = capture(child.stderr.take().unwrap());
-        Function { child, started, stdout, stderr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Peak resident set size so far, kB.
-    fn vm_hwm_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn logs(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout().join("\n"), self.stderr.lock().unwrap().join("\n"))
-    }
-
-    /// The audit lines (JSON objects with `eventType: jitp.provision`), waiting briefly for stdout to drain.
-    fn audit_lines(&self, expected: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let lines: Vec<Value> = self
-                .stdout()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["eventType"] == "jitp.provision")
-                .collect();
-            if lines.len() >= expected || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Wait for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Print the figures the benchmark issue collects.
-    fn report(&self, api: &RuntimeApi, label: &str) {
-        let init = api.first_next().map(|t| t.duration_since(self.started));
-        let init_ms = init.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "n/a".into());
-        let bin = binary();
-        let size = std::fs::metadata(&bin).map(|m| m.len() / 1024).unwrap_or_default();
-        println!("jitp-lambda [{label}] binary: {} ({size} KiB)", bin.display());
-        println!("jitp-lambda [{label}] init: {init_ms} ms (process start to first /next request)");
-        println!("jitp-lambda [{label}] peak RSS (VmHWM): {} kB", self.vm_hwm_kb());
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Start it against `api` with `vars`.
+fn start(api: &RuntimeApi, vars: &[(&str, String)]) -> Function {
+    Function::start(api, &binary(), vars)
 }
 
 /// A device certificate valid around the real clock: the binary uses the system clock.
@@ -163,7 +58,7 @@ async fn the_binary_provisions_over_the_runtime_api_with_the_embedded_registry()
     let event = |id: &CertificateId| event_for_ids(id.as_str(), &ca.id());
 
     let api = RuntimeApi::start().await;
-    let function = Function::start(&api, &[("JITP_REGISTRY", format!("memory:{}", file.display()))]);
+    let function = start(&api, &[("JITP_REGISTRY", format!("memory:{}", file.display()))]);
 
     let reply = api.invoke(serde_json::from_str(&event(&a)).unwrap()).await;
     assert_eq!(response_body(&reply)["outcome"], "PROVISIONED", "{reply:?}\n{}", function.logs());
@@ -178,10 +73,10 @@ async fn the_binary_provisions_over_the_runtime_api_with_the_embedded_registry()
     let reply = api.invoke(serde_json::from_str(&event(&a)).unwrap()).await;
     assert_eq!(response_body(&reply)["outcome"], "ALREADY_PROVISIONED");
 
-    function.report(&api, "memory registry");
+    function.report(&api, "jitp-lambda", "memory registry");
 
     // One audit line per event, each a JSON object with the verdict at the top level and the request id.
-    let lines = function.audit_lines(5);
+    let lines = function.lines("jitp.provision", 5);
     let summary: Vec<(String, String)> = lines
         .iter()
         .map(|l| (l["outcome"].as_str().unwrap().to_owned(), l["requestId"].as_str().unwrap().to_owned()))
@@ -210,7 +105,7 @@ async fn transient_failures_go_to_the_error_endpoint_and_into_batch_item_failure
     // AWS IoT unreachable: an endpoint on a port nobody listens on.
     let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap();
     let api = RuntimeApi::start().await;
-    let function = Function::start(
+    let function = start(
         &api,
         &[
             ("JITP_REGISTRY", "aws".into()),
@@ -237,10 +132,10 @@ async fn transient_failures_go_to_the_error_endpoint_and_into_batch_item_failure
         "{}",
         function.logs()
     );
-    let lines = function.audit_lines(3);
+    let lines = function.lines("jitp.provision", 3);
     assert_eq!(lines.len(), 3, "{}", function.logs());
     assert!(lines.iter().filter(|l| l["outcome"] == "ERROR").count() == 2);
-    function.report(&api, "unreachable registry");
+    function.report(&api, "jitp-lambda", "unreachable registry");
 }
 
 /// moto's server as AWS IoT: register a CA and device certificates with the SDK, as auto-registration would.
@@ -306,7 +201,7 @@ mod moto {
         let (c, event_c) = moto.device(&expired).await;
 
         let api = RuntimeApi::start().await;
-        let function = Function::start(&api, &moto.vars());
+        let function = start(&api, &moto.vars());
 
         let reply = api.invoke(event_a.clone()).await;
         let body = response_body(&reply);
@@ -332,8 +227,8 @@ mod moto {
         assert_eq!(response_body(&reply), &json!({"batchItemFailures": []}), "{}", function.logs());
         assert_eq!(moto.status(&b).await, SdkStatus::Active);
 
-        function.report(&api, "moto");
-        let lines = function.audit_lines(5);
+        function.report(&api, "jitp-lambda", "moto");
+        let lines = function.lines("jitp.provision", 5);
         let outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
         assert_eq!(outcomes.len(), 5, "{outcomes:?}");
         assert_eq!(&outcomes[..3], ["PROVISIONED", "ALREADY_PROVISIONED", "REJECTED"]);
@@ -348,7 +243,7 @@ async fn a_bad_configuration_fails_init_before_the_first_event() {
     let api = RuntimeApi::start().await;
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing/jitp.toml");
-    let mut function = Function::start(&api, &[("JITP_CONFIG", missing.display().to_string())]);
+    let mut function = start(&api, &[("JITP_CONFIG", missing.display().to_string())]);
     let status = function.wait_exit(Duration::from_secs(20)).expect("the function should exit");
     assert!(!status.success());
     assert!(api.first_next().is_none(), "it asked for an event");
@@ -365,7 +260,7 @@ async fn a_bad_configuration_fails_init_before_the_first_event() {
         .unwrap_or_else(|| panic!("no ERROR line\n{logs}"));
     assert!(error["error"].as_str().unwrap().contains(&missing.display().to_string()), "{error}");
 
-    let mut function = Function::start(&api, &[("JITP_POLICY_MODE", "per_thing".into())]);
+    let mut function = start(&api, &[("JITP_POLICY_MODE", "per_thing".into())]);
     let status = function.wait_exit(Duration::from_secs(20)).expect("the function should exit");
     assert!(!status.success());
     assert!(function.logs().contains("JITP_POLICY_MODE"), "{}", function.logs());

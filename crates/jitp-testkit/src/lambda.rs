@@ -226,3 +226,116 @@ impl Drop for RuntimeApi {
         self.server.abort();
     }
 }
+
+/// A Lambda binary running against a [`RuntimeApi`], its stdout and stderr captured line by line; killed on drop.
+#[derive(Debug)]
+pub struct Function {
+    child: std::process::Child,
+    binary: std::path::PathBuf,
+    started: Instant,
+    stdout: Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// The binary a test runs: the path in the variable `var` if set (another build, e.g. `cargo lambda build
+/// --release`'s), else `built` (the test's `env!("CARGO_BIN_EXE_...")`).
+pub fn binary(var: &str, built: &str) -> std::path::PathBuf {
+    std::env::var_os(var).filter(|p| !p.is_empty()).map_or_else(|| built.into(), std::path::PathBuf::from)
+}
+
+fn capture(stream: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead as _;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Function {
+    /// Start `binary` against `api` ([`RuntimeApi::command`]'s environment, `RUST_LOG=info`) plus `vars`.
+    pub fn start(api: &RuntimeApi, binary: &Path, vars: &[(&str, String)]) -> Function {
+        let mut cmd = api.command(binary);
+        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let stdout = capture(child.stdout.take().unwrap());
+        let stderr = capture(child.stderr.take().unwrap());
+        Function { child, binary: binary.to_owned(), started, stdout, stderr }
+    }
+
+    /// Peak resident set size so far, kB (Linux's VmHWM).
+    pub fn vm_hwm_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Every stdout line so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// stdout and stderr so far, for an assertion's message.
+    pub fn logs(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout().join("\n"), self.stderr.lock().unwrap().join("\n"))
+    }
+
+    /// The stdout lines that are JSON objects with this `eventType` (`jitp.provision`, `jitp.guard`), waiting up
+    /// to 5 s for `expected` of them (stdout drains on its own thread).
+    pub fn lines(&self, event_type: &str, expected: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Value> = self
+                .stdout()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["eventType"] == event_type)
+                .collect();
+            if lines.len() >= expected || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait up to `within` for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Print the figures BENCHMARKS.md collects: the binary's size, its init time (process start to the first
+    /// `next` request) and its peak RSS, under `name [label]`.
+    pub fn report(&self, api: &RuntimeApi, name: &str, label: &str) {
+        let init = api.first_next().map(|t| t.duration_since(self.started));
+        let init_ms = init.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "n/a".into());
+        let size = std::fs::metadata(&self.binary).map(|m| m.len() / 1024).unwrap_or_default();
+        println!("{name} [{label}] binary: {} ({size} KiB)", self.binary.display());
+        println!("{name} [{label}] init: {init_ms} ms (process start to first /next request)");
+        println!("{name} [{label}] peak RSS (VmHWM): {} kB", self.vm_hwm_kb());
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
