@@ -10,15 +10,11 @@ use jitp_pki::ids::CaCertificateId;
 use jitp_pki::reason::Fault;
 
 use jitp_pki::unix_time::now;
-use jitp_wiring::crl::CrlObjectArgs;
-use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
-use crate::common::{Format, parse_time, read_bounded};
+use crate::common::{Format, Source, parse_time, read_bounded};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
     /// The registered CA certificate (PEM).
     #[arg(long)]
     ca: PathBuf,
@@ -35,11 +31,7 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    aws: AwsArgs,
-    #[command(flatten)]
-    crls: CrlObjectArgs,
-    #[command(flatten)]
-    endpoint: EndpointArgs,
+    source: Source,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +41,8 @@ pub(crate) enum Mode {
 }
 
 pub(crate) async fn run(args: &CheckArgs, mode: Mode) -> anyhow::Result<ExitCode> {
-    let config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
-    let aws = args.aws.context();
+    let config = args.source.load().await?;
+    let aws = args.source.aws.context();
     let ca = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let cert = read_bounded(&args.cert, MAX_PEM_BYTES)?;
     let report = check(&config, &ca, &cert, args.ca_id.as_ref(), args.at.unwrap_or_else(now), &aws);

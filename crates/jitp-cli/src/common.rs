@@ -4,7 +4,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use jitp_wiring::crl::{CrlObjectArgs, Loadable, review_fetcher};
 use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
@@ -32,15 +32,26 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-01-01T00:00:00Z"))
 }
 
-/// jitp.toml (`--config`, else ./templates/jitp.toml) for `jitp check` and `jitp lint`: its S3 CRLs from the
+/// Where `jitp check`, `lint`, `explain` and `guard` read jitp.toml from: `--config` (else ./templates/jitp.toml)
+/// with its overrides, the policy context (`--account-id`, `--region`, `--partition`), and its S3 CRLs from the
 /// `--crl-object` files, the others fetched from S3 (at `--endpoint-url`, in `--region`) unless `--offline`.
-/// The workflow's `Rules` (templates compiled) or, for `jitp guard`, the profiles alone (`Config`).
-pub(crate) async fn load_rules<L: Loadable>(
-    config: &ConfigArgs,
-    crls: &CrlObjectArgs,
-    endpoint: &EndpointArgs,
-    aws: &AwsArgs,
-) -> Result<L, jitp_wiring::Error> {
-    let path = config.path(None, None);
-    crls.load(config, &path, || review_fetcher(endpoint.endpoint_url.clone(), aws.region.clone())).await
+#[derive(Debug, Args)]
+pub(crate) struct Source {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    #[command(flatten)]
+    pub(crate) aws: AwsArgs,
+    #[command(flatten)]
+    pub(crate) crls: CrlObjectArgs,
+    #[command(flatten)]
+    pub(crate) endpoint: EndpointArgs,
+}
+
+impl Source {
+    /// The workflow's `Rules` (templates compiled) or, for `jitp guard`, the profiles alone (`Config`).
+    pub(crate) async fn load<L: Loadable>(&self) -> Result<L, jitp_wiring::Error> {
+        let path = self.config.path(None, None);
+        let (endpoint, region) = (self.endpoint.endpoint_url.clone(), self.aws.region.clone());
+        self.crls.load(&self.config, &path, || review_fetcher(endpoint, region)).await
+    }
 }

@@ -9,10 +9,8 @@ use jitp_core::explain::{Explanation, Query, explain_device, explain_policy};
 use jitp_pki::cert::MAX_PEM_BYTES;
 use jitp_pki::ids::CaCertificateId;
 use jitp_pki::unix_time::now;
-use jitp_wiring::crl::CrlObjectArgs;
-use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 
-use crate::common::{Format, parse_time, read_bounded};
+use crate::common::{Format, Source, parse_time, read_bounded};
 
 /// AWS IoT's limit on a policy document (2048 characters without whitespace); a file much larger than that is
 /// not a policy.
@@ -83,13 +81,7 @@ pub(crate) struct ExplainArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    config: ConfigArgs,
-    #[command(flatten)]
-    aws: AwsArgs,
-    #[command(flatten)]
-    crls: CrlObjectArgs,
-    #[command(flatten)]
-    endpoint: EndpointArgs,
+    source: Source,
 }
 
 impl ExplainArgs {
@@ -114,7 +106,7 @@ impl ExplainArgs {
 }
 
 pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let aws = args.aws.context();
+    let aws = args.source.aws.context();
     let query = args.query();
     let explanation = match (&args.policy, &args.ca, &args.cert) {
         (Some(path), _, _) => {
@@ -126,7 +118,7 @@ pub(crate) async fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             explain_policy(&text, &query, &aws).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         (None, Some(ca), Some(cert)) => {
-            let rules = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
+            let rules = args.source.load().await?;
             let ca = read_bounded(ca, MAX_PEM_BYTES)?;
             let cert = read_bounded(cert, MAX_PEM_BYTES)?;
             let at = args.at.unwrap_or_else(now);

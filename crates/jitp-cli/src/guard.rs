@@ -12,16 +12,12 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use jitp_guard::judge::{CaCertificateId, CaDescription, CaStatus, Certificate, Config, MAX_PEM_BYTES};
 use jitp_guard::{CaSet, Decision, decide};
-use jitp_wiring::crl::CrlObjectArgs;
-use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
 use serde_json::json;
 
-use crate::common::{Format, parse_time, read_bounded};
+use crate::common::{Format, Source, parse_time, read_bounded};
 
 #[derive(Debug, Args)]
 pub(crate) struct GuardArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
     /// The CA certificate registered (ACTIVE) in AWS IoT (PEM).
     #[arg(long)]
     ca: PathBuf,
@@ -35,16 +31,12 @@ pub(crate) struct GuardArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    aws: AwsArgs,
-    #[command(flatten)]
-    crls: CrlObjectArgs,
-    #[command(flatten)]
-    endpoint: EndpointArgs,
+    source: Source,
 }
 
 pub(crate) async fn run(args: &GuardArgs) -> anyhow::Result<ExitCode> {
     // The profiles alone, as the guard Lambda loads them: a template is not the guard's business.
-    let config: Config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
+    let config: Config = args.source.load().await?;
     let ca_pem = read_bounded(&args.ca, MAX_PEM_BYTES)?;
     let ca = match Certificate::from_pem(&ca_pem) {
         Ok(ca) => ca,

@@ -8,15 +8,10 @@ use jitp_core::review::{LintReport, crl_reports, lint_templates};
 use jitp_pki::unix_time::now;
 use jitp_profile::profile::{CrlPolicy, CrlSource};
 
-use jitp_wiring::crl::CrlObjectArgs;
-use jitp_wiring::{AwsArgs, ConfigArgs, EndpointArgs};
-
-use crate::common::{Format, parse_time};
+use crate::common::{Format, Source, parse_time};
 
 #[derive(Debug, Args)]
 pub(crate) struct LintArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
     /// Judge the CRLs' freshness (nextUpdate) as of this time (RFC 3339; default: now).
     #[arg(long, value_parser = parse_time)]
     at: Option<i64>,
@@ -24,17 +19,13 @@ pub(crate) struct LintArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     #[command(flatten)]
-    aws: AwsArgs,
-    #[command(flatten)]
-    crls: CrlObjectArgs,
-    #[command(flatten)]
-    endpoint: EndpointArgs,
+    source: Source,
 }
 
 pub(crate) async fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
-    let config = crate::common::load_rules(&args.config, &args.crls, &args.endpoint, &args.aws).await?;
+    let config = args.source.load().await?;
     let report = LintReport::new(
-        lint_templates(&config, &args.aws.context()),
+        lint_templates(&config, &args.source.aws.context()),
         crl_reports(&config, args.at.unwrap_or_else(now)),
     );
     let failed = !report.ok;
