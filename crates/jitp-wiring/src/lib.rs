@@ -1,5 +1,10 @@
-//! jitp-wiring: what the three binaries that run the workflow (the Lambda function, `jitp serve`,
-//! `jitp provision`) share, so that each one's `main` only parses and dispatches.
+//! jitp-wiring: what the binaries share (the Lambda function, the drift report, `jitp serve`, `jitp provision`,
+//! and the connect guard), so that each one's `main` only parses and dispatches.
+//!
+//! Features: `workflow` (on by default, off in the workspace's dependency entry) brings jitp-core and jitp-policy:
+//! the rules with their compiled templates, the policy context ([`aws::resolve`]) and the engine's settings
+//! (`Settings::workflow`). The connect guard goes without it: it loads jitp.toml as jitp-profile's `Config` through
+//! the same [`crl::Loadable`] load and refresh. `aws` brings the AWS SDK (jitp-aws) for the registry and S3 CRLs.
 //!
 //! - [`Settings`]: one settings type (clap `Args`), every knob a flag with its `JITP_*` variable, flattened into
 //!   each binary's own arguments. [`ConfigArgs`] (jitp.toml and its deployment overrides) and [`AwsArgs`] (the
