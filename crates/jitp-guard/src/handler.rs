@@ -149,6 +149,19 @@ impl GuardBuilder {
     }
 }
 
+impl jitp_wiring::lambda::Function for Guard {
+    const NAME: &'static str = "jitp-guard";
+    type Response = ConnectAnswer;
+    type Error = std::convert::Infallible;
+
+    fn handle(
+        &self,
+        event: LambdaEvent<Value>,
+    ) -> impl std::future::Future<Output = Result<ConnectAnswer, std::convert::Infallible>> + Send {
+        Guard::handle(self, event)
+    }
+}
+
 impl Guard {
     /// A guard deciding with the profiles of `config` and the registered CAs `cas` (learnt from `registry`,
     /// which refreshes them), with the settings' mode, periods and metric target, the system clock and stdout.

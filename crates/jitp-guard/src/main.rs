@@ -4,32 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jitp_guard::GuardSettings;
-use jitp_guard::judge::chain;
-use jitp_wiring::log::{Target, init_tracing};
-use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let var = |name: &str| std::env::var(name).ok();
-    init_tracing(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), Target::Stdout);
-    let guard = match init().await {
-        Ok(guard) => guard,
-        Err(e) => {
-            // Exiting before the first `next` request fails the init phase: Lambda reports it, and no connect is
-            // allowed by a guard that could not load what it checks.
-            tracing::error!(error = %chain(&e), "jitp-guard init failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    let run = lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| guard.handle(event)));
-    match run.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %chain(e.as_ref()), "lambda runtime stopped");
-            ExitCode::FAILURE
-        }
-    }
+    // A failed init exits before the first `next` request: Lambda reports the init error, and no connect is
+    // allowed by a guard that could not load what it checks.
+    jitp_wiring::lambda::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
 }
 
 async fn init() -> Result<jitp_guard::Guard, jitp_guard::GuardError> {

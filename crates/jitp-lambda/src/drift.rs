@@ -288,7 +288,7 @@ impl std::fmt::Debug for DriftHandler {
     }
 }
 
-impl crate::function::Function for DriftHandler {
+impl jitp_wiring::lambda::Function for DriftHandler {
     const NAME: &'static str = "jitp-drift";
     type Response = DriftResponse;
     type Error = DriftError;

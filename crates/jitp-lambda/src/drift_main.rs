@@ -9,7 +9,7 @@ use jitp_lambda::drift::{self, DriftSettings};
 #[tokio::main]
 async fn main() -> ExitCode {
     let var = |name: &str| std::env::var(name).ok();
-    jitp_lambda::function::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
+    jitp_wiring::lambda::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
 }
 
 async fn init() -> Result<drift::DriftHandler, jitp_wiring::Error> {

@@ -261,7 +261,7 @@ impl<'a> Trigger<'a> {
     }
 }
 
-impl crate::function::Function for Handler {
+impl jitp_wiring::lambda::Function for Handler {
     const NAME: &'static str = "jitp-lambda";
     type Response = Response;
     type Error = HandlerError;

@@ -12,7 +12,6 @@
 //! shard by shard under a read-only role, its totals written as CloudWatch metrics.
 
 pub mod drift;
-pub mod function;
 pub mod handler;
 pub mod settings;
 

@@ -8,7 +8,7 @@ use jitp_lambda::LambdaSettings;
 #[tokio::main]
 async fn main() -> ExitCode {
     let var = |name: &str| std::env::var(name).ok();
-    jitp_lambda::function::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
+    jitp_wiring::lambda::run(var("RUST_LOG").as_deref(), var("AWS_LAMBDA_LOG_LEVEL").as_deref(), init()).await
 }
 
 async fn init() -> Result<jitp_lambda::Handler, jitp_wiring::Error> {

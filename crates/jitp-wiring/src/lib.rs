@@ -4,7 +4,8 @@
 //! Features: `workflow` (on by default, off in the workspace's dependency entry) brings jitp-core and jitp-policy:
 //! the rules with their compiled templates, the policy context ([`aws::resolve`]) and the engine's settings
 //! (`Settings::workflow`). The connect guard goes without it: it loads jitp.toml as jitp-profile's `Config` through
-//! the same [`crl::Loadable`] load and refresh. `aws` brings the AWS SDK (jitp-aws) for the registry and S3 CRLs.
+//! the same [`crl::Loadable`] load and refresh. `aws` brings the AWS SDK (jitp-aws) for the registry and S3 CRLs;
+//! `lambda` the one `main` of every Lambda binary (`lambda::run` over the `lambda::Function` trait).
 //!
 //! - [`Settings`]: one settings type (clap `Args`), every knob a flag with its `JITP_*` variable, flattened into
 //!   each binary's own arguments. [`ConfigArgs`] (jitp.toml and its deployment overrides) and [`AwsArgs`] (the
@@ -24,6 +25,8 @@
 
 pub mod aws;
 pub mod crl;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod log;
 pub mod parse;
 pub mod registry;

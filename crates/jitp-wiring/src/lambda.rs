@@ -1,16 +1,15 @@
-//! The `main` of both Lambda binaries, written once: tracing as Lambda wants it, the binary's init (which reads
-//! its environment, in the binary), then the Runtime API loop over [`Function::handle`].
+//! The `main` of every Lambda binary, written once (feature `lambda`): tracing as Lambda wants it, the binary's init
+//! (which reads its environment, in the binary), then the Runtime API loop over [`Function::handle`].
 
 use std::future::Future;
 use std::process::ExitCode;
 
-use jitp_wiring::log::{Target, init_tracing};
+use crate::log::{Target, init_tracing};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
 
-/// A Lambda function of this crate: the provisioning [`crate::Handler`] and the drift report
-/// [`crate::drift::DriftHandler`].
+/// A Lambda function: jitp-lambda's provisioning `Handler` and drift report `DriftHandler`, jitp-guard's `Guard`.
 pub trait Function: Send + Sync {
     /// The binary's name, in its log lines.
     const NAME: &'static str;
@@ -26,10 +25,10 @@ pub trait Function: Send + Sync {
 /// Set up tracing (`rust_log` and `lambda_log_level`: the RUST_LOG and AWS_LAMBDA_LOG_LEVEL variables, which the
 /// binary reads), run `init`, then serve invocations until the runtime stops. A failed init is logged and ends
 /// the process with a failure, so that Lambda reports the init error instead of failing the first device.
-pub async fn run<F: Function>(
+pub async fn run<F: Function, E: std::error::Error + 'static>(
     rust_log: Option<&str>,
     lambda_log_level: Option<&str>,
-    init: impl Future<Output = Result<F, jitp_wiring::Error>>,
+    init: impl Future<Output = Result<F, E>>,
 ) -> ExitCode {
     init_tracing(rust_log, lambda_log_level, Target::Stdout);
     let function = match init.await {
