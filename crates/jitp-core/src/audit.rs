@@ -9,8 +9,6 @@
 //! binary without a recorder installed pays nothing).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -419,21 +417,8 @@ impl ReconcileRecord {
     }
 }
 
-/// Where audit lines go: one call per line, without its newline.
-pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// Standard output, one `write` per line so that concurrent lines never interleave. Every binary writes its
-/// audit lines here (the Lambda's reach CloudWatch Logs, whose metric filters match their fields).
-pub fn stdout() -> Sink {
-    Arc::new(|line: &str| {
-        let mut buf = String::with_capacity(line.len() + 1);
-        buf.push_str(line);
-        buf.push('\n');
-        let mut out = std::io::stdout().lock();
-        // Nowhere better to report a closed stdout.
-        let _ = out.write_all(buf.as_bytes()).and_then(|()| out.flush());
-    })
-}
+/// Where audit lines go, and standard output (jitp-pki's, shared with the guard's records).
+pub use jitp_pki::report::{Sink, stdout};
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,8 @@
 //!   invocation after it. At 500 connects a second a line per allow is cost without value; what is lost is at
 //!   most one period's counts when Lambda retires the sandbox.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -29,20 +29,8 @@ pub const STACK: &str = "Stack";
 /// The second dimension of `Refused`: the reason code.
 pub const REASON: &str = "reason";
 
-/// Where the lines go: one call per line (stdout in Lambda, whose log becomes CloudWatch Logs; a buffer in tests).
-pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
-
-/// Standard output, one `write` per line so that concurrent lines never interleave.
-pub fn stdout() -> Sink {
-    Arc::new(|line: &str| {
-        use std::io::Write as _;
-        let mut buf = String::with_capacity(line.len() + 1);
-        buf.push_str(line);
-        buf.push('\n');
-        // A closed stdout loses the line; the decision stands.
-        let _ = std::io::stdout().lock().write_all(buf.as_bytes());
-    })
-}
+/// Where the lines go, and standard output (jitp-pki's, shared with the provisioning audit lines).
+pub use jitp_pki::report::{Sink, stdout};
 
 /// Where the metrics go: namespace and the `Stack` dimension's value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -253,14 +253,7 @@ fn judge(
 ) -> Result<RenderedPolicy, Rejection> {
     check_json(rendered, document, template)?;
     let report = lint::lint_document(document, scope);
-    if report.has_errors() {
-        let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
-        return Err(reject!(
-            PolicyTooPermissive,
-            "the policy rendered from {template} is too permissive: {}",
-            first.join("; ")
-        ));
-    }
+    refuse_lint_errors(&report, template)?;
     let canonical = document.canonical().unwrap_or_default();
     Ok(RenderedPolicy { name, document: canonical, warnings: report.warnings().cloned().collect() })
 }
@@ -354,6 +347,15 @@ fn template_error(file: &Path, source: &str, e: &tera::Error) -> ConfigError {
     ConfigError::config(file, line, "template", message)
 }
 
+/// POLICY_TOO_PERMISSIVE naming the lint's first three errors, if the rendered policy has any.
+fn refuse_lint_errors(report: &lint::Report, template: &str) -> Result<(), Rejection> {
+    if !report.has_errors() {
+        return Ok(());
+    }
+    let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
+    Err(reject!(PolicyTooPermissive, "the policy rendered from {template} is too permissive: {}", first.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -378,14 +380,7 @@ mod tests {
             ));
         }
         let report = lint::lint(rendered, scope);
-        if report.has_errors() {
-            let first: Vec<String> = report.errors().take(3).map(|f| format!("[{}] {}", f.rule, f.message)).collect();
-            return Err(reject!(
-                PolicyTooPermissive,
-                "the policy rendered from {template} is too permissive: {}",
-                first.join("; ")
-            ));
-        }
+        refuse_lint_errors(&report, template)?;
         let document = serde_json::to_string(&value).unwrap_or_default();
         Ok(RenderedPolicy { name, document, warnings: report.warnings().cloned().collect() })
     }
